@@ -1,0 +1,48 @@
+// The expression language of step files: `${{ path.to.value }}` inside strings.
+//
+// A *view* is a JSON object whose top-level keys are the contexts (`inputs`, `env`, `job`,
+// `steps`, `step_dir`, `work_dir`, `output_file`, `export_file`, `run`, ...). An expression body
+// is trimmed and split on '.'; the first segment selects a context, the following ones index into
+// objects. There are no operators, literals or indexing brackets.
+//
+// Scanning (reference.md 2.1, with contract 4.2): `${{` opens, `}}` closes, nesting is tracked
+// and the outermost span is evaluated as one expression. `$${{` is an escape for a literal `${{`.
+// A `}}` outside any expression is plain text (so `{{.Name}}` works). An unclosed `${{` is an
+// error.
+//
+// Typing (reference.md 2.3): a string that is exactly one expression keeps the value's type;
+// anything else is rendered to text and concatenated (strings verbatim, other values as compact
+// JSON with sorted keys; integral numbers without ".0"; e.g. `{"color":"red","size":3}`).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "util/result.h"
+
+namespace sr::expr {
+
+using Value = nlohmann::json;
+
+/// True if `text` contains an expression opener `${{` that is not escaped as `$${{`.
+bool ContainsExpression(std::string_view text);
+
+/// Typed expansion: strings are expanded keeping the type of a single whole-string expression;
+/// objects and arrays are walked and every string leaf expanded (keys are not); numbers, bools
+/// and null pass through unchanged.
+Result<Value> Expand(const Value& value, const Value& view);
+
+/// String expansion: the result is always rendered to text.
+Result<std::string> ExpandString(std::string_view text, const Value& view);
+
+/// Renders a value the way interpolation does: strings verbatim, everything else compact JSON.
+std::string Render(const Value& value);
+
+/// Evaluates one expression body such as "steps.build.outputs.version" against the view.
+/// Errors (Go's wording): `<expr>: the "<key>" was not found`, and for digging into a non-object
+/// `<expr>: "<key>" is not map to get <key> key`-style messages.
+Result<Value> Evaluate(std::string_view body, const Value& view);
+
+}  // namespace sr::expr

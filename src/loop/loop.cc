@@ -1,0 +1,162 @@
+#include "loop/loop.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+namespace sr {
+namespace {
+// Tag used in epoll_event.data.u64 for the wake-up eventfd; watch ids start at 1.
+constexpr uint64_t kWakeTag = 0;
+}  // namespace
+
+Result<std::unique_ptr<EventLoop>> EventLoop::Create() {
+  std::unique_ptr<EventLoop> loop(new EventLoop());  // private constructor
+  loop->epoll_.Reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!loop->epoll_.valid()) return ErrnoError("epoll_create1", errno);
+  loop->wake_.Reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!loop->wake_.valid()) return ErrnoError("eventfd", errno);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWakeTag;
+  if (::epoll_ctl(loop->epoll_.get(), EPOLL_CTL_ADD, loop->wake_.get(), &ev) != 0) {
+    return ErrnoError("epoll_ctl", errno);
+  }
+  loop->loop_thread_ = std::this_thread::get_id();
+  return loop;
+}
+
+EventLoop::~EventLoop() = default;
+
+Result<EventLoop::WatchId> EventLoop::Watch(int fd, uint32_t events, FdCallback cb) {
+  WatchId id = next_watch_++;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = id;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+    return ErrnoError("epoll_ctl add fd " + std::to_string(fd), errno);
+  }
+  watches_[id] = Watched{fd, std::make_shared<FdCallback>(std::move(cb))};
+  return id;
+}
+
+void EventLoop::Unwatch(WatchId id) {
+  auto it = watches_.find(id);
+  if (it == watches_.end()) return;
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd, nullptr);
+  watches_.erase(it);
+}
+
+EventLoop::TimerId EventLoop::After(Duration delay, Callback cb) {
+  return At(Clock::now() + delay, std::move(cb));
+}
+
+EventLoop::TimerId EventLoop::At(Clock::time_point deadline, Callback cb) {
+  TimerId id = next_timer_++;
+  auto it = timers_.emplace(deadline, std::make_pair(id, std::move(cb)));
+  timer_index_[id] = it;
+  return id;
+}
+
+void EventLoop::CancelTimer(TimerId id) {
+  auto it = timer_index_.find(id);
+  if (it == timer_index_.end()) return;
+  timers_.erase(it->second);
+  timer_index_.erase(it);
+}
+
+void EventLoop::Post(Callback cb) {
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    posted_.push_back(std::move(cb));
+  }
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
+}
+
+void EventLoop::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    stop_requested_ = true;
+  }
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
+}
+
+bool EventLoop::InLoopThread() const { return std::this_thread::get_id() == loop_thread_; }
+
+void EventLoop::Run() {
+  RunUntil([] { return false; });
+}
+
+void EventLoop::RunUntil(const std::function<bool()>& done) {
+  loop_thread_ = std::this_thread::get_id();
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(posted_mu_);
+      if (stop_requested_) {
+        stop_requested_ = false;
+        return;
+      }
+    }
+    if (done()) return;
+    RunOnce();
+  }
+}
+
+int EventLoop::NextTimeoutMs() const {
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    if (!posted_.empty() || stop_requested_) return 0;
+  }
+  if (timers_.empty()) return -1;
+  auto wait = timers_.begin()->first - Clock::now();
+  if (wait <= Duration(0)) return 0;
+  // Round up so a timer never fires early and we do not spin on a sub-millisecond remainder.
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
+  return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+}
+
+void EventLoop::RunOnce() {
+  epoll_event events[64];
+  int n = ::epoll_wait(epoll_.get(), events, 64, NextTimeoutMs());
+  for (int i = 0; i < n; ++i) {
+    uint64_t tag = events[i].data.u64;
+    if (tag == kWakeTag) {
+      uint64_t count;
+      [[maybe_unused]] ssize_t r = ::read(wake_.get(), &count, sizeof count);
+      continue;
+    }
+    auto it = watches_.find(tag);
+    if (it == watches_.end()) continue;  // unwatched by an earlier callback in this batch
+    std::shared_ptr<FdCallback> cb = it->second.cb;  // keep alive if the callback unwatches
+    (*cb)(events[i].events);
+  }
+  FireDueTimers();
+  DrainPosted();
+}
+
+void EventLoop::FireDueTimers() {
+  auto now = Clock::now();
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    auto it = timers_.begin();
+    Callback cb = std::move(it->second.second);
+    timer_index_.erase(it->second.first);
+    timers_.erase(it);
+    cb();
+  }
+}
+
+void EventLoop::DrainPosted() {
+  std::vector<Callback> batch;
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    batch.swap(posted_);
+  }
+  for (auto& cb : batch) cb();
+}
+
+}  // namespace sr

@@ -1,0 +1,83 @@
+// The event loop every stage runs on: one thread, epoll, timers, and Post() for other threads.
+//
+// Everything that waits in step-runner — a child's exit, its output pipe, a grace period, a job
+// timeout, a signal on the CLI — is an fd or a timer registered here, so one thread can supervise
+// any number of jobs. Callbacks run on the loop thread and must not block.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "util/fd.h"
+#include "util/result.h"
+#include "util/time.h"
+
+namespace sr {
+
+class EventLoop {
+ public:
+  using FdCallback = std::function<void(uint32_t epoll_events)>;
+  using Callback = std::function<void()>;
+  using WatchId = uint64_t;
+  using TimerId = uint64_t;
+
+  static Result<std::unique_ptr<EventLoop>> Create();
+  ~EventLoop();
+
+  /// Calls `cb` on the loop thread whenever `fd` is ready for `events` (EPOLLIN, ...).
+  /// The fd is not owned; Unwatch before closing it.
+  Result<WatchId> Watch(int fd, uint32_t events, FdCallback cb);
+  void Unwatch(WatchId id);
+
+  /// Calls `cb` once after `delay` (0 = on the next turn). Returns an id for CancelTimer.
+  TimerId After(Duration delay, Callback cb);
+  /// Calls `cb` once at `deadline`.
+  TimerId At(Clock::time_point deadline, Callback cb);
+  /// Cancelling an unknown or already-fired timer is a no-op.
+  void CancelTimer(TimerId id);
+
+  /// Thread-safe: runs `cb` on the loop thread soon.
+  void Post(Callback cb);
+
+  /// Runs until Stop(). Returns at once if already stopped.
+  void Run();
+  /// Runs until `done()` is true (checked after every dispatched event) or Stop().
+  void RunUntil(const std::function<bool()>& done);
+  /// Thread-safe: makes Run()/RunUntil() return after the current callback.
+  void Stop();
+
+  bool InLoopThread() const;
+
+ private:
+  EventLoop() = default;
+  void RunOnce();
+  void DrainPosted();
+  int NextTimeoutMs() const;
+  void FireDueTimers();
+
+  UniqueFd epoll_;
+  UniqueFd wake_;  // eventfd: Post() and Stop() from other threads
+  struct Watched {
+    int fd;
+    std::shared_ptr<FdCallback> cb;
+  };
+  std::unordered_map<WatchId, Watched> watches_;
+  WatchId next_watch_ = 1;
+  std::multimap<Clock::time_point, std::pair<TimerId, Callback>> timers_;
+  std::unordered_map<TimerId, std::multimap<Clock::time_point, std::pair<TimerId, Callback>>::iterator>
+      timer_index_;
+  TimerId next_timer_ = 1;
+
+  mutable std::mutex posted_mu_;
+  std::vector<Callback> posted_;
+  bool stop_requested_ = false;  // guarded by posted_mu_
+  std::thread::id loop_thread_;
+};
+
+}  // namespace sr

@@ -1,0 +1,127 @@
+// Step text → parsed step. Reads the two-document step file format (reference.md section 1) and
+// the invocation lists of `ci` / `run`, strictly: an unknown key anywhere is an error naming the
+// key, the source and the line. Nothing here runs or expands anything; values that may contain
+// expressions are kept as written.
+//
+// Error messages look like `<source>:<line>:<col>: <what>`, e.g.
+//   `step.yml:7:5: unknown key "comand" in exec`
+//   `step.yml:3:13: input "n": default must be a number, got string`
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "util/result.h"
+#include "util/time.h"
+
+namespace sr::stepfile {
+
+using Value = nlohmann::json;
+
+/// Where a node was written. line/column are 1-based; 0 when unknown (e.g. synthesised items).
+struct Mark {
+  std::string source;  // file path, "<request>", "STEPS", ...
+  int line = 0;
+  int column = 0;
+  std::string ToString() const;  // "step.yml:7:5" (or just the source when line is 0)
+};
+
+enum class ValueType { kString, kNumber, kBoolean, kStruct, kArray };
+const char* ValueTypeName(ValueType t);  // "string", "number", "boolean", "struct", "array"
+/// The ValueType name of a JSON value ("string", "number", "boolean", "struct", "array", "null").
+std::string JsonTypeName(const Value& v);
+
+struct InputSpec {
+  ValueType type = ValueType::kString;
+  std::optional<Value> default_value;  // type-checked against `type` at parse time
+  bool sensitive = false;
+  std::string description;
+  Mark mark;
+};
+
+struct OutputSpec {
+  ValueType type = ValueType::kString;
+  std::optional<Value> default_value;
+  bool sensitive = false;
+  std::string description;
+  Mark mark;
+};
+
+struct Spec {
+  std::map<std::string, InputSpec> inputs;
+  std::map<std::string, OutputSpec> outputs;
+  bool delegate_outputs = false;  // `outputs: delegate`
+};
+
+/// A compiled `step:` reference (reference.md 1.5 / 1.6).
+struct Reference {
+  enum class Protocol { kLocal, kGit, kDist, kDynamic, kOci };
+  Protocol protocol = Protocol::kLocal;
+  std::string url;                // git: the clone URL; dynamic: the raw `${{ }}` text
+  std::vector<std::string> path;  // directory parts, e.g. {".", "tools", "lint"}, {"/", "opt"}
+  std::string filename = "step.yml";
+  std::string version;            // git revision
+  // oci: kept for the error message only (OCI is out of scope).
+  std::string registry, repository, tag;
+};
+
+/// Parses the short string form of a reference (reference.md 1.5, table of examples).
+Result<Reference> ParseShortReference(std::string_view text);
+
+/// Per-step cancel override (contract 4.7): `cancel: {signal: SIGINT, grace: 5s}`.
+struct CancelOverride {
+  std::optional<int> signal;     // parsed signal number
+  std::optional<Duration> grace; // may only shorten the job's remaining grace
+};
+
+/// One item of a `run:` (or `finally:` / `diagnose:`) list.
+struct Invocation {
+  std::string name;
+  Reference step;
+  std::map<std::string, Value> inputs;  // unexpanded; `script:` becomes inputs {script: ...}
+  std::map<std::string, std::string> env;
+  Mark mark;
+};
+
+struct Definition {
+  enum class Kind { kExec, kSequence };
+  Kind kind = Kind::kExec;
+  // exec
+  std::vector<std::string> command;
+  std::string work_dir;
+  // sequence
+  std::vector<Invocation> run;
+  std::vector<Invocation> finally;   // contract 4.7: run after `run:` whatever happened
+  std::vector<Invocation> diagnose;  // contract 4.10: started at the pre-deadline warning
+  std::optional<Duration> finally_timeout;
+  Value outputs = Value::object();   // sequence outputs, unexpanded
+  std::optional<std::string> delegate;
+  // both
+  std::map<std::string, std::string> env;
+  std::optional<CancelOverride> cancel;
+  Mark mark;
+};
+
+struct StepFile {
+  Spec spec;
+  Definition definition;
+  std::string source;  // the path it was read from, or a label such as "<request>"
+};
+
+/// Parses a full two-document step file. `source` names it in errors.
+Result<StepFile> ParseStepFile(std::string_view text, const std::string& source);
+
+/// Parses a YAML list of invocations (the `ci` command's STEPS, `run`'s synthesised item).
+/// Same strictness, but item names may be empty or contain '-' (reference 1.4 for `ci`).
+Result<std::vector<Invocation>> ParseInvocationList(std::string_view text,
+                                                    const std::string& source);
+
+/// Checks `value` against a declared type; error text like `declared number, got string`.
+Status CheckType(ValueType type, const Value& value);
+
+}  // namespace sr::stepfile
