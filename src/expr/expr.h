@@ -40,6 +40,9 @@ Result<std::string> ExpandString(std::string_view text, const Value& view);
 /// Renders a value the way interpolation does: strings verbatim, everything else compact JSON.
 std::string Render(const Value& value);
 
+/// Render(), appending to `out` (saves a copy when concatenating many pieces).
+void RenderTo(const Value& value, std::string& out);
+
 /// Evaluates one expression body such as "steps.build.outputs.version" against the view.
 /// Errors (Go's wording): `<expr>: the "<key>" was not found`, and for digging into a non-object
 /// `<expr>: "<key>" is not map to get <key> key`-style messages.

@@ -1,0 +1,90 @@
+// Leftmost-longest masking over a stream. Each secret runs its own KMP matcher over the bytes as
+// they arrive and records, for the position where a match starts, the longest secret found there.
+// A position is final once no secret can still be matching across it: the earliest start of a
+// match in progress is (end - state) for each secret, so everything before the minimum of those
+// is emitted, and the rest (shorter than the longest secret) is held for the next Feed().
+#include "expr/mask.h"
+
+#include <algorithm>
+
+namespace sr::expr {
+namespace {
+constexpr std::string_view kMasked = "[MASKED]";
+}  // namespace
+
+Masker::Masker(std::vector<std::string> secrets) {
+  std::sort(secrets.begin(), secrets.end());
+  secrets.erase(std::unique(secrets.begin(), secrets.end()), secrets.end());
+  for (auto& text : secrets) {
+    if (text.size() < kMinSecretLength) continue;
+    Secret s;
+    s.fail.assign(text.size(), 0);
+    for (size_t k = 1, b = 0; k < text.size(); ++k) {
+      while (b > 0 && text[k] != text[b]) b = s.fail[b - 1];
+      if (text[k] == text[b]) ++b;
+      s.fail[k] = b;
+    }
+    s.text = std::move(text);
+    secrets_.push_back(std::move(s));
+  }
+}
+
+std::string Masker::Feed(std::string_view chunk) {
+  if (secrets_.empty()) return std::string(chunk);
+  const size_t base = pending_.size();
+  pending_.append(chunk);
+  best_.resize(pending_.size(), 0);
+  for (size_t k = base; k < pending_.size(); ++k) {
+    const char c = pending_[k];
+    for (Secret& s : secrets_) {
+      size_t q = s.state;
+      while (q > 0 && s.text[q] != c) q = s.fail[q - 1];
+      if (s.text[q] == c) ++q;
+      if (q == s.text.size()) {
+        // A match starting before pending_ began lay inside an earlier, already masked match.
+        if (k + 1 >= q) best_[k + 1 - q] = std::max(best_[k + 1 - q], q);
+        q = s.fail[q - 1];
+      }
+      s.state = q;
+    }
+  }
+  size_t limit = pending_.size();
+  for (const Secret& s : secrets_) limit = std::min(limit, pending_.size() - s.state);
+  return Emit(limit);
+}
+
+std::string Masker::Flush() {
+  std::string out = Emit(pending_.size());
+  for (Secret& s : secrets_) s.state = 0;
+  return out;
+}
+
+// Emits the decided positions [0, limit): a match replaces its whole span (which may reach past
+// `limit`; that is still final, since a leftmost match is never displaced by later bytes).
+std::string Masker::Emit(size_t limit) {
+  std::string out;
+  size_t i = 0;
+  while (i < limit) {
+    if (best_[i] != 0) {
+      out += kMasked;
+      i += best_[i];
+      continue;
+    }
+    size_t j = i;
+    while (j < limit && best_[j] == 0) ++j;
+    out.append(pending_, i, j - i);
+    i = j;
+  }
+  pending_.erase(0, i);
+  best_.erase(best_.begin(), best_.begin() + static_cast<std::ptrdiff_t>(i));
+  return out;
+}
+
+std::string MaskAll(std::string_view text, const std::vector<std::string>& secrets) {
+  Masker masker(secrets);
+  std::string out = masker.Feed(text);
+  out += masker.Flush();
+  return out;
+}
+
+}  // namespace sr::expr
