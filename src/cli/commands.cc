@@ -1,0 +1,241 @@
+// Command registration: `run`, `ci`, `bootstrap`, `version` (and the service commands, which
+// register themselves in service_commands.cc).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "cli/cli.h"
+#include "cli/local_run.h"
+#include "util/fd.h"
+
+namespace sr::cli {
+
+int Fail(const std::string& message, int code) {
+  std::fprintf(stderr, "step-runner: %s\n", message.c_str());
+  return code;
+}
+
+namespace {
+
+// `--inputs n=3` gives a number and `b=true` a bool, as the Go runner's YAML pasting does.
+nlohmann::json TypedScalar(const std::string& text) {
+  if (text == "true") return true;
+  if (text == "false") return false;
+  if (text == "null" || text == "~") return nullptr;
+  if (!text.empty()) {
+    char* end = nullptr;
+    long long i = std::strtoll(text.c_str(), &end, 10);
+    if (*end == '\0') return i;
+    double d = std::strtod(text.c_str(), &end);
+    if (*end == '\0') return d;
+  }
+  return text;
+}
+
+Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::string>& items,
+                                                      const std::string& flag) {
+  std::map<std::string, std::string> out;
+  for (const auto& item : items) {
+    // Accept both repeated flags and Go's comma-separated `k=v,k2=v2`.
+    size_t start = 0;
+    while (start <= item.size()) {
+      size_t comma = item.find(',', start);
+      std::string kv = item.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      start = comma == std::string::npos ? item.size() + 1 : comma + 1;
+      if (kv.empty()) continue;
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return InvalidError(flag + ": expected KEY=VALUE, got \"" + kv + "\"");
+      }
+      out[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+  }
+  return out;
+}
+
+bool HasPrefix(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+
+std::string Cwd() {
+  std::error_code ec;
+  return std::filesystem::current_path(ec).string();
+}
+
+struct RunArgs {
+  std::string ref, file;
+  std::string git_url, git_rev, git_dir;
+  std::vector<std::string> inputs, env, job, masked_job;
+  RunFlags flags;
+};
+
+int RunCommand(const RunArgs& a) {
+  LocalRunRequest req;
+  req.flags = a.flags;
+  req.work_dir = Cwd();
+  req.default_results_file = "step-results.json";
+  auto inputs = ParsePairs(a.inputs, "--inputs");
+  auto env = ParsePairs(a.env, "--env");
+  auto job = ParsePairs(a.job, "--job");
+  auto masked = ParsePairs(a.masked_job, "--masked-job");
+  for (auto* r : {&inputs, &env, &job, &masked}) {
+    if (!r->ok()) return Fail(r->error().message, 2);
+  }
+  if (!a.file.empty()) {
+    if (!a.ref.empty() || !a.git_url.empty()) return Fail("give either -f FILE or a step reference", 2);
+    auto text = ReadFile(a.file);
+    if (!text.ok()) return Fail(text.error().message, 2);
+    auto parsed = stepfile::ParseStepFile(*text, a.file);
+    if (!parsed.ok()) return Fail(parsed.error().message, 2);
+    req.root = std::move(*parsed);
+    std::string dir = std::filesystem::path(a.file).parent_path().string();
+    req.root_step_dir = dir.empty() ? "." : dir;
+    for (const auto& [k, v] : *inputs) req.root_inputs[k] = TypedScalar(v);
+  } else {
+    stepfile::Invocation inv;
+    if (!a.ref.empty() && HasPrefix(a.ref, "step:")) {
+      auto list = stepfile::ParseInvocationList("- " + a.ref, "<command line>");
+      if (!list.ok()) return Fail(list.error().message, 2);
+      if (list->size() != 1) return Fail("expected one step", 2);
+      inv = (*list)[0];
+    } else if (!a.ref.empty()) {
+      auto ref = stepfile::ParseShortReference(a.ref);
+      if (!ref.ok()) return Fail(ref.error().message, 2);
+      inv.step = *ref;
+    } else if (!a.git_url.empty()) {
+      std::string yaml = "- step: {git: {url: \"" + a.git_url + "\", rev: \"" + a.git_rev + "\"" +
+                         (a.git_dir.empty() ? "" : ", dir: \"" + a.git_dir + "\"") + "}}";
+      auto list = stepfile::ParseInvocationList(yaml, "<command line>");
+      if (!list.ok()) return Fail(list.error().message, 2);
+      inv = (*list)[0];
+    } else {
+      return Fail("no step specified (give a reference, -f FILE or --git-url)", 2);
+    }
+    for (const auto& [k, v] : *inputs) inv.inputs[k] = TypedScalar(v);
+    for (const auto& [k, v] : *env) inv.env[k] = v;
+    req.root.source = "<command line>";
+    req.root.definition.kind = stepfile::Definition::Kind::kSequence;
+    req.root.definition.run.push_back(std::move(inv));
+    req.root_step_dir = "";
+  }
+  for (const auto& [k, v] : ProcessEnv()) {
+    if (HasPrefix(k, "CI_") || HasPrefix(k, "GITLAB_") || HasPrefix(k, "FF_") ||
+        HasPrefix(k, "DOCKER_ENV_")) {
+      continue;
+    }
+    req.env[k] = v;
+  }
+  if (!req.env.count("CI_STEPS_LOG_LEVEL")) req.env["CI_STEPS_LOG_LEVEL"] = "info";
+  if (!a.file.empty()) {
+    for (const auto& [k, v] : *env) req.env[k] = v;
+  }
+  req.job_vars = *job;
+  for (const auto& [k, v] : *masked) {
+    req.job_vars[k] = v;
+    req.secrets.push_back(v);
+  }
+  return RunLocally(std::move(req));
+}
+
+int CiCommand(const RunFlags& flags) {
+  const char* steps = std::getenv("STEPS");
+  if (steps == nullptr) return Fail("reading STEPS: environment variable STEPS is not set", 2);
+  LocalRunRequest req;
+  req.flags = flags;
+  auto list = stepfile::ParseInvocationList(steps, "STEPS");
+  if (!list.ok()) return Fail("compiling STEPS: " + list.error().message, 2);
+  req.root.source = "STEPS";
+  req.root.definition.kind = stepfile::Definition::Kind::kSequence;
+  req.root.definition.run = std::move(*list);
+  const char* project = std::getenv("CI_PROJECT_DIR");
+  req.work_dir = (project && *project) ? project : Cwd();
+  req.default_results_file = "step-results.json";
+  static const char* kKnownVars[] = {"HTTPS_PROXY", "HTTP_PROXY", "LANG",  "LC_ALL",    "LC_CTYPE",
+                                     "LOGNAME",     "NO_PROXY",   "PATH",  "SHELL",     "TERM",
+                                     "TMPDIR",      "TZ",         "USER",  "all_proxy", "http_proxy",
+                                     "https_proxy", "no_proxy"};
+  auto env = ProcessEnv();
+  for (const char* k : kKnownVars) {
+    if (env.count(k)) req.env[k] = env[k];
+  }
+  req.env["CI_STEPS_LOG_LEVEL"] = env.count("CI_STEPS_LOG_LEVEL") ? env["CI_STEPS_LOG_LEVEL"] : "info";
+  for (const auto& [k, v] : env) {
+    if (HasPrefix(k, "CI_") || HasPrefix(k, "GITLAB_") || HasPrefix(k, "DOCKER_")) req.job_vars[k] = v;
+  }
+  return RunLocally(std::move(req));
+}
+
+int BootstrapCommand(const std::string& dest) {
+  std::error_code ec;
+  std::filesystem::create_directories(dest, ec);
+  if (ec) return Fail("mkdir " + dest + ": " + ec.message(), 1);
+  if (!std::filesystem::is_directory(dest)) return Fail("mkdir " + dest + ": not a directory", 1);
+  auto self = ReadFile("/proc/self/exe");
+  if (!self.ok()) return Fail(self.error().message, 1);
+  std::string target = dest + "/step-runner";
+  std::string tmp = target + ".tmp";
+  Status w = WriteFile(tmp, *self, 0755);
+  if (!w.ok()) return Fail(w.error().message, 1);
+  ::chmod(tmp.c_str(), 0755);
+  if (::rename(tmp.c_str(), target.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return Fail("rename " + target + ": " + std::strerror(err), 1);
+  }
+  return 0;
+}
+
+bool EnvFlag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && (std::strcmp(v, "true") == 0 || std::strcmp(v, "1") == 0);
+}
+
+void AddRunFlags(CLI::App* cmd, RunFlags& f) {
+  cmd->add_option("--timeout", f.timeout, "job timeout, e.g. 10m (default: none)");
+  cmd->add_option("--grace", f.grace, "grace between the cancel signal and SIGKILL")->capture_default_str();
+  cmd->add_option("--warn-before", f.warn_before, "with --timeout: warn this long before the deadline");
+  cmd->add_option("--warn-signal", f.warn_signal, "signal sent at the warning, e.g. SIGUSR1");
+  cmd->add_option("--step-results-file", f.step_results_file, "write the result tree (JSON) here");
+  f.write_step_results = EnvFlag("CI_STEPS_DEBUG");
+  cmd->add_flag("--write-steps-results", f.write_step_results, "write step-results.json");
+}
+
+}  // namespace
+
+void RegisterServiceCommands(CLI::App& app, int& exit_code);
+
+void RegisterCommands(CLI::App& app, int& exit_code) {
+  app.set_version_flag("--version", std::string("step-runner ") + STEP_RUNNER_VERSION);
+  app.add_subcommand("version", "print the version")->callback([] {
+    std::printf("step-runner %s\n", STEP_RUNNER_VERSION);
+  });
+
+  auto run_args = std::make_shared<RunArgs>();
+  CLI::App* run = app.add_subcommand("run", "run a step (a reference, or -f FILE)");
+  run->add_option("ref", run_args->ref, "step reference: ./dir, dir/file.yml, url@rev, dist://...");
+  run->add_option("-f,--file", run_args->file, "a full two-document step file");
+  run->add_option("--git-url", run_args->git_url, "git repository of the step");
+  run->add_option("--git-rev", run_args->git_rev, "git revision");
+  run->add_option("--git-dir", run_args->git_dir, "directory of the step in the repository");
+  run->add_option("--inputs", run_args->inputs, "inputs k=v[,k=v]");
+  run->add_option("--env", run_args->env, "environment k=v[,k=v]");
+  run->add_option("--job", run_args->job, "job variables k=v[,k=v] (${{ job.k }})");
+  run->add_option("--masked-job", run_args->masked_job, "job variables whose values are masked");
+  AddRunFlags(run, run_args->flags);
+  run->callback([run_args, &exit_code] { exit_code = RunCommand(*run_args); });
+
+  auto ci_flags = std::make_shared<RunFlags>();
+  CLI::App* ci = app.add_subcommand("ci", "run the steps in the STEPS environment variable");
+  AddRunFlags(ci, *ci_flags);
+  ci->callback([ci_flags, &exit_code] { exit_code = CiCommand(*ci_flags); });
+
+  auto dest = std::make_shared<std::string>();
+  CLI::App* boot = app.add_subcommand("bootstrap", "copy this binary to DEST/step-runner");
+  boot->add_option("dest", *dest)->required();
+  boot->callback([dest, &exit_code] { exit_code = BootstrapCommand(*dest); });
+
+  RegisterServiceCommands(app, exit_code);
+}
+
+}  // namespace sr::cli

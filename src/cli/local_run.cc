@@ -1,0 +1,166 @@
+#include "cli/local_run.h"
+
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <csignal>
+#include <cstdio>
+
+#include "engine/engine.h"
+#include "loop/loop.h"
+#include "supervisor/supervisor.h"
+#include "util/fd.h"
+#include "util/signals.h"
+#include "util/tempdir.h"
+
+extern char** environ;
+
+namespace sr::cli {
+namespace {
+
+class StdioSink : public OutputSink {
+ public:
+  void Write(OutputStream stream, std::string_view bytes) override {
+    (void)WriteAll(stream == OutputStream::kStdout ? 1 : 2, bytes);
+  }
+};
+
+// A line on stderr when each step starts and ends; only when stderr is a terminal.
+class TerminalProgress : public Observer {
+ public:
+  void StepStarted(const std::string& name) override {
+    std::fprintf(stderr, "step-runner: ▶ %s\n", Label(name).c_str());
+  }
+  void StepFinished(const std::string& name, proto::StepResult::Status status,
+                    Duration took) override {
+    std::fprintf(stderr, "step-runner: %s %s (%s, %s)\n",
+                 status == proto::StepResult::success ? "✔" : "✘", Label(name).c_str(),
+                 proto::StepResult::Status_Name(status).c_str(),
+                 FormatDuration(std::chrono::duration_cast<std::chrono::milliseconds>(took)).c_str());
+  }
+
+ private:
+  static std::string Label(const std::string& name) { return name.empty() ? "(step)" : name; }
+};
+
+}  // namespace
+
+std::map<std::string, std::string> ProcessEnv() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv(*e);
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return env;
+}
+
+int RunLocally(LocalRunRequest req) {
+  auto grace = ParseDuration(req.flags.grace);
+  if (!grace.ok()) return Fail("--grace: " + grace.error().message, 2);
+  std::optional<Duration> timeout;
+  if (!req.flags.timeout.empty()) {
+    auto t = ParseDuration(req.flags.timeout);
+    if (!t.ok()) return Fail("--timeout: " + t.error().message, 2);
+    if (t->count() > 0) timeout = *t;
+  }
+  std::optional<Duration> warn_before;
+  int warn_signal = 0;
+  if (!req.flags.warn_before.empty()) {
+    auto w = ParseDuration(req.flags.warn_before);
+    if (!w.ok()) return Fail("--warn-before: " + w.error().message, 2);
+    if (!timeout) return Fail("--warn-before needs --timeout", 2);
+    if (*w >= *timeout) return Fail("--warn-before must be shorter than --timeout", 2);
+    warn_before = *w;
+  }
+  if (!req.flags.warn_signal.empty()) {
+    auto s = ParseSignal(req.flags.warn_signal);
+    if (!s.ok()) return Fail("--warn-signal: " + s.error().message, 2);
+    warn_signal = *s;
+  }
+
+  // Signals are consumed in one place, synchronously, through a signalfd on the loop.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  UniqueFd sigfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!sigfd.valid()) return Fail("signalfd: " + std::string(std::strerror(errno)), 1);
+
+  auto loop = EventLoop::Create();
+  if (!loop.ok()) return Fail(loop.error().message, 1);
+  auto sup = Supervisor::Create(**loop);
+  if (!sup.ok()) return Fail(sup.error().message, 1);
+  auto temp = TempDir::Create("step-runner-");
+  if (!temp.ok()) return Fail(temp.error().message, 1);
+
+  StdioSink sink;
+  TerminalProgress progress;
+  Engine engine(**loop, **sup, sink, ::isatty(2) ? &progress : nullptr);
+  CancelSource cancel;
+
+  RunOptions options;
+  options.work_dir = req.work_dir;
+  options.root_step_dir = req.root_step_dir;
+  options.base_env = req.env;
+  options.job_vars = req.job_vars;
+  options.secrets = req.secrets;
+  options.root_inputs = req.root_inputs;
+  options.grace = *grace;
+  options.temp_dir = temp->path();
+
+  int signals_seen = 0;
+  auto watch = (*loop)->Watch(sigfd.get(), EPOLLIN, [&](uint32_t) {
+    signalfd_siginfo info;
+    while (::read(sigfd.get(), &info, sizeof info) == sizeof info) {
+      ++signals_seen;
+      if (signals_seen == 1) {
+        std::fprintf(stderr,
+                     "step-runner: %s received: cancelling (grace %s); press Ctrl-C again to "
+                     "force\n",
+                     SignalName(static_cast<int>(info.ssi_signo)).c_str(),
+                     FormatDuration(*grace).c_str());
+        cancel.Cancel(CancelRequest{CancelReason::kRequested, false, *grace, {}, {}});
+      } else {
+        std::fprintf(stderr, "step-runner: second signal: killing every process now\n");
+        cancel.Cancel(CancelRequest{CancelReason::kRequested, true, Duration(0), {}, {}});
+      }
+    }
+  });
+  if (!watch.ok()) return Fail(watch.error().message, 1);
+  std::optional<EventLoop::TimerId> timeout_timer, warn_timer;
+  if (timeout) {
+    timeout_timer = (*loop)->After(*timeout, [&] {
+      std::fprintf(stderr, "step-runner: timed out after %s: cancelling\n",
+                   FormatDuration(*timeout).c_str());
+      cancel.Cancel(CancelRequest{CancelReason::kTimedOut, false, *grace, {}, {}});
+    });
+    if (warn_before) {
+      warn_timer = (*loop)->After(*timeout - *warn_before, [&] { engine.Warn(warn_signal); });
+    }
+  }
+
+  std::optional<RunOutcome> outcome;
+  StartTask<RunOutcome>(engine.Run(std::move(req.root), std::move(options), cancel),
+                        [&](RunOutcome o) { outcome = std::move(o); });
+  (*loop)->RunUntil([&] { return outcome.has_value(); });
+  if (timeout_timer) (*loop)->CancelTimer(*timeout_timer);
+  if (warn_timer) (*loop)->CancelTimer(*warn_timer);
+  (*loop)->Unwatch(*watch);
+  (*sup)->KillAll();
+
+  std::string results_file = req.flags.step_results_file;
+  if (results_file.empty() && req.flags.write_step_results) results_file = req.default_results_file;
+  if (!results_file.empty()) {
+    Status w = WriteFile(results_file, ResultToJson(outcome->result), 0640);
+    if (!w.ok()) std::fprintf(stderr, "step-runner: writing step results: %s\n", w.error().message.c_str());
+  }
+  if (outcome->error) return Fail(outcome->error->message, ExitCodeFor(outcome->error));
+  return 0;
+}
+
+}  // namespace sr::cli

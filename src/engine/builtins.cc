@@ -1,0 +1,74 @@
+// In-process built-in steps. They start no process, and notice a cancel at once (they wait on
+// the event loop, never in a blocking call).
+//   dist://sleep    input `duration` ("1s", "250ms"): waits, or ends as cancelled on a cancel
+//   dist://outputs  any inputs: they become the step's outputs unchanged
+#include "engine/internal.h"
+#include "engine/results.h"
+
+namespace sr::engine {
+namespace {
+
+LoadedStep WithSpec(const std::string& text, const std::string& source, BuiltinFn fn) {
+  auto file = stepfile::ParseStepFile(text, source);
+  LoadedStep step;
+  if (file.ok()) step.file = std::move(*file);  // the texts are ours; tests parse them
+  step.builtin = std::move(fn);
+  return step;
+}
+
+Task<StepOutcome> Sleep(Engine::State& st, Scope& caller, const json& inputs, ResultNode*) {
+  auto d = ParseDuration(inputs.value("duration", ""));
+  if (!d.ok()) co_return StepOutcome{true, d.error().Wrap("input \"duration\"")};
+  CancelSource& cancel = *caller.cancel;
+  EventLoop& loop = st.loop;
+  std::optional<EventLoop::TimerId> timer;
+  CancelSource::Subscription on_cancel;
+  bool cancelled = co_await AwaitCallback<bool>([&](std::function<void(bool)> resume) {
+    // Either the timer or the cancel resumes us; whichever comes first disarms the other.
+    auto done = std::make_shared<bool>(false);
+    timer = loop.After(*d, [resume, done] {
+      if (!*done) {
+        *done = true;
+        resume(false);
+      }
+    });
+    on_cancel = cancel.Subscribe([resume, done](const CancelRequest&) {
+      if (!*done) {
+        *done = true;
+        resume(true);
+      }
+    });
+  });
+  on_cancel = {};
+  if (timer) loop.CancelTimer(*timer);
+  if (cancelled) {
+    bool timed_out = cancel.current() && cancel.current()->reason == CancelReason::kTimedOut;
+    co_return StepOutcome{true, Error{timed_out ? Error::Kind::kTimedOut : Error::Kind::kCancelled,
+                                      timed_out ? "sleep: timed out" : "sleep: cancelled"}};
+  }
+  co_return StepOutcome{true, std::nullopt};
+}
+
+Task<StepOutcome> Outputs(Engine::State&, Scope&, const json& inputs, ResultNode* node) {
+  for (auto it = inputs.begin(); it != inputs.end(); ++it) {
+    (*node->result.mutable_outputs())[it.key()] = ToProtoValue(it.value());
+  }
+  co_return StepOutcome{true, std::nullopt};
+}
+
+}  // namespace
+
+std::optional<LoadedStep> FindBuiltin(const std::string& name) {
+  if (name == "sleep") {
+    return WithSpec("spec:\n  inputs:\n    duration: {type: string}\n---\nrun: []\n", "dist://sleep",
+                    Sleep);
+  }
+  if (name == "outputs") {
+    LoadedStep step = WithSpec("spec:\n  outputs: delegate\n---\nrun: []\n", "dist://outputs", Outputs);
+    step.any_inputs = true;
+    return step;
+  }
+  return std::nullopt;
+}
+
+}  // namespace sr::engine

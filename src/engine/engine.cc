@@ -1,0 +1,161 @@
+#include "engine/engine.h"
+
+#include "engine/internal.h"
+#include "engine/results.h"
+#include "expr/mask.h"
+
+namespace sr {
+
+using engine::json;
+
+Engine::Engine(EventLoop& loop, Supervisor& supervisor, OutputSink& sink, Observer* observer)
+    : state_(std::make_unique<State>(loop, supervisor, sink, observer)) {}
+
+Engine::~Engine() = default;
+
+json Engine::State::View(const engine::Scope& scope, const engine::Env& env) const {
+  json view = json::object();
+  view["inputs"] = scope.inputs;
+  view["env"] = env;
+  view["job"] = options.job_vars;
+  view["steps"] = scope.steps;
+  view["step_dir"] = scope.step_dir;
+  view["work_dir"] = options.work_dir;
+  view["run"] = scope.run;
+  return view;
+}
+
+std::string Engine::State::Mask(std::string_view text) const {
+  if (options.secrets.empty()) return std::string(text);
+  return expr::MaskAll(text, options.secrets);
+}
+
+void Engine::State::Log(const std::string& line) {
+  sink.Write(OutputStream::kStdout, Mask(line + "\n"));
+}
+
+namespace {
+// The termination record's closing log line: who ended on the signal, who needed SIGKILL.
+void LogTerminationSummary(Engine::State& st) {
+  auto t = engine::JobTermination(st);
+  if (!t) return;
+  int on_signal = 0, exited = 0;
+  std::string killed;
+  for (const auto& p : t->processes()) {
+    using E = proto::Termination::ProcessRecord;
+    if (p.ending() == E::ended_by_signal) ++on_signal;
+    if (p.ending() == E::exited) ++exited;
+    if (p.ending() == E::killed_after_grace || p.ending() == E::killed_forced) {
+      killed += (killed.empty() ? "" : ", ") + std::string("pid ") + std::to_string(p.pid()) +
+                " (" + p.command() + ")";
+    }
+  }
+  st.Log("step-runner: cancel finished: " + std::to_string(t->processes_size()) + " processes; " +
+         std::to_string(on_signal) + " ended on the signal, " + std::to_string(exited) +
+         " exited; " + (killed.empty() ? "none needed SIGKILL" : "needed SIGKILL: " + killed));
+}
+}  // namespace
+
+Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options, CancelSource& cancel) {
+  State& st = *state_;
+  st.options = std::move(options);
+  st.job_cancel = &cancel;
+  std::vector<std::string> git_env;
+  for (const auto& [k, v] : st.options.base_env) git_env.push_back(k + "=" + v);
+  // Never let git stop to ask for credentials on a terminal: a CI step has no one to answer.
+  git_env.push_back("GIT_TERMINAL_PROMPT=0");
+  st.git = std::make_unique<engine::GitCache>(st.sup, st.options.cache_dir, std::move(git_env));
+
+  engine::Scope top;
+  top.step_dir = st.options.root_step_dir;
+  top.ambient_env = st.options.base_env;
+  top.cancel = &cancel;
+  top.node = nullptr;
+  json inputs = json::object();
+  for (auto it = st.options.root_inputs.begin(); it != st.options.root_inputs.end(); ++it) {
+    auto decl = root.spec.inputs.find(it.key());
+    std::optional<Error> bad;
+    if (decl == root.spec.inputs.end()) {
+      bad = InvalidError("step does not accept input with name \"" + it.key() + "\"");
+    } else if (auto typed = stepfile::CheckType(decl->second.type, it.value()); !typed.ok()) {
+      bad = typed.error().Wrap("input \"" + it.key() + "\"");
+      bad->kind = Error::Kind::kInvalid;
+    }
+    if (bad) co_return RunOutcome{proto::StepResult(), bad};
+    inputs[it.key()] = it.value();
+  }
+  engine::LoadedStep step;
+  step.file = std::move(root);
+  step.dir = st.options.root_step_dir;
+  // The termination record's first log line: what the cancel is about to do.
+  CancelSource::Subscription announce = cancel.Subscribe([&st, this](const CancelRequest& r) {
+    size_t n = RunningPids().size();
+    if (r.forced) {
+      st.Log("step-runner: forced cancel (" + std::string(CancelReasonName(r.reason)) +
+             "): SIGKILL to " + std::to_string(n) + " processes");
+    } else {
+      st.Log("step-runner: cancelling (" + std::string(CancelReasonName(r.reason)) +
+             "): cancel signal to " + std::to_string(n) + " processes, grace " +
+             FormatDuration(r.grace));
+    }
+  });
+  engine::StepOutcome outcome =
+      co_await engine::RunStep(st, top, std::move(step), std::move(inputs), engine::Env(), &st.root);
+  announce = {};
+  if (st.pending_diagnose > 0) {
+    // Diagnose steps never outlive the job: kill what is left and wait for it.
+    std::set<CancelSource*> running = st.diagnose_cancels;
+    for (CancelSource* c : running) {
+      c->Cancel(CancelRequest{CancelReason::kTimedOut, true, Duration(0), {}, {}});
+    }
+    co_await AwaitCallback<bool>([&st](std::function<void(bool)> resume) {
+      if (st.pending_diagnose == 0) return resume(true);
+      st.on_diagnose_drained = [resume] { resume(true); };
+    });
+  }
+  if (cancel.requested()) LogTerminationSummary(st);
+  RunOutcome out;
+  out.result = Snapshot();
+  out.error = outcome.error;
+  if (out.error) out.error->message = st.Mask(out.error->message);
+  co_return out;
+}
+
+namespace {
+void MaskResult(const Engine::State& st, proto::StepResult* r) {
+  if (st.options.secrets.empty()) return;
+  for (auto& [k, v] : *r->mutable_env()) v = st.Mask(v);
+  for (auto& [k, v] : *r->mutable_exports()) v = st.Mask(v);
+  for (auto& [k, v] : *r->mutable_step()->mutable_env()) v = st.Mask(v);
+  for (auto& [k, v] : *r->mutable_outputs()) {
+    v = engine::ToProtoValue(json::parse(st.Mask(engine::FromProtoValue(v).dump())));
+  }
+  for (auto& [k, v] : *r->mutable_step()->mutable_inputs()) {
+    v = engine::ToProtoValue(json::parse(st.Mask(engine::FromProtoValue(v).dump())));
+  }
+  for (auto& c : *r->mutable_exec_result()->mutable_command()) c = st.Mask(c);
+  for (auto& sub : *r->mutable_sub_step_results()) MaskResult(st, &sub);
+}
+}  // namespace
+
+proto::StepResult Engine::Snapshot() const {
+  proto::StepResult r = state_->root.Snapshot();
+  MaskResult(*state_, &r);
+  return r;
+}
+
+std::vector<int> Engine::RunningPids() const {
+  std::vector<int> pids;
+  std::vector<const engine::ResultNode*> stack{&state_->root};
+  while (!stack.empty()) {
+    const engine::ResultNode* n = stack.back();
+    stack.pop_back();
+    if (n->tree && !n->tree->finished()) {
+      for (pid_t p : n->tree->Members()) pids.push_back(p);
+    }
+    for (const auto& c : n->children) stack.push_back(c.get());
+  }
+  return pids;
+}
+
+}  // namespace sr

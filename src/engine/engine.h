@@ -1,0 +1,110 @@
+// Parsed step → expanded invocation → supervised process → result. The engine runs one step file
+// (a "job" for the service, one `run`/`ci` invocation for the CLI) on the event loop, as a Task.
+//
+// It knows step semantics (reference.md sections 2–4, contract section 4) and nothing of gRPC or
+// the terminal: output goes to an OutputSink, progress to an optional Observer, and cancellation
+// arrives through the CancelSource the caller owns (Cancel, Close, timeout, Ctrl-C all look the
+// same here, except for their CancelReason).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "loop/loop.h"
+#include "loop/task.h"
+#include "proto/step.pb.h"
+#include "stepfile/stepfile.h"
+#include "supervisor/cancel.h"
+#include "supervisor/supervisor.h"
+#include "util/result.h"
+
+namespace sr {
+
+/// Receives every byte the job's steps print, plus the engine's own log lines.
+class OutputSink {
+ public:
+  virtual ~OutputSink() = default;
+  virtual void Write(OutputStream stream, std::string_view bytes) = 0;
+};
+
+/// Optional progress callbacks (the CLI prints a line per step on a terminal).
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  virtual void StepStarted(const std::string& /*name*/) {}
+  virtual void StepFinished(const std::string& /*name*/, proto::StepResult::Status /*status*/,
+                            Duration /*took*/) {}
+};
+
+struct RunOptions {
+  /// Job working directory: default for exec steps' work_dir, `${{ work_dir }}`.
+  std::string work_dir;
+  /// Directory relative references of the root resolve against ("" = process cwd).
+  std::string root_step_dir;
+  /// Layers 1–3 of the environment (reference.md 3.5): base env, log level, request env.
+  std::map<std::string, std::string> base_env;
+  /// `${{ job.X }}` values (strings). Never put into the process environment.
+  std::map<std::string, std::string> job_vars;
+  /// Values to replace by [MASKED] wherever the engine records or prints them.
+  std::vector<std::string> secrets;
+  /// Grace between the cancel signal and SIGKILL when a cancel request does not say otherwise.
+  Duration grace = std::chrono::seconds(30);
+  /// Inputs of the root step (`run -f FILE --inputs k=v`); checked against its spec.
+  nlohmann::json root_inputs = nlohmann::json::object();
+  /// Directory for per-step output/export files; must exist and outlive the run.
+  std::string temp_dir;
+  /// Where git-referenced steps are cached ("" = $TMPDIR/step-runner-cache).
+  std::string cache_dir;
+};
+
+/// The end of a run: the root StepResult (always present) and, unless it succeeded, the error
+/// whose kind says why (kFailed, kCancelled, kTimedOut, kInvalid, kInternal).
+struct RunOutcome {
+  proto::StepResult result;
+  std::optional<Error> error;
+};
+
+class Engine {
+ public:
+  Engine(EventLoop& loop, Supervisor& supervisor, OutputSink& sink, Observer* observer = nullptr);
+  ~Engine();
+
+  /// Runs the root step. `cancel` must outlive the task. Only one Run per Engine.
+  Task<RunOutcome> Run(stepfile::StepFile root, RunOptions options, CancelSource& cancel);
+
+  /// The result tree so far (running steps show `running` / `cancelling`), masked.
+  proto::StepResult Snapshot() const;
+
+  /// Pids of the processes of every running exec step (`${{ run.pids }}`).
+  std::vector<int> RunningPids() const;
+
+  /// Pre-deadline warning: sends `signo` (0 = none) to every process of every running exec step
+  /// and starts the `diagnose:` steps of the running sequences, with `${{ run.pids }}`.
+  void Warn(int signo);
+
+  /// The termination record: the cancel request (reason, forced, times, grace) and, for every
+  /// step a cancel reached, which process got which signal and how it ended. Unset when no
+  /// cancel or warning happened.
+  std::optional<proto::Termination> Termination() const;
+
+  struct State;  // internal
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+/// Exit code of `run`/`ci`/`client run --follow` for a run's outcome (contract section 5):
+/// 0 success, 1 step failed, 2 step-file/usage error, 124 timed out, 130 cancelled.
+int ExitCodeFor(const std::optional<Error>& error);
+
+/// Serialises a StepResult as step-results.json (protobuf JSON, lowerCamelCase field names).
+std::string ResultToJson(const proto::StepResult& result);
+
+}  // namespace sr

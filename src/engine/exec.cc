@@ -1,0 +1,221 @@
+// An exec step: expand its env, command and work dir, run it under the supervisor with its
+// output masked into the job's sink, then read its outputs and exports (reference.md 3.3).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "engine/internal.h"
+#include "engine/outputs.h"
+#include "engine/results.h"
+#include "expr/expr.h"
+#include "expr/mask.h"
+#include "util/fd.h"
+#include "util/signals.h"
+
+namespace sr::engine {
+namespace {
+
+// The per-step output and export files, removed when the step ends.
+class StepFiles {
+ public:
+  static Result<StepFiles> Create(const std::string& base) {
+    StepFiles f(base + ".out", base + ".env");
+    for (const auto* p : {&f.output_, &f.exports_}) {
+      UniqueFd fd(::open(p->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      if (!fd.valid()) return ErrnoError("creating " + *p, errno);
+    }
+    return f;
+  }
+  StepFiles(StepFiles&& o) noexcept : output_(std::move(o.output_)), exports_(std::move(o.exports_)) {
+    o.output_.clear();
+    o.exports_.clear();
+  }
+  ~StepFiles() {
+    if (!output_.empty()) ::unlink(output_.c_str());
+    if (!exports_.empty()) ::unlink(exports_.c_str());
+  }
+  const std::string& output() const { return output_; }
+  const std::string& exports() const { return exports_; }
+
+ private:
+  StepFiles(std::string o, std::string e) : output_(std::move(o)), exports_(std::move(e)) {}
+  std::string output_, exports_;
+};
+
+Result<std::string> ReadBounded(const std::string& path) {
+  auto text = ReadFile(path);
+  if (text.ok() && text->size() > kMaxOutputFileBytes) {
+    return FailedError("larger than " + std::to_string(kMaxOutputFileBytes) + " bytes");
+  }
+  return text;
+}
+
+// Reads outputs (validated against the spec, or delegated as a StepResult) and exports.
+Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, const StepFiles& files,
+                     ResultNode* node) {
+  auto out_text = ReadBounded(files.output());
+  if (!out_text.ok()) return FailedError("output file: " + out_text.error().message);
+  if (spec.delegate_outputs) {
+    proto::StepResult delegated;
+    auto parsed = google::protobuf::util::JsonStringToMessage(*out_text, &delegated);
+    if (!parsed.ok()) {
+      return FailedError("output file: delegate: reading output_file as a step result: " +
+                         std::string(parsed.message()));
+    }
+    *node->result.mutable_outputs() = delegated.outputs();
+  } else {
+    auto written = ParseJsonLines(*out_text);
+    if (!written.ok()) return written.error().Wrap("output file: read output file");
+    if (!spec.outputs.empty() || !written->empty()) {
+      auto valid = ValidateOutputs(spec, std::move(*written));
+      if (!valid.ok()) return valid.error().Wrap("output file: read output file");
+      for (const auto& [k, v] : *valid) {
+        (*node->result.mutable_outputs())[k] = ToProtoValue(v);
+        auto decl = spec.outputs.find(k);
+        if (decl != spec.outputs.end() && decl->second.sensitive && v.is_string()) {
+          st.options.secrets.push_back(v.get<std::string>());
+        }
+      }
+    }
+  }
+  auto exp_text = ReadBounded(files.exports());
+  if (!exp_text.ok()) return FailedError("export file: " + exp_text.error().message);
+  auto exported = ParseJsonLines(*exp_text);
+  if (!exported.ok()) return exported.error().Wrap("export file: read env file");
+  auto env = ExportsToEnv(*exported);
+  if (!env.ok()) return env.error().Wrap("export file");
+  for (const auto& [k, v] : *env) {
+    st.exports[k] = v;
+    (*node->result.mutable_exports())[k] = v;
+  }
+  return Ok();
+}
+
+Error CancelledError(const CancelSource& cancel, const std::string& what) {
+  bool timed_out = cancel.current() && cancel.current()->reason == CancelReason::kTimedOut;
+  return Error{timed_out ? Error::Kind::kTimedOut : Error::Kind::kCancelled,
+               timed_out ? what + " (timed out)" : what + " (cancelled)"};
+}
+
+}  // namespace
+
+Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& step,
+                          const json& inputs, Env env, ResultNode* node) {
+  const stepfile::Definition& def = step.file.definition;
+  Scope self;
+  self.step_dir = step.dir;
+  self.inputs = inputs;
+  self.run = caller.run;
+  json view = st.View(self, env);
+  Env def_env;
+  for (const auto& [k, raw] : def.env) {
+    auto v = expr::ExpandString(raw, view);
+    if (!v.ok()) co_return StepOutcome{true, v.error().Wrap("expand step env: env variable \"" + k + "\"")};
+    def_env[k] = *v;
+  }
+  for (const auto& [k, v] : def_env) env[k] = v;
+  for (const auto& [k, v] : env) (*node->result.mutable_env())[k] = v;
+
+  auto files = StepFiles::Create(st.options.temp_dir + "/step-" + std::to_string(++st.file_counter));
+  if (!files.ok()) co_return StepOutcome{true, files.error()};
+  view = st.View(self, env);
+  view["output_file"] = files->output();
+  view["export_file"] = files->exports();
+
+  ProcessSpec spec;
+  for (const auto& raw : def.command) {
+    auto arg = expr::ExpandString(raw, view);
+    if (!arg.ok()) {
+      co_return StepOutcome{true, arg.error().Wrap("exec: interpolate command argument \"" + raw + "\"")};
+    }
+    spec.argv.push_back(*arg);
+  }
+  auto work_dir = expr::ExpandString(def.work_dir, view);
+  if (!work_dir.ok()) {
+    co_return StepOutcome{true, work_dir.error().Wrap("exec: interpolate workdir \"" + def.work_dir + "\"")};
+  }
+  spec.work_dir = work_dir->empty() ? st.options.work_dir : *work_dir;
+  for (const auto& [k, v] : env) spec.env.push_back(k + "=" + v);
+  auto* exec_result = node->result.mutable_exec_result();
+  for (const auto& a : spec.argv) exec_result->add_command(a);
+  exec_result->set_work_dir(spec.work_dir);
+  exec_result->set_exit_code(-1);
+
+  CancelSource& cancel = *caller.cancel;
+  if (cancel.requested()) co_return StepOutcome{true, CancelledError(cancel, "exec: not started")};
+  st.Log("Running step \"" + node->result.step().name() + "\"");
+
+  // Output is masked per stream; a secret split across two writes is still caught.
+  auto out_mask = std::make_shared<expr::Masker>(st.options.secrets);
+  auto err_mask = std::make_shared<expr::Masker>(st.options.secrets);
+  OutputSink& sink = st.sink;
+  std::optional<Error> runner_error;
+  CancelSource::Subscription on_cancel;
+  TreeExit exit = co_await AwaitCallback<TreeExit>([&](std::function<void(TreeExit)> resume) {
+    auto tree = st.sup.Spawn(
+        spec,
+        [&sink, out_mask, err_mask](OutputStream s, std::string_view bytes) {
+          auto& m = s == OutputStream::kStdout ? *out_mask : *err_mask;
+          std::string masked = m.Feed(bytes);
+          if (!masked.empty()) sink.Write(s, masked);
+        },
+        [resume](TreeExit e) { resume(std::move(e)); });
+    if (!tree.ok()) {
+      runner_error = tree.error();
+      resume(TreeExit{});
+      return;
+    }
+    node->tree = *tree;
+    on_cancel = cancel.Subscribe([&def, node, t = *tree](const CancelRequest& r) {
+      node->result.set_status(proto::StepResult::cancelling);
+      if (r.forced) {
+        t->Kill();
+        return;
+      }
+      StopPolicy policy;
+      if (def.cancel && def.cancel->signal) policy.signal = *def.cancel->signal;
+      auto left = r.requested_at + r.grace - Clock::now();
+      policy.grace = std::max(Duration(0), std::chrono::duration_cast<Duration>(left));
+      if (def.cancel && def.cancel->grace) policy.grace = std::min(policy.grace, *def.cancel->grace);
+      t->Stop(policy);
+    });
+  });
+  on_cancel = {};
+  node->tree.reset();
+  for (auto [s, m] : {std::pair{OutputStream::kStdout, out_mask}, {OutputStream::kStderr, err_mask}}) {
+    std::string rest = m->Flush();
+    if (!rest.empty()) sink.Write(s, rest);
+  }
+  if (runner_error) co_return StepOutcome{true, runner_error->Wrap("exec")};
+  exec_result->set_exit_code(exit.exit_code);
+
+  if (exit.stop_requested) {
+    auto* term = node->result.mutable_termination();
+    if (const auto& req = cancel.current()) {
+      term->set_reason(static_cast<proto::Termination::Reason>(static_cast<int>(req->reason) + 1));
+      term->set_forced(req->forced);
+      *term->mutable_requested_time() = ToTimestamp(req->requested_wall);
+      term->mutable_grace()->set_seconds(req->grace.count() / 1000000000);
+      term->mutable_grace()->set_nanos(static_cast<int32_t>(req->grace.count() % 1000000000));
+    }
+    AddProcessRecords(exit.records, term);
+    std::string how = exit.term_signal ? "signal: " + SignalName(exit.term_signal)
+                                       : "exit status " + std::to_string(exit.exit_code);
+    co_return StepOutcome{true, CancelledError(cancel, "exec: " + how)};
+  }
+  if (exit.spawn_error) co_return StepOutcome{true, exit.spawn_error->Wrap("exec")};
+  if (exit.term_signal) {
+    co_return StepOutcome{true, FailedError("exec: signal: " + SignalName(exit.term_signal))};
+  }
+  if (exit.exit_code != 0) {
+    co_return StepOutcome{true, FailedError("exec: exit status " + std::to_string(exit.exit_code))};
+  }
+  Status read = ReadStepFiles(st, step.file.spec, *files, node);
+  if (!read.ok()) co_return StepOutcome{true, read.error()};
+  co_return StepOutcome{true, std::nullopt};
+}
+
+}  // namespace sr::engine

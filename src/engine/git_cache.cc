@@ -1,0 +1,125 @@
+#include "engine/git_cache.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <cstdio>
+#include <filesystem>
+
+#include "engine/command.h"
+#include "util/tempdir.h"
+
+namespace sr::engine {
+namespace {
+
+// A file-system-safe name for a URL: keep [A-Za-z0-9._-], escape the rest as _XX.
+std::string Escape(const std::string& url) {
+  std::string out;
+  for (unsigned char c : url) {
+    if (std::isalnum(c) || c == '.' || c == '-') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "_%02x", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+bool Exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+GitCache::GitCache(Supervisor& sup, std::string dir, std::vector<std::string> env)
+    : sup_(sup), dir_(dir.empty() ? TempBase() + "/step-runner-cache" : std::move(dir)),
+      env_(std::move(env)) {}
+
+Task<Result<std::string>> GitCache::Git(std::vector<std::string> args, CancelSource* cancel,
+                                        std::string extra_env) {
+  ProcessSpec spec;
+  spec.argv = {"git"};
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.env = env_;
+  if (!extra_env.empty()) spec.env.push_back(extra_env);
+  auto run = co_await RunCommand(sup_, spec, cancel);
+  if (!run.ok()) co_return run.error();
+  if (run->exit.spawn_error) co_return run->exit.spawn_error->Wrap("git");
+  if (run->exit.exit_code != 0) {
+    std::string out = run->output;
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+    co_return FailedError("git " + args[args.size() > 2 ? 2 : 0] + ": " + out);
+  }
+  co_return std::move(run->output);
+}
+
+Task<Result<std::string>> GitCache::Checkout(std::string url, std::string rev,
+                                              CancelSource* cancel) {
+  auto fail = [](const std::string& m) { return FailedError("fetching git step: " + m); };
+  // Option-like values would be read by git as flags (e.g. --upload-pack=...): refuse them.
+  if (url.empty() || url[0] == '-') co_return fail("invalid repository URL \"" + url + "\"");
+  if (rev.empty() || rev[0] == '-' || rev == ".git" || rev.find("..") != std::string::npos) {
+    co_return fail("invalid version \"" + rev + "\"");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) co_return fail("creating cache " + dir_ + ": " + ec.message());
+  const std::string repo_dir = dir_ + "/" + Escape(url);
+  const std::string bare = repo_dir + "/.git";
+  if (!Exists(bare)) {
+    std::filesystem::create_directories(repo_dir, ec);
+    auto tmp = TempDir::Create(".clone-", repo_dir);
+    if (!tmp.ok()) co_return tmp.error();
+    const std::vector<std::string> clone{"clone", "--quiet", "--bare", "--", url, tmp->path()};
+    auto cloned = co_await Git(clone, cancel);
+    if (!cloned.ok()) co_return cloned.error().Wrap("fetching git step");
+    if (::rename(tmp->path().c_str(), bare.c_str()) != 0 && !Exists(bare)) {
+      co_return fail("rename into cache: " + std::string(std::strerror(errno)));
+    }
+  }
+  // GCC 12 miscompiles braced lists inside co_await expressions: build argument lists first.
+  const std::vector<std::string> resolve{"--git-dir", bare, "rev-parse", "--verify", "--quiet",
+                                         "--end-of-options", rev + "^{commit}"};
+  auto commit = co_await Git(resolve, cancel);
+  if (!commit.ok()) {
+    const std::vector<std::string> fetch{"--git-dir", bare,     "fetch",  "--quiet", "--force",
+                                         "--tags",    "--", "origin", "+refs/heads/*:refs/heads/*"};
+    auto fetched = co_await Git(fetch, cancel);
+    if (!fetched.ok()) co_return fetched.error().Wrap("fetching git step");
+    commit = co_await Git(resolve, cancel);
+    if (!commit.ok()) co_return fail("cannot find version \"" + rev + "\"");
+  }
+  std::string hash = *commit;
+  while (!hash.empty() && (hash.back() == '\n' || hash.back() == ' ')) hash.pop_back();
+  // A short hash must have at least 8 characters, as in the Go runner.
+  if (rev.size() < 8 && hash.rfind(rev, 0) == 0 && rev != hash) {
+    const std::vector<std::string> show{"--git-dir", bare, "show-ref", "--", rev};
+    auto shown = co_await Git(show, cancel);
+    bool is_ref = shown.ok();
+    if (!is_ref) co_return fail("cannot find version \"" + rev + "\"");
+  }
+  const std::string tree_dir = repo_dir + "/" + hash;
+  if (Exists(tree_dir)) co_return tree_dir;
+  auto tmp = TempDir::Create(".tree-", repo_dir);
+  if (!tmp.ok()) co_return tmp.error();
+  // A private index file: the shared bare repository's own index is never touched, so two
+  // checkouts of different commits can run side by side.
+  const std::string index = tmp->path() + ".index";
+  const std::vector<std::string> checkout{"--git-dir", bare,    "--work-tree", tmp->path(), "checkout",
+                                          "--quiet",   "--force", hash,         "--",        "."};
+  auto out = co_await Git(checkout, cancel, "GIT_INDEX_FILE=" + index);
+  ::unlink(index.c_str());
+  if (!out.ok()) co_return out.error().Wrap("fetching git step");
+  if (::rename(tmp->path().c_str(), tree_dir.c_str()) != 0 && !Exists(tree_dir)) {
+    co_return fail("rename into cache: " + std::string(std::strerror(errno)));
+  }
+  co_return tree_dir;
+}
+
+}  // namespace sr::engine

@@ -1,0 +1,31 @@
+// Git-referenced steps: a bare clone per repository under the cache directory, and one extracted
+// tree per commit (reused). Everything runs `git` under the supervisor, so a cancel stops it.
+#pragma once
+
+#include <string>
+
+#include "loop/task.h"
+#include "supervisor/cancel.h"
+#include "supervisor/supervisor.h"
+#include "util/result.h"
+
+namespace sr::engine {
+
+class GitCache {
+ public:
+  /// `dir` "" = $TMPDIR/step-runner-cache. `env` is the environment git runs with.
+  GitCache(Supervisor& sup, std::string dir, std::vector<std::string> env);
+
+  /// Returns the directory of a checkout of `url` at `rev` (a tag, branch, or commit hash
+  /// prefix of at least 8 characters). Errors start with "fetching git step: ".
+  Task<Result<std::string>> Checkout(std::string url, std::string rev, CancelSource* cancel);
+
+ private:
+  Task<Result<std::string>> Git(std::vector<std::string> args, CancelSource* cancel,
+                                std::string extra_env = "");
+  Supervisor& sup_;
+  std::string dir_;
+  std::vector<std::string> env_;
+};
+
+}  // namespace sr::engine

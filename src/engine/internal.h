@@ -1,0 +1,131 @@
+// Engine internals shared by the step kinds. Not part of the public API (see engine.h).
+#pragma once
+
+#include <map>
+#include <set>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/engine.h"
+#include "engine/git_cache.h"
+
+namespace sr::engine {
+
+using json = nlohmann::json;
+using Env = std::map<std::string, std::string>;
+
+/// `base` with every entry of `top` on top of it.
+inline Env Overlay(Env base, const Env& top) {
+  for (const auto& [k, v] : top) base[k] = v;
+  return base;
+}
+
+/// One node of the live result tree. Children are kept apart from the proto so a snapshot can
+/// be taken at any moment while steps are still appending.
+struct ResultNode {
+  proto::StepResult result;  // sub_step_results stays empty here
+  std::vector<std::unique_ptr<ResultNode>> children;
+  std::shared_ptr<ProcessTree> tree;  // set while an exec step's processes run
+  ResultNode* Add() {
+    children.push_back(std::make_unique<ResultNode>());
+    return children.back().get();
+  }
+  proto::StepResult Snapshot() const;
+};
+
+struct Scope;
+struct StepOutcome;
+
+/// An in-process built-in step (dist://sleep, dist://outputs): runs on the loop, cancel-aware.
+using BuiltinFn = std::function<Task<StepOutcome>(Engine::State&, Scope&, const nlohmann::json&,
+                                                  ResultNode*)>;
+
+/// A step file ready to run, with the directory its relative references resolve against.
+struct LoadedStep {
+  stepfile::StepFile file;
+  std::string dir;
+  BuiltinFn builtin;         // set for in-process builtins; `file` then only carries the spec
+  bool any_inputs = false;   // the builtin accepts inputs of any name and type
+};
+
+/// What a running sequence hands to the invocations in it: their callers' view of the world.
+struct Scope {
+  std::string step_dir;     // directory of the sequence's file
+  Env ambient_env;          // base env + every enclosing invocation/definition env (no exports)
+  json inputs = json::object();
+  json steps = json::object();  // earlier siblings: {name: {outputs: {...}}}
+  CancelSource* cancel = nullptr;
+  ResultNode* node = nullptr;   // the sequence's own result node
+  json run = json::object();    // `${{ run.* }}` (status, termination) for finally steps
+  const stepfile::Definition* definition = nullptr;  // the sequence (diagnose steps live here)
+};
+
+/// How one step ended.
+struct StepOutcome {
+  bool has_result = false;  // false when loading failed before the step started
+  std::optional<Error> error;
+  ResultNode* node = nullptr;  // the invocation's result node, when it has one
+};
+
+}  // namespace sr::engine
+
+namespace sr {
+
+struct Engine::State {
+  State(EventLoop& l, Supervisor& s, OutputSink& o, Observer* obs)
+      : loop(l), sup(s), sink(o), observer(obs) {}
+  EventLoop& loop;
+  Supervisor& sup;
+  OutputSink& sink;
+  Observer* observer;
+  RunOptions options;
+  CancelSource* job_cancel = nullptr;
+  engine::Env exports;  // job-global, every later step sees them (contract 4.4)
+  engine::ResultNode root;
+  int file_counter = 0;
+  std::unique_ptr<engine::GitCache> git;
+  std::vector<engine::Scope*> running_sequences;  // innermost last, for diagnose steps
+  int pending_diagnose = 0;                        // diagnose lists still running
+  std::set<CancelSource*> diagnose_cancels;        // their cancel sources, while they run
+  std::function<void()> on_diagnose_drained;       // called when pending_diagnose drops to 0
+  std::optional<std::chrono::system_clock::time_point> warned_at;
+
+  /// The view an expression sees: contexts of reference.md 2.2 plus `run`.
+  nlohmann::json View(const engine::Scope& scope, const engine::Env& env) const;
+  /// Replaces secrets by [MASKED].
+  std::string Mask(std::string_view text) const;
+  void Log(const std::string& line);  // an engine line on the job's stdout
+};
+
+namespace engine {
+/// Runs one invocation of a sequence: load, check and expand inputs, run, record.
+/// The result node is added under caller.node once the step is loaded.
+Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile::Invocation& inv);
+/// Runs a loaded step with its expanded inputs in an environment.
+Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, json inputs,
+                          Env invocation_env, ResultNode* node);
+Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& step,
+                          const json& inputs, Env env, ResultNode* node);
+Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep& step,
+                              const json& inputs, Env env, ResultNode* node);
+/// Runs a list of invocations under `scope`; `keep_going` runs every one even after a failure
+/// (cleanup and diagnose lists). Returns the first error.
+Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
+                                   const std::vector<stepfile::Invocation>& list, bool keep_going);
+/// Starts the `diagnose:` lists of the running sequences (pre-deadline warning).
+void StartDiagnose(Engine::State& st);
+/// The job's termination record so far: the cancel request plus every step's process records.
+std::optional<proto::Termination> JobTermination(const Engine::State& st);
+/// The termination record as a `${{ run.termination }}` value.
+json TerminationValue(const Engine::State& st);
+/// The in-process builtin named `name` (path after dist://), if there is one.
+std::optional<LoadedStep> FindBuiltin(const std::string& name);
+/// Loads the step an invocation references (local, dist, git, dynamic).
+Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
+                                       stepfile::Reference ref, json caller_view);
+}  // namespace engine
+
+}  // namespace sr

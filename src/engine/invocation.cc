@@ -1,0 +1,122 @@
+// Running one invocation: load the referenced step, check and expand its inputs and env in the
+// caller's view, then run it and record the result (reference.md 3.2, contract 4.6).
+#include "engine/internal.h"
+#include "engine/results.h"
+#include "expr/expr.h"
+
+namespace sr::engine {
+namespace {
+
+// An error keeps its kind unless it is a plain load failure (then the step failed).
+Error LoadError(const std::string& name, const Error& e) {
+  return e.Wrap("step \"" + name + "\": failed to load");
+}
+
+}  // namespace
+
+Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile::Invocation& inv) {
+  const Env caller_env = Overlay(caller.ambient_env, st.exports);
+  const json view = st.View(caller, caller_env);
+
+  auto loaded = co_await LoadReference(st, caller, inv.step, view);
+  if (!loaded.ok()) co_return StepOutcome{false, LoadError(inv.name, loaded.error())};
+  const stepfile::Spec& spec = loaded->file.spec;
+
+  json inputs = json::object();
+  for (const auto& [name, raw] : inv.inputs) {
+    auto decl = spec.inputs.find(name);
+    if (loaded->any_inputs) {
+      auto value = expr::Expand(raw, view);
+      if (!value.ok()) {
+        co_return StepOutcome{
+            false, LoadError(inv.name, value.error().Wrap("expand input \"" + name + "\""))};
+      }
+      inputs[name] = std::move(*value);
+      continue;
+    }
+    if (decl == spec.inputs.end()) {
+      co_return StepOutcome{
+          false, LoadError(inv.name, FailedError("step does not accept input with name \"" +
+                                                 name + "\""))};
+    }
+    auto value = expr::Expand(raw, view);
+    if (!value.ok()) {
+      co_return StepOutcome{false,
+                            LoadError(inv.name, value.error().Wrap("expand input \"" + name + "\""))};
+    }
+    auto typed = stepfile::CheckType(decl->second.type, *value);
+    if (!typed.ok()) {
+      co_return StepOutcome{false, LoadError(inv.name, typed.error().Wrap("input \"" + name + "\""))};
+    }
+    inputs[name] = std::move(*value);
+  }
+  for (const auto& [name, decl] : spec.inputs) {
+    if (decl.sensitive && inputs.contains(name) && inputs[name].is_string()) {
+      st.options.secrets.push_back(inputs[name].get<std::string>());
+    }
+  }
+  Env inv_env;
+  for (const auto& [k, raw] : inv.env) {
+    auto value = expr::ExpandString(raw, view);
+    if (!value.ok()) {
+      co_return StepOutcome{false, LoadError(inv.name, value.error().Wrap("env \"" + k + "\""))};
+    }
+    inv_env[k] = *value;
+  }
+
+  ResultNode* node = caller.node->Add();
+  proto::Step* step = node->result.mutable_step();
+  step->set_name(inv.name);
+  *step->mutable_step() = ToProtoReference(inv.step);
+  for (auto it = inputs.begin(); it != inputs.end(); ++it) {
+    (*step->mutable_inputs())[it.key()] = ToProtoValue(it.value());
+  }
+  for (const auto& [k, v] : inv_env) (*step->mutable_env())[k] = v;
+
+  if (st.observer) st.observer->StepStarted(inv.name);
+  auto started = Clock::now();
+  StepOutcome out =
+      co_await RunStep(st, caller, std::move(*loaded), std::move(inputs), std::move(inv_env), node);
+  if (st.observer) st.observer->StepFinished(inv.name, node->result.status(), Clock::now() - started);
+  if (out.error) out.error = out.error->Wrap("step \"" + inv.name + "\"");
+  out.has_result = true;
+  out.node = node;
+  co_return out;
+}
+
+Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, json inputs,
+                          Env invocation_env, ResultNode* node) {
+  for (const auto& [name, decl] : step.file.spec.inputs) {
+    if (inputs.contains(name)) continue;
+    if (!decl.default_value) {
+      co_return StepOutcome{false, InvalidError("input \"" + name + "\" required, but not defined")};
+    }
+    inputs[name] = *decl.default_value;  // defaults are never expanded
+  }
+  *node->result.mutable_specdefinition() = ToProtoSpecDefinition(step.file);
+  node->result.set_status(proto::StepResult::running);
+  const Env env = Overlay(Overlay(caller.ambient_env, st.exports), invocation_env);
+  StepOutcome out;
+  if (step.builtin) {
+    out = co_await step.builtin(st, caller, inputs, node);
+  } else if (step.file.definition.kind == stepfile::Definition::Kind::kExec) {
+    out = co_await RunExec(st, caller, step, inputs, env, node);
+  } else {
+    // Children see the invocation env as ambient env, under later exports (contract 4.4).
+    Scope sequence_caller = caller;
+    sequence_caller.ambient_env = Overlay(caller.ambient_env, invocation_env);
+    out = co_await RunSequence(st, sequence_caller, step, inputs, env, node);
+  }
+  if (!out.error) {
+    node->result.set_status(proto::StepResult::success);
+  } else if (out.error->kind == Error::Kind::kCancelled ||
+             out.error->kind == Error::Kind::kTimedOut) {
+    node->result.set_status(proto::StepResult::cancelled);
+  } else {
+    node->result.set_status(proto::StepResult::failure);
+  }
+  out.has_result = true;
+  co_return out;
+}
+
+}  // namespace sr::engine

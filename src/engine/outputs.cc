@@ -1,0 +1,103 @@
+#include "engine/outputs.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace sr::engine {
+namespace {
+
+using json = nlohmann::json;
+
+std::string LineError(size_t line, const std::string& what) {
+  return "failed to unmarshal JSON at line " + std::to_string(line) + ": " + what;
+}
+
+// Go prints export numbers in plain decimal without an exponent.
+std::string PlainNumber(const json& v) {
+  if (v.is_number_integer()) return v.dump();
+  double d = v.get<double>();
+  if (std::floor(d) == d && std::fabs(d) < 1e300) {
+    char buf[400];
+    std::snprintf(buf, sizeof buf, "%.0f", d);
+    return buf;
+  }
+  std::string s = json(d).dump();
+  return s;
+}
+
+}  // namespace
+
+Result<std::map<std::string, json>> ParseJsonLines(std::string_view text) {
+  std::map<std::string, json> out;
+  size_t line_no = 0;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    ++line_no;
+    if (line.empty() || line == "\r") continue;
+    json obj = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+    if (obj.is_discarded()) return FailedError(LineError(line_no, "invalid JSON"));
+    if (!obj.is_object()) return FailedError(LineError(line_no, "not a JSON object"));
+    auto name = obj.find("name");
+    if (name == obj.end()) return FailedError(LineError(line_no, "\"name\" field is missing"));
+    if (name->is_null()) return FailedError(LineError(line_no, "\"name\" value is null"));
+    if (!name->is_string()) return FailedError(LineError(line_no, "\"name\" must be a string"));
+    if (name->get<std::string>().empty()) {
+      return FailedError(LineError(line_no, "\"name\" value is empty"));
+    }
+    auto value = obj.find("value");
+    if (value == obj.end()) return FailedError(LineError(line_no, "\"value\" field is missing"));
+    if (value->is_null()) return FailedError(LineError(line_no, "\"value\" value is null"));
+    out[name->get<std::string>()] = *value;
+  }
+  return out;
+}
+
+Result<std::map<std::string, json>> ValidateOutputs(const stepfile::Spec& spec,
+                                                    std::map<std::string, json> written) {
+  for (auto& [name, value] : written) {
+    auto it = spec.outputs.find(name);
+    if (it == spec.outputs.end()) {
+      return FailedError("key \"" + name +
+                         "\": unexpected output, remove from step outputs or define in step "
+                         "specification");
+    }
+    std::string got = stepfile::JsonTypeName(value);
+    std::string want = stepfile::ValueTypeName(it->second.type);
+    if (got != want) {
+      return FailedError("key \"" + name + "\": mismatched types, declared as \"" + want +
+                         "\" in step specification and received from step as type \"" + got +
+                         "\"");
+    }
+  }
+  for (auto& [name, decl] : spec.outputs) {
+    if (written.count(name)) continue;
+    if (!decl.default_value) {
+      return FailedError("key \"" + name +
+                         "\": missing output, add to step outputs or remove from step "
+                         "specification");
+    }
+    written[name] = *decl.default_value;
+  }
+  return written;
+}
+
+Result<std::map<std::string, std::string>> ExportsToEnv(const std::map<std::string, json>& exports) {
+  std::map<std::string, std::string> env;
+  for (auto& [name, value] : exports) {
+    if (value.is_string()) {
+      env[name] = value.get<std::string>();
+    } else if (value.is_number()) {
+      env[name] = PlainNumber(value);
+    } else if (value.is_boolean()) {
+      env[name] = value.get<bool>() ? "true" : "false";
+    } else {
+      return FailedError("read env file: key \"" + name + "\": cannot convert value type \"" +
+                         stepfile::JsonTypeName(value) + "\" to string");
+    }
+  }
+  return env;
+}
+
+}  // namespace sr::engine

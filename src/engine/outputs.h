@@ -1,0 +1,31 @@
+// The per-step output and export files: JSON Lines, one {"name": ..., "value": ...} per line
+// (reference.md 3.6, 3.7).
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "stepfile/stepfile.h"
+#include "util/result.h"
+
+namespace sr::engine {
+
+/// Parses JSON Lines into name → value (duplicate names: last wins). Errors name the line:
+/// `failed to unmarshal JSON at line 3: "name" field is missing`.
+Result<std::map<std::string, nlohmann::json>> ParseJsonLines(std::string_view text);
+
+/// Checks outputs against the spec (declared names, exact types, defaults for missing ones).
+Result<std::map<std::string, nlohmann::json>> ValidateOutputs(
+    const stepfile::Spec& spec, std::map<std::string, nlohmann::json> written);
+
+/// Converts export values to strings (numbers plain, bools true/false; structs are errors).
+Result<std::map<std::string, std::string>> ExportsToEnv(
+    const std::map<std::string, nlohmann::json>& exports);
+
+/// Largest output/export file read (bytes); a bigger file is an error, not a hang.
+constexpr size_t kMaxOutputFileBytes = 64 << 20;
+
+}  // namespace sr::engine

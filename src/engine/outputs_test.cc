@@ -1,0 +1,78 @@
+#include "engine/outputs.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace sr::engine {
+namespace {
+
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+TEST(JsonLines, ParsesNamesAndValuesLastWins) {
+  auto r = ParseJsonLines("{\"name\":\"a\",\"value\":1}\n\n  {\"name\":\"b\",\"value\":{\"x\":[1]}}  \n"
+                          "{\"name\":\"a\",\"value\":\"two\",\"extra\":true}\n");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ((*r)["a"], "two");
+  EXPECT_EQ((*r)["b"], json::parse("{\"x\":[1]}"));
+}
+
+TEST(JsonLines, ErrorsNameTheLine) {
+  struct Case {
+    const char* text;
+    const char* error;
+  } cases[] = {
+      {"{\"name\":\"a\",\"value\":1}\nnot json\n", "at line 2: invalid JSON"},
+      {"{\"value\":1}\n", "at line 1: \"name\" field is missing"},
+      {"{\"name\":null,\"value\":1}\n", "\"name\" value is null"},
+      {"{\"name\":\"\",\"value\":1}\n", "\"name\" value is empty"},
+      {"{\"name\":\"a\"}\n", "\"value\" field is missing"},
+      {"{\"name\":\"a\",\"value\":null}\n", "\"value\" value is null"},
+      {"a=b\n", "at line 1"},
+      {"   \n", "at line 1"},
+  };
+  for (const auto& c : cases) {
+    auto r = ParseJsonLines(c.text);
+    ASSERT_FALSE(r.ok()) << c.text;
+    EXPECT_THAT(r.error().message, HasSubstr(c.error)) << c.text;
+  }
+}
+
+stepfile::Spec SpecWith(std::map<std::string, stepfile::OutputSpec> outputs) {
+  stepfile::Spec spec;
+  spec.outputs = std::move(outputs);
+  return spec;
+}
+
+TEST(ValidateOutputs, ChecksNamesTypesAndDefaults) {
+  stepfile::OutputSpec num{stepfile::ValueType::kNumber, std::nullopt, false, "", {}};
+  stepfile::OutputSpec str_default{stepfile::ValueType::kString, json("d"), false, "", {}};
+  auto spec = SpecWith({{"n", num}, {"s", str_default}});
+  auto ok = ValidateOutputs(spec, {{"n", 3}});
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ((*ok)["s"], "d");
+
+  auto unexpected = ValidateOutputs(spec, {{"n", 3}, {"zzz", 1}});
+  EXPECT_THAT(unexpected.error().message, HasSubstr("key \"zzz\": unexpected output"));
+  auto mismatched = ValidateOutputs(spec, {{"n", "3"}});
+  EXPECT_THAT(mismatched.error().message,
+              HasSubstr("declared as \"number\" in step specification and received from step as "
+                        "type \"string\""));
+  auto missing = ValidateOutputs(spec, {});
+  EXPECT_THAT(missing.error().message, HasSubstr("key \"n\": missing output"));
+}
+
+TEST(Exports, ConvertToStrings) {
+  auto env = ExportsToEnv({{"S", "x"}, {"I", 42}, {"F", 56.99}, {"B", true}, {"L", 1e21}});
+  ASSERT_TRUE(env.ok());
+  EXPECT_EQ((*env)["S"], "x");
+  EXPECT_EQ((*env)["I"], "42");
+  EXPECT_EQ((*env)["F"], "56.99");
+  EXPECT_EQ((*env)["B"], "true");
+  EXPECT_EQ((*env)["L"], "1000000000000000000000");
+  auto bad = ExportsToEnv({{"O", json::object()}});
+  EXPECT_THAT(bad.error().message, HasSubstr("cannot convert value type \"struct\" to string"));
+}
+
+}  // namespace
+}  // namespace sr::engine

@@ -1,0 +1,207 @@
+#include "engine/results.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include "engine/engine.h"
+#include "engine/internal.h"
+#include "util/signals.h"
+
+namespace sr::engine {
+
+using json = nlohmann::json;
+
+google::protobuf::Value ToProtoValue(const json& v) {
+  google::protobuf::Value out;
+  switch (v.type()) {
+    case json::value_t::null: out.set_null_value(google::protobuf::NULL_VALUE); break;
+    case json::value_t::boolean: out.set_bool_value(v.get<bool>()); break;
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+    case json::value_t::number_float: out.set_number_value(v.get<double>()); break;
+    case json::value_t::string: out.set_string_value(v.get<std::string>()); break;
+    case json::value_t::array:
+      for (const auto& e : v) *out.mutable_list_value()->add_values() = ToProtoValue(e);
+      out.mutable_list_value();
+      break;
+    case json::value_t::object: {
+      auto* fields = out.mutable_struct_value()->mutable_fields();
+      for (auto it = v.begin(); it != v.end(); ++it) (*fields)[it.key()] = ToProtoValue(it.value());
+      break;
+    }
+    default: out.set_null_value(google::protobuf::NULL_VALUE); break;
+  }
+  return out;
+}
+
+json FromProtoValue(const google::protobuf::Value& v) {
+  switch (v.kind_case()) {
+    case google::protobuf::Value::kBoolValue: return v.bool_value();
+    case google::protobuf::Value::kNumberValue: {
+      double d = v.number_value();
+      if (d == static_cast<double>(static_cast<int64_t>(d)) && d < 9e15 && d > -9e15) {
+        return static_cast<int64_t>(d);
+      }
+      return d;
+    }
+    case google::protobuf::Value::kStringValue: return v.string_value();
+    case google::protobuf::Value::kListValue: {
+      json arr = json::array();
+      for (const auto& e : v.list_value().values()) arr.push_back(FromProtoValue(e));
+      return arr;
+    }
+    case google::protobuf::Value::kStructValue: {
+      json obj = json::object();
+      for (const auto& [k, e] : v.struct_value().fields()) obj[k] = FromProtoValue(e);
+      return obj;
+    }
+    default: return nullptr;
+  }
+}
+
+proto::Step::Reference ToProtoReference(const stepfile::Reference& ref) {
+  proto::Step::Reference out;
+  using P = stepfile::Reference::Protocol;
+  switch (ref.protocol) {
+    case P::kLocal: out.set_protocol(proto::local); break;
+    case P::kGit: out.set_protocol(proto::git); break;
+    case P::kDist: out.set_protocol(proto::dist); break;
+    case P::kDynamic: out.set_protocol(proto::dynamic); break;
+    case P::kOci: out.set_protocol(proto::oci); break;
+  }
+  out.set_url(ref.url);
+  // `path` is deprecated in the proto but still what Go clients read; fill both carriers.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  for (const auto& p : ref.path) out.add_path(p);
+#pragma GCC diagnostic pop
+  for (const auto& p : ref.path) out.mutable_paths()->add_parts(p);
+  out.set_filename(ref.filename);
+  out.set_version(ref.version);
+  out.set_registry(ref.registry);
+  out.set_repository(ref.repository);
+  out.set_tag(ref.tag);
+  return out;
+}
+
+namespace {
+proto::ValueType ToProtoType(stepfile::ValueType t) {
+  switch (t) {
+    case stepfile::ValueType::kString: return proto::string;
+    case stepfile::ValueType::kNumber: return proto::number;
+    case stepfile::ValueType::kBoolean: return proto::boolean;
+    case stepfile::ValueType::kStruct: return proto::struct_;
+    case stepfile::ValueType::kArray: return proto::array;
+  }
+  return proto::value_type_unspecified;
+}
+
+proto::Step ToProtoStep(const stepfile::Invocation& inv) {
+  proto::Step s;
+  s.set_name(inv.name);
+  *s.mutable_step() = ToProtoReference(inv.step);
+  for (const auto& [k, v] : inv.env) (*s.mutable_env())[k] = v;
+  for (const auto& [k, v] : inv.inputs) (*s.mutable_inputs())[k] = ToProtoValue(v);
+  return s;
+}
+}  // namespace
+
+proto::SpecDefinition ToProtoSpecDefinition(const stepfile::StepFile& file) {
+  proto::SpecDefinition out;
+  auto* content = out.mutable_spec()->mutable_spec();
+  for (const auto& [name, in] : file.spec.inputs) {
+    auto& p = (*content->mutable_inputs())[name];
+    p.set_type(ToProtoType(in.type));
+    if (in.default_value) *p.mutable_default_() = ToProtoValue(*in.default_value);
+    p.set_sensitive(in.sensitive);
+  }
+  for (const auto& [name, o] : file.spec.outputs) {
+    auto& p = (*content->mutable_outputs())[name];
+    p.set_type(ToProtoType(o.type));
+    if (o.default_value) *p.mutable_default_() = ToProtoValue(*o.default_value);
+    p.set_sensitive(o.sensitive);
+  }
+  content->set_output_method(file.spec.delegate_outputs ? proto::delegate : proto::outputs);
+  const auto& d = file.definition;
+  auto* def = out.mutable_definition();
+  if (d.kind == stepfile::Definition::Kind::kExec) {
+    def->set_type(proto::exec);
+    for (const auto& c : d.command) def->mutable_exec()->add_command(c);
+    def->mutable_exec()->set_work_dir(d.work_dir);
+  } else {
+    def->set_type(proto::steps);
+    for (const auto& inv : d.run) *def->add_steps() = ToProtoStep(inv);
+    if (d.outputs.is_object()) {
+      for (auto it = d.outputs.begin(); it != d.outputs.end(); ++it) {
+        (*def->mutable_outputs())[it.key()] = ToProtoValue(it.value());
+      }
+    }
+    if (d.delegate) def->set_delegate(*d.delegate);
+  }
+  for (const auto& [k, v] : d.env) (*def->mutable_env())[k] = v;
+  return out;
+}
+
+google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t) {
+  google::protobuf::Timestamp ts;
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  ts.set_seconds(ns / 1000000000);
+  ts.set_nanos(static_cast<int32_t>(ns % 1000000000));
+  return ts;
+}
+
+void AddProcessRecords(const std::vector<ProcessRecord>& records, proto::Termination* out) {
+  using E = ProcessRecord::Ending;
+  for (const auto& r : records) {
+    auto* p = out->add_processes();
+    p->set_pid(r.pid);
+    p->set_command(r.command);
+    if (r.signal_sent) {
+      p->set_signal(SignalName(r.signal_sent));
+      *p->mutable_signal_time() = ToTimestamp(r.signal_time);
+    }
+    if (r.end_time != std::chrono::system_clock::time_point{}) {
+      *p->mutable_end_time() = ToTimestamp(r.end_time);
+    }
+    switch (r.ending) {
+      case E::kExited: p->set_ending(proto::Termination::ProcessRecord::exited); break;
+      case E::kEndedBySignal: p->set_ending(proto::Termination::ProcessRecord::ended_by_signal); break;
+      case E::kKilledAfterGrace:
+        p->set_ending(proto::Termination::ProcessRecord::killed_after_grace);
+        break;
+      case E::kKilledForced: p->set_ending(proto::Termination::ProcessRecord::killed_forced); break;
+      case E::kStillRunning: p->set_ending(proto::Termination::ProcessRecord::still_running); break;
+    }
+    p->set_exit_code(r.exit_code);
+    if (r.end_signal) p->set_end_signal(SignalName(r.end_signal));
+  }
+}
+
+proto::StepResult ResultNode::Snapshot() const {
+  proto::StepResult out = result;
+  for (const auto& c : children) *out.add_sub_step_results() = c->Snapshot();
+  return out;
+}
+
+}  // namespace sr::engine
+
+namespace sr {
+
+std::string ResultToJson(const proto::StepResult& result) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = true;
+  (void)google::protobuf::util::MessageToJsonString(result, &out, opts);
+  return out;
+}
+
+int ExitCodeFor(const std::optional<Error>& error) {
+  if (!error) return 0;
+  switch (error->kind) {
+    case Error::Kind::kInvalid: return 2;
+    case Error::Kind::kCancelled: return 130;
+    case Error::Kind::kTimedOut: return 124;
+    default: return 1;
+  }
+}
+
+}  // namespace sr

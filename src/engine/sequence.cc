@@ -1,0 +1,134 @@
+// A sequence step: run its invocations in order, then its `finally:` cleanup, then compute its
+// outputs (reference.md 3.4, contract 4.7).
+#include "engine/internal.h"
+#include "engine/results.h"
+#include "expr/expr.h"
+
+namespace sr::engine {
+namespace {
+
+const char* RunStatusName(const std::optional<Error>& e) {
+  if (!e) return "success";
+  if (e->kind == Error::Kind::kCancelled) return "cancelled";
+  if (e->kind == Error::Kind::kTimedOut) return "timed_out";
+  return "failure";
+}
+
+Error StoppedBeforeStart(const CancelSource& cancel) {
+  bool timed_out = cancel.current() && cancel.current()->reason == CancelReason::kTimedOut;
+  return Error{timed_out ? Error::Kind::kTimedOut : Error::Kind::kCancelled,
+               timed_out ? "timed out" : "cancelled"};
+}
+
+}  // namespace
+
+Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
+                                   const std::vector<stepfile::Invocation>& list, bool keep_going) {
+  std::optional<Error> first_error;
+  for (const auto& inv : list) {
+    if (scope.cancel->requested()) {
+      if (!first_error) first_error = StoppedBeforeStart(*scope.cancel);
+      break;
+    }
+    StepOutcome out = co_await RunInvocation(st, scope, inv);
+    if (out.node) {
+      const auto& r = out.node->result;
+      json outputs = json::object();
+      for (const auto& [k, v] : r.outputs()) outputs[k] = FromProtoValue(v);
+      scope.steps[inv.name] = json{{"outputs", outputs}};
+    }
+    if (out.error) {
+      if (!first_error) first_error = out.error;
+      if (!keep_going) break;
+    }
+  }
+  co_return first_error;
+}
+
+Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep& step,
+                              const json& inputs, Env env, ResultNode* node) {
+  const stepfile::Definition& def = step.file.definition;
+  Scope self;
+  self.step_dir = step.dir;
+  self.inputs = inputs;
+  self.run = caller.run;
+  self.cancel = caller.cancel;
+  self.node = node;
+  self.definition = &def;
+  const json view = st.View(self, env);
+  Env def_env;
+  for (const auto& [k, raw] : def.env) {
+    auto v = expr::ExpandString(raw, view);
+    if (!v.ok()) co_return StepOutcome{true, v.error().Wrap("expand step env: env variable \"" + k + "\"")};
+    def_env[k] = *v;
+  }
+  self.ambient_env = caller.ambient_env;
+  for (const auto& [k, v] : def_env) self.ambient_env[k] = v;
+  for (const auto& [k, v] : env) (*node->result.mutable_env())[k] = v;
+  for (const auto& [k, v] : def_env) (*node->result.mutable_env())[k] = v;
+
+  CancelSource::Subscription mark_cancelling = caller.cancel->Subscribe([node](const CancelRequest&) {
+    if (node->result.status() == proto::StepResult::running) {
+      node->result.set_status(proto::StepResult::cancelling);
+    }
+  });
+  st.running_sequences.push_back(&self);
+  std::optional<Error> error = co_await RunList(st, self, def.run, /*keep_going=*/false);
+
+  if (!def.finally.empty()) {
+    // Cleanup has its own cancel source: the cancel that ended `run:` does not stop it, but a
+    // forced cancel does, and so does the end of its own budget once a cancel has come.
+    CancelSource cleanup;
+    const Duration budget = def.finally_timeout.value_or(std::chrono::seconds(30));
+    std::optional<EventLoop::TimerId> budget_timer;
+    EventLoop& loop = st.loop;
+    const Duration grace = st.options.grace;
+    CancelSource::Subscription escalate = caller.cancel->Subscribe([&](const CancelRequest& r) {
+      if (r.forced) {
+        cleanup.Cancel(r);
+      } else if (!budget_timer) {
+        budget_timer = loop.After(budget, [&cleanup, grace] {
+          cleanup.Cancel(CancelRequest{CancelReason::kTimedOut, false, grace, {}, {}});
+        });
+      }
+    });
+    Scope cleanup_scope = self;
+    cleanup_scope.cancel = &cleanup;
+    cleanup_scope.run["status"] = RunStatusName(error);
+    cleanup_scope.run["termination"] = TerminationValue(st);
+    std::optional<Error> cleanup_error =
+        co_await RunList(st, cleanup_scope, def.finally, /*keep_going=*/true);
+    escalate = {};
+    if (budget_timer) loop.CancelTimer(*budget_timer);
+    self.steps = cleanup_scope.steps;
+    // A failing cleanup fails a successful run, but never turns a cancel into anything else.
+    if (!error && cleanup_error) error = cleanup_error;
+  }
+  st.running_sequences.pop_back();
+  if (error) co_return StepOutcome{true, error};
+
+  const json out_view = st.View(self, Overlay(self.ambient_env, st.exports));
+  if (step.file.spec.delegate_outputs) {
+    const std::string target = def.delegate.value_or("");
+    bool found = false;
+    for (const auto& child : node->children) {
+      if (child->result.step().name() == target) {
+        *node->result.mutable_outputs() = child->result.outputs();
+        found = true;
+      }
+    }
+    if (!found) {
+      co_return StepOutcome{true, FailedError("outputs: delegate: could not find step with name \"" +
+                                              target + "\"")};
+    }
+  } else if (def.outputs.is_object()) {
+    for (auto it = def.outputs.begin(); it != def.outputs.end(); ++it) {
+      auto v = expr::Expand(it.value(), out_view);
+      if (!v.ok()) co_return StepOutcome{true, v.error().Wrap("outputs: expand \"" + it.key() + "\"")};
+      (*node->result.mutable_outputs())[it.key()] = ToProtoValue(*v);
+    }
+  }
+  co_return StepOutcome{true, std::nullopt};
+}
+
+}  // namespace sr::engine

@@ -1,0 +1,179 @@
+// The `run` command end to end: real binary, real step files in a temp dir, real processes.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+
+#include "support/harness.h"
+
+namespace sr::test {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(RunCli, ChainsStepsWithInputsOutputsAndExports) {
+  TestDir dir;
+  dir.Write("greet/step.yml", R"(spec:
+  inputs:
+    who: {type: string}
+    times: {type: number, default: 2}
+  outputs:
+    greeting: {type: string}
+---
+exec:
+  command: [sh, -c, 'printf "{\"name\":\"greeting\",\"value\":\"hello %s x%s\"}\n" "$1" "$2" > "$3"; echo "{\"name\":\"GREETED\",\"value\":\"$1\"}" > "$4"', sh, "${{ inputs.who }}", "${{ inputs.times }}", "${{ output_file }}", "${{ export_file }}"]
+)");
+  dir.Write("pipeline.yml", R"(spec: {}
+---
+run:
+  - name: first
+    step: ./greet
+    inputs: {who: world}
+  - name: second
+    step: ./greet
+    inputs:
+      who: "${{ steps.first.outputs.greeting }}"
+      times: 3
+  - name: third
+    script: echo "greeted=$GREETED second=${{ steps.second.outputs.greeting }}"
+outputs:
+  final: ${{ steps.second.outputs.greeting }}
+)");
+  Output o = RunStepRunner({"run", "-f", dir / "pipeline.yml", "--step-results-file", dir / "r.json"});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("greeted=hello world x2 second=hello hello world x2 x3"));
+  auto results = nlohmann::json::parse(dir.Read("r.json"));
+  EXPECT_EQ(results["status"], "success");
+  EXPECT_EQ(results["outputs"]["final"], "hello hello world x2 x3");
+  ASSERT_EQ(results["subStepResults"].size(), 3u);
+  EXPECT_EQ(results["subStepResults"][0]["outputs"]["greeting"], "hello world x2");
+  EXPECT_EQ(results["subStepResults"][0]["exports"]["GREETED"], "world");
+  EXPECT_EQ(results["subStepResults"][2]["execResult"]["exitCode"], nullptr);  // 0 is omitted
+}
+
+TEST(RunCli, FailingStepExitsOneAndNamesTheStep) {
+  TestDir dir;
+  dir.Write("f.yml", "spec: {}\n---\nrun:\n  - name: build\n    script: exit 3\n  - name: never\n    script: touch never\n");
+  Output o = RunStepRunner({"run", "-f", dir / "f.yml"}, {.cwd = dir.path()});
+  EXPECT_EQ(o.exit_code, 1);
+  EXPECT_THAT(o.err, HasSubstr("step-runner: step \"build\": exec: exit status 3"));
+  EXPECT_FALSE(dir.Exists("never"));
+}
+
+TEST(RunCli, StepFileErrorExitsTwoWithLine) {
+  TestDir dir;
+  dir.Write("bad.yml", "spec: {}\n---\nexec:\n  comand: [true]\n");
+  Output o = RunStepRunner({"run", "-f", dir / "bad.yml"});
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_THAT(o.err, HasSubstr("bad.yml:4"));
+  EXPECT_THAT(o.err, HasSubstr("comand"));
+}
+
+TEST(RunCli, ExpressionErrorNamesExpression) {
+  TestDir dir;
+  dir.Write("e.yml", "spec: {}\n---\nrun:\n  - name: a\n    script: echo ${{ env.NOPE_NOT_SET }}\n");
+  Output o = RunStepRunner({"run", "-f", dir / "e.yml"});
+  EXPECT_EQ(o.exit_code, 1);
+  EXPECT_THAT(o.err, HasSubstr("NOPE_NOT_SET"));
+}
+
+TEST(RunCli, CtrlCCancelsGracefullyAndExits130) {
+  BecomeSubreaper();
+  TestDir dir;
+  dir.Write("s.yml", "spec: {}\n---\nrun:\n  - name: wait\n    script: touch " + dir / "started" +
+                         "; sleep 100\n");
+  Child child({Binary(), "run", "-f", dir / "s.yml"}, {});
+  ASSERT_TRUE(child.WaitForFile(dir / "started"));
+  child.Signal(SIGINT);
+  Output o = child.Wait();
+  EXPECT_EQ(o.exit_code, 130) << o.err;
+  EXPECT_THAT(o.err, HasSubstr("again to force"));
+  ReapOrphans();
+}
+
+TEST(RunCli, TrappedTermRunsCleanupAndIsCancelled) {
+  TestDir dir;
+  dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: trap\n    script: |\n      trap 'echo cleaned > " +
+                         dir / "marker" + "; exit 0' TERM\n      touch " + dir / "started" +
+                         "\n      while true; do sleep 0.05; done\n");
+  Child child({Binary(), "run", "-f", dir / "t.yml", "--step-results-file", dir / "r.json"}, {});
+  ASSERT_TRUE(child.WaitForFile(dir / "started"));
+  child.Signal(SIGTERM);
+  Output o = child.Wait();
+  EXPECT_EQ(o.exit_code, 130) << o.err;
+  EXPECT_EQ(dir.Read("marker"), "cleaned\n");
+  auto r = nlohmann::json::parse(dir.Read("r.json"));
+  EXPECT_EQ(r["status"], "cancelled");
+  EXPECT_EQ(r["subStepResults"][0]["status"], "cancelled");
+}
+
+TEST(RunCli, TimeoutExits124) {
+  TestDir dir;
+  dir.Write("s.yml", "spec: {}\n---\nrun:\n  - name: slow\n    script: sleep 100\n");
+  Output o = RunStepRunner({"run", "-f", dir / "s.yml", "--timeout", "200ms", "--grace", "1s"});
+  EXPECT_EQ(o.exit_code, 124) << o.err;
+  EXPECT_THAT(o.err, HasSubstr("timed out"));
+}
+
+TEST(RunCli, GitReferencedStepFromFileRepository) {
+  TestDir dir;
+  dir.Write("src/steps/hello/step.yml",
+            "spec:\n  inputs:\n    name: {type: string}\n---\nexec:\n  command: [echo, "
+            "\"hi ${{ inputs.name }}\"]\n");
+  std::string repo = dir / "src";
+  std::string cmd = "cd " + repo + " && git init -q -b main . && git add -A && git -c user.email=a@b -c user.name=t commit -qm init && git tag v1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  dir.Write("p.yml", "spec: {}\n---\nrun:\n  - name: remote\n    step: file://" + repo +
+                         "/-/hello@v1\n    inputs: {name: git}\n");
+  Output o = RunStepRunner({"run", "-f", dir / "p.yml"},
+                           {.env = {{"TMPDIR", dir.path()}}});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("hi git"));
+}
+
+TEST(RunCli, RunsAReferenceWithInputsFromFlags) {
+  TestDir dir;
+  dir.Write("add/step.yml", "spec:\n  inputs:\n    n: {type: number}\n---\nexec:\n  command: [echo, \"n=${{ inputs.n }}\"]\n");
+  Output o = RunStepRunner({"run", "./add", "--inputs", "n=3"}, {.cwd = dir.path()});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("n=3"));
+  Output bad = RunStepRunner({"run", "./add", "--inputs", "n=x"}, {.cwd = dir.path()});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.err, HasSubstr("declared number, got string"));
+}
+
+TEST(RunCli, JobVariablesAreNotInTheEnvironment) {
+  TestDir dir;
+  dir.Write("j.yml", "spec: {}\n---\nrun:\n  - name: j\n    script: echo \"job=${{ job.TOKEN }} env=${TOKEN:-unset}\"\n");
+  Output o = RunStepRunner({"run", "-f", dir / "j.yml", "--job", "TOKEN=abc"});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("job=abc env=unset"));
+}
+
+TEST(CiCli, RunsStepsFromTheEnvironment) {
+  TestDir dir;
+  Output o = RunStepRunner({"ci"}, {.cwd = dir.path(),
+                                    .env = {{"STEPS", "- name: hello-world\n  script: echo from-ci\n"},
+                                            {"CI_STEPS_DEBUG", "true"}}});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("from-ci"));
+  EXPECT_TRUE(dir.Exists("step-results.json"));
+}
+
+TEST(BootstrapCli, CopiesTheBinary) {
+  TestDir dir;
+  Output o = RunStepRunner({"bootstrap", dir / "bin"});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  Output v = RunStepRunner({"version"});
+  Output copy = [&] {
+    Child c({dir / "bin/step-runner", "version"}, {});
+    return c.Wait();
+  }();
+  EXPECT_EQ(copy.out, v.out);
+  EXPECT_THAT(v.out, HasSubstr("step-runner"));
+}
+
+}  // namespace
+}  // namespace sr::test

@@ -1,0 +1,80 @@
+// Test support for tests that drive the real step-runner binary: temp dirs with files, and
+// child processes with captured output, signals and a safety timeout (never a timing assertion).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace sr::test {
+
+/// Path of the built binary (set by CMake).
+std::string Binary();
+
+/// A scratch directory removed at the end of the test.
+class TestDir {
+ public:
+  TestDir();
+  ~TestDir();
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+  /// Writes `content` to `rel` (creating parent directories); returns the full path.
+  std::string Write(const std::string& rel, const std::string& content, int mode = 0644) const;
+  std::string Read(const std::string& rel) const;
+  bool Exists(const std::string& rel) const;
+
+ private:
+  std::string path_;
+};
+
+struct Output {
+  int exit_code = -1;  // -1 when killed by a signal
+  int signal = 0;
+  std::string out, err;
+};
+
+struct Options {
+  std::string cwd;
+  std::map<std::string, std::string> env;  // added to (or replacing) the test's environment
+  std::vector<std::string> unset_env;
+  std::chrono::seconds timeout{120};      // safety net only: the child is killed after it
+};
+
+/// A running child with stdout/stderr captured to files.
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, const Options& options);
+  ~Child();
+  pid_t pid() const { return pid_; }
+  void Signal(int signo);
+  /// Waits for exit (killing the child after the safety timeout) and returns what it printed.
+  Output Wait();
+  /// Blocks until `path` exists or the safety timeout passes; returns whether it exists.
+  bool WaitForFile(const std::string& path);
+  /// Current captured stdout (while running).
+  std::string StdoutSoFar() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::string out_path_, err_path_, dir_;
+  Options options_;
+  bool waited_ = false;
+  Output result_;
+};
+
+/// Runs the binary with `args` to completion.
+Output RunStepRunner(const std::vector<std::string>& args, const Options& options = {});
+
+/// True if a process with this pid exists and is not a zombie.
+bool ProcessAlive(pid_t pid);
+/// Reads whitespace-separated pids from a file (missing file → empty).
+std::vector<pid_t> ReadPids(const std::string& path);
+/// Makes the test process a child subreaper and reaps orphans, so trees leave no zombies.
+void BecomeSubreaper();
+/// Reaps every exited child that nobody else waits for.
+void ReapOrphans();
+
+}  // namespace sr::test
