@@ -1,0 +1,218 @@
+// Hostile input: alias bombs, deep nesting, binary garbage, huge texts, random mutations.
+// Each must come back as an error (never a crash, a hang or an exception) and quickly.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <random>
+
+#include "stepfile/stepfile.h"
+
+namespace sr::stepfile {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// Runs both parsers; returns the step-file error text ("<ok>" if it parsed).
+std::string Both(const std::string& text) {
+  auto list = ParseInvocationList(text, "h.yml");
+  (void)list;
+  auto file = ParseStepFile(text, "h.yml");
+  if (file.ok()) return "<ok>";
+  EXPECT_EQ(file.error().kind, Error::Kind::kInvalid);
+  return file.error().message;
+}
+
+// The classic "billion laughs" as one value: 9 levels of 9 aliases each expand to 9^9 strings.
+std::string Bomb() {
+  std::string s = "[&a [lol, lol, lol, lol, lol, lol, lol, lol, lol]";
+  for (char c = 'b'; c <= 'i'; ++c) {
+    std::string prev(1, static_cast<char>(c - 1));
+    s += std::string(", &") + c + " [";
+    for (int i = 0; i < 9; ++i) s += (i ? ", *" : "*") + prev;
+    s += "]";
+  }
+  return s + "]";
+}
+
+TEST(Hostile, BillionLaughsInInputs) {
+  auto start = std::chrono::steady_clock::now();
+  std::string text =
+      "spec:\n---\nrun:\n  - name: x\n    step: ./x\n    inputs:\n      lolz: " + Bomb() + "\n";
+  EXPECT_EQ(Both(text),
+            "h.yml:7:13: value too large: more than 1000000 nodes after expanding aliases");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+}
+
+TEST(Hostile, BillionLaughsInOutputsAndDefaults) {
+  EXPECT_THAT(Both("spec:\n---\nrun: []\noutputs:\n  lolz: " + Bomb() + "\n"),
+              HasSubstr("value too large"));
+  EXPECT_THAT(Both("spec:\n  inputs:\n    n:\n      type: array\n      default: " + Bomb() +
+                   "\n---\nrun: []\n"),
+              HasSubstr("value too large"));
+}
+
+TEST(Hostile, AliasedItemsShareOneBudget) {
+  // Each item is small, but 101 items with a 10 000-element input are over 1 000 000 nodes.
+  std::string big = "[";
+  for (int i = 0; i < 10000; ++i) big += (i ? ",1" : "1");
+  big += "]";
+  std::string text = "spec:\n---\nrun:\n  - {name: x, step: ./x, inputs: {v: &big " + big + "}}\n";
+  for (int i = 0; i < 100; ++i)
+    text += "  - {name: x" + std::to_string(i) + ", step: ./x, inputs: {v: *big}}\n";
+  EXPECT_THAT(Both(text), HasSubstr("value too large"));
+}
+
+TEST(Hostile, RecursiveAlias) {
+  EXPECT_EQ(Both("spec:\n---\nrun: &r [*r]\n"),
+            "h.yml:3:10: recursive alias (an alias inside the node it refers to)");
+  EXPECT_THAT(Both("spec:\n---\nrun:\n  - &m {name: a, step: ./a, inputs: {x: *m}}\n"),
+              HasSubstr("recursive alias"));
+}
+
+TEST(Hostile, DeepNesting) {
+  // 10 000 levels in three spellings; rejected at level 65 with a position, long before
+  // yaml-cpp's own recursion matters.
+  std::string flow_seq =
+      "spec:\n---\nrun: " + std::string(10000, '[') + std::string(10000, ']') + "\n";
+  std::string flow_map = "spec:\n---\nrun: ";
+  for (int i = 0; i < 10000; ++i) flow_map += "{a: ";
+  std::string block = "spec:\n---\nrun:\n";
+  for (int i = 0; i < 10000; ++i) block += "- ";
+  block += "x\n";
+  flow_map += "\n";
+  // The 65th collection: flow ones start on line 3 (`run:` itself is level 1), block on line 4.
+  for (auto [text, where] :
+       {std::pair{&flow_seq, "h.yml:3:69: "}, std::pair{&flow_map, "h.yml:3:258: "},
+        std::pair{&block, "h.yml:4:127: "}}) {
+    auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(Both(*text), std::string(where) + "nesting deeper than 64 levels");
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  }
+}
+
+TEST(Hostile, DeepNestingThroughAliases) {
+  // Each anchor is 40 levels deep, within the limit; stacking two through aliases is 80.
+  std::string deep = std::string(40, '[') + "1" + std::string(40, ']');
+  std::string text = "- step: ./x\n  inputs:\n    a: &a " + deep +
+                     "\n    b: " + std::string(40, '[') + "*a" + std::string(40, ']') + "\n";
+  auto list = ParseInvocationList(text, "h.yml");
+  ASSERT_FALSE(list.ok());
+  EXPECT_THAT(list.error().message, HasSubstr("nesting deeper than 64 levels"));
+}
+
+TEST(Hostile, BinaryGarbage) {
+  std::mt19937 rng(42);
+  for (int round = 0; round < 20; ++round) {
+    std::string text(4096 + round * 1000, '\0');
+    for (char& c : text) c = static_cast<char>(rng());
+    EXPECT_THAT(Both(text), StartsWith("h.yml:")) << round;
+  }
+}
+
+TEST(Hostile, InvalidUtf8AndControlCharacters) {
+  EXPECT_EQ(Both("spec:\n---\nexec: {command: [\"a\xFF\"]}\n"),
+            "h.yml:3:20: invalid UTF-8 (byte 0xFF): step text must be UTF-8");
+  EXPECT_EQ(Both("spec:\n---\nexec: {command: [a\xC0\xAF]}\n"),  // overlong '/'
+            "h.yml:3:19: invalid UTF-8 (byte 0xC0): step text must be UTF-8");
+  EXPECT_EQ(Both("spec:\n---\nexec: {command: [\xED\xA0\x80]}\n"),  // a surrogate
+            "h.yml:3:18: invalid UTF-8 (byte 0xED): step text must be UTF-8");
+  constexpr char kNul[] = "spec:\n---\nexec: {command: [a\0b]}\n";
+  EXPECT_EQ(Both(std::string(kNul, sizeof kNul - 1)),
+            "h.yml:3:19: control character U+0000 is not allowed");
+  EXPECT_EQ(Both("spec:\n\x1b[31m---\n"), "h.yml:2:1: control character U+001B is not allowed");
+  EXPECT_EQ(Both("spec:\n---\nexec: {command: [\xC2\x80]}\n"),
+            "h.yml:3:18: control character U+0080 is not allowed");
+  // UTF-16 with a BOM is not UTF-8.
+  EXPECT_THAT(Both(std::string("\xFF\xFEs\0p\0", 6)), HasSubstr("invalid UTF-8"));
+}
+
+TEST(Hostile, HugeTextIsRejectedBeforeParsing) {
+  std::string text = "spec:\n---\nexec:\n  command: [\"" + std::string(50 << 20, 'x') + "\"]\n";
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(Both(text), "h.yml: step text is " + std::to_string(text.size()) +
+                            " bytes, more than the limit of 4194304");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
+TEST(Hostile, LargeButAllowedTextParses) {
+  std::string script(3 << 20, 'x');
+  auto f = ParseStepFile("spec:\n---\nrun:\n  - name: big\n    script: " + script + "\n", "h.yml");
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  EXPECT_EQ(f->definition.run[0].inputs.at("script").get<std::string>().size(), script.size());
+}
+
+TEST(Hostile, TooManyNodes) {
+  std::string text = "spec:\n---\nrun: []\noutputs: {x: [";
+  for (int i = 0; i < 1'100'000; ++i) text += "1,";
+  text += "]}\n";
+  EXPECT_THAT(Both(text), HasSubstr("too many YAML nodes (more than 1000000)"));
+}
+
+TEST(Hostile, ManyKeysAreNotQuadratic) {
+  std::string text = "spec:\n---\nrun: []\nenv:\n";
+  for (int i = 0; i < 50000; ++i) text += "  K" + std::to_string(i) + ": v\n";
+  auto start = std::chrono::steady_clock::now();
+  auto f = ParseStepFile(text, "h.yml");
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  EXPECT_EQ(f->definition.env.size(), 50000u);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST(Hostile, RandomMutationsNeverThrow) {
+  // A small mutation fuzzer over a file that uses every feature: whatever the bytes, the parsers
+  // return a value or an error.
+  const std::string seed = R"(spec:
+  inputs:
+    n: {type: number, default: 3, sensitive: false, description: "d"}
+  outputs: delegate
+---
+run:
+  - name: a
+    step: {git: {url: gitlab.com/a/b, rev: v1, dir: x, file: y.yml}}
+    inputs: {x: &v [1, {b: "${{ inputs.n }}"}], y: *v}
+    env: {A: b}
+  - {name: b, script: "echo hi"}
+  - {name: c, action: a@b, inputs: {q: 1}}
+  - {name: d, step: {oci: {registry: r, repository: s, tag: t}}}
+delegate: a
+finally: [{name: f, step: "dist://x"}]
+finally_timeout: 5s
+diagnose: [{name: g, step: "./y"}]
+cancel: {signal: INT, grace: 1s}
+)";
+  ASSERT_TRUE(ParseStepFile(seed, "f.yml").ok());
+  std::mt19937 rng(7);
+  const std::string alphabet = "-:{}[],&*!|>'\"#\n \t?%@`~0123456789abcxyz.\\\x80\xC3\xA9";
+  for (int round = 0; round < 3000; ++round) {
+    std::string text = seed;
+    int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      size_t at = rng() % text.size();
+      switch (rng() % 3) {
+        case 0:
+          text[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          text.erase(at, 1 + rng() % 8);
+          break;
+        default:
+          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+      }
+      if (text.empty()) text = "x";
+    }
+    auto f = ParseStepFile(text, "f.yml");
+    if (!f.ok()) {
+      EXPECT_THAT(f.error().message, StartsWith("f.yml")) << text;
+    }
+    auto l = ParseInvocationList(text, "f.yml");
+    if (!l.ok()) {
+      EXPECT_THAT(l.error().message, StartsWith("f.yml")) << text;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sr::stepfile

@@ -1,0 +1,225 @@
+#include "stepfile/yaml_tree.h"
+
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/exceptions.h>
+#include <yaml-cpp/mark.h>
+#include <yaml-cpp/parser.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <new>
+#include <optional>
+#include <sstream>
+
+namespace sr::stepfile::internal {
+namespace {
+
+// Thrown from inside the event handler to abandon the parse; yaml-cpp only unwinds through it.
+struct Stop {
+  std::string message;
+  int line = 0;
+  int column = 0;
+};
+
+int OneBased(int zero_based) { return zero_based < 0 ? 0 : zero_based + 1; }
+
+std::string Position(const std::string& source, int line, int column) {
+  if (line <= 0) return source;
+  return source + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+// yaml-cpp silently replaces invalid UTF-8 and guesses UTF-16/32 from NUL bytes, so a binary
+// blob could be read as some other text. Go's yaml.v3 rejects both; so do we, before parsing.
+// Allowed: UTF-8 of YAML's printable set (tab, CR, LF, no other C0/C1 controls, no DEL,
+// no U+FFFE/U+FFFF). Returns the byte offset and the problem, if any.
+std::optional<std::pair<size_t, std::string>> CheckText(std::string_view t) {
+  char hex[16];
+  size_t i = 0;
+  while (i < t.size()) {
+    auto c = static_cast<unsigned char>(t[i]);
+    if (c < 0x80) {
+      if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+        std::snprintf(hex, sizeof hex, "U+%04X", c);
+        return std::pair{i, std::string("control character ") + hex + " is not allowed"};
+      }
+      ++i;
+      continue;
+    }
+    size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    uint32_t cp = len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
+    bool ok = len != 0 && i + len <= t.size();
+    for (size_t k = 1; ok && k < len; ++k) {
+      auto cc = static_cast<unsigned char>(t[i + k]);
+      ok = (cc & 0xC0) == 0x80;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8 either.
+    ok = ok && !(len == 2 && cp < 0x80) && !(len == 3 && cp < 0x800) &&
+         !(len == 4 && cp < 0x10000) && !(cp >= 0xD800 && cp <= 0xDFFF) && cp <= 0x10FFFF;
+    if (!ok) {
+      std::snprintf(hex, sizeof hex, "0x%02X", c);
+      return std::pair{i, std::string("invalid UTF-8 (byte ") + hex + "): step text must be UTF-8"};
+    }
+    if ((cp >= 0x80 && cp <= 0x9F && cp != 0x85) || cp == 0xFFFE || cp == 0xFFFF) {
+      std::snprintf(hex, sizeof hex, "U+%04X", cp);
+      return std::pair{i, std::string("control character ") + hex + " is not allowed"};
+    }
+    i += len;
+  }
+  return std::nullopt;
+}
+
+class Builder : public YAML::EventHandler {
+ public:
+  Builder(Tree& tree, size_t max_documents, const std::string& too_many)
+      : tree_(tree), max_documents_(max_documents), too_many_(too_many) {}
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (tree_.documents.size() >= max_documents_) {
+      throw Stop{too_many_, OneBased(mark.line), OneBased(mark.column)};
+    }
+    // Anchors are scoped to their document.
+    anchors_.clear();
+    tree_.documents.push_back({nullptr, OneBased(mark.line), OneBased(mark.column)});
+  }
+  void OnDocumentEnd() override {}
+
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Attach(New(Node::Kind::kNull, mark, anchor, ""), /*fresh=*/true);
+  }
+
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end())
+      throw Stop{"unknown alias", OneBased(mark.line), OneBased(mark.column)};
+    // An alias inside the collection it names would make the tree a cycle.
+    if (!it->second->complete) {
+      throw Stop{"recursive alias (an alias inside the node it refers to)", OneBased(mark.line),
+                 OneBased(mark.column)};
+    }
+    Count(mark);
+    Attach(it->second, /*fresh=*/false);
+  }
+
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    Node* n = New(Node::Kind::kScalar, mark, anchor, tag);
+    n->text = value;
+    Attach(n, /*fresh=*/true);
+  }
+
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(New(Node::Kind::kSequence, mark, anchor, tag), mark);
+  }
+  void OnSequenceEnd() override { Close(); }
+
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Open(New(Node::Kind::kMapping, mark, anchor, tag), mark);
+  }
+  void OnMapEnd() override { Close(); }
+
+ private:
+  void Count(const YAML::Mark& mark) {
+    if (++count_ > kMaxNodes) {
+      throw Stop{"too many YAML nodes (more than " + std::to_string(kMaxNodes) + ")",
+                 OneBased(mark.line), OneBased(mark.column)};
+    }
+  }
+
+  Node* New(Node::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor,
+            const std::string& tag) {
+    Count(mark);
+    Node& n = tree_.nodes.emplace_back();
+    n.kind = kind;
+    n.line = OneBased(mark.line);
+    n.column = OneBased(mark.column);
+    // yaml-cpp reports "?" for a plain untagged node and "!" for a quoted or block scalar.
+    n.quoted = tag == "!";
+    if (tag != "?" && tag != "!") n.tag = tag;
+    n.complete = kind == Node::Kind::kNull || kind == Node::Kind::kScalar;
+    if (anchor != 0) anchors_[anchor] = &n;
+    return &n;
+  }
+
+  void Attach(Node* n, bool fresh) {
+    if (stack_.empty()) {
+      tree_.documents.back().root = n;
+      return;
+    }
+    Node* parent = stack_.back();
+    bool is_value = parent->kind == Node::Kind::kMapping && parent->items.size() % 2 == 1;
+    // yaml-cpp marks an omitted value (`key:` then a newline) at the next token, often on the
+    // next line; point errors about it at its key instead.
+    if (fresh && is_value && n->kind == Node::Kind::kNull &&
+        n->line != parent->items.back()->line) {
+      n->line = parent->items.back()->line;
+      n->column = parent->items.back()->column;
+    }
+    parent->items.push_back(n);
+  }
+
+  void Open(Node* n, const YAML::Mark& mark) {
+    Attach(n, /*fresh=*/true);
+    stack_.push_back(n);
+    // Checked at the start of each collection, so yaml-cpp's own recursion never gets deep.
+    if (static_cast<int>(stack_.size()) > kMaxDepth) {
+      throw Stop{"nesting deeper than " + std::to_string(kMaxDepth) + " levels",
+                 OneBased(mark.line), OneBased(mark.column)};
+    }
+  }
+
+  void Close() {
+    stack_.back()->complete = true;
+    stack_.pop_back();
+  }
+
+  Tree& tree_;
+  size_t max_documents_;
+  const std::string& too_many_;
+  std::vector<Node*> stack_;
+  std::map<YAML::anchor_t, Node*> anchors_;
+  long count_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Tree>> LoadYaml(std::string_view text, const std::string& source,
+                                       size_t max_documents, const std::string& too_many) {
+  if (text.size() > kMaxTextBytes) {
+    return InvalidError(source + ": step text is " + std::to_string(text.size()) +
+                        " bytes, more than the limit of " + std::to_string(kMaxTextBytes));
+  }
+  if (auto bad = CheckText(text)) {
+    std::string_view before = text.substr(0, bad->first);
+    int line = 1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+    size_t nl = before.rfind('\n');
+    int column = static_cast<int>(bad->first - (nl == std::string_view::npos ? 0 : nl + 1)) + 1;
+    return InvalidError(Position(source, line, column) + ": " + bad->second);
+  }
+  auto tree = std::make_unique<Tree>();
+  try {
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    Builder builder(*tree, max_documents, too_many);
+    while (parser.HandleNextDocument(builder)) {
+    }
+  } catch (const Stop& s) {
+    return InvalidError(Position(source, s.line, s.column) + ": " + s.message);
+  } catch (const YAML::Exception& e) {
+    // e.msg is the bare message; what() repeats the position in yaml-cpp's own format.
+    return InvalidError(Position(source, OneBased(e.mark.line), OneBased(e.mark.column)) +
+                        ": invalid YAML: " + e.msg);
+  } catch (const std::bad_alloc&) {
+    return InvalidError(source + ": out of memory while reading YAML");
+  } catch (const std::exception& e) {
+    return InvalidError(source + ": invalid YAML: " + e.what());
+  } catch (...) {
+    return InvalidError(source + ": invalid YAML");
+  }
+  return tree;
+}
+
+}  // namespace sr::stepfile::internal
