@@ -11,7 +11,14 @@
 //
 // Threading: create the Supervisor on the thread that will run the EventLoop, before any other
 // thread exists (it blocks SIGCHLD for the whole process and reaps through a signalfd). All
-// callbacks run on the loop thread; all methods must be called there.
+// callbacks run on the loop thread; all methods must be called there. Only one Supervisor may
+// exist in a process at a time: it owns SIGCHLD and reaps every child of the process.
+//
+// Callback order: a tree's on_output calls all come before its on_exit (a tree finishes only
+// after both pipes reached EOF), and on_exit always runs on a later loop turn than the call that
+// caused it (never from inside Spawn, Stop, Kill or KillAll).
+//
+// Mechanisms and their limits are described in docs/cancellation.md.
 #pragma once
 
 #include <sys/types.h>
@@ -50,12 +57,15 @@ struct ProcessRecord {
   enum class Ending { kExited, kEndedBySignal, kKilledAfterGrace, kKilledForced, kStillRunning };
   pid_t pid = 0;
   std::string command;  // /proc/<pid>/cmdline, spaces between args, truncated to 256 bytes
-  int signal_sent = 0;  // the stop/warning signal it got, 0 if none
+  int signal_sent = 0;  // the first signal we sent it (stop/warning/leftover, or SIGKILL), 0 if none
   std::chrono::system_clock::time_point signal_time{};
   std::chrono::system_clock::time_point end_time{};
   Ending ending = Ending::kExited;
   int exit_code = 0;   // with kExited
-  int end_signal = 0;  // the signal that ended it, if any
+  int end_signal = 0;  // the signal that ended it; 0 when unknown (not our child, see below)
+  // Only processes we reap (the main process and orphans re-parented to us) have a known exit
+  // status. A member reaped by its own parent is kEndedBySignal if it vanished before our
+  // SIGKILL and killed otherwise.
 };
 
 /// What the caller learns when a tree has finished.
@@ -66,7 +76,9 @@ struct TreeExit {
   bool stop_requested = false;     // Stop() or Kill() was called before the main process ended
   bool killed = false;             // any member needed SIGKILL (grace ran out or forced)
   std::optional<Error> spawn_error;  // exec failed: program not found, not executable, bad dir
-  /// Every member the supervisor signalled or saw end during a stop, main process first.
+  /// Every member the supervisor signalled or saw end during a stop, main process first. Empty
+  /// when nothing was signalled. At most 256 entries (a fork bomb is killed, not listed).
+  /// Every pid listed here has been reaped by the time on_exit runs.
   std::vector<ProcessRecord> records;
 };
 
@@ -87,7 +99,9 @@ class ProcessTree {
   /// Sends `signo` to every live member now (used for the pre-deadline warning signal).
   virtual void Signal(int signo) = 0;
   /// Starts the stop sequence: policy.signal to every member at once, SIGKILL to every member
-  /// when the grace runs out. Calling again may shorten the grace (never lengthen it).
+  /// when the grace runs out. Calling again may shorten the grace (never lengthen it). After the
+  /// main process has ended by itself it does not set TreeExit::stop_requested, but still
+  /// applies to the leftover members.
   virtual void Stop(StopPolicy policy) = 0;
   /// SIGKILL every member now (a forced cancel). Also ends a Stop() in progress.
   virtual void Kill() = 0;
@@ -112,6 +126,8 @@ class Supervisor {
   static Result<std::unique_ptr<Supervisor>> Create(EventLoop& loop) {
     return Create(loop, Options());
   }
+  /// Kills everything (KillAll) and removes the cgroup directory. on_exit callbacks not yet
+  /// delivered are dropped: to get them, call KillAll() and run the loop until live_trees() == 0.
   virtual ~Supervisor() = default;
 
   /// Starts a process as the leader of a new tree. `on_output` gets its stdout/stderr bytes as
@@ -131,7 +147,8 @@ class Supervisor {
 };
 
 /// Resolves a bare program name against a PATH value ("a:b:c"); a name with '/' is returned as
-/// is. Error "executable file not found in $PATH" (Go's wording) when nothing matches.
+/// is. Error "executable file not found in $PATH" (Go's wording) when nothing matches. Like Go's
+/// exec.ErrDot, a match found through a relative entry ("" or ".") is an error, not a path.
 Result<std::string> LookPath(const std::string& program, const std::string& path_value);
 
 }  // namespace sr

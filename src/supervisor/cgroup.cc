@@ -1,0 +1,194 @@
+#include "supervisor/cgroup.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+namespace sr {
+namespace {
+
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string Unescape(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      int v = (s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0');
+      out.push_back(static_cast<char>(v));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+std::vector<pid_t> ParsePids(const std::string& text) {
+  std::vector<pid_t> pids;
+  std::istringstream in(text);
+  long v;
+  while (in >> v) pids.push_back(static_cast<pid_t>(v));
+  return pids;
+}
+
+Status WriteControl(const std::string& path, const char* value) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return ErrnoError("open " + path, errno);
+  size_t len = std::strlen(value);
+  if (::write(fd.get(), value, len) != static_cast<ssize_t>(len)) {
+    return ErrnoError("write " + path, errno);
+  }
+  return Ok();
+}
+
+bool EventFlag(const std::string& events, const std::string& key) {
+  size_t pos = events.find(key + " ");
+  return pos != std::string::npos && pos + key.size() + 1 < events.size() &&
+         events[pos + key.size() + 1] == '1';
+}
+
+}  // namespace
+
+Result<std::string> FindCgroup2Mount() {
+  SR_ASSIGN_OR_RETURN(std::string info, ReadFile("/proc/self/mountinfo"));
+  std::istringstream lines(info);
+  std::string line;
+  while (std::getline(lines, line)) {
+    size_t sep = line.find(" - ");
+    if (sep == std::string::npos) continue;
+    std::istringstream tail(line.substr(sep + 3));
+    std::string fstype;
+    tail >> fstype;
+    if (fstype != "cgroup2") continue;
+    std::istringstream head(line.substr(0, sep));
+    std::string id, parent, dev, root, mount_point;
+    head >> id >> parent >> dev >> root >> mount_point;
+    return Unescape(mount_point);
+  }
+  return InternalError("no cgroup2 filesystem is mounted");
+}
+
+CgroupLeaf::~CgroupLeaf() { Remove(); }
+
+std::vector<pid_t> CgroupLeaf::Procs() const {
+  auto text = ReadFile(path_ + "/cgroup.procs");
+  return text.ok() ? ParsePids(*text) : std::vector<pid_t>{};
+}
+
+std::string CgroupLeaf::ReadEvents() {
+  // Reading through the watched fd (from offset 0) is what re-arms its EPOLLPRI notification.
+  char buf[256];
+  ssize_t n = ::pread(events_fd_.get(), buf, sizeof buf - 1, 0);
+  if (n <= 0) return "";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+bool CgroupLeaf::Populated() {
+  std::string events = ReadEvents();
+  // If the file cannot be read the leaf is gone, and with it every member.
+  return !events.empty() && EventFlag(events, "populated");
+}
+
+bool CgroupLeaf::Frozen() { return EventFlag(ReadEvents(), "frozen"); }
+
+Status CgroupLeaf::Freeze(bool on) {
+  return WriteControl(path_ + "/cgroup.freeze", on ? "1" : "0");
+}
+
+Status CgroupLeaf::Kill() { return WriteControl(path_ + "/cgroup.kill", "1"); }
+
+void CgroupLeaf::Remove() {
+  if (removed_) return;
+  procs_fd_.Reset();
+  events_fd_.Reset();
+  if (::rmdir(path_.c_str()) == 0 || errno == ENOENT) removed_ = true;
+}
+
+Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create() {
+  SR_ASSIGN_OR_RETURN(std::string mount, FindCgroup2Mount());
+  SR_ASSIGN_OR_RETURN(std::string self, ReadFile("/proc/self/cgroup"));
+  std::string own;
+  bool found = false;
+  std::istringstream lines(self);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("0::", 0) == 0) {
+      own = line.substr(3);
+      found = true;
+    }
+  }
+  if (!found) return InternalError("no cgroup v2 entry (0::) in /proc/self/cgroup");
+  if (own == "/") own.clear();
+  std::string dir = mount + own + "/step-runner-" + std::to_string(::getpid());
+  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return ErrnoError("mkdir " + dir, errno);
+  }
+  std::unique_ptr<CgroupRoot> root(new CgroupRoot(dir));  // private constructor
+  SR_RETURN_IF_ERROR(root->Probe());
+  return root;
+}
+
+Status CgroupRoot::Probe() {
+  SR_ASSIGN_OR_RETURN(auto leaf, CreateLeaf("probe"));
+  for (const char* f : {"/cgroup.kill", "/cgroup.freeze"}) {
+    if (::access((leaf->path() + f).c_str(), W_OK) != 0) {
+      return ErrnoError(leaf->path() + f, errno);
+    }
+  }
+  // Moving a process needs write access to the common ancestor's cgroup.procs too, which only a
+  // real move shows: a child joins the leaf and reports errno as its exit status.
+  pid_t pid = ::fork();
+  if (pid < 0) return ErrnoError("fork", errno);
+  if (pid == 0) {
+    ssize_t n = ::write(leaf->procs_fd(), "0", 1);
+    ::_exit(n == 1 ? 0 : (errno & 0xff ? errno & 0xff : 1));
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return ErrnoError("join " + leaf->path(), WIFEXITED(status) ? WEXITSTATUS(status) : EIO);
+  }
+  return Ok();
+}
+
+CgroupRoot::~CgroupRoot() {
+  // Leaves of finished trees are gone already; this catches any left by a tree that could not
+  // finish (rmdir fails harmlessly while a leaf is still populated).
+  if (DIR* d = ::opendir(path_.c_str())) {
+    std::vector<std::string> leaves;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_type == DT_DIR && std::strcmp(e->d_name, ".") != 0 &&
+          std::strcmp(e->d_name, "..") != 0) {
+        leaves.push_back(path_ + "/" + e->d_name);
+      }
+    }
+    ::closedir(d);
+    for (const auto& l : leaves) ::rmdir(l.c_str());
+  }
+  ::rmdir(path_.c_str());
+}
+
+Result<std::unique_ptr<CgroupLeaf>> CgroupRoot::CreateLeaf(const std::string& name) {
+  std::string dir = path_ + "/" + name;
+  if (::mkdir(dir.c_str(), 0755) != 0) {
+    // A leftover from a crashed runner that had our pid: reuse it only if it is empty.
+    if (errno != EEXIST || ::rmdir(dir.c_str()) != 0 || ::mkdir(dir.c_str(), 0755) != 0) {
+      return ErrnoError("mkdir " + dir, errno);
+    }
+  }
+  std::unique_ptr<CgroupLeaf> leaf(new CgroupLeaf(dir));  // private constructor
+  leaf->procs_fd_.Reset(::open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
+  if (!leaf->procs_fd_.valid()) return ErrnoError("open " + dir + "/cgroup.procs", errno);
+  leaf->events_fd_.Reset(::open((dir + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!leaf->events_fd_.valid()) return ErrnoError("open " + dir + "/cgroup.events", errno);
+  return leaf;
+}
+
+}  // namespace sr

@@ -1,0 +1,79 @@
+// cgroup v2 support: one directory per runner (`step-runner-<pid>` beside the runner's own
+// cgroup) holding one leaf per process tree. A leaf is the authoritative member list of a tree:
+// nothing inside can leave it (short of writing to cgroup.procs as root), `cgroup.freeze` stops
+// a forking tree long enough to signal every member, `cgroup.kill` kills them all atomically and
+// `cgroup.events` tells, through EPOLLPRI, when the last one has gone.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "util/fd.h"
+#include "util/result.h"
+
+namespace sr {
+
+class CgroupLeaf {
+ public:
+  ~CgroupLeaf();
+  CgroupLeaf(const CgroupLeaf&) = delete;
+  CgroupLeaf& operator=(const CgroupLeaf&) = delete;
+
+  const std::string& path() const { return path_; }
+  /// cgroup.procs opened for writing; the child writes "0" to it to join before exec.
+  int procs_fd() const { return procs_fd_.get(); }
+  /// Closes procs_fd once the child has it (the parent never needs it again).
+  void CloseProcsFd() { procs_fd_.Reset(); }
+  /// cgroup.events, read-only: watch it with EPOLLPRI; read it (Populated) to re-arm.
+  int events_fd() const { return events_fd_.get(); }
+
+  /// Live members (zombies are not listed by the kernel).
+  std::vector<pid_t> Procs() const;
+  /// "populated 1" in cgroup.events. Also re-arms the EPOLLPRI notification.
+  bool Populated();
+  /// "frozen 1" in cgroup.events.
+  bool Frozen();
+  Status Freeze(bool on);
+  /// Writes "1" to cgroup.kill: SIGKILL to every member, fork races included.
+  Status Kill();
+  /// rmdir; fails while populated. Idempotent.
+  void Remove();
+
+ private:
+  friend class CgroupRoot;
+  explicit CgroupLeaf(std::string path) : path_(std::move(path)) {}
+  std::string ReadEvents();
+  std::string path_;
+  UniqueFd procs_fd_;
+  UniqueFd events_fd_;
+  bool removed_ = false;
+};
+
+class CgroupRoot {
+ public:
+  /// Finds the cgroup2 mount (/proc/self/mountinfo) and the runner's cgroup (the "0::" line of
+  /// /proc/self/cgroup), creates `step-runner-<pid>` there and checks that a child can join a
+  /// leaf and that cgroup.kill/cgroup.freeze exist. The error says why cgroups cannot be used.
+  static Result<std::unique_ptr<CgroupRoot>> Create();
+  /// Removes the per-runner directory (and any empty leaf left in it).
+  ~CgroupRoot();
+  CgroupRoot(const CgroupRoot&) = delete;
+  CgroupRoot& operator=(const CgroupRoot&) = delete;
+
+  const std::string& path() const { return path_; }
+  /// A new empty leaf named `name`, with its procs and events files open.
+  Result<std::unique_ptr<CgroupLeaf>> CreateLeaf(const std::string& name);
+
+ private:
+  explicit CgroupRoot(std::string path) : path_(std::move(path)) {}
+  Status Probe();
+  std::string path_;
+};
+
+/// The cgroup2 mount point, or an error when none is mounted.
+Result<std::string> FindCgroup2Mount();
+
+}  // namespace sr

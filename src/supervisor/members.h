@@ -1,0 +1,98 @@
+// How a tree finds, signals and kills its members. Two mechanisms behind one interface:
+//
+//  - CgroupMembers: the tree's cgroup v2 leaf is the member list. Signalling freezes the leaf
+//    first so a forking process cannot slip a child past the signal; killing is cgroup.kill;
+//    "gone" is `populated 0`, announced through EPOLLPRI on cgroup.events.
+//  - GroupMembers (fallback): the tree's process group plus every process whose environment
+//    carries the tree's marker (descendants that called setsid). There is no event for "an
+//    unrelated process died", so the tree re-scans on a short timer while it waits for them.
+//
+// Both report each member they are about to signal to a VictimFn (before the signal, so its
+// command line can still be read), with a pidfd that pins its identity.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "supervisor/cgroup.h"
+
+namespace sr {
+
+class Members {
+ public:
+  using VictimFn = std::function<void(pid_t pid, int pidfd)>;
+  virtual ~Members() = default;
+
+  /// Live (non-zombie) members now.
+  virtual std::vector<pid_t> List() = 0;
+  /// Sends `signo` to every member once, as close to "at once" as the mechanism allows.
+  virtual void SignalAll(int signo, const VictimFn& on_victim) = 0;
+  /// SIGKILL to every member, including children forked while it runs.
+  virtual void KillAll(const VictimFn& on_victim) = 0;
+  /// Whether any member is alive.
+  virtual bool Populated() = 0;
+  /// An fd that polls EPOLLPRI when Populated() may have changed, or -1 (scan on a timer).
+  virtual int event_fd() const = 0;
+  /// The main process has been reaped: its pid no longer pins the process group id.
+  virtual void MainReaped() {}
+  /// Releases kernel objects (the leaf directory) once the tree has finished.
+  virtual void Release() {}
+};
+
+class CgroupMembers : public Members {
+ public:
+  explicit CgroupMembers(std::unique_ptr<CgroupLeaf> leaf) : leaf_(std::move(leaf)) {}
+  CgroupLeaf& leaf() { return *leaf_; }
+  std::vector<pid_t> List() override { return leaf_->Procs(); }
+  void SignalAll(int signo, const VictimFn& on_victim) override;
+  void KillAll(const VictimFn& on_victim) override;
+  bool Populated() override { return leaf_->Populated(); }
+  int event_fd() const override { return leaf_->events_fd(); }
+  void Release() override { leaf_->Remove(); }
+
+ private:
+  std::unique_ptr<CgroupLeaf> leaf_;
+};
+
+class GroupMembers : public Members {
+ public:
+  /// `marker_token` is "<runner pid>.<tree id>", found in STEP_RUNNER_TREE; `start_ticks` is the
+  /// main process's start time: no descendant can be older, which keeps scans cheap. Only the
+  /// runner's descendants are considered (we are their subreaper, so every member is one).
+  GroupMembers(pid_t pgid, std::string marker_token, unsigned long long start_ticks)
+      : pgid_(pgid), token_(std::move(marker_token)), start_ticks_(start_ticks) {}
+  std::vector<pid_t> List() override;
+  void SignalAll(int signo, const VictimFn& on_victim) override;
+  void KillAll(const VictimFn& on_victim) override;
+  bool Populated() override { return !Scan().empty(); }
+  int event_fd() const override { return -1; }
+  void MainReaped() override { main_reaped_ = true; }
+
+ private:
+  struct Found {
+    pid_t pid;
+    pid_t pgrp;
+    unsigned long long start_ticks;
+  };
+  std::vector<Found> Scan();
+  // kill(-pgid) is atomic against fork, but once the leader is reaped the id could in theory be
+  // recycled; use it only while something still holds it.
+  bool GroupUsable();
+  // One pass: signal every member not in `seen`; returns how many were new.
+  size_t Round(int signo, bool group_kill, std::unordered_set<pid_t>& seen,
+               const VictimFn& on_victim);
+
+  pid_t pgid_;
+  std::string token_;
+  unsigned long long start_ticks_;
+  bool main_reaped_ = false;
+  bool group_seen_ = true;   // the last scan found a live process in our group
+  bool known_empty_ = false;  // a scan found nothing alive: final
+};
+
+}  // namespace sr

@@ -1,0 +1,52 @@
+// Reading /proc: the few facts the supervisor needs about processes it did not start directly.
+//
+// Everything here is a snapshot that may be stale a microsecond later; callers that act on a pid
+// open a pidfd first and re-check the process's start time (pid + start time name one process).
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/fd.h"
+
+namespace sr {
+
+/// The fields of /proc/<pid>/stat the supervisor uses.
+struct ProcStat {
+  pid_t pid = 0;
+  char state = '?';  // R, S, D, Z (zombie), X (dead), ...
+  pid_t ppid = 0;
+  pid_t pgrp = 0;
+  pid_t session = 0;
+  unsigned long long start_ticks = 0;  // since boot, in clock ticks
+  unsigned long flags = 0;             // PF_* flags
+  /// A zombie or fully dead task.
+  bool dead() const { return state == 'Z' || state == 'X'; }
+  /// Dead, or in do_exit already (PF_EXITING): it will never run user code again.
+  bool ending() const { return dead() || (flags & 0x4) != 0; }
+};
+
+/// Every pid under /proc (thread-group leaders only), in directory order.
+std::vector<pid_t> ListPids();
+/// nullopt when the process is gone (or /proc is unreadable).
+std::optional<ProcStat> ReadProcStat(pid_t pid);
+/// argv joined with spaces, truncated to `limit` bytes; "" when gone or a kernel thread.
+std::string ReadCmdline(pid_t pid, size_t limit = 256);
+/// The environment the process was started with ("K=V\0K=V\0..."); "" when unreadable.
+std::string ReadEnviron(pid_t pid);
+/// Whether the environment block holds `key`=value with `token` among its comma-separated values.
+bool EnvironHasToken(std::string_view environ, std::string_view key, std::string_view token);
+
+/// pidfd_open(2), close-on-exec. Invalid fd when the process is gone.
+UniqueFd OpenPidfd(pid_t pid);
+/// Sends `signo` through a pidfd; false (errno set) when the process is gone.
+bool PidfdSignal(int pidfd, int signo);
+/// Opens a pidfd for `pid` and checks that it still names the process that started at
+/// `start_ticks` (so a recycled pid is never signalled). Invalid fd otherwise.
+UniqueFd OpenVerifiedPidfd(pid_t pid, unsigned long long start_ticks);
+
+}  // namespace sr

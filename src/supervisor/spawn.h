@@ -1,0 +1,44 @@
+// fork + execve for one tree's main process, with a close-on-exec error pipe so that a failure
+// between fork and exec (missing program, bad work dir, no permission) comes back to the parent
+// as an Error instead of an anonymous exit status 127.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/fd.h"
+#include "util/result.h"
+
+namespace sr {
+
+struct ExecRequest {
+  std::string path;                // resolved program (LookPath)
+  std::vector<std::string> argv;   // argv[0] is passed unchanged
+  std::vector<std::string> env;    // exactly the child's environment
+  std::string work_dir;            // "" = inherit
+  int stdout_fd = -1;              // child ends (pipe write ends or /dev/null)
+  int stderr_fd = -1;
+  int cgroup_procs_fd = -1;        // leaf cgroup.procs to join before exec, or -1
+};
+
+struct Started {
+  pid_t pid = -1;
+  /// Set when the child could not exec; it has exited (status 127) and still has to be reaped.
+  std::optional<Error> exec_error;
+};
+
+/// Forks and execs. The child leads a new process group, has default signal dispositions and an
+/// empty signal mask, stdin from /dev/null, and no fd beyond 0-2. Returns an error only when the
+/// runner itself failed (fork, pipe); exec failures are in Started::exec_error.
+Result<Started> ForkExec(const ExecRequest& request);
+
+/// The value of `key` in a "K=V" list (first match), or nullopt.
+std::optional<std::string> EnvValue(const std::vector<std::string>& env, const std::string& key);
+
+/// strerror(err) with a lower-case first letter, as Go prints syscall errors.
+std::string ErrnoText(int err);
+
+}  // namespace sr

@@ -1,0 +1,312 @@
+#include "supervisor/supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#include "supervisor/cgroup.h"
+#include "supervisor/proc_scan.h"
+#include "supervisor/spawn.h"
+#include "supervisor/tree.h"
+
+namespace sr {
+namespace {
+
+constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
+// KillAll waits at most this long for SIGKILLed processes to be reaped; a process stuck in
+// uninterruptible sleep must not hang the runner's shutdown forever.
+constexpr auto kKillAllLimit = std::chrono::seconds(5);
+
+// Tree ids are unique for the whole process, not per Supervisor: a marker or leaf name from an
+// earlier Supervisor in the same process must never match a new tree.
+std::atomic<uint64_t> g_next_tree_id{1};
+
+void DebugLog(const std::string& message) {
+  if (std::getenv("STEP_RUNNER_DEBUG")) std::fprintf(stderr, "step-runner: %s\n", message.c_str());
+}
+
+std::string JoinArgv(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& a : argv) {
+    if (!out.empty()) out += ' ';
+    out += a;
+    if (out.size() >= 256) break;
+  }
+  if (out.size() > 256) out.resize(256);
+  return out;
+}
+
+// The child's environment: the caller's, plus our marker. A marker already present (a runner
+// started by another runner's step) is kept and ours appended, so both runners can find it.
+std::vector<std::string> WithMarker(std::vector<std::string> env, const std::string& token) {
+  const std::string prefix = std::string(kMarkerKey) + "=";
+  for (auto& kv : env) {
+    if (kv.compare(0, prefix.size(), prefix) == 0) {
+      kv += (kv.size() > prefix.size() ? "," : "") + token;
+      return env;
+    }
+  }
+  env.insert(env.begin(), prefix + token);
+  return env;
+}
+
+// Our direct children, zombies included unless `live_only`.
+std::vector<ProcStat> Children(bool live_only) {
+  std::vector<ProcStat> out;
+  const pid_t self = ::getpid();
+  for (pid_t pid : ListPids()) {
+    auto st = ReadProcStat(pid);
+    if (st && st->ppid == self && !(live_only && st->dead())) out.push_back(*st);
+  }
+  return out;
+}
+
+class SupervisorImpl final : public Supervisor, public TreeOwner {
+ public:
+  SupervisorImpl(EventLoop& loop, Options options) : loop_(loop), options_(options) {}
+  ~SupervisorImpl() override;
+
+  Status Init();
+  Result<std::shared_ptr<ProcessTree>> Spawn(const ProcessSpec& spec, OutputCallback on_output,
+                                             ExitCallback on_exit) override;
+  std::string mechanism() const override;
+  size_t live_trees() const override { return trees_.size(); }
+  void KillAll() override;
+
+  void ReapNow() override;
+  void TreeDelivered(uint64_t id) override { trees_.erase(id); }
+
+ private:
+  std::vector<std::shared_ptr<TreeImpl>> Snapshot() const;
+  void KillOrphans();
+
+  EventLoop& loop_;
+  Options options_;
+  UniqueFd sigchld_fd_;
+  EventLoop::WatchId sigchld_watch_ = 0;
+  std::unique_ptr<CgroupRoot> cgroup_;
+  std::map<uint64_t, std::shared_ptr<TreeImpl>> trees_;
+  bool reaping_ = false;
+};
+
+Status SupervisorImpl::Init() {
+  // SIGCHLD is consumed in one place, synchronously, through a signalfd on the loop. It must be
+  // blocked before any other thread exists so that none of them takes it.
+  sigset_t chld;
+  ::sigemptyset(&chld);
+  ::sigaddset(&chld, SIGCHLD);
+  if (int err = ::pthread_sigmask(SIG_BLOCK, &chld, nullptr); err != 0) {
+    return ErrnoError("pthread_sigmask", err);
+  }
+  // SIG_IGN or SA_NOCLDWAIT would make the kernel reap for us and lose every exit status.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(SIGCHLD, &dfl, nullptr);
+  // Orphans (daemons, children of killed members) are re-parented to us instead of init, so
+  // they stay reachable and we reap them.
+  if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return ErrnoError("PR_SET_CHILD_SUBREAPER", errno);
+  sigchld_fd_.Reset(::signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!sigchld_fd_.valid()) return ErrnoError("signalfd", errno);
+
+  const char* env = std::getenv("STEP_RUNNER_CGROUP");
+  const bool forced_off = env && std::string(env) == "off";
+  if (forced_off || options_.mechanism == Options::Mechanism::kProcessGroup) {
+    if (forced_off) DebugLog("supervisor: STEP_RUNNER_CGROUP=off, using process group + subreaper");
+  } else {
+    auto root = CgroupRoot::Create();
+    if (root.ok()) {
+      cgroup_ = std::move(root).value();
+    } else if (options_.mechanism == Options::Mechanism::kCgroup) {
+      return root.error().Wrap("cgroup v2");
+    } else {
+      static std::atomic<bool> logged{false};
+      if (!logged.exchange(true)) {
+        DebugLog("supervisor: cgroup v2 unavailable (" + root.error().message +
+                 "), using process group + subreaper");
+      }
+    }
+  }
+  auto w = loop_.Watch(sigchld_fd_.get(), EPOLLIN, [this](uint32_t) { ReapNow(); });
+  if (!w.ok()) return w.error();
+  sigchld_watch_ = *w;
+  return Ok();
+}
+
+SupervisorImpl::~SupervisorImpl() {
+  KillAll();
+  if (sigchld_watch_) loop_.Unwatch(sigchld_watch_);
+  // on_exit callbacks not delivered yet are dropped: the caller is shutting down.
+  for (auto& t : Snapshot()) t->Detach();
+  trees_.clear();
+  cgroup_.reset();  // removes step-runner-<pid>
+}
+
+std::string SupervisorImpl::mechanism() const {
+  return cgroup_ ? "cgroup v2 (" + cgroup_->path() + ")" : "process group + subreaper";
+}
+
+std::vector<std::shared_ptr<TreeImpl>> SupervisorImpl::Snapshot() const {
+  std::vector<std::shared_ptr<TreeImpl>> out;
+  for (const auto& [id, t] : trees_) out.push_back(t);
+  return out;
+}
+
+void SupervisorImpl::ReapNow() {
+  if (reaping_) return;
+  reaping_ = true;
+  signalfd_siginfo info[16];
+  while (::read(sigchld_fd_.get(), info, sizeof info) > 0) {
+  }
+  auto trees = Snapshot();  // a dispatch may finish a tree; keep them alive meanwhile
+  for (;;) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, WNOHANG | __WALL);
+    if (pid < 0 && errno == EINTR) continue;
+    if (pid <= 0) break;  // 0: none waitable now; ECHILD: no children at all
+    for (auto& t : trees) {
+      if (!t->done() && t->Owns(pid)) {
+        t->OnReaped(pid, status);
+        break;
+      }
+    }
+    // A pid no tree claims is an orphan re-parented to us: reaping it is all there is to do.
+  }
+  reaping_ = false;
+}
+
+Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& spec,
+                                                           OutputCallback on_output,
+                                                           ExitCallback on_exit) {
+  if (spec.argv.empty()) return InvalidError("spawn: empty argv");
+  const uint64_t id = g_next_tree_id++;
+  const std::string token = std::to_string(::getpid()) + "." + std::to_string(id);
+  TreeImpl::Config config;
+  config.loop = &loop_;
+  config.owner = this;
+  config.id = id;
+  config.command = JoinArgv(spec.argv);
+  config.leftover_grace = options_.leftover_grace;
+  config.on_output = spec.capture_output ? std::move(on_output) : nullptr;
+  config.on_exit = std::move(on_exit);
+  auto tree = std::make_shared<TreeImpl>(std::move(config));
+
+  auto path = LookPath(spec.argv[0], EnvValue(spec.env, "PATH").value_or(""));
+  if (!path.ok()) {
+    trees_[id] = tree;
+    tree->FailToStart(path.error());
+    return std::shared_ptr<ProcessTree>(tree);
+  }
+
+  std::unique_ptr<CgroupLeaf> leaf;
+  if (cgroup_) {
+    auto created = cgroup_->CreateLeaf("tree-" + std::to_string(id));
+    if (created.ok()) {
+      leaf = std::move(created).value();
+    } else {
+      DebugLog("supervisor: " + created.error().message + "; tree " + std::to_string(id) +
+               " uses its process group");
+    }
+  }
+
+  UniqueFd out_read, out_write, err_read, err_write;
+  if (spec.capture_output) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2", errno);
+    out_read.Reset(fds[0]);
+    out_write.Reset(fds[1]);
+    if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2", errno);
+    err_read.Reset(fds[0]);
+    err_write.Reset(fds[1]);
+  } else {
+    out_write.Reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+    if (!out_write.valid()) return ErrnoError("open /dev/null", errno);
+    err_write.Reset(::fcntl(out_write.get(), F_DUPFD_CLOEXEC, 3));
+  }
+
+  ExecRequest request;
+  request.path = *path;
+  request.argv = spec.argv;
+  request.env = WithMarker(spec.env, token);
+  request.work_dir = spec.work_dir;
+  request.stdout_fd = out_write.get();
+  request.stderr_fd = err_write.get();
+  request.cgroup_procs_fd = leaf ? leaf->procs_fd() : -1;
+  SR_ASSIGN_OR_RETURN(Started started, ForkExec(request));
+  // From here on the child exists: every path must hand it to a tree so it gets reaped.
+  out_write.Reset();  // only the child holds the write ends, so EOF means "all writers gone"
+  err_write.Reset();
+  if (leaf) leaf->CloseProcsFd();
+
+  UniqueFd pidfd = OpenPidfd(started.pid);  // cannot be recycled: only we reap it
+  std::unique_ptr<Members> members;
+  if (leaf) {
+    members = std::make_unique<CgroupMembers>(std::move(leaf));
+  } else {
+    auto st = ReadProcStat(started.pid);
+    members = std::make_unique<GroupMembers>(started.pid, token, st ? st->start_ticks : 0);
+  }
+  trees_[id] = tree;
+  Status ok = tree->Start(started.pid, std::move(pidfd), std::move(members), std::move(out_read),
+                          std::move(err_read), std::move(started.exec_error));
+  if (!ok.ok()) {
+    tree->Abandon();  // killed and reaped quietly; the caller gets the error instead of on_exit
+    return ok.error().Wrap("spawn");
+  }
+  return std::shared_ptr<ProcessTree>(tree);
+}
+
+void SupervisorImpl::KillOrphans() {
+  // Includes the main processes of live trees (already SIGKILLed) and anything a tree could not
+  // claim, such as a fallback-mode daemon that cleared its environment.
+  for (const ProcStat& child : Children(true)) {
+    UniqueFd fd = OpenVerifiedPidfd(child.pid, child.start_ticks);
+    if (fd.valid()) PidfdSignal(fd.get(), SIGKILL);
+  }
+}
+
+void SupervisorImpl::KillAll() {
+  auto trees = Snapshot();
+  for (auto& t : trees) t->Kill();
+  KillOrphans();
+  // The shutdown path cannot wait for the loop: wait here, on SIGCHLD, for everything to end.
+  const auto deadline = Clock::now() + kKillAllLimit;
+  for (;;) {
+    ReapNow();
+    bool pending = false;
+    for (auto& t : trees) {
+      t->Tick();
+      pending = pending || !t->done();
+    }
+    // Done when every tree has finished and no child is left, not even a zombie to reap.
+    if (!pending && Children(false).empty()) break;
+    if (Clock::now() >= deadline) {
+      DebugLog("supervisor: KillAll gave up waiting for processes to end");
+      break;
+    }
+    KillOrphans();
+    pollfd p{sigchld_fd_.get(), POLLIN, 0};
+    ::poll(&p, 1, 10);  // bounded so cgroup.events and rescans get looked at too
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Supervisor>> Supervisor::Create(EventLoop& loop, Options options) {
+  auto sup = std::make_unique<SupervisorImpl>(loop, options);
+  SR_RETURN_IF_ERROR(sup->Init());
+  return std::unique_ptr<Supervisor>(std::move(sup));
+}
+
+}  // namespace sr

@@ -1,0 +1,301 @@
+// Stopping trees of badly behaved processes, under both mechanisms. No test asserts a duration:
+// graces are short so the suite is quick, and the fixture's 30 s limit only prevents a hang.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "supervisor/supervisor_test_util.h"
+
+namespace sr::testing {
+namespace {
+
+using Ending = ProcessRecord::Ending;
+
+class StopTest : public SupervisorTest {
+ protected:
+  // Every record's pid must be gone once on_exit has run, not merely dying.
+  void ExpectRecordsGone(const Outcome& o) {
+    for (const auto& r : o.exit.records) EXPECT_TRUE(PidGone(r.pid)) << r.pid << " " << r.command;
+    EXPECT_TRUE(Survivors(tag_).empty());
+  }
+};
+
+// A TERM-ignoring sleeper, plus a line once it runs.
+constexpr char kIgnoresTerm[] = "trap '' TERM; sleep 1000 & echo ready; wait";
+
+TEST_P(StopTest, TrappedTermExitsCleanly) {
+  Outcome o;
+  // "ready" only once the child runs sleep: until its exec, the forked shell still has the trap
+  // handler, and a SIGTERM caught there would be lost.
+  auto tree = Start(Shell(R"(
+trap 'echo bye > "$D/marker"; exit 0' TERM
+sleep 1000 & child=$!
+while read comm < /proc/$child/comm && [ "$comm" != sleep ]; do sleep 0.01; done
+echo ready
+wait)"),
+                    o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::seconds(20)});
+  ASSERT_TRUE(Wait(o));
+  EXPECT_TRUE(FileExists("marker"));
+  EXPECT_TRUE(o.exit.stop_requested);
+  EXPECT_EQ(o.exit.exit_code, 0);
+  EXPECT_FALSE(o.exit.killed);
+  ASSERT_GE(o.exit.records.size(), 2u);
+  const ProcessRecord& main = o.exit.records[0];
+  EXPECT_EQ(main.pid, tree->pid());
+  EXPECT_EQ(main.ending, Ending::kExited);
+  EXPECT_EQ(main.exit_code, 0);
+  EXPECT_EQ(main.signal_sent, SIGTERM);
+  EXPECT_THAT(main.command, ::testing::StartsWith("/bin/sh -c \ntrap"));
+  for (size_t i = 1; i < o.exit.records.size(); ++i) {
+    EXPECT_EQ(o.exit.records[i].ending, Ending::kEndedBySignal) << o.exit.records[i].command;
+    EXPECT_EQ(o.exit.records[i].signal_sent, SIGTERM);
+  }
+  ExpectRecordsGone(o);
+}
+
+TEST_P(StopTest, IgnoredTermIsKilledAfterGrace) {
+  Outcome o;
+  auto tree = Start(Shell(kIgnoresTerm), o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(100)});
+  ASSERT_TRUE(Wait(o));
+  EXPECT_TRUE(o.exit.stop_requested);
+  EXPECT_TRUE(o.exit.killed);
+  EXPECT_EQ(o.exit.exit_code, -1);
+  EXPECT_EQ(o.exit.term_signal, SIGKILL);
+  ASSERT_EQ(o.exit.records.size(), 2u);  // sh and sleep
+  for (const auto& r : o.exit.records) {
+    EXPECT_EQ(r.ending, Ending::kKilledAfterGrace) << r.command;
+    EXPECT_EQ(r.signal_sent, SIGTERM);
+    EXPECT_NE(r.signal_time, std::chrono::system_clock::time_point{});
+  }
+  ExpectRecordsGone(o);
+}
+
+TEST_P(StopTest, SetsidDoubleForkDaemonDies) {
+  Outcome o;
+  auto tree = Start(Shell(R"(
+( setsid sh -c 'trap "" TERM; echo $$ > "$D/daemon"; exec sleep 1000' & )
+while [ ! -s "$D/daemon" ]; do sleep 0.01; done
+echo ready
+sleep 1000 & wait)"),
+                    o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  pid_t daemon = ReadPid("daemon");
+  ExpectGoneLater(daemon);
+  auto st = ReadProcStat(daemon);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->session, daemon) << "the daemon should lead its own session";
+  EXPECT_NE(st->ppid, tree->pid()) << "the daemon should be double-forked";
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(100)});
+  ASSERT_TRUE(Wait(o));
+  EXPECT_TRUE(PidGone(daemon));
+  EXPECT_TRUE(o.exit.killed);
+  bool recorded = false;
+  for (const auto& r : o.exit.records) {
+    if (r.pid == daemon) {
+      recorded = true;
+      EXPECT_EQ(r.ending, Ending::kKilledAfterGrace);
+    }
+  }
+  EXPECT_TRUE(recorded);
+  ExpectRecordsGone(o);
+}
+
+TEST_P(StopTest, BackgroundChildHoldingStdoutIsStopped) {
+  Outcome o;
+  auto tree = Start(Shell("sleep 1000 & echo $! > \"$D/bg\"; echo ready; exit 0"), o);
+  ASSERT_TRUE(Wait(o));
+  pid_t bg = ReadPid("bg");
+  EXPECT_TRUE(PidGone(bg));
+  EXPECT_EQ(o.out, "ready\n");
+  EXPECT_EQ(o.exit.exit_code, 0);
+  EXPECT_FALSE(o.exit.stop_requested);
+  EXPECT_FALSE(o.exit.killed);
+  ASSERT_EQ(o.exit.records.size(), 2u);
+  EXPECT_EQ(o.exit.records[0].pid, tree->pid());
+  EXPECT_EQ(o.exit.records[0].ending, Ending::kExited);
+  EXPECT_EQ(o.exit.records[1].pid, bg);
+  EXPECT_EQ(o.exit.records[1].ending, Ending::kEndedBySignal);
+  EXPECT_EQ(o.exit.records[1].end_signal, SIGTERM);
+  ExpectRecordsGone(o);
+}
+
+TEST_P(StopTest, LeftoverIgnoringTermIsKilled) {
+  Outcome o;
+  Start(Shell("trap '' TERM; sleep 1000 & echo $! > \"$D/bg\"; exit 7"), o);
+  ASSERT_TRUE(Wait(o));
+  EXPECT_TRUE(PidGone(ReadPid("bg")));
+  EXPECT_EQ(o.exit.exit_code, 7);
+  EXPECT_FALSE(o.exit.stop_requested);
+  EXPECT_TRUE(o.exit.killed);
+  ASSERT_EQ(o.exit.records.size(), 2u);
+  EXPECT_EQ(o.exit.records[1].ending, Ending::kKilledAfterGrace);
+  ExpectRecordsGone(o);
+}
+
+TEST_P(StopTest, FanOutOfFiftyChildren) {
+  Outcome o;
+  auto tree = Start(Shell("for i in $(seq 50); do sleep 1000 & done; echo ready; wait"), o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  EXPECT_EQ(tree->Members().size(), 51u);
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::seconds(20)});
+  ASSERT_TRUE(Wait(o));
+  EXPECT_EQ(o.exit.records.size(), 51u);
+  EXPECT_EQ(o.exit.term_signal, SIGTERM);
+  EXPECT_FALSE(o.exit.killed);
+  ExpectRecordsGone(o);
+}
+
+TEST_P(StopTest, ForkLoopsAreKilled) {
+  // Two forkers that ignore SIGTERM, one of them in its own session, fork for as long as they
+  // live; every child ignores SIGTERM too.
+  Outcome o;
+  auto tree = Start(Shell(R"(
+trap '' TERM
+( setsid sh -c 'echo forking; while :; do sleep 1000 & done' & )
+echo ready
+while :; do sleep 1000 & done)"),
+                    o);
+  ASSERT_TRUE(RunUntil([&] {
+    return o.done || (o.out.find("ready") != std::string::npos &&
+                      o.out.find("forking") != std::string::npos);
+  }));
+  ASSERT_FALSE(o.done);
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(100)});
+  ASSERT_TRUE(Wait(o));
+  EXPECT_TRUE(o.exit.killed);
+  EXPECT_TRUE(Survivors(tag_).empty());
+  ExpectRecordsGone(o);
+}
+
+TEST_P(StopTest, KillIsForced) {
+  Outcome o;
+  auto tree = Start(Shell(kIgnoresTerm), o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  tree->Kill();
+  ASSERT_TRUE(Wait(o));
+  EXPECT_TRUE(o.exit.stop_requested);
+  EXPECT_TRUE(o.exit.killed);
+  EXPECT_EQ(o.exit.term_signal, SIGKILL);
+  ASSERT_EQ(o.exit.records.size(), 2u);
+  for (const auto& r : o.exit.records) {
+    EXPECT_EQ(r.ending, Ending::kKilledForced);
+    EXPECT_EQ(r.signal_sent, SIGKILL);
+  }
+  ExpectRecordsGone(o);
+}
+
+TEST_P(StopTest, SecondStopShortensGrace) {
+  Outcome o;
+  auto tree = Start(Shell(kIgnoresTerm), o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::hours(1)});
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(50)});
+  ASSERT_TRUE(Wait(o));  // would time out with the first grace
+  EXPECT_EQ(o.exit.records[0].ending, Ending::kKilledAfterGrace);
+  EXPECT_EQ(o.exit.records[0].signal_sent, SIGTERM);
+  ExpectRecordsGone(o);
+}
+
+TEST_P(StopTest, KillEndsAStopInProgress) {
+  Outcome o;
+  auto tree = Start(Shell(kIgnoresTerm), o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::hours(1)});
+  tree->Kill();
+  ASSERT_TRUE(Wait(o));
+  EXPECT_EQ(o.exit.records[0].ending, Ending::kKilledForced);
+  EXPECT_EQ(o.exit.records[0].signal_sent, SIGTERM);
+  ExpectRecordsGone(o);
+}
+
+TEST_P(StopTest, ZeroGraceKillsAtOnce) {
+  Outcome o;
+  auto tree = Start(Shell(kIgnoresTerm), o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  tree->Stop(StopPolicy{SIGTERM, Duration(0)});
+  ASSERT_TRUE(Wait(o));
+  EXPECT_TRUE(o.exit.killed);
+  EXPECT_EQ(o.exit.records[0].ending, Ending::kKilledAfterGrace);
+  EXPECT_EQ(o.exit.records[0].signal_sent, SIGKILL);
+  ExpectRecordsGone(o);
+}
+
+TEST_P(StopTest, SignalReachesEveryMember) {
+  Outcome o;
+  auto tree = Start(Shell(R"(
+trap 'echo main-usr1' USR1
+setsid sh -c 'trap "echo child-usr1; exit 0" USR1; echo child-ready; while :; do sleep 0.01; done' &
+echo ready
+while :; do sleep 0.01; done)"),
+                    o);
+  ASSERT_TRUE(RunUntil([&] {
+    return o.done || (o.out.find("ready") != std::string::npos &&
+                      o.out.find("child-ready") != std::string::npos);
+  }));
+  tree->Signal(SIGUSR1);
+  ASSERT_TRUE(RunUntil([&] {
+    return o.done || (o.out.find("main-usr1") != std::string::npos &&
+                      o.out.find("child-usr1") != std::string::npos);
+  }));
+  EXPECT_FALSE(o.done);
+  tree->Kill();
+  ASSERT_TRUE(Wait(o));
+  ExpectRecordsGone(o);
+}
+
+TEST_P(StopTest, KillAllKillsTreesAndOrphans) {
+  // An orphan that leaves the process group and clears its environment: the fallback cannot
+  // attribute it to its tree; it is re-parented to us and KillAll gets it.
+  Outcome first;
+  Start(Shell(R"(
+( env -i /usr/bin/setsid /bin/sh -c 'echo $$ > "$0"; exec sleep 1000' "$D/orphan" & )
+while [ ! -s "$D/orphan" ]; do sleep 0.01; done
+echo ready)"),
+        first);
+  ASSERT_TRUE(Wait(first));
+  pid_t orphan = ReadPid("orphan");
+  ExpectGoneLater(orphan);
+  if (GetParam() == Mechanism::kCgroup) {
+    EXPECT_TRUE(PidGone(orphan)) << "the leaf holds it";
+  }
+
+  Outcome second;
+  auto tree = Start(Shell(kIgnoresTerm), second);
+  ASSERT_TRUE(WaitOutput(second, "ready"));
+  sup_->KillAll();
+  EXPECT_TRUE(PidGone(orphan));
+  EXPECT_TRUE(PidGone(tree->pid()));
+  ASSERT_TRUE(Wait(second));
+  EXPECT_TRUE(second.exit.stop_requested);
+  EXPECT_TRUE(second.exit.killed);
+  EXPECT_EQ(second.exit.records[0].ending, Ending::kKilledForced);
+  EXPECT_EQ(sup_->live_trees(), 0u);
+  ExpectRecordsGone(second);
+}
+
+TEST_P(StopTest, DestroyingTheSupervisorKillsEverything) {
+  Outcome o;
+  auto tree = Start(Shell(R"(
+( setsid sh -c 'trap "" TERM; echo $$ > "$D/daemon"; exec sleep 1000' & )
+while [ ! -s "$D/daemon" ]; do sleep 0.01; done
+echo ready; sleep 1000)"),
+                    o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  ExpectGoneLater(ReadPid("daemon"));
+  ExpectGoneLater(tree->pid());
+  sup_.reset();  // TearDown checks that nothing survived and nothing is left to reap
+  EXPECT_TRUE(tree->finished());
+  EXPECT_FALSE(o.done) << "callbacks are dropped with the supervisor";
+  tree->Kill();  // inert, must not crash
+  EXPECT_TRUE(tree->Members().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Mechanisms, StopTest,
+                         ::testing::Values(Mechanism::kCgroup, Mechanism::kProcessGroup),
+                         MechanismName);
+
+}  // namespace
+}  // namespace sr::testing

@@ -1,0 +1,273 @@
+// Spawning, exit status, exec failures and output, under both mechanisms.
+#include "supervisor/supervisor.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+
+#include <regex>
+
+#include "supervisor/supervisor_test_util.h"
+
+namespace sr::testing {
+namespace {
+
+class SpawnTest : public SupervisorTest {};
+
+TEST_P(SpawnTest, ExitCodes) {
+  for (int code : {0, 3}) {
+    Outcome o;
+    Start(Shell("exit " + std::to_string(code)), o);
+    ASSERT_TRUE(Wait(o));
+    EXPECT_EQ(o.exit.exit_code, code);
+    EXPECT_EQ(o.exit.term_signal, 0);
+    EXPECT_FALSE(o.exit.stop_requested);
+    EXPECT_FALSE(o.exit.killed);
+    EXPECT_FALSE(o.exit.spawn_error.has_value());
+    EXPECT_TRUE(o.exit.records.empty());
+  }
+  EXPECT_EQ(sup_->live_trees(), 0u);
+}
+
+TEST_P(SpawnTest, ExitBySignal) {
+  Outcome o;
+  auto tree = Start(Shell("kill -TERM $$"), o);
+  ASSERT_TRUE(Wait(o));
+  EXPECT_EQ(o.exit.exit_code, -1);
+  EXPECT_EQ(o.exit.term_signal, SIGTERM);
+  EXPECT_FALSE(o.exit.stop_requested);
+  EXPECT_TRUE(tree->finished());
+}
+
+TEST_P(SpawnTest, MissingProgramIsSpawnError) {
+  Outcome o;
+  ProcessSpec spec = Shell("");
+  spec.argv = {"no-such-program-sr"};
+  Start(spec, o);
+  ASSERT_TRUE(Wait(o));
+  ASSERT_TRUE(o.exit.spawn_error.has_value());
+  EXPECT_EQ(o.exit.spawn_error->message,
+            "exec: \"no-such-program-sr\": executable file not found in $PATH");
+  EXPECT_EQ(o.exit.exit_code, -1);
+}
+
+TEST_P(SpawnTest, MissingPathIsSpawnError) {
+  Outcome o;
+  ProcessSpec spec = Shell("");
+  spec.argv = {"/nonexistent-sr/prog"};
+  Start(spec, o);
+  ASSERT_TRUE(Wait(o));
+  ASSERT_TRUE(o.exit.spawn_error.has_value());
+  EXPECT_EQ(o.exit.spawn_error->message,
+            "fork/exec /nonexistent-sr/prog: no such file or directory");
+  EXPECT_EQ(o.exit.exit_code, -1);
+}
+
+TEST_P(SpawnTest, NotExecutableIsSpawnError) {
+  ASSERT_EQ(WriteFile(dir_ + "/script", "#!/bin/sh\nexit 0\n", 0644).ok(), true);
+  Outcome o;
+  ProcessSpec spec = Shell("");
+  spec.argv = {dir_ + "/script"};
+  Start(spec, o);
+  ASSERT_TRUE(Wait(o));
+  ASSERT_TRUE(o.exit.spawn_error.has_value());
+  EXPECT_EQ(o.exit.spawn_error->message, "fork/exec " + dir_ + "/script: permission denied");
+}
+
+TEST_P(SpawnTest, BadWorkDirIsSpawnError) {
+  Outcome o;
+  ProcessSpec spec = Shell("exit 0");
+  spec.work_dir = "/nonexistent-sr-dir";
+  Start(spec, o);
+  ASSERT_TRUE(Wait(o));
+  ASSERT_TRUE(o.exit.spawn_error.has_value());
+  EXPECT_EQ(o.exit.spawn_error->message, "chdir /nonexistent-sr-dir: no such file or directory");
+  EXPECT_EQ(o.exit.exit_code, -1);
+}
+
+TEST_P(SpawnTest, WorkDirAndPathLookup) {
+  Outcome o;
+  ProcessSpec spec = Shell("");
+  spec.argv = {"pwd"};
+  spec.work_dir = dir_;
+  Start(spec, o);
+  ASSERT_TRUE(Wait(o));
+  EXPECT_EQ(o.exit.exit_code, 0);
+  EXPECT_EQ(o.out, dir_ + "\n");
+}
+
+TEST_P(SpawnTest, OutputIsExactAndSeparated) {
+  Outcome o;
+  Start(Shell("printf 'a\\n\\nb'; printf 'err1\\n' >&2; printf 'tail'"), o);
+  ASSERT_TRUE(Wait(o));
+  EXPECT_EQ(o.out, "a\n\nbtail");
+  EXPECT_EQ(o.err, "err1\n");
+}
+
+TEST_P(SpawnTest, MegabyteBurstOnBothStreams) {
+  Outcome o;
+  Start(Shell("seq 1 200000 & seq 200000 -1 1 >&2; wait"), o);
+  ASSERT_TRUE(Wait(o));
+  std::string up, down;
+  for (int i = 1; i <= 200000; ++i) up += std::to_string(i) + "\n";
+  for (int i = 200000; i >= 1; --i) down += std::to_string(i) + "\n";
+  ASSERT_GT(up.size(), 1u << 20);
+  EXPECT_EQ(o.out.size(), up.size());
+  EXPECT_TRUE(o.out == up);
+  EXPECT_TRUE(o.err == down);
+  EXPECT_EQ(o.exit.exit_code, 0);
+}
+
+TEST_P(SpawnTest, CaptureOffSendsOutputNowhere) {
+  Outcome o;
+  ProcessSpec spec = Shell("echo out; echo err >&2; exit 5");
+  spec.capture_output = false;
+  Start(spec, o);
+  ASSERT_TRUE(Wait(o));
+  EXPECT_EQ(o.exit.exit_code, 5);
+  EXPECT_EQ(o.out, "");
+  EXPECT_EQ(o.err, "");
+}
+
+TEST_P(SpawnTest, EnvironmentIsExactPlusMarker) {
+  Outcome o;
+  Start(Shell("env | sort"), o);
+  ASSERT_TRUE(Wait(o));
+  std::regex want("D=.*\nPATH=.*\nPWD=.*\nSTEP_RUNNER_TREE=" + std::to_string(::getpid()) +
+                  "\\.[0-9]+\nTEST_TAG=.*\n");
+  EXPECT_TRUE(std::regex_match(o.out, want)) << o.out;
+}
+
+TEST_P(SpawnTest, ExistingMarkerIsKept) {
+  Outcome o;
+  ProcessSpec spec = Shell("echo $STEP_RUNNER_TREE");
+  spec.env.push_back("STEP_RUNNER_TREE=1.2");
+  Start(spec, o);
+  ASSERT_TRUE(Wait(o));
+  EXPECT_THAT(o.out, ::testing::MatchesRegex("1\\.2," + std::to_string(::getpid()) +
+                                             "\\.[0-9]+\n"));
+}
+
+TEST_P(SpawnTest, ChildStartsWithCleanSignalState) {
+  // The runner blocks SIGCHLD and ignores SIGPIPE; neither may leak into a step.
+  struct sigaction ign {};
+  ign.sa_handler = SIG_IGN;
+  struct sigaction old {};
+  ::sigaction(SIGPIPE, &ign, &old);
+  Outcome o;
+  Start(Shell("grep -E '^(SigBlk|SigIgn)' /proc/self/status"), o);
+  ASSERT_TRUE(Wait(o));
+  ::sigaction(SIGPIPE, &old, nullptr);
+  EXPECT_EQ(o.out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
+
+TEST_P(SpawnTest, MembersIncludesSetsidDescendant) {
+  Outcome o;
+  auto tree = Start(Shell(R"(
+setsid sh -c 'echo $$ > "$D/child"; exec sleep 1000' &
+while [ ! -s "$D/child" ]; do sleep 0.01; done
+echo ready; wait)"),
+                    o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  pid_t child = ReadPid("child");
+  ExpectGoneLater(child);
+  auto members = tree->Members();
+  EXPECT_THAT(members, ::testing::Contains(tree->pid()));
+  EXPECT_THAT(members, ::testing::Contains(child));
+  auto st = ReadProcStat(child);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_NE(st->pgrp, tree->pid()) << "setsid did not take effect";
+  tree->Kill();
+  ASSERT_TRUE(Wait(o));
+  EXPECT_TRUE(PidGone(child));
+  EXPECT_TRUE(tree->Members().empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(Mechanisms, SpawnTest,
+                         ::testing::Values(Mechanism::kCgroup, Mechanism::kProcessGroup),
+                         MechanismName);
+
+TEST(SupervisorCreate, EnvironmentForcesProcessGroup) {
+  auto loop = EventLoop::Create();
+  ASSERT_TRUE(loop.ok());
+  const char* before = std::getenv("STEP_RUNNER_CGROUP");
+  std::string saved = before ? before : "";
+  ::setenv("STEP_RUNNER_CGROUP", "off", 1);
+  auto sup = Supervisor::Create(**loop);
+  if (before) {
+    ::setenv("STEP_RUNNER_CGROUP", saved.c_str(), 1);
+  } else {
+    ::unsetenv("STEP_RUNNER_CGROUP");
+  }
+  ASSERT_TRUE(sup.ok());
+  EXPECT_EQ((*sup)->mechanism(), "process group + subreaper");
+}
+
+TEST(LookPath, FindsProgramInPathOrder) {
+  auto p = LookPath("sh", "/nonexistent-sr:/usr/bin:/bin");
+  ASSERT_TRUE(p.ok());
+  EXPECT_THAT(*p, ::testing::AnyOf("/usr/bin/sh", "/bin/sh"));
+}
+
+TEST(LookPath, NameWithSlashIsReturnedAsIs) {
+  auto p = LookPath("./x/y", "");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(*p, "./x/y");
+}
+
+TEST(LookPath, NotFoundUsesGoWording) {
+  auto p = LookPath("no-such-program-sr", "/usr/bin:/bin");
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().message, "exec: \"no-such-program-sr\": executable file not found in $PATH");
+  EXPECT_FALSE(LookPath("sh", "").ok()) << "an empty PATH has no entries";
+}
+
+TEST(LookPath, SkipsDirectoriesAndNonExecutables) {
+  std::string templ = "/tmp/lookpath-XXXXXX";
+  ASSERT_NE(::mkdtemp(templ.data()), nullptr);
+  ASSERT_TRUE(WriteFile(templ + "/prog", "x", 0644).ok());
+  ASSERT_EQ(::mkdir((templ + "/dirprog").c_str(), 0755), 0);
+  ASSERT_TRUE(WriteFile(templ + "/good", "#!/bin/sh\n", 0755).ok());
+  EXPECT_FALSE(LookPath("prog", templ).ok());
+  EXPECT_FALSE(LookPath("dirprog", templ).ok());
+  auto good = LookPath("good", "/nonexistent-sr:" + templ);
+  ASSERT_TRUE(good.ok());
+  EXPECT_EQ(*good, templ + "/good");
+  EXPECT_EQ(std::system(("rm -rf '" + templ + "'").c_str()), 0);
+}
+
+TEST(LookPath, RelativeEntryIsRefused) {
+  // Go's exec.ErrDot: a program found through "." or a relative PATH entry is not run.
+  std::string templ = "/tmp/lookpath-XXXXXX";
+  ASSERT_NE(::mkdtemp(templ.data()), nullptr);
+  ASSERT_TRUE(WriteFile(templ + "/good", "#!/bin/sh\n", 0755).ok());
+  UniqueFd cwd(::open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_EQ(::chdir(templ.c_str()), 0);
+  auto p = LookPath("good", "/nonexistent-sr::/bin");
+  ASSERT_EQ(::fchdir(cwd.get()), 0);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.error().message,
+            "exec: \"good\": cannot run executable found relative to current directory");
+  EXPECT_EQ(std::system(("rm -rf '" + templ + "'").c_str()), 0);
+}
+
+TEST(ProcScan, EnvironTokens) {
+  std::string env("A=1\0STEP_RUNNER_TREE=5.1,7.12\0B=2\0", 32);
+  EXPECT_TRUE(EnvironHasToken(env, "STEP_RUNNER_TREE", "5.1"));
+  EXPECT_TRUE(EnvironHasToken(env, "STEP_RUNNER_TREE", "7.12"));
+  EXPECT_FALSE(EnvironHasToken(env, "STEP_RUNNER_TREE", "7.1"));
+  EXPECT_FALSE(EnvironHasToken(env, "STEP_RUNNER", "5.1"));
+}
+
+TEST(ProcScan, ReadsOwnStatAndCmdline) {
+  auto st = ReadProcStat(::getpid());
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->ppid, ::getppid());
+  EXPECT_GT(st->start_ticks, 0u);
+  EXPECT_FALSE(ReadCmdline(::getpid()).empty());
+  EXPECT_LE(ReadCmdline(::getpid(), 4).size(), 4u);
+}
+
+}  // namespace
+}  // namespace sr::testing

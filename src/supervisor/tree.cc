@@ -1,0 +1,306 @@
+#include "supervisor/tree.h"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "supervisor/proc_scan.h"
+
+namespace sr {
+namespace {
+
+// The fallback has no event for "a process that is not our child died": while it waits for
+// leftover members it looks again this often (cgroup mode uses cgroup.events instead).
+constexpr auto kRescanInterval = std::chrono::milliseconds(10);
+
+}  // namespace
+
+TreeImpl::TreeImpl(Config c)
+    : loop_(c.loop),
+      owner_(c.owner),
+      id_(c.id),
+      command_(std::move(c.command)),
+      leftover_grace_(c.leftover_grace),
+      on_output_(std::move(c.on_output)),
+      on_exit_(std::move(c.on_exit)) {}
+
+TreeImpl::~TreeImpl() { Disarm(); }
+
+void TreeImpl::FailToStart(Error error) {
+  spawn_error_ = std::move(error);
+  main_reaped_ = true;
+  // Through Finish so on_exit still comes from the loop, never from inside Spawn().
+  Finish();
+}
+
+Status TreeImpl::Start(pid_t pid, UniqueFd pidfd, std::unique_ptr<sr::Members> members,
+                       UniqueFd out, UniqueFd err, std::optional<Error> exec_error) {
+  pid_ = pid;
+  main_pidfd_ = std::move(pidfd);
+  members_ = std::move(members);
+  spawn_error_ = std::move(exec_error);
+  out_.fd = std::move(out);
+  err_.fd = std::move(err);
+  started_ = true;
+  SR_RETURN_IF_ERROR(WatchPipe(out_));
+  SR_RETURN_IF_ERROR(WatchPipe(err_));
+  if (members_->event_fd() >= 0) {
+    auto w = loop_->Watch(members_->event_fd(), EPOLLPRI, [this](uint32_t) {
+      // Reading re-arms the notification even when Progress has nothing to do yet.
+      members_->Populated();
+      Progress();
+    });
+    if (!w.ok()) return w.error();
+    events_watch_ = *w;
+  }
+  return Ok();
+}
+
+void TreeImpl::Abandon() {
+  on_exit_ = nullptr;
+  on_output_ = nullptr;
+  KillNow(ProcessRecord::Ending::kKilledForced);
+}
+
+bool TreeImpl::Owns(pid_t pid) const {
+  if (pid == pid_ && !main_reaped_) return true;
+  auto it = by_pid_.find(pid);
+  return it != by_pid_.end() && !it->second->gone;
+}
+
+void TreeImpl::OnReaped(pid_t pid, int status) {
+  auto self = shared_from_this();
+  if (pid == pid_ && !main_reaped_) {
+    main_reaped_ = true;
+    main_status_ = status;
+    main_pidfd_.Reset();
+    if (members_) members_->MainReaped();
+  }
+  if (Member* m = Find(pid)) ApplyStatus(*m, status);
+  Progress();
+}
+
+void TreeImpl::Tick() {
+  if (done_ || !started_) return;
+  if (kill_sent_) KillNow(kill_ending_);
+  DrainPipes();
+  Progress();
+}
+
+std::vector<pid_t> TreeImpl::Members() const {
+  if (done_ || !started_ || !loop_) return {};
+  return members_->List();
+}
+
+void TreeImpl::Signal(int signo) {
+  if (done_ || !started_ || !loop_) return;
+  members_->SignalAll(signo, [&](pid_t p, int fd) { OnVictim(p, fd, signo, false); });
+}
+
+void TreeImpl::Stop(StopPolicy policy) {
+  if (done_ || !started_ || !loop_) return;
+  if (!main_reaped_) stop_requested_ = true;
+  BeginStop(policy);
+}
+
+void TreeImpl::Kill() {
+  if (done_ || !started_ || !loop_) return;
+  if (!main_reaped_) stop_requested_ = true;
+  if (!kill_sent_) KillNow(ProcessRecord::Ending::kKilledForced);
+}
+
+void TreeImpl::BeginStop(StopPolicy policy) {
+  if (kill_sent_) return;
+  const auto now = Clock::now();
+  const Duration grace = std::max(policy.grace, Duration(0));
+  if (stopping_) {
+    // A second request may only bring the SIGKILL closer.
+    if (now + grace >= kill_deadline_) return;
+    if (grace == Duration(0)) {
+      KillNow(ProcessRecord::Ending::kKilledAfterGrace);
+    } else {
+      ArmKill(now + grace);
+    }
+    return;
+  }
+  stopping_ = true;
+  if (grace == Duration(0)) {
+    KillNow(ProcessRecord::Ending::kKilledAfterGrace);
+    return;
+  }
+  const int signo = policy.signal > 0 ? policy.signal : SIGTERM;
+  members_->SignalAll(signo, [&](pid_t p, int fd) { OnVictim(p, fd, signo, false); });
+  ArmKill(now + grace);
+  if (main_reaped_) ArmRescan();
+}
+
+void TreeImpl::ArmKill(Clock::time_point deadline) {
+  if (grace_timer_) loop_->CancelTimer(grace_timer_);
+  kill_deadline_ = deadline;
+  grace_timer_ = loop_->At(deadline, [this] {
+    grace_timer_ = 0;
+    KillNow(ProcessRecord::Ending::kKilledAfterGrace);
+    Progress();
+  });
+}
+
+void TreeImpl::KillNow(ProcessRecord::Ending ending) {
+  if (!kill_sent_) {
+    kill_sent_ = true;
+    stopping_ = true;
+    kill_ending_ = ending;
+    if (grace_timer_) loop_->CancelTimer(grace_timer_);
+    grace_timer_ = 0;
+  }
+  members_->KillAll([&](pid_t p, int fd) { OnVictim(p, fd, SIGKILL, true); });
+  // A recorded member the mechanism no longer sees (fallback: it replaced its environment after
+  // it was signalled) is still ours: its pidfd says so.
+  for (auto& m : records_) {
+    if (m->gone || m->killed || !m->pidfd.valid()) continue;
+    auto st = ReadProcStat(m->rec.pid);
+    if (!st || st->ending()) continue;  // already on its way out: not killed by us
+    if (PidfdSignal(m->pidfd.get(), SIGKILL)) {
+      m->killed = true;
+      any_killed_ = true;
+    }
+  }
+  // The fallback keeps killing on a timer until a scan finds nothing: a forker can race a round.
+  if (members_->event_fd() < 0) ArmRescan();
+}
+
+void TreeImpl::ArmRescan() {
+  if (rescan_timer_ || done_ || members_->event_fd() >= 0) return;
+  rescan_timer_ = loop_->After(kRescanInterval, [this] {
+    rescan_timer_ = 0;
+    if (kill_sent_) KillNow(kill_ending_);
+    Progress();
+  });
+}
+
+void TreeImpl::Progress() {
+  if (done_ || !started_ || !main_reaped_) return;
+  if (members_->Populated()) {
+    // The main process ended by itself but left members behind (a background job, a daemon):
+    // they get SIGTERM and, after leftover_grace, SIGKILL. A tree never outlives its step.
+    if (!stopping_) BeginStop(StopPolicy{SIGTERM, leftover_grace_});
+    ArmRescan();
+    return;
+  }
+  // Every member has closed its files by now, so whatever is in the pipes is final.
+  DrainPipes();
+  if (!PipesClosed()) {
+    // Someone outside the tree holds a write end; do not wait for it forever.
+    if (!pipe_timer_) {
+      pipe_timer_ = loop_->After(leftover_grace_, [this] {
+        pipe_timer_ = 0;
+        DrainPipes();
+        ClosePipe(out_);
+        ClosePipe(err_);
+        Progress();
+      });
+    }
+    return;
+  }
+  // Settled() reaps, which can re-enter Progress and finish the tree from there.
+  if (!Settled() || done_) return;
+  Finish();
+}
+
+bool TreeImpl::Settled() {
+  // A member can leave the cgroup (and close its pipes) a moment before it becomes a zombie and
+  // is re-parented to us. Finish only when every recorded member is reaped, so that once
+  // on_exit runs none of their pids exists any more.
+  if (owner_) owner_->ReapNow();
+  bool settled = true;
+  for (auto& m : records_) {
+    if (m->gone || !m->pidfd.valid()) continue;
+    if (!PidfdSignal(m->pidfd.get(), 0) && errno == ESRCH) {
+      MarkGone(*m);
+      continue;
+    }
+    auto st = ReadProcStat(m->rec.pid);
+    if (!st) {
+      MarkGone(*m);
+      continue;
+    }
+    if (st->dead()) {
+      int status = 0;
+      if (st->ppid == ::getpid() &&
+          ::waitpid(m->rec.pid, &status, WNOHANG | __WALL) == m->rec.pid) {
+        ApplyStatus(*m, status);
+        continue;
+      }
+      if (st->ppid != ::getpid()) {
+        MarkGone(*m);  // dead, waiting for a parent that is not ours to reap it
+        continue;
+      }
+    }
+    settled = false;
+    if (!m->exit_watch) {
+      Member* raw = m.get();
+      auto w = loop_->Watch(m->pidfd.get(), EPOLLIN, [this, raw](uint32_t) {
+        loop_->Unwatch(raw->exit_watch);
+        raw->exit_watch = 0;
+        Progress();
+      });
+      if (w.ok()) m->exit_watch = *w;
+    }
+  }
+  return settled;
+}
+
+void TreeImpl::Finish() {
+  if (done_) return;
+  done_ = true;
+  TreeExit exit = BuildExit();
+  Disarm();
+  if (members_) members_->Release();
+  if (!loop_) return;
+  deliver_timer_ = loop_->After(Duration(0), [self = shared_from_this(), exit]() mutable {
+    self->deliver_timer_ = 0;
+    self->Deliver(std::move(exit));
+  });
+}
+
+void TreeImpl::Deliver(TreeExit exit) {
+  finished_ = true;
+  auto cb = std::move(on_exit_);
+  on_exit_ = nullptr;
+  on_output_ = nullptr;
+  if (owner_) owner_->TreeDelivered(id_);  // live_trees() drops before the callback runs
+  owner_ = nullptr;
+  loop_ = nullptr;
+  if (cb) cb(std::move(exit));
+}
+
+void TreeImpl::Disarm() {
+  if (!loop_) return;
+  for (auto* t : {&grace_timer_, &rescan_timer_, &pipe_timer_, &deliver_timer_}) {
+    if (*t) loop_->CancelTimer(*t);
+    *t = 0;
+  }
+  if (events_watch_) loop_->Unwatch(events_watch_);
+  events_watch_ = 0;
+  for (auto& m : records_) {
+    if (m->exit_watch) loop_->Unwatch(m->exit_watch);
+    m->exit_watch = 0;
+  }
+  ClosePipe(out_);
+  ClosePipe(err_);
+}
+
+void TreeImpl::Detach() {
+  Disarm();
+  if (members_) members_->Release();
+  done_ = true;
+  finished_ = true;
+  on_exit_ = nullptr;
+  on_output_ = nullptr;
+  owner_ = nullptr;
+  loop_ = nullptr;
+}
+
+}  // namespace sr

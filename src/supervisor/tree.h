@@ -1,0 +1,148 @@
+// One process tree: its main process, its members (via a Members mechanism), its two output
+// pipes and its stop sequence. A tree finishes when the main process has been reaped, no member
+// is alive, every member it recorded has been reaped, and both pipes reached EOF; then on_exit
+// runs on the next loop turn.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "loop/loop.h"
+#include "supervisor/members.h"
+#include "supervisor/supervisor.h"
+
+namespace sr {
+
+/// What a tree needs from the supervisor that owns it.
+class TreeOwner {
+ public:
+  virtual ~TreeOwner() = default;
+  /// Reaps every waitable child now (non-reentrant; a no-op while a reap is running).
+  virtual void ReapNow() = 0;
+  /// The tree has delivered on_exit and can be forgotten.
+  virtual void TreeDelivered(uint64_t id) = 0;
+};
+
+class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<TreeImpl> {
+ public:
+  struct Config {
+    EventLoop* loop = nullptr;
+    TreeOwner* owner = nullptr;
+    uint64_t id = 0;
+    std::string command;  // argv joined, for the main process's record
+    Duration leftover_grace{};
+    Supervisor::OutputCallback on_output;
+    Supervisor::ExitCallback on_exit;
+  };
+  explicit TreeImpl(Config config);
+  ~TreeImpl() override;
+
+  /// The program could not be started at all (LookPath failed): finish on the next loop turn.
+  void FailToStart(Error error);
+  /// The main process runs (or failed to exec: `exec_error`). Pipe fds may be invalid when
+  /// output is not captured.
+  Status Start(pid_t pid, UniqueFd pidfd, std::unique_ptr<sr::Members> members, UniqueFd out,
+               UniqueFd err, std::optional<Error> exec_error);
+  /// Start() failed after the fork: kill the process quietly, never call back.
+  void Abandon();
+
+  // Supervisor side.
+  uint64_t id() const { return id_; }
+  bool Owns(pid_t pid) const;
+  void OnReaped(pid_t pid, int status);
+  /// KillAll: SIGKILL again (catches forks that raced), drain the pipes, check for the end.
+  void Tick();
+  bool done() const { return done_; }
+  /// The supervisor is going away: drop callbacks, timers and watches.
+  void Detach();
+
+  // ProcessTree.
+  pid_t pid() const override { return pid_; }
+  std::vector<pid_t> Members() const override;
+  void Signal(int signo) override;
+  void Stop(StopPolicy policy) override;
+  void Kill() override;
+  bool finished() const override { return finished_; }
+
+ private:
+  // What the supervisor knows about one process it signalled or saw end.
+  struct Member {
+    ProcessRecord rec;
+    UniqueFd pidfd;  // pins the identity; ESRCH on it means "reaped"
+    EventLoop::WatchId exit_watch = 0;
+    bool killed = false;  // got SIGKILL from us while alive
+    bool status_known = false;
+    bool gone = false;
+  };
+  struct Pipe {
+    OutputStream stream;
+    UniqueFd fd;
+    EventLoop::WatchId watch = 0;
+  };
+
+  void BeginStop(StopPolicy policy);
+  void KillNow(ProcessRecord::Ending ending);
+  void ArmKill(Clock::time_point deadline);
+  void ArmRescan();
+  void Progress();
+  bool Settled();
+  void Finish();
+  void Deliver(TreeExit exit);
+  void Disarm();
+  TreeExit BuildExit();
+
+  void OnVictim(pid_t pid, int pidfd, int signo, bool kill);
+  Member* Find(pid_t pid);
+  void ApplyStatus(Member& m, int status);
+  void MarkGone(Member& m);
+
+  Status WatchPipe(Pipe& p);
+  void ReadPipe(Pipe& p, bool drain);
+  void ClosePipe(Pipe& p);
+  void DrainPipes();
+  bool PipesClosed() const { return !out_.fd.valid() && !err_.fd.valid(); }
+
+  EventLoop* loop_;
+  TreeOwner* owner_;
+  const uint64_t id_;
+  const std::string command_;
+  const Duration leftover_grace_;
+  Supervisor::OutputCallback on_output_;
+  Supervisor::ExitCallback on_exit_;
+
+  pid_t pid_ = 0;
+  UniqueFd main_pidfd_;
+  std::unique_ptr<sr::Members> members_;
+  Pipe out_{OutputStream::kStdout, {}, 0};
+  Pipe err_{OutputStream::kStderr, {}, 0};
+  EventLoop::WatchId events_watch_ = 0;
+
+  bool started_ = false;
+  bool main_reaped_ = false;
+  int main_status_ = 0;
+  std::optional<Error> spawn_error_;
+
+  bool stop_requested_ = false;  // Stop/Kill before the main process ended
+  bool stopping_ = false;        // the stop (or leftover) signal has gone out
+  bool kill_sent_ = false;
+  bool any_killed_ = false;
+  ProcessRecord::Ending kill_ending_ = ProcessRecord::Ending::kKilledAfterGrace;
+  Clock::time_point kill_deadline_{};
+  EventLoop::TimerId grace_timer_ = 0;
+  EventLoop::TimerId rescan_timer_ = 0;
+  EventLoop::TimerId pipe_timer_ = 0;
+  EventLoop::TimerId deliver_timer_ = 0;
+
+  std::vector<std::unique_ptr<Member>> records_;
+  std::unordered_map<pid_t, Member*> by_pid_;
+
+  bool done_ = false;      // Finish() ran: no more signals, on_exit is queued
+  bool finished_ = false;  // on_exit has been called (or dropped)
+};
+
+}  // namespace sr

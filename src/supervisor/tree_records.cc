@@ -1,0 +1,119 @@
+// The termination record of a tree: who was signalled, how each one ended, and the TreeExit.
+#include <fcntl.h>
+#include <sys/wait.h>
+
+#include <csignal>
+
+#include "supervisor/proc_scan.h"
+#include "supervisor/tree.h"
+
+namespace sr {
+namespace {
+
+// A fork bomb must not turn the record into unbounded memory and fds; members past this are
+// still signalled and killed, just not listed.
+constexpr size_t kMaxRecords = 256;
+
+}  // namespace
+
+TreeImpl::Member* TreeImpl::Find(pid_t pid) {
+  auto it = by_pid_.find(pid);
+  if (it == by_pid_.end() || it->second->gone) return nullptr;
+  return it->second;
+}
+
+void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool kill) {
+  if (kill) any_killed_ = true;
+  Member* m = Find(pid);
+  if (!m) {
+    if (records_.size() >= kMaxRecords) return;
+    auto fresh = std::make_unique<Member>();
+    fresh->rec.pid = pid;
+    fresh->rec.command = ReadCmdline(pid);
+    fresh->pidfd.Reset(::fcntl(pidfd, F_DUPFD_CLOEXEC, 3));
+    m = fresh.get();
+    by_pid_[pid] = m;  // replaces a gone record whose pid was recycled
+    records_.push_back(std::move(fresh));
+  }
+  if (m->rec.signal_sent == 0) {
+    m->rec.signal_sent = signo;
+    m->rec.signal_time = WallNow();
+  }
+  if (kill) m->killed = true;
+}
+
+void TreeImpl::ApplyStatus(Member& m, int status) {
+  m.status_known = true;
+  if (WIFEXITED(status)) {
+    m.rec.ending = ProcessRecord::Ending::kExited;
+    m.rec.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    m.rec.end_signal = WTERMSIG(status);
+    // SIGKILL from someone else (the OOM killer) before our escalation is not "killed by us".
+    m.rec.ending = m.rec.end_signal == SIGKILL && m.killed ? kill_ending_
+                                                            : ProcessRecord::Ending::kEndedBySignal;
+  }
+  MarkGone(m);
+}
+
+void TreeImpl::MarkGone(Member& m) {
+  if (m.gone) return;
+  m.gone = true;
+  if (m.rec.end_time == std::chrono::system_clock::time_point{}) m.rec.end_time = WallNow();
+  if (m.exit_watch && loop_) loop_->Unwatch(m.exit_watch);
+  m.exit_watch = 0;
+  m.pidfd.Reset();
+}
+
+TreeExit TreeImpl::BuildExit() {
+  TreeExit e;
+  e.spawn_error = spawn_error_;
+  e.stop_requested = stop_requested_;
+  e.killed = any_killed_;
+  if (!spawn_error_ && started_) {
+    if (WIFEXITED(main_status_)) {
+      e.exit_code = WEXITSTATUS(main_status_);
+    } else if (WIFSIGNALED(main_status_)) {
+      e.term_signal = WTERMSIG(main_status_);
+    }
+  }
+  if (records_.empty()) return e;
+  // Members whose status we never saw (their own parent reaped them) are judged by what we did:
+  // SIGKILLed while alive = killed, gone before that = ended by the stop signal.
+  for (auto& m : records_) {
+    MarkGone(*m);
+    if (!m->status_known) {
+      m->rec.ending = m->killed ? kill_ending_ : ProcessRecord::Ending::kEndedBySignal;
+    }
+  }
+  // The main process comes first; it is listed even when only its leftovers were signalled.
+  const Member* main = nullptr;
+  for (const auto& m : records_) {
+    if (m->rec.pid == pid_) {
+      main = m.get();
+      break;
+    }
+  }
+  if (main) {
+    e.records.push_back(main->rec);
+  } else {
+    ProcessRecord r;
+    r.pid = pid_;
+    r.end_time = WallNow();
+    if (WIFEXITED(main_status_)) {
+      r.ending = ProcessRecord::Ending::kExited;
+      r.exit_code = WEXITSTATUS(main_status_);
+    } else if (WIFSIGNALED(main_status_)) {
+      r.ending = ProcessRecord::Ending::kEndedBySignal;
+      r.end_signal = WTERMSIG(main_status_);
+    }
+    e.records.push_back(std::move(r));
+  }
+  if (e.records.front().command.empty()) e.records.front().command = command_;
+  for (const auto& m : records_) {
+    if (m.get() != main) e.records.push_back(m->rec);
+  }
+  return e;
+}
+
+}  // namespace sr
