@@ -1,4 +1,4 @@
-// cgroup v2 support: one directory per runner (`step-runner-<pid>` beside the runner's own
+// cgroup v2 support: one directory per runner (`step-runner-<pid>` inside the runner's own
 // cgroup) holding one leaf per process tree. A leaf is the authoritative member list of a tree:
 // nothing inside can leave it (short of writing to cgroup.procs as root), `cgroup.freeze` stops
 // a forking tree long enough to signal every member, `cgroup.kill` kills them all atomically and

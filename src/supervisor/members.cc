@@ -62,45 +62,65 @@ std::vector<GroupMembers::Found> GroupMembers::Scan() {
   // Once nothing of the tree is alive nothing can come back: no member is left to fork.
   if (known_empty_) return {};
   const pid_t self = ::getpid();
-  // Pass 1: every process that started no earlier than the main process. Their parent links
-  // let pass 2 skip processes that do not descend from the runner (other users' work) without
-  // reading their environment, which is the expensive part of a scan.
+  // Pass 1: every process that started no earlier than the main process (no member can be
+  // older). Zombies and exiting tasks are dead already, but still links in the parent chain.
+  enum class Mark : char { kUnknown, kMember, kOurs, kForeign };
   struct Young {
     ProcStat st;
-    bool candidate;
+    Mark mark = Mark::kUnknown;
   };
   std::unordered_map<pid_t, Young> young;
   std::unordered_set<pid_t> old;
   for (pid_t pid : ListPids()) {
     auto st = ReadProcStat(pid);
-    if (!st) continue;  // gone: absent from both maps, so a link through it counts as unknown
+    if (!st) continue;  // gone: in neither map, so a link through it counts as unknown
     if (st->start_ticks < start_ticks_ || pid == self) {
       old.insert(pid);
-      continue;
+    } else {
+      young[pid] = {*st};
     }
-    // Zombies and exiting tasks are dead already, but still links in the parent chain.
-    young[pid] = {*st, !st->ending()};
   }
-  auto descends_from_us = [&](pid_t pid) {
-    pid_t cur = young.at(pid).st.ppid;
+  // Pass 2: a process belongs to the tree if it is in our process group, if its parent does
+  // (children of members are members, whatever their environment), or if it carries our
+  // marker (members re-parented to us after setsid). The marker means reading the environment,
+  // the expensive part, so it is read only for live descendants of the runner (kOurs) that
+  // nothing cheaper decided: never for other users' processes (kForeign).
+  auto decide = [&](const Young& y, Mark parent) {
+    if (y.st.pgrp == pgid_ || parent == Mark::kMember) return Mark::kMember;
+    if (parent == Mark::kForeign) return Mark::kForeign;
+    if (!y.st.ending() && EnvironHasToken(ReadEnviron(y.st.pid), kMarkerKey, token_)) {
+      return Mark::kMember;
+    }
+    return Mark::kOurs;
+  };
+  auto mark_of = [&](pid_t pid) {
+    std::vector<Young*> path;
+    Mark top = Mark::kOurs;
+    pid_t cur = pid;
     for (int depth = 0; depth < 256; ++depth) {
-      if (cur == self) return true;
+      if (cur == self) break;
       auto it = young.find(cur);
-      if (it == young.end()) return !old.count(cur) && cur > 1;  // vanished: stay on the safe side
+      if (it == young.end()) {
+        // Older than the tree (or init): not ours. Vanished mid-scan: stay on the safe side.
+        top = old.count(cur) || cur <= 1 ? Mark::kForeign : Mark::kOurs;
+        break;
+      }
+      if (it->second.mark != Mark::kUnknown) {
+        top = it->second.mark;
+        break;
+      }
+      path.push_back(&it->second);
       cur = it->second.st.ppid;
     }
-    return true;
+    for (auto r = path.rbegin(); r != path.rend(); ++r) top = (*r)->mark = decide(**r, top);
+    return top;
   };
   std::vector<Found> found;
   bool group_seen = false;
   for (const auto& [pid, y] : young) {
-    if (!y.candidate) continue;
-    bool member = y.st.pgrp == pgid_;
-    group_seen = group_seen || member;
-    if (!member && descends_from_us(pid)) {
-      member = EnvironHasToken(ReadEnviron(pid), kMarkerKey, token_);
-    }
-    if (member) found.push_back({pid, y.st.pgrp, y.st.start_ticks});
+    if (y.st.ending()) continue;
+    group_seen = group_seen || y.st.pgrp == pgid_;
+    if (mark_of(pid) == Mark::kMember) found.push_back({pid, y.st.pgrp, y.st.start_ticks});
   }
   group_seen_ = group_seen;
   if (found.empty()) known_empty_ = true;

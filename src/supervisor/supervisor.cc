@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -169,7 +170,8 @@ void SupervisorImpl::ReapNow() {
   signalfd_siginfo info[16];
   while (::read(sigchld_fd_.get(), info, sizeof info) > 0) {
   }
-  auto trees = Snapshot();  // a dispatch may finish a tree; keep them alive meanwhile
+  auto trees = Snapshot();  // a tree may finish below; keep them alive meanwhile
+  std::vector<TreeImpl*> touched;
   for (;;) {
     int status = 0;
     pid_t pid = ::waitpid(-1, &status, WNOHANG | __WALL);
@@ -178,12 +180,18 @@ void SupervisorImpl::ReapNow() {
     for (auto& t : trees) {
       if (!t->done() && t->Owns(pid)) {
         t->OnReaped(pid, status);
+        if (std::find(touched.begin(), touched.end(), t.get()) == touched.end()) {
+          touched.push_back(t.get());
+        }
         break;
       }
     }
     // A pid no tree claims is an orphan re-parented to us: reaping it is all there is to do.
   }
   reaping_ = false;
+  // Once per tree and batch: a killed fan-out reaps dozens of members at once, and in the
+  // fallback each look at the tree is a /proc scan.
+  for (TreeImpl* t : touched) t->Progress();
 }
 
 Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& spec,

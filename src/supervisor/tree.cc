@@ -72,7 +72,6 @@ bool TreeImpl::Owns(pid_t pid) const {
 }
 
 void TreeImpl::OnReaped(pid_t pid, int status) {
-  auto self = shared_from_this();
   if (pid == pid_ && !main_reaped_) {
     main_reaped_ = true;
     main_status_ = status;
@@ -80,7 +79,6 @@ void TreeImpl::OnReaped(pid_t pid, int status) {
     if (members_) members_->MainReaped();
   }
   if (Member* m = Find(pid)) ApplyStatus(*m, status);
-  Progress();
 }
 
 void TreeImpl::Tick() {
@@ -214,6 +212,7 @@ bool TreeImpl::Settled() {
   // is re-parented to us. Finish only when every recorded member is reaped, so that once
   // on_exit runs none of their pids exists any more.
   if (owner_) owner_->ReapNow();
+  if (done_) return true;  // the reap finished the tree already
   bool settled = true;
   for (auto& m : records_) {
     if (m->gone || !m->pidfd.valid()) continue;

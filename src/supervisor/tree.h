@@ -54,7 +54,10 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   // Supervisor side.
   uint64_t id() const { return id_; }
   bool Owns(pid_t pid) const;
+  /// Records an exit status; the caller calls Progress() once after a batch of reaps.
   void OnReaped(pid_t pid, int status);
+  /// Re-evaluates whether the tree has finished (or has leftovers to stop).
+  void Progress();
   /// KillAll: SIGKILL again (catches forks that raced), drain the pipes, check for the end.
   void Tick();
   bool done() const { return done_; }
@@ -89,7 +92,6 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   void KillNow(ProcessRecord::Ending ending);
   void ArmKill(Clock::time_point deadline);
   void ArmRescan();
-  void Progress();
   bool Settled();
   void Finish();
   void Deliver(TreeExit exit);

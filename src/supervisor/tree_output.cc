@@ -13,6 +13,9 @@ namespace {
 // Reads per readiness callback, so one chatty tree cannot starve the rest of the loop; the
 // watch is level-triggered and comes back for the remainder.
 constexpr int kReadsPerWakeup = 16;
+// Reads per drain. Normally a drain meets EOF at once (every writer is dead), but a writer we
+// cannot see (fallback: it cleared its environment) must not keep the loop here forever.
+constexpr int kReadsPerDrain = 256;
 
 }  // namespace
 
@@ -35,7 +38,8 @@ Status TreeImpl::WatchPipe(Pipe& p) {
 
 void TreeImpl::ReadPipe(Pipe& p, bool drain) {
   char buf[65536];
-  for (int n = 0; drain || n < kReadsPerWakeup; ++n) {
+  const int limit = drain ? kReadsPerDrain : kReadsPerWakeup;
+  for (int n = 0; n < limit; ++n) {
     if (!p.fd.valid()) return;
     ssize_t r = ::read(p.fd.get(), buf, sizeof buf);
     if (r > 0) {
