@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "supervisor/proc_scan.h"
+#include "util/time.h"
 
 namespace sr {
 namespace {
@@ -21,41 +22,53 @@ constexpr int kFreezeRounds = 200;
 // anything that still races past these.
 constexpr int kSignalRounds = 8;
 constexpr int kKillRounds = 64;
+// The first signal is best effort against a forker that ignores it (SIGKILL is the guarantee),
+// so its rounds stop after this much time: the grace is running meanwhile.
+constexpr auto kSignalBudget = std::chrono::milliseconds(10);
 constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
 
 }  // namespace
 
 void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
+  const auto give_up = Clock::now() + kSignalBudget;
   bool frozen = leaf_->Freeze(true).ok();
   std::unordered_set<pid_t> seen;
+  std::vector<std::pair<pid_t, UniqueFd>> victims;
   for (int round = 0; round < kFreezeRounds; ++round) {
+    // The first round always runs: the freeze itself can wait on the cgroup lock for a while.
+    if (round > 0 && Clock::now() >= give_up) break;
     size_t fresh = 0;
     for (pid_t pid : leaf_->Procs()) {
       if (!seen.insert(pid).second) continue;
-      ++fresh;
       UniqueFd fd = OpenPidfd(pid);
       if (!fd.valid()) continue;  // exited between the read and the open
-      on_victim(pid, fd.get());
       PidfdSignal(fd.get(), signo);
+      victims.emplace_back(pid, std::move(fd));
+      ++fresh;
     }
     // A fork in flight when we froze completes into a frozen child that appears in cgroup.procs
     // only then; "frozen 1" means no such fork is left.
     if (fresh == 0 && (!frozen || leaf_->Frozen())) break;
   }
+  // Records while the leaf is still frozen: a frozen process holds no lock that a /proc read
+  // could wait for (a forking one does).
+  for (auto& [pid, fd] : victims) on_victim(pid, fd.get());
   if (frozen) (void)leaf_->Freeze(false);
 }
 
 void CgroupMembers::KillAll(const VictimFn& on_victim) {
-  std::vector<UniqueFd> fds;
+  // pidfds first (cheap, and they pin who was there), the kill next, the record last: reading
+  // a command line can wait on a busy process, and the kill must not.
+  std::vector<std::pair<pid_t, UniqueFd>> victims;
   for (pid_t pid : leaf_->Procs()) {
     UniqueFd fd = OpenPidfd(pid);
-    if (!fd.valid()) continue;
-    on_victim(pid, fd.get());
-    fds.push_back(std::move(fd));
+    if (fd.valid()) victims.emplace_back(pid, std::move(fd));
   }
-  if (leaf_->Kill().ok()) return;
-  // cgroup.kill failed (it should not once probed): kill each member we know of directly.
-  for (auto& fd : fds) PidfdSignal(fd.get(), SIGKILL);
+  if (!leaf_->Kill().ok()) {
+    // cgroup.kill failed (it should not once probed): kill each member we know of directly.
+    for (auto& [pid, fd] : victims) PidfdSignal(fd.get(), SIGKILL);
+  }
+  for (auto& [pid, fd] : victims) on_victim(pid, fd.get());
 }
 
 std::vector<GroupMembers::Found> GroupMembers::Scan() {
@@ -137,27 +150,33 @@ std::vector<pid_t> GroupMembers::List() {
 
 size_t GroupMembers::Round(int signo, bool group_kill, std::unordered_set<pid_t>& seen,
                            const VictimFn& on_victim) {
+  // Scan before signalling, so every member signalled is also reported; a SIGKILLed process
+  // would be "exiting" by the time a later scan saw it.
   std::vector<std::pair<Found, UniqueFd>> fresh;
   for (const Found& f : Scan()) {
     if (!seen.insert(f.pid).second) continue;
     UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
-    if (!fd.valid()) continue;
-    on_victim(f.pid, fd.get());
-    fresh.emplace_back(f, std::move(fd));
+    if (fd.valid()) fresh.emplace_back(f, std::move(fd));
   }
   const bool grouped = group_kill && GroupUsable();
   if (grouped) ::kill(-pgid_, signo);
   for (auto& [f, fd] : fresh) {
-    if (grouped && f.pgrp == pgid_) continue;  // the group signal reached it
+    // The group signal reached group members; SIGKILL goes to them again anyway (harmless),
+    // while any other signal must not arrive twice (a trap handler would run twice).
+    if (grouped && signo != SIGKILL && f.pgrp == pgid_) continue;
     PidfdSignal(fd.get(), signo);
   }
+  // Records last: reading a command line can wait on a process that is busy forking.
+  for (auto& [f, fd] : fresh) on_victim(f.pid, fd.get());
   return fresh.size();
 }
 
 void GroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
+  const auto give_up = Clock::now() + kSignalBudget;
   std::unordered_set<pid_t> seen;
   // The group signal goes out once: a trap handler must not run twice for one stop.
   for (int round = 0; round < kSignalRounds; ++round) {
+    if (round > 0 && Clock::now() >= give_up) break;
     if (Round(signo, round == 0, seen, on_victim) == 0) break;
   }
 }

@@ -7,8 +7,9 @@
 //    carries the tree's marker (descendants that called setsid). There is no event for "an
 //    unrelated process died", so the tree re-scans on a short timer while it waits for them.
 //
-// Both report each member they are about to signal to a VictimFn (before the signal, so its
-// command line can still be read), with a pidfd that pins its identity.
+// Both report each member they signalled to a VictimFn, with a pidfd that pins its identity.
+// The report comes after the signal: reading /proc/<pid>/cmdline can block while the process
+// forks, and the signal must not wait for that.
 #pragma once
 
 #include <sys/types.h>

@@ -88,6 +88,15 @@ std::string ReadCmdline(pid_t pid, size_t limit) {
   return raw;
 }
 
+std::string ReadCommand(pid_t pid, size_t limit) {
+  std::string cmd = ReadCmdline(pid, limit);
+  if (!cmd.empty()) return cmd;
+  std::string comm = ReadProcFile(ProcPath(pid, "comm"), 64);
+  while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  if (comm.size() > limit) comm.resize(limit);
+  return comm;
+}
+
 std::string ReadEnviron(pid_t pid) {
   // Bounded so a process with a huge environment cannot make a scan slow without limit.
   return ReadProcFile(ProcPath(pid, "environ"), 1 << 20);

@@ -36,6 +36,9 @@ std::vector<pid_t> ListPids();
 std::optional<ProcStat> ReadProcStat(pid_t pid);
 /// argv joined with spaces, truncated to `limit` bytes; "" when gone or a kernel thread.
 std::string ReadCmdline(pid_t pid, size_t limit = 256);
+/// The command line, or the task name (/proc/<pid>/comm, kept until the process is reaped) when
+/// the command line is no longer readable, e.g. right after SIGKILL.
+std::string ReadCommand(pid_t pid, size_t limit = 256);
 /// The environment the process was started with ("K=V\0K=V\0..."); "" when unreadable.
 std::string ReadEnviron(pid_t pid);
 /// Whether the environment block holds `key`=value with `token` among its comma-separated values.

@@ -29,7 +29,7 @@ void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool kill) {
     if (records_.size() >= kMaxRecords) return;
     auto fresh = std::make_unique<Member>();
     fresh->rec.pid = pid;
-    fresh->rec.command = ReadCmdline(pid);
+    fresh->rec.command = pid == pid_ ? command_ : ReadCommand(pid);
     fresh->pidfd.Reset(::fcntl(pidfd, F_DUPFD_CLOEXEC, 3));
     m = fresh.get();
     by_pid_[pid] = m;  // replaces a gone record whose pid was recycled
