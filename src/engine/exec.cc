@@ -68,10 +68,10 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, const StepFi
     *node->result.mutable_outputs() = delegated.outputs();
   } else {
     auto written = ParseJsonLines(*out_text);
-    if (!written.ok()) return written.error().Wrap("output file: read output file");
+    if (!written.ok()) return AsFailure(written.error()).Wrap("output file: read output file");
     if (!spec.outputs.empty() || !written->empty()) {
       auto valid = ValidateOutputs(spec, std::move(*written));
-      if (!valid.ok()) return valid.error().Wrap("output file: read output file");
+      if (!valid.ok()) return AsFailure(valid.error()).Wrap("output file: read output file");
       for (const auto& [k, v] : *valid) {
         (*node->result.mutable_outputs())[k] = ToProtoValue(v);
         auto decl = spec.outputs.find(k);
@@ -84,9 +84,9 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, const StepFi
   auto exp_text = ReadBounded(files.exports());
   if (!exp_text.ok()) return FailedError("export file: " + exp_text.error().message);
   auto exported = ParseJsonLines(*exp_text);
-  if (!exported.ok()) return exported.error().Wrap("export file: read env file");
+  if (!exported.ok()) return AsFailure(exported.error()).Wrap("export file: read env file");
   auto env = ExportsToEnv(*exported);
-  if (!env.ok()) return env.error().Wrap("export file");
+  if (!env.ok()) return AsFailure(env.error()).Wrap("export file");
   for (const auto& [k, v] : *env) {
     st.exports[k] = v;
     (*node->result.mutable_exports())[k] = v;
@@ -113,7 +113,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   Env def_env;
   for (const auto& [k, raw] : def.env) {
     auto v = expr::ExpandString(raw, view);
-    if (!v.ok()) co_return StepOutcome{true, v.error().Wrap("expand step env: env variable \"" + k + "\"")};
+    if (!v.ok()) co_return StepOutcome{true, AsFailure(v.error()).Wrap("expand step env: env variable \"" + k + "\"")};
     def_env[k] = *v;
   }
   for (const auto& [k, v] : def_env) env[k] = v;
@@ -129,13 +129,13 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   for (const auto& raw : def.command) {
     auto arg = expr::ExpandString(raw, view);
     if (!arg.ok()) {
-      co_return StepOutcome{true, arg.error().Wrap("exec: interpolate command argument \"" + raw + "\"")};
+      co_return StepOutcome{true, AsFailure(arg.error()).Wrap("exec: interpolate command argument \"" + raw + "\"")};
     }
     spec.argv.push_back(*arg);
   }
   auto work_dir = expr::ExpandString(def.work_dir, view);
   if (!work_dir.ok()) {
-    co_return StepOutcome{true, work_dir.error().Wrap("exec: interpolate workdir \"" + def.work_dir + "\"")};
+    co_return StepOutcome{true, AsFailure(work_dir.error()).Wrap("exec: interpolate workdir \"" + def.work_dir + "\"")};
   }
   spec.work_dir = work_dir->empty() ? st.options.work_dir : *work_dir;
   for (const auto& [k, v] : env) spec.env.push_back(k + "=" + v);

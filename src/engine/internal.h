@@ -17,6 +17,13 @@ namespace sr::engine {
 using json = nlohmann::json;
 using Env = std::map<std::string, std::string>;
 
+/// An expression or type error met while running is the step's failure (exit 1), not a
+/// step-file error (exit 2): the file parsed, the values it met at run time did not fit.
+inline Error AsFailure(Error e) {
+  if (e.kind == Error::Kind::kInvalid) e.kind = Error::Kind::kFailed;
+  return e;
+}
+
 /// `base` with every entry of `top` on top of it.
 inline Env Overlay(Env base, const Env& top) {
   for (const auto& [k, v] : top) base[k] = v;

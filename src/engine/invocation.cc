@@ -29,7 +29,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
       auto value = expr::Expand(raw, view);
       if (!value.ok()) {
         co_return StepOutcome{
-            false, LoadError(inv.name, value.error().Wrap("expand input \"" + name + "\""))};
+            false, LoadError(inv.name, AsFailure(value.error()).Wrap("expand input \"" + name + "\""))};
       }
       inputs[name] = std::move(*value);
       continue;
@@ -42,11 +42,11 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     auto value = expr::Expand(raw, view);
     if (!value.ok()) {
       co_return StepOutcome{false,
-                            LoadError(inv.name, value.error().Wrap("expand input \"" + name + "\""))};
+                            LoadError(inv.name, AsFailure(value.error()).Wrap("expand input \"" + name + "\""))};
     }
     auto typed = stepfile::CheckType(decl->second.type, *value);
     if (!typed.ok()) {
-      co_return StepOutcome{false, LoadError(inv.name, typed.error().Wrap("input \"" + name + "\""))};
+      co_return StepOutcome{false, LoadError(inv.name, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
     }
     inputs[name] = std::move(*value);
   }
@@ -59,7 +59,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   for (const auto& [k, raw] : inv.env) {
     auto value = expr::ExpandString(raw, view);
     if (!value.ok()) {
-      co_return StepOutcome{false, LoadError(inv.name, value.error().Wrap("env \"" + k + "\""))};
+      co_return StepOutcome{false, LoadError(inv.name, AsFailure(value.error()).Wrap("env \"" + k + "\""))};
     }
     inv_env[k] = *value;
   }

@@ -59,7 +59,7 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
   Env def_env;
   for (const auto& [k, raw] : def.env) {
     auto v = expr::ExpandString(raw, view);
-    if (!v.ok()) co_return StepOutcome{true, v.error().Wrap("expand step env: env variable \"" + k + "\"")};
+    if (!v.ok()) co_return StepOutcome{true, AsFailure(v.error()).Wrap("expand step env: env variable \"" + k + "\"")};
     def_env[k] = *v;
   }
   self.ambient_env = caller.ambient_env;
@@ -124,7 +124,7 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
   } else if (def.outputs.is_object()) {
     for (auto it = def.outputs.begin(); it != def.outputs.end(); ++it) {
       auto v = expr::Expand(it.value(), out_view);
-      if (!v.ok()) co_return StepOutcome{true, v.error().Wrap("outputs: expand \"" + it.key() + "\"")};
+      if (!v.ok()) co_return StepOutcome{true, AsFailure(v.error()).Wrap("outputs: expand \"" + it.key() + "\"")};
       (*node->result.mutable_outputs())[it.key()] = ToProtoValue(*v);
     }
   }

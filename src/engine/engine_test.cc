@@ -1,0 +1,188 @@
+// The engine in-process: real event loop, real supervisor, real child processes, step files
+// written to a temp dir. (tests/ drives the same through the built binary.)
+#include "engine/engine.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "util/tempdir.h"
+
+namespace sr {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using json = nlohmann::json;
+
+class CaptureSink : public OutputSink {
+ public:
+  void Write(OutputStream, std::string_view bytes) override { text.append(bytes); }
+  std::string text;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    loop_ = std::move(EventLoop::Create().value());
+    sup_ = std::move(Supervisor::Create(*loop_).value());
+    dir_ = std::move(TempDir::Create("engine-test-").value());
+  }
+
+  std::string Write(const std::string& rel, const std::string& text) {
+    std::string path = dir_.path() + "/" + rel;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  // Runs `text` as the root step file; `during` may act on the loop once the run started.
+  RunOutcome Run(const std::string& text, RunOptions options = {},
+                 std::function<void(CancelSource&)> during = nullptr) {
+    auto file = stepfile::ParseStepFile(text, "root.yml");
+    EXPECT_TRUE(file.ok()) << (file.ok() ? "" : file.error().message);
+    if (!file.ok()) return {};
+    options.temp_dir = dir_.path();
+    options.root_step_dir = dir_.path();
+    options.work_dir = dir_.path();
+    if (options.base_env.empty()) options.base_env = {{"PATH", "/usr/bin:/bin"}};
+    engine_ = std::make_unique<Engine>(*loop_, *sup_, sink_);
+    std::optional<RunOutcome> out;
+    StartTask<RunOutcome>(engine_->Run(std::move(*file), options, cancel_),
+                          [&](RunOutcome o) { out = std::move(o); });
+    if (during) during(cancel_);
+    auto safety = loop_->After(std::chrono::seconds(60), [&] { ADD_FAILURE() << "run hung"; loop_->Stop(); });
+    loop_->RunUntil([&] { return out.has_value(); });
+    loop_->CancelTimer(safety);
+    return out ? std::move(*out) : RunOutcome{};
+  }
+
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<Supervisor> sup_;
+  TempDir dir_;
+  CaptureSink sink_;
+  CancelSource cancel_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TEST_F(EngineTest, ExportIsVisibleToLaterStepsInsideCompositesToo) {
+  Write("exporter/step.yml", "spec: {}\n---\nexec:\n  command: [sh, -c, 'echo \"{\\\"name\\\":\\\"MODE\\\",\\\"value\\\":\\\"b\\\"}\" > \"$0\"', \"${{ export_file }}\"]\n");
+  Write("composite/step.yml", "spec: {}\n---\nrun:\n  - name: set\n    step: ../exporter\n  - name: show\n    script: echo inner=$MODE\n");
+  auto out = Run("spec: {}\n---\nenv:\n  MODE: a\nrun:\n  - name: c\n    step: ./composite\n  - name: after\n    script: echo outer=$MODE\n");
+  ASSERT_FALSE(out.error) << out.error->message;
+  EXPECT_THAT(sink_.text, HasSubstr("inner=b"));
+  EXPECT_THAT(sink_.text, HasSubstr("outer=b"));
+}
+
+TEST_F(EngineTest, OwnEnvBeatsInvocationEnvBeatsRootEnv) {
+  Write("e/step.yml", "spec: {}\n---\nenv:\n  C: own\nexec:\n  command: [sh, -c, 'echo A=$A B=$B C=$C']\n");
+  auto out = Run("spec: {}\n---\nenv:\n  A: root\n  B: root\n  C: root\nrun:\n  - name: x\n    step: ./e\n    env: {B: inv, C: inv}\n");
+  ASSERT_FALSE(out.error) << out.error->message;
+  EXPECT_THAT(sink_.text, HasSubstr("A=root B=inv C=own"));
+}
+
+TEST_F(EngineTest, FinallyRunsAfterFailureAndSeesStatusAndOutputs) {
+  auto out = Run(R"(spec: {}
+---
+run:
+  - name: produce
+    step: dist://outputs
+    inputs: {token: abc}
+  - name: fail
+    script: exit 4
+finally:
+  - name: cleanup
+    script: echo "cleanup status=${{ run.status }} token=${{ steps.produce.outputs.token }}"
+)");
+  ASSERT_TRUE(out.error);
+  EXPECT_EQ(out.error->kind, Error::Kind::kFailed);
+  EXPECT_THAT(sink_.text, HasSubstr("cleanup status=failure token=abc"));
+  ASSERT_EQ(out.result.sub_step_results_size(), 3);
+  EXPECT_EQ(out.result.sub_step_results(2).status(), proto::StepResult::success);
+}
+
+TEST_F(EngineTest, FailingCleanupFailsASuccessfulRun) {
+  auto out = Run("spec: {}\n---\nrun:\n  - name: ok\n    script: 'true'\nfinally:\n  - name: c\n    script: exit 2\n");
+  ASSERT_TRUE(out.error);
+  EXPECT_THAT(out.error->message, HasSubstr("step \"c\": exec: exit status 2"));
+}
+
+TEST_F(EngineTest, SleepBuiltinEndsPromptlyOnCancel) {
+  auto out = Run("spec: {}\n---\nrun:\n  - name: nap\n    step: dist://sleep\n    inputs: {duration: 1h}\n",
+                 {}, [&](CancelSource& c) {
+                   loop_->After(std::chrono::milliseconds(20), [&c] {
+                     c.Cancel(CancelRequest{CancelReason::kRequested, false, std::chrono::seconds(5), {}, {}});
+                   });
+                 });
+  ASSERT_TRUE(out.error);
+  EXPECT_EQ(out.error->kind, Error::Kind::kCancelled);
+  EXPECT_EQ(out.result.status(), proto::StepResult::cancelled);
+  EXPECT_EQ(out.result.sub_step_results(0).status(), proto::StepResult::cancelled);
+}
+
+TEST_F(EngineTest, CancelStopsTheSequenceAndRunsCleanup) {
+  auto out = Run(R"(spec: {}
+---
+run:
+  - name: long
+    script: sleep 30
+  - name: never
+    script: echo never-ran
+finally:
+  - name: cleanup
+    script: echo "cleaned ${{ run.status }}"
+)", {}, [&](CancelSource& c) {
+    loop_->After(std::chrono::milliseconds(100), [&c] {
+      c.Cancel(CancelRequest{CancelReason::kRequested, false, std::chrono::seconds(5), {}, {}});
+    });
+  });
+  ASSERT_TRUE(out.error);
+  EXPECT_EQ(out.error->kind, Error::Kind::kCancelled);
+  EXPECT_THAT(sink_.text, Not(HasSubstr("never-ran")));
+  EXPECT_THAT(sink_.text, HasSubstr("cleaned cancelled"));
+  EXPECT_THAT(sink_.text, HasSubstr("step-runner: cancelling (cancel_requested)"));
+  EXPECT_THAT(sink_.text, HasSubstr("step-runner: cancel finished"));
+  ASSERT_TRUE(engine_->Termination().has_value());
+  EXPECT_EQ(engine_->Termination()->reason(), proto::Termination::cancel_requested);
+}
+
+TEST_F(EngineTest, SecretsAreMaskedInOutputAndResults) {
+  RunOptions options;
+  options.job_vars = {{"TOKEN", "s3cr3t-value"}};
+  options.secrets = {"s3cr3t-value"};
+  auto out = Run("spec: {}\n---\nrun:\n  - name: leak\n    script: printf 's3cr3t'; printf '%s\\n' '-value and ${{ job.TOKEN }}'\n",
+                 options);
+  ASSERT_FALSE(out.error) << out.error->message;
+  EXPECT_THAT(sink_.text, Not(HasSubstr("s3cr3t-value")));
+  // The first secret arrives split across two writes.
+  EXPECT_THAT(sink_.text, HasSubstr("[MASKED] and [MASKED]"));
+  EXPECT_THAT(ResultToJson(out.result), Not(HasSubstr("s3cr3t-value")));
+}
+
+TEST_F(EngineTest, DelegatedOutputs) {
+  auto out = Run("spec:\n  outputs: delegate\n---\nrun:\n  - name: inner\n    step: dist://outputs\n    inputs: {x: 1}\ndelegate: inner\n");
+  ASSERT_FALSE(out.error) << out.error->message;
+  EXPECT_EQ(out.result.outputs().at("x").number_value(), 1);
+}
+
+TEST_F(EngineTest, DynamicReference) {
+  Write("dyn/step.yml", "spec: {}\n---\nexec:\n  command: [echo, dynamic-ok]\n");
+  RunOptions options;
+  options.base_env = {{"PATH", "/usr/bin:/bin"}, {"STEP_HOME", dir_.path()}};
+  auto out = Run("spec: {}\n---\nrun:\n  - name: d\n    step: ${{ env.STEP_HOME }}/dyn\n", options);
+  ASSERT_FALSE(out.error) << out.error->message;
+  EXPECT_THAT(sink_.text, HasSubstr("dynamic-ok"));
+}
+
+TEST_F(EngineTest, MissingProgramIsAFailureNamingIt) {
+  auto out = Run("spec: {}\n---\nexec:\n  command: [no-such-program-xyz]\n");
+  ASSERT_TRUE(out.error);
+  EXPECT_THAT(out.error->message, HasSubstr("no-such-program-xyz"));
+  EXPECT_EQ(out.result.status(), proto::StepResult::failure);
+}
+
+}  // namespace
+}  // namespace sr
