@@ -122,25 +122,40 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options, Cancel
 }
 
 namespace {
-void MaskResult(const Engine::State& st, proto::StepResult* r) {
-  if (st.options.secrets.empty()) return;
-  for (auto& [k, v] : *r->mutable_env()) v = st.Mask(v);
-  for (auto& [k, v] : *r->mutable_exports()) v = st.Mask(v);
-  for (auto& [k, v] : *r->mutable_step()->mutable_env()) v = st.Mask(v);
-  for (auto& [k, v] : *r->mutable_outputs()) {
-    v = engine::ToProtoValue(json::parse(st.Mask(engine::FromProtoValue(v).dump())));
+// Replaces secrets in every string of a message, whatever field holds it (env maps, inputs,
+// outputs, argv, the spec/definition as written): reflection, so a new field cannot leak.
+void MaskStrings(const Engine::State& st, google::protobuf::Message* m) {
+  using google::protobuf::FieldDescriptor;
+  const auto* refl = m->GetReflection();
+  std::vector<const FieldDescriptor*> fields;
+  refl->ListFields(*m, &fields);
+  const bool map_entry = m->GetDescriptor()->options().map_entry();
+  for (const FieldDescriptor* f : fields) {
+    if (map_entry && f->name() == "key") continue;  // rewriting keys could merge two entries
+    if (f->cpp_type() == FieldDescriptor::CPPTYPE_STRING && f->type() != FieldDescriptor::TYPE_BYTES) {
+      if (f->is_repeated()) {
+        for (int i = 0; i < refl->FieldSize(*m, f); ++i) {
+          refl->SetRepeatedString(m, f, i, st.Mask(refl->GetRepeatedString(*m, f, i)));
+        }
+      } else {
+        refl->SetString(m, f, st.Mask(refl->GetString(*m, f)));
+      }
+    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (f->is_repeated()) {  // also map entries, which are repeated key/value messages
+        for (int i = 0; i < refl->FieldSize(*m, f); ++i) {
+          MaskStrings(st, refl->MutableRepeatedMessage(m, f, i));
+        }
+      } else {
+        MaskStrings(st, refl->MutableMessage(m, f));
+      }
+    }
   }
-  for (auto& [k, v] : *r->mutable_step()->mutable_inputs()) {
-    v = engine::ToProtoValue(json::parse(st.Mask(engine::FromProtoValue(v).dump())));
-  }
-  for (auto& c : *r->mutable_exec_result()->mutable_command()) c = st.Mask(c);
-  for (auto& sub : *r->mutable_sub_step_results()) MaskResult(st, &sub);
 }
 }  // namespace
 
 proto::StepResult Engine::Snapshot() const {
   proto::StepResult r = state_->root.Snapshot();
-  MaskResult(*state_, &r);
+  if (!state_->options.secrets.empty()) MaskStrings(*state_, &r);
   return r;
 }
 

@@ -1,0 +1,164 @@
+// Cleanup steps, per-step cancel control, builtins and masking through the real binary
+// (issue: "Cleanup steps, per-step cancel control, cancel-aware builtins and masking").
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+
+#include "support/harness.h"
+
+namespace sr::test {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+using json = nlohmann::json;
+
+class CleanupCli : public ::testing::Test {
+ protected:
+  void SetUp() override { BecomeSubreaper(); }
+  void TearDown() override { ReapOrphans(); }
+  TestDir dir;
+};
+
+std::string Pipeline(const TestDir& dir, const std::string& main_script) {
+  return "spec: {}\n---\nrun:\n  - name: make_resource\n    script: mkdir " + dir / "resource" +
+         " && echo '{\"name\":\"where\",\"value\":\"" + dir / "resource" +
+         "\"}' > /dev/null\n  - name: main\n    script: " + main_script +
+         "\nfinally:\n  - name: cleanup\n    script: rmdir " + dir / "resource" +
+         " && echo \"cleanup status=${{ run.status }}\" > " + dir / "cleanup.txt" + "\n";
+}
+
+TEST_F(CleanupCli, FinallyRunsAfterSuccess) {
+  dir.Write("p.yml", Pipeline(dir, "echo working"));
+  Output o = RunStepRunner({"run", "-f", dir / "p.yml"});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_EQ(dir.Read("cleanup.txt"), "cleanup status=success\n");
+  EXPECT_FALSE(dir.Exists("resource"));
+}
+
+TEST_F(CleanupCli, FinallyRunsAfterFailureAndKeepsTheFailure) {
+  dir.Write("p.yml", Pipeline(dir, "exit 7"));
+  Output o = RunStepRunner({"run", "-f", dir / "p.yml"});
+  EXPECT_EQ(o.exit_code, 1);
+  EXPECT_THAT(o.err, HasSubstr("step \"main\": exec: exit status 7"));
+  EXPECT_EQ(dir.Read("cleanup.txt"), "cleanup status=failure\n");
+  EXPECT_FALSE(dir.Exists("resource"));
+}
+
+TEST_F(CleanupCli, FinallyRunsAfterCtrlC) {
+  dir.Write("p.yml", Pipeline(dir, "touch " + dir / "started" + "; sleep 100"));
+  Child child({Binary(), "run", "-f", dir / "p.yml"}, {});
+  ASSERT_TRUE(child.WaitForFile(dir / "started"));
+  child.Signal(SIGINT);
+  Output o = child.Wait();
+  EXPECT_EQ(o.exit_code, 130) << o.err;
+  EXPECT_EQ(dir.Read("cleanup.txt"), "cleanup status=cancelled\n");
+  EXPECT_FALSE(dir.Exists("resource"));
+}
+
+TEST_F(CleanupCli, FinallyCanReadOutputsOfFinishedSteps) {
+  dir.Write("p.yml", R"(spec: {}
+---
+run:
+  - name: made
+    step: dist://outputs
+    inputs: {path: /tmp/some-resource}
+  - name: boom
+    script: exit 1
+finally:
+  - name: cleanup
+    script: echo "removing ${{ steps.made.outputs.path }}"
+)");
+  Output o = RunStepRunner({"run", "-f", dir / "p.yml"});
+  EXPECT_EQ(o.exit_code, 1);
+  EXPECT_THAT(o.out, HasSubstr("removing /tmp/some-resource"));
+}
+
+TEST_F(CleanupCli, SecondCtrlCKillsTheCleanupToo) {
+  dir.Write("p.yml", "spec: {}\n---\nrun:\n  - name: main\n    script: touch " + dir / "started" +
+                         "; sleep 100\nfinally:\n  - name: slow_cleanup\n    script: echo $$ > " +
+                         dir / "cleanup.pid" + "; sleep 100\n");
+  Child child({Binary(), "run", "-f", dir / "p.yml"}, {});
+  ASSERT_TRUE(child.WaitForFile(dir / "started"));
+  child.Signal(SIGINT);
+  ASSERT_TRUE(child.WaitForFile(dir / "cleanup.pid"));
+  child.Signal(SIGINT);
+  Output o = child.Wait();
+  EXPECT_EQ(o.exit_code, 130) << o.err;
+  for (pid_t p : ReadPids(dir / "cleanup.pid")) EXPECT_FALSE(ProcessAlive(p)) << p;
+}
+
+TEST_F(CleanupCli, PerStepCancelSignalIsSentAndObservedByATrap) {
+  dir.Write("trapper/step.yml", "spec: {}\n---\ncancel: {signal: SIGINT, grace: 5s}\nexec:\n  command: [sh, -c, 'trap \"echo got-int > " +
+                                    dir / "signal.txt" + "; exit 0\" INT; trap \"echo got-term > " +
+                                    dir / "signal.txt" + "; exit 0\" TERM; touch " + dir / "started" +
+                                    "; while true; do sleep 0.05; done']\n");
+  dir.Write("p.yml", "spec: {}\n---\nrun:\n  - name: t\n    step: ./trapper\n");
+  Child child({Binary(), "run", "-f", dir / "p.yml"}, {});
+  ASSERT_TRUE(child.WaitForFile(dir / "started"));
+  child.Signal(SIGTERM);
+  Output o = child.Wait();
+  EXPECT_EQ(o.exit_code, 130) << o.err;
+  EXPECT_EQ(dir.Read("signal.txt"), "got-int\n");
+}
+
+TEST_F(CleanupCli, BadCancelOverrideIsAStepFileError) {
+  dir.Write("bad.yml", "spec: {}\n---\ncancel: {signal: SIGNOPE}\nexec:\n  command: [true]\n");
+  Output o = RunStepRunner({"run", "-f", dir / "bad.yml"});
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_THAT(o.err, HasSubstr("bad.yml:3"));
+  EXPECT_THAT(o.err, HasSubstr("SIGNOPE"));
+}
+
+TEST_F(CleanupCli, SleepBuiltinIsCancelledPromptly) {
+  dir.Write("p.yml", "spec: {}\n---\nrun:\n  - name: mark\n    script: touch " + dir / "started" +
+                         "\n  - name: nap\n    step: dist://sleep\n    inputs: {duration: 1h}\n");
+  Child child({Binary(), "run", "-f", dir / "p.yml", "--step-results-file", dir / "r.json"}, {});
+  ASSERT_TRUE(child.WaitForFile(dir / "started"));
+  child.Signal(SIGINT);
+  Output o = child.Wait();
+  EXPECT_EQ(o.exit_code, 130) << o.err;
+}
+
+TEST_F(CleanupCli, MaskedValuesNeverAppear) {
+  const std::string secret = "hunter2-very-secret";
+  dir.Write("p.yml", R"(spec: {}
+---
+run:
+  - name: one_write
+    script: echo "token is ${{ job.TOKEN }}"
+  - name: split_write
+    script: printf 'hunter2-ve'; sleep 0.1; printf '%s\n' 'ry-secret and more'
+  - name: in_json
+    step: dist://outputs
+    inputs: {config: '{"auth":"${{ job.TOKEN }}"}'}
+  - name: in_env
+    script: echo "env $LEAK"
+    env: {LEAK: "${{ job.TOKEN }}"}
+)");
+  Output o = RunStepRunner({"run", "-f", dir / "p.yml", "--masked-job", "TOKEN=" + secret,
+                            "--step-results-file", dir / "r.json"});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  std::string results = dir.Read("r.json");
+  for (const std::string& where : {o.out, o.err, results}) {
+    EXPECT_THAT(where, Not(HasSubstr(secret))) << where;
+  }
+  EXPECT_THAT(o.out, HasSubstr("token is [MASKED]"));
+  EXPECT_THAT(o.out, HasSubstr("[MASKED] and more"));
+  EXPECT_THAT(o.out, HasSubstr("env [MASKED]"));
+  EXPECT_THAT(results, HasSubstr("[MASKED]"));
+}
+
+TEST_F(CleanupCli, SensitiveInputsAreMasked) {
+  dir.Write("use/step.yml", "spec:\n  inputs:\n    password: {type: string, sensitive: true}\n---\nexec:\n  command: [echo, \"pw=${{ inputs.password }}\"]\n");
+  dir.Write("p.yml", "spec: {}\n---\nrun:\n  - name: u\n    step: ./use\n    inputs: {password: correct-horse}\n");
+  Output o = RunStepRunner({"run", "-f", dir / "p.yml", "--step-results-file", dir / "r.json"});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("pw=[MASKED]"));
+  EXPECT_THAT(dir.Read("r.json"), Not(HasSubstr("correct-horse")));
+}
+
+}  // namespace
+}  // namespace sr::test
