@@ -93,14 +93,15 @@ std::vector<GroupMembers::Found> GroupMembers::Scan() {
       young[pid] = {*st};
     }
   }
-  // Pass 2: a process belongs to the tree if it is in our process group, if its parent does
-  // (children of members are members, whatever their environment), or if it carries our
-  // marker (members re-parented to us after setsid). The marker means reading the environment,
-  // the expensive part, so it is read only for live descendants of the runner (kOurs) that
-  // nothing cheaper decided: never for other users' processes (kForeign).
+  // Pass 2: a process belongs to the tree if its parent does (children of members are members,
+  // whatever their environment), if it is in a process group a member was seen in (ours, or
+  // one a member created with setsid), or if it carries our marker (members re-parented to us
+  // after setsid). The marker means reading the environment, the expensive part, so it is read
+  // only for live descendants of the runner (kOurs) that nothing cheaper decided: never for
+  // other users' processes (kForeign), and not for the hundreds of children of a forker.
   auto decide = [&](const Young& y, Mark parent) {
-    if (y.st.pgrp == pgid_ || parent == Mark::kMember) return Mark::kMember;
     if (parent == Mark::kForeign) return Mark::kForeign;
+    if (parent == Mark::kMember || member_groups_.count(y.st.pgrp)) return Mark::kMember;
     if (!y.st.ending() && EnvironHasToken(ReadEnviron(y.st.pid), kMarkerKey, token_)) {
       return Mark::kMember;
     }
@@ -133,7 +134,10 @@ std::vector<GroupMembers::Found> GroupMembers::Scan() {
   for (const auto& [pid, y] : young) {
     if (y.st.ending()) continue;
     group_seen = group_seen || y.st.pgrp == pgid_;
-    if (mark_of(pid) == Mark::kMember) found.push_back({pid, y.st.pgrp, y.st.start_ticks});
+    if (mark_of(pid) == Mark::kMember) {
+      found.push_back({pid, y.st.pgrp, y.st.start_ticks});
+      member_groups_.insert(y.st.pgrp);
+    }
   }
   group_seen_ = group_seen;
   if (found.empty()) known_empty_ = true;

@@ -66,7 +66,9 @@ class GroupMembers : public Members {
   /// main process's start time: no descendant can be older, which keeps scans cheap. Only the
   /// runner's descendants are considered (we are their subreaper, so every member is one).
   GroupMembers(pid_t pgid, std::string marker_token, unsigned long long start_ticks)
-      : pgid_(pgid), token_(std::move(marker_token)), start_ticks_(start_ticks) {}
+      : pgid_(pgid), token_(std::move(marker_token)), start_ticks_(start_ticks) {
+    member_groups_.insert(pgid);
+  }
   std::vector<pid_t> List() override;
   void SignalAll(int signo, const VictimFn& on_victim) override;
   void KillAll(const VictimFn& on_victim) override;
@@ -94,6 +96,10 @@ class GroupMembers : public Members {
   bool main_reaped_ = false;
   bool group_seen_ = true;   // the last scan found a live process in our group
   bool known_empty_ = false;  // a scan found nothing alive: final
+  // Process groups members were seen in: a setsid'd member's children share its new group, so
+  // they are found without reading their environment. (A group id is only recycled after the
+  // group is empty and the pid counter wrapped; scans also only look at young processes.)
+  std::unordered_set<pid_t> member_groups_;
 };
 
 }  // namespace sr
