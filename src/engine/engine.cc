@@ -1,5 +1,7 @@
 #include "engine/engine.h"
 
+#include <google/protobuf/descriptor.pb.h>
+
 #include "engine/internal.h"
 #include "engine/results.h"
 #include "expr/mask.h"
