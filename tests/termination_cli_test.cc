@@ -1,0 +1,130 @@
+// The termination record and the warning before the deadline, through the real binary
+// (issue: "Termination record and warning before the deadline").
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+
+#include "support/harness.h"
+
+namespace sr::test {
+namespace {
+
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+class TerminationCli : public ::testing::Test {
+ protected:
+  void SetUp() override { BecomeSubreaper(); }
+  void TearDown() override { ReapOrphans(); }
+  TestDir dir;
+};
+
+const json* FindPid(const json& processes, int pid) {
+  for (const auto& p : processes) {
+    if (p.value("pid", 0) == pid) return &p;
+  }
+  return nullptr;
+}
+
+TEST_F(TerminationCli, RecordSaysHowEachProcessEnded) {
+  std::string pids = dir / "pids";
+  dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: three\n    script: |\n"
+                     "      sleep 1000 & echo $! >> " + pids + "\n"
+                     "      sh -c 'trap \"exit 3\" TERM; while :; do sleep 0.05; done' & echo $! >> " + pids + "\n"
+                     "      sh -c 'trap \"\" TERM; while :; do sleep 0.05; done' & echo $! >> " + pids + "\n"
+                     "      touch " + dir / "started" + "\n      wait\n"
+                     "finally:\n  - name: report\n    script: printf '%s\\n%s\\n' \"$S\" \"$T\" > " + dir / "final.txt" + "\n"
+                     "    env: {S: \"${{ run.status }}\", T: \"${{ run.termination }}\"}\n");
+  Child child({Binary(), "run", "-f", dir / "t.yml", "--grace", "300ms", "--step-results-file",
+               dir / "r.json"}, {});
+  ASSERT_TRUE(child.WaitForFile(dir / "started"));
+  child.Signal(SIGINT);
+  Output o = child.Wait();
+  ASSERT_EQ(o.exit_code, 130) << o.err;
+  std::vector<pid_t> written = ReadPids(pids);
+  ASSERT_EQ(written.size(), 3u);
+
+  json r = json::parse(dir.Read("r.json"));
+  const json& t = r["subStepResults"][0]["termination"];
+  EXPECT_EQ(t["reason"], "cancel_requested");
+  const json* on_signal = FindPid(t["processes"], written[0]);
+  const json* trapped = FindPid(t["processes"], written[1]);
+  const json* ignored = FindPid(t["processes"], written[2]);
+  ASSERT_TRUE(on_signal && trapped && ignored) << t.dump(1);
+  EXPECT_EQ((*on_signal)["signal"], "SIGTERM");
+  EXPECT_EQ((*on_signal)["ending"], "ended_by_signal");
+  EXPECT_EQ((*trapped)["ending"], "exited");
+  EXPECT_EQ((*trapped)["exitCode"], 3);
+  EXPECT_EQ((*ignored)["ending"], "killed_after_grace");
+  for (pid_t p : written) EXPECT_FALSE(ProcessAlive(p)) << p;
+
+  // The log tells the same story, and the cleanup step could read the record.
+  EXPECT_THAT(o.out, HasSubstr("step-runner: cancelling (cancel_requested)"));
+  EXPECT_THAT(o.out, HasSubstr("needed SIGKILL: pid " + std::to_string(written[2])));
+  std::string final_txt = dir.Read("final.txt");
+  EXPECT_EQ(final_txt.substr(0, final_txt.find('\n')), "cancelled");
+  json record = json::parse(final_txt.substr(final_txt.find('\n') + 1));
+  EXPECT_EQ(record["reason"], "cancel_requested");
+  EXPECT_TRUE(FindPid(record["processes"], written[2]) != nullptr) << record.dump();
+}
+
+TEST_F(TerminationCli, ForcedCancelIsMarkedKilledForced) {
+  dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: stubborn\n    script: trap '' TERM; echo $$ > " +
+                         dir / "pid" + "; while :; do sleep 0.05; done\n");
+  Child child({Binary(), "run", "-f", dir / "t.yml", "--grace", "1h", "--step-results-file",
+               dir / "r.json"}, {});
+  ASSERT_TRUE(child.WaitForFile(dir / "pid"));
+  child.Signal(SIGINT);
+  // Wait until the cancel has started (the log line), then force.
+  for (int i = 0; i < 2000 && child.StdoutSoFar().find("cancelling") == std::string::npos; ++i) {
+    usleep(5000);
+  }
+  child.Signal(SIGINT);
+  Output o = child.Wait();
+  ASSERT_EQ(o.exit_code, 130) << o.err;
+  json r = json::parse(dir.Read("r.json"));
+  const json& t = r["subStepResults"][0]["termination"];
+  EXPECT_EQ(t["forced"], true);
+  const json* main = FindPid(t["processes"], ReadPids(dir / "pid").at(0));
+  ASSERT_TRUE(main) << t.dump(1);
+  EXPECT_EQ((*main)["ending"], "killed_forced");
+}
+
+TEST_F(TerminationCli, WarningSignalAndDiagnoseComeBeforeTheTimeout) {
+  std::string signals = dir / "signals";
+  dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: stuck\n    script: |\n"
+                     "      trap 'echo usr1 >> " + signals + "' USR1\n"
+                     "      trap 'echo term >> " + signals + "; exit 0' TERM\n"
+                     "      while :; do sleep 0.05; done\n"
+                     "diagnose:\n  - name: dump\n    script: echo \"diagnose pids=${{ run.pids }}\"\n");
+  Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "2s", "--warn-before", "1s",
+                            "--warn-signal", "SIGUSR1", "--grace", "5s"});
+  EXPECT_EQ(o.exit_code, 124) << o.err;
+  EXPECT_EQ(dir.Read("signals"), "usr1\nterm\n");
+  EXPECT_THAT(o.out, HasSubstr("diagnose pids=["));
+  EXPECT_THAT(o.out, HasSubstr("deadline warning: SIGUSR1 sent"));
+}
+
+TEST_F(TerminationCli, WarnBeforeMustBeShorterThanTheTimeout) {
+  dir.Write("t.yml", "spec: {}\n---\nexec:\n  command: [true]\n");
+  Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "1s", "--warn-before", "2s"});
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_THAT(o.err, HasSubstr("--warn-before"));
+  Output sig = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "3s", "--warn-before", "1s",
+                              "--warn-signal", "SIGWHAT"});
+  EXPECT_EQ(sig.exit_code, 2);
+  EXPECT_THAT(sig.err, HasSubstr("SIGWHAT"));
+}
+
+TEST_F(TerminationCli, DiagnoseOnAnExecDefinitionIsAnError) {
+  dir.Write("t.yml", "spec: {}\n---\nexec:\n  command: [true]\ndiagnose:\n  - name: d\n    script: echo\n");
+  Output o = RunStepRunner({"run", "-f", dir / "t.yml"});
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_THAT(o.err, HasSubstr("t.yml:5"));
+  EXPECT_THAT(o.err, HasSubstr("diagnose"));
+}
+
+}  // namespace
+}  // namespace sr::test
