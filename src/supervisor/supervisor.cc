@@ -29,6 +29,7 @@ constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
 // KillAll waits at most this long for SIGKILLed processes to be reaped; a process stuck in
 // uninterruptible sleep must not hang the runner's shutdown forever.
 constexpr auto kKillAllLimit = std::chrono::seconds(5);
+constexpr auto kKillAllPipeWait = std::chrono::milliseconds(100);
 
 // Tree ids are unique for the whole process, not per Supervisor: a marker or leaf name from an
 // earlier Supervisor in the same process must never match a new tree.
@@ -289,12 +290,15 @@ void SupervisorImpl::KillAll() {
   for (auto& t : trees) t->Kill();
   KillOrphans();
   // The shutdown path cannot wait for the loop: wait here, on SIGCHLD, for everything to end.
-  const auto deadline = Clock::now() + kKillAllLimit;
+  const auto start = Clock::now();
+  const auto deadline = start + kKillAllLimit;
   for (;;) {
     ReapNow();
+    // Shutdown does not wait leftover_grace for a pipe that someone outside the tree holds.
+    const bool close_pipes = Clock::now() - start > kKillAllPipeWait;
     bool pending = false;
     for (auto& t : trees) {
-      t->Tick();
+      t->Tick(close_pipes);
       pending = pending || !t->done();
     }
     // Done when every tree has finished and no child is left, not even a zombie to reap.

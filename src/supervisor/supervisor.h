@@ -57,7 +57,7 @@ struct ProcessRecord {
   enum class Ending { kExited, kEndedBySignal, kKilledAfterGrace, kKilledForced, kStillRunning };
   pid_t pid = 0;
   std::string command;  // /proc/<pid>/cmdline, spaces between args, truncated to 256 bytes
-  int signal_sent = 0;  // the first signal we sent it (stop/warning/leftover, or SIGKILL), 0 if none
+  int signal_sent = 0;  // first signal we sent it (stop, warning, leftover or SIGKILL); 0 = none
   std::chrono::system_clock::time_point signal_time{};
   std::chrono::system_clock::time_point end_time{};
   Ending ending = Ending::kExited;

@@ -3,6 +3,7 @@
 // child, no cgroup directory of ours left behind).
 #pragma once
 
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -94,6 +95,19 @@ class SupervisorTest : public ::testing::TestWithParam<Mechanism> {
         EXPECT_EQ(std::system(rm.c_str()), 0);
       }
       return;
+    }
+    if (sup_ && sup_->live_trees() == 0 && mechanism_.rfind("cgroup v2 (", 0) == 0) {
+      // Each finished tree removed its leaf already.
+      std::string runner_dir = mechanism_.substr(11, mechanism_.size() - 12);
+      if (DIR* d = ::opendir(runner_dir.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+          std::string name = e->d_name;
+          if (e->d_type == DT_DIR && name != "." && name != "..") {
+            ADD_FAILURE() << "leaf " << name << " outlived its tree";
+          }
+        }
+        ::closedir(d);
+      }
     }
     sup_.reset();  // KillAll + reap + remove the cgroup directory
     EXPECT_TRUE(Survivors(tag_).empty()) << "processes of this test outlived the supervisor";

@@ -81,10 +81,14 @@ void TreeImpl::OnReaped(pid_t pid, int status) {
   if (Member* m = Find(pid)) ApplyStatus(*m, status);
 }
 
-void TreeImpl::Tick() {
+void TreeImpl::Tick(bool close_pipes) {
   if (done_ || !started_) return;
   if (kill_sent_) KillNow(kill_ending_);
   DrainPipes();
+  if (close_pipes && main_reaped_ && !members_->Populated()) {
+    ClosePipe(out_);
+    ClosePipe(err_);
+  }
   Progress();
 }
 

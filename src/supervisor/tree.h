@@ -59,7 +59,8 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   /// Re-evaluates whether the tree has finished (or has leftovers to stop).
   void Progress();
   /// KillAll: SIGKILL again (catches forks that raced), drain the pipes, check for the end.
-  void Tick();
+  /// With `close_pipes`, stop waiting for an EOF that a process outside the tree withholds.
+  void Tick(bool close_pipes);
   bool done() const { return done_; }
   /// The supervisor is going away: drop callbacks, timers and watches.
   void Detach();
