@@ -41,11 +41,7 @@ Task<StepOutcome> Sleep(Engine::State& st, Scope& caller, const json& inputs, Re
   });
   on_cancel = {};
   if (timer) loop.CancelTimer(*timer);
-  if (cancelled) {
-    bool timed_out = cancel.current() && cancel.current()->reason == CancelReason::kTimedOut;
-    co_return StepOutcome{true, Error{timed_out ? Error::Kind::kTimedOut : Error::Kind::kCancelled,
-                                      timed_out ? "sleep: timed out" : "sleep: cancelled"}};
-  }
+  if (cancelled) co_return StepOutcome{true, CancelError(cancel, "sleep")};
   co_return StepOutcome{true, std::nullopt};
 }
 

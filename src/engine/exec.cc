@@ -94,29 +94,16 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, const StepFi
   return Ok();
 }
 
-Error CancelledError(const CancelSource& cancel, const std::string& what) {
-  bool timed_out = cancel.current() && cancel.current()->reason == CancelReason::kTimedOut;
-  return Error{timed_out ? Error::Kind::kTimedOut : Error::Kind::kCancelled,
-               timed_out ? what + " (timed out)" : what + " (cancelled)"};
-}
-
 }  // namespace
 
 Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& step,
                           const json& inputs, Env env, ResultNode* node) {
   const stepfile::Definition& def = step.file.definition;
-  Scope self;
-  self.step_dir = step.dir;
-  self.inputs = inputs;
-  self.run = caller.run;
+  Scope self = StepScope(caller, step, inputs);
   json view = st.View(self, env);
-  Env def_env;
-  for (const auto& [k, raw] : def.env) {
-    auto v = expr::ExpandString(raw, view);
-    if (!v.ok()) co_return StepOutcome{true, AsFailure(v.error()).Wrap("expand step env: env variable \"" + k + "\"")};
-    def_env[k] = *v;
-  }
-  for (const auto& [k, v] : def_env) env[k] = v;
+  auto def_env = ExpandDefinitionEnv(def, view);
+  if (!def_env.ok()) co_return StepOutcome{true, def_env.error()};
+  for (const auto& [k, v] : *def_env) env[k] = v;
   for (const auto& [k, v] : env) (*node->result.mutable_env())[k] = v;
 
   auto files = StepFiles::Create(st.options.temp_dir + "/step-" + std::to_string(++st.file_counter));
@@ -145,7 +132,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   exec_result->set_exit_code(-1);
 
   CancelSource& cancel = *caller.cancel;
-  if (cancel.requested()) co_return StepOutcome{true, CancelledError(cancel, "exec: not started")};
+  if (cancel.requested()) co_return StepOutcome{true, CancelError(cancel, "exec: not started")};
   st.Log("Running step \"" + node->result.step().name() + "\"");
 
   // Output is masked per stream; a secret split across two writes is still caught.
@@ -204,7 +191,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
     AddProcessRecords(exit.records, term);
     std::string how = exit.term_signal ? "signal: " + SignalName(exit.term_signal)
                                        : "exit status " + std::to_string(exit.exit_code);
-    co_return StepOutcome{true, CancelledError(cancel, "exec: " + how)};
+    co_return StepOutcome{true, CancelError(cancel, "exec: " + how)};
   }
   if (exit.spawn_error) co_return StepOutcome{true, exit.spawn_error->Wrap("exec")};
   if (exit.term_signal) {

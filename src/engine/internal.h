@@ -128,6 +128,12 @@ void StartDiagnose(Engine::State& st);
 std::optional<proto::Termination> JobTermination(const Engine::State& st);
 /// The termination record as a `${{ run.termination }}` value.
 json TerminationValue(const Engine::State& st);
+/// The scope a step sees itself in: its own directory and inputs, its caller's cancel and `run`.
+Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs);
+/// Expands a definition's `env:` in `view` (entries see outer values, not each other).
+Result<Env> ExpandDefinitionEnv(const stepfile::Definition& def, const json& view);
+/// The error of a step stopped by `cancel`: kind cancelled or timed out, "<what> (cancelled)".
+Error CancelError(const CancelSource& cancel, const std::string& what);
 /// The in-process builtin named `name` (path after dist://), if there is one.
 std::optional<LoadedStep> FindBuiltin(const std::string& name);
 /// Loads the step an invocation references (local, dist, git, dynamic).

@@ -119,4 +119,29 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
   co_return out;
 }
 
+Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs) {
+  Scope self;
+  self.step_dir = step.dir;
+  self.inputs = inputs;
+  self.run = caller.run;
+  self.cancel = caller.cancel;
+  return self;
+}
+
+Result<Env> ExpandDefinitionEnv(const stepfile::Definition& def, const json& view) {
+  Env out;
+  for (const auto& [k, raw] : def.env) {
+    auto v = expr::ExpandString(raw, view);
+    if (!v.ok()) return AsFailure(v.error()).Wrap("expand step env: env variable \"" + k + "\"");
+    out[k] = *v;
+  }
+  return out;
+}
+
+Error CancelError(const CancelSource& cancel, const std::string& what) {
+  bool timed_out = cancel.current() && cancel.current()->reason == CancelReason::kTimedOut;
+  return Error{timed_out ? Error::Kind::kTimedOut : Error::Kind::kCancelled,
+               what + (timed_out ? " (timed out)" : " (cancelled)")};
+}
+
 }  // namespace sr::engine

@@ -14,11 +14,6 @@ const char* RunStatusName(const std::optional<Error>& e) {
   return "failure";
 }
 
-Error StoppedBeforeStart(const CancelSource& cancel) {
-  bool timed_out = cancel.current() && cancel.current()->reason == CancelReason::kTimedOut;
-  return Error{timed_out ? Error::Kind::kTimedOut : Error::Kind::kCancelled,
-               timed_out ? "timed out" : "cancelled"};
-}
 
 }  // namespace
 
@@ -27,7 +22,7 @@ Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
   std::optional<Error> first_error;
   for (const auto& inv : list) {
     if (scope.cancel->requested()) {
-      if (!first_error) first_error = StoppedBeforeStart(*scope.cancel);
+      if (!first_error) first_error = CancelError(*scope.cancel, "not started");
       break;
     }
     StepOutcome out = co_await RunInvocation(st, scope, inv);
@@ -48,24 +43,13 @@ Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
 Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep& step,
                               const json& inputs, Env env, ResultNode* node) {
   const stepfile::Definition& def = step.file.definition;
-  Scope self;
-  self.step_dir = step.dir;
-  self.inputs = inputs;
-  self.run = caller.run;
-  self.cancel = caller.cancel;
+  Scope self = StepScope(caller, step, inputs);
   self.node = node;
   self.definition = &def;
-  const json view = st.View(self, env);
-  Env def_env;
-  for (const auto& [k, raw] : def.env) {
-    auto v = expr::ExpandString(raw, view);
-    if (!v.ok()) co_return StepOutcome{true, AsFailure(v.error()).Wrap("expand step env: env variable \"" + k + "\"")};
-    def_env[k] = *v;
-  }
-  self.ambient_env = caller.ambient_env;
-  for (const auto& [k, v] : def_env) self.ambient_env[k] = v;
-  for (const auto& [k, v] : env) (*node->result.mutable_env())[k] = v;
-  for (const auto& [k, v] : def_env) (*node->result.mutable_env())[k] = v;
+  auto def_env = ExpandDefinitionEnv(def, st.View(self, env));
+  if (!def_env.ok()) co_return StepOutcome{true, def_env.error()};
+  self.ambient_env = Overlay(caller.ambient_env, *def_env);
+  for (const auto& [k, v] : Overlay(env, *def_env)) (*node->result.mutable_env())[k] = v;
 
   CancelSource::Subscription mark_cancelling = caller.cancel->Subscribe([node](const CancelRequest&) {
     if (node->result.status() == proto::StepResult::running) {
