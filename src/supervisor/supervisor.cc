@@ -101,6 +101,7 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   std::unique_ptr<CgroupRoot> cgroup_;
   std::map<uint64_t, std::shared_ptr<TreeImpl>> trees_;
   bool reaping_ = false;
+  bool initialized_ = false;
 };
 
 Status SupervisorImpl::Init() {
@@ -143,11 +144,14 @@ Status SupervisorImpl::Init() {
   auto w = loop_.Watch(sigchld_fd_.get(), EPOLLIN, [this](uint32_t) { ReapNow(); });
   if (!w.ok()) return w.error();
   sigchld_watch_ = *w;
+  initialized_ = true;
   return Ok();
 }
 
 SupervisorImpl::~SupervisorImpl() {
-  KillAll();
+  // A Supervisor that failed to start has nothing to kill, and must not touch the process's
+  // other children.
+  if (initialized_) KillAll();
   if (sigchld_watch_) loop_.Unwatch(sigchld_watch_);
   // on_exit callbacks not delivered yet are dropped: the caller is shutting down.
   for (auto& t : Snapshot()) t->Detach();
