@@ -25,6 +25,7 @@ struct RunFlags {
   std::string warn_signal;
   std::string step_results_file;
   bool write_step_results = false;
+  std::string step_results_format = "json";  // or "prototext"
 };
 
 }  // namespace sr::cli

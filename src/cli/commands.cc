@@ -199,6 +199,8 @@ void AddRunFlags(CLI::App* cmd, RunFlags& f) {
   cmd->add_option("--step-results-file", f.step_results_file, "write the result tree (JSON) here");
   f.write_step_results = EnvFlag("CI_STEPS_DEBUG");
   cmd->add_flag("--write-steps-results", f.write_step_results, "write step-results.json");
+  cmd->add_option("--step-results-format", f.step_results_format, "json or prototext")
+      ->capture_default_str();
 }
 
 }  // namespace

@@ -8,6 +8,8 @@
 #include <csignal>
 #include <cstdio>
 
+#include <google/protobuf/text_format.h>
+
 #include "engine/engine.h"
 #include "loop/loop.h"
 #include "supervisor/supervisor.h"
@@ -59,6 +61,9 @@ std::map<std::string, std::string> ProcessEnv() {
 }
 
 int RunLocally(LocalRunRequest req) {
+  if (req.flags.step_results_format != "json" && req.flags.step_results_format != "prototext") {
+    return Fail("unsupported format: " + req.flags.step_results_format, 2);
+  }
   auto grace = ParseDuration(req.flags.grace);
   if (!grace.ok()) return Fail("--grace: " + grace.error().message, 2);
   std::optional<Duration> timeout;
@@ -153,10 +158,19 @@ int RunLocally(LocalRunRequest req) {
   (*loop)->Unwatch(*watch);
   (*sup)->KillAll();
 
+  const bool text_format = req.flags.step_results_format == "prototext";
   std::string results_file = req.flags.step_results_file;
-  if (results_file.empty() && req.flags.write_step_results) results_file = req.default_results_file;
+  if (results_file.empty() && req.flags.write_step_results) {
+    results_file = text_format ? "step-results.txtpb" : req.default_results_file;
+  }
   if (!results_file.empty()) {
-    Status w = WriteFile(results_file, ResultToJson(outcome->result), 0640);
+    std::string body;
+    if (text_format) {
+      google::protobuf::TextFormat::PrintToString(outcome->result, &body);
+    } else {
+      body = ResultToJson(outcome->result);
+    }
+    Status w = WriteFile(results_file, body, 0640);
     if (!w.ok()) std::fprintf(stderr, "step-runner: writing step results: %s\n", w.error().message.c_str());
   }
   if (outcome->error) return Fail(outcome->error->message, ExitCodeFor(outcome->error));
