@@ -1,0 +1,124 @@
+// One job of the service: its validated request, its files, its engine run, and the Status
+// snapshot clients read. Internal to src/service (see service.h for the behaviour).
+//
+// Threading: everything runs on the event-loop thread except Snapshot(), which any gRPC thread
+// may call: it copies the proto::Status the loop publishes (under the job's mutex) after every
+// change — a step starting or ending, a cancel, the end.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/engine.h"
+#include "log/log.h"
+#include "loop/loop.h"
+#include "proto/step.pb.h"
+#include "stepfile/stepfile.h"
+#include "supervisor/cancel.h"
+#include "supervisor/supervisor.h"
+#include "util/result.h"
+#include "util/time.h"
+
+namespace sr::service {
+
+/// A RunRequest, validated; nothing exists on disk yet.
+struct JobRequest {
+  std::string id;
+  stepfile::StepFile root;
+  /// Job work dir (created with mkdir -p 0700); "" = the server's cwd.
+  std::string work_dir;
+  /// Where the root's relative references resolve ("" = the server's cwd).
+  std::string root_step_dir;
+  std::map<std::string, std::string> env;       // server env + CI_STEPS_LOG_LEVEL + request env
+  std::map<std::string, std::string> job_vars;  // `${{ job.X }}`; file variables added by Setup
+  std::vector<std::pair<std::string, std::string>> file_vars;  // key, content
+  std::vector<std::string> secrets;             // values of masked variables
+  Duration grace = std::chrono::seconds(30);    // cancel signal → SIGKILL; 0 = kill at once
+  Duration timeout{0};                          // 0 = none
+  Duration warn_before{0};                      // 0 = no warning (needs a timeout)
+  int warn_signal = 0;                          // 0 = none
+};
+
+/// Validates `request` (id, step text, durations, variables). `server_env` is the base
+/// environment. Errors are kInvalid and name the problem (and its line for step text).
+Result<JobRequest> ParseRunRequest(const proto::RunRequest& request,
+                                   const std::map<std::string, std::string>& server_env);
+
+/// `$TMPDIR/step-runner-output-<id>`.
+std::string JobDir(const std::string& id);
+
+class Job : private Observer {
+ public:
+  explicit Job(std::string id);
+  ~Job() override;
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
+
+  const std::string& id() const { return id_; }
+
+  /// Any thread: the latest published status.
+  proto::Status Snapshot() const;
+
+  // ---- loop thread only ----
+
+  /// Creates the work dir, the job dir, the log and the file variables. On error, removes what
+  /// it created and returns the error.
+  Status Setup(JobRequest& request);
+  /// Runs the job. `on_end` is called once the engine's task has finished (every process of the
+  /// job is gone), after the log was closed and the final status published.
+  void Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
+             std::function<void()> on_end);
+  /// Requests a cancel, or escalates one in progress. No-op unless running.
+  void Cancel(CancelReason reason, bool forced);
+  bool running() const { return running_; }
+  bool ended() const { return ended_; }
+  /// The log, for followers (null before Setup).
+  std::shared_ptr<JobLog> log() const { return log_; }
+  /// Removes the job's directory. Never while running.
+  void RemoveFiles();
+
+  /// Callbacks waiting for the end (Close of a running job). The service runs them.
+  std::vector<std::function<void()>> end_waiters;
+  /// The retention timer once the job ended (0 = none).
+  EventLoop::TimerId retention_timer = 0;
+
+ private:
+  class LogSink;
+  void StepStarted(const std::string& name) override;
+  void StepFinished(const std::string& name, proto::StepResult::Status status,
+                    Duration took) override;
+  void Finish(RunOutcome outcome);
+  void Publish();
+  std::optional<proto::Termination> BuildTermination(const proto::StepResult& result) const;
+
+  const std::string id_;
+  std::string dir_;                 // the job dir once Setup created it
+  std::vector<std::string> created_dirs_;  // by Setup's mkdir -p, innermost last
+  std::shared_ptr<JobLog> log_;
+  std::unique_ptr<LogSink> sink_;
+  std::unique_ptr<Engine> engine_;
+  CancelSource cancel_;
+  CancelSource::Subscription cancel_log_;
+  EventLoop* loop_ = nullptr;
+  EventLoop::TimerId timeout_timer_ = 0, warn_timer_ = 0;
+  Duration grace_{0};
+  bool running_ = false, ended_ = false;
+
+  // What Publish() turns into a proto::Status.
+  proto::StepResult::Status state_ = proto::StepResult::unspecified;
+  std::optional<std::chrono::system_clock::time_point> start_time_, end_time_, warning_time_;
+  std::optional<proto::StatusError> error_;
+  std::optional<proto::StepResult> final_result_;
+  std::function<void()> on_end_;
+
+  mutable std::mutex mu_;
+  proto::Status published_;  // guarded by mu_
+};
+
+}  // namespace sr::service

@@ -1,0 +1,87 @@
+// The StepRunner callback service: the job registry and the RPC handlers. Internal to
+// src/service; service.h documents the behaviour, server.cc wires it to a gRPC server.
+//
+// Handlers run on gRPC threads and never block: they validate, look the id up under mu_, and
+// post the work to the loop (while still holding mu_, so work for one id reaches the loop in the
+// order the registry saw it). Jobs are created by Run on a gRPC thread but otherwise only touched
+// — and destroyed — on the loop thread; gRPC threads read their published Status snapshot.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "loop/loop.h"
+#include "proto/step.grpc.pb.h"
+#include "service/job.h"
+#include "supervisor/supervisor.h"
+#include "util/time.h"
+
+namespace sr::service {
+
+class JobService final : public proto::StepRunner::CallbackService {
+ public:
+  /// `stream_deadline` bounds how long shutdown waits for log streams once every job ended.
+  JobService(EventLoop& loop, Supervisor& supervisor, std::map<std::string, std::string> env,
+             Duration retention, Duration stream_deadline);
+  ~JobService() override;
+
+  grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
+                                const proto::RunRequest* request,
+                                proto::RunResponse* response) override;
+  grpc::ServerUnaryReactor* Close(grpc::CallbackServerContext* context,
+                                  const proto::CloseRequest* request,
+                                  proto::CloseResponse* response) override;
+  grpc::ServerUnaryReactor* Cancel(grpc::CallbackServerContext* context,
+                                   const proto::CancelRequest* request,
+                                   proto::CancelResponse* response) override;
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context,
+                                   const proto::StatusRequest* request,
+                                   proto::StatusResponse* response) override;
+  grpc::ServerWriteReactor<proto::FollowLogsResponse>* FollowLogs(
+      grpc::CallbackServerContext* context, const proto::FollowLogsRequest* request) override;
+
+  /// Loop thread. First call: every RPC answers UNAVAILABLE from now on, running jobs are
+  /// cancelled gracefully (server_shutdown). Once every job has ended, their files are removed;
+  /// once every log stream has ended too (or `stream_deadline` passed), `drained` runs on the
+  /// loop. Later calls force: SIGKILL every job's processes now.
+  void BeginShutdown(std::function<void()> drained);
+
+  EventLoop& loop() { return loop_; }
+  /// Loop thread: the log of a registered, set-up job (null if there is none).
+  std::shared_ptr<JobLog> FindLog(const std::string& id);
+  /// Loop thread: a FollowLogs stream started / was freed.
+  void FollowerStarted() { ++followers_; }
+  void FollowerGone();
+
+ private:
+  bool shutting_down() const;
+  std::shared_ptr<Job> Find(const std::string& id);  // any thread, takes mu_
+  // Loop thread.
+  void StartJob(const std::shared_ptr<Job>& job, JobRequest& request,
+                grpc::ServerUnaryReactor* reactor);
+  void CloseJob(const std::string& id, grpc::ServerUnaryReactor* reactor);
+  void OnJobEnd(const std::shared_ptr<Job>& job);
+  void Forget(const std::shared_ptr<Job>& job);  // removes files and the registry entry
+  void MaybeDrained();
+
+  EventLoop& loop_;
+  Supervisor& supervisor_;
+  const std::map<std::string, std::string> env_;
+  const Duration retention_;
+  const Duration stream_deadline_;
+  // Loop thread.
+  std::function<void()> drained_;
+  int shutdown_calls_ = 0;
+  int followers_ = 0;
+  EventLoop::TimerId stream_timer_ = 0;
+  bool stream_deadline_passed_ = false;
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Job>> jobs_;  // guarded by mu_
+  bool shutting_down_ = false;                        // guarded by mu_
+};
+
+}  // namespace sr::service

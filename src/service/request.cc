@@ -1,0 +1,101 @@
+// RunRequest → JobRequest: everything Run can check before touching the disk.
+#include <string>
+
+#include "service/job.h"
+#include "service/service.h"
+#include "util/signals.h"
+#include "util/tempdir.h"
+
+namespace sr::service {
+namespace {
+
+// A proto Duration as nanoseconds; negative values are an error naming the field.
+Result<Duration> FromProto(const google::protobuf::Duration& d, const char* field) {
+  if (d.seconds() < 0 || d.nanos() < 0) {
+    return InvalidError(std::string(field) + ": negative duration (" + std::to_string(d.seconds()) +
+                        "s " + std::to_string(d.nanos()) + "ns)");
+  }
+  if (d.seconds() > 10LL * 365 * 24 * 3600) {
+    return InvalidError(std::string(field) + ": duration too large");
+  }
+  return Duration(std::chrono::seconds(d.seconds()) + std::chrono::nanoseconds(d.nanos()));
+}
+
+// File variables become files in the job dir named after the key: the key must be a plain name
+// that cannot escape the directory or shadow the log and the steps' temp dir.
+Status ValidateFileKey(const std::string& key) {
+  if (key.empty()) return InvalidError("file variable with an empty key");
+  if (key.find('/') != std::string::npos || key.find('\0') != std::string::npos ||
+      key[0] == '.' || key == "logs") {
+    return InvalidError("file variable \"" + key + "\": invalid name for a file");
+  }
+  return Ok();
+}
+
+}  // namespace
+
+std::string JobDir(const std::string& id) { return TempBase() + "/step-runner-output-" + id; }
+
+Result<JobRequest> ParseRunRequest(const proto::RunRequest& request,
+                                   const std::map<std::string, std::string>& server_env) {
+  JobRequest job;
+  SR_RETURN_IF_ERROR(ValidateJobId(request.id()));
+  job.id = request.id();
+
+  auto root = stepfile::ParseStepFile(request.steps(), "<request>");
+  if (!root.ok()) {
+    Error e = root.error().Wrap("loading step");
+    e.kind = Error::Kind::kInvalid;
+    return e;
+  }
+  job.root = std::move(*root);
+
+  if (request.has_graceful_exit_timeout()) {
+    SR_ASSIGN_OR_RETURN(job.grace, FromProto(request.graceful_exit_timeout(), "graceful_exit_timeout"));
+  }
+  if (request.has_timeout()) {
+    SR_ASSIGN_OR_RETURN(job.timeout, FromProto(request.timeout(), "timeout"));
+  }
+  if (request.has_warn_before()) {
+    SR_ASSIGN_OR_RETURN(job.warn_before, FromProto(request.warn_before(), "warn_before"));
+    if (job.timeout.count() == 0) return InvalidError("warn_before needs a timeout");
+    if (job.warn_before >= job.timeout) {
+      return InvalidError("warn_before (" + FormatDuration(job.warn_before) +
+                          ") must be shorter than timeout (" + FormatDuration(job.timeout) + ")");
+    }
+  }
+  if (!request.warn_signal().empty()) {
+    auto sig = ParseSignal(request.warn_signal());
+    if (!sig.ok()) return InvalidError("warn_signal: " + sig.error().message);
+    job.warn_signal = *sig;
+  }
+
+  // Work dir: job.build_dir, else work_dir, else the server's cwd. Relative references of the
+  // root resolve against the requested dir (the cwd fallback means the process cwd).
+  job.work_dir = !request.job().build_dir().empty() ? request.job().build_dir() : request.work_dir();
+  if (job.work_dir.find('\0') != std::string::npos) return InvalidError("work dir contains NUL");
+  job.root_step_dir = job.work_dir;
+
+  job.env = server_env;
+  if (!job.env.count("CI_STEPS_LOG_LEVEL")) job.env["CI_STEPS_LOG_LEVEL"] = "info";
+  for (const auto& [k, v] : request.env()) {
+    if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos) {
+      return InvalidError("env: invalid variable name \"" + k + "\"");
+    }
+    job.env[k] = v;
+  }
+
+  for (const auto& var : request.job().variables()) {
+    if (var.key().empty()) return InvalidError("job variable with an empty key");
+    if (var.file()) {
+      SR_RETURN_IF_ERROR(ValidateFileKey(var.key()));
+      job.file_vars.emplace_back(var.key(), var.value());
+    } else {
+      job.job_vars[var.key()] = var.value();
+    }
+    if (var.masked() && !var.value().empty()) job.secrets.push_back(var.value());
+  }
+  return job;
+}
+
+}  // namespace sr::service

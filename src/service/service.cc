@@ -1,0 +1,271 @@
+// Run, Status, Cancel, Close and the job registry (FollowLogs: follow_logs.cc).
+#include <utility>
+
+#include "service/job_service.h"
+#include "service/service.h"
+#include "service/status.h"
+
+namespace sr::service {
+namespace {
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, grpc::Status status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(std::move(status));
+  return reactor;
+}
+
+}  // namespace
+
+JobService::JobService(EventLoop& loop, Supervisor& supervisor,
+                       std::map<std::string, std::string> env, Duration retention,
+                       Duration stream_deadline)
+    : loop_(loop),
+      supervisor_(supervisor),
+      env_(std::move(env)),
+      retention_(retention),
+      stream_deadline_(stream_deadline) {}
+
+JobService::~JobService() = default;
+
+bool JobService::shutting_down() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return shutting_down_;
+}
+
+std::shared_ptr<Job> JobService::Find(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<JobLog> JobService::FindLog(const std::string& id) {
+  auto job = Find(id);
+  return job ? job->log() : nullptr;
+}
+
+// --- Run -------------------------------------------------------------------------------------
+
+grpc::ServerUnaryReactor* JobService::Run(grpc::CallbackServerContext* context,
+                                          const proto::RunRequest* request,
+                                          proto::RunResponse* /*response*/) {
+  if (auto valid = ValidateJobId(request->id()); !valid.ok()) {
+    return FinishNow(context, ToGrpcStatus(valid.error()));
+  }
+  {
+    // A registered id makes Run an idempotent no-op (as in Go), whatever the new request says.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutting_down_) return FinishNow(context, ShuttingDown());
+    if (jobs_.count(request->id())) return FinishNow(context, grpc::Status::OK);
+  }
+  auto parsed = ParseRunRequest(*request, env_);
+  if (!parsed.ok()) return FinishNow(context, ToGrpcStatus(parsed.error()));
+
+  auto job = std::make_shared<Job>(request->id());
+  auto job_request = std::make_shared<JobRequest>(std::move(*parsed));
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  std::lock_guard<std::mutex> lock(mu_);
+  // Checked again: check and insert are atomic, so two concurrent Runs start one job.
+  if (shutting_down_) {
+    reactor->Finish(ShuttingDown());
+  } else if (jobs_.count(request->id())) {
+    reactor->Finish(grpc::Status::OK);
+  } else {
+    jobs_.emplace(request->id(), job);
+    loop_.Post([this, job = std::move(job), job_request, reactor] {
+      StartJob(job, *job_request, reactor);
+    });
+  }
+  return reactor;
+}
+
+void JobService::StartJob(const std::shared_ptr<Job>& job, JobRequest& request,
+                          grpc::ServerUnaryReactor* reactor) {
+  auto unregister = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(job->id());
+    if (it != jobs_.end() && it->second == job) jobs_.erase(it);
+  };
+  if (shutting_down()) {
+    unregister();
+    reactor->Finish(ShuttingDown());
+    MaybeDrained();
+    return;
+  }
+  // A setup error answers with the error and leaves nothing behind.
+  sr::Status setup = job->Setup(request);
+  if (!setup.ok()) {
+    unregister();
+    reactor->Finish(ToGrpcStatus(setup.error()));
+    return;
+  }
+  // Answer first: starting the engine spawns the first step's processes.
+  reactor->Finish(grpc::Status::OK);
+  job->Start(loop_, supervisor_, std::move(request), [this, job] { OnJobEnd(job); });
+}
+
+void JobService::OnJobEnd(const std::shared_ptr<Job>& job) {
+  if (!job->end_waiters.empty()) {
+    // Close of a running job: every process is gone now, so the files can go.
+    auto waiters = std::move(job->end_waiters);
+    Forget(job);
+    for (auto& w : waiters) w();
+  } else if (retention_.count() > 0 && !shutting_down()) {
+    std::weak_ptr<Job> weak = job;
+    job->retention_timer = loop_.After(retention_, [this, weak] {
+      if (auto j = weak.lock()) {
+        j->retention_timer = 0;
+        Forget(j);
+      }
+    });
+  }
+  MaybeDrained();
+}
+
+void JobService::Forget(const std::shared_ptr<Job>& job) {
+  if (job->retention_timer) loop_.CancelTimer(job->retention_timer);
+  job->retention_timer = 0;
+  job->RemoveFiles();
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = jobs_.find(job->id());
+  if (it != jobs_.end() && it->second == job) jobs_.erase(it);
+}
+
+// --- Status ----------------------------------------------------------------------------------
+
+grpc::ServerUnaryReactor* JobService::Status(grpc::CallbackServerContext* context,
+                                             const proto::StatusRequest* request,
+                                             proto::StatusResponse* response) {
+  if (!request->id().empty()) {
+    if (auto valid = ValidateJobId(request->id()); !valid.ok()) {
+      return FinishNow(context, ToGrpcStatus(valid.error()));
+    }
+  }
+  // Snapshots are copied under the registry lock, so no gRPC thread ever holds a job.
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutting_down_) return FinishNow(context, ShuttingDown());
+  if (request->id().empty()) {
+    for (const auto& [id, job] : jobs_) *response->add_jobs() = job->Snapshot();
+  } else {
+    auto it = jobs_.find(request->id());
+    if (it == jobs_.end()) return FinishNow(context, ToGrpcStatus(JobNotFound(request->id())));
+    *response->add_jobs() = it->second->Snapshot();
+  }
+  return FinishNow(context, grpc::Status::OK);
+}
+
+// --- Cancel ----------------------------------------------------------------------------------
+
+grpc::ServerUnaryReactor* JobService::Cancel(grpc::CallbackServerContext* context,
+                                             const proto::CancelRequest* request,
+                                             proto::CancelResponse* /*response*/) {
+  if (auto valid = ValidateJobId(request->id()); !valid.ok()) {
+    return FinishNow(context, ToGrpcStatus(valid.error()));
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutting_down_) {
+    reactor->Finish(ShuttingDown());
+  } else if (!jobs_.count(request->id())) {
+    reactor->Finish(ToGrpcStatus(JobNotFound(request->id())));
+  } else {
+    loop_.Post([this, id = request->id(), force = request->force(), reactor] {
+      // Idempotent; a finished job is left unchanged.
+      if (auto job = Find(id)) job->Cancel(CancelReason::kRequested, force);
+      reactor->Finish(grpc::Status::OK);
+    });
+  }
+  return reactor;
+}
+
+// --- Close -----------------------------------------------------------------------------------
+
+grpc::ServerUnaryReactor* JobService::Close(grpc::CallbackServerContext* context,
+                                            const proto::CloseRequest* request,
+                                            proto::CloseResponse* /*response*/) {
+  if (auto valid = ValidateJobId(request->id()); !valid.ok()) {
+    return FinishNow(context, ToGrpcStatus(valid.error()));
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutting_down_) {
+    reactor->Finish(ShuttingDown());
+  } else if (!jobs_.count(request->id())) {
+    reactor->Finish(grpc::Status::OK);  // idempotent, as in Go
+  } else {
+    loop_.Post([this, id = request->id(), reactor] { CloseJob(id, reactor); });
+  }
+  return reactor;
+}
+
+void JobService::CloseJob(const std::string& id, grpc::ServerUnaryReactor* reactor) {
+  auto job = Find(id);
+  if (!job) {
+    reactor->Finish(grpc::Status::OK);
+  } else if (job->ended()) {
+    Forget(job);
+    reactor->Finish(grpc::Status::OK);
+  } else {
+    // Finish only when the engine's task is over: every process of the job is gone. Never
+    // delete files under a live process.
+    job->end_waiters.push_back([reactor] { reactor->Finish(grpc::Status::OK); });
+    job->Cancel(CancelReason::kClosed, false);
+  }
+}
+
+// --- Shutdown --------------------------------------------------------------------------------
+
+void JobService::BeginShutdown(std::function<void()> drained) {
+  const bool force = ++shutdown_calls_ > 1;
+  std::vector<std::shared_ptr<Job>> jobs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutting_down_ = true;
+    for (const auto& [id, job] : jobs_) jobs.push_back(job);
+  }
+  if (!force) drained_ = std::move(drained);
+  for (const auto& job : jobs) job->Cancel(CancelReason::kServerShutdown, force);
+  MaybeDrained();
+}
+
+void JobService::FollowerGone() {
+  --followers_;
+  MaybeDrained();
+}
+
+void JobService::MaybeDrained() {
+  if (!drained_) return;
+  std::vector<std::shared_ptr<Job>> jobs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!shutting_down_) return;
+    for (const auto& [id, job] : jobs_) {
+      if (!job->ended()) return;  // still running, or a Run whose setup is still queued
+      jobs.push_back(job);
+    }
+  }
+  // Nobody can Close these any more: their files go with the server.
+  for (const auto& job : jobs) {
+    auto waiters = std::move(job->end_waiters);
+    Forget(job);
+    for (auto& w : waiters) w();
+  }
+  // Every log is closed: streams end once their client has the last byte. A client that does
+  // not read is cut off after the deadline (Server::Shutdown cancels what is left).
+  if (followers_ > 0 && !stream_deadline_passed_) {
+    if (!stream_timer_) {
+      stream_timer_ = loop_.After(stream_deadline_, [this] {
+        stream_timer_ = 0;
+        stream_deadline_passed_ = true;
+        MaybeDrained();
+      });
+    }
+    return;
+  }
+  if (stream_timer_) loop_.CancelTimer(stream_timer_);
+  stream_timer_ = 0;
+  auto cb = std::move(drained_);
+  drained_ = nullptr;
+  cb();
+}
+
+}  // namespace sr::service

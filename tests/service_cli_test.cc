@@ -1,0 +1,127 @@
+// `step-runner client ...` against a live server: the operator's commands end to end.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+
+#include "support/harness.h"
+#include "support/service_client.h"
+
+namespace sr::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ServiceCli : public ::testing::Test {
+ protected:
+  ServiceCli() : server_(dir_) {}
+  // Runs `step-runner client --socket S args...`.
+  Output Client(const std::vector<std::string>& args) {
+    std::vector<std::string> full{"client", "--socket", server_.socket()};
+    full.insert(full.end(), args.begin(), args.end());
+    return RunStepRunner(full, ClientOptions(dir_.path()));
+  }
+  std::string File(const std::string& name, const std::vector<std::pair<std::string, std::string>>& steps) {
+    return dir_.Write(name, Steps(steps));
+  }
+
+  TestDir dir_;
+  LiveServer server_;
+};
+
+TEST_F(ServiceCli, RunFollowStatusLogsClose) {
+  std::string file = File("ok.yml", {{"hello", "echo hello from the job\necho second line"}});
+  Output run = Client({"run", file, "--id", "ok", "--follow", "--env", "GREETING=hi there"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("hello from the job\nsecond line\n"));
+
+  Output json = Client({"status", "ok", "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  auto status = nlohmann::json::parse(json.out);
+  EXPECT_EQ(status["id"], "ok");
+  EXPECT_EQ(status["status"], "success");
+  EXPECT_TRUE(status.contains("startTime"));
+  EXPECT_TRUE(status.contains("endTime"));
+  EXPECT_EQ(status["result"]["subStepResults"][0]["step"]["name"], "hello");
+
+  Output table = Client({"status"});
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("ok"));
+  EXPECT_THAT(table.out, HasSubstr("success"));
+  Output human = Client({"status", "ok"});
+  EXPECT_THAT(human.out, HasSubstr("state:     success"));
+
+  Output logs = Client({"logs", "ok"});
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_EQ(logs.out, run.out);
+  Output tail = Client({"logs", "ok", "--offset", "3"});
+  EXPECT_EQ(tail.out, run.out.substr(3));
+
+  EXPECT_EQ(Client({"close", "ok"}).exit_code, 0);
+  Output gone = Client({"status", "ok"});
+  EXPECT_EQ(gone.exit_code, 1);
+  EXPECT_THAT(gone.err, HasSubstr("step-runner: no job with id \"ok\""));
+  EXPECT_EQ(Client({"close", "ok"}).exit_code, 0);  // idempotent
+}
+
+TEST_F(ServiceCli, FollowExitCodesFollowTheJob) {
+  Output failed = Client({"run", File("f.yml", {{"build", "exit 2"}}), "--id", "f", "--follow"});
+  EXPECT_EQ(failed.exit_code, 1);
+  EXPECT_THAT(failed.err, HasSubstr("step-runner: step \"build\": exec: exit status 2"));
+
+  Output timed_out = Client({"run", File("t.yml", {{"slow", "sleep 60"}}), "--id", "t", "--follow",
+                             "--timeout", "300ms", "--grace", "1s"});
+  EXPECT_EQ(timed_out.exit_code, 124) << timed_out.err;
+
+  Output masked = Client({"run", File("m.yml", {{"m", "echo secret=${{ job.TOKEN }}"}}), "--id", "m",
+                          "--follow", "--masked-job", "TOKEN=hunter2"});
+  EXPECT_EQ(masked.exit_code, 0) << masked.err;
+  EXPECT_THAT(masked.out, HasSubstr("secret=[MASKED]"));
+  EXPECT_THAT(masked.out, ::testing::Not(HasSubstr("hunter2")));
+}
+
+TEST_F(ServiceCli, CtrlCOnFollowCancelsTheJob) {
+  std::string file = File("c.yml", {{"wait", "trap 'exit 1' TERM; touch " + dir_ / "ready" +
+                                                 "; while :; do sleep 0.02; done"}});
+  Child client({Binary(), "client", "--socket", server_.socket(), "run", file, "--id", "c", "--follow"},
+               ClientOptions(dir_.path()));
+  ASSERT_TRUE(client.WaitForFile(dir_ / "ready"));
+  client.Signal(SIGINT);
+  Output out = client.Wait();
+  EXPECT_EQ(out.exit_code, 130) << out.err;
+  EXPECT_THAT(out.err, HasSubstr("cancelling job \"c\""));
+  EXPECT_EQ(server_.GetStatusOrDie("c").status(), proto::StepResult::cancelled);
+}
+
+TEST_F(ServiceCli, CancelAnotherJob) {
+  std::string file = File("w.yml", {{"wait", "touch " + dir_ / "ready" + "; sleep 60"}, {"never", "true"}});
+  Output run = Client({"run", file, "--id", "w", "--grace", "200ms"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  ASSERT_TRUE(WaitFor([&] { return dir_.Exists("ready"); }));
+  Output cancel = Client({"cancel", "w"});
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
+  EXPECT_EQ(server_.WaitEnded("w").status(), proto::StepResult::cancelled);
+  Output human = Client({"status", "w"});
+  EXPECT_THAT(human.out, HasSubstr("state:     cancelled"));
+  EXPECT_THAT(human.out, HasSubstr("termination: cancel_requested"));
+  EXPECT_EQ(Client({"cancel", "w", "--force"}).exit_code, 0);  // finished: OK, no change
+}
+
+TEST_F(ServiceCli, Errors) {
+  std::string file = File("ok.yml", {{"a", "true"}});
+  Output no_id = Client({"run", file});
+  EXPECT_EQ(no_id.exit_code, 2);
+  Output bad = Client({"run", dir_.Write("bad.yml", "spec: {}\n---\nrun:\n  - nam: a\n"), "--id", "bad"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("<request>:4"));
+  Output unknown = Client({"cancel", "nope"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("step-runner: no job with id \"nope\""));
+  Output no_server = RunStepRunner({"client", "--socket", dir_ / "none.sock", "status"}, ClientOptions(dir_.path()));
+  EXPECT_EQ(no_server.exit_code, 1);
+  EXPECT_THAT(no_server.err, HasSubstr("cannot reach step-runner at " + dir_ / "none.sock"));
+}
+
+}  // namespace
+}  // namespace sr::test
