@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 
 namespace sr {
@@ -45,7 +46,7 @@ Result<Duration> ParseDuration(std::string_view text) {
     }
     if (unit == nullptr) return bad("missing or unknown unit (use ns, us, ms, s, m, h)");
     rest.remove_prefix(unit->name.size());
-    total += std::stold(number) * unit->nanos;
+    total += std::strtold(number.c_str(), nullptr) * unit->nanos;  // stold throws on ERANGE
     if (total > static_cast<long double>(std::numeric_limits<int64_t>::max())) {
       return bad("too large");
     }
