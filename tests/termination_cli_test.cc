@@ -32,12 +32,14 @@ TEST_F(TerminationCli, RecordSaysHowEachProcessEnded) {
   std::string pids = dir / "pids";
   dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: three\n    script: |\n"
                      "      sleep 1000 & echo $! >> " + pids + "\n"
-                     "      sh -c 'trap \"exit 3\" TERM; while :; do sleep 0.05; done' & echo $! >> " + pids + "\n"
+                     // The trapper outlives its parent shell (which dies on TERM at once), so it is
+                     // re-parented to the runner and its exit status is known exactly.
+                     "      sh -c 'trap \"sleep 0.3; exit 3\" TERM; while :; do sleep 0.05; done' & echo $! >> " + pids + "\n"
                      "      sh -c 'trap \"\" TERM; while :; do sleep 0.05; done' & echo $! >> " + pids + "\n"
                      "      touch " + dir / "started" + "\n      wait\n"
                      "finally:\n  - name: report\n    script: printf '%s\\n%s\\n' \"$S\" \"$T\" > " + dir / "final.txt" + "\n"
                      "    env: {S: \"${{ run.status }}\", T: \"${{ run.termination }}\"}\n");
-  Child child({Binary(), "run", "-f", dir / "t.yml", "--grace", "300ms", "--step-results-file",
+  Child child({Binary(), "run", "-f", dir / "t.yml", "--grace", "2s", "--step-results-file",
                dir / "r.json"}, {});
   ASSERT_TRUE(child.WaitForFile(dir / "started"));
   child.Signal(SIGINT);
