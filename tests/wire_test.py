@@ -31,6 +31,10 @@ sys.path.insert(0, GEN_DIR)
 import step_pb2  # noqa: E402
 import step_pb2_grpc  # noqa: E402
 
+# For a ThreadSanitizer build of the binary: gRPC's libraries are not instrumented (tests/tsan.supp).
+os.environ.setdefault("TSAN_OPTIONS", "ignore_noninstrumented_modules=1 suppressions=" +
+                      os.path.join(SOURCE_DIR, "tests", "tsan.supp"))
+
 SUCCESS, FAILURE, CANCELLED, CANCELLING = 2, 3, 4, 5
 ENDED = (SUCCESS, FAILURE, CANCELLED)
 
