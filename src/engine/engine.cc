@@ -142,6 +142,18 @@ void MaskStrings(const Engine::State& st, google::protobuf::Message* m) {
       } else {
         refl->SetString(m, f, st.Mask(refl->GetString(*m, f)));
       }
+    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && f->is_map()) {
+      // Map entries are rebuilt from masked copies: mutating them in place through the
+      // repeated view desynchronises protobuf's map storage.
+      std::vector<std::unique_ptr<google::protobuf::Message>> entries;
+      for (int i = 0; i < refl->FieldSize(*m, f); ++i) {
+        const auto& entry = refl->GetRepeatedMessage(*m, f, i);
+        entries.emplace_back(entry.New());
+        entries.back()->CopyFrom(entry);
+        MaskStrings(st, entries.back().get());
+      }
+      refl->ClearField(m, f);
+      for (const auto& entry : entries) refl->AddMessage(m, f)->CopyFrom(*entry);
     } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
       if (f->is_repeated()) {  // also map entries, which are repeated key/value messages
         for (int i = 0; i < refl->FieldSize(*m, f); ++i) {
