@@ -186,6 +186,8 @@ Result<std::unique_ptr<CgroupLeaf>> CgroupRoot::CreateLeaf(const std::string& na
   std::unique_ptr<CgroupLeaf> leaf(new CgroupLeaf(dir));  // private constructor
   leaf->procs_fd_.Reset(::open((dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
   if (!leaf->procs_fd_.valid()) return ErrnoError("open " + dir + "/cgroup.procs", errno);
+  leaf->dir_fd_.Reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!leaf->dir_fd_.valid()) return ErrnoError("open " + dir, errno);
   leaf->events_fd_.Reset(::open((dir + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC));
   if (!leaf->events_fd_.valid()) return ErrnoError("open " + dir + "/cgroup.events", errno);
   return leaf;

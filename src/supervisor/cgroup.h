@@ -25,8 +25,13 @@ class CgroupLeaf {
   const std::string& path() const { return path_; }
   /// cgroup.procs opened for writing; the child writes "0" to it to join before exec.
   int procs_fd() const { return procs_fd_.get(); }
-  /// Closes procs_fd once the child has it (the parent never needs it again).
-  void CloseProcsFd() { procs_fd_.Reset(); }
+  /// The leaf directory (O_PATH), for clone3's CLONE_INTO_CGROUP.
+  int dir_fd() const { return dir_fd_.get(); }
+  /// Closes procs_fd and dir_fd once the child is in (the parent never needs them again).
+  void CloseProcsFd() {
+    procs_fd_.Reset();
+    dir_fd_.Reset();
+  }
   /// cgroup.events, read-only: watch it with EPOLLPRI; read it (Populated) to re-arm.
   int events_fd() const { return events_fd_.get(); }
 
@@ -48,6 +53,7 @@ class CgroupLeaf {
   std::string ReadEvents();
   std::string path_;
   UniqueFd procs_fd_;
+  UniqueFd dir_fd_;
   UniqueFd events_fd_;
   bool removed_ = false;
 };

@@ -2,15 +2,27 @@
 
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/sched.h>
+#include <sched.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdint>
 #include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <memory>
 
 #include "supervisor/supervisor.h"
+
+// Sanitizer runtimes keep per-thread state (shadow stacks, intercepted signal tables) that a
+// child sharing our memory would corrupt, so sanitized builds spawn with a plain fork.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SR_SPAWN_FORK_ONLY 1
+#endif
 
 namespace sr {
 namespace {
@@ -22,8 +34,9 @@ struct ChildError {
   int err;
 };
 
-// Everything the child touches, prepared before fork: after fork it may only make
-// async-signal-safe calls, so no allocation happens there.
+// Everything the child touches, prepared before the clone: the child shares the runner's memory
+// until it execs (vfork semantics), so it may only make async-signal-safe calls and must not
+// allocate or write anything the runner owns.
 struct ChildPlan {
   const char* path;
   char* const* argv;
@@ -32,7 +45,7 @@ struct ChildPlan {
   int stdin_fd;
   int stdout_fd;
   int stderr_fd;
-  int cgroup_procs_fd;
+  int cgroup_procs_fd;  // -1 when the child was born in its cgroup (or has none)
   int error_fd;
 };
 
@@ -58,7 +71,8 @@ bool MoveTo(int fd, int target) {
     ChildFail(p.error_fd, Stage::kCgroup, errno);
   }
   // Ignored signals survive exec (the runner ignores SIGPIPE, for one); handlers do not, but
-  // reset them before unblocking so a pending signal cannot run runner code in the child.
+  // reset them before unblocking (the spawner blocked every signal) so that a pending signal
+  // cannot run runner code in the child — with shared memory that would corrupt the runner.
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) {
@@ -78,6 +92,117 @@ bool MoveTo(int fd, int target) {
   ChildFail(p.error_fd, Stage::kExec, errno);
 }
 
+#ifndef SR_SPAWN_FORK_ONLY
+int ChildMain(void* plan) { RunChild(*static_cast<const ChildPlan*>(plan)); }
+
+// The child's stack while it shares our memory (the runner is suspended until it execs). One per
+// thread, allocated once; the child needs a few KiB (lazy symbol binding saves the vector
+// registers on it), 64 KiB leaves a wide margin.
+constexpr size_t kChildStack = 64 * 1024;
+
+char* ChildStackTop() {
+  thread_local std::unique_ptr<char[]> stack(new char[kChildStack]);
+  // The ABI wants a 16-byte aligned stack pointer before the call that enters ChildMain.
+  auto top = reinterpret_cast<uintptr_t>(stack.get() + kChildStack);
+  return reinterpret_cast<char*>(top & ~uintptr_t{15});
+}
+
+#if defined(__x86_64__)
+// clone3 returns in the child on the new stack with every other register as it was, so the
+// child's half cannot be C++ (the compiler's frame would be gone): it calls fn(arg) from here.
+// glibc (2.36) has no public clone3 wrapper.
+pid_t Clone3(clone_args* args, int (*fn)(void*), void* arg) {
+  long ret = SYS_clone3;
+  register int (*fn_reg)(void*) asm("r12") = fn;
+  register void* arg_reg asm("r13") = arg;
+  asm volatile(
+      "syscall\n\t"
+      "testq %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xorl %%ebp, %%ebp\n\t"  // the child: no caller frame to unwind into
+      "movq %%r13, %%rdi\n\t"
+      "callq *%%r12\n\t"
+      "movq %%rax, %%rdi\n\t"  // not reached: ChildMain never returns
+      "movl %[exit_nr], %%eax\n\t"
+      "syscall\n\t"
+      "hlt\n\t"
+      "1:\n\t"
+      : "+a"(ret)
+      : "D"(args), "S"(sizeof *args), "r"(fn_reg), "r"(arg_reg), [exit_nr] "i"(SYS_exit)
+      : "rcx", "r11", "memory", "cc");
+  if (ret < 0) {
+    errno = static_cast<int>(-ret);
+    return -1;
+  }
+  return static_cast<pid_t>(ret);
+}
+#define SR_HAVE_CLONE3 1
+
+// Cleared once the kernel (or a seccomp filter) turns clone3 or CLONE_INTO_CGROUP down.
+std::atomic<bool> clone3_works{true};
+#endif
+#endif  // SR_SPAWN_FORK_ONLY
+
+// Blocks every signal for the lifetime of the object (restoring the previous mask), so that no
+// handler can run in a child that shares our memory before it has reset its dispositions.
+class BlockAllSignals {
+ public:
+  BlockAllSignals() {
+    sigset_t all;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old_);
+  }
+  ~BlockAllSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  BlockAllSignals(const BlockAllSignals&) = delete;
+  BlockAllSignals& operator=(const BlockAllSignals&) = delete;
+
+ private:
+  sigset_t old_;
+};
+
+// Starts the child running RunChild(plan). `cgroup_dir_fd` >= 0 asks for the child to be born in
+// that cgroup (clone3 CLONE_INTO_CGROUP); when that is not available the child joins it through
+// plan.cgroup_procs_fd instead.
+pid_t StartChild(ChildPlan& plan, int cgroup_dir_fd) {
+  // The child runs with the parent's mask; it clears it after resetting the handlers.
+  BlockAllSignals blocked;
+#ifdef SR_SPAWN_FORK_ONLY
+  (void)cgroup_dir_fd;
+  pid_t pid = ::fork();
+  if (pid == 0) RunChild(plan);
+  return pid;
+#else
+  char* stack_top = ChildStackTop();
+#ifdef SR_HAVE_CLONE3
+  if (clone3_works.load(std::memory_order_relaxed)) {
+    // CLONE_VM | CLONE_VFORK: no copy of our page tables (they grow with the runner's memory)
+    // and we sleep until the child has exec'd or failed. CLONE_INTO_CGROUP: born in the leaf,
+    // without the cgroup.procs write (a global write lock with an RCU grace period).
+    const int procs_fd = plan.cgroup_procs_fd;
+    if (cgroup_dir_fd >= 0) plan.cgroup_procs_fd = -1;
+    clone_args args{};
+    args.flags = CLONE_VM | CLONE_VFORK | (cgroup_dir_fd >= 0 ? CLONE_INTO_CGROUP : 0);
+    args.exit_signal = SIGCHLD;
+    args.stack = reinterpret_cast<uintptr_t>(stack_top - kChildStack + 16);
+    args.stack_size = kChildStack - 16;
+    args.cgroup = cgroup_dir_fd >= 0 ? static_cast<uint64_t>(cgroup_dir_fd) : 0;
+    pid_t pid = Clone3(&args, ChildMain, &plan);
+    plan.cgroup_procs_fd = procs_fd;
+    if (pid >= 0) return pid;
+    // Not there (ENOSYS, E2BIG: old kernel; EPERM/ENOSYS from a seccomp filter), or the cgroup
+    // refused a birth into it: the classic path below reports the cgroup error, if any.
+    if (errno == ENOSYS || errno == E2BIG || errno == EPERM) {
+      clone3_works.store(false, std::memory_order_relaxed);
+    } else if (errno == EAGAIN || errno == ENOMEM) {
+      return -1;
+    }
+  }
+#endif
+  (void)cgroup_dir_fd;
+  return ::clone(ChildMain, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+#endif
+}
+
 // A close-on-exec copy of `fd` numbered above 2: the child's fds must not sit on 0-2, or moving
 // one into place could clobber another.
 Result<UniqueFd> AboveStdio(int fd) {
@@ -85,7 +210,6 @@ Result<UniqueFd> AboveStdio(int fd) {
   if (copy < 0) return ErrnoError("fcntl F_DUPFD_CLOEXEC", errno);
   return UniqueFd(copy);
 }
-
 std::vector<char*> CStrings(const std::vector<std::string>& v) {
   std::vector<char*> out;
   out.reserve(v.size() + 1);
@@ -109,6 +233,15 @@ Error ChildErrorToError(const ChildError& e, const ExecRequest& r) {
 }
 
 }  // namespace
+
+bool UseClone3(bool on) {
+#ifdef SR_HAVE_CLONE3
+  return clone3_works.exchange(on);
+#else
+  (void)on;
+  return false;
+#endif
+}
 
 std::string ErrnoText(int err) {
   std::string s = std::strerror(err);
@@ -170,11 +303,12 @@ Result<Started> ForkExec(const ExecRequest& r) {
                  out.get(),      err.get(),      r.cgroup_procs_fd,   err_write.get()};
   if (!r.work_dir.empty()) plan.work_dir = r.work_dir.c_str();
 
-  pid_t pid = ::fork();
-  if (pid < 0) return ErrnoError("fork", errno);
-  if (pid == 0) RunChild(plan);
+  pid_t pid = StartChild(plan, r.cgroup_dir_fd);
+  if (pid < 0) return ErrnoError("clone", errno);
 
-  err_write.Reset();  // our copy: EOF on the read end now means "exec succeeded"
+  // Our copy: EOF on the read end now means "exec succeeded". After a vfork-style start the
+  // child has exec'd or failed already, so the read below does not wait.
+  err_write.Reset();
   Started started;
   started.pid = pid;
   ChildError e{};

@@ -1,6 +1,8 @@
-// fork + execve for one tree's main process, with a close-on-exec error pipe so that a failure
-// between fork and exec (missing program, bad work dir, no permission) comes back to the parent
-// as an Error instead of an anonymous exit status 127.
+// Starts one tree's main process, with a close-on-exec error pipe so that a failure between the
+// clone and exec (missing program, bad work dir, no permission) comes back to the parent as an
+// Error instead of an anonymous exit status 127. The child shares the runner's memory until it
+// execs (clone with CLONE_VM | CLONE_VFORK, as posix_spawn does): copying the page tables of the
+// whole runner per step, as fork does, cost more than the step itself (docs/performance.md).
 #pragma once
 
 #include <sys/types.h>
@@ -22,6 +24,7 @@ struct ExecRequest {
   int stdout_fd = -1;              // child ends (pipe write ends or /dev/null)
   int stderr_fd = -1;
   int cgroup_procs_fd = -1;        // leaf cgroup.procs to join before exec, or -1
+  int cgroup_dir_fd = -1;          // the same leaf's directory: born into it where clone3 allows
 };
 
 struct Started {
@@ -30,10 +33,15 @@ struct Started {
   std::optional<Error> exec_error;
 };
 
-/// Forks and execs. The child leads a new process group, has default signal dispositions and an
+/// Clones and execs. The child leads a new process group, has default signal dispositions and an
 /// empty signal mask, stdin from /dev/null, and no fd beyond 0-2. Returns an error only when the
-/// runner itself failed (fork, pipe); exec failures are in Started::exec_error.
+/// runner itself failed (clone, pipe); exec failures are in Started::exec_error.
 Result<Started> ForkExec(const ExecRequest& request);
+
+/// Tests: with `on` false, ForkExec spawns as on a kernel without clone3 (the child joins its
+/// cgroup by writing cgroup.procs). Returns the previous setting. No effect in sanitizer builds,
+/// which always fork.
+bool UseClone3(bool on);
 
 /// The value of `key` in a "K=V" list (first match), or nullopt.
 std::optional<std::string> EnvValue(const std::vector<std::string>& env, const std::string& key);

@@ -256,6 +256,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   request.stdout_fd = out_write.get();
   request.stderr_fd = err_write.get();
   request.cgroup_procs_fd = leaf ? leaf->procs_fd() : -1;
+  request.cgroup_dir_fd = leaf ? leaf->dir_fd() : -1;
   SR_ASSIGN_OR_RETURN(Started started, ForkExec(request));
   // From here on the child exists: every path must hand it to a tree so it gets reaped.
   out_write.Reset();  // only the child holds the write ends, so EOF means "all writers gone"

@@ -8,6 +8,7 @@
 
 #include <sstream>
 
+#include "supervisor/spawn.h"
 #include "supervisor/supervisor_test_util.h"
 
 namespace sr::testing {
@@ -190,6 +191,34 @@ echo ready; wait)"),
   ASSERT_TRUE(Wait(o));
   EXPECT_TRUE(PidGone(child));
   EXPECT_TRUE(tree->Members().empty());
+}
+
+TEST_P(SpawnTest, ChildIsInItsLeafWithOrWithoutClone3) {
+  // clone3 puts the child into its leaf as it is born; without it (old kernels, seccomp) the
+  // child writes cgroup.procs itself. Both must give the same tree, and the same exec errors.
+  const std::string leaf = "/step-runner-" + std::to_string(::getpid()) + "/tree-";
+  for (bool clone3 : {true, false}) {
+    SCOPED_TRACE(clone3 ? "clone3" : "clone");
+    const bool before = UseClone3(clone3);
+    Outcome o;
+    Start(Shell("grep '^0::' /proc/self/cgroup"), o);
+    ASSERT_TRUE(Wait(o));
+    Outcome bad;
+    ProcessSpec spec = Shell("");
+    spec.argv = {"/nonexistent-sr/prog"};
+    Start(spec, bad);
+    ASSERT_TRUE(Wait(bad));
+    UseClone3(before);
+    EXPECT_EQ(o.exit.exit_code, 0);
+    if (GetParam() == Mechanism::kCgroup) {
+      EXPECT_THAT(o.out, ::testing::HasSubstr(leaf));
+    } else {
+      EXPECT_THAT(o.out, ::testing::Not(::testing::HasSubstr(leaf)));
+    }
+    ASSERT_TRUE(bad.exit.spawn_error.has_value());
+    EXPECT_EQ(bad.exit.spawn_error->message,
+              "fork/exec /nonexistent-sr/prog: no such file or directory");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Mechanisms, SpawnTest,
