@@ -123,16 +123,17 @@ int RunLocally(LocalRunRequest req) {
     signalfd_siginfo info;
     while (::read(sigfd.get(), &info, sizeof info) == sizeof info) {
       ++signals_seen;
+      // Act first, then say so: a slow terminal must not delay the signals.
       if (signals_seen == 1) {
+        cancel.Cancel(CancelRequest{CancelReason::kRequested, false, *grace, {}, {}});
         std::fprintf(stderr,
                      "step-runner: %s received: cancelling (grace %s); press Ctrl-C again to "
                      "force\n",
                      SignalName(static_cast<int>(info.ssi_signo)).c_str(),
                      FormatDuration(*grace).c_str());
-        cancel.Cancel(CancelRequest{CancelReason::kRequested, false, *grace, {}, {}});
       } else {
-        std::fprintf(stderr, "step-runner: second signal: killing every process now\n");
         cancel.Cancel(CancelRequest{CancelReason::kRequested, true, Duration(0), {}, {}});
+        std::fprintf(stderr, "step-runner: second signal: killing every process now\n");
       }
     }
   });
@@ -140,9 +141,9 @@ int RunLocally(LocalRunRequest req) {
   std::optional<EventLoop::TimerId> timeout_timer, warn_timer;
   if (timeout) {
     timeout_timer = (*loop)->After(*timeout, [&] {
+      cancel.Cancel(CancelRequest{CancelReason::kTimedOut, false, *grace, {}, {}});
       std::fprintf(stderr, "step-runner: timed out after %s: cancelling\n",
                    FormatDuration(*timeout).c_str());
-      cancel.Cancel(CancelRequest{CancelReason::kTimedOut, false, *grace, {}, {}});
     });
     if (warn_before) {
       warn_timer = (*loop)->After(*timeout - *warn_before, [&] { engine.Warn(warn_signal); });

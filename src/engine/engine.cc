@@ -56,6 +56,18 @@ void LogTerminationSummary(Engine::State& st) {
          std::to_string(on_signal) + " ended on the signal, " + std::to_string(exited) +
          " exited; " + (killed.empty() ? "none needed SIGKILL" : "needed SIGKILL: " + killed));
 }
+// Members signalled so far by the trees still running under `root`.
+size_t SignalledProcesses(const engine::ResultNode& root) {
+  size_t n = 0;
+  std::vector<const engine::ResultNode*> stack{&root};
+  while (!stack.empty()) {
+    const engine::ResultNode* node = stack.back();
+    stack.pop_back();
+    if (node->tree && !node->tree->finished()) n += node->tree->signalled();
+    for (const auto& c : node->children) stack.push_back(c.get());
+  }
+  return n;
+}
 }  // namespace
 
 Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options, CancelSource& cancel) {
@@ -89,9 +101,10 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options, Cancel
   engine::LoadedStep step;
   step.file = std::move(root);
   step.dir = st.options.root_step_dir;
-  // The termination record's first log line: what the cancel is about to do.
-  CancelSource::Subscription announce = cancel.Subscribe([&st, this](const CancelRequest& r) {
-    size_t n = RunningPids().size();
+  // The termination record's first log line: what the cancel did. A reporter, so it runs after
+  // every exec step has sent its signals: counting members must not delay them.
+  CancelSource::Subscription announce = cancel.Subscribe([&st](const CancelRequest& r) {
+    size_t n = SignalledProcesses(st.root);
     if (r.forced) {
       st.Log("step-runner: forced cancel (" + std::string(CancelReasonName(r.reason)) +
              "): SIGKILL to " + std::to_string(n) + " processes");
@@ -100,7 +113,7 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options, Cancel
              "): cancel signal to " + std::to_string(n) + " processes, grace " +
              FormatDuration(r.grace));
     }
-  });
+  }, CancelSource::Role::kReporter);
   engine::StepOutcome outcome =
       co_await engine::RunStep(st, top, std::move(step), std::move(inputs), engine::Env(), &st.root);
   announce = {};
@@ -171,20 +184,6 @@ proto::StepResult Engine::Snapshot() const {
   proto::StepResult r = state_->root.Snapshot();
   if (!state_->options.secrets.empty()) MaskStrings(*state_, &r);
   return r;
-}
-
-std::vector<int> Engine::RunningPids() const {
-  std::vector<int> pids;
-  std::vector<const engine::ResultNode*> stack{&state_->root};
-  while (!stack.empty()) {
-    const engine::ResultNode* n = stack.back();
-    stack.pop_back();
-    if (n->tree && !n->tree->finished()) {
-      for (pid_t p : n->tree->Members()) pids.push_back(p);
-    }
-    for (const auto& c : n->children) stack.push_back(c.get());
-  }
-  return pids;
 }
 
 }  // namespace sr

@@ -82,9 +82,6 @@ class Engine {
   /// The result tree so far (running steps show `running` / `cancelling`), masked.
   proto::StepResult Snapshot() const;
 
-  /// Pids of the processes of every running exec step (`${{ run.pids }}`).
-  std::vector<int> RunningPids() const;
-
   /// Pre-deadline warning: sends `signo` (0 = none) to every process of every running exec step
   /// and starts the `diagnose:` steps of the running sequences, with `${{ run.pids }}`.
   void Warn(int signo);

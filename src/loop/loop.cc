@@ -4,8 +4,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <ctime>
 
 namespace sr {
 namespace {
@@ -107,22 +109,43 @@ void EventLoop::RunUntil(const std::function<bool()>& done) {
   }
 }
 
-int EventLoop::NextTimeoutMs() const {
+std::optional<Duration> EventLoop::NextTimeout() const {
   {
     std::lock_guard<std::mutex> lock(posted_mu_);
-    if (!posted_.empty() || stop_requested_) return 0;
+    if (!posted_.empty() || stop_requested_) return Duration(0);
   }
-  if (timers_.empty()) return -1;
-  auto wait = timers_.begin()->first - Clock::now();
-  if (wait <= Duration(0)) return 0;
-  // Round up so a timer never fires early and we do not spin on a sub-millisecond remainder.
-  auto ms = std::chrono::ceil<std::chrono::milliseconds>(wait).count();
-  return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+  if (timers_.empty()) return std::nullopt;
+  return std::max(Duration(0), std::chrono::duration_cast<Duration>(timers_.begin()->first -
+                                                                     Clock::now()));
+}
+
+int EventLoop::Wait(epoll_event* events, int max) {
+  const std::optional<Duration> wait = NextTimeout();
+  if (!pwait2_missing_) {
+    // epoll_pwait2 (Linux 5.11) takes nanoseconds: a grace timer fires when it is due, not up to
+    // a millisecond later as epoll_wait's rounding would make it.
+    timespec ts{};
+    if (wait) {
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(*wait).count();
+      ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+      ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    }
+    int n = ::epoll_pwait2(epoll_.get(), events, max, wait ? &ts : nullptr, nullptr);
+    if (n >= 0 || errno != ENOSYS) return n;
+    pwait2_missing_ = true;
+  }
+  int ms = -1;
+  if (wait) {
+    // Round up so a timer never fires early and we do not spin on a sub-millisecond remainder.
+    const auto up = std::chrono::ceil<std::chrono::milliseconds>(*wait).count();
+    ms = up > INT_MAX ? INT_MAX : static_cast<int>(up);
+  }
+  return ::epoll_wait(epoll_.get(), events, max, ms);
 }
 
 void EventLoop::RunOnce() {
   epoll_event events[64];
-  int n = ::epoll_wait(epoll_.get(), events, 64, NextTimeoutMs());
+  int n = Wait(events, 64);
   for (int i = 0; i < n; ++i) {
     uint64_t tag = events[i].data.u64;
     if (tag == kWakeTag) {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -17,6 +18,8 @@
 #include "util/fd.h"
 #include "util/result.h"
 #include "util/time.h"
+
+struct epoll_event;  // <sys/epoll.h>
 
 namespace sr {
 
@@ -58,7 +61,10 @@ class EventLoop {
   EventLoop() = default;
   void RunOnce();
   void DrainPosted();
-  int NextTimeoutMs() const;
+  /// How long the next wait may block: 0 with work posted, nullopt with nothing scheduled.
+  std::optional<Duration> NextTimeout() const;
+  /// epoll_pwait2 where the kernel has it (nanosecond timeouts), else epoll_wait.
+  int Wait(::epoll_event* events, int max);
   void FireDueTimers();
 
   UniqueFd epoll_;
@@ -77,6 +83,7 @@ class EventLoop {
   mutable std::mutex posted_mu_;
   std::vector<Callback> posted_;
   bool stop_requested_ = false;  // guarded by posted_mu_
+  bool pwait2_missing_ = false;
   std::thread::id loop_thread_;
 };
 

@@ -51,20 +51,25 @@ void CancelSource::Cancel(CancelRequest request) {
   }
   // Iterate over a copy of the ids: a listener may unsubscribe itself or others meanwhile, and an
   // unsubscribed listener must not be called (its owner may be gone).
+  // Actors first (in subscription order), reporters after them.
   std::vector<uint64_t> ids;
-  for (auto& entry : listeners_) ids.push_back(entry.first);
+  for (Role role : {Role::kActor, Role::kReporter}) {
+    for (auto& [id, entry] : listeners_) {
+      if (entry.role == role) ids.push_back(id);
+    }
+  }
   const CancelRequest effective = *current_;
   for (uint64_t id : ids) {
     auto it = listeners_.find(id);
     if (it == listeners_.end()) continue;
-    Listener l = it->second;  // copy: the map entry may go away during the call
+    Listener l = it->second.listener;  // copy: the map entry may go away during the call
     l(effective);
   }
 }
 
-CancelSource::Subscription CancelSource::Subscribe(Listener listener) {
+CancelSource::Subscription CancelSource::Subscribe(Listener listener, Role role) {
   uint64_t id = next_id_++;
-  listeners_[id] = listener;
+  listeners_[id] = Entry{listener, role};
   if (current_) listener(*current_);
   return Subscription(this, id);
 }

@@ -54,13 +54,21 @@ class CancelSource {
   bool forced() const { return current_ && current_->forced; }
   const std::optional<CancelRequest>& current() const { return current_; }
 
+  /// Who acts on a cancel and who only reports it. Reporters run after every actor, so a log
+  /// line or a /proc scan never delays the signals the actors send.
+  enum class Role { kActor, kReporter };
+
   /// Calls `listener` on every Cancel() from now on, and at once if a cancel is already pending.
-  [[nodiscard]] Subscription Subscribe(Listener listener);
+  [[nodiscard]] Subscription Subscribe(Listener listener, Role role = Role::kActor);
 
  private:
+  struct Entry {
+    Listener listener;
+    Role role;
+  };
   void Unsubscribe(uint64_t id) { listeners_.erase(id); }
   std::optional<CancelRequest> current_;
-  std::map<uint64_t, Listener> listeners_;
+  std::map<uint64_t, Entry> listeners_;
   uint64_t next_id_ = 1;
 };
 

@@ -95,12 +95,6 @@ bool CgroupLeaf::Populated() {
   return !events.empty() && EventFlag(events, "populated");
 }
 
-bool CgroupLeaf::Frozen() { return EventFlag(ReadEvents(), "frozen"); }
-
-Status CgroupLeaf::Freeze(bool on) {
-  return WriteControl(path_ + "/cgroup.freeze", on ? "1" : "0");
-}
-
 Status CgroupLeaf::Kill() { return WriteControl(path_ + "/cgroup.kill", "1"); }
 
 void CgroupLeaf::Remove() {
@@ -136,10 +130,9 @@ Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create() {
 
 Status CgroupRoot::Probe() {
   SR_ASSIGN_OR_RETURN(auto leaf, CreateLeaf("probe"));
-  for (const char* f : {"/cgroup.kill", "/cgroup.freeze"}) {
-    if (::access((leaf->path() + f).c_str(), W_OK) != 0) {
-      return ErrnoError(leaf->path() + f, errno);
-    }
+  // cgroup.kill came with Linux 5.14; without it a leaf cannot end its tree atomically.
+  if (const std::string kill = leaf->path() + "/cgroup.kill"; ::access(kill.c_str(), W_OK) != 0) {
+    return ErrnoError(kill, errno);
   }
   // Moving a process needs write access to the common ancestor's cgroup.procs too, which only a
   // real move shows: a child joins the leaf and reports errno as its exit status.

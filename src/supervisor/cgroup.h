@@ -1,7 +1,7 @@
 // cgroup v2 support: one directory per runner (`step-runner-<pid>` inside the runner's own
 // cgroup) holding one leaf per process tree. A leaf is the authoritative member list of a tree:
-// nothing inside can leave it (short of writing to cgroup.procs as root), `cgroup.freeze` stops
-// a forking tree long enough to signal every member, `cgroup.kill` kills them all atomically and
+// nothing inside can leave it (short of writing to cgroup.procs as root), `cgroup.kill` kills them
+// all atomically, fork races included, and
 // `cgroup.events` tells, through EPOLLPRI, when the last one has gone.
 #pragma once
 
@@ -39,9 +39,6 @@ class CgroupLeaf {
   std::vector<pid_t> Procs() const;
   /// "populated 1" in cgroup.events. Also re-arms the EPOLLPRI notification.
   bool Populated();
-  /// "frozen 1" in cgroup.events.
-  bool Frozen();
-  Status Freeze(bool on);
   /// Writes "1" to cgroup.kill: SIGKILL to every member, fork races included.
   Status Kill();
   /// rmdir; fails while populated. Idempotent.
@@ -62,7 +59,7 @@ class CgroupRoot {
  public:
   /// Finds the cgroup2 mount (/proc/self/mountinfo) and the runner's cgroup (the "0::" line of
   /// /proc/self/cgroup), creates `step-runner-<pid>` there and checks that a child can join a
-  /// leaf and that cgroup.kill/cgroup.freeze exist. The error says why cgroups cannot be used.
+  /// leaf and that cgroup.kill exists. The error says why cgroups cannot be used.
   static Result<std::unique_ptr<CgroupRoot>> Create();
   /// Removes the per-runner directory (and any empty leaf left in it).
   ~CgroupRoot();

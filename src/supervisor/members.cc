@@ -13,11 +13,7 @@
 namespace sr {
 namespace {
 
-// Freezing is asynchronous: each member stops when it next leaves the kernel. Re-read the member
-// list until a pass adds nobody and the kernel reports the whole leaf frozen; bounded because a
-// member stuck in uninterruptible sleep never freezes.
-constexpr int kFreezeRounds = 200;
-// Scan rounds per SignalAll/KillAll in the fallback. A forker can create a child between a scan
+// Rounds per SignalAll (both mechanisms) and KillAll (fallback). A forker can create a child between a scan
 // and its own death; the next round finds that child. The tree's timer re-runs KillAll for
 // anything that still races past these.
 constexpr int kSignalRounds = 8;
@@ -30,30 +26,33 @@ constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
 }  // namespace
 
 void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
+  // No freeze: a frozen leaf is only reported frozen once every member has been scheduled, which
+  // on a busy machine takes longer than the whole round below. Each round reads the member list,
+  // pins every new pid with a pidfd, reads the list again and signals the pids still listed (a
+  // pid gone between the read and the open may already belong to a process outside the leaf).
+  // A child forked while a round runs is listed by the next one.
   const auto give_up = Clock::now() + kSignalBudget;
-  bool frozen = leaf_->Freeze(true).ok();
   std::unordered_set<pid_t> seen;
   std::vector<std::pair<pid_t, UniqueFd>> victims;
-  for (int round = 0; round < kFreezeRounds; ++round) {
-    // The first round always runs: the freeze itself can wait on the cgroup lock for a while.
+  for (int round = 0; round < kSignalRounds; ++round) {
     if (round > 0 && Clock::now() >= give_up) break;
-    size_t fresh = 0;
+    std::vector<std::pair<pid_t, UniqueFd>> fresh;
     for (pid_t pid : leaf_->Procs()) {
       if (!seen.insert(pid).second) continue;
       UniqueFd fd = OpenPidfd(pid);
-      if (!fd.valid()) continue;  // exited between the read and the open
+      if (fd.valid()) fresh.emplace_back(pid, std::move(fd));  // else it exited meanwhile
+    }
+    if (fresh.empty()) break;
+    const std::vector<pid_t> listed = leaf_->Procs();
+    const std::unordered_set<pid_t> still(listed.begin(), listed.end());
+    for (auto& [pid, fd] : fresh) {
+      if (!still.count(pid)) continue;
       PidfdSignal(fd.get(), signo);
       victims.emplace_back(pid, std::move(fd));
-      ++fresh;
     }
-    // A fork in flight when we froze completes into a frozen child that appears in cgroup.procs
-    // only then; "frozen 1" means no such fork is left.
-    if (fresh == 0 && (!frozen || leaf_->Frozen())) break;
   }
-  // Records while the leaf is still frozen: a frozen process holds no lock that a /proc read
-  // could wait for (a forking one does).
+  // Records last: reading a command line can wait on a process that is busy forking.
   for (auto& [pid, fd] : victims) on_victim(pid, fd.get());
-  if (frozen) (void)leaf_->Freeze(false);
 }
 
 void CgroupMembers::KillAll(const VictimFn& on_victim) {
@@ -71,7 +70,7 @@ void CgroupMembers::KillAll(const VictimFn& on_victim) {
   for (auto& [pid, fd] : victims) on_victim(pid, fd.get());
 }
 
-std::vector<GroupMembers::Found> GroupMembers::Scan() {
+std::vector<GroupMembers::Found> GroupMembers::Scan(bool with_dying) {
   // Once nothing of the tree is alive nothing can come back: no member is left to fork.
   if (known_empty_) return {};
   const pid_t self = ::getpid();
@@ -131,16 +130,24 @@ std::vector<GroupMembers::Found> GroupMembers::Scan() {
   };
   std::vector<Found> found;
   bool group_seen = false;
+  bool any_alive = false;
   for (const auto& [pid, y] : young) {
-    if (y.st.ending()) continue;
+    if (y.st.ending()) {
+      // Dying in our own group: only asked for right after the group signal that hit it.
+      if (with_dying && y.st.pgrp == pgid_ && mark_of(pid) == Mark::kMember) {
+        found.push_back({pid, y.st.pgrp, y.st.start_ticks});
+      }
+      continue;
+    }
     group_seen = group_seen || y.st.pgrp == pgid_;
     if (mark_of(pid) == Mark::kMember) {
       found.push_back({pid, y.st.pgrp, y.st.start_ticks});
       member_groups_.insert(y.st.pgrp);
+      any_alive = true;
     }
   }
   group_seen_ = group_seen;
-  if (found.empty()) known_empty_ = true;
+  if (!any_alive) known_empty_ = true;
   return found;
 }
 
@@ -154,16 +161,18 @@ std::vector<pid_t> GroupMembers::List() {
 
 size_t GroupMembers::Round(int signo, bool group_kill, std::unordered_set<pid_t>& seen,
                            const VictimFn& on_victim) {
-  // Scan before signalling, so every member signalled is also reported; a SIGKILLed process
-  // would be "exiting" by the time a later scan saw it.
+  // The group signal goes first: it reaches every process in the group at once, atomically
+  // against fork, and the /proc scan that finds the rest must not delay it. The scan then also
+  // lists group members that are already dying from it (they were signalled by us), so they are
+  // recorded too; one that its own parent reaped within that moment is not (docs/cancellation.md).
+  const bool grouped = group_kill && GroupUsable();
+  if (grouped) ::kill(-pgid_, signo);
   std::vector<std::pair<Found, UniqueFd>> fresh;
-  for (const Found& f : Scan()) {
+  for (const Found& f : Scan(/*with_dying=*/grouped)) {
     if (!seen.insert(f.pid).second) continue;
     UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
     if (fd.valid()) fresh.emplace_back(f, std::move(fd));
   }
-  const bool grouped = group_kill && GroupUsable();
-  if (grouped) ::kill(-pgid_, signo);
   for (auto& [f, fd] : fresh) {
     // The group signal reached group members; SIGKILL goes to them again anyway (harmless),
     // while any other signal must not arrive twice (a trap handler would run twice).

@@ -1,10 +1,11 @@
 // How a tree finds, signals and kills its members. Two mechanisms behind one interface:
 //
-//  - CgroupMembers: the tree's cgroup v2 leaf is the member list. Signalling freezes the leaf
-//    first so a forking process cannot slip a child past the signal; killing is cgroup.kill;
-//    "gone" is `populated 0`, announced through EPOLLPRI on cgroup.events.
+//  - CgroupMembers: the tree's cgroup v2 leaf is the member list. Signalling reads it in rounds
+//    until a round finds nobody new (a child forked meanwhile shows up in the next); killing is
+//    cgroup.kill; "gone" is `populated 0`, announced through EPOLLPRI on cgroup.events.
 //  - GroupMembers (fallback): the tree's process group plus every process whose environment
-//    carries the tree's marker (descendants that called setsid). There is no event for "an
+//    carries the tree's marker (descendants that called setsid). The group gets its signal
+//    first, with one kill(-pgid), before the /proc scan that finds the rest. There is no event for "an
 //    unrelated process died", so the tree re-scans on a short timer while it waits for them.
 //
 // Both report each member they signalled to a VictimFn, with a pidfd that pins its identity.
@@ -82,7 +83,8 @@ class GroupMembers : public Members {
     pid_t pgrp;
     unsigned long long start_ticks;
   };
-  std::vector<Found> Scan();
+  /// Live members; with `with_dying`, also members of the tree's own group that are exiting.
+  std::vector<Found> Scan(bool with_dying = false);
   // kill(-pgid) is atomic against fork, but once the leader is reaped the id could in theory be
   // recycled; use it only while something still holds it.
   bool GroupUsable();

@@ -98,6 +98,9 @@ class ProcessTree {
   virtual std::vector<pid_t> Members() const = 0;
   /// Sends `signo` to every live member now (used for the pre-deadline warning signal).
   virtual void Signal(int signo) = 0;
+  /// How many members the supervisor has sent a signal to so far (stop, warning or SIGKILL).
+  /// Cheap: counts what Stop/Kill/Signal recorded, without looking at /proc.
+  virtual size_t signalled() const = 0;
   /// Starts the stop sequence: policy.signal to every member at once, SIGKILL to every member
   /// when the grace runs out. Calling again may shorten the grace (never lengthen it). After the
   /// main process has ended by itself it does not set TreeExit::stop_requested, but still

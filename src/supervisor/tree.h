@@ -69,6 +69,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   pid_t pid() const override { return pid_; }
   std::vector<pid_t> Members() const override;
   void Signal(int signo) override;
+  size_t signalled() const override;
   void Stop(StopPolicy policy) override;
   void Kill() override;
   bool finished() const override { return finished_; }

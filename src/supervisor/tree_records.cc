@@ -42,6 +42,12 @@ void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool kill) {
   if (kill) m->killed = true;
 }
 
+size_t TreeImpl::signalled() const {
+  size_t n = 0;
+  for (const auto& m : records_) n += m->rec.signal_sent != 0;
+  return n;
+}
+
 void TreeImpl::ApplyStatus(Member& m, int status) {
   m.status_known = true;
   if (WIFEXITED(status)) {
