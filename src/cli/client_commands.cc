@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "proto/step.grpc.pb.h"
+#include "stepfile/stepfile.h"
 #include "util/fd.h"
 #include "util/time.h"
 
@@ -97,7 +98,7 @@ int ExitCodeForStatus(const proto::Status& s) {
 
 Result<proto::RunRequest> BuildRunRequest(const ClientArgs& a) {
   proto::RunRequest req;
-  auto text = ReadFile(a.file);
+  auto text = stepfile::ReadStepText(a.file, /*regular_only=*/false);  // the server's limit
   if (!text.ok()) return InvalidError(text.error().message);
   req.set_id(a.id);
   req.set_steps(*text);

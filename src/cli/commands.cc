@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/local_run.h"
+#include "stepfile/stepfile.h"
 #include "util/fd.h"
 
 namespace sr::cli {
@@ -84,7 +85,8 @@ int RunCommand(const RunArgs& a) {
   }
   if (!a.file.empty()) {
     if (!a.ref.empty() || !a.git_url.empty()) return Fail("give either -f FILE or a step reference", 2);
-    auto text = ReadFile(a.file);
+    // Bounded: `-f /dev/stdin` is fine, `-f /dev/zero` is the size error, not an endless read.
+    auto text = stepfile::ReadStepText(a.file, /*regular_only=*/false);
     if (!text.ok()) return Fail(text.error().message, 2);
     auto parsed = stepfile::ParseStepFile(*text, a.file);
     if (!parsed.ok()) return Fail(parsed.error().message, 2);

@@ -46,7 +46,8 @@ class StepFiles {
 };
 
 Result<std::string> ReadBounded(const std::string& path) {
-  auto text = ReadFile(path);
+  // Never more than the limit + 1 bytes: a step can leave a huge (even sparse) file, or a FIFO.
+  auto text = ReadFilePrefix(path, kMaxOutputFileBytes, /*regular_only=*/true);
   if (text.ok() && text->size() > kMaxOutputFileBytes) {
     return FailedError("larger than " + std::to_string(kMaxOutputFileBytes) + " bytes");
   }

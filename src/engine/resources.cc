@@ -32,7 +32,9 @@ std::string DirOf(const std::string& dir, const std::string& parent) {
 
 Result<LoadedStep> LoadFile(const std::string& dir, const std::string& filename) {
   std::string path = dir + "/" + filename;
-  auto text = ReadFile(path);
+  // Bounded, and regular files only: a referenced FIFO or device must not block or fill the runner.
+  auto text = stepfile::ReadStepText(path, /*regular_only=*/true);
+  if (!text.ok() && text.error().kind == Error::Kind::kInvalid) return text.error();  // too big
   if (!text.ok()) return FailedError("loading file \"" + path + "\": " + text.error().message);
   auto file = stepfile::ParseStepFile(*text, path);
   if (!file.ok()) return file.error();

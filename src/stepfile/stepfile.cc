@@ -17,6 +17,7 @@
 #include "stepfile/stepfile.h"
 
 #include "stepfile/walk.h"
+#include "util/fd.h"
 #include "util/signals.h"
 
 namespace sr::stepfile {
@@ -280,6 +281,20 @@ const Node& RootOf(const internal::Document& doc, Node& fallback) {
 }
 
 }  // namespace
+
+Result<std::string> ReadStepText(const std::string& path, bool regular_only) {
+  using internal::kMaxTextBytes;
+  long long size = -1;
+  auto text = ReadFilePrefix(path, kMaxTextBytes, regular_only, &size);
+  if (text.ok() && text->size() > kMaxTextBytes) {
+    // The words of LoadYaml's check; the whole size is known only for a regular file.
+    const std::string limit = std::to_string(kMaxTextBytes);
+    return InvalidError(path + ": step text is " +
+                        (size >= 0 ? std::to_string(size) + " bytes, more than the limit of " + limit
+                                   : "more than the limit of " + limit + " bytes"));
+  }
+  return text;
+}
 
 Result<StepFile> ParseStepFile(std::string_view text, const std::string& source) {
   SR_ASSIGN_OR_RETURN(auto tree, internal::LoadYaml(text, source, 2,

@@ -113,6 +113,12 @@ struct StepFile {
   std::string source;  // the path it was read from, or a label such as "<request>"
 };
 
+/// Reads a step file from disk for ParseStepFile: at most the step-text limit (4 MiB) is read, so
+/// an endless or huge file is the size error, not an exhausted memory. `regular_only` refuses
+/// FIFOs, devices and terminals (for step files that other steps reference: reading one could
+/// block the runner forever). Errors name the path.
+Result<std::string> ReadStepText(const std::string& path, bool regular_only);
+
 /// Parses a full two-document step file. `source` names it in errors.
 Result<StepFile> ParseStepFile(std::string_view text, const std::string& source);
 

@@ -1,8 +1,10 @@
 #include "util/fd.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace sr {
@@ -25,12 +27,23 @@ Status WriteAll(int fd, std::string_view data) {
 }
 
 Result<std::string> ReadFile(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  return ReadFilePrefix(path, std::string().max_size() - 1);
+}
+
+Result<std::string> ReadFilePrefix(const std::string& path, size_t max_bytes, bool regular_only,
+                                   long long* size) {
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | (regular_only ? O_NONBLOCK : 0)));
   if (!fd.valid()) return ErrnoError("open " + path, errno);
+  struct stat st {};
+  const bool regular = ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode);
+  if (regular_only && !regular) return FailedError("open " + path + ": not a regular file");
+  if (size != nullptr) *size = regular ? static_cast<long long>(st.st_size) : -1;
   std::string out;
   char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+  while (out.size() <= max_bytes) {
+    const size_t want = std::min(sizeof buf, max_bytes + 1 - out.size());
+    ssize_t n = ::read(fd.get(), buf, want);
     if (n < 0) {
       if (errno == EINTR) continue;
       return ErrnoError("read " + path, errno);

@@ -34,8 +34,16 @@ class UniqueFd {
 
 /// Writes all of `data`, retrying on EINTR and short writes.
 Status WriteAll(int fd, std::string_view data);
-/// Reads a whole file (for step files, output files). Errors name the path.
+/// Reads a whole file. Errors name the path.
 Result<std::string> ReadFile(const std::string& path);
+/// Reads at most `max_bytes` + 1 bytes of a file: a caller that finds more than `max_bytes` knows
+/// the file is too big without having read it whole. A file that never ends (a FIFO someone
+/// keeps feeding, /dev/zero) or a huge sparse one costs `max_bytes` + 1 bytes, not all memory.
+/// `regular_only` refuses anything but a regular file (after symlinks) without blocking: opening
+/// or reading a FIFO or a terminal could wait forever. `*size`, if given, gets the file's size
+/// from fstat (for regular files; otherwise -1).
+Result<std::string> ReadFilePrefix(const std::string& path, size_t max_bytes,
+                                   bool regular_only = false, long long* size = nullptr);
 /// Writes a whole file with the given mode, replacing it.
 Status WriteFile(const std::string& path, std::string_view data, int mode = 0600);
 
