@@ -1,5 +1,6 @@
 #include "engine/outputs.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -25,6 +26,29 @@ std::string PlainNumber(const json& v) {
   return s;
 }
 
+// Deepest nesting of [ and { outside strings. Only a bound: the line may still be invalid JSON.
+int NestingDepth(std::string_view line) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 }  // namespace
 
 Result<std::map<std::string, json>> ParseJsonLines(std::string_view text) {
@@ -36,6 +60,10 @@ Result<std::map<std::string, json>> ParseJsonLines(std::string_view text) {
     text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
     ++line_no;
     if (line.empty() || line == "\r") continue;
+    if (NestingDepth(line) > kMaxOutputDepth) {
+      return FailedError(LineError(line_no, "nested deeper than " + std::to_string(kMaxOutputDepth) +
+                                                " levels"));
+    }
     json obj = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
     if (obj.is_discarded()) return FailedError(LineError(line_no, "invalid JSON"));
     if (!obj.is_object()) return FailedError(LineError(line_no, "not a JSON object"));

@@ -27,5 +27,10 @@ Result<std::map<std::string, std::string>> ExportsToEnv(
 
 /// Largest output/export file read (bytes); a bigger file is an error, not a hang.
 constexpr size_t kMaxOutputFileBytes = 64 << 20;
+/// Deepest nesting of arrays and objects in one line of an output/export file, as for step text.
+/// nlohmann parses any depth without recursion, but copying a value and converting it to a
+/// protobuf Value recurse: a value nested a million levels deep (a 2 MB line) overflowed the
+/// stack. Checked before parsing, so a deep line costs one scan.
+constexpr int kMaxOutputDepth = 64;
 
 }  // namespace sr::engine

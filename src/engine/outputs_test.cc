@@ -38,6 +38,25 @@ TEST(JsonLines, ErrorsNameTheLine) {
   }
 }
 
+// Regression (hostile input, issue 9): a value nested a million levels deep parsed, then
+// crashed the runner with a stack overflow when it was copied and converted to a proto Value.
+TEST(JsonLines, NestingIsBounded) {
+  auto line = [](int depth, const std::string& inside) {
+    return "{\"name\":\"x\",\"value\":" + std::string(depth, '[') + inside +
+           std::string(depth, ']') + "}";
+  };
+  auto ok = ParseJsonLines(line(kMaxOutputDepth - 1, "1"));  // the line's object is one level
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  auto deep = ParseJsonLines("\n" + line(kMaxOutputDepth, "1"));
+  ASSERT_FALSE(deep.ok());
+  EXPECT_EQ(deep.error().message, "failed to unmarshal JSON at line 2: nested deeper than 64 levels");
+  EXPECT_FALSE(ParseJsonLines(line(1000000, "1")).ok());
+  // Brackets inside strings (escaped quotes too) are text, not nesting.
+  auto text = ParseJsonLines(line(1, "\"\\\"" + std::string(1000, '[') + "\""));
+  ASSERT_TRUE(text.ok()) << text.error().message;
+  EXPECT_EQ((*text)["x"][0], "\"" + std::string(1000, '['));
+}
+
 stepfile::Spec SpecWith(std::map<std::string, stepfile::OutputSpec> outputs) {
   stepfile::Spec spec;
   spec.outputs = std::move(outputs);
