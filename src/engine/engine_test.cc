@@ -4,6 +4,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -182,6 +183,29 @@ TEST_F(EngineTest, MissingProgramIsAFailureNamingIt) {
   ASSERT_TRUE(out.error);
   EXPECT_THAT(out.error->message, HasSubstr("no-such-program-xyz"));
   EXPECT_EQ(out.result.status(), proto::StepResult::failure);
+}
+
+// Hostile input (issue 9): a step that invokes itself recursed until memory ran out.
+TEST_F(EngineTest, StepsInvokingThemselvesAreBounded) {
+  Write("self/step.yml", "spec: {}\n---\nrun:\n  - name: again\n    step: " + dir_.path() + "/self\n");
+  auto out = Run("spec: {}\n---\nrun:\n  - name: again\n    step: ./self\n");
+  ASSERT_TRUE(out.error);
+  EXPECT_EQ(out.error->kind, Error::Kind::kFailed);
+  EXPECT_THAT(out.error->message, HasSubstr("steps nested more than 64 levels deep"));
+}
+
+// A referenced step "file" that is a FIFO nobody writes to would block the event loop (the whole
+// server) in open(); one that is endless would be read until memory ran out.
+TEST_F(EngineTest, ReferencedStepFileMustBeARegularFile) {
+  std::filesystem::create_directories(dir_.path() + "/fifo");
+  ASSERT_EQ(::mkfifo((dir_.path() + "/fifo/step.yml").c_str(), 0600), 0);
+  std::filesystem::create_directories(dir_.path() + "/zero");
+  std::filesystem::create_symlink("/dev/zero", dir_.path() + "/zero/step.yml");
+  for (const char* ref : {"./fifo", "./zero"}) {
+    auto out = Run(std::string("spec: {}\n---\nrun:\n  - name: x\n    step: ") + ref + "\n");
+    ASSERT_TRUE(out.error) << ref;
+    EXPECT_THAT(out.error->message, HasSubstr("not a regular file")) << ref;
+  }
 }
 
 }  // namespace

@@ -7,6 +7,11 @@
 namespace sr::engine {
 namespace {
 
+// Sequences nested deeper than this fail. Only sequences nest (an exec step is a leaf), so this
+// bounds how deeply steps invoke steps: a step that invokes itself would otherwise recurse until
+// memory ran out. Deep enough for any real composition (docs/limits.md).
+constexpr size_t kMaxSequenceNesting = 64;
+
 const char* RunStatusName(const std::optional<Error>& e) {
   if (!e) return "success";
   if (e->kind == Error::Kind::kCancelled) return "cancelled";
@@ -43,6 +48,11 @@ Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
 Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep& step,
                               const json& inputs, Env env, ResultNode* node) {
   const stepfile::Definition& def = step.file.definition;
+  if (st.running_sequences.size() >= kMaxSequenceNesting) {
+    co_return StepOutcome{true, FailedError("steps nested more than " +
+                                            std::to_string(kMaxSequenceNesting) +
+                                            " levels deep (does a step invoke itself?)")};
+  }
   Scope self = StepScope(caller, step, inputs);
   self.node = node;
   self.definition = &def;
