@@ -49,7 +49,16 @@ std::string Masker::Feed(std::string_view chunk) {
     }
   }
   size_t limit = pending_.size();
-  for (const Secret& s : secrets_) limit = std::min(limit, pending_.size() - s.state);
+  for (const Secret& s : secrets_) {
+    // After a match, the state may be a border of it that began inside the [MASKED] span already
+    // emitted (secret "aaba": state 1 after "aaba", 2 after one more "a", but only 1 byte is
+    // pending). Such a partial match can never be masked; the longest one starting inside
+    // pending_ is found down the failure links. Without this, `pending_.size() - state` wrapped
+    // around, nothing was held back, and a second copy split across writes leaked (fuzz_masker).
+    size_t q = s.state;
+    while (q > pending_.size()) q = s.fail[q - 1];
+    limit = std::min(limit, pending_.size() - q);
+  }
   return Emit(limit);
 }
 

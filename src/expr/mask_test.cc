@@ -109,6 +109,26 @@ TEST(Mask, OutputEqualsInputWithReplacements) {
   }
 }
 
+// Regression, found by fuzz_masker: a secret whose start repeats its end ("aaba", "abab",
+// "aaaa") printed twice in a row, the second copy split across writes, came out in clear,
+// because the partial match left over from the first copy began inside the emitted [MASKED].
+TEST(Mask, SecretWithABorderSplitAcrossWrites) {
+  for (const std::vector<std::string>& chunks :
+       {std::vector<std::string>{"aaba", "a", "aba"}, std::vector<std::string>{"aaaa", "a", "aaa"},
+        std::vector<std::string>{"abab", "a", "bab"}, std::vector<std::string>{"xyzx", "yz", "x"},
+        std::vector<std::string>{"aaba", "a", "a", "b", "a", "aaba"}}) {
+    Masker m({chunks[0]});
+    std::string whole, streamed;
+    for (const auto& c : chunks) {
+      whole += c;
+      streamed += m.Feed(c);
+    }
+    streamed += m.Flush();
+    EXPECT_EQ(streamed, MaskAll(whole, {chunks[0]})) << chunks[0];
+    EXPECT_EQ(streamed.find(chunks[0]), std::string::npos) << streamed;
+  }
+}
+
 TEST(Mask, NoSecretsPassesThrough) {
   Masker m({});
   EXPECT_EQ(m.Feed("abc"), "abc");
