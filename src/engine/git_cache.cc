@@ -30,6 +30,35 @@ std::string Escape(const std::string& url) {
   return out;
 }
 
+// The first non-empty line of git's output, or its exit status if it printed nothing.
+std::string FirstLine(const std::string& output, int exit_code) {
+  size_t start = 0;
+  while (start < output.size()) {
+    size_t end = output.find('\n', start);
+    if (end == std::string::npos) end = output.size();
+    std::string line = output.substr(start, end - start);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty()) return line;
+    start = end + 1;
+  }
+  return "exit status " + std::to_string(exit_code);
+}
+
+// The cache is named after $TMPDIR, often a shared /tmp: a cache directory someone else created
+// (or can write to, or a symlink to one) could hand us their checkout of any URL. Refuse it.
+Status CheckPrivate(const std::string& dir) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return ErrnoError("cache " + dir, errno);
+  if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return FailedError("cache " + dir + " is not a private directory of this user (" +
+                       (S_ISDIR(st.st_mode) ? "" : "not a directory, ") + "owner uid " +
+                       std::to_string(st.st_uid) + ", mode " + mode + ")");
+  }
+  return Ok();
+}
+
 bool Exists(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0;
@@ -52,9 +81,10 @@ Task<Result<std::string>> GitCache::Git(std::vector<std::string> args, CancelSou
   if (!run.ok()) co_return run.error();
   if (run->exit.spawn_error) co_return run->exit.spawn_error->Wrap("git");
   if (run->exit.exit_code != 0) {
-    std::string out = run->output;
-    while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-    co_return FailedError("git " + args[args.size() > 2 ? 2 : 0] + ": " + out);
+    // One line, naming the subcommand (after `--git-dir DIR`): errors are one line on stderr
+    // (contract section 5), and git's first line ("fatal: …") says what went wrong.
+    const std::string& command = args.size() > 2 && args[0] == "--git-dir" ? args[2] : args[0];
+    co_return FailedError("git " + command + ": " + FirstLine(run->output, run->exit.exit_code));
   }
   co_return std::move(run->output);
 }
@@ -68,8 +98,11 @@ Task<Result<std::string>> GitCache::Checkout(std::string url, std::string rev,
     co_return fail("invalid version \"" + rev + "\"");
   }
   std::error_code ec;
-  std::filesystem::create_directories(dir_, ec);
-  if (ec) co_return fail("creating cache " + dir_ + ": " + ec.message());
+  std::filesystem::create_directories(std::filesystem::path(dir_).parent_path(), ec);
+  if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) {
+    co_return fail("creating cache " + dir_ + ": " + std::strerror(errno));
+  }
+  if (Status ok = CheckPrivate(dir_); !ok.ok()) co_return fail(ok.error().message);
   const std::string repo_dir = dir_ + "/" + Escape(url);
   const std::string bare = repo_dir + "/.git";
   if (!Exists(bare)) {

@@ -118,6 +118,15 @@ Result<Reference> ReadGit(Ctx& ctx, const Node& node) {
     if (field.key == "rev") ref.version = v;
     if (field.key == "dir") dir = v;
     if (field.key == "file" && !v.empty()) ref.filename = v;
+    // `dir` is checked when the step is fetched (the short form has one too); `file` only comes
+    // from here. `file: ../../x.yml` would load a step file from outside the checkout.
+    if (field.key == "file") {
+      for (const auto& part : SplitPath(v)) {
+        if (part == "..") {
+          return Err(ctx, *field.value, "git file \"" + v + "\" leaves the repository");
+        }
+      }
+    }
   }
   if (ref.url.empty()) return Err(ctx, node, "field url in git: required");
   if (ref.version.empty()) return Err(ctx, node, "field rev in git: required");

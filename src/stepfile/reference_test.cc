@@ -207,7 +207,12 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorRow{"- name: x\n  step: just-a-word\n",
                  "t.yml:2:9: steps[0] \"x\": step: expecting url@rev. got \"just-a-word\""},
         ErrorRow{"- step: {git: {url: [a], rev: b}}\n",
-                 "t.yml:1:21: git url must be a string, got array"}));
+                 "t.yml:1:21: git url must be a string, got array"},
+        // Hostile input (issue 9): `file` must stay inside the checkout.
+        ErrorRow{"- step: {git: {url: a, rev: b, file: ../../x.yml}}\n",
+                 "t.yml:1:38: git file \"../../x.yml\" leaves the repository"},
+        ErrorRow{"- step: {git: {url: a, rev: b, file: sub/../../x.yml}}\n",
+                 "t.yml:1:38: git file \"sub/../../x.yml\" leaves the repository"}));
 
 // --- sugar ---------------------------------------------------------------------------------------
 
