@@ -5,6 +5,7 @@
 #include "service/service.h"
 #include "util/signals.h"
 #include "util/tempdir.h"
+#include "util/time.h"
 
 namespace sr::service {
 namespace {
@@ -15,8 +16,13 @@ Result<Duration> FromProto(const google::protobuf::Duration& d, const char* fiel
     return InvalidError(std::string(field) + ": negative duration (" + std::to_string(d.seconds()) +
                         "s " + std::to_string(d.nanos()) + "ns)");
   }
-  if (d.seconds() > 10LL * 365 * 24 * 3600) {
-    return InvalidError(std::string(field) + ": duration too large");
+  // Seconds are compared before converting: near int64's limit they overflow in nanoseconds.
+  const bool too_large =
+      d.seconds() > std::chrono::duration_cast<std::chrono::seconds>(kMaxDuration).count() ||
+      std::chrono::seconds(d.seconds()) + std::chrono::nanoseconds(d.nanos()) > kMaxDuration;
+  if (too_large) {
+    return InvalidError(std::string(field) + ": duration too large (the limit is " +
+                        FormatDuration(kMaxDuration) + ")");
   }
   return Duration(std::chrono::seconds(d.seconds()) + std::chrono::nanoseconds(d.nanos()));
 }

@@ -47,8 +47,8 @@ Result<Duration> ParseDuration(std::string_view text) {
     if (unit == nullptr) return bad("missing or unknown unit (use ns, us, ms, s, m, h)");
     rest.remove_prefix(unit->name.size());
     total += std::strtold(number.c_str(), nullptr) * unit->nanos;  // stold throws on ERANGE
-    if (total > static_cast<long double>(std::numeric_limits<int64_t>::max())) {
-      return bad("too large");
+    if (total > static_cast<long double>(kMaxDuration.count())) {
+      return bad("too large (the limit is " + FormatDuration(kMaxDuration) + ")");
     }
   }
   return Duration(static_cast<int64_t>(std::llround(total)));
