@@ -55,14 +55,20 @@ Task<StepOutcome> Outputs(Engine::State&, Scope&, const json& inputs, ResultNode
 }  // namespace
 
 std::optional<LoadedStep> FindBuiltin(const std::string& name) {
+  // Parsed once per process (yaml-cpp costs more than the builtin itself); callers get copies.
   if (name == "sleep") {
-    return WithSpec("spec:\n  inputs:\n    duration: {type: string}\n---\nrun: []\n", "dist://sleep",
-                    Sleep);
+    static const LoadedStep sleep = WithSpec(
+        "spec:\n  inputs:\n    duration: {type: string}\n---\nrun: []\n", "dist://sleep", Sleep);
+    return sleep;
   }
   if (name == "outputs") {
-    LoadedStep step = WithSpec("spec:\n  outputs: delegate\n---\nrun: []\n", "dist://outputs", Outputs);
-    step.any_inputs = true;
-    return step;
+    static const LoadedStep outputs = [] {
+      LoadedStep step =
+          WithSpec("spec:\n  outputs: delegate\n---\nrun: []\n", "dist://outputs", Outputs);
+      step.any_inputs = true;
+      return step;
+    }();
+    return outputs;
   }
   return std::nullopt;
 }

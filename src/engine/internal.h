@@ -1,6 +1,8 @@
 // Engine internals shared by the step kinds. Not part of the public API (see engine.h).
 #pragma once
 
+#include <sys/stat.h>
+
 #include <map>
 #include <set>
 #include <memory>
@@ -58,6 +60,27 @@ struct LoadedStep {
   bool any_inputs = false;   // the builtin accepts inputs of any name and type
 };
 
+/// A Scope's expression view, kept between its invocations (see ScopeView). Copying a Scope
+/// starts the copy without one: the copy is about to be changed, and builds its own when asked.
+struct ViewCache {
+  ViewCache() = default;
+  ViewCache(const ViewCache&) {}
+  ViewCache& operator=(const ViewCache&) {
+    value.reset();
+    return *this;
+  }
+  std::unique_ptr<json> value;
+};
+
+/// A parsed local step file, and what it was parsed from (see LoadReference).
+struct CachedStepFile {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  timespec mtime{};
+  LoadedStep step;
+};
+
 /// What a running sequence hands to the invocations in it: their callers' view of the world.
 struct Scope {
   std::string step_dir;     // directory of the sequence's file
@@ -68,6 +91,10 @@ struct Scope {
   ResultNode* node = nullptr;   // the sequence's own result node
   json run = json::object();    // `${{ run.* }}` (status, termination) for finally steps
   const stepfile::Definition* definition = nullptr;  // the sequence (diagnose steps live here)
+  // View() of this scope, built on first use and updated in place as `steps` grows, so that the
+  // i-th step of a sequence does not copy the outputs of the i-1 before it (quadratic in the
+  // length of the sequence). Whoever changes steps/inputs/run/step_dir of a scope in use resets it.
+  ViewCache view;
 };
 
 /// How one step ended.
@@ -99,6 +126,9 @@ struct Engine::State {
   std::set<CancelSource*> diagnose_cancels;        // their cancel sources, while they run
   std::function<void()> on_diagnose_drained;       // called when pending_diagnose drops to 0
   std::optional<std::chrono::system_clock::time_point> warned_at;
+  // Local step files parsed in this run, by path: a step invoked N times is parsed once, and
+  // again only if the file changed (device, inode, size, mtime) — a step may write the next.
+  std::map<std::string, engine::CachedStepFile> step_files;
 
   /// The view an expression sees: contexts of reference.md 2.2 plus `run`.
   nlohmann::json View(const engine::Scope& scope, const engine::Env& env) const;
@@ -137,8 +167,13 @@ Error CancelError(const CancelSource& cancel, const std::string& what);
 /// The in-process builtin named `name` (path after dist://), if there is one.
 std::optional<LoadedStep> FindBuiltin(const std::string& name);
 /// Loads the step an invocation references (local, dist, git, dynamic).
+/// `caller_view` must outlive the returned task (the caller awaits it at once).
 Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
-                                       stepfile::Reference ref, json caller_view);
+                                       stepfile::Reference ref, const json& caller_view);
+/// The view of `scope` with `env` as its env context: State::View, cached in scope.view.
+const json& ScopeView(const Engine::State& st, Scope& scope, const Env& env);
+/// Records a finished step's outputs as `steps.<name>` in scope (and its cached view).
+void SetStepOutputs(Scope& scope, const std::string& name, json outputs);
 }  // namespace engine
 
 }  // namespace sr

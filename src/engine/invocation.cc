@@ -16,7 +16,8 @@ Error LoadError(const std::string& name, const Error& e) {
 
 Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile::Invocation& inv) {
   const Env caller_env = Overlay(caller.ambient_env, st.exports);
-  const json view = st.View(caller, caller_env);
+  // A reference into caller.view: nothing else runs in this scope until this step is done.
+  const json& view = ScopeView(st, caller, caller_env);
 
   auto loaded = co_await LoadReference(st, caller, inv.step, view);
   if (!loaded.ok()) co_return StepOutcome{false, LoadError(inv.name, loaded.error())};
@@ -103,8 +104,15 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
     out = co_await RunExec(st, caller, step, inputs, env, node);
   } else {
     // Children see the invocation env as ambient env, under later exports (contract 4.4).
-    Scope sequence_caller = caller;
+    // RunSequence needs the caller's cancel, env and run, not its earlier steps (copying those
+    // per step made a long sequence of sequences quadratic).
+    Scope sequence_caller;
+    sequence_caller.step_dir = caller.step_dir;
     sequence_caller.ambient_env = Overlay(caller.ambient_env, invocation_env);
+    sequence_caller.cancel = caller.cancel;
+    sequence_caller.node = caller.node;
+    sequence_caller.run = caller.run;
+    sequence_caller.definition = caller.definition;
     out = co_await RunSequence(st, sequence_caller, step, inputs, env, node);
   }
   if (!out.error) {
@@ -117,6 +125,21 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
   }
   out.has_result = true;
   co_return out;
+}
+
+const json& ScopeView(const Engine::State& st, Scope& scope, const Env& env) {
+  if (!scope.view.value) {
+    scope.view.value = std::make_unique<json>(st.View(scope, env));
+  } else {
+    (*scope.view.value)["env"] = env;  // exports and the ambient env change between steps
+  }
+  return *scope.view.value;
+}
+
+void SetStepOutputs(Scope& scope, const std::string& name, json outputs) {
+  json entry = json{{"outputs", std::move(outputs)}};
+  if (scope.view.value) (*scope.view.value)["steps"][name] = entry;
+  scope.steps[name] = std::move(entry);
 }
 
 Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs) {

@@ -30,8 +30,18 @@ std::string DirOf(const std::string& dir, const std::string& parent) {
   return parent + "/" + dir;
 }
 
-Result<LoadedStep> LoadFile(const std::string& dir, const std::string& filename) {
+Result<LoadedStep> LoadFile(Engine::State& st, const std::string& dir, const std::string& filename) {
   std::string path = dir + "/" + filename;
+  struct stat sb {};
+  const bool stated = ::stat(path.c_str(), &sb) == 0;
+  auto cached = st.step_files.find(path);
+  if (stated && cached != st.step_files.end()) {
+    const CachedStepFile& c = cached->second;
+    if (c.dev == sb.st_dev && c.ino == sb.st_ino && c.size == sb.st_size &&
+        c.mtime.tv_sec == sb.st_mtim.tv_sec && c.mtime.tv_nsec == sb.st_mtim.tv_nsec) {
+      return c.step;
+    }
+  }
   // Bounded, and regular files only: a referenced FIFO or device must not block or fill the runner.
   auto text = stepfile::ReadStepText(path, /*regular_only=*/true);
   if (!text.ok() && text.error().kind == Error::Kind::kInvalid) return text.error();  // too big
@@ -41,6 +51,9 @@ Result<LoadedStep> LoadFile(const std::string& dir, const std::string& filename)
   LoadedStep step;
   step.file = std::move(*file);
   step.dir = dir;
+  if (stated) {
+    st.step_files[path] = CachedStepFile{sb.st_dev, sb.st_ino, sb.st_size, sb.st_mtim, step};
+  }
   return step;
 }
 
@@ -55,7 +68,7 @@ std::string FindShell() {
 
 // dist://script: run the script with `bash -c` directly (no wrapper process in between, so the
 // script's shell is the step's main process and gets the cancel signal first).
-Result<LoadedStep> ScriptStep() {
+Result<LoadedStep> ParseScriptStep() {
   static const std::string kText = R"(spec:
   inputs:
     script:
@@ -72,15 +85,21 @@ exec:
   return step;
 }
 
+// Parsed once per process: every `script:` step is this step.
+Result<LoadedStep> ScriptStep() {
+  static const Result<LoadedStep> step = ParseScriptStep();
+  return step;
+}
+
 }  // namespace
 
 Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
-                                       stepfile::Reference ref, json view) {
+                                       stepfile::Reference ref, const json& view) {
   // Dynamic references may expand to another dynamic reference; bound the chain.
   for (int depth = 0; depth < 16; ++depth) {
     switch (ref.protocol) {
       case Protocol::kLocal:
-        co_return LoadFile(DirOf(JoinPath(ref.path), caller.step_dir), ref.filename);
+        co_return LoadFile(st, DirOf(JoinPath(ref.path), caller.step_dir), ref.filename);
       case Protocol::kDist: {
         std::string name = JoinPath(ref.path);
         if (name == "script") co_return ScriptStep();
@@ -102,7 +121,7 @@ Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
           co_return FailedError("fetching git step: path \"" + sub + "\" leaves the repository");
         }
         if (!sub.empty()) dir += "/" + sub;
-        co_return LoadFile(dir, ref.filename);
+        co_return LoadFile(st, dir, ref.filename);
       }
       case Protocol::kDynamic: {
         auto text = expr::ExpandString(ref.url, view);
@@ -112,7 +131,7 @@ Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
         ref = *parsed;
         // Relative dynamic references resolve against the process cwd, as in the Go runner.
         if (ref.protocol == Protocol::kLocal) {
-          co_return LoadFile(DirOf(JoinPath(ref.path), ""), ref.filename);
+          co_return LoadFile(st, DirOf(JoinPath(ref.path), ""), ref.filename);
         }
         continue;
       }

@@ -35,7 +35,7 @@ Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
       const auto& r = out.node->result;
       json outputs = json::object();
       for (const auto& [k, v] : r.outputs()) outputs[k] = FromProtoValue(v);
-      scope.steps[inv.name] = json{{"outputs", outputs}};
+      SetStepOutputs(scope, inv.name, std::move(outputs));
     }
     if (out.error) {
       if (!first_error) first_error = out.error;
@@ -94,7 +94,8 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
         co_await RunList(st, cleanup_scope, def.finally, /*keep_going=*/true);
     escalate = {};
     if (budget_timer) loop.CancelTimer(*budget_timer);
-    self.steps = cleanup_scope.steps;
+    self.steps = std::move(cleanup_scope.steps);
+    self.view = {};
     // A failing cleanup fails a successful run, but never turns a cancel into anything else.
     if (!error && cleanup_error) error = cleanup_error;
   }
