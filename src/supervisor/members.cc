@@ -27,28 +27,43 @@ constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
 
 void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   // No freeze: a frozen leaf is only reported frozen once every member has been scheduled, which
-  // on a busy machine takes longer than the whole round below. Each round reads the member list,
-  // pins every new pid with a pidfd, reads the list again and signals the pids still listed (a
-  // pid gone between the read and the open may already belong to a process outside the leaf).
-  // A child forked while a round runs is listed by the next one.
+  // on a busy machine takes longer than the whole round below. Each round reads the member list
+  // and pins every new pid with a pidfd. In the first round the main process's group then gets
+  // the signal with one kill(-pgid): atomic, so on a loaded machine the first member to run its
+  // handler cannot delay the others' signal. The list is read again, and each member outside
+  // the group that is still listed gets its own signal (a pid gone between the read and the
+  // open may already belong to a process outside the leaf). A child forked while a round runs
+  // is listed by the next one.
   const auto give_up = Clock::now() + kSignalBudget;
   std::unordered_set<pid_t> seen;
   std::vector<std::pair<pid_t, UniqueFd>> victims;
   for (int round = 0; round < kSignalRounds; ++round) {
     if (round > 0 && Clock::now() >= give_up) break;
-    std::vector<std::pair<pid_t, UniqueFd>> fresh;
+    struct Fresh {
+      pid_t pid;
+      UniqueFd fd;
+      bool in_group;
+    };
+    std::vector<Fresh> fresh;
     for (pid_t pid : leaf_->Procs()) {
       if (!seen.insert(pid).second) continue;
       UniqueFd fd = OpenPidfd(pid);
-      if (fd.valid()) fresh.emplace_back(pid, std::move(fd));  // else it exited meanwhile
+      if (!fd.valid()) continue;  // exited meanwhile
+      fresh.push_back({pid, std::move(fd), ::getpgid(pid) == pgid_});
     }
     if (fresh.empty()) break;
+    const bool grouped = round == 0 && !main_reaped_;
+    if (grouped) ::kill(-pgid_, signo);
     const std::vector<pid_t> listed = leaf_->Procs();
     const std::unordered_set<pid_t> still(listed.begin(), listed.end());
-    for (auto& [pid, fd] : fresh) {
-      if (!still.count(pid)) continue;
-      PidfdSignal(fd.get(), signo);
-      victims.emplace_back(pid, std::move(fd));
+    for (auto& f : fresh) {
+      if (grouped && f.in_group) {
+        victims.emplace_back(f.pid, std::move(f.fd));  // signalled by the group kill
+        continue;
+      }
+      if (!still.count(f.pid)) continue;
+      PidfdSignal(f.fd.get(), signo);
+      victims.emplace_back(f.pid, std::move(f.fd));
     }
   }
   // Records last: reading a command line can wait on a process that is busy forking.
@@ -70,7 +85,7 @@ void CgroupMembers::KillAll(const VictimFn& on_victim) {
   for (auto& [pid, fd] : victims) on_victim(pid, fd.get());
 }
 
-std::vector<GroupMembers::Found> GroupMembers::Scan(bool with_dying) {
+std::vector<GroupMembers::Found> GroupMembers::Scan() {
   // Once nothing of the tree is alive nothing can come back: no member is left to fork.
   if (known_empty_) return {};
   const pid_t self = ::getpid();
@@ -130,24 +145,16 @@ std::vector<GroupMembers::Found> GroupMembers::Scan(bool with_dying) {
   };
   std::vector<Found> found;
   bool group_seen = false;
-  bool any_alive = false;
   for (const auto& [pid, y] : young) {
-    if (y.st.ending()) {
-      // Dying in our own group: only asked for right after the group signal that hit it.
-      if (with_dying && y.st.pgrp == pgid_ && mark_of(pid) == Mark::kMember) {
-        found.push_back({pid, y.st.pgrp, y.st.start_ticks});
-      }
-      continue;
-    }
+    if (y.st.ending()) continue;
     group_seen = group_seen || y.st.pgrp == pgid_;
     if (mark_of(pid) == Mark::kMember) {
       found.push_back({pid, y.st.pgrp, y.st.start_ticks});
       member_groups_.insert(y.st.pgrp);
-      any_alive = true;
     }
   }
   group_seen_ = group_seen;
-  if (!any_alive) known_empty_ = true;
+  if (found.empty()) known_empty_ = true;
   return found;
 }
 
@@ -159,20 +166,35 @@ std::vector<pid_t> GroupMembers::List() {
   return pids;
 }
 
+std::vector<GroupMembers::Found> GroupMembers::ScanGroup() const {
+  std::vector<Found> found;
+  for (pid_t pid : ListPids()) {
+    auto st = ReadProcStat(pid);
+    if (st && st->pgrp == pgid_ && st->start_ticks >= start_ticks_ && !st->ending()) {
+      found.push_back({pid, st->pgrp, st->start_ticks});
+    }
+  }
+  return found;
+}
+
 size_t GroupMembers::Round(int signo, bool group_kill, std::unordered_set<pid_t>& seen,
                            const VictimFn& on_victim) {
-  // The group signal goes first: it reaches every process in the group at once, atomically
-  // against fork, and the /proc scan that finds the rest must not delay it. The scan then also
-  // lists group members that are already dying from it (they were signalled by us), so they are
-  // recorded too; one that its own parent reaped within that moment is not (docs/cancellation.md).
-  const bool grouped = group_kill && GroupUsable();
-  if (grouped) ::kill(-pgid_, signo);
   std::vector<std::pair<Found, UniqueFd>> fresh;
-  for (const Found& f : Scan(/*with_dying=*/grouped)) {
-    if (!seen.insert(f.pid).second) continue;
+  auto pin = [&](const Found& f) {
+    if (!seen.insert(f.pid).second) return;
     UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
     if (fd.valid()) fresh.emplace_back(f, std::move(fd));
+  };
+  // The group gets its signal first, with one kill(-pgid): atomic against fork, and not delayed
+  // by the full scan, whose environment reads are the slow part. A quick look at the group just
+  // before (stat files only) pins its members, so that one which dies of the signal and is
+  // reaped by its own parent at once is still in the termination record.
+  const bool grouped = group_kill && GroupUsable();
+  if (grouped) {
+    for (const Found& f : ScanGroup()) pin(f);
+    ::kill(-pgid_, signo);
   }
+  for (const Found& f : Scan()) pin(f);
   for (auto& [f, fd] : fresh) {
     // The group signal reached group members; SIGKILL goes to them again anyway (harmless),
     // while any other signal must not arrive twice (a trap handler would run twice).

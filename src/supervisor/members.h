@@ -1,7 +1,8 @@
 // How a tree finds, signals and kills its members. Two mechanisms behind one interface:
 //
-//  - CgroupMembers: the tree's cgroup v2 leaf is the member list. Signalling reads it in rounds
-//    until a round finds nobody new (a child forked meanwhile shows up in the next); killing is
+//  - CgroupMembers: the tree's cgroup v2 leaf is the member list. Signalling sends one group
+//    signal (kill(-pgid)) to the main process's group, then reads the leaf in rounds, signalling
+//    members outside that group, until a round finds nobody new (a child forked meanwhile shows up in the next); killing is
 //    cgroup.kill; "gone" is `populated 0`, announced through EPOLLPRI on cgroup.events.
 //  - GroupMembers (fallback): the tree's process group plus every process whose environment
 //    carries the tree's marker (descendants that called setsid). The group gets its signal
@@ -48,7 +49,8 @@ class Members {
 
 class CgroupMembers : public Members {
  public:
-  explicit CgroupMembers(std::unique_ptr<CgroupLeaf> leaf) : leaf_(std::move(leaf)) {}
+  /// `pgid` is the main process's pid, the id of the process group it leads.
+  CgroupMembers(std::unique_ptr<CgroupLeaf> leaf, pid_t pgid) : leaf_(std::move(leaf)), pgid_(pgid) {}
   CgroupLeaf& leaf() { return *leaf_; }
   std::vector<pid_t> List() override { return leaf_->Procs(); }
   void SignalAll(int signo, const VictimFn& on_victim) override;
@@ -56,9 +58,13 @@ class CgroupMembers : public Members {
   bool Populated() override { return leaf_->Populated(); }
   int event_fd() const override { return leaf_->events_fd(); }
   void Release() override { leaf_->Remove(); }
+  void MainReaped() override { main_reaped_ = true; }
 
  private:
   std::unique_ptr<CgroupLeaf> leaf_;
+  pid_t pgid_;
+  // While the main process is unreaped its pid cannot name another group, so kill(-pgid) is safe.
+  bool main_reaped_ = false;
 };
 
 class GroupMembers : public Members {
@@ -83,8 +89,10 @@ class GroupMembers : public Members {
     pid_t pgrp;
     unsigned long long start_ticks;
   };
-  /// Live members; with `with_dying`, also members of the tree's own group that are exiting.
-  std::vector<Found> Scan(bool with_dying = false);
+  /// Live members.
+  std::vector<Found> Scan();
+  /// Live processes of the tree's own group: stat files only, no environment reads.
+  std::vector<Found> ScanGroup() const;
   // kill(-pgid) is atomic against fork, but once the leader is reaped the id could in theory be
   // recycled; use it only while something still holds it.
   bool GroupUsable();

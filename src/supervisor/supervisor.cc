@@ -64,15 +64,22 @@ std::vector<std::string> WithMarker(std::vector<std::string> env, const std::str
   return env;
 }
 
-// Our direct children, zombies included unless `live_only`.
-std::vector<ProcStat> Children(bool live_only) {
+// Our live (non-zombie) direct children.
+std::vector<ProcStat> LiveChildren() {
   std::vector<ProcStat> out;
   const pid_t self = ::getpid();
   for (pid_t pid : ListPids()) {
     auto st = ReadProcStat(pid);
-    if (st && st->ppid == self && !(live_only && st->dead())) out.push_back(*st);
+    if (st && st->ppid == self && !st->dead()) out.push_back(*st);
   }
   return out;
+}
+
+// Whether the process has any child at all (running or a zombie), without a /proc scan.
+bool HasChildren() {
+  siginfo_t info{};
+  int r = ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL);
+  return !(r == -1 && errno == ECHILD);
 }
 
 class SupervisorImpl final : public Supervisor, public TreeOwner {
@@ -266,7 +273,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   UniqueFd pidfd = OpenPidfd(started.pid);  // cannot be recycled: only we reap it
   std::unique_ptr<Members> members;
   if (leaf) {
-    members = std::make_unique<CgroupMembers>(std::move(leaf));
+    members = std::make_unique<CgroupMembers>(std::move(leaf), started.pid);
   } else {
     auto st = ReadProcStat(started.pid);
     members = std::make_unique<GroupMembers>(started.pid, token, st ? st->start_ticks : 0);
@@ -284,7 +291,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
 void SupervisorImpl::KillOrphans() {
   // Includes the main processes of live trees (already SIGKILLed) and anything a tree could not
   // claim, such as a fallback-mode daemon that cleared its environment.
-  for (const ProcStat& child : Children(true)) {
+  for (const ProcStat& child : LiveChildren()) {
     UniqueFd fd = OpenVerifiedPidfd(child.pid, child.start_ticks);
     if (fd.valid()) PidfdSignal(fd.get(), SIGKILL);
   }
@@ -292,6 +299,8 @@ void SupervisorImpl::KillOrphans() {
 
 void SupervisorImpl::KillAll() {
   auto trees = Snapshot();
+  // The usual shutdown: every tree finished and reaped. Nothing to look for in /proc.
+  if (trees.empty() && !HasChildren()) return;
   for (auto& t : trees) t->Kill();
   KillOrphans();
   // The shutdown path cannot wait for the loop: wait here, on SIGCHLD, for everything to end.
@@ -307,7 +316,7 @@ void SupervisorImpl::KillAll() {
       pending = pending || !t->done();
     }
     // Done when every tree has finished and no child is left, not even a zombie to reap.
-    if (!pending && Children(false).empty()) break;
+    if (!pending && !HasChildren()) break;
     if (Clock::now() >= deadline) {
       DebugLog("supervisor: KillAll gave up waiting for processes to end");
       break;
