@@ -146,6 +146,10 @@ class WireTest(unittest.TestCase):
         self.assertEqual(st.result.sub_step_results[0].exec_result.exit_code, 0)
         all_jobs = self.stub.Status(step_pb2.StatusRequest()).jobs
         self.assertEqual([j.id for j in all_jobs], ["bytes"])
+        # The listing is bounded: state and times, not the result tree (README "Listing").
+        self.assertEqual(all_jobs[0].status, SUCCESS)
+        self.assertTrue(all_jobs[0].HasField("start_time") and all_jobs[0].HasField("end_time"))
+        self.assertFalse(all_jobs[0].HasField("result"))
 
         self.stub.Close(step_pb2.CloseRequest(id="bytes"))
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "step-runner-output-bytes")))

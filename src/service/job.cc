@@ -92,6 +92,19 @@ proto::Status Job::Snapshot() const {
   return published_;
 }
 
+proto::Status Job::Summary() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  proto::Status s;
+  s.set_id(published_.id());
+  s.set_message(published_.message());
+  s.set_status(published_.status());
+  if (published_.has_start_time()) *s.mutable_start_time() = published_.start_time();
+  if (published_.has_end_time()) *s.mutable_end_time() = published_.end_time();
+  if (published_.has_error()) *s.mutable_error() = published_.error();
+  if (published_.has_cancel_time()) *s.mutable_cancel_time() = published_.cancel_time();
+  return s;
+}
+
 Status Job::Setup(JobRequest& request) {
   auto fail = [this](Error e) -> Status {
     RemoveFiles();

@@ -64,6 +64,9 @@ class Job : private Observer {
 
   /// Any thread: the latest published status.
   proto::Status Snapshot() const;
+  /// Any thread: the latest published status without its `result` and `termination` trees, for
+  /// the listing of all jobs (whose size must not grow with the jobs' step counts).
+  proto::Status Summary() const;
 
   // ---- loop thread only ----
 

@@ -144,7 +144,10 @@ grpc::ServerUnaryReactor* JobService::Status(grpc::CallbackServerContext* contex
   std::lock_guard<std::mutex> lock(mu_);
   if (shutting_down_) return FinishNow(context, ShuttingDown());
   if (request->id().empty()) {
-    for (const auto& [id, job] : jobs_) *response->add_jobs() = job->Snapshot();
+    // The listing leaves out each job's result and termination trees (Status(id) has them):
+    // with them, 1000 jobs came to 4.6 MB, past the 4 MiB every gRPC client accepts by default.
+    // Without, an entry is ~100 bytes: 40 000 jobs fit.
+    for (const auto& [id, job] : jobs_) *response->add_jobs() = job->Summary();
   } else {
     auto it = jobs_.find(request->id());
     if (it == jobs_.end()) return FinishNow(context, ToGrpcStatus(JobNotFound(request->id())));
