@@ -104,4 +104,10 @@ int ExitCodeFor(const std::optional<Error>& error);
 /// Serialises a StepResult as step-results.json (protobuf JSON, lowerCamelCase field names).
 std::string ResultToJson(const proto::StepResult& result);
 
+/// A wall-clock time as a protobuf Timestamp.
+google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t);
+
+/// The request half of a termination record: reason, forced, requested_time and grace.
+void SetTerminationRequest(const CancelRequest& request, proto::Termination* out);
+
 }  // namespace sr

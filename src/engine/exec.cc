@@ -182,13 +182,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
 
   if (exit.stop_requested) {
     auto* term = node->result.mutable_termination();
-    if (const auto& req = cancel.current()) {
-      term->set_reason(static_cast<proto::Termination::Reason>(static_cast<int>(req->reason) + 1));
-      term->set_forced(req->forced);
-      *term->mutable_requested_time() = ToTimestamp(req->requested_wall);
-      term->mutable_grace()->set_seconds(req->grace.count() / 1000000000);
-      term->mutable_grace()->set_nanos(static_cast<int32_t>(req->grace.count() % 1000000000));
-    }
+    if (const auto& req = cancel.current()) SetTerminationRequest(*req, term);
     AddProcessRecords(exit.records, term);
     std::string how = exit.term_signal ? "signal: " + SignalName(exit.term_signal)
                                        : "exit status " + std::to_string(exit.exit_code);

@@ -141,14 +141,6 @@ proto::SpecDefinition ToProtoSpecDefinition(const stepfile::StepFile& file) {
   return out;
 }
 
-google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t) {
-  google::protobuf::Timestamp ts;
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  ts.set_seconds(ns / 1000000000);
-  ts.set_nanos(static_cast<int32_t>(ns % 1000000000));
-  return ts;
-}
-
 void AddProcessRecords(const std::vector<ProcessRecord>& records, proto::Termination* out) {
   using E = ProcessRecord::Ending;
   for (const auto& r : records) {
@@ -192,6 +184,28 @@ std::string ResultToJson(const proto::StepResult& result) {
   opts.add_whitespace = true;
   (void)google::protobuf::util::MessageToJsonString(result, &out, opts);
   return out;
+}
+
+google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t) {
+  google::protobuf::Timestamp ts;
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  ts.set_seconds(ns / 1000000000);
+  ts.set_nanos(static_cast<int32_t>(ns % 1000000000));
+  return ts;
+}
+
+void SetTerminationRequest(const CancelRequest& request, proto::Termination* out) {
+  switch (request.reason) {
+    case CancelReason::kRequested: out->set_reason(proto::Termination::cancel_requested); break;
+    case CancelReason::kTimedOut: out->set_reason(proto::Termination::timed_out); break;
+    case CancelReason::kServerShutdown: out->set_reason(proto::Termination::server_shutdown); break;
+    case CancelReason::kClosed: out->set_reason(proto::Termination::closed); break;
+  }
+  out->set_forced(request.forced);
+  *out->mutable_requested_time() = ToTimestamp(request.requested_wall);
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(request.grace).count();
+  out->mutable_grace()->set_seconds(ns / 1000000000);
+  out->mutable_grace()->set_nanos(static_cast<int32_t>(ns % 1000000000));
 }
 
 int ExitCodeFor(const std::optional<Error>& error) {

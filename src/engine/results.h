@@ -15,6 +15,5 @@ proto::Step::Reference ToProtoReference(const stepfile::Reference& ref);
 proto::SpecDefinition ToProtoSpecDefinition(const stepfile::StepFile& file);
 /// Fills a termination record's process list from the supervisor's records.
 void AddProcessRecords(const std::vector<ProcessRecord>& records, proto::Termination* out);
-google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t);
 
 }  // namespace sr::engine

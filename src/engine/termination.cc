@@ -37,12 +37,7 @@ std::optional<proto::Termination> JobTermination(const Engine::State& st) {
   }
   proto::Termination t;
   if (st.job_cancel && st.job_cancel->current()) {
-    const CancelRequest& r = *st.job_cancel->current();
-    t.set_reason(static_cast<proto::Termination::Reason>(static_cast<int>(r.reason) + 1));
-    t.set_forced(r.forced);
-    *t.mutable_requested_time() = ToTimestamp(r.requested_wall);
-    t.mutable_grace()->set_seconds(r.grace.count() / 1000000000);
-    t.mutable_grace()->set_nanos(static_cast<int32_t>(r.grace.count() % 1000000000));
+    SetTerminationRequest(*st.job_cancel->current(), &t);
   }
   if (st.warned_at) *t.mutable_warning_time() = ToTimestamp(*st.warned_at);
   CollectProcesses(st.root, &t);

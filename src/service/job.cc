@@ -13,31 +13,6 @@
 namespace sr::service {
 namespace {
 
-google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t) {
-  google::protobuf::Timestamp ts;
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  ts.set_seconds(ns / 1000000000);
-  ts.set_nanos(static_cast<int32_t>(ns % 1000000000));
-  return ts;
-}
-
-google::protobuf::Duration ToProtoDuration(Duration d) {
-  google::protobuf::Duration out;
-  out.set_seconds(d.count() / 1000000000);
-  out.set_nanos(static_cast<int32_t>(d.count() % 1000000000));
-  return out;
-}
-
-proto::Termination::Reason ToProtoReason(CancelReason r) {
-  switch (r) {
-    case CancelReason::kRequested: return proto::Termination::cancel_requested;
-    case CancelReason::kTimedOut: return proto::Termination::timed_out;
-    case CancelReason::kServerShutdown: return proto::Termination::server_shutdown;
-    case CancelReason::kClosed: return proto::Termination::closed;
-  }
-  return proto::Termination::reason_unspecified;
-}
-
 // mkdir -p with `mode`, recording each directory it created (outermost first) so a failed
 // setup can take them away again.
 Status MakeDirs(const std::string& path, mode_t mode, std::vector<std::string>* created) {
@@ -83,7 +58,12 @@ class Job::LogSink : public OutputSink {
   JobLog* log_;
 };
 
-Job::Job(std::string id) : id_(std::move(id)) { published_.set_id(id_); }
+// A job is visible from the moment Run registers it, and Run answers before Start publishes:
+// until then it reads `running` (accepted, about to run), never `unspecified` (found by the soak).
+Job::Job(std::string id) : id_(std::move(id)) {
+  published_.set_id(id_);
+  published_.set_status(proto::StepResult::running);
+}
 
 Job::~Job() = default;
 
@@ -264,10 +244,7 @@ std::optional<proto::Termination> Job::BuildTermination(const proto::StepResult&
   if (!request) return std::nullopt;
   if (ended_ && state_ == proto::StepResult::success) return std::nullopt;  // ran to its end
   proto::Termination t;
-  t.set_reason(ToProtoReason(request->reason));
-  t.set_forced(request->forced);
-  *t.mutable_requested_time() = ToTimestamp(request->requested_wall);
-  *t.mutable_grace() = ToProtoDuration(request->grace);
+  SetTerminationRequest(*request, &t);
   if (warning_time_) *t.mutable_warning_time() = ToTimestamp(*warning_time_);
   CollectProcesses(result, &t);
   return t;
