@@ -257,25 +257,30 @@ int StatusCommand(const ClientArgs& a) {
   return 0;
 }
 
-int CancelCommand(const ClientArgs& a) {
+// One unary call whose answer carries nothing to print: exit 0, or the error and its exit code.
+template <typename Request, typename Response>
+int CallForExitCode(const ClientArgs& a,
+                    grpc::Status (proto::StepRunner::Stub::*method)(grpc::ClientContext*,
+                                                                     const Request&, Response*),
+                    const Request& req) {
   Client client(a.socket);
   grpc::ClientContext ctx;
-  proto::CancelRequest req;
-  req.set_id(a.id);
-  req.set_force(a.force);
-  proto::CancelResponse resp;
-  grpc::Status s = client.stub().Cancel(&ctx, req, &resp);
+  Response resp;
+  grpc::Status s = (client.stub().*method)(&ctx, req, &resp);
   return s.ok() ? 0 : client.Fail(s);
 }
 
+int CancelCommand(const ClientArgs& a) {
+  proto::CancelRequest req;
+  req.set_id(a.id);
+  req.set_force(a.force);
+  return CallForExitCode(a, &proto::StepRunner::Stub::Cancel, req);
+}
+
 int CloseCommand(const ClientArgs& a) {
-  Client client(a.socket);
-  grpc::ClientContext ctx;
   proto::CloseRequest req;
   req.set_id(a.id);
-  proto::CloseResponse resp;
-  grpc::Status s = client.stub().Close(&ctx, req, &resp);
-  return s.ok() ? 0 : client.Fail(s);
+  return CallForExitCode(a, &proto::StepRunner::Stub::Close, req);
 }
 
 int LogsCommand(const ClientArgs& a) {
