@@ -6,6 +6,7 @@ called setsid included) can be found in /proc by that variable after the job is 
 """
 import os
 import random
+import time
 
 SUCCESS, FAILURE, CANCELLED, CANCELLING, RUNNING = 2, 3, 4, 5, 1
 ENDED = (SUCCESS, FAILURE, CANCELLED)
@@ -57,6 +58,7 @@ class JobModel:
         self.cancels = []          # force flags of the Cancels sent, in order
         self.cancelled = False     # a Cancel returned OK
         self.final = None          # (status, message, end_time ns) once an ended Status was seen
+        self.final_at = 0.0        # monotonic time that was seen
         self.closing = False       # a Close was sent: other answers may now be NOT_FOUND
         self.closed = False        # the Close returned
         self.inflight = 0          # operations on this job not finished yet
@@ -103,9 +105,11 @@ class JobModel:
                              env={"SOAK_JOB": "%s:%s" % (run_id, self.id)},
                              job=pb.Job(build_dir=work_dir, variables=variables), **fields)
 
-    def check_status(self, st, full=True):
-        """Problems with one Status of this job (a list of strings). `full`: a Status(id) answer,
-        with the result and termination trees (the listing leaves them out)."""
+    def check_status(self, st, sent_at, full=True):
+        """Problems with one Status of this job (a list of strings). `sent_at`: monotonic time the
+        request was sent (answers of concurrent requests are checked in any order, so only a
+        request sent after an end state was seen must see that same end state). `full`: a
+        Status(id) answer, with the result and termination trees (the listing leaves them out)."""
         bad = []
         s = st.status
         if s not in (RUNNING, CANCELLING) + ENDED:
@@ -115,12 +119,13 @@ class JobModel:
             bad.append("cancelling without a Cancel")
         if self.final is not None:
             seen = (s, st.message, st.end_time.ToNanoseconds())
-            if seen != self.final:
+            if s in ENDED and seen != self.final or s not in ENDED and sent_at > self.final_at:
                 bad.append("final status changed from %s to %s" % (self.final, seen))
             return bad
         if s not in ENDED:
             return bad
         self.final = (s, st.message, st.end_time.ToNanoseconds())
+        self.final_at = time.monotonic()
         if not st.HasField("end_time") or not st.HasField("start_time"):
             bad.append("ended without start/end time")
         if s == CANCELLED:
