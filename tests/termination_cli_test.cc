@@ -29,13 +29,16 @@ const json* FindPid(const json& processes, int pid) {
 }
 
 TEST_F(TerminationCli, RecordSaysHowEachProcessEnded) {
-  std::string pids = dir / "pids";
+  // Each process writes its pid once its trap is in place, and the step says "started" only
+  // when all three have: a cancel must never find a trap not yet set (a busy machine delays
+  // background shells). The trapper outlives its parent shell (which dies on TERM at once), so
+  // it is re-parented to the runner and its exit status is known exactly.
+  const std::string p0 = dir / "pid0", p1 = dir / "pid1", p2 = dir / "pid2";
   dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: three\n    script: |\n"
-                     "      sleep 1000 & echo $! >> " + pids + "\n"
-                     // The trapper outlives its parent shell (which dies on TERM at once), so it is
-                     // re-parented to the runner and its exit status is known exactly.
-                     "      sh -c 'trap \"sleep 0.3; exit 3\" TERM; while :; do sleep 0.05; done' & echo $! >> " + pids + "\n"
-                     "      sh -c 'trap \"\" TERM; while :; do sleep 0.05; done' & echo $! >> " + pids + "\n"
+                     "      sleep 1000 & echo $! > " + p0 + "\n"
+                     "      sh -c 'trap \"sleep 0.3; exit 3\" TERM; echo $$ > " + p1 + "; while :; do sleep 0.05; done' &\n"
+                     "      sh -c 'trap \"\" TERM; echo $$ > " + p2 + "; while :; do sleep 0.05; done' &\n"
+                     "      while [ ! -s " + p1 + " ] || [ ! -s " + p2 + " ]; do sleep 0.01; done\n"
                      "      touch " + dir / "started" + "\n      wait\n"
                      "finally:\n  - name: report\n    script: printf '%s\\n%s\\n' \"$S\" \"$T\" > " + dir / "final.txt" + "\n"
                      "    env: {S: \"${{ run.status }}\", T: \"${{ run.termination }}\"}\n");
@@ -45,8 +48,12 @@ TEST_F(TerminationCli, RecordSaysHowEachProcessEnded) {
   child.Signal(SIGINT);
   Output o = child.Wait();
   ASSERT_EQ(o.exit_code, 130) << o.err;
-  std::vector<pid_t> written = ReadPids(pids);
-  ASSERT_EQ(written.size(), 3u);
+  std::vector<pid_t> written;
+  for (const std::string& f : {p0, p1, p2}) {
+    std::vector<pid_t> one = ReadPids(f);
+    ASSERT_EQ(one.size(), 1u) << f;
+    written.push_back(one[0]);
+  }
 
   json r = json::parse(dir.Read("r.json"));
   const json& t = r["subStepResults"][0]["termination"];
