@@ -37,6 +37,7 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   const auto give_up = Clock::now() + kSignalBudget;
   std::unordered_set<pid_t> seen;
   std::vector<std::pair<pid_t, UniqueFd>> victims;
+  bool group_signalled = false;
   for (int round = 0; round < kSignalRounds; ++round) {
     if (round > 0 && Clock::now() >= give_up) break;
     struct Fresh {
@@ -53,7 +54,10 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
     }
     if (fresh.empty()) break;
     const bool grouped = round == 0 && !main_reaped_;
-    if (grouped) ::kill(-pgid_, signo);
+    if (grouped) {
+      ::kill(-pgid_, signo);
+      group_signalled = true;
+    }
     const std::vector<pid_t> listed = leaf_->Procs();
     const std::unordered_set<pid_t> still(listed.begin(), listed.end());
     for (auto& f : fresh) {
@@ -61,6 +65,9 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
         victims.emplace_back(f.pid, std::move(f.fd));  // signalled by the group kill
         continue;
       }
+      // A group member that shows up only after the group signal was born after it (the group
+      // signal is atomic against fork): a trap handler's cleanup, which must not be stopped.
+      if (group_signalled && f.in_group) continue;
       if (!still.count(f.pid)) continue;
       PidfdSignal(f.fd.get(), signo);
       victims.emplace_back(f.pid, std::move(f.fd));
@@ -177,11 +184,15 @@ std::vector<GroupMembers::Found> GroupMembers::ScanGroup() const {
   return found;
 }
 
-size_t GroupMembers::Round(int signo, bool group_kill, std::unordered_set<pid_t>& seen,
+size_t GroupMembers::Round(int signo, GroupSignal& group, std::unordered_set<pid_t>& seen,
                            const VictimFn& on_victim) {
   std::vector<std::pair<Found, UniqueFd>> fresh;
+  // After a group signal, a newcomer to the group was born after it (the group signal is atomic
+  // against fork): a trap handler's cleanup, which must not be stopped.
+  const bool after_group_signal = group == GroupSignal::kSent;
   auto pin = [&](const Found& f) {
     if (!seen.insert(f.pid).second) return;
+    if (after_group_signal && f.pgrp == pgid_) return;
     UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
     if (fd.valid()) fresh.emplace_back(f, std::move(fd));
   };
@@ -189,7 +200,8 @@ size_t GroupMembers::Round(int signo, bool group_kill, std::unordered_set<pid_t>
   // by the full scan, whose environment reads are the slow part. A quick look at the group just
   // before (stat files only) pins its members, so that one which dies of the signal and is
   // reaped by its own parent at once is still in the termination record.
-  const bool grouped = group_kill && GroupUsable();
+  const bool grouped = group == GroupSignal::kSend && GroupUsable();
+  if (group == GroupSignal::kSend) group = grouped ? GroupSignal::kSent : GroupSignal::kNone;
   if (grouped) {
     for (const Found& f : ScanGroup()) pin(f);
     ::kill(-pgid_, signo);
@@ -209,17 +221,20 @@ size_t GroupMembers::Round(int signo, bool group_kill, std::unordered_set<pid_t>
 void GroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   const auto give_up = Clock::now() + kSignalBudget;
   std::unordered_set<pid_t> seen;
-  // The group signal goes out once: a trap handler must not run twice for one stop.
+  // The group signal goes out once, in the first round: a trap handler must not run twice for
+  // one stop. Later rounds signal only members outside the group.
+  GroupSignal group = GroupSignal::kSend;
   for (int round = 0; round < kSignalRounds; ++round) {
     if (round > 0 && Clock::now() >= give_up) break;
-    if (Round(signo, round == 0, seen, on_victim) == 0) break;
+    if (Round(signo, group, seen, on_victim) == 0) break;
   }
 }
 
 void GroupMembers::KillAll(const VictimFn& on_victim) {
   std::unordered_set<pid_t> seen;
   for (int round = 0; round < kKillRounds; ++round) {
-    if (Round(SIGKILL, true, seen, on_victim) == 0) break;
+    GroupSignal group = GroupSignal::kSend;  // SIGKILL may hit a member twice: harmless
+    if (Round(SIGKILL, group, seen, on_victim) == 0) break;
   }
 }
 

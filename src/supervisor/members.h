@@ -96,8 +96,11 @@ class GroupMembers : public Members {
   // kill(-pgid) is atomic against fork, but once the leader is reaped the id could in theory be
   // recycled; use it only while something still holds it.
   bool GroupUsable();
+  // Whether a round sends the group signal. kSend becomes kSent (or kNone when the group id is
+  // no longer safe to use); after kSent, newcomers to the group are left alone.
+  enum class GroupSignal { kSend, kSent, kNone };
   // One pass: signal every member not in `seen`; returns how many were new.
-  size_t Round(int signo, bool group_kill, std::unordered_set<pid_t>& seen,
+  size_t Round(int signo, GroupSignal& group, std::unordered_set<pid_t>& seen,
                const VictimFn& on_victim);
 
   pid_t pgid_;
