@@ -56,18 +56,6 @@ void LogTerminationSummary(Engine::State& st) {
          std::to_string(on_signal) + " ended on the signal, " + std::to_string(exited) +
          " exited; " + (killed.empty() ? "none needed SIGKILL" : "needed SIGKILL: " + killed));
 }
-// Members signalled so far by the trees still running under `root`.
-size_t SignalledProcesses(const engine::ResultNode& root) {
-  size_t n = 0;
-  std::vector<const engine::ResultNode*> stack{&root};
-  while (!stack.empty()) {
-    const engine::ResultNode* node = stack.back();
-    stack.pop_back();
-    if (node->tree && !node->tree->finished()) n += node->tree->signalled();
-    for (const auto& c : node->children) stack.push_back(c.get());
-  }
-  return n;
-}
 }  // namespace
 
 Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options, CancelSource& cancel) {
@@ -104,7 +92,8 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options, Cancel
   // The termination record's first log line: what the cancel did. A reporter, so it runs after
   // every exec step has sent its signals: counting members must not delay them.
   CancelSource::Subscription announce = cancel.Subscribe([&st](const CancelRequest& r) {
-    size_t n = SignalledProcesses(st.root);
+    size_t n = 0;
+    engine::ForEachRunningTree(st.root, [&n](ProcessTree& t) { n += t.signalled(); });
     if (r.forced) {
       st.Log("step-runner: forced cancel (" + std::string(CancelReasonName(r.reason)) +
              "): SIGKILL to " + std::to_string(n) + " processes");

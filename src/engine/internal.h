@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <functional>
 #include <map>
 #include <set>
 #include <memory>
@@ -44,6 +45,9 @@ struct ResultNode {
   }
   proto::StepResult Snapshot() const;
 };
+
+/// Calls `fn` with the process tree of every exec step still running under `root`.
+void ForEachRunningTree(const ResultNode& root, const std::function<void(ProcessTree&)>& fn);
 
 struct Scope;
 struct StepOutcome;

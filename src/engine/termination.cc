@@ -55,17 +55,21 @@ json TerminationValue(const Engine::State& st) {
   return v.is_discarded() ? json::object() : v;
 }
 
-void StartDiagnose(Engine::State& st) {
-  json pids = json::array();
-  std::vector<const ResultNode*> stack{&st.root};
+void ForEachRunningTree(const ResultNode& root, const std::function<void(ProcessTree&)>& fn) {
+  std::vector<const ResultNode*> stack{&root};
   while (!stack.empty()) {
     const ResultNode* n = stack.back();
     stack.pop_back();
-    if (n->tree && !n->tree->finished()) {
-      for (pid_t p : n->tree->Members()) pids.push_back(p);
-    }
+    if (n->tree && !n->tree->finished()) fn(*n->tree);
     for (const auto& c : n->children) stack.push_back(c.get());
   }
+}
+
+void StartDiagnose(Engine::State& st) {
+  json pids = json::array();
+  ForEachRunningTree(st.root, [&](ProcessTree& t) {
+    for (pid_t p : t.Members()) pids.push_back(p);
+  });
   for (Scope* seq : st.running_sequences) {
     if (!seq->definition || seq->definition->diagnose.empty()) continue;
     auto run = std::make_shared<DiagnoseRun>();
@@ -102,17 +106,11 @@ namespace sr {
 void Engine::Warn(int signo) {
   State& st = *state_;
   st.warned_at = WallNow();
-  std::vector<engine::ResultNode*> stack{&st.root};
   size_t signalled = 0;
-  while (!stack.empty()) {
-    engine::ResultNode* n = stack.back();
-    stack.pop_back();
-    if (n->tree && !n->tree->finished()) {
-      signalled += n->tree->Members().size();
-      if (signo) n->tree->Signal(signo);
-    }
-    for (auto& c : n->children) stack.push_back(c.get());
-  }
+  engine::ForEachRunningTree(st.root, [&](ProcessTree& t) {
+    signalled += t.Members().size();
+    if (signo) t.Signal(signo);
+  });
   st.Log("step-runner: deadline warning: " +
          (signo ? SignalName(signo) + " sent to " + std::to_string(signalled) + " processes"
                 : std::string("no warning signal")) +
