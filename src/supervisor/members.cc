@@ -232,9 +232,13 @@ void GroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
 
 void GroupMembers::KillAll(const VictimFn& on_victim) {
   std::unordered_set<pid_t> seen;
+  // One group SIGKILL, in the first round: it is atomic against fork, so nothing can join the
+  // group after it, and a second one (with its pass over /proc/*/stat) would find no one new.
+  // Later rounds look for members outside the group and kill every one they find.
+  GroupSignal group = GroupSignal::kSend;
   for (int round = 0; round < kKillRounds; ++round) {
-    GroupSignal group = GroupSignal::kSend;  // SIGKILL may hit a member twice: harmless
     if (Round(SIGKILL, group, seen, on_victim) == 0) break;
+    group = GroupSignal::kNone;
   }
 }
 
