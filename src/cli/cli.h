@@ -26,6 +26,7 @@ struct RunFlags {
   std::string step_results_file;
   bool write_step_results = false;
   std::string step_results_format = "json";  // or "prototext"
+  std::string docker = "guard";  // or "passthrough": the steps get the real DOCKER_HOST (section 9)
 };
 
 }  // namespace sr::cli

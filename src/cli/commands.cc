@@ -203,6 +203,11 @@ void AddRunFlags(CLI::App* cmd, RunFlags& f) {
   cmd->add_flag("--write-steps-results", f.write_step_results, "write step-results.json");
   cmd->add_option("--step-results-format", f.step_results_format, "json or prototext")
       ->capture_default_str();
+  cmd->add_option("--docker", f.docker,
+                  "guard: the job's containers stop with it (a per-job DOCKER_HOST); "
+                  "passthrough: the steps get the real DOCKER_HOST")
+      ->check(CLI::IsMember({"guard", "passthrough"}))
+      ->capture_default_str();
 }
 
 }  // namespace

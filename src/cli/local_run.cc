@@ -10,6 +10,7 @@
 
 #include <google/protobuf/text_format.h>
 
+#include "docker/docker.h"
 #include "engine/engine.h"
 #include "loop/loop.h"
 #include "supervisor/supervisor.h"
@@ -46,6 +47,35 @@ class TerminalProgress : public Observer {
  private:
   static std::string Label(const std::string& name) { return name.empty() ? "(step)" : name; }
 };
+
+// The job's end: its containers stop within what is left of the grace, and the record lists
+// them. Without a cancel, the record's reason is step_ended (outlived the job, stopped at its
+// end). A second Ctrl-C during the stop forces it.
+void StopContainers(EventLoop& loop, docker::DockerGuard& guard, CancelSource& cancel,
+                    Duration grace, proto::StepResult* result) {
+  Duration remaining = grace;
+  bool forced = false;
+  if (const auto& c = cancel.current()) {
+    forced = c->forced;
+    remaining = c->grace - (Clock::now() - c->requested_at);
+  }
+  std::optional<std::vector<docker::ContainerRecord>> records;
+  guard.Stop(remaining, forced, [&](std::vector<docker::ContainerRecord> r) { records = std::move(r); });
+  auto escalate = cancel.Subscribe([&guard](const CancelRequest& r) {
+    if (r.forced) guard.Force();
+  });
+  loop.RunUntil([&] { return records.has_value(); });
+  if (records->empty()) return;
+  proto::Termination* t = result->mutable_termination();
+  if (t->reason() == proto::Termination::reason_unspecified) {
+    if (cancel.current()) {
+      SetTerminationRequest(*cancel.current(), t);
+    } else {
+      t->set_reason(proto::Termination::step_ended);
+    }
+  }
+  for (auto& r : *records) *t->add_containers() = std::move(r);
+}
 
 }  // namespace
 
@@ -118,6 +148,39 @@ int RunLocally(LocalRunRequest req) {
   options.grace = *grace;
   options.temp_dir = temp->path();
 
+  // Containers the job starts through Docker stop with it (contract section 9), and those a
+  // killed runner left behind go now (7.1).
+  const std::optional<std::string> daemon = docker::DaemonSocket(ProcessEnv());
+  bool cleanup_done = !daemon.has_value();
+  if (daemon) {
+    docker::RemoveDeadInstanceContainers(**loop, *daemon, [&](auto removed) {
+      cleanup_done = true;
+      if (removed.ok() && !removed->empty()) {
+        std::string list;
+        for (const auto& c : *removed) list += (list.empty() ? "" : ", ") + c;
+        std::fprintf(stderr, "step-runner: removed %zu container(s) of dead runner instances: %s\n",
+                     removed->size(), list.c_str());
+      }
+    });
+  }
+  const bool passthrough = req.flags.docker == docker::kPassthrough ||
+                           (req.job_vars.count(docker::kModeVariable) &&
+                            req.job_vars.at(docker::kModeVariable) == docker::kPassthrough);
+  std::unique_ptr<docker::DockerGuard> docker_guard;
+  if (daemon && !passthrough) {
+    docker::GuardOptions g;
+    g.daemon_socket = *daemon;
+    g.socket_path = temp->path() + "/docker.sock";
+    g.job_id = "run-" + docker::InstanceId();
+    g.log = [&sink](std::string_view line) {
+      sink.Write(OutputStream::kStderr, std::string(line) + "\n");
+    };
+    auto guard = docker::DockerGuard::Start(**loop, std::move(g));
+    if (!guard.ok()) return Fail(guard.error().message, 1);
+    docker_guard = std::move(*guard);
+    options.base_env["DOCKER_HOST"] = docker_guard->docker_host();
+  }
+
   int signals_seen = 0;
   auto watch = (*loop)->Watch(sigfd.get(), EPOLLIN, [&](uint32_t) {
     signalfd_siginfo info;
@@ -156,8 +219,12 @@ int RunLocally(LocalRunRequest req) {
   (*loop)->RunUntil([&] { return outcome.has_value(); });
   if (timeout_timer) (*loop)->CancelTimer(*timeout_timer);
   if (warn_timer) (*loop)->CancelTimer(*warn_timer);
-  (*loop)->Unwatch(*watch);
   (*sup)->KillAll();
+  if (docker_guard) {
+    StopContainers(**loop, *docker_guard, cancel, *grace, &outcome->result);
+  }
+  (*loop)->RunUntil([&] { return cleanup_done; });
+  (*loop)->Unwatch(*watch);
 
   const bool text_format = req.flags.step_results_format == "prototext";
   std::string results_file = req.flags.step_results_file;

@@ -1,0 +1,39 @@
+// The guard's endpoint: where the daemon is, and the per-job proxy in front of it.
+#include <sys/stat.h>
+
+#include "docker/docker.h"
+#include "docker/internal.h"
+#include "docker/proxy.h"
+
+namespace sr::docker {
+
+std::optional<std::string> DaemonSocket(const std::map<std::string, std::string>& env) {
+  std::string path = "/var/run/docker.sock";
+  if (auto it = env.find("DOCKER_HOST"); it != env.end() && !it->second.empty()) {
+    constexpr std::string_view kUnix = "unix://";
+    if (!std::string_view(it->second).starts_with(kUnix)) return std::nullopt;
+    path = it->second.substr(kUnix.size());
+  }
+  struct stat st {};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return std::nullopt;
+  return path;
+}
+
+Result<std::unique_ptr<DockerGuard>> DockerGuard::Start(EventLoop& loop, GuardOptions options) {
+  std::unique_ptr<DockerGuard> guard(new DockerGuard(loop, std::move(options)));
+  ProxyHooks hooks;
+  hooks.create_labels = {{kJobLabel, guard->options_.job_id}, {kInstanceLabel, InstanceId()}};
+  auto networks = guard->networks_;
+  hooks.network_created = [networks](const std::string& id) { networks->push_back(id); };
+  auto proxy = Proxy::Listen(loop, guard->options_.socket_path, guard->options_.daemon_socket,
+                             std::move(hooks));
+  if (!proxy.ok()) return proxy.error().Wrap("docker endpoint for job \"" + guard->options_.job_id + "\"");
+  guard->proxy_ = std::move(*proxy);
+  return guard;
+}
+
+DockerGuard::~DockerGuard() = default;
+
+std::string DockerGuard::docker_host() const { return "unix://" + options_.socket_path; }
+
+}  // namespace sr::docker
