@@ -23,6 +23,7 @@
 #include "loop/loop.h"
 #include "proto/step.pb.h"
 #include "util/result.h"
+#include "util/tempdir.h"
 #include "util/time.h"
 
 namespace sr::docker {
@@ -87,6 +88,7 @@ class DockerGuard {
   std::shared_ptr<std::vector<std::string>> networks_;
   std::unique_ptr<class Proxy> proxy_;
   std::shared_ptr<StopRun> stop_;
+  TempDir short_dir_;  // only when the job dir's path is too long for a socket
 };
 
 /// A runner's start: removes (force, with anonymous volumes) every container whose instance

@@ -1,9 +1,11 @@
 // The guard's endpoint: where the daemon is, and the per-job proxy in front of it.
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include "docker/docker.h"
 #include "docker/internal.h"
 #include "docker/proxy.h"
+#include "util/tempdir.h"
 
 namespace sr::docker {
 
@@ -21,6 +23,14 @@ std::optional<std::string> DaemonSocket(const std::map<std::string, std::string>
 
 Result<std::unique_ptr<DockerGuard>> DockerGuard::Start(EventLoop& loop, GuardOptions options) {
   std::unique_ptr<DockerGuard> guard(new DockerGuard(loop, std::move(options)));
+  // A unix socket path has at most 107 bytes; a job dir under a deep TMPDIR with a long job id
+  // can be longer. Such a job's endpoint lives in a private directory under /tmp instead.
+  if (guard->options_.socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    auto dir = TempDir::Create("step-runner-docker-", "/tmp");
+    if (!dir.ok()) return dir.error().Wrap("docker endpoint for job \"" + guard->options_.job_id + "\"");
+    guard->short_dir_ = std::move(*dir);
+    guard->options_.socket_path = guard->short_dir_.path() + "/docker.sock";
+  }
   ProxyHooks hooks;
   hooks.create_labels = {{kJobLabel, guard->options_.job_id}, {kInstanceLabel, InstanceId()}};
   auto networks = guard->networks_;
@@ -32,7 +42,8 @@ Result<std::unique_ptr<DockerGuard>> DockerGuard::Start(EventLoop& loop, GuardOp
   return guard;
 }
 
-DockerGuard::~DockerGuard() = default;
+// The proxy goes first: its socket file lives in short_dir_ when there is one.
+DockerGuard::~DockerGuard() { proxy_.reset(); }
 
 std::string DockerGuard::docker_host() const { return "unix://" + options_.socket_path; }
 

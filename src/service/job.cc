@@ -137,6 +137,26 @@ void Job::Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
   options.grace = request.grace;
   options.temp_dir = dir_ + "/.tmp";
 
+  // A job that reaches a Docker daemon gets its own endpoint (contract section 9), unless it
+  // opts out; a runner that cannot make one says so in the job log and passes DOCKER_HOST on.
+  auto daemon = docker::DaemonSocket(options.base_env);
+  auto mode = options.job_vars.find(docker::kModeVariable);
+  if (daemon && !(mode != options.job_vars.end() && mode->second == docker::kPassthrough)) {
+    docker::GuardOptions g;
+    g.daemon_socket = *daemon;
+    g.socket_path = dir_ + "/docker.sock";
+    g.job_id = id_;
+    JobLog* log = log_.get();
+    g.log = [log](std::string_view line) { log->Write(OutputStream::kStdout, std::string(line) + "\n"); };
+    auto guard = docker::DockerGuard::Start(loop, std::move(g));
+    if (guard.ok()) {
+      docker_ = std::move(*guard);
+      options.base_env["DOCKER_HOST"] = docker_->docker_host();
+    } else {
+      log_->Write(OutputStream::kStdout, "step-runner: " + guard.error().message + "\n");
+    }
+  }
+
   running_ = true;
   state_ = proto::StepResult::running;
   start_time_ = WallNow();
@@ -158,7 +178,26 @@ void Job::Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
   }
   Publish();
   StartTask<RunOutcome>(engine_->Run(std::move(request.root), std::move(options), cancel_),
-                        [this](RunOutcome outcome) { Finish(std::move(outcome)); });
+                        [this](RunOutcome outcome) { StopContainers(std::move(outcome)); });
+}
+
+void Job::StopContainers(RunOutcome outcome) {
+  if (!docker_) return Finish(std::move(outcome));
+  Duration remaining = grace_;
+  bool forced = false;
+  if (const auto& c = cancel_.current()) {
+    forced = c->forced;
+    remaining = c->grace - (Clock::now() - c->requested_at);
+  }
+  auto held = std::make_shared<RunOutcome>(std::move(outcome));
+  docker_->Stop(remaining, forced, [this, held](std::vector<docker::ContainerRecord> records) {
+    docker_escalate_ = {};
+    containers_ = std::move(records);
+    Finish(std::move(*held));
+  });
+  docker_escalate_ = cancel_.Subscribe([this](const CancelRequest& r) {
+    if (r.forced) docker_->Force();
+  });
 }
 
 void Job::Cancel(CancelReason reason, bool forced) {
@@ -241,10 +280,17 @@ void Job::Finish(RunOutcome outcome) {
 
 std::optional<proto::Termination> Job::BuildTermination(const proto::StepResult& result) const {
   const auto& request = cancel_.current();
-  if (!request) return std::nullopt;
-  if (ended_ && state_ == proto::StepResult::success) return std::nullopt;  // ran to its end
+  if (!request && containers_.empty()) return std::nullopt;
+  if (ended_ && state_ == proto::StepResult::success && containers_.empty()) {
+    return std::nullopt;  // ran to its end
+  }
   proto::Termination t;
-  SetTerminationRequest(*request, &t);
+  if (request) {
+    SetTerminationRequest(*request, &t);
+  } else {
+    t.set_reason(proto::Termination::step_ended);  // containers outlived the job's steps
+  }
+  for (const auto& c : containers_) *t.add_containers() = c;
   if (warning_time_) *t.mutable_warning_time() = ToTimestamp(*warning_time_);
   CollectProcesses(result, &t);
   return t;

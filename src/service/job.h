@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "docker/docker.h"
 #include "engine/engine.h"
 #include "log/log.h"
 #include "loop/loop.h"
@@ -97,6 +98,8 @@ class Job : private Observer {
   void StepFinished(const std::string& name, proto::StepResult::Status status,
                     Duration took) override;
   void Finish(RunOutcome outcome);
+  /// The job's containers stop before it counts as ended (contract section 9).
+  void StopContainers(RunOutcome outcome);
   void Publish();
   std::optional<proto::Termination> BuildTermination(const proto::StepResult& result) const;
 
@@ -119,6 +122,9 @@ class Job : private Observer {
   std::optional<proto::StatusError> error_;
   std::optional<proto::StepResult> final_result_;
   std::function<void()> on_end_;
+  std::unique_ptr<docker::DockerGuard> docker_;
+  CancelSource::Subscription docker_escalate_;
+  std::vector<docker::ContainerRecord> containers_;
 
   mutable std::mutex mu_;
   proto::Status published_;  // guarded by mu_

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "docker/docker.h"
 #include "service/job_service.h"
 #include "service/service.h"
 #include "util/fd.h"
@@ -97,6 +98,17 @@ Status Serve(const ServeOptions& options) {
   ::chmod(path.c_str(), 0600);
   std::fprintf(stderr, "step-runner: listening on unix:%s (%s)\n", path.c_str(),
                supervisor->mechanism().c_str());
+
+  // Containers a killed runner left behind go now (contract 7.1 and 9), in the background.
+  if (auto daemon = docker::DaemonSocket(ProcessEnv())) {
+    docker::RemoveDeadInstanceContainers(*loop, *daemon, [](auto removed) {
+      if (!removed.ok() || removed->empty()) return;
+      std::string list;
+      for (const auto& c : *removed) list += (list.empty() ? "" : ", ") + c;
+      std::fprintf(stderr, "step-runner: removed %zu container(s) of dead runner instances: %s\n",
+                   removed->size(), list.c_str());
+    });
+  }
 
   // 4. Run until a signal; then drain jobs and log streams on the loop. Server::Shutdown runs
   //    on a helper thread because reactors it cancels still need the loop to finish. Nothing is
