@@ -132,7 +132,8 @@ void DockerDaemon::Start() {
   }
   auto built = Shell("mkdir -p " + rootfs + "/bin " + rootfs + "/tmp && cp /bin/busybox " +
                      rootfs + "/bin/busybox" + links + " && tar -C " + rootfs +
-                     " -c . | DOCKER_HOST=" + host() + " docker import - " + kImage);
+                     " -c . | DOCKER_HOST=" + host() + " docker import - " + kImage + " && DOCKER_HOST=" + host() + " docker tag " + kImage +
+                     " busybox");
   ASSERT_EQ(built.exit_code, 0) << built.out;
 }
 

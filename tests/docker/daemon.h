@@ -19,7 +19,7 @@ class DockerDaemon {
   const std::string& socket() const { return socket_; }
   std::string host() const { return "unix://" + socket_; }
   const std::string& dir() const { return dir_; }
-  /// The imported busybox image.
+  /// The imported busybox image, also tagged `busybox` (the README's example uses that name).
   static constexpr const char* kImage = "sr-busybox";
 
   struct Result {
