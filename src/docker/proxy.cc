@@ -56,6 +56,11 @@ struct Flow {
   size_t out_off = 0;
   bool src_eof = false, dst_shut = false;
   bool raw = false;         // hijacked: no more framing
+  // Edge-triggered readiness: cleared by a short read or write (the kernel buffer was drained
+  // or filled, and the next change brings a new edge), set again by epoll. Saves the syscall
+  // that would only answer EAGAIN.
+  bool src_ready = true, dst_ready = true;
+  bool src_hup = false;  // the peer's end was seen: read on until the 0, short reads or not
   size_t pending() const { return out.size() - out_off; }
 };
 
@@ -75,8 +80,8 @@ class Proxy::Connection {
 
   Status Watch() {
     const uint32_t ev = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    SR_ASSIGN_OR_RETURN(client_watch_, proxy_.loop_.Watch(client_.get(), ev, Callback()));
-    SR_ASSIGN_OR_RETURN(upstream_watch_, proxy_.loop_.Watch(upstream_.get(), ev, Callback()));
+    SR_ASSIGN_OR_RETURN(client_watch_, proxy_.loop_.Watch(client_.get(), ev, Callback(true)));
+    SR_ASSIGN_OR_RETURN(upstream_watch_, proxy_.loop_.Watch(upstream_.get(), ev, Callback(false)));
     return Ok();
   }
 
@@ -85,10 +90,20 @@ class Proxy::Connection {
     bool head = false, may_hijack = false, network_create = false;
   };
 
-  EventLoop::FdCallback Callback() {
+  EventLoop::FdCallback Callback(bool client) {
     Proxy* proxy = &proxy_;
     uint64_t id = id_;
-    return [proxy, id](uint32_t) { Turn(proxy, id); };
+    return [proxy, id, client](uint32_t events) {
+      auto it = proxy->connections_.find(id);
+      if (it == proxy->connections_.end()) return;
+      Connection& c = *it->second;
+      Flow& reads = client ? c.up_ : c.down_;   // this fd is their source
+      Flow& writes = client ? c.down_ : c.up_;  // and their destination
+      if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) reads.src_ready = true;
+      if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) reads.src_hup = true;
+      if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writes.dst_ready = true;
+      Turn(proxy, id);
+    };
   }
 
   // Looks the connection up by id: a timer may outlive it.
@@ -125,10 +140,11 @@ class Proxy::Connection {
     bool moved = false;
     if (!f.in.empty() && !(requests && paused_)) moved = Frame(f, requests) || moved;
     char buf[kReadChunk];
-    while (!finished_ && !f.src_eof && f.pending() < kMaxPending && !(requests && paused_) &&
-           f.in.size() < kReadChunk + HttpFramer<true>::kHeaderLimit) {
+    while (!finished_ && f.src_ready && !f.src_eof && f.pending() < kMaxPending &&
+           !(requests && paused_) && f.in.size() < kReadChunk + HttpFramer<true>::kHeaderLimit) {
       ssize_t n = ::read(f.src, buf, sizeof buf);
       if (n > 0) {
+        if (static_cast<size_t>(n) < sizeof buf && !f.src_hup) f.src_ready = false;
         f.in.append(buf, static_cast<size_t>(n));
         Frame(f, requests);
         moved = true;
@@ -138,19 +154,22 @@ class Proxy::Connection {
       } else if (errno == EINTR) {
         continue;
       } else if (errno == EAGAIN) {
+        f.src_ready = false;
         break;
       } else {
         return Fail();
       }
     }
-    while (!finished_ && f.pending() > 0) {
+    while (!finished_ && f.dst_ready && f.pending() > 0) {
       ssize_t n = ::send(f.dst, f.out.data() + f.out_off, f.pending(), MSG_NOSIGNAL);
       if (n > 0) {
+        if (static_cast<size_t>(n) < f.pending()) f.dst_ready = false;
         f.out_off += static_cast<size_t>(n);
         moved = true;
       } else if (n < 0 && errno == EINTR) {
         continue;
       } else if (n < 0 && errno == EAGAIN) {
+        f.dst_ready = false;
         break;
       } else {
         return Fail();
