@@ -173,7 +173,7 @@ int RunLocally(LocalRunRequest req) {
     g.socket_path = temp->path() + "/docker.sock";
     g.job_id = "run-" + docker::InstanceId();
     g.log = [&sink](std::string_view line) {
-      sink.Write(OutputStream::kStderr, std::string(line) + "\n");
+      sink.Write(OutputStream::kStdout, std::string(line) + "\n");
     };
     auto guard = docker::DockerGuard::Start(**loop, std::move(g));
     if (!guard.ok()) return Fail(guard.error().message, 1);

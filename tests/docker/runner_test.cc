@@ -59,7 +59,7 @@ run:
                              options_);
   ASSERT_EQ(out.exit_code, 0) << out.out << out.err;
   EXPECT_THAT(out.out, HasSubstr("per-job endpoint"));
-  EXPECT_THAT(out.err, HasSubstr("r-success (image busybox): killed (SIGKILL) after the grace; removed"));
+  EXPECT_THAT(out.out, HasSubstr("r-success (image busybox): killed (SIGKILL) after the grace; removed"));
   EXPECT_FALSE(Exists("r-success"));
   json r = json::parse(dir_.Read("r.json"));
   EXPECT_EQ(r["termination"]["reason"], "step_ended");
@@ -85,7 +85,7 @@ run:
   Output out = run.Wait();
   EXPECT_EQ(out.exit_code, 130) << out.err;
   EXPECT_FALSE(Exists("r-cancel"));
-  EXPECT_THAT(out.err, HasSubstr("r-cancel (image busybox): exited after SIGTERM with code 0; removed"));
+  EXPECT_THAT(out.out, HasSubstr("r-cancel (image busybox): exited after SIGTERM with code 0; removed"));
   json r = json::parse(dir_.Read("r.json"));
   EXPECT_EQ(r["termination"]["reason"], "cancel_requested");
   ASSERT_EQ(r["termination"]["containers"].size(), 1u);
@@ -110,7 +110,7 @@ run:
     Output out = RunStepRunner(args, options_);
     ASSERT_EQ(out.exit_code, 0) << out.err;
     EXPECT_THAT(out.out, HasSubstr("host=" + daemon_->host()));
-    EXPECT_THAT(out.err, Not(HasSubstr("docker: container")));
+    EXPECT_THAT(out.out, Not(HasSubstr("docker: container")));
   }
   EXPECT_TRUE(Exists("r-pass-flag"));
   EXPECT_TRUE(Exists("r-pass-job"));
@@ -184,7 +184,7 @@ run:
   Output timed = RunStepRunner({"run", "-f", "job.yml", "--timeout", "2s", "--grace", "0s",
                                 "--env", "NAME=timeout"}, options_);
   EXPECT_EQ(timed.exit_code, 124) << timed.err;
-  EXPECT_THAT(timed.err, HasSubstr("r-end-timeout (image busybox): killed"));
+  EXPECT_THAT(timed.out, HasSubstr("r-end-timeout (image busybox): killed"));
   EXPECT_FALSE(Exists("r-end-timeout"));
 
   const std::string sock = dir_ / "s.sock";
