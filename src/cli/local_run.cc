@@ -11,7 +11,7 @@
 #include <google/protobuf/text_format.h>
 
 #include "docker/docker.h"
-#include "engine/engine.h"
+#include "engine/job_run.h"
 #include "loop/loop.h"
 #include "supervisor/supervisor.h"
 #include "util/fd.h"
@@ -47,35 +47,6 @@ class TerminalProgress : public Observer {
  private:
   static std::string Label(const std::string& name) { return name.empty() ? "(step)" : name; }
 };
-
-// The job's end: its containers stop within what is left of the grace, and the record lists
-// them. Without a cancel, the record's reason is step_ended (outlived the job, stopped at its
-// end). A second Ctrl-C during the stop forces it.
-void StopContainers(EventLoop& loop, docker::DockerGuard& guard, CancelSource& cancel,
-                    Duration grace, proto::StepResult* result) {
-  Duration remaining = grace;
-  bool forced = false;
-  if (const auto& c = cancel.current()) {
-    forced = c->forced;
-    remaining = c->grace - (Clock::now() - c->requested_at);
-  }
-  std::optional<std::vector<docker::ContainerRecord>> records;
-  guard.Stop(remaining, forced, [&](std::vector<docker::ContainerRecord> r) { records = std::move(r); });
-  auto escalate = cancel.Subscribe([&guard](const CancelRequest& r) {
-    if (r.forced) guard.Force();
-  });
-  loop.RunUntil([&] { return records.has_value(); });
-  if (records->empty()) return;
-  proto::Termination* t = result->mutable_termination();
-  if (t->reason() == proto::Termination::reason_unspecified) {
-    if (cancel.current()) {
-      SetTerminationRequest(*cancel.current(), t);
-    } else {
-      t->set_reason(proto::Termination::step_ended);
-    }
-  }
-  for (auto& r : *records) *t->add_containers() = std::move(r);
-}
 
 }  // namespace
 
@@ -135,22 +106,25 @@ int RunLocally(LocalRunRequest req) {
 
   StdioSink sink;
   TerminalProgress progress;
-  Engine engine(**loop, **sup, sink, ::isatty(2) ? &progress : nullptr);
-  CancelSource cancel;
+  JobRun run(**loop, **sup, sink, ::isatty(2) ? &progress : nullptr);
 
-  RunOptions options;
-  options.work_dir = req.work_dir;
-  options.root_step_dir = req.root_step_dir;
-  options.base_env = req.env;
-  options.job_vars = req.job_vars;
-  options.secrets = req.secrets;
-  options.root_inputs = req.root_inputs;
-  options.grace = *grace;
-  options.temp_dir = temp->path();
+  JobOptions options;
+  options.run.work_dir = req.work_dir;
+  options.run.root_step_dir = req.root_step_dir;
+  options.run.base_env = req.env;
+  options.run.job_vars = req.job_vars;
+  options.run.secrets = req.secrets;
+  options.run.root_inputs = req.root_inputs;
+  options.run.grace = *grace;
+  options.run.temp_dir = temp->path();
+  options.timeout = timeout.value_or(Duration(0));
+  options.warn_before = warn_before.value_or(Duration(0));
+  options.warn_signal = warn_signal;
 
   // Containers the job starts through Docker stop with it (contract section 9), and those a
-  // killed runner left behind go now (7.1).
-  const std::optional<std::string> daemon = docker::DaemonSocket(ProcessEnv());
+  // killed runner left behind go now (7.1), while the job runs.
+  const auto runner_env = ProcessEnv();
+  const std::optional<std::string> daemon = docker::DaemonSocket(runner_env);
   bool cleanup_done = !daemon.has_value();
   if (daemon) {
     docker::RemoveDeadInstanceContainers(**loop, *daemon, [&](auto removed) {
@@ -163,68 +137,34 @@ int RunLocally(LocalRunRequest req) {
       }
     });
   }
-  const bool passthrough = req.flags.docker == docker::kPassthrough ||
-                           (req.job_vars.count(docker::kModeVariable) &&
-                            req.job_vars.at(docker::kModeVariable) == docker::kPassthrough);
-  std::unique_ptr<docker::DockerGuard> docker_guard;
-  if (daemon && !passthrough) {
-    docker::GuardOptions g;
-    g.daemon_socket = *daemon;
-    g.socket_path = temp->path() + "/docker.sock";
-    g.job_id = "run-" + docker::InstanceId();
-    g.log = [&sink](std::string_view line) {
-      sink.Write(OutputStream::kStdout, std::string(line) + "\n");
-    };
-    auto guard = docker::DockerGuard::Start(**loop, std::move(g));
-    if (!guard.ok()) return Fail(guard.error().message, 1);
-    docker_guard = std::move(*guard);
-    options.base_env["DOCKER_HOST"] = docker_guard->docker_host();
+  if (auto guarded = docker::DaemonToGuard(runner_env, req.job_vars, req.flags.docker)) {
+    options.docker = DockerOptions{*guarded, temp->path() + "/docker.sock", "run-" + docker::InstanceId()};
   }
 
+  // The terminal's part of a cancel: the first Ctrl-C cancels, the second forces.
   int signals_seen = 0;
   auto watch = (*loop)->Watch(sigfd.get(), EPOLLIN, [&](uint32_t) {
     signalfd_siginfo info;
     while (::read(sigfd.get(), &info, sizeof info) == sizeof info) {
-      ++signals_seen;
+      const bool force = ++signals_seen > 1;
       // Act first, then say so: a slow terminal must not delay the signals.
-      if (signals_seen == 1) {
-        cancel.Cancel(CancelRequest{CancelReason::kRequested, false, *grace, {}, {}});
-        std::fprintf(stderr,
-                     "step-runner: %s received: cancelling (grace %s); press Ctrl-C again to "
-                     "force\n",
-                     SignalName(static_cast<int>(info.ssi_signo)).c_str(),
-                     FormatDuration(*grace).c_str());
+      CancelSource::Effect e = run.Cancel(CancelReason::kRequested, force);
+      if (!force) {
+        std::fprintf(stderr, "step-runner: %s received: cancelling (grace %s); press Ctrl-C again to "
+                     "force\n", SignalName(static_cast<int>(info.ssi_signo)).c_str(),
+                     FormatDuration(e.grace.value_or(*grace)).c_str());
       } else {
-        cancel.Cancel(CancelRequest{CancelReason::kRequested, true, Duration(0), {}, {}});
         std::fprintf(stderr, "step-runner: second signal: killing every process now\n");
       }
     }
   });
   if (!watch.ok()) return Fail(watch.error().message, 1);
-  std::optional<EventLoop::TimerId> timeout_timer, warn_timer;
-  if (timeout) {
-    timeout_timer = (*loop)->After(*timeout, [&] {
-      cancel.Cancel(CancelRequest{CancelReason::kTimedOut, false, *grace, {}, {}});
-      std::fprintf(stderr, "step-runner: timed out after %s: cancelling\n",
-                   FormatDuration(*timeout).c_str());
-    });
-    if (warn_before) {
-      warn_timer = (*loop)->After(*timeout - *warn_before, [&] { engine.Warn(warn_signal); });
-    }
-  }
 
   std::optional<RunOutcome> outcome;
-  StartTask<RunOutcome>(engine.Run(std::move(req.root), std::move(options), cancel),
-                        [&](RunOutcome o) { outcome = std::move(o); });
-  (*loop)->RunUntil([&] { return outcome.has_value(); });
-  if (timeout_timer) (*loop)->CancelTimer(*timeout_timer);
-  if (warn_timer) (*loop)->CancelTimer(*warn_timer);
-  (*sup)->KillAll();
-  if (docker_guard) {
-    StopContainers(**loop, *docker_guard, cancel, *grace, &outcome->result);
-  }
-  (*loop)->RunUntil([&] { return cleanup_done; });
+  run.Start(std::move(req.root), std::move(options), [&](RunOutcome o) { outcome = std::move(o); });
+  (*loop)->RunUntil([&] { return outcome.has_value() && cleanup_done; });
   (*loop)->Unwatch(*watch);
+  (*sup)->KillAll();
 
   const bool text_format = req.flags.step_results_format == "prototext";
   std::string results_file = req.flags.step_results_file;

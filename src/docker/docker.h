@@ -43,6 +43,12 @@ using LogLine = std::function<void(std::string_view line)>;
 /// of endpoint (tcp://, ssh://: passed through untouched) or no socket is there.
 std::optional<std::string> DaemonSocket(const std::map<std::string, std::string>& env);
 
+/// The daemon socket to guard for a job: DaemonSocket(env), unless the job opted out with
+/// `mode` "passthrough" (run --docker) or the job variable STEP_RUNNER_DOCKER=passthrough.
+std::optional<std::string> DaemonToGuard(const std::map<std::string, std::string>& env,
+                                         const std::map<std::string, std::string>& job_vars,
+                                         std::string_view mode);
+
 /// This runner process's instance: boot id, pid namespace, pid and the pid's start time, so a
 /// reused pid is not mistaken for the runner that labelled a container.
 const std::string& InstanceId();

@@ -21,6 +21,16 @@ std::optional<std::string> DaemonSocket(const std::map<std::string, std::string>
   return path;
 }
 
+std::optional<std::string> DaemonToGuard(const std::map<std::string, std::string>& env,
+                                         const std::map<std::string, std::string>& job_vars,
+                                         std::string_view mode) {
+  auto var = job_vars.find(kModeVariable);
+  if (mode == kPassthrough || (var != job_vars.end() && var->second == kPassthrough)) {
+    return std::nullopt;
+  }
+  return DaemonSocket(env);
+}
+
 Result<std::unique_ptr<DockerGuard>> DockerGuard::Start(EventLoop& loop, GuardOptions options) {
   std::unique_ptr<DockerGuard> guard(new DockerGuard(loop, std::move(options)));
   // A unix socket path has at most 107 bytes; a job dir under a deep TMPDIR with a long job id

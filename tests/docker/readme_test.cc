@@ -34,7 +34,7 @@ std::vector<std::string> Lines(const std::string& text) {
 
 std::string Normalize(std::string line) {
   line = std::regex_replace(line, std::regex("\\b[0-9a-f]{12}\\b"), "<id>");
-  line = std::regex_replace(line, std::regex("SIGKILL after [0-9.]+m?s"), "SIGKILL after <d>");
+  line = std::regex_replace(line, std::regex("(SIGKILL after|grace) [0-9.]+m?s"), "$1 <d>");
   while (!line.empty() && line.back() == ' ') line.pop_back();
   return line;
 }
