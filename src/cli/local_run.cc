@@ -162,7 +162,14 @@ int RunLocally(LocalRunRequest req) {
 
   std::optional<RunOutcome> outcome;
   run.Start(std::move(req.root), std::move(options), [&](RunOutcome o) { outcome = std::move(o); });
-  (*loop)->RunUntil([&] { return outcome.has_value() && cleanup_done; });
+  (*loop)->RunUntil([&] { return outcome.has_value(); });
+  if (!cleanup_done) {
+    // A daemon that does not answer must not hold the exit: give the cleanup a few seconds.
+    bool waited = false;
+    auto give_up = (*loop)->After(std::chrono::seconds(5), [&] { waited = true; });
+    (*loop)->RunUntil([&] { return cleanup_done || waited; });
+    (*loop)->CancelTimer(give_up);
+  }
   (*loop)->Unwatch(*watch);
   (*sup)->KillAll();
 

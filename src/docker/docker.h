@@ -92,6 +92,9 @@ class DockerGuard {
   EventLoop& loop_;
   GuardOptions options_;
   std::shared_ptr<std::vector<std::string>> networks_;
+  // Container creates that went through the endpoint: none, and the stop asks the daemon nothing
+  // (a job that never used Docker costs no API call at its end).
+  std::shared_ptr<size_t> creates_ = std::make_shared<size_t>(0);
   std::unique_ptr<class Proxy> proxy_;
   std::shared_ptr<StopRun> stop_;
   TempDir short_dir_;  // only when the job dir's path is too long for a socket

@@ -45,6 +45,8 @@ Result<std::unique_ptr<DockerGuard>> DockerGuard::Start(EventLoop& loop, GuardOp
   hooks.create_labels = {{kJobLabel, guard->options_.job_id}, {kInstanceLabel, InstanceId()}};
   auto networks = guard->networks_;
   hooks.network_created = [networks](const std::string& id) { networks->push_back(id); };
+  auto creates = guard->creates_;
+  hooks.container_create = [creates] { ++*creates; };
   auto proxy = Proxy::Listen(loop, guard->options_.socket_path, guard->options_.daemon_socket,
                              std::move(hooks));
   if (!proxy.ok()) return proxy.error().Wrap("docker endpoint for job \"" + guard->options_.job_id + "\"");

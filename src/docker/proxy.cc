@@ -245,6 +245,7 @@ class Proxy::Connection {
         return;
       }
       up_.out += Relabelled(*request_, held_);
+      if (proxy_.hooks_.container_create) proxy_.hooks_.container_create();
     }
     Sent s;
     s.head = request_->method() == "HEAD";

@@ -19,6 +19,8 @@ namespace sr::docker {
 struct ProxyHooks {
   /// Labels added to every container create.
   std::map<std::string, std::string> create_labels;
+  /// Called for every container create passed on (before the daemon answers).
+  std::function<void()> container_create;
   /// Called with the id of every network created through the proxy (answer 201).
   std::function<void(const std::string& network_id)> network_created;
 };

@@ -272,6 +272,11 @@ void DockerGuard::Stop(Duration remaining_grace, bool forced,
   stop_->forced = forced;
   stop_->networks = networks_;
   stop_->done = std::move(done);
+  if (*creates_ == 0 && networks_->empty()) {
+    auto run = stop_;
+    loop_.After(Duration(0), [run] { run->Finish(); });
+    return;
+  }
   stop_->Begin();
 }
 
