@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/local_run.h"
+#include "engine/engine.h"
 #include "stepfile/stepfile.h"
 #include "util/fd.h"
 
@@ -128,7 +129,6 @@ int RunCommand(const RunArgs& a) {
     }
     req.env[k] = v;
   }
-  if (!req.env.count("CI_STEPS_LOG_LEVEL")) req.env["CI_STEPS_LOG_LEVEL"] = "info";
   if (!a.file.empty()) {
     for (const auto& [k, v] : *env) req.env[k] = v;
   }
@@ -136,6 +136,20 @@ int RunCommand(const RunArgs& a) {
   for (const auto& [k, v] : *masked) {
     req.job_vars[k] = v;
     req.secrets.push_back(v);
+  }
+  // CI_* variables are kept out of the steps' environment, but the log level is still read from
+  // ours (the Go runner dropped it, so `CI_STEPS_LOG_LEVEL=debug step-runner run` did nothing).
+  auto level_env = req.env;
+  if (const char* os_level = std::getenv("CI_STEPS_LOG_LEVEL")) {
+    level_env.emplace("CI_STEPS_LOG_LEVEL", os_level);
+  }
+  auto level = NormalizeLogLevel(req.job_vars, level_env);
+  if (!level.ok()) return Fail(level.error().message, 2);
+  req.env["CI_STEPS_LOG_LEVEL"] = *level;
+  if (!a.file.empty()) {
+    if (Status required = CheckRequiredInputs(req.root.spec, req.root_inputs); !required.ok()) {
+      return Fail(required.error().message, 2);
+    }
   }
   return RunLocally(std::move(req));
 }
@@ -161,10 +175,12 @@ int CiCommand(const RunFlags& flags) {
   for (const char* k : kKnownVars) {
     if (env.count(k)) req.env[k] = env[k];
   }
-  req.env["CI_STEPS_LOG_LEVEL"] = env.count("CI_STEPS_LOG_LEVEL") ? env["CI_STEPS_LOG_LEVEL"] : "info";
   for (const auto& [k, v] : env) {
     if (HasPrefix(k, "CI_") || HasPrefix(k, "GITLAB_") || HasPrefix(k, "DOCKER_")) req.job_vars[k] = v;
   }
+  auto level = NormalizeLogLevel(req.job_vars, env);
+  if (!level.ok()) return Fail(level.error().message, 2);
+  req.env["CI_STEPS_LOG_LEVEL"] = *level;
   return RunLocally(std::move(req));
 }
 

@@ -101,6 +101,14 @@ class Engine {
 /// 0 success, 1 step failed, 2 step-file/usage error, 124 timed out, 130 cancelled.
 int ExitCodeFor(const std::optional<Error>& error);
 
+/// CI_STEPS_LOG_LEVEL as the steps see it (reference.md 3.9): the job variable, else the env
+/// value; trimmed, lower-cased, "" = info. Other values than debug/info/warn/error are an error.
+Result<std::string> NormalizeLogLevel(const std::map<std::string, std::string>& job_vars,
+                                      const std::map<std::string, std::string>& env);
+
+/// A root input with no default and no value is an error naming it (Go's text).
+Status CheckRequiredInputs(const stepfile::Spec& spec, const nlohmann::json& provided);
+
 /// Serialises a StepResult as step-results.json (protobuf JSON, lowerCamelCase field names).
 std::string ResultToJson(const proto::StepResult& result);
 

@@ -53,6 +53,9 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
                                             std::to_string(kMaxSequenceNesting) +
                                             " levels deep (does a step invoke itself?)")};
   }
+  if (Status reads = CheckOutputReads(st, step.dir, def); !reads.ok()) {
+    co_return StepOutcome{true, reads.error()};
+  }
   Scope self = StepScope(caller, step, inputs);
   self.node = node;
   self.definition = &def;
