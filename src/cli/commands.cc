@@ -60,6 +60,14 @@ Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::str
 
 bool HasPrefix(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
+// Our stdout and stderr are one file (`>log 2>&1`, one terminal): steps then get one pipe for
+// both, so the file keeps the order they wrote in.
+bool StdoutIsStderr() {
+  struct stat out {}, err {};
+  return ::fstat(1, &out) == 0 && ::fstat(2, &err) == 0 && out.st_dev == err.st_dev &&
+         out.st_ino == err.st_ino;
+}
+
 std::string Cwd() {
   std::error_code ec;
   return std::filesystem::current_path(ec).string();
@@ -151,6 +159,7 @@ int RunCommand(const RunArgs& a) {
       return Fail(required.error().message, 2);
     }
   }
+  req.merge_stderr = StdoutIsStderr();
   return RunLocally(std::move(req));
 }
 
@@ -181,6 +190,7 @@ int CiCommand(const RunFlags& flags) {
   auto level = NormalizeLogLevel(req.job_vars, env);
   if (!level.ok()) return Fail(level.error().message, 2);
   req.env["CI_STEPS_LOG_LEVEL"] = *level;
+  req.merge_stderr = StdoutIsStderr();
   return RunLocally(std::move(req));
 }
 

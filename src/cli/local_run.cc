@@ -117,6 +117,7 @@ int RunLocally(LocalRunRequest req) {
   options.root_inputs = req.root_inputs;
   options.grace = *grace;
   options.temp_dir = temp->path();
+  options.merge_stderr = req.merge_stderr;
 
   int signals_seen = 0;
   auto watch = (*loop)->Watch(sigfd.get(), EPOLLIN, [&](uint32_t) {

@@ -60,6 +60,9 @@ struct RunOptions {
   nlohmann::json root_inputs = nlohmann::json::object();
   /// Directory for per-step output/export files; must exist and outlive the run.
   std::string temp_dir;
+  /// Steps write stdout and stderr through one pipe (order kept; all reported as stdout): for
+  /// destinations that are one file, the job log. Apart only where the two differ (a terminal).
+  bool merge_stderr = false;
   /// Where git-referenced steps are cached ("" = $TMPDIR/step-runner-cache).
   std::string cache_dir;
 };

@@ -131,6 +131,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   }
   spec.work_dir = work_dir->empty() ? st.options.work_dir : *work_dir;
   for (const auto& [k, v] : env) spec.env.push_back(k + "=" + v);
+  spec.merge_stderr = st.options.merge_stderr;
   auto* exec_result = node->result.mutable_exec_result();
   for (const auto& a : spec.argv) exec_result->add_command(a);
   exec_result->set_work_dir(spec.work_dir);

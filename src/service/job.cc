@@ -136,6 +136,7 @@ void Job::Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
   options.secrets = std::move(request.secrets);
   options.grace = request.grace;
   options.temp_dir = dir_ + "/.tmp";
+  options.merge_stderr = true;  // one log file: one writer, as the Go runner
 
   running_ = true;
   state_ = proto::StepResult::running;
