@@ -70,6 +70,17 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
                                                  name + "\""))};
     }
     auto value = expr::Expand(raw, view);
+    if (auto text = inv.text_inputs.find(name); text != inv.text_inputs.end()) {
+      // `run REF --inputs k=v`: the text is typed by the declared type (`who=123` is "123").
+      auto expanded = expr::ExpandString(text->second, view);
+      if (!expanded.ok()) {
+        value = expanded.error();
+      } else if (auto typed = stepfile::ValueFromText(decl->second.type, *expanded); typed.ok()) {
+        value = std::move(*typed);
+      } else {
+        value = typed.error();
+      }
+    }
     if (!value.ok()) {
       co_return StepOutcome{false,
                             LoadError(inv.name, AsFailure(value.error()).Wrap("expand input \"" + name + "\""))};
