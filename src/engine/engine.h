@@ -41,6 +41,8 @@ class Observer {
   virtual void StepStarted(const std::string& /*name*/) {}
   virtual void StepFinished(const std::string& /*name*/, proto::StepResult::Status /*status*/,
                             Duration /*took*/) {}
+  /// A step of a `run:` list that did not start because an earlier one failed or a cancel came.
+  virtual void StepSkipped(const std::string& /*name*/) {}
 };
 
 struct RunOptions {
