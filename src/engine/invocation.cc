@@ -78,7 +78,8 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
       } else if (auto typed = stepfile::ValueFromText(decl->second.type, *expanded); typed.ok()) {
         value = std::move(*typed);
       } else {
-        value = typed.error();
+        co_return StepOutcome{
+            false, LoadError(inv.name, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
       }
     }
     if (!value.ok()) {

@@ -168,7 +168,7 @@ class Builder : public YAML::EventHandler {
     Count(mark);
     // Only YAML's own tags mean something here; a local tag (`!foo x`) would otherwise be
     // dropped silently. Go's decoder refuses them too ("cannot unmarshal !foo").
-    if (tag != "?" && tag != "!" && tag.rfind("tag:yaml.org,2002:", 0) != 0) {
+    if (!tag.empty() && tag != "?" && tag != "!" && tag.rfind("tag:yaml.org,2002:", 0) != 0) {
       throw Stop{"unsupported tag \"" + tag + "\"", OneBased(mark.line), OneBased(mark.column)};
     }
     // yaml-cpp reads a tag with characters a tag may not have (`!\x41`) as the bare `!` and
