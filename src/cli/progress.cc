@@ -52,10 +52,10 @@ proto::StepResult::Status OutcomeStatus(const std::optional<Error>& error) {
 void SnapshotProgress::Update(const proto::StepResult& root, bool final) {
   // A root exec step is a step of its own; a root sequence only holds the steps.
   if (root.specdefinition().definition().type() == proto::DefinitionType::exec) {
-    if (root.status() != proto::StepResult::unspecified) Walk(root, "", final);
+    if (root.status() != proto::StepResult::unspecified) Walk(root, "");
     return;
   }
-  for (const auto& sub : root.sub_step_results()) Walk(sub, "/" + sub.step().name(), final);
+  for (const auto& sub : root.sub_step_results()) Walk(sub, "/" + sub.step().name());
   if (!final) return;
   // Steps of the root's `run:` that never started: skipped after a failure or cancel.
   std::set<std::string> ran;
@@ -65,14 +65,13 @@ void SnapshotProgress::Update(const proto::StepResult& root, bool final) {
   }
 }
 
-void SnapshotProgress::Walk(const proto::StepResult& r, const std::string& path, bool final) {
-  (void)final;
+void SnapshotProgress::Walk(const proto::StepResult& r, const std::string& path) {
   const std::string& name = r.step().name();
   if (!started_.count(path)) {
     started_.insert(path);
     Started(name);
   }
-  for (const auto& sub : r.sub_step_results()) Walk(sub, path + "/" + sub.step().name(), final);
+  for (const auto& sub : r.sub_step_results()) Walk(sub, path + "/" + sub.step().name());
   if (Ended(r.status()) && !finished_.count(path)) {
     finished_.insert(path);
     std::optional<Duration> took;

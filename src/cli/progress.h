@@ -43,7 +43,7 @@ class SnapshotProgress : public ProgressPrinter {
   void Update(const proto::StepResult& root, bool final);
 
  private:
-  void Walk(const proto::StepResult& r, const std::string& path, bool final);
+  void Walk(const proto::StepResult& r, const std::string& path);
   std::set<std::string> started_;  // by path of names, e.g. "/build/compile"
   std::set<std::string> finished_;
 };
