@@ -12,8 +12,10 @@
 
 #include "engine/engine.h"
 #include "loop/loop.h"
+#include "supervisor/runner_start.h"
 #include "supervisor/supervisor.h"
 #include "util/fd.h"
+#include "util/owner.h"
 #include "util/signals.h"
 #include "util/tempdir.h"
 
@@ -87,11 +89,12 @@ int RunLocally(LocalRunRequest req) {
     warn_signal = *s;
   }
 
-  // Signals are consumed in one place, synchronously, through a signalfd on the loop.
+  if (Status ready = PrepareRunner(); !ready.ok()) return Fail(ready.error().message, 1);
+  // Signals are consumed in one place, synchronously, through a signalfd on the loop. A closed
+  // terminal (SIGHUP) and SIGQUIT cancel like Ctrl-C and SIGTERM.
   sigset_t mask;
   sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&mask, sig);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   UniqueFd sigfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!sigfd.valid()) return Fail("signalfd: " + std::string(std::strerror(errno)), 1);
@@ -102,6 +105,7 @@ int RunLocally(LocalRunRequest req) {
   if (!sup.ok()) return Fail(sup.error().message, 1);
   auto temp = TempDir::Create("step-runner-");
   if (!temp.ok()) return Fail(temp.error().message, 1);
+  if (Status marked = MarkOwned(temp->path()); !marked.ok()) return Fail(marked.error().message, 1);
 
   StdioSink sink;
   TerminalProgress progress;

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "util/fd.h"
+#include "util/owner.h"
 #include "util/signals.h"
 #include "util/tempdir.h"
 
@@ -98,13 +99,20 @@ Status Job::Setup(JobRequest& request) {
   }
   std::string dir = JobDir(id_);
   if (::mkdir(dir.c_str(), 0700) != 0) {
-    // A leftover of a server that died: nobody owns it (the id is not registered here).
     if (errno != EEXIST) return fail(ErrnoError("creating job dir " + dir, errno));
+    // Another server sharing this TMPDIR runs a job with this id: its files are not ours.
+    pid_t owner = 0;
+    if (OwnerOfDir(dir, &owner) == Owner::kLive) {
+      return fail(Error{Error::Kind::kInvalid, "job dir " + dir + " belongs to another running "
+                                               "step-runner (pid " + std::to_string(owner) + ")"});
+    }
+    // A leftover of a server that died: nobody owns it (the id is not registered here).
     Status removed = RemoveTree(dir);
     if (!removed.ok()) return fail(removed.error());
     if (::mkdir(dir.c_str(), 0700) != 0) return fail(ErrnoError("creating job dir " + dir, errno));
   }
   dir_ = dir;
+  if (Status marked = MarkOwned(dir_); !marked.ok()) return fail(marked.error());
   if (::mkdir((dir_ + "/.tmp").c_str(), 0700) != 0) {
     return fail(ErrnoError("creating " + dir_ + "/.tmp", errno));
   }
