@@ -87,7 +87,17 @@ proto::Status Job::Summary() const {
 }
 
 Status Job::Setup(JobRequest& request) {
-  auto fail = [this](Error e) -> Status {
+  auto fail = [this, &request](Error e) -> Status {
+    // Out of fds, a directory walk cannot even open the directory: unlink what Setup made by
+    // name first (no fd needed), then walk whatever else is left.
+    if (!dir_.empty()) {
+      for (const std::string& name : {std::string(kOwnerFile), std::string("logs")}) {
+        ::unlink((dir_ + "/" + name).c_str());
+      }
+      for (const auto& file : request.file_vars) ::unlink((dir_ + "/" + file.first).c_str());
+      ::rmdir((dir_ + "/.tmp").c_str());
+      if (::rmdir(dir_.c_str()) == 0) dir_.clear();
+    }
     RemoveFiles();
     for (auto it = created_dirs_.rbegin(); it != created_dirs_.rend(); ++it) ::rmdir(it->c_str());
     created_dirs_.clear();
@@ -227,6 +237,7 @@ void Job::Finish(RunOutcome outcome) {
         error.set_kind(proto::StatusError::timed_out);
         break;
       case Error::Kind::kInternal:
+      case Error::Kind::kExhausted:  // the runner's own resources, not the user's step
         state_ = proto::StepResult::failure;
         error.set_kind(proto::StatusError::internal);
         break;
