@@ -146,6 +146,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
     if (!arg.ok()) {
       co_return StepOutcome{true, AsFailure(arg.error()).Wrap("exec: interpolate command argument \"" + raw + "\"")};
     }
+    if (Status c = ChargeExpansion(st, arg->size()); !c.ok()) co_return StepOutcome{true, c.error().Wrap("exec")};
     spec.argv.push_back(*arg);
   }
   auto work_dir = expr::ExpandString(def.work_dir, view);

@@ -162,6 +162,7 @@ grpc::ServerUnaryReactor* JobService::Status(grpc::CallbackServerContext* contex
     auto it = jobs_.find(request->id());
     if (it == jobs_.end()) return FinishNow(context, ToGrpcStatus(JobNotFound(request->id())));
     *response->add_jobs() = it->second->Snapshot();
+    FitStatus(response->mutable_jobs(0), kStatusLimit);
   }
   return FinishNow(context, grpc::Status::OK);
 }

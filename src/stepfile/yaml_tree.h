@@ -25,6 +25,11 @@ inline constexpr int kMaxDepth = 64;
 /// At most this many YAML nodes per text, and at most this many nodes visited while converting
 /// values and walking the schema (aliases count every time they are expanded).
 inline constexpr long kMaxNodes = 1'000'000;
+/// At most this many bytes of values built from one text, aliases counted every time they are
+/// expanded: each node costs kNodeBytes plus its scalar text. A value of 16 MiB is far beyond any
+/// real step file, and keeps a few-hundred-byte alias bomb from costing gigabytes.
+inline constexpr long kMaxValueBytes = 16L << 20;
+inline constexpr long kNodeBytes = 16;
 
 struct Node {
   enum class Kind : uint8_t { kNull, kScalar, kSequence, kMapping };
