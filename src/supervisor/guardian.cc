@@ -106,6 +106,21 @@ int KillMarkedOnce(const Runner& r) {
 
 }  // namespace
 
+int KillRunnerProcesses(pid_t runner, unsigned long long start_ticks) {
+  Runner r;
+  r.pid = runner;
+  r.start_ticks = start_ticks;
+  r.pgrp = ::getpgrp();  // never our own group
+  int total = 0;
+  for (int round = 0; round < kScanRounds; ++round) {
+    int killed = KillMarkedOnce(r);
+    if (killed == 0) break;
+    total += killed;
+    std::this_thread::sleep_for(kRoundPause);
+  }
+  return total;
+}
+
 bool EnvironHasRunnerMarker(const std::string& environ, pid_t runner) {
   const std::string key = std::string(kTreeMarkerKey) + "=";
   const std::string prefix = std::to_string(runner) + ".";

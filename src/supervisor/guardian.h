@@ -15,6 +15,10 @@
 // A runner that exited cleanly has left nothing, so the guardian exits at once.
 #pragma once
 
+#include <sys/types.h>
+
+#include <string>
+
 #include "util/result.h"
 
 namespace sr {
@@ -22,6 +26,11 @@ namespace sr {
 /// Starts the guardian of this process. Call it before any thread exists. `STEP_RUNNER_GUARDIAN=off`
 /// skips it (the tests use that to leave leftovers for the next start to remove).
 Status StartGuardian();
+
+/// SIGKILL to every process of dead runner `runner` (started at `start_ticks`) that carries its
+/// marker, the groups they lead and their children, as the guardian does; for the next start,
+/// when the guardian itself was killed too. Returns how many were killed.
+int KillRunnerProcesses(pid_t runner, unsigned long long start_ticks);
 
 /// The environment variable that carries a tree's marker (`<runner pid>.<tree id>`).
 inline constexpr char kTreeMarkerKey[] = "STEP_RUNNER_TREE";

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "supervisor/cgroup.h"
+#include "supervisor/guardian.h"
 #include "util/fd.h"
 #include "util/owner.h"
 #include "util/tempdir.h"
@@ -34,7 +35,9 @@ void RemoveCgroup(const std::string& record, LeftoverReport& report) {
   auto text = ReadFilePrefix(record, 4096, /*regular_only=*/true);
   if (!text.ok()) return;
   pid_t owner = 0;
-  if (OwnerFromMark(*text, &owner) != Owner::kDead) return;
+  unsigned long long ticks = 0;
+  if (OwnerFromMark(*text, &owner, &ticks) != Owner::kDead) return;
+  report.dead[owner] = ticks;
   size_t nl = text->find('\n');
   std::string dir = text->substr(nl + 1);
   while (!dir.empty() && dir.back() == '\n') dir.pop_back();
@@ -58,7 +61,14 @@ void RemoveDir(const std::string& path, const std::string& name, LeftoverReport&
   const std::string mark = path + "/" + kOwnerFile;
   if (!OwnedByUs(mark, false)) return;
   pid_t owner = 0;
-  if (OwnerOfDir(path, &owner) != Owner::kDead) return;
+  unsigned long long ticks = 0;
+  if (OwnerOfDir(path, &owner, &ticks) != Owner::kDead) return;
+  // Its processes first (the guardian may have died with the runner): nothing may run in the
+  // files we are about to remove.
+  if (!report.dead.count(owner)) {
+    report.dead[owner] = ticks;
+    report.processes += KillRunnerProcesses(owner, ticks);
+  }
   if (!RemoveTree(path).ok()) return;
   ++(StartsWith(name, kJobDirPrefix) ? report.job_dirs : report.temp_dirs);
   report.owners.insert(owner);
@@ -80,6 +90,7 @@ std::string LeftoverReport::Line(const std::string& base) const {
   add(job_dirs, "job dir");
   add(temp_dirs, "temp dir");
   add(cgroups, "cgroup");
+  add(processes, "process");
   return "removed what dead step-runner instances (pid " + pids + ") left in " + base + ": " + what;
 }
 

@@ -11,15 +11,17 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <set>
 #include <string>
 
 namespace sr {
 
 struct LeftoverReport {
-  int job_dirs = 0, temp_dirs = 0, cgroups = 0;
+  int job_dirs = 0, temp_dirs = 0, cgroups = 0, processes = 0;
   std::set<pid_t> owners;
-  bool empty() const { return job_dirs + temp_dirs + cgroups == 0; }
+  std::map<pid_t, unsigned long long> dead;  // dead owners seen: pid -> start ticks
+  bool empty() const { return job_dirs + temp_dirs + cgroups + processes == 0; }
   /// One log line naming what was removed and whose it was.
   std::string Line(const std::string& base) const;
 };

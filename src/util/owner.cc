@@ -34,7 +34,7 @@ std::string SelfOwnerMark() {
 
 Status MarkOwned(const std::string& dir) { return WriteFile(dir + "/" + kOwnerFile, SelfOwnerMark()); }
 
-Owner OwnerFromMark(const std::string& text, pid_t* pid) {
+Owner OwnerFromMark(const std::string& text, pid_t* pid, unsigned long long* start_ticks) {
   char* end = nullptr;
   long owner = std::strtol(text.c_str(), &end, 10);
   if (end == text.c_str() || *end != ' ' || owner <= 0) return Owner::kUnknown;
@@ -42,15 +42,16 @@ Owner OwnerFromMark(const std::string& text, pid_t* pid) {
   unsigned long long ticks = std::strtoull(p, &end, 10);
   if (end == p || *end != '\n' || ticks == 0) return Owner::kUnknown;
   if (pid) *pid = static_cast<pid_t>(owner);
+  if (start_ticks) *start_ticks = ticks;
   bool zombie = false;
   unsigned long long now = ProcessStartTicks(static_cast<pid_t>(owner), &zombie);
   return now == ticks && !zombie ? Owner::kLive : Owner::kDead;
 }
 
-Owner OwnerOfDir(const std::string& dir, pid_t* pid) {
+Owner OwnerOfDir(const std::string& dir, pid_t* pid, unsigned long long* start_ticks) {
   auto text = ReadFilePrefix(dir + "/" + kOwnerFile, 256, /*regular_only=*/true);
   if (!text.ok()) return Owner::kUnknown;
-  return OwnerFromMark(*text, pid);
+  return OwnerFromMark(*text, pid, start_ticks);
 }
 
 }  // namespace sr

@@ -28,9 +28,11 @@ enum class Owner { kUnknown, kLive, kDead };
 /// Reads a mark ("<pid> <start ticks>" as the first line of `text`): kLive if that very process
 /// runs (a zombie counts as dead), kDead if it does not, kUnknown if the text is no mark.
 /// `*pid`, if given, receives the owner's pid.
-Owner OwnerFromMark(const std::string& text, pid_t* pid = nullptr);
+Owner OwnerFromMark(const std::string& text, pid_t* pid = nullptr,
+                    unsigned long long* start_ticks = nullptr);
 /// OwnerFromMark of `dir`/.step-runner-owner; kUnknown when there is no such file.
-Owner OwnerOfDir(const std::string& dir, pid_t* pid = nullptr);
+Owner OwnerOfDir(const std::string& dir, pid_t* pid = nullptr,
+                 unsigned long long* start_ticks = nullptr);
 /// Start time of a process in clock ticks since boot; 0 when it is gone; `*zombie` set if given.
 unsigned long long ProcessStartTicks(pid_t pid, bool* zombie = nullptr);
 
