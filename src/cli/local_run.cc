@@ -4,7 +4,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cinttypes>
+#include <functional>
 #include <csignal>
 #include <cstdio>
 
@@ -24,11 +26,27 @@ extern char** environ;
 namespace sr::cli {
 namespace {
 
+// The job's output on our stdout/stderr. When they are files and the disk is full (or EIO), the
+// output is lost: the job fails with kind internal (contract section 7 item 2). A reader that went
+// away (EPIPE, `run | head`) is not lost output.
 class StdioSink : public OutputSink {
  public:
   void Write(OutputStream stream, std::string_view bytes) override {
-    (void)WriteAll(stream == OutputStream::kStdout ? 1 : 2, bytes);
+    const int fd = stream == OutputStream::kStdout ? 1 : 2;
+    while (!bytes.empty()) {
+      ssize_t n = ::write(fd, bytes.data(), bytes.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        if (errno != EPIPE && on_error) {
+          on_error(ErrnoError(std::string("writing the job's output to ") +
+                                  (fd == 1 ? "stdout" : "stderr"), errno));
+        }
+        return;
+      }
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
   }
+  std::function<void(Error)> on_error;
 };
 
 // A line on stderr when each step starts and ends; only when stderr is a terminal.
@@ -110,6 +128,7 @@ int RunLocally(LocalRunRequest req) {
   StdioSink sink;
   TerminalProgress progress;
   JobRun run(**loop, **sup, sink, ::isatty(2) ? &progress : nullptr);
+  sink.on_error = [&run](Error e) { run.FailInternal(std::move(e)); };
 
   JobOptions options;
   options.run.work_dir = req.work_dir;
@@ -161,8 +180,9 @@ int RunLocally(LocalRunRequest req) {
     } else {
       body = ResultToJson(outcome->result);
     }
+    // A results file that cannot be written is lost output: the run failed (kind internal).
     Status w = WriteFile(results_file, body, 0640);
-    if (!w.ok()) std::fprintf(stderr, "step-runner: writing step results: %s\n", w.error().message.c_str());
+    if (!w.ok()) return Fail("writing step results: " + w.error().message, 1);
   }
   if (outcome->error) return Fail(outcome->error->message, ExitCodeFor(outcome->error));
   return 0;

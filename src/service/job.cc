@@ -42,10 +42,16 @@ Status MakeDirs(const std::string& path, mode_t mode, std::vector<std::string>* 
 }  // namespace
 
 // The engine's output goes into the job log: both streams, interleaved as written.
+// A write that fails (disk full, EIO) keeps what reached the file and fails the job: lost output
+// is an error, never a success (contract section 7 item 2).
 class Job::LogSink : public OutputSink {
  public:
   explicit LogSink(JobLog* log) : log_(log) {}
-  void Write(OutputStream stream, std::string_view bytes) override { log_->Write(stream, bytes); }
+  void Write(OutputStream /*stream*/, std::string_view bytes) override {
+    Status written = log_->Append(bytes);
+    if (!written.ok() && on_error) on_error(written.error());
+  }
+  std::function<void(Error)> on_error;
 
  private:
   JobLog* log_;
@@ -136,6 +142,7 @@ void Job::Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
   on_end_ = std::move(on_end);
   sink_ = std::make_unique<LogSink>(log_.get());
   run_ = std::make_unique<JobRun>(loop, supervisor, *sink_, static_cast<Observer*>(this));
+  sink_->on_error = [this](Error e) { run_->FailInternal(std::move(e)); };
 
   JobOptions options;
   options.run.work_dir = request.work_dir;

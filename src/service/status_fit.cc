@@ -23,6 +23,8 @@ struct Caps {
 
 std::string Cut(const std::string& s, size_t cap) {
   if (s.size() <= cap) return s;
+  // Never inside a UTF-8 sequence: proto3 strings must stay valid UTF-8.
+  while (cap > 0 && (static_cast<unsigned char>(s[cap]) & 0xC0) == 0x80) --cap;
   return s.substr(0, cap) + "…[truncated " + std::to_string(s.size() - cap) + " bytes]";
 }
 
@@ -82,7 +84,9 @@ void FitStatus(proto::Status* status, size_t limit) {
   static constexpr Caps kRounds[] = {{64 << 10, 10000}, {4 << 10, 1000}, {256, 100}, {64, 10}};
   for (const Caps& caps : kRounds) {
     if (status->ByteSizeLong() <= limit) return;
-    Shrink(status, caps);
+    // The trees only: the state, the error and the message stay whole.
+    if (status->has_result()) Shrink(status->mutable_result(), caps);
+    if (status->has_termination()) Shrink(status->mutable_termination(), caps);
   }
   // Still too large (a result tree of very many steps): keep the state, drop the trees.
   if (status->ByteSizeLong() > limit) {
