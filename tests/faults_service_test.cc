@@ -101,9 +101,12 @@ TEST_F(Faults, LostOutputOnAFullDiskFailsTheJob) {
 
 TEST_F(Faults, RunDuringCloseIsFailedPrecondition) {
   LiveServer server(dir);
-  proto::RunRequest req = Request("c", Steps({{"s", "trap 'sleep 1; exit 0' TERM; sleep 30 & wait"}}), dir.path());
+  // The cancel's trap keeps the job (and so the Close) busy for a second.
+  proto::RunRequest req = Request(
+      "c", Steps({{"s", "trap 'sleep 1; exit 0' TERM; touch " + dir / "trapped" + "; sleep 30 & wait"}}),
+      dir.path());
   ASSERT_TRUE(server.Run(req).ok());
-  ASSERT_TRUE(WaitFor([&] { return server.GetStatusOrDie("c").result().sub_step_results_size() > 0; }));
+  ASSERT_TRUE(WaitFor([&] { return dir.Exists("trapped"); }));
   std::atomic<bool> closed{false};
   std::thread closer([&] {
     EXPECT_TRUE(server.CloseJob("c").ok());
