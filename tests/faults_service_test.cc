@@ -215,9 +215,9 @@ TEST_F(Faults, FdLimitIsRaisedAndSetupFailuresLeaveNothing) {
 }
 
 TEST_F(Faults, AliasBombStaysBounded) {
-  // 10^4 copies of 600 bytes through aliases fits the 16 MiB per text; 20 env variables that
+  // 2 x 10^4 copies of 150 bytes through aliases fit the 4 MiB per text; 20 env variables that
   // each expand it pass the 16 MiB per job.
-  std::string bomb = "[&a0 \"" + std::string(600, 'x') + "\"";
+  std::string bomb = "[&a0 \"" + std::string(150, 'x') + "\"";
   for (int i = 1; i < 5; ++i) {
     bomb += ", &a" + std::to_string(i) + " [";
     for (int k = 0; k < 10; ++k) bomb += (k ? ",*a" : "*a") + std::to_string(i - 1);
@@ -254,24 +254,28 @@ TEST_F(Faults, AliasBombStaysBounded) {
       "huge", "spec:\n  inputs:\n    v: {type: array, default: " + huge + "}\n---\nrun:\n  - name: s\n    script: 'true'\n",
       dir.path()));
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(refused.error_message(), HasSubstr("value too large: more than 16777216 bytes after expanding aliases"));
+  EXPECT_THAT(refused.error_message(), HasSubstr("value too large: more than 4194304 bytes after expanding aliases"));
 }
 
 TEST_F(Faults, LargeValuesInStatusAreCutToFit) {
-  // An input of ~9 MB (built through aliases, under 16 MiB) lands in the result tree.
-  std::string big = "[&a0 \"" + std::string(900, 'y') + "\"";
+  // An input of ~3 MB (built through aliases, under 4 MiB), and four env variables holding it,
+  // land in the result tree.
+  std::string big = "[&a0 \"" + std::string(300, 'y') + "\"";
   for (int i = 1; i < 5; ++i) {
     big += ", &a" + std::to_string(i) + " [";
     for (int k = 0; k < 10; ++k) big += (k ? ",*a" : "*a") + std::to_string(i - 1);
     big += "]";
   }
   big += "]";
-  dir.Write("arr/step.yml", "spec:\n  inputs:\n    v: {type: array}\n---\nexec:\n  command: ['true']\n");
   std::string steps = "spec: {}\n---\nrun:\n  - name: big\n    step: ./arr\n    inputs:\n      v: " + big + "\n";
+  dir.Write("arr/step.yml", "spec:\n  inputs:\n    v: {type: array}\n---\nenv:\n"
+                            "  E1: ${{ inputs.v }}\n  E2: ${{ inputs.v }}\n  E3: ${{ inputs.v }}\n"
+                            "exec:\n  command: ['true']\n");
   LiveServer server(dir);
   ASSERT_TRUE(server.Run(Request("big", steps, dir.path())).ok());
+  // ~9 MB of env is past execve's limit, so the step fails; its result still holds the env.
   proto::Status end = server.WaitEnded("big");  // a default client: 4 MiB receive limit
-  EXPECT_EQ(end.status(), proto::StepResult::success) << end.error().message();
+  EXPECT_EQ(end.status(), proto::StepResult::failure) << end.error().message();
   EXPECT_LT(end.ByteSizeLong(), 4u << 20);
   EXPECT_THAT(end.result().DebugString(), HasSubstr("[truncated"));
 }
