@@ -206,9 +206,11 @@ Expanded ExpandedSize(const Node& n, const Expanded& limit, std::unordered_map<c
     Expanded size = ExpandedSize(*item, limit, memo, depth + 1);
     if (size.nodes < 0) return size;
     total.nodes += size.nodes;
-    total.bytes += size.bytes;
-    if (total.nodes > limit.nodes || total.bytes > limit.bytes) {
-      total = {std::min(total.nodes, limit.nodes + 1), std::min(total.bytes, limit.bytes + 1)};
+    total.bytes = std::min(total.bytes + size.bytes, limit.bytes + 1);  // saturates
+    // Only the node count stops the walk (the memo keeps it proportional to the text), so a
+    // bomb of tiny scalars is reported by its nodes, one of large scalars by its bytes.
+    if (total.nodes > limit.nodes) {
+      total.nodes = limit.nodes + 1;
       break;
     }
   }
