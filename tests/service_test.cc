@@ -469,9 +469,17 @@ TEST(Service, StaleSocketIsReplacedLiveOneIsAnError) {
   ASSERT_EQ(::stat(replacement.socket().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
 
-  Output bad_dir = RunStepRunner({"serve", dir / "missing"}, ServerOptions(dir));
+  // A missing DIR is created, private (contract section 7 item 6); a file in its place is not.
+  Child made({Binary(), "serve", dir / "missing/sub"}, ServerOptions(dir));
+  ASSERT_TRUE(made.WaitForFile(dir / "missing/sub/step-runner.sock"));
+  ASSERT_EQ(::stat((dir / "missing/sub").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  made.Signal(SIGTERM);
+  EXPECT_EQ(made.Wait().exit_code, 0);
+  dir.Write("file", "");
+  Output bad_dir = RunStepRunner({"serve", dir / "file"}, ServerOptions(dir));
   EXPECT_EQ(bad_dir.exit_code, 2);
-  EXPECT_THAT(bad_dir.err, HasSubstr("invalid socket dir " + dir / "missing"));
+  EXPECT_THAT(bad_dir.err, HasSubstr(dir / "file"));
 }
 
 }  // namespace

@@ -9,6 +9,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "util/result.h"
+
 namespace sr::cli {
 
 /// Registers every command on `app`; `exit_code` receives the chosen command's result.
@@ -16,6 +18,19 @@ void RegisterCommands(CLI::App& app, int& exit_code);
 
 /// Prints `step-runner: <message>` to stderr and returns `code`.
 int Fail(const std::string& message, int code);
+
+/// The value of environment variable `key`, for `--masked-job KEY`; an error naming `flag` and
+/// the key when it is not set.
+Result<std::string> ValueFromEnv(const std::string& key, const std::string& flag);
+
+/// The default socket: `<DefaultSocketDir()>/step-runner.sock`. The directory is
+/// `$XDG_RUNTIME_DIR` if set, else `/run/step-runner` for root, else `$TMPDIR/step-runner-<uid>`.
+std::string DefaultSocketDir();
+std::string DefaultSocketPath();
+/// Creates `dir` (0700) if missing; an error if it is not a directory owned by this user.
+Status PrivateSocketDir(const std::string& dir);
+/// An error naming the owner if the socket at `path` belongs to neither root nor this user.
+Status CheckSocketOwner(const std::string& path);
 
 /// Options shared by `run` and `ci` (and the client's `run`).
 struct RunFlags {

@@ -23,8 +23,6 @@
 
 namespace sr::cli {
 
-std::string DefaultSocketPath();
-
 namespace {
 
 using google::protobuf::util::TimeUtil;
@@ -114,7 +112,13 @@ Result<proto::RunRequest> BuildRunRequest(const ClientArgs& a) {
   }
   for (const auto* list : {&a.job, &a.masked_job}) {
     for (const auto& kv : *list) {
-      SR_ASSIGN_OR_RETURN(auto p, SplitPair(kv, list == &a.job ? "--job" : "--masked-job"));
+      std::pair<std::string, std::string> p;
+      if (list == &a.masked_job && kv.find('=') == std::string::npos) {
+        SR_ASSIGN_OR_RETURN(p.second, ValueFromEnv(kv, "--masked-job"));  // `--masked-job KEY`
+        p.first = kv;
+      } else {
+        SR_ASSIGN_OR_RETURN(p, SplitPair(kv, list == &a.job ? "--job" : "--masked-job"));
+      }
       proto::Variable* v = req.mutable_job()->add_variables();
       v->set_key(p.first);
       v->set_value(p.second);
@@ -362,10 +366,14 @@ void RegisterClientCommands(CLI::App& app, int& exit_code) {
   CLI::App* client = app.add_subcommand("client", "talk to a running `step-runner serve`");
   client->require_subcommand(1);
   client->fallthrough();
-  client->add_option("--socket", a->socket, "server socket (default: $TMPDIR/step-runner.sock)");
+  client->add_option("--socket", a->socket, "server socket (default: the one of serve without DIR)");
   auto run_cb = [a, &exit_code](int (*cmd)(const ClientArgs&)) {
     return [a, &exit_code, cmd] {
       if (a->socket.empty()) a->socket = DefaultSocketPath();
+      if (Status owner = CheckSocketOwner(a->socket); !owner.ok()) {
+        exit_code = Fail(owner.error().message, 1);
+        return;
+      }
       exit_code = cmd(*a);
     };
   };
@@ -381,7 +389,8 @@ void RegisterClientCommands(CLI::App& app, int& exit_code) {
   run->add_option("--work-dir", a->work_dir, "job work dir (default: the current directory)");
   run->add_option("--env", a->env, "environment variable K=V (repeatable)");
   run->add_option("--job", a->job, "job variable K=V, ${{ job.K }} (repeatable)");
-  run->add_option("--masked-job", a->masked_job, "job variable whose value is masked (repeatable)");
+  run->add_option("--masked-job", a->masked_job, "job variable whose value is masked: K=V, or K alone to take the value of the "
+                    "environment variable K (repeatable)");
   run->callback(run_cb(RunCommand));
 
   CLI::App* cancel = client->add_subcommand("cancel", "cancel a job (gracefully unless --force)");

@@ -20,10 +20,19 @@ int Fail(const std::string& message, int code) {
   return code;
 }
 
+Result<std::string> ValueFromEnv(const std::string& key, const std::string& flag) {
+  const char* value = key.empty() ? nullptr : std::getenv(key.c_str());
+  if (value == nullptr) {
+    return InvalidError(flag + " " + key + ": environment variable " + key + " is not set");
+  }
+  return std::string(value);
+}
+
 namespace {
 
 Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::string>& items,
-                                                      const std::string& flag) {
+                                                      const std::string& flag,
+                                                      bool value_from_env = false) {
   std::map<std::string, std::string> out;
   for (const auto& item : items) {
     // Accept both repeated flags and Go's comma-separated `k=v,k2=v2`, which is one CSV
@@ -33,6 +42,12 @@ Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::str
     for (const std::string& kv : *fields) {
       if (kv.empty()) continue;
       auto eq = kv.find('=');
+      if (eq == std::string::npos && value_from_env) {
+        // `--masked-job KEY`: the secret comes from the runner's environment, so it need not
+        // be on any command line (where every local user can read it).
+        SR_ASSIGN_OR_RETURN(out[kv], ValueFromEnv(kv, flag));
+        continue;
+      }
       if (eq == std::string::npos || eq == 0) {
         return InvalidError(flag + ": expected KEY=VALUE, got \"" + kv + "\"");
       }
@@ -74,7 +89,7 @@ int RunCommand(const RunArgs& a) {
   auto inputs = ParsePairs(a.inputs, "--inputs");
   auto env = ParsePairs(a.env, "--env");
   auto job = ParsePairs(a.job, "--job");
-  auto masked = ParsePairs(a.masked_job, "--masked-job");
+  auto masked = ParsePairs(a.masked_job, "--masked-job", /*value_from_env=*/true);
   for (auto* r : {&inputs, &env, &job, &masked}) {
     if (!r->ok()) return Fail(r->error().message, 2);
   }
@@ -281,7 +296,9 @@ void RegisterCommands(CLI::App& app, int& exit_code) {
   run->add_option("--inputs", run_args->inputs, "inputs k=v[,k=v]");
   run->add_option("--env", run_args->env, "environment k=v[,k=v]");
   run->add_option("--job", run_args->job, "job variables k=v[,k=v] (${{ job.k }})");
-  run->add_option("--masked-job", run_args->masked_job, "job variables whose values are masked");
+  run->add_option("--masked-job", run_args->masked_job,
+                  "job variables whose values are masked: k=v[,k=v], or K alone to take the value "
+                  "of the environment variable K");
   AddRunFlags(run, run_args->flags);
   run->callback([run_args, &exit_code] { exit_code = RunCommand(*run_args); });
 

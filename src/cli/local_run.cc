@@ -5,7 +5,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cinttypes>
+#include <functional>
 #include <csignal>
 #include <cstdio>
 
@@ -14,8 +16,10 @@
 #include "docker/docker.h"
 #include "engine/job_run.h"
 #include "loop/loop.h"
+#include "supervisor/runner_start.h"
 #include "supervisor/supervisor.h"
 #include "util/fd.h"
+#include "util/owner.h"
 #include "util/signals.h"
 #include "util/tempdir.h"
 
@@ -24,11 +28,27 @@ extern char** environ;
 namespace sr::cli {
 namespace {
 
+// The job's output on our stdout/stderr. When they are files and the disk is full (or EIO), the
+// output is lost: the job fails with kind internal (contract section 7 item 2). A reader that went
+// away (EPIPE, `run | head`) is not lost output.
 class StdioSink : public OutputSink {
  public:
   void Write(OutputStream stream, std::string_view bytes) override {
-    (void)WriteAll(stream == OutputStream::kStdout ? 1 : 2, bytes);
+    const int fd = stream == OutputStream::kStdout ? 1 : 2;
+    while (!bytes.empty()) {
+      ssize_t n = ::write(fd, bytes.data(), bytes.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        if (errno != EPIPE && on_error) {
+          on_error(ErrnoError(std::string("writing the job's output to ") +
+                                  (fd == 1 ? "stdout" : "stderr"), errno));
+        }
+        return;
+      }
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
   }
+  std::function<void(Error)> on_error;
 };
 
 }  // namespace
@@ -71,11 +91,12 @@ int RunLocally(LocalRunRequest req) {
     warn_signal = *s;
   }
 
-  // Signals are consumed in one place, synchronously, through a signalfd on the loop.
+  if (Status ready = PrepareRunner(); !ready.ok()) return Fail(ready.error().message, 1);
+  // Signals are consumed in one place, synchronously, through a signalfd on the loop. A closed
+  // terminal (SIGHUP) and SIGQUIT cancel like Ctrl-C and SIGTERM.
   sigset_t mask;
   sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&mask, sig);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   UniqueFd sigfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!sigfd.valid()) return Fail("signalfd: " + std::string(std::strerror(errno)), 1);
@@ -86,10 +107,12 @@ int RunLocally(LocalRunRequest req) {
   if (!sup.ok()) return Fail(sup.error().message, 1);
   auto temp = TempDir::Create("step-runner-");
   if (!temp.ok()) return Fail(temp.error().message, 1);
+  if (Status marked = MarkOwned(temp->path()); !marked.ok()) return Fail(marked.error().message, 1);
 
   StdioSink sink;
   TerminalProgress progress;
   JobRun run(**loop, **sup, sink, ::isatty(2) ? &progress : nullptr);
+  sink.on_error = [&run](Error e) { run.FailInternal(std::move(e)); };
 
   JobOptions options;
   options.run.work_dir = req.work_dir;
@@ -171,8 +194,9 @@ int RunLocally(LocalRunRequest req) {
     } else {
       body = ResultToJson(outcome->result);
     }
+    // A results file that cannot be written is lost output: the run failed (kind internal).
     Status w = WriteFile(results_file, body, 0640);
-    if (!w.ok()) std::fprintf(stderr, "step-runner: writing step results: %s\n", w.error().message.c_str());
+    if (!w.ok()) return Fail("writing step results: " + w.error().message, 1);
   }
   if (outcome->error) return Fail(outcome->error->message, ExitCodeFor(outcome->error));
   return 0;

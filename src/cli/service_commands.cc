@@ -20,10 +20,16 @@ namespace sr::cli {
 
 void RegisterClientCommands(CLI::App& app, int& exit_code);
 
-/// `$TMPDIR/step-runner.sock`, the default of serve, proxy and client.
-std::string DefaultSocketPath() { return TempBase() + "/step-runner.sock"; }
-
 namespace {
+
+// `serve DIR` with a missing DIR creates it, and its missing parents, private (0700).
+Status MakeDirs(const std::string& path) {
+  for (size_t slash = path.find('/', 1); ; slash = path.find('/', slash + 1)) {
+    const std::string prefix = path.substr(0, slash);
+    if (::mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError(prefix, errno);
+    if (slash == std::string::npos) return Ok();
+  }
+}
 
 struct ServeArgs {
   std::string dir;
@@ -37,13 +43,21 @@ int ServeCommand(const ServeArgs& a) {
   if (!a.socket.empty() && a.dir_given) return Fail("give either DIR or --socket, not both", 2);
   if (a.dir_given) {
     if (a.dir.empty()) return Fail("initializing step-runner: invalid empty socket dir", 2);
+    if (Status made = MakeDirs(a.dir); !made.ok()) {
+      return Fail("initializing step-runner: socket dir: " + made.error().message, 2);
+    }
     struct stat st {};
     if (::stat(a.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       return Fail("initializing step-runner: invalid socket dir " + a.dir, 2);
     }
     options.socket_path = a.dir + "/step-runner.sock";
+  } else if (a.socket.empty()) {
+    if (Status dir = PrivateSocketDir(DefaultSocketDir()); !dir.ok()) {
+      return Fail("initializing step-runner: " + dir.error().message, 2);
+    }
+    options.socket_path = DefaultSocketPath();
   } else {
-    options.socket_path = a.socket.empty() ? DefaultSocketPath() : a.socket;
+    options.socket_path = a.socket;
   }
   auto retention = ParseDuration(a.retention);
   if (!retention.ok()) return Fail("--retention: " + retention.error().message, 2);
@@ -100,8 +114,9 @@ void RegisterServiceCommands(CLI::App& app, int& exit_code) {
   auto serve_args = std::make_shared<ServeArgs>();
   CLI::App* serve = app.add_subcommand("serve", "serve the gRPC job API on a unix socket");
   CLI::Option* dir = serve->add_option("dir", serve_args->dir,
-                                       "directory of the socket DIR/step-runner.sock "
-                                       "(default: $TMPDIR/step-runner.sock)");
+                                       "directory of the socket DIR/step-runner.sock, created 0700 if missing "
+                                       "(default: $XDG_RUNTIME_DIR, /run/step-runner for root, "
+                                       "else $TMPDIR/step-runner-<uid>)");
   serve->add_option("--socket", serve_args->socket, "socket path (instead of DIR)");
   serve->add_option("--retention", serve_args->retention,
                     "forget finished jobs nobody closed after this long (0 = never)")
@@ -113,9 +128,14 @@ void RegisterServiceCommands(CLI::App& app, int& exit_code) {
 
   auto proxy_socket = std::make_shared<std::string>();
   CLI::App* proxy = app.add_subcommand("proxy", "tunnel stdin/stdout to the server's socket");
-  proxy->add_option("--socket", *proxy_socket, "socket path (default: $TMPDIR/step-runner.sock)");
+  proxy->add_option("--socket", *proxy_socket, "socket path (default: the one of serve without DIR)");
   proxy->callback([proxy_socket, &exit_code] {
-    exit_code = ProxyCommand(proxy_socket->empty() ? DefaultSocketPath() : *proxy_socket);
+    const std::string path = proxy_socket->empty() ? DefaultSocketPath() : *proxy_socket;
+    if (Status owner = CheckSocketOwner(path); !owner.ok()) {
+      exit_code = Fail(owner.error().message, 1);
+      return;
+    }
+    exit_code = ProxyCommand(path);
   });
 
   RegisterClientCommands(app, exit_code);

@@ -26,7 +26,9 @@
 namespace sr {
 
 /// Why a job is cancelled. Mirrors proto Termination.Reason.
-enum class CancelReason { kRequested, kTimedOut, kServerShutdown, kClosed };
+// kInternalError: the runner could not go on with the job (its log or a result file could not be
+// written; contract section 7 item 2).
+enum class CancelReason { kRequested, kTimedOut, kServerShutdown, kClosed, kInternalError };
 const char* CancelReasonName(CancelReason r);  // "cancel_requested", "timed_out", ...
 
 /// One cancel request of a job. A later request may escalate it (KillDeadline::Tighten): force

@@ -34,7 +34,10 @@ class StepFiles {
     o.exports_.clear();
   }
   ~StepFiles() {
-    if (!output_.empty()) ::unlink(output_.c_str());
+    if (!output_.empty()) {
+      ::unlink(output_.c_str());
+      ::unlink((output_.substr(0, output_.size() - 4) + ".sh").c_str());  // a script's text
+    }
     if (!exports_.empty()) ::unlink(exports_.c_str());
   }
   const std::string& output() const { return output_; }
@@ -97,6 +100,30 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, bool any_out
   return Ok();
 }
 
+// /proc/<pid>/cmdline is readable by every local user. A script (dist://script, `SHELL -c
+// TEXT`) reaches the shell through a 0600 file in the step's private temp dir instead; an exec
+// step whose own command carries a masked value gets a warning in the log.
+Status KeepSecretsOffArgv(Engine::State& st, const LoadedStep& step, const std::string& out_file,
+                          const std::string& name, std::vector<std::string>& argv) {
+  if (step.file.source == "dist://script" && argv.size() == 3 && argv[1] == "-c") {
+    std::string path = out_file.substr(0, out_file.size() - 4) + ".sh";  // step-N.out -> .sh
+    SR_RETURN_IF_ERROR(WriteFile(path, argv[2], 0600));
+    argv = {argv[0], path};
+    return Ok();
+  }
+  for (const auto& secret : st.options.secrets) {
+    if (secret.size() < expr::Masker::kMinSecretLength) continue;
+    for (const auto& arg : argv) {
+      if (arg.find(secret) != std::string::npos) {
+        st.Log("warning: the command of step \"" + name + "\" contains a masked value; other "
+               "local users can read it in the process list (use env or a script: step)");
+        return Ok();
+      }
+    }
+  }
+  return Ok();
+}
+
 }  // namespace
 
 Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& step,
@@ -123,6 +150,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
     if (!arg.ok()) {
       co_return StepOutcome{true, AsFailure(arg.error()).Wrap("exec: interpolate command argument \"" + raw + "\"")};
     }
+    if (Status c = ChargeExpansion(st, arg->size()); !c.ok()) co_return StepOutcome{true, c.error().Wrap("exec")};
     spec.argv.push_back(*arg);
   }
   auto work_dir = expr::ExpandString(def.work_dir, view);
@@ -134,6 +162,10 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   spec.merge_stderr = st.options.merge_stderr;
   auto* exec_result = node->result.mutable_exec_result();
   for (const auto& a : spec.argv) exec_result->add_command(a);
+  if (Status kept = KeepSecretsOffArgv(st, step, files->output(), node->result.step().name(), spec.argv);
+      !kept.ok()) {
+    co_return StepOutcome{true, kept.error().Wrap("exec")};
+  }
   exec_result->set_work_dir(spec.work_dir);
   exec_result->set_exit_code(-1);
 

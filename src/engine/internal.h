@@ -131,6 +131,7 @@ struct Engine::State {
   engine::Env exports;  // job-global, every later step sees them (contract 4.4)
   engine::ResultNode root;
   int file_counter = 0;
+  size_t expanded_bytes = 0;  // every value expansion produced so far (ChargeExpansion)
   std::unique_ptr<engine::GitCache> git;
   std::vector<engine::Scope*> running_sequences;  // innermost last, for diagnose steps
   int pending_diagnose = 0;                        // diagnose lists still running
@@ -152,6 +153,11 @@ struct Engine::State {
 };
 
 namespace engine {
+/// Adds `bytes` to the job's expanded values; an error once the total passes
+/// expr::kMaxExpandedBytes (16 MiB per job, contract section 7 item 4).
+Status ChargeExpansion(Engine::State& st, size_t bytes);
+/// About what a value costs in memory: its strings plus 16 bytes per node.
+size_t ValueBytes(const json& value);
 /// Runs one invocation of a sequence: load, check and expand inputs, run, record.
 /// The result node is added under caller.node once the step is loaded.
 Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile::Invocation& inv);

@@ -23,6 +23,35 @@ Error NotFound(const stepfile::Invocation& inv, const Error& e) {
 
 }  // namespace
 
+Status ChargeExpansion(Engine::State& st, size_t bytes) {
+  st.expanded_bytes += bytes;
+  if (st.expanded_bytes > expr::kMaxExpandedBytes) {
+    return FailedError("expanded values of the job exceed the limit of " +
+                       std::to_string(expr::kMaxExpandedBytes) + " bytes");
+  }
+  return Ok();
+}
+
+size_t ValueBytes(const json& value) {
+  size_t total = 0;
+  std::vector<const json*> stack{&value};  // iterative: values may nest deeply
+  while (!stack.empty()) {
+    const json* v = stack.back();
+    stack.pop_back();
+    total += 16;
+    if (v->is_string()) total += v->get_ref<const std::string&>().size();
+    if (v->is_object()) {
+      for (const auto& [k, item] : v->items()) {
+        total += k.size();
+        stack.push_back(&item);
+      }
+    } else if (v->is_array()) {
+      for (const auto& item : *v) stack.push_back(&item);
+    }
+  }
+  return total;
+}
+
 Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile::Invocation& inv) {
   const Env caller_env = Overlay(caller.ambient_env, st.exports);
   // A reference into caller.view: nothing else runs in this scope until this step is done.
@@ -61,6 +90,9 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
         co_return StepOutcome{
             false, LoadError(inv.name, AsFailure(value.error()).Wrap("expand input \"" + name + "\""))};
       }
+      if (Status c = ChargeExpansion(st, ValueBytes(*value)); !c.ok()) {
+        co_return StepOutcome{false, LoadError(inv.name, c.error().Wrap("expand input \"" + name + "\""))};
+      }
       inputs[name] = std::move(*value);
       continue;
     }
@@ -90,6 +122,9 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     if (!typed.ok()) {
       co_return StepOutcome{false, LoadError(inv.name, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
     }
+    if (Status c = ChargeExpansion(st, ValueBytes(*value)); !c.ok()) {
+      co_return StepOutcome{false, LoadError(inv.name, c.error().Wrap("expand input \"" + name + "\""))};
+    }
     inputs[name] = std::move(*value);
   }
   Env inv_env;
@@ -97,6 +132,9 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     auto value = expr::ExpandString(raw, view);
     if (!value.ok()) {
       co_return StepOutcome{false, LoadError(inv.name, AsFailure(value.error()).Wrap("env \"" + k + "\""))};
+    }
+    if (Status c = ChargeExpansion(st, value->size()); !c.ok()) {
+      co_return StepOutcome{false, LoadError(inv.name, c.error().Wrap("env \"" + k + "\""))};
     }
     inv_env[k] = *value;
   }

@@ -43,6 +43,18 @@ CancelSource::Effect JobRun::Cancel(CancelReason reason, bool forced) {
                                : CancelRequest::Graceful(reason, options_.run.grace));
 }
 
+void JobRun::FailInternal(Error error) {
+  if (!running_ || internal_error_) return;
+  error.kind = Error::Kind::kInternal;
+  internal_error_ = std::move(error);
+  loop_.Post([weak = std::weak_ptr<JobRun*>(self_)] {
+    auto self = weak.lock();
+    if (!self || !(*self)->running_) return;
+    JobRun& run = **self;
+    run.engine_.Cancel(CancelRequest::Graceful(CancelReason::kInternalError, run.options_.run.grace));
+  });
+}
+
 void JobRun::Warn() {
   if (!running_ || engine_.cancel_request()) return;
   engine_.Warn(options_.warn_signal);
@@ -110,6 +122,10 @@ void JobRun::End(RunOutcome outcome) {
   if (outcome.error && outcome.error->kind == Error::Kind::kCancelled && request &&
       request->reason == CancelReason::kTimedOut) {
     outcome.error->kind = Error::Kind::kTimedOut;
+  }
+  if (internal_error_) {  // whatever the steps did, the job's output is incomplete
+    outcome.error = *internal_error_;
+    succeeded_ = false;
   }
   if (docker_) return StopContainers(std::move(outcome));
   Finish(std::move(outcome));

@@ -54,6 +54,11 @@ class JobRun {
   /// Requests a cancel (the job's grace, or SIGKILL now when forced), or escalates the one in
   /// progress. No-op unless running. Returns what it did (Effect::changed false: nothing).
   CancelSource::Effect Cancel(CancelReason reason, bool forced);
+  /// Lost output is an error, never a success (contract section 7 item 2): the job's output or a
+  /// result file could not be written. The first call cancels the job gracefully with reason
+  /// internal_error (on a later loop turn: it may come from inside an output callback) and the
+  /// run ends with `error` as kind kInternal, whatever its steps did. Later calls are ignored.
+  void FailInternal(Error error);
 
   bool running() const { return running_; }
   /// The cancel request, once there is one.
@@ -84,6 +89,8 @@ class JobRun {
   std::unique_ptr<docker::DockerGuard> docker_;
   bool stopping_containers_ = false;
   std::vector<docker::ContainerRecord> containers_;
+  std::optional<Error> internal_error_;
+  std::shared_ptr<JobRun*> self_ = std::make_shared<JobRun*>(this);  // for posted callbacks
 };
 
 }  // namespace sr

@@ -23,6 +23,7 @@ void SetReason(CancelReason reason, proto::Termination* out) {
     case CancelReason::kTimedOut: out->set_reason(proto::Termination::timed_out); break;
     case CancelReason::kServerShutdown: out->set_reason(proto::Termination::server_shutdown); break;
     case CancelReason::kClosed: out->set_reason(proto::Termination::closed); break;
+    case CancelReason::kInternalError: out->set_reason(proto::Termination::internal_error); break;
   }
 }
 

@@ -140,6 +140,7 @@ class Pieces {
     Release();
     RenderTo(v, out_);
   }
+  bool too_large() const { return out_.size() > kMaxExpandedBytes; }
   Scanned Finish() && { return {held_, std::move(out_)}; }
 
  private:
@@ -182,6 +183,10 @@ Result<Scanned> Scan(std::string_view text, const Value& view) {
         auto value = Lookup(text.substr(open, i - open), view);
         if (!value.ok()) return value.error();
         pieces.Expression(**value);
+        if (pieces.too_large()) {
+          return InvalidError("expanded value larger than " + std::to_string(kMaxExpandedBytes) +
+                              " bytes");
+        }
       }
       i += kClose.size();
     } else {

@@ -33,6 +33,10 @@ bool ContainsExpression(std::string_view text);
 /// objects and arrays are walked and every string leaf expanded (keys are not); numbers, bools
 /// and null pass through unchanged.
 Result<Value> Expand(const Value& value, const Value& view);
+/// No single expansion produces more than this (and the engine caps a job's total at the same
+/// figure, contract section 7 item 4): `${{ x }}${{ x }}…` with a large x fails instead of
+/// exhausting memory.
+inline constexpr size_t kMaxExpandedBytes = size_t{16} << 20;
 
 /// String expansion: the result is always rendered to text.
 Result<std::string> ExpandString(std::string_view text, const Value& view);

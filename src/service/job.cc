@@ -8,6 +8,7 @@
 
 #include "docker/docker.h"
 #include "util/fd.h"
+#include "util/owner.h"
 #include "util/signals.h"
 #include "util/tempdir.h"
 
@@ -42,10 +43,16 @@ Status MakeDirs(const std::string& path, mode_t mode, std::vector<std::string>* 
 }  // namespace
 
 // The engine's output goes into the job log: both streams, interleaved as written.
+// A write that fails (disk full, EIO) keeps what reached the file and fails the job: lost output
+// is an error, never a success (contract section 7 item 2).
 class Job::LogSink : public OutputSink {
  public:
   explicit LogSink(JobLog* log) : log_(log) {}
-  void Write(OutputStream stream, std::string_view bytes) override { log_->Write(stream, bytes); }
+  void Write(OutputStream /*stream*/, std::string_view bytes) override {
+    Status written = log_->Append(bytes);
+    if (!written.ok() && on_error) on_error(written.error());
+  }
+  std::function<void(Error)> on_error;
 
  private:
   JobLog* log_;
@@ -79,7 +86,17 @@ proto::Status Job::Summary() const {
 }
 
 Status Job::Setup(JobRequest& request) {
-  auto fail = [this](Error e) -> Status {
+  auto fail = [this, &request](Error e) -> Status {
+    // Out of fds, a directory walk cannot even open the directory: unlink what Setup made by
+    // name first (no fd needed), then walk whatever else is left.
+    if (!dir_.empty()) {
+      for (const std::string& name : {std::string(kOwnerFile), std::string("logs")}) {
+        ::unlink((dir_ + "/" + name).c_str());
+      }
+      for (const auto& file : request.file_vars) ::unlink((dir_ + "/" + file.first).c_str());
+      ::rmdir((dir_ + "/.tmp").c_str());
+      if (::rmdir(dir_.c_str()) == 0) dir_.clear();
+    }
     RemoveFiles();
     for (auto it = created_dirs_.rbegin(); it != created_dirs_.rend(); ++it) ::rmdir(it->c_str());
     created_dirs_.clear();
@@ -91,13 +108,20 @@ Status Job::Setup(JobRequest& request) {
   }
   std::string dir = JobDir(id_);
   if (::mkdir(dir.c_str(), 0700) != 0) {
-    // A leftover of a server that died: nobody owns it (the id is not registered here).
     if (errno != EEXIST) return fail(ErrnoError("creating job dir " + dir, errno));
+    // Another server sharing this TMPDIR runs a job with this id: its files are not ours.
+    pid_t owner = 0;
+    if (OwnerOfDir(dir, &owner) == Owner::kLive) {
+      return fail(Error{Error::Kind::kInvalid, "job dir " + dir + " belongs to another running "
+                                               "step-runner (pid " + std::to_string(owner) + ")"});
+    }
+    // A leftover of a server that died: nobody owns it (the id is not registered here).
     Status removed = RemoveTree(dir);
     if (!removed.ok()) return fail(removed.error());
     if (::mkdir(dir.c_str(), 0700) != 0) return fail(ErrnoError("creating job dir " + dir, errno));
   }
   dir_ = dir;
+  if (Status marked = MarkOwned(dir_); !marked.ok()) return fail(marked.error());
   if (::mkdir((dir_ + "/.tmp").c_str(), 0700) != 0) {
     return fail(ErrnoError("creating " + dir_ + "/.tmp", errno));
   }
@@ -119,6 +143,7 @@ void Job::Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
   on_end_ = std::move(on_end);
   sink_ = std::make_unique<LogSink>(log_.get());
   run_ = std::make_unique<JobRun>(loop, supervisor, *sink_, static_cast<Observer*>(this));
+  sink_->on_error = [this](Error e) { run_->FailInternal(std::move(e)); };
 
   JobOptions options;
   options.run.work_dir = request.work_dir;
@@ -186,6 +211,7 @@ void Job::Finish(RunOutcome outcome) {
         error.set_kind(proto::StatusError::timed_out);
         break;
       case Error::Kind::kInternal:
+      case Error::Kind::kExhausted:  // the runner's own resources, not the user's step
         state_ = proto::StepResult::failure;
         error.set_kind(proto::StatusError::internal);
         break;

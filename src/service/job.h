@@ -7,6 +7,7 @@
 // change — a step starting or ending, a cancel, the end.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -90,6 +91,8 @@ class Job : private Observer {
 
   /// Callbacks waiting for the end (Close of a running job). The service runs them.
   std::vector<std::function<void()>> end_waiters;
+  /// Set (under the service's registry lock) once a Close of this job was accepted.
+  std::atomic<bool> closing{false};
   /// The retention timer once the job ended (0 = none).
   EventLoop::TimerId retention_timer = 0;
 

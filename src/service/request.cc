@@ -38,6 +38,25 @@ Status ValidateFileKey(const std::string& key) {
   return Ok();
 }
 
+// A NUL would silently cut the value (or key) at the exec boundary, and `=` would move the
+// boundary between key and value: both are refused, never cut. The key is quoted with NUL as
+// \0 so the message stays one line.
+Status ValidateVariable(const char* what, const std::string& key, const std::string& value) {
+  std::string shown;
+  for (char c : key.substr(0, 128)) shown += c == '\0' ? std::string("\\0") : std::string(1, c);
+  if (key.empty()) return InvalidError(std::string(what) + " with an empty key");
+  if (key.find('\0') != std::string::npos) {
+    return InvalidError(std::string(what) + " \"" + shown + "\": the key contains NUL");
+  }
+  if (key.find('=') != std::string::npos) {
+    return InvalidError(std::string(what) + " \"" + shown + "\": the key contains '='");
+  }
+  if (value.find('\0') != std::string::npos) {
+    return InvalidError(std::string(what) + " \"" + shown + "\": the value contains NUL");
+  }
+  return Ok();
+}
+
 }  // namespace
 
 std::string JobDir(const std::string& id) { return TempBase() + "/step-runner-output-" + id; }
@@ -84,14 +103,12 @@ Result<JobRequest> ParseRunRequest(const proto::RunRequest& request,
 
   job.env = server_env;
   for (const auto& [k, v] : request.env()) {
-    if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos) {
-      return InvalidError("env: invalid variable name \"" + k + "\"");
-    }
+    SR_RETURN_IF_ERROR(ValidateVariable("env variable", k, v));
     job.env[k] = v;
   }
 
   for (const auto& var : request.job().variables()) {
-    if (var.key().empty()) return InvalidError("job variable with an empty key");
+    SR_RETURN_IF_ERROR(ValidateVariable("job variable", var.key(), var.value()));
     if (var.file()) {
       SR_RETURN_IF_ERROR(ValidateFileKey(var.key()));
       job.file_vars.emplace_back(var.key(), var.value());

@@ -18,6 +18,7 @@
 #include "docker/docker.h"
 #include "service/job_service.h"
 #include "service/service.h"
+#include "supervisor/runner_start.h"
 #include "util/fd.h"
 #include "util/signals.h"
 
@@ -69,12 +70,12 @@ Status Serve(const ServeOptions& options) {
   const std::string path = std::filesystem::absolute(options.socket_path, ec).lexically_normal().string();
   if (ec) return InternalError("socket path " + options.socket_path + ": " + ec.message());
 
+  SR_RETURN_IF_ERROR(PrepareRunner());
   // 1. Signals: blocked in every thread (gRPC's inherit the mask) and consumed on the loop.
   sigset_t mask;
   sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGPIPE);
+  // A closed terminal (SIGHUP) and SIGQUIT shut down gracefully, like SIGTERM and SIGINT.
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) sigaddset(&mask, sig);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   sigdelset(&mask, SIGPIPE);
   UniqueFd sigfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));

@@ -14,6 +14,15 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, grpc::
   return reactor;
 }
 
+// A Run whose id is registered: an idempotent no-op (as in Go), unless the job is being closed:
+// answering OK then would promise a job that is about to be forgotten and never runs.
+grpc::Status RunOfKnownId(const Job& job) {
+  if (job.closing) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "job \"" + job.id() + "\" is closing");
+  }
+  return grpc::Status::OK;
+}
+
 }  // namespace
 
 JobService::JobService(EventLoop& loop, Supervisor& supervisor,
@@ -55,7 +64,8 @@ grpc::ServerUnaryReactor* JobService::Run(grpc::CallbackServerContext* context,
     // A registered id makes Run an idempotent no-op (as in Go), whatever the new request says.
     std::lock_guard<std::mutex> lock(mu_);
     if (shutting_down_) return FinishNow(context, ShuttingDown());
-    if (jobs_.count(request->id())) return FinishNow(context, grpc::Status::OK);
+    auto it = jobs_.find(request->id());
+    if (it != jobs_.end()) return FinishNow(context, RunOfKnownId(*it->second));
   }
   auto parsed = ParseRunRequest(*request, env_);
   if (!parsed.ok()) return FinishNow(context, ToGrpcStatus(parsed.error()));
@@ -67,8 +77,8 @@ grpc::ServerUnaryReactor* JobService::Run(grpc::CallbackServerContext* context,
   // Checked again: check and insert are atomic, so two concurrent Runs start one job.
   if (shutting_down_) {
     reactor->Finish(ShuttingDown());
-  } else if (jobs_.count(request->id())) {
-    reactor->Finish(grpc::Status::OK);
+  } else if (auto it = jobs_.find(request->id()); it != jobs_.end()) {
+    reactor->Finish(RunOfKnownId(*it->second));
   } else {
     jobs_.emplace(request->id(), job);
     loop_.Post([this, job = std::move(job), job_request, reactor] {
@@ -152,6 +162,7 @@ grpc::ServerUnaryReactor* JobService::Status(grpc::CallbackServerContext* contex
     auto it = jobs_.find(request->id());
     if (it == jobs_.end()) return FinishNow(context, ToGrpcStatus(JobNotFound(request->id())));
     *response->add_jobs() = it->second->Snapshot();
+    FitStatus(response->mutable_jobs(0), kStatusLimit);
   }
   return FinishNow(context, grpc::Status::OK);
 }
@@ -192,9 +203,11 @@ grpc::ServerUnaryReactor* JobService::Close(grpc::CallbackServerContext* context
   std::lock_guard<std::mutex> lock(mu_);
   if (shutting_down_) {
     reactor->Finish(ShuttingDown());
-  } else if (!jobs_.count(request->id())) {
+  } else if (auto it = jobs_.find(request->id()); it == jobs_.end()) {
     reactor->Finish(grpc::Status::OK);  // idempotent, as in Go
   } else {
+    // From here until the job is forgotten, a Run with this id is refused (RunOfKnownId).
+    it->second->closing = true;
     loop_.Post([this, id = request->id(), reactor] { CloseJob(id, reactor); });
   }
   return reactor;

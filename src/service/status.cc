@@ -12,6 +12,7 @@ grpc::Status ToGrpcStatus(const Error& error) {
     case Error::Kind::kCancelled: code = grpc::StatusCode::CANCELLED; break;
     case Error::Kind::kTimedOut: code = grpc::StatusCode::DEADLINE_EXCEEDED; break;
     case Error::Kind::kInternal: code = grpc::StatusCode::INTERNAL; break;
+    case Error::Kind::kExhausted: code = grpc::StatusCode::RESOURCE_EXHAUSTED; break;
     case Error::Kind::kFailed: code = grpc::StatusCode::UNKNOWN; break;
   }
   return grpc::Status(code, error.message);

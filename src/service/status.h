@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "proto/step.pb.h"
 #include "util/result.h"
 
 namespace sr::service {
@@ -15,6 +16,12 @@ grpc::Status ToGrpcStatus(const Error& error);
 
 /// NOT_FOUND `no job with id "<id>"`.
 Error JobNotFound(const std::string& id);
+
+/// Cuts large values of `status` (strings, value lists and structs, with a marker saying how much
+/// was cut) until its encoding is at most `limit` bytes. Status(id) uses 3.5 MiB: the answer
+/// then fits gRPC's default 4 MiB receive limit.
+void FitStatus(proto::Status* status, size_t limit);
+inline constexpr size_t kStatusLimit = 3584u << 10;
 
 /// UNAVAILABLE: the server is shutting down.
 grpc::Status ShuttingDown();

@@ -11,6 +11,7 @@
 //     3.0); anything else (dates, versions such as 1.2.3) stays a string.
 // Differences, both on purpose: .inf/.nan are errors (JSON and our outputs cannot carry them),
 // and merge keys (`<<`) are errors (yaml-cpp does not implement them).
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <limits>
@@ -189,23 +190,37 @@ Result<std::optional<Value>> ResolvePlain(const Ctx& ctx, const Node& n) {
 // collections are counted once and remembered, so measuring a "billion laughs" costs time in
 // proportion to its text, not to its expansion. -1 = deeper than kMaxDepth (conversion reports
 // that with the right position).
-long ExpandedSize(const Node& n, long limit, std::unordered_map<const Node*, long>& memo,
-                  int depth) {
-  if (n.kind == Node::Kind::kNull || n.kind == Node::Kind::kScalar) return 1;
-  if (depth > kMaxDepth) return -1;
+struct Expanded {
+  long nodes = 0, bytes = 0;
+};
+
+Expanded ExpandedSize(const Node& n, const Expanded& limit, std::unordered_map<const Node*, Expanded>& memo,
+                      int depth) {
+  if (n.kind == Node::Kind::kNull || n.kind == Node::Kind::kScalar) {
+    return {1, kNodeBytes + static_cast<long>(n.text.size())};
+  }
+  if (depth > kMaxDepth) return {-1, 0};
   if (auto it = memo.find(&n); it != memo.end()) return it->second;
-  long total = 1;
+  Expanded total{1, kNodeBytes};
   for (const Node* item : n.items) {
-    long size = ExpandedSize(*item, limit, memo, depth + 1);
-    if (size < 0) return -1;
-    total += size;
-    if (total > limit) {
-      total = limit + 1;
+    Expanded size = ExpandedSize(*item, limit, memo, depth + 1);
+    if (size.nodes < 0) return size;
+    total.nodes += size.nodes;
+    total.bytes = std::min(total.bytes + size.bytes, limit.bytes + 1);  // saturates
+    // Only the node count stops the walk (the memo keeps it proportional to the text), so a
+    // bomb of tiny scalars is reported by its nodes, one of large scalars by its bytes.
+    if (total.nodes > limit.nodes) {
+      total.nodes = limit.nodes + 1;
       break;
     }
   }
   memo[&n] = total;
   return total;
+}
+
+Error TooManyBytes(const Ctx& ctx, const Node& n) {
+  return Err(ctx, n, "value too large: more than " + std::to_string(kMaxValueBytes) +
+                         " bytes after expanding aliases");
 }
 
 }  // namespace
@@ -267,14 +282,18 @@ Result<Value> ResolveScalar(const Ctx& ctx, const Node& n) {
 Result<Value> ToValue(Ctx& ctx, const Node& n, int depth) {
   if (depth == 0 && (n.kind == Node::Kind::kSequence || n.kind == Node::Kind::kMapping)) {
     // Measure before building, so an alias bomb fails at once instead of after a million nodes.
-    std::unordered_map<const Node*, long> memo;
-    if (ExpandedSize(n, ctx.budget, memo, 0) > ctx.budget) {
+    std::unordered_map<const Node*, Expanded> memo;
+    Expanded size = ExpandedSize(n, {ctx.budget, ctx.bytes}, memo, 0);
+    if (size.nodes > ctx.budget) {
       return Err(ctx, n,
                  "value too large: more than " + std::to_string(kMaxNodes) +
                      " nodes after expanding aliases");
     }
+    if (size.bytes > ctx.bytes) return TooManyBytes(ctx, n);
   }
   SR_RETURN_IF_ERROR(Charge(ctx, n));
+  ctx.bytes -= kNodeBytes + static_cast<long>(n.text.size());
+  if (ctx.bytes < 0) return TooManyBytes(ctx, n);
   if (n.kind == Node::Kind::kNull || n.kind == Node::Kind::kScalar) return ResolveScalar(ctx, n);
   if (depth >= kMaxDepth) {
     return Err(ctx, n, "nesting deeper than " + std::to_string(kMaxDepth) + " levels");

@@ -18,6 +18,7 @@ namespace sr::stepfile::internal {
 struct Ctx {
   std::string source;
   long budget = kMaxNodes;     // nodes left to visit (values and schema walk together)
+  long bytes = kMaxValueBytes;  // bytes of values left to build (kMaxValueBytes)
   bool lenient_names = false;  // invocation names unchecked (`ci` STEPS, `run` command line)
 };
 

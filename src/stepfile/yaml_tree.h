@@ -25,6 +25,12 @@ inline constexpr int kMaxDepth = 64;
 /// At most this many YAML nodes per text, and at most this many nodes visited while converting
 /// values and walking the schema (aliases count every time they are expanded).
 inline constexpr long kMaxNodes = 1'000'000;
+/// At most this many bytes of values built from one text, aliases counted every time they are
+/// expanded: each node costs kNodeBytes plus its scalar text. 4 MiB is far beyond any real step
+/// file (a 1 MiB text without aliases stays below it) and keeps a few-hundred-byte alias bomb
+/// from costing gigabytes, or the event loop long stalls while its expansions are rendered.
+inline constexpr long kMaxValueBytes = 4L << 20;
+inline constexpr long kNodeBytes = 4;
 
 struct Node {
   enum class Kind : uint8_t { kNull, kScalar, kSequence, kMapping };

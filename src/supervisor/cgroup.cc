@@ -11,6 +11,9 @@
 #include <cstring>
 #include <sstream>
 
+#include "util/owner.h"
+#include "util/tempdir.h"
+
 namespace sr {
 namespace {
 
@@ -104,7 +107,7 @@ void CgroupLeaf::Remove() {
   if (::rmdir(path_.c_str()) == 0 || errno == ENOENT) removed_ = true;
 }
 
-Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create() {
+Result<std::string> RunnerCgroupDir(pid_t runner) {
   SR_ASSIGN_OR_RETURN(std::string mount, FindCgroup2Mount());
   SR_ASSIGN_OR_RETURN(std::string self, ReadFile("/proc/self/cgroup"));
   std::string own;
@@ -119,12 +122,43 @@ Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create() {
   }
   if (!found) return InternalError("no cgroup v2 entry (0::) in /proc/self/cgroup");
   if (own == "/") own.clear();
-  std::string dir = mount + own + "/step-runner-" + std::to_string(::getpid());
+  return mount + own + "/step-runner-" + std::to_string(runner);
+}
+
+bool KillCgroupTree(const std::string& dir, std::chrono::milliseconds wait) {
+  (void)WriteControl(dir + "/cgroup.kill", "1");
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    auto events = ReadFile(dir + "/cgroup.events");
+    if (!events.ok() || !EventFlag(*events, "populated")) break;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    ::usleep(2000);
+  }
+  if (DIR* d = ::opendir(dir.c_str())) {
+    std::vector<std::string> leaves;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_type == DT_DIR && std::strcmp(e->d_name, ".") != 0 &&
+          std::strcmp(e->d_name, "..") != 0) {
+        leaves.push_back(dir + "/" + e->d_name);
+      }
+    }
+    ::closedir(d);
+    for (const auto& l : leaves) ::rmdir(l.c_str());
+  }
+  return ::rmdir(dir.c_str()) == 0 || errno == ENOENT;
+}
+
+Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create() {
+  SR_ASSIGN_OR_RETURN(std::string dir, RunnerCgroupDir(::getpid()));
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return ErrnoError("mkdir " + dir, errno);
   }
   std::unique_ptr<CgroupRoot> root(new CgroupRoot(dir));  // private constructor
   SR_RETURN_IF_ERROR(root->Probe());
+  // A cgroup directory cannot hold a file: its owner mark lives in $TMPDIR, where the next
+  // runner started with the same TMPDIR looks for what a dead one left (leftovers.h).
+  const std::string record = CgroupRecordPath(TempBase(), ::getpid());
+  if (WriteFile(record, SelfOwnerMark() + dir + "\n").ok()) root->record_ = record;
   return root;
 }
 
@@ -165,7 +199,11 @@ CgroupRoot::~CgroupRoot() {
     ::closedir(d);
     for (const auto& l : leaves) ::rmdir(l.c_str());
   }
-  ::rmdir(path_.c_str());
+  if (::rmdir(path_.c_str()) == 0 && !record_.empty()) ::unlink(record_.c_str());
+}
+
+std::string CgroupRecordPath(const std::string& base, pid_t runner) {
+  return base + "/" + kCgroupRecordPrefix + std::to_string(runner);
 }
 
 Result<std::unique_ptr<CgroupLeaf>> CgroupRoot::CreateLeaf(const std::string& name) {

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -74,9 +75,21 @@ class CgroupRoot {
   explicit CgroupRoot(std::string path) : path_(std::move(path)) {}
   Status Probe();
   std::string path_;
+  std::string record_;  // the owner record in $TMPDIR, removed with the directory
 };
+
+/// `$TMPDIR/.step-runner-cgroup-<pid>`: "<pid> <start ticks>\n<cgroup dir>\n", the owner mark of
+/// a runner's cgroup directory.
+inline constexpr char kCgroupRecordPrefix[] = ".step-runner-cgroup-";
+std::string CgroupRecordPath(const std::string& base, pid_t runner);
 
 /// The cgroup2 mount point, or an error when none is mounted.
 Result<std::string> FindCgroup2Mount();
+/// `<mount><this process's cgroup>/step-runner-<runner>`: where runner `runner` (a process in the
+/// same cgroup as the caller) keeps its trees.
+Result<std::string> RunnerCgroupDir(pid_t runner);
+/// For a dead runner's subtree: `cgroup.kill` (every process below `dir`, fork races included),
+/// wait at most `wait` until it is empty, then remove the leaves and `dir`. True if `dir` is gone.
+bool KillCgroupTree(const std::string& dir, std::chrono::milliseconds wait);
 
 }  // namespace sr

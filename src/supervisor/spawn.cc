@@ -4,6 +4,8 @@
 #include <linux/close_range.h>
 #include <linux/sched.h>
 #include <sched.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include <cstring>
 #include <memory>
 
+#include "supervisor/runner_start.h"
 #include "supervisor/supervisor.h"
 
 // Sanitizer runtimes keep per-thread state (shadow stacks, intercepted signal tables) that a
@@ -47,6 +50,9 @@ struct ChildPlan {
   int stderr_fd;
   int cgroup_procs_fd;  // -1 when the child was born in its cgroup (or has none)
   int error_fd;
+  pid_t parent = 0;        // the runner: the child dies with it (PR_SET_PDEATHSIG)
+  rlimit files{};          // the open-files limit the runner was started with
+  bool restore_files = false;
 };
 
 [[noreturn]] void ChildFail(int error_fd, Stage stage, int err) {
@@ -66,6 +72,13 @@ bool MoveTo(int fd, int target) {
 [[noreturn]] void RunChild(const ChildPlan& p) {
   // A group of its own first, so a stop can signal it and everything it starts with one kill().
   if (::setpgid(0, 0) != 0) ChildFail(p.error_fd, Stage::kSetup, errno);
+  // If the runner dies uncleanly, its direct children die with it at once; the guardian takes
+  // care of the rest (guardian.h). The check closes the race with a runner that died already.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != p.parent) {
+    ChildFail(p.error_fd, Stage::kSetup, ESRCH);
+  }
+  // The runner raised its soft open-files limit for itself; the step gets the one it had.
+  if (p.restore_files) ::setrlimit(RLIMIT_NOFILE, &p.files);
   // Join the leaf before exec: nothing the program does can then escape the cgroup.
   if (p.cgroup_procs_fd >= 0 && ::write(p.cgroup_procs_fd, "0", 1) != 1) {
     ChildFail(p.error_fd, Stage::kCgroup, errno);
@@ -302,6 +315,11 @@ Result<Started> ForkExec(const ExecRequest& r) {
   ChildPlan plan{r.path.c_str(), argv.data(),    envp.data(),         nullptr,       in.get(),
                  out.get(),      err.get(),      r.cgroup_procs_fd,   err_write.get()};
   if (!r.work_dir.empty()) plan.work_dir = r.work_dir.c_str();
+  plan.parent = ::getpid();
+  if (const rlimit* files = OriginalFileLimit()) {
+    plan.files = *files;
+    plan.restore_files = true;
+  }
 
   pid_t pid = StartChild(plan, r.cgroup_dir_fd);
   if (pid < 0) return ErrnoError("clone", errno);

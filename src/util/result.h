@@ -19,6 +19,7 @@ struct Error {
     kTimedOut,   // stopped because the timeout expired (exit 124)
     kNotFound,   // unknown job (NOT_FOUND)
     kInternal,   // the runner itself failed (a syscall, a disk)
+    kExhausted,  // the runner ran out of its own resources: fds, memory, disk, processes
   };
   Kind kind = Kind::kFailed;
   std::string message;
@@ -30,7 +31,8 @@ struct Error {
 inline Error InvalidError(std::string m) { return {Error::Kind::kInvalid, std::move(m)}; }
 inline Error FailedError(std::string m) { return {Error::Kind::kFailed, std::move(m)}; }
 inline Error InternalError(std::string m) { return {Error::Kind::kInternal, std::move(m)}; }
-/// "<what>: <strerror(errno)>" as an internal error.
+/// "<what>: <strerror(errno)>" as an internal error; kExhausted for EMFILE, ENFILE, ENOMEM,
+/// ENOSPC, EDQUOT and EAGAIN (out of fds, memory, disk or processes).
 Error ErrnoError(const std::string& what, int err);
 
 template <class T>

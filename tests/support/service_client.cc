@@ -64,11 +64,15 @@ bool WaitFor(const std::function<bool()>& done) {
 }
 
 LiveServer::LiveServer(const TestDir& dir, const std::vector<std::string>& extra_args)
+    : LiveServer(dir, extra_args, ServerOptions(dir)) {}
+
+LiveServer::LiveServer(const TestDir& dir, const std::vector<std::string>& extra_args,
+                       const Options& options)
     : socket_(dir / "s.sock") {
   BecomeSubreaper();
   std::vector<std::string> argv{Binary(), "serve", "--socket", socket_};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  child_ = std::make_unique<Child>(argv, ServerOptions(dir));
+  child_ = std::make_unique<Child>(argv, options);
   channel_ = grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials());
   EXPECT_TRUE(child_->WaitForFile(socket_)) << "server did not create " << socket_;
   EXPECT_TRUE(channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(60)))

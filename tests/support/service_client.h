@@ -34,6 +34,8 @@ class LiveServer {
  public:
   /// Starts `step-runner serve --socket <dir>/s.sock [extra...]` and connects to it.
   explicit LiveServer(const TestDir& dir, const std::vector<std::string>& extra_args = {});
+  /// The same with the child's options given (extra environment: ServerOptions(dir) plus more).
+  LiveServer(const TestDir& dir, const std::vector<std::string>& extra_args, const Options& options);
   /// SIGTERM and wait, if still running. Prints the server's stderr when the test failed.
   ~LiveServer();
 

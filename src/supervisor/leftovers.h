@@ -1,0 +1,33 @@
+// What a dead runner left behind, removed by the next runner started with the same TMPDIR
+// (contract section 7 item 1).
+//
+// Every runner marks what it owns (util/owner.h): its job directories `step-runner-output-<id>`
+// and temp directories `step-runner-XXXXXX` carry a `.step-runner-owner` file, its cgroup
+// directory a record `.step-runner-cgroup-<pid>` in TMPDIR. At start, `run`, `ci` and `serve`
+// call RemoveDeadLeftovers(): whatever is marked by a process that no longer runs (pid and start
+// time, so a recycled pid is no owner) is removed — a cgroup after `cgroup.kill` and once empty.
+// Anything unmarked, marked by a live process, or not owned by this user is never touched.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <set>
+#include <string>
+
+namespace sr {
+
+struct LeftoverReport {
+  int job_dirs = 0, temp_dirs = 0, cgroups = 0, processes = 0;
+  std::set<pid_t> owners;
+  std::map<pid_t, unsigned long long> dead;  // dead owners seen: pid -> start ticks
+  bool empty() const { return job_dirs + temp_dirs + cgroups + processes == 0; }
+  /// One log line naming what was removed and whose it was.
+  std::string Line(const std::string& base) const;
+};
+
+/// Removes what dead runners left in `base` (TMPDIR). Never fails: what cannot be removed stays
+/// for the next start.
+LeftoverReport RemoveDeadLeftovers(const std::string& base);
+
+}  // namespace sr

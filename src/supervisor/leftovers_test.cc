@@ -1,0 +1,85 @@
+// Owner marks and the removal of dead runners' leftovers (contract section 7 item 1).
+#include "supervisor/leftovers.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "supervisor/guardian.h"
+#include "util/fd.h"
+#include "util/owner.h"
+#include "util/tempdir.h"
+
+namespace sr {
+namespace {
+
+// The mark of a process that has exited and been reaped: a dead owner.
+std::string DeadMark() {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::usleep(20000);
+    ::_exit(0);
+  }
+  const std::string mark = std::to_string(pid) + " " + std::to_string(ProcessStartTicks(pid)) + "\n";
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return mark;
+}
+
+TEST(Owner, LiveDeadAndUnknownMarks) {
+  EXPECT_EQ(OwnerFromMark(SelfOwnerMark()), Owner::kLive);
+  EXPECT_EQ(OwnerFromMark(DeadMark()), Owner::kDead);
+  // Our pid with another start time: a recycled pid is not the owner.
+  EXPECT_EQ(OwnerFromMark(std::to_string(::getpid()) + " 1\n"), Owner::kDead);
+  for (const char* bad : {"", "x", "12", "12 ", "12 x\n", "-1 5\n", "12 0\n"}) {
+    EXPECT_EQ(OwnerFromMark(bad), Owner::kUnknown) << bad;
+  }
+}
+
+TEST(Leftovers, OnlyDeadOwnersDirectoriesGo) {
+  auto base = TempDir::Create("sr-leftovers-");
+  ASSERT_TRUE(base.ok());
+  const std::string b = base->path();
+  auto make = [&](const std::string& name, const std::string& mark) {
+    ::mkdir((b + "/" + name).c_str(), 0700);
+    if (!mark.empty()) {
+      ASSERT_TRUE(WriteFile(b + "/" + name + "/" + kOwnerFile, mark).ok());
+    }
+    ASSERT_TRUE(WriteFile(b + "/" + name + "/logs", "x").ok());
+  };
+  const std::string dead = DeadMark();
+  make("step-runner-output-dead", dead);
+  make("step-runner-abcdef", dead);
+  make("step-runner-output-live", SelfOwnerMark());
+  make("step-runner-output-unmarked", "");
+  make("step-runner-cache", "");
+  make("other-dir", dead);
+  LeftoverReport r = RemoveDeadLeftovers(b);
+  EXPECT_EQ(r.job_dirs, 1);
+  EXPECT_EQ(r.temp_dirs, 1);
+  EXPECT_FALSE(std::filesystem::exists(b + "/step-runner-output-dead"));
+  EXPECT_FALSE(std::filesystem::exists(b + "/step-runner-abcdef"));
+  for (const char* kept : {"step-runner-output-live", "step-runner-output-unmarked", "step-runner-cache",
+                           "other-dir"}) {
+    EXPECT_TRUE(std::filesystem::exists(b + "/" + kept)) << kept;
+  }
+  EXPECT_NE(r.Line(b).find("1 job dir, 1 temp dir"), std::string::npos) << r.Line(b);
+  EXPECT_TRUE(RemoveDeadLeftovers(b).empty());
+}
+
+TEST(Guardian, MarkerOfARunner) {
+  std::string env("A=1\0STEP_RUNNER_TREE=51.3,7.12\0B=2\0", 33);
+  EXPECT_TRUE(EnvironHasRunnerMarker(env, 51));
+  EXPECT_TRUE(EnvironHasRunnerMarker(env, 7));
+  EXPECT_FALSE(EnvironHasRunnerMarker(env, 5));
+  EXPECT_FALSE(EnvironHasRunnerMarker(env, 1));
+  EXPECT_FALSE(EnvironHasRunnerMarker(std::string("STEP_RUNNER_TREE=51.\0", 21), 51));
+  EXPECT_FALSE(EnvironHasRunnerMarker(std::string("X_STEP_RUNNER_TREE=51.1\0", 24), 51));
+}
+
+}  // namespace
+}  // namespace sr

@@ -1,0 +1,57 @@
+#include "util/owner.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "util/fd.h"
+
+namespace sr {
+
+unsigned long long ProcessStartTicks(pid_t pid, bool* zombie) {
+  auto text = ReadFilePrefix("/proc/" + std::to_string(pid) + "/stat", 4096);
+  if (!text.ok()) return 0;
+  // The command name may hold spaces and ')': the fields start after the last ')'.
+  size_t close = text->rfind(')');
+  if (close == std::string::npos || close + 2 >= text->size()) return 0;
+  const char* p = text->c_str() + close + 2;
+  if (zombie) *zombie = (*p == 'Z' || *p == 'X');
+  ++p;
+  unsigned long long v = 0;
+  for (int i = 0; i < 19; ++i) {  // ppid ... starttime: starttime is the 19th after the state
+    char* end = nullptr;
+    v = std::strtoull(p, &end, 10);
+    if (end == p) return 0;
+    p = end;
+  }
+  return v;
+}
+
+std::string SelfOwnerMark() {
+  const pid_t self = ::getpid();
+  return std::to_string(self) + " " + std::to_string(ProcessStartTicks(self)) + "\n";
+}
+
+Status MarkOwned(const std::string& dir) { return WriteFile(dir + "/" + kOwnerFile, SelfOwnerMark()); }
+
+Owner OwnerFromMark(const std::string& text, pid_t* pid, unsigned long long* start_ticks) {
+  char* end = nullptr;
+  long owner = std::strtol(text.c_str(), &end, 10);
+  if (end == text.c_str() || *end != ' ' || owner <= 0) return Owner::kUnknown;
+  const char* p = end + 1;
+  unsigned long long ticks = std::strtoull(p, &end, 10);
+  if (end == p || *end != '\n' || ticks == 0) return Owner::kUnknown;
+  if (pid) *pid = static_cast<pid_t>(owner);
+  if (start_ticks) *start_ticks = ticks;
+  bool zombie = false;
+  unsigned long long now = ProcessStartTicks(static_cast<pid_t>(owner), &zombie);
+  return now == ticks && !zombie ? Owner::kLive : Owner::kDead;
+}
+
+Owner OwnerOfDir(const std::string& dir, pid_t* pid, unsigned long long* start_ticks) {
+  auto text = ReadFilePrefix(dir + "/" + kOwnerFile, 256, /*regular_only=*/true);
+  if (!text.ok()) return Owner::kUnknown;
+  return OwnerFromMark(*text, pid, start_ticks);
+}
+
+}  // namespace sr

@@ -1,0 +1,39 @@
+// Ownership marks: which step-runner instance created a directory in $TMPDIR (or a cgroup).
+//
+// A runner killed with SIGKILL cannot clean up; the next runner started with the same TMPDIR
+// does it for it (contract section 7 item 1). For that it must tell a dead owner's leftovers
+// from a live instance's files with certainty, since several runners may share one /tmp. The
+// mark is a small file holding the owner's pid and its start time (clock ticks since boot, field
+// 22 of /proc/<pid>/stat): a pid alone can be recycled, pid + start time names one process.
+// Anything without a readable mark is never touched.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "util/result.h"
+
+namespace sr {
+
+/// The name of the mark file inside an owned directory.
+inline constexpr char kOwnerFile[] = ".step-runner-owner";
+
+/// "<pid> <start ticks>" of this process.
+std::string SelfOwnerMark();
+/// Writes the mark into `dir` (mode 0600).
+Status MarkOwned(const std::string& dir);
+
+enum class Owner { kUnknown, kLive, kDead };
+/// Reads a mark ("<pid> <start ticks>" as the first line of `text`): kLive if that very process
+/// runs (a zombie counts as dead), kDead if it does not, kUnknown if the text is no mark.
+/// `*pid`, if given, receives the owner's pid.
+Owner OwnerFromMark(const std::string& text, pid_t* pid = nullptr,
+                    unsigned long long* start_ticks = nullptr);
+/// OwnerFromMark of `dir`/.step-runner-owner; kUnknown when there is no such file.
+Owner OwnerOfDir(const std::string& dir, pid_t* pid = nullptr,
+                 unsigned long long* start_ticks = nullptr);
+/// Start time of a process in clock ticks since boot; 0 when it is gone; `*zombie` set if given.
+unsigned long long ProcessStartTicks(pid_t pid, bool* zombie = nullptr);
+
+}  // namespace sr

@@ -1,0 +1,196 @@
+// The runner's own death (contract section 7 item 1), through the real binary: SIGHUP and
+// SIGQUIT cancel like SIGTERM; after SIGKILL of `run` or `serve` no process of the job survives
+// (the guardian, or the next start when the guardian is gone too), and the next start removes
+// what the dead runner left in TMPDIR, in one log line. Both mechanisms: cgroup v2 and the
+// fallback (STEP_RUNNER_CGROUP=off).
+#include <dirent.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <string>
+#include <vector>
+
+#include "support/harness.h"
+#include "support/service_client.h"
+
+namespace sr::test {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+// A step that starts a setsid'd daemon and a SIGTERM-ignorer, writes the three pids (its own
+// shell's too) to `pids` and then `started`.
+std::string TreeScript(const TestDir& dir) {
+  const std::string pids = dir / "pids";
+  return "setsid sh -c 'echo $$ >> " + pids + "; exec sleep 300' &\n"
+         "sh -c 'trap \"\" TERM; echo $$ >> " + pids + "; while :; do sleep 0.05; done' &\n"
+         "echo $$ >> " + pids + "\n"
+         "while [ $(wc -l < " + pids + ") -lt 3 ]; do sleep 0.01; done\n"
+         "touch " + dir / "started" + "\nwait\n";
+}
+
+std::string TreeFile(const TestDir& dir) {
+  std::string script = TreeScript(dir), indented;
+  for (char c : script) indented += c == '\n' ? std::string("\n      ") : std::string(1, c);
+  return "spec: {}\n---\nrun:\n  - name: tree\n    script: |\n      " + indented + "\n";
+}
+
+bool AllGone(const std::vector<pid_t>& pids) {
+  ReapOrphans();  // the test is the subreaper: orphans of a killed runner come to us
+  for (pid_t p : pids) {
+    if (ProcessAlive(p)) return false;
+  }
+  return true;
+}
+
+// What a runner owns in TMPDIR: `step-runner-*` directories and cgroup records.
+std::vector<std::string> RunnerEntries(const TestDir& dir) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(dir.path().c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name.rfind("step-runner-", 0) == 0 || name.rfind(".step-runner-cgroup-", 0) == 0) {
+        out.push_back(name);
+      }
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+struct Mode {
+  const char* name;
+  bool cgroup;
+  bool guardian;
+};
+
+Options RunnerOptions(const TestDir& dir, const Mode& m) {
+  Options o = ServerOptions(dir);
+  if (!m.cgroup) o.env["STEP_RUNNER_CGROUP"] = "off";
+  if (!m.guardian) o.env["STEP_RUNNER_GUARDIAN"] = "off";
+  return o;
+}
+
+class RunnerDeath : public ::testing::TestWithParam<Mode> {
+ protected:
+  void SetUp() override { BecomeSubreaper(); }
+  void TearDown() override { ReapOrphans(); }
+  TestDir dir;
+};
+
+// The next `run` with the same TMPDIR: removes the leftovers and says so in one line.
+void NextStartCleansUp(const TestDir& dir, const Mode& m, pid_t dead) {
+  dir.Write("ok.yml", "spec: {}\n---\nrun:\n  - name: ok\n    script: 'true'\n");
+  Output next = RunStepRunner({"run", "-f", dir / "ok.yml"}, RunnerOptions(dir, m));
+  EXPECT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_THAT(next.err, HasSubstr("removed what dead step-runner instances (pid " +
+                                  std::to_string(dead) + ")"));
+  int lines = 0;
+  for (size_t p = next.err.find("removed what dead"); p != std::string::npos;
+       p = next.err.find("removed what dead", p + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1) << next.err;
+  EXPECT_THAT(RunnerEntries(dir), IsEmpty());
+}
+
+TEST_P(RunnerDeath, HupAndQuitOfRunCancelLikeTerm) {
+  dir.Write("t.yml", TreeFile(dir));
+  for (int sig : {SIGHUP, SIGQUIT}) {
+    ::unlink((dir / "pids").c_str());
+    ::unlink((dir / "started").c_str());
+    Child run({Binary(), "run", "-f", dir / "t.yml", "--grace", "500ms"}, RunnerOptions(dir, GetParam()));
+    ASSERT_TRUE(run.WaitForFile(dir / "started"));
+    run.Signal(sig);
+    Output o = run.Wait();
+    EXPECT_EQ(o.exit_code, 130) << strsignal(sig) << ": " << o.err;
+    EXPECT_THAT(o.err, HasSubstr("received: cancelling"));
+    std::vector<pid_t> pids = ReadPids(dir / "pids");
+    ASSERT_EQ(pids.size(), 3u);
+    EXPECT_TRUE(AllGone(pids)) << strsignal(sig);
+    EXPECT_THAT(RunnerEntries(dir), IsEmpty());
+  }
+}
+
+TEST_P(RunnerDeath, SigkillOfRunLeavesNoProcess) {
+  dir.Write("t.yml", TreeFile(dir));
+  Child run({Binary(), "run", "-f", dir / "t.yml"}, RunnerOptions(dir, GetParam()));
+  ASSERT_TRUE(run.WaitForFile(dir / "started"));
+  run.Signal(SIGKILL);
+  run.Wait();
+  std::vector<pid_t> pids = ReadPids(dir / "pids");
+  ASSERT_EQ(pids.size(), 3u);
+  if (GetParam().guardian) {
+    EXPECT_TRUE(WaitFor([&] { return AllGone(pids); }));
+    NextStartCleansUp(dir, GetParam(), run.pid());
+  } else {
+    NextStartCleansUp(dir, GetParam(), run.pid());  // kills what is left, then removes
+    EXPECT_TRUE(AllGone(pids));
+  }
+}
+
+TEST_P(RunnerDeath, SigkillOfServeLeavesNoProcess) {
+  std::vector<pid_t> pids;
+  pid_t server_pid = 0;
+  {
+    LiveServer server(dir, {}, RunnerOptions(dir, GetParam()));
+    server_pid = server.child().pid();
+    ASSERT_TRUE(server.Run(Request("tree", Steps({{"tree", TreeScript(dir)}}), dir.path())).ok());
+    ASSERT_TRUE(server.child().WaitForFile(dir / "started"));
+    server.child().Signal(SIGKILL);
+    server.child().Wait();
+    pids = ReadPids(dir / "pids");
+  }
+  ASSERT_EQ(pids.size(), 3u);
+  if (GetParam().guardian) {
+    EXPECT_TRUE(WaitFor([&] { return AllGone(pids); }));
+  }
+  NextStartCleansUp(dir, GetParam(), server_pid);
+  EXPECT_TRUE(AllGone(pids));
+}
+
+TEST_P(RunnerDeath, HupAndQuitOfServeShutDownGracefully) {
+  if (!GetParam().guardian) GTEST_SKIP() << "the guardian plays no part in a clean shutdown";
+  for (int sig : {SIGHUP, SIGQUIT}) {
+    ::unlink((dir / "pids").c_str());
+    ::unlink((dir / "started").c_str());
+    LiveServer server(dir, {}, RunnerOptions(dir, GetParam()));
+    proto::RunRequest req = Request("tree", Steps({{"tree", TreeScript(dir)}}), dir.path());
+    req.mutable_graceful_exit_timeout()->set_nanos(300'000'000);
+    ASSERT_TRUE(server.Run(req).ok());
+    ASSERT_TRUE(server.child().WaitForFile(dir / "started"));
+    server.child().Signal(sig);
+    Output o = server.child().Wait();
+    EXPECT_EQ(o.exit_code, 0) << strsignal(sig) << ": " << o.err;
+    EXPECT_THAT(o.err, HasSubstr("shutting down"));
+    std::vector<pid_t> pids = ReadPids(dir / "pids");
+    ASSERT_EQ(pids.size(), 3u);
+    EXPECT_TRUE(AllGone(pids)) << strsignal(sig);
+    EXPECT_THAT(RunnerEntries(dir), IsEmpty());
+  }
+}
+
+// A live runner's files are never touched by another runner's start, whatever its age.
+TEST_P(RunnerDeath, LiveRunnersLeftoversAreKept) {
+  if (!GetParam().guardian) GTEST_SKIP() << "one mode is enough";
+  LiveServer server(dir, {}, RunnerOptions(dir, GetParam()));
+  ASSERT_TRUE(server.Run(Request("keep", Steps({{"s", "sleep 30"}}), dir.path())).ok());
+  dir.Write("ok.yml", "spec: {}\n---\nrun:\n  - name: ok\n    script: 'true'\n");
+  Output next = RunStepRunner({"run", "-f", dir / "ok.yml"}, RunnerOptions(dir, GetParam()));
+  EXPECT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_THAT(next.err, ::testing::Not(HasSubstr("removed")));
+  EXPECT_TRUE(dir.Exists(JobDir(dir, "keep") + "/logs"));
+  EXPECT_EQ(server.GetStatusOrDie("keep").status(), proto::StepResult::running);
+  ASSERT_TRUE(server.CancelJob("keep", true).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Mechanisms, RunnerDeath,
+                         ::testing::Values(Mode{"cgroup", true, true}, Mode{"fallback", false, true},
+                                           Mode{"cgroupNoGuardian", true, false},
+                                           Mode{"fallbackNoGuardian", false, false}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace sr::test

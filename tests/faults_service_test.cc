@@ -1,0 +1,379 @@
+// Faults of the service, through a live server (contract section 7 items 2-6): lost output on a
+// full disk (a real 2 MB tmpfs as TMPDIR), the fd limit (prlimit), the alias bomb (RSS from
+// /proc), the Run/Close race, NUL and '=' in variables, masked values and the process list,
+// and a socket created by another user (a throwaway user made with useradd).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "support/harness.h"
+#include "support/service_client.h"
+
+namespace sr::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+class Faults : public ::testing::Test {
+ protected:
+  void SetUp() override { BecomeSubreaper(); }
+  void TearDown() override { ReapOrphans(); }
+  TestDir dir;
+};
+
+// Lines of /proc/<pid>/<file> starting with `key`, e.g. ("status", "VmHWM:").
+std::string ProcLine(pid_t pid, const std::string& file, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/" + file);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) == 0) return line;
+  }
+  return "";
+}
+
+// A 2 MB tmpfs mounted for the test, unmounted at its end.
+class SmallDisk {
+ public:
+  explicit SmallDisk(const std::string& path) : path_(path) {
+    ::mkdir(path.c_str(), 0700);
+    mounted_ = ::mount("tmpfs", path.c_str(), "tmpfs", 0, "size=2m,mode=0700") == 0;
+  }
+  ~SmallDisk() {
+    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+};
+
+TEST_F(Faults, LostOutputOnAFullDiskFailsTheJob) {
+  SmallDisk disk(dir / "disk");
+  if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs (not root?)";
+  Options o = ServerOptions(dir);
+  o.env["TMPDIR"] = dir / "disk";
+  LiveServer server(dir, {}, o);
+  // 10 MB of numbered lines into a 2 MB disk.
+  ASSERT_TRUE(server.Run(Request("big", Steps({{"big", "seq 1 1500000"}}), dir.path())).ok());
+  proto::Status big = server.WaitEnded("big");
+
+  EXPECT_EQ(big.status(), proto::StepResult::failure);
+  EXPECT_EQ(big.error().kind(), proto::StatusError::internal) << big.DebugString();
+  EXPECT_THAT(big.error().message(), HasSubstr("writing job log " + dir / "disk/step-runner-output-big/logs"));
+  EXPECT_THAT(big.error().message(), HasSubstr("No space left on device"));
+  EXPECT_EQ(big.termination().reason(), proto::Termination::internal_error) << big.DebugString();
+  // Every byte that could be written stayed: the log is an exact prefix of the output.
+  grpc::Status st;
+  std::string log = server.Follow("big", 0, &st);
+
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_GT(log.size(), 1000000u);
+  std::string expected;
+  for (int i = 1; expected.size() < log.size(); ++i) expected += std::to_string(i) + "\n";
+  // The log starts with the runner's "Running step" line, then the numbers, cut anywhere.
+  const size_t first = log.find("1\n2\n3\n");
+  ASSERT_NE(first, std::string::npos);
+  // Lines the runner wrote once some space was free again (a step's temp file removed) may
+  // follow; the numbers up to there are exact.
+  std::string numbers = log.substr(first, log.find("step-runner:", first) - first);
+  EXPECT_GT(numbers.size(), 1000000u);
+  EXPECT_TRUE(numbers == expected.substr(0, numbers.size())) << "the log is not a prefix of the output";
+  // The server stays healthy: once the space is free again, a job runs fine.
+  ASSERT_TRUE(server.CloseJob("big").ok());
+  ASSERT_TRUE(server.Run(Request("small", Steps({{"small", "echo fine"}}), dir.path())).ok());
+  proto::Status small = server.WaitEnded("small");
+  EXPECT_EQ(small.status(), proto::StepResult::success) << small.DebugString();
+  ASSERT_TRUE(server.CloseJob("small").ok());
+}
+
+TEST_F(Faults, RunDuringCloseIsFailedPrecondition) {
+  LiveServer server(dir);
+  // The cancel's trap keeps the job (and so the Close) busy for a second.
+  proto::RunRequest req = Request(
+      "c", Steps({{"s", "trap 'sleep 1; exit 0' TERM; touch " + dir / "trapped" + "; sleep 30 & wait"}}),
+      dir.path());
+  ASSERT_TRUE(server.Run(req).ok());
+  ASSERT_TRUE(WaitFor([&] { return dir.Exists("trapped"); }));
+  std::atomic<bool> closed{false};
+  std::thread closer([&] {
+    EXPECT_TRUE(server.CloseJob("c").ok());
+    closed = true;
+  });
+  grpc::Status during;
+  ASSERT_TRUE(WaitFor([&] {
+    during = server.Run(req);
+    return during.error_code() == grpc::StatusCode::FAILED_PRECONDITION || closed;
+  }));
+  closer.join();
+  EXPECT_EQ(during.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << during.error_message();
+  EXPECT_EQ(during.error_message(), "job \"c\" is closing");
+  // Closed and forgotten: the id is free again.
+  EXPECT_TRUE(server.Run(Request("c", Steps({{"s", "true"}}), dir.path())).ok());
+  EXPECT_EQ(server.WaitEnded("c").status(), proto::StepResult::success);
+}
+
+TEST_F(Faults, NulAndEqualsInVariablesAreRefused) {
+  LiveServer server(dir);
+  auto with = [&](const std::function<void(proto::RunRequest&)>& edit) {
+    proto::RunRequest r = Request("v", Steps({{"s", "true"}}), dir.path());
+    edit(r);
+    return server.Run(r);
+  };
+  const std::string nul("x\0y", 3);
+  std::vector<std::pair<grpc::Status, std::string>> cases = {
+      {with([&](auto& r) { (*r.mutable_env())["A"] = nul; }), "env variable \"A\": the value contains NUL"},
+      {with([&](auto& r) { (*r.mutable_env())[nul] = "v"; }), "env variable \"x\\0y\": the key contains NUL"},
+      {with([&](auto& r) {
+         auto* v = r.mutable_job()->add_variables();
+         v->set_key("a=b");
+         v->set_value("v");
+       }),
+       "job variable \"a=b\": the key contains '='"},
+      {with([&](auto& r) {
+         auto* v = r.mutable_job()->add_variables();
+         v->set_key("K");
+         v->set_value(nul);
+         v->set_masked(true);
+       }),
+       "job variable \"K\": the value contains NUL"},
+  };
+  for (const auto& [status, message] : cases) {
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << message;
+    EXPECT_EQ(status.error_message(), message);
+  }
+  EXPECT_FALSE(dir.Exists(JobDir(dir, "v")));
+  EXPECT_EQ(server.All().jobs_size(), 0);
+}
+
+TEST_F(Faults, FdLimitIsRaisedAndSetupFailuresLeaveNothing) {
+  // Soft 64, hard 4096: the server raises its own soft limit, steps get the original one.
+  dir.Write("fd.yml", "spec: {}\n---\nrun:\n  - name: n\n    script: ulimit -n > " + dir / "n" + "\n");
+  Options o = ServerOptions(dir);
+  Output run = Child({"/usr/bin/prlimit", "--nofile=64:4096", Binary(), "run", "-f", dir / "fd.yml"}, o).Wait();
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(dir.Read("n"), "64\n");
+  Child serve({"/usr/bin/prlimit", "--nofile=64:4096", Binary(), "serve", "--socket", dir / "s.sock"}, o);
+  ASSERT_TRUE(serve.WaitForFile(dir / "s.sock"));
+  EXPECT_THAT(ProcLine(serve.pid(), "limits", "Max open files"), HasSubstr("4096                 4096"));
+  serve.Signal(SIGTERM);
+  EXPECT_EQ(serve.Wait().exit_code, 0);
+
+  // Hard 64: 100 concurrent Runs. Each either runs or is refused with RESOURCE_EXHAUSTED; no
+  // directory of a refused job stays, and no accepted job fails as the user's step failure.
+  Child limited({"/usr/bin/prlimit", "--nofile=48:48", Binary(), "serve", "--socket", dir / "t.sock"}, o);
+  ASSERT_TRUE(limited.WaitForFile(dir / "t.sock"));
+  auto channel = grpc::CreateChannel("unix:" + dir / "t.sock", grpc::InsecureChannelCredentials());
+  auto stub = proto::StepRunner::NewStub(channel);
+  int refused = 0, accepted = 0;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 100; ++i) {
+    grpc::ClientContext ctx;
+    proto::RunResponse resp;
+    std::string id = "j" + std::to_string(i);
+    grpc::Status s = stub->Run(&ctx, Request(id, Steps({{"s", "sleep 2"}}), dir.path()), &resp);
+    if (s.ok()) {
+      ++accepted;
+      ids.push_back(id);
+    } else {
+      EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+      ++refused;
+      EXPECT_FALSE(dir.Exists("step-runner-output-" + id)) << id;
+    }
+  }
+  EXPECT_GT(refused, 0);
+  for (const auto& id : ids) {
+    proto::Status end;
+    ASSERT_TRUE(WaitFor([&] {
+      grpc::ClientContext ctx;
+      proto::StatusRequest req;
+      req.set_id(id);
+      proto::StatusResponse resp;
+      if (!stub->Status(&ctx, req, &resp).ok() || resp.jobs_size() != 1) return false;
+      end = resp.jobs(0);
+      return end.status() == proto::StepResult::success || end.status() == proto::StepResult::failure;
+    }));
+    if (end.status() == proto::StepResult::failure) {
+      EXPECT_EQ(end.error().kind(), proto::StatusError::internal) << end.DebugString();
+    }
+  }
+  limited.Signal(SIGTERM);
+  EXPECT_EQ(limited.Wait().exit_code, 0);
+  std::printf("fd limit 48: %d accepted, %d refused\n", accepted, refused);
+}
+
+TEST_F(Faults, AliasBombStaysBounded) {
+  // 2 x 10^4 copies of 150 bytes through aliases fit the 4 MiB per text; 20 env variables that
+  // each expand it pass the 16 MiB per job.
+  std::string bomb = "[&a0 \"" + std::string(150, 'x') + "\"";
+  for (int i = 1; i < 5; ++i) {
+    bomb += ", &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) bomb += (k ? ",*a" : "*a") + std::to_string(i - 1);
+    bomb += "]";
+  }
+  bomb += ", *a4]";
+  std::string steps = "spec:\n  inputs:\n    v: {type: array, default: " + bomb + "}\n---\nrun:\n"
+                      "  - name: bomb\n    script: echo hi\n    env:\n";
+  for (int i = 0; i < 20; ++i) steps += "      E" + std::to_string(i) + ": ${{ inputs.v }}\n";
+  LiveServer server(dir);
+  ASSERT_TRUE(server.Run(Request("bomb", steps, dir.path())).ok());
+  ASSERT_TRUE(server.Run(Request("other", Steps({{"s", "echo other"}}), dir.path())).ok());
+  proto::Status end = server.WaitEnded("bomb");
+  EXPECT_EQ(end.status(), proto::StepResult::failure);
+  EXPECT_THAT(end.error().message(), HasSubstr("step \"bomb\""));
+  EXPECT_THAT(end.error().message(), HasSubstr("exceed the limit of 16777216 bytes"));
+  EXPECT_EQ(server.WaitEnded("other").status(), proto::StepResult::success);
+  // Status(id) fits the default 4 MiB of every client (the stub's channel uses the default).
+  EXPECT_LT(end.ByteSizeLong(), 4u << 20);
+  std::string hwm = ProcLine(server.child().pid(), "status", "VmHWM:");
+  long kb = std::atol(hwm.c_str() + 6);
+  std::printf("alias bomb: server peak RSS %ld kB\n", kb);
+  EXPECT_LT(kb, 256 * 1024);
+
+  // Past the bytes a text may build: INVALID_ARGUMENT at Run, naming the line.
+  std::string huge = "[&a0 \"" + std::string(2000, 'x') + "\"";
+  for (int i = 1; i < 6; ++i) {
+    huge += ", &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) huge += (k ? ",*a" : "*a") + std::to_string(i - 1);
+    huge += "]";
+  }
+  huge += "]";
+  grpc::Status refused = server.Run(Request(
+      "huge", "spec:\n  inputs:\n    v: {type: array, default: " + huge + "}\n---\nrun:\n  - name: s\n    script: 'true'\n",
+      dir.path()));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("value too large: more than 4194304 bytes after expanding aliases"));
+}
+
+TEST_F(Faults, LargeValuesInStatusAreCutToFit) {
+  // An input of ~3 MB (built through aliases, under 4 MiB), and four env variables holding it,
+  // land in the result tree.
+  std::string big = "[&a0 \"" + std::string(300, 'y') + "\"";
+  for (int i = 1; i < 5; ++i) {
+    big += ", &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) big += (k ? ",*a" : "*a") + std::to_string(i - 1);
+    big += "]";
+  }
+  big += "]";
+  std::string steps = "spec: {}\n---\nrun:\n  - name: big\n    step: ./arr\n    inputs:\n      v: " + big + "\n";
+  dir.Write("arr/step.yml", "spec:\n  inputs:\n    v: {type: array}\n---\nenv:\n"
+                            "  E1: ${{ inputs.v }}\n  E2: ${{ inputs.v }}\n  E3: ${{ inputs.v }}\n"
+                            "exec:\n  command: ['true']\n");
+  LiveServer server(dir);
+  ASSERT_TRUE(server.Run(Request("big", steps, dir.path())).ok());
+  // ~9 MB of env is past execve's limit, so the step fails; its result still holds the env.
+  proto::Status end = server.WaitEnded("big");  // a default client: 4 MiB receive limit
+  EXPECT_EQ(end.status(), proto::StepResult::failure) << end.error().message();
+  EXPECT_LT(end.ByteSizeLong(), 4u << 20);
+  EXPECT_THAT(end.result().DebugString(), HasSubstr("[truncated"));
+}
+
+TEST_F(Faults, MaskedValueNeverInAScriptsCommandLine) {
+  const std::string secret = "s3cr3t-" + std::to_string(::getpid()) + "-value";
+  dir.Write("s.yml", "spec: {}\n---\nrun:\n  - name: s\n    script: |\n"
+                     "      echo \"got ${{ job.TOKEN }}\"\n      touch " + dir / "started" + "\n"
+                     "      sleep 1\n"
+                     "  - name: e\n    step: ./echo\n    inputs: {v: \"${{ job.TOKEN }}\"}\n");
+  dir.Write("echo/step.yml", "spec:\n  inputs:\n    v: {type: string}\n---\nexec:\n  command: [echo, \"${{ inputs.v }}\"]\n");
+  Options o;
+  o.env["TOKEN"] = secret;
+  Child run({Binary(), "run", "-f", dir / "s.yml", "--masked-job", "TOKEN"}, o);
+  ASSERT_TRUE(run.WaitForFile(dir / "started"));
+  std::vector<std::string> leaks;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream in(e.path() / "cmdline");
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(secret) != std::string::npos) leaks.push_back(e.path().string());
+  }
+  Output out = run.Wait();
+  EXPECT_TRUE(leaks.empty()) << leaks[0];
+  EXPECT_EQ(out.exit_code, 0) << out.err;
+  EXPECT_THAT(out.out, HasSubstr("got [MASKED]"));
+  EXPECT_THAT(out.out, HasSubstr("warning: the command of step \"e\" contains a masked value"));
+  EXPECT_EQ(out.out.find(secret), std::string::npos);
+
+  Output unset = RunStepRunner({"run", "-f", dir / "s.yml", "--masked-job", "SR_NOT_SET_ANYWHERE"});
+  EXPECT_EQ(unset.exit_code, 2);
+  EXPECT_THAT(unset.err, HasSubstr("--masked-job SR_NOT_SET_ANYWHERE: environment variable SR_NOT_SET_ANYWHERE is not set"));
+}
+
+// A throwaway local user, removed at the end.
+class OtherUser {
+ public:
+  OtherUser() : name_("sri14" + std::to_string(::getpid() % 100000)) {
+    ok_ = std::system(("useradd -M -N -s /usr/sbin/nologin " + name_ + " 2>/dev/null").c_str()) == 0;
+    if (passwd* pw = ok_ ? ::getpwnam(name_.c_str()) : nullptr) uid_ = pw->pw_uid;
+  }
+  ~OtherUser() {
+    if (ok_) (void)std::system(("userdel " + name_ + " 2>/dev/null").c_str());
+  }
+  bool ok() const { return ok_ && uid_ != 0; }
+  uid_t uid() const { return uid_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  bool ok_ = false;
+  uid_t uid_ = 0;
+};
+
+TEST_F(Faults, SocketOfAnotherUserIsRefused) {
+  OtherUser other;
+  if (!other.ok()) GTEST_SKIP() << "useradd is not available";
+  // A listening socket that the other user owns (what they would plant in a shared directory).
+  const std::string path = dir / "planted.sock";
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  ASSERT_EQ(::chown(path.c_str(), other.uid(), 0), 0);
+  const std::string owner = "belongs to " + other.name() + " (uid " + std::to_string(other.uid()) + ")";
+  Output client = RunStepRunner({"client", "--socket", path, "status"});
+  EXPECT_EQ(client.exit_code, 1);
+  EXPECT_THAT(client.err, HasSubstr("socket " + path + " " + owner + ", neither root nor this user"));
+  Output proxy = RunStepRunner({"proxy", "--socket", path});
+  EXPECT_EQ(proxy.exit_code, 1);
+  EXPECT_THAT(proxy.err, HasSubstr(owner));
+  ::close(fd);
+
+  // The default socket directory of the other user is refused by serve.
+  ::mkdir((dir / "xdg").c_str(), 0700);
+  ASSERT_EQ(::chown((dir / "xdg").c_str(), other.uid(), 0), 0);
+  Options o = ServerOptions(dir);
+  o.env["XDG_RUNTIME_DIR"] = dir / "xdg";
+  Output serve = RunStepRunner({"serve"}, o);
+  EXPECT_EQ(serve.exit_code, 2);
+  EXPECT_THAT(serve.err, HasSubstr("socket dir " + dir / "xdg" + " belongs to " + other.name()));
+}
+
+TEST_F(Faults, DefaultSocketIsInAPrivateDirectory) {
+  Options o = ServerOptions(dir);
+  o.env["XDG_RUNTIME_DIR"] = dir / "run";
+  ::mkdir((dir / "run").c_str(), 0755);
+  Child serve({Binary(), "serve"}, o);
+  ASSERT_TRUE(serve.WaitForFile(dir / "run/step-runner.sock"));
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "run").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  Output status = RunStepRunner({"client", "status"}, o);
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  serve.Signal(SIGTERM);
+  EXPECT_EQ(serve.Wait().exit_code, 0);
+}
+
+}  // namespace
+}  // namespace sr::test
