@@ -26,6 +26,7 @@ struct RunFlags {
   std::string step_results_file;
   bool write_step_results = false;
   std::string step_results_format = "json";  // or "prototext"
+  std::string memory, pids, cpus;  // job-wide limits (contract 8.1); "" = none
 };
 
 }  // namespace sr::cli

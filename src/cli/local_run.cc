@@ -35,17 +35,38 @@ class TerminalProgress : public Observer {
   void StepStarted(const std::string& name) override {
     std::fprintf(stderr, "step-runner: ▶ %s\n", Label(name).c_str());
   }
-  void StepFinished(const std::string& name, proto::StepResult::Status status,
-                    Duration took) override {
-    std::fprintf(stderr, "step-runner: %s %s (%s, %s)\n",
+  void StepFinished(const std::string& name, proto::StepResult::Status status, Duration took,
+                    const proto::StepResult& result) override {
+    std::fprintf(stderr, "step-runner: %s %s (%s, %s%s)\n",
                  status == proto::StepResult::success ? "✔" : "✘", Label(name).c_str(),
                  proto::StepResult::Status_Name(status).c_str(),
-                 FormatDuration(std::chrono::duration_cast<std::chrono::milliseconds>(took)).c_str());
+                 FormatDuration(std::chrono::duration_cast<std::chrono::milliseconds>(took)).c_str(),
+                 UsageSummary(result.usage()).c_str());
   }
 
  private:
   static std::string Label(const std::string& name) { return name.empty() ? "(step)" : name; }
 };
+
+Result<ResourceLimits> JobLimits(const RunFlags& f) {
+  ResourceLimits l;
+  if (!f.memory.empty()) {
+    auto v = stepfile::ParseMemory(f.memory);
+    if (!v.ok()) return v.error().Wrap("--memory");
+    l.memory_bytes = *v;
+  }
+  if (!f.pids.empty()) {
+    auto v = stepfile::ParsePids(f.pids);
+    if (!v.ok()) return v.error().Wrap("--pids");
+    l.pids = *v;
+  }
+  if (!f.cpus.empty()) {
+    auto v = stepfile::ParseCpus(f.cpus);
+    if (!v.ok()) return v.error().Wrap("--cpus");
+    l.cpus = *v;
+  }
+  return l;
+}
 
 }  // namespace
 
@@ -61,6 +82,8 @@ std::map<std::string, std::string> ProcessEnv() {
 }
 
 int RunLocally(LocalRunRequest req) {
+  auto limits = JobLimits(req.flags);
+  if (!limits.ok()) return Fail(limits.error().message, 2);
   if (req.flags.step_results_format != "json" && req.flags.step_results_format != "prototext") {
     return Fail("unsupported format: " + req.flags.step_results_format, 2);
   }
@@ -102,6 +125,9 @@ int RunLocally(LocalRunRequest req) {
   if (!sup.ok()) return Fail(sup.error().message, 1);
   auto temp = TempDir::Create("step-runner-");
   if (!temp.ok()) return Fail(temp.error().message, 1);
+  if (Status ok = CheckResourceLimits(**sup, req.root, *limits); !ok.ok()) {
+    return Fail(ok.error().message, 2);
+  }
 
   StdioSink sink;
   TerminalProgress progress;
@@ -117,6 +143,7 @@ int RunLocally(LocalRunRequest req) {
   options.root_inputs = req.root_inputs;
   options.grace = *grace;
   options.temp_dir = temp->path();
+  options.resources = *limits;
 
   int signals_seen = 0;
   auto watch = (*loop)->Watch(sigfd.get(), EPOLLIN, [&](uint32_t) {

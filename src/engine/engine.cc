@@ -4,6 +4,7 @@
 
 #include "engine/internal.h"
 #include "engine/results.h"
+#include "engine/usage.h"
 #include "expr/mask.h"
 
 namespace sr {
@@ -73,6 +74,11 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options, Cancel
   top.ambient_env = st.options.base_env;
   top.cancel = &cancel;
   top.node = nullptr;
+  if (st.options.resources.any()) {
+    // The job's group holds every step's: job-wide limits cover the whole run.
+    auto group = engine::EnterGroup(st, top, st.options.resources, "job");
+    if (!group.ok()) co_return RunOutcome{proto::StepResult(), group.error()};
+  }
   json inputs = json::object();
   for (auto it = st.options.root_inputs.begin(); it != st.options.root_inputs.end(); ++it) {
     auto decl = root.spec.inputs.find(it.key());

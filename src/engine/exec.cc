@@ -10,6 +10,7 @@
 #include "engine/internal.h"
 #include "engine/outputs.h"
 #include "engine/results.h"
+#include "engine/usage.h"
 #include "expr/expr.h"
 #include "expr/mask.h"
 #include "util/fd.h"
@@ -134,6 +135,9 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
 
   CancelSource& cancel = *caller.cancel;
   if (cancel.requested()) co_return StepOutcome{true, CancelError(cancel, "exec: not started")};
+  auto acct = BeginAccounting(st, self, def);
+  if (!acct.ok()) co_return StepOutcome{true, acct.error()};
+  spec.resources = acct->group;
   st.Log("Running step \"" + node->result.step().name() + "\"");
 
   // Output is masked per stream; a secret split across two writes is still caught.
@@ -172,6 +176,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
     });
   });
   on_cancel = {};
+  const pid_t main_pid = node->tree ? node->tree->pid() : 0;
   node->tree.reset();
   for (auto [s, m] : {std::pair{OutputStream::kStdout, out_mask}, {OutputStream::kStderr, err_mask}}) {
     std::string rest = m->Flush();
@@ -179,6 +184,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   }
   if (runner_error) co_return StepOutcome{true, runner_error->Wrap("exec")};
   exec_result->set_exit_code(exit.exit_code);
+  if (auto oom = EndAccounting(st, *acct, exit, main_pid, node)) co_return StepOutcome{true, oom};
 
   if (exit.stop_requested) {
     auto* term = node->result.mutable_termination();

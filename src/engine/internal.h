@@ -95,6 +95,10 @@ struct Scope {
   ResultNode* node = nullptr;   // the sequence's own result node
   json run = json::object();    // `${{ run.* }}` (status, termination) for finally steps
   const stepfile::Definition* definition = nullptr;  // the sequence (diagnose steps live here)
+  // The innermost resource group around the steps of this scope (null: none) and the tightest
+  // limits of every level that encloses them (contract 8.1).
+  std::shared_ptr<ResourceGroup> group;
+  ResourceLimits limits;
   // View() of this scope, built on first use and updated in place as `steps` grows, so that the
   // i-th step of a sequence does not copy the outputs of the i-1 before it (quadratic in the
   // length of the sequence). Whoever changes steps/inputs/run/step_dir of a scope in use resets it.
@@ -164,6 +168,8 @@ std::optional<proto::Termination> JobTermination(const Engine::State& st);
 json TerminationValue(const Engine::State& st);
 /// The scope a step sees itself in: its own directory and inputs, its caller's cancel and `run`.
 Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs);
+/// A scope for one `run:` item with limits or a timeout of its own: the caller's, minus `steps`.
+Scope ItemScope(const Scope& caller);
 /// Expands a definition's `env:` in `view` (entries see outer values, not each other).
 Result<Env> ExpandDefinitionEnv(const stepfile::Definition& def, const json& view);
 /// The error of a step stopped by `cancel`: kind cancelled or timed out, "<what> (cancelled)".

@@ -200,6 +200,7 @@ void SetTerminationRequest(const CancelRequest& request, proto::Termination* out
     case CancelReason::kTimedOut: out->set_reason(proto::Termination::timed_out); break;
     case CancelReason::kServerShutdown: out->set_reason(proto::Termination::server_shutdown); break;
     case CancelReason::kClosed: out->set_reason(proto::Termination::closed); break;
+    case CancelReason::kStepTimedOut: out->set_reason(proto::Termination::step_timed_out); break;
   }
   out->set_forced(request.forced);
   *out->mutable_requested_time() = ToTimestamp(request.requested_wall);

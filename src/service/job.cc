@@ -184,7 +184,7 @@ void Job::RemoveFiles() {
 void Job::StepStarted(const std::string& /*name*/) { Publish(); }
 
 void Job::StepFinished(const std::string& /*name*/, proto::StepResult::Status /*status*/,
-                       Duration /*took*/) {
+                       Duration /*took*/, const proto::StepResult& /*result*/) {
   Publish();
 }
 

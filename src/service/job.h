@@ -95,7 +95,7 @@ class Job : private Observer {
   class LogSink;
   void StepStarted(const std::string& name) override;
   void StepFinished(const std::string& name, proto::StepResult::Status status,
-                    Duration took) override;
+                    Duration took, const proto::StepResult& result) override;
   void Finish(RunOutcome outcome);
   void Publish();
   std::optional<proto::Termination> BuildTermination(const proto::StepResult& result) const;

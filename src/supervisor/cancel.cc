@@ -10,6 +10,7 @@ const char* CancelReasonName(CancelReason r) {
     case CancelReason::kTimedOut: return "timed_out";
     case CancelReason::kServerShutdown: return "server_shutdown";
     case CancelReason::kClosed: return "closed";
+    case CancelReason::kStepTimedOut: return "step_timed_out";
   }
   return "cancel_requested";
 }

@@ -15,7 +15,8 @@
 namespace sr {
 
 /// Why a cancel was requested. Mirrors proto Termination.Reason.
-enum class CancelReason { kRequested, kTimedOut, kServerShutdown, kClosed };
+// kStepTimedOut: a `run:` item's own `timeout:` (contract 8.4), on that step's own source.
+enum class CancelReason { kRequested, kTimedOut, kServerShutdown, kClosed, kStepTimedOut };
 const char* CancelReasonName(CancelReason r);  // "cancel_requested", "timed_out", ...
 
 /// One cancel request as subscribers see it. A later request may escalate an earlier one:
