@@ -135,6 +135,7 @@ void Job::Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
   options.job_vars = std::move(request.job_vars);
   options.secrets = std::move(request.secrets);
   options.grace = request.grace;
+  options.resources = request.resources;
   options.temp_dir = dir_ + "/.tmp";
 
   running_ = true;

@@ -43,6 +43,7 @@ struct JobRequest {
   Duration timeout{0};                          // 0 = none
   Duration warn_before{0};                      // 0 = no warning (needs a timeout)
   int warn_signal = 0;                          // 0 = none
+  ResourceLimits resources;                     // RunRequest.resources; 0 = no limit
 };
 
 /// Validates `request` (id, step text, durations, variables). `server_env` is the base
