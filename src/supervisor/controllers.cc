@@ -232,6 +232,7 @@ std::unique_ptr<Controllers> Controllers::ForV2Dir(const std::string& dir, unsig
 }
 
 std::unique_ptr<Controllers> Controllers::Discover(const std::string& v2_runner_dir) {
+  g_create_files = false;
   std::unique_ptr<Controllers> c(new Controllers());
   auto mountinfo = ReadFile("/proc/self/mountinfo");
   auto self = ReadFile("/proc/self/cgroup");

@@ -165,7 +165,11 @@ Status SupervisorImpl::Init() {
       }
     }
   }
-  if (forced_off || options_.mechanism == Options::Mechanism::kProcessGroup) {
+  const char* ctl = std::getenv("STEP_RUNNER_CONTROLLERS");
+  if (ctl && std::string(ctl) == "off") {
+    // Per-step accounting groups off (limits refused, usage from wait4); the v2 leaf stays.
+    controllers_ = Controllers::None("resource controllers are switched off (STEP_RUNNER_CONTROLLERS=off)");
+  } else if (forced_off || options_.mechanism == Options::Mechanism::kProcessGroup) {
     controllers_ = Controllers::None(forced_off ? "cgroups are switched off (STEP_RUNNER_CGROUP=off)"
                                                 : "the supervisor runs without cgroups");
   } else {
