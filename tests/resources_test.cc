@@ -195,7 +195,9 @@ TEST_F(Resources, UsageFieldsAreConsistent) {
   dir.Write("inner.yml", "spec: {}\n---\nrun:\n  - name: one\n    script: head -c 20000000 /dev/zero | wc -c\n"
                          "  - name: two\n    script: echo two\n");
   dir.Write("u.yml", "spec: {}\n---\nrun:\n  - name: seq\n    step: ./inner.yml\n");
-  Output o = RunStepRunner({"run", "-f", dir / "u.yml", "--step-results-file", dir / "r.json"});
+  // Full accounting: every step in its own v1 groups (the default does that for limited steps).
+  Output o = RunStepRunner({"run", "-f", dir / "u.yml", "--step-results-file", dir / "r.json"},
+                           {.env = {{"STEP_RUNNER_ACCOUNTING", "full"}}});
   ASSERT_EQ(o.exit_code, 0) << o.err;
   json r = json::parse(dir.Read("r.json"));
   const json& seq = r["subStepResults"][0];
@@ -215,6 +217,15 @@ TEST_F(Resources, UsageFieldsAreConsistent) {
   }
   EXPECT_EQ(Num(seq["usage"], "cpuUserUsec") + Num(seq["usage"], "cpuSystemUsec"), cpu_sum);
   EXPECT_EQ(Num(seq["usage"], "memoryPeakBytes"), peak_max);
+
+  // By default an unlimited step is not put in v1 groups (docs/resources.md): CPU and peak are
+  // there all the same, pids are not.
+  Output d = RunStepRunner({"run", "-f", dir / "u.yml", "--step-results-file", dir / "d.json"});
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  const json d_r = json::parse(dir.Read("d.json"));
+  const json& du = d_r["subStepResults"][0]["subStepResults"][0]["usage"];
+  EXPECT_GT(Num(du, "memoryPeakBytes"), 0) << du.dump();
+  EXPECT_GT(Num(du, "cpuUserUsec") + Num(du, "cpuSystemUsec"), 0) << du.dump();
 
   // Without cgroups the figures come from wait4: CPU and peak are there, pids are not.
   Output off = RunStepRunner({"run", "-f", dir / "u.yml", "--step-results-file", dir / "off.json"},

@@ -121,15 +121,21 @@ Result<StepAccounting> BeginAccounting(Engine::State& st, Scope& scope,
   const ResourceLimits own = def.resources ? ToLimits(*def.resources) : ResourceLimits{};
   SR_ASSIGN_OR_RETURN(acct.group, EnterGroup(st, scope, own, ""));
   acct.effective = scope.limits;
-  if (!st.sup.controllers().accounting()) acct.own_oom_before = st.sup.controllers().OwnOomKills();
+  if (!acct.group->accounts_memory()) acct.own_oom_before = st.sup.controllers().OwnOomKills();
   acct.start = WallNow();
   return acct;
 }
 
 std::optional<Error> EndAccounting(Engine::State& st, StepAccounting& acct, const TreeExit& exit,
                                    pid_t main_pid, ResultNode* node) {
-  const bool counted = st.sup.controllers().accounting();
-  ResourceUsage u = counted ? acct.group->Read() : exit.rusage;
+  // The group's counters where it has them; wait4's figures (approximate: peak is the largest
+  // single process) for what it does not count.
+  ResourceUsage u = acct.group->Read();
+  if (!u.cpu_user_usec) u.cpu_user_usec = exit.rusage.cpu_user_usec;
+  if (!u.cpu_system_usec) u.cpu_system_usec = exit.rusage.cpu_system_usec;
+  if (!u.memory_peak_bytes) u.memory_peak_bytes = exit.rusage.memory_peak_bytes;
+  if (!u.io_read_bytes) u.io_read_bytes = exit.rusage.io_read_bytes;
+  if (!u.io_write_bytes) u.io_write_bytes = exit.rusage.io_write_bytes;
   if (!u.oom_kills && acct.own_oom_before) {
     // No group of its own: the runner's cgroup counter, before and after (approximate when
     // other steps run beside it).

@@ -175,6 +175,14 @@ ResourceGroup::~ResourceGroup() {
   for (const auto& d : v1_) ::rmdir(d.path.c_str());
 }
 
+bool ResourceGroup::accounts_memory() const {
+  if (v2_kinds_ & Controllers::kMemory) return true;
+  for (const auto& d : v1_) {
+    if (d.kinds & Controllers::kMemory) return true;
+  }
+  return false;
+}
+
 std::vector<std::string> ResourceGroup::dirs() const {
   std::vector<std::string> out;
   for (const auto& d : v1_) out.push_back(d.path);
@@ -234,6 +242,8 @@ std::unique_ptr<Controllers> Controllers::ForV2Dir(const std::string& dir, unsig
 std::unique_ptr<Controllers> Controllers::Discover(const std::string& v2_runner_dir) {
   g_create_files = false;
   std::unique_ptr<Controllers> c(new Controllers());
+  const char* full = std::getenv("STEP_RUNNER_ACCOUNTING");
+  c->full_accounting_ = full && std::string(full) == "full";
   auto mountinfo = ReadFile("/proc/self/mountinfo");
   auto self = ReadFile("/proc/self/cgroup");
   if (!mountinfo.ok() || !self.ok()) {
@@ -400,7 +410,9 @@ Result<std::shared_ptr<ResourceGroup>> Controllers::Create(std::shared_ptr<Resou
   SR_RETURN_IF_ERROR(CanEnforce(limits));
   std::shared_ptr<ResourceGroup> g(new ResourceGroup());  // private constructor
   const std::string name = "/g-" + std::to_string(g_next_group++);
-  for (size_t i = 0; i < v1_.size(); ++i) {
+  // Inside a limited group the step must join the v1 hierarchies too, or the limit misses it.
+  const bool join_v1 = full_accounting_ || parent || limits.any() || v2_dir_.empty();
+  for (size_t i = 0; join_v1 && i < v1_.size(); ++i) {
     const std::string base = parent && i < parent->v1_.size() ? parent->v1_[i].path : v1_[i].runner_dir;
     const std::string dir = base + name;
     if (::mkdir(dir.c_str(), 0755) != 0) return ErrnoError("mkdir " + dir, errno);
@@ -411,7 +423,8 @@ Result<std::shared_ptr<ResourceGroup>> Controllers::Create(std::shared_ptr<Resou
     g->join_fds_.push_back(procs.get());
     g->join_fds_owned_.push_back(std::move(procs));
   }
-  if (v2_kinds_) {
+  if (!v2_dir_.empty()) {
+    // Even with no v2 controller: the leaf goes inside, and cpu.stat counts its CPU time.
     const std::string dir = (parent && !parent->v2_dir_.empty() ? parent->v2_dir_ : v2_dir_) + name;
     if (::mkdir(dir.c_str(), 0755) != 0) return ErrnoError("mkdir " + dir, errno);
     g->v2_dir_ = dir;

@@ -58,6 +58,8 @@ class ResourceGroup {
   const std::string& v2_dir() const { return v2_dir_; }
   /// The v1 and v2 directories, for messages and tests.
   std::vector<std::string> dirs() const;
+  /// Whether the group has a memory controller of its own (peak and OOM kills come from it).
+  bool accounts_memory() const;
 
  private:
   friend class Controllers;
@@ -97,6 +99,12 @@ class Controllers {
   std::optional<int64_t> OwnOomKills() const;
   /// Whether any controller accounts for groups (false: usage comes from wait4 rusage).
   bool accounting() const { return kinds_ != 0; }
+  /// Joining a cgroup v1 hierarchy costs the child one RCU grace period (cgroup v1 has no
+  /// CLONE_INTO_CGROUP), several milliseconds per step. So a group with no limit of its own and
+  /// none around it is made in cgroup v2 only (CPU from its cpu.stat; peak, I/O from wait4;
+  /// OOM kills from the runner's own memory cgroup), unless STEP_RUNNER_ACCOUNTING=full asks
+  /// for the v1 counters of every step.
+  bool full_accounting() const { return full_accounting_; }
   /// "cgroup v1 (memory, pids, cpu, cpuacct, blkio)" and the like, for debug lines and docs.
   std::string Describe() const;
 
@@ -121,6 +129,7 @@ class Controllers {
   std::string own_memory_dir_;  // the runner's own memory cgroup (v1 or v2), for OwnOomKills
   bool own_memory_v2_ = false;
   bool owns_dirs_ = false;  // Discover created the v1 runner dirs: remove them at the end
+  bool full_accounting_ = false;
 };
 
 }  // namespace sr
