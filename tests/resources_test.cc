@@ -285,6 +285,40 @@ TEST_F(Resources, LimitsWithoutControllersAreRefusedBeforeAnythingRuns) {
   EXPECT_FALSE(dir.Exists("ran"));
 }
 
+// README "Limits and what a step used": the step file and the command, exactly as written there;
+// the output as shown except for the peak, which the kernel records a little differently each run.
+TEST_F(Resources, ReadmeTranscriptIsReal) {
+  std::ifstream in(std::string(STEP_RUNNER_SOURCE_DIR) + "/README.md");
+  std::stringstream whole;
+  whole << in.rdbuf();
+  const std::string readme = whole.str();
+  const size_t section = readme.find("## Limits and what a step used");
+  ASSERT_NE(section, std::string::npos);
+  auto block = [&](const std::string& fence, size_t from) {
+    size_t start = readme.find(fence + "\n", from);
+    EXPECT_NE(start, std::string::npos) << fence;
+    start += fence.size() + 1;
+    return readme.substr(start, readme.find("```\n", start) - start);
+  };
+  const std::string yaml = block("```yaml", section);
+  const std::string console = block("```console", section);
+  dir.Write("build.yml", yaml);
+  const std::string command = "$ build/step-runner run -f build.yml --step-results-file step-results.json\n";
+  ASSERT_EQ(console.rfind(command, 0), 0u) << console;
+  Output o = RunStepRunner({"run", "-f", "build.yml", "--step-results-file", "step-results.json"},
+                           {.cwd = dir.path()});
+  auto without_peak = [](std::string text) {
+    const size_t p = text.find(", peak ");
+    if (p != std::string::npos) text.erase(p, text.find(')', p) - p);
+    return text;
+  };
+  EXPECT_EQ(without_peak(command + o.out + o.err + "$ echo $?\n" + std::to_string(o.exit_code) + "\n"),
+            without_peak(console));
+  json r = json::parse(dir.Read("step-results.json"));
+  EXPECT_EQ(r["subStepResults"][0]["termination"]["reason"], "oom_killed");
+  EXPECT_EQ(r["subStepResults"].size(), 1u) << "test never started";
+}
+
 TEST_F(Resources, BadValuesNameFileLineAndKey) {
   struct Case {
     std::string text, want;
