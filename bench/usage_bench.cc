@@ -54,7 +54,6 @@ void BM_Steps(benchmark::State& state) {
   state.SetLabel((*sup)->controllers().Describe());
   (void)sr::WriteFile(dir->path() + "/true.yml", "spec: {}\n---\nexec:\n  command: [/bin/true]\n", 0644);
   const std::string text = StepFileText(mode == 2);
-  sr::ResourceLimits none;
   NullSink sink;
   for (auto _ : state) {
     auto file = sr::stepfile::ParseStepFile(text, "bench.yml");
@@ -64,9 +63,8 @@ void BM_Steps(benchmark::State& state) {
     options.work_dir = dir->path();
     options.base_env = {{"PATH", "/usr/bin:/bin"}};
     sr::Engine engine(**loop, **sup, sink);
-    sr::CancelSource cancel;
     std::optional<sr::RunOutcome> out;
-    sr::StartTask<sr::RunOutcome>(engine.Run(std::move(*file), options, cancel),
+    sr::StartTask<sr::RunOutcome>(engine.Run(std::move(*file), options),
                                   [&](sr::RunOutcome o) { out = std::move(o); });
     (*loop)->RunUntil([&] { return out.has_value(); });
     if (out->error) {

@@ -79,8 +79,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   // the caller's, and a cancel source that the caller's cancel and the item's timer both feed.
   Scope* scope = &caller;
   Scope item_scope;
-  CancelSource item_cancel;
-  CancelSource::Subscription forward;
+  std::optional<CancelSource> item_cancel;  // a domain below the caller's (engine/cancel.h)
   std::optional<EventLoop::TimerId> timer;
   bool timed_out = false;
   if (inv.resources || inv.timeout) {
@@ -94,12 +93,20 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
       }
     }
     if (inv.timeout) {
-      item_scope.cancel = &item_cancel;
-      forward = caller.cancel->Subscribe([&item_cancel](const CancelRequest& r) { item_cancel.Cancel(r); });
-      const Duration grace = st.options.grace;
-      timer = st.loop.After(*inv.timeout, [&item_cancel, &timed_out, grace] {
+      item_cancel.emplace(*caller.cancel, CancelSource::Follow::kAll);
+      item_scope.cancel = &*item_cancel;
+      // The same graceful cancel a job cancel gives, to this item's subtree only; the step's
+      // `cancel:` override applies through the policy (StopOrderFor).
+      Engine::State* state = &st;
+      const std::string name = inv.name;
+      const Duration limit = *inv.timeout;
+      timer = st.loop.After(limit, [state, name, limit, &item_cancel, &timed_out] {
         timed_out = true;
-        item_cancel.Cancel(CancelRequest{CancelReason::kStepTimedOut, false, grace, {}, {}});
+        auto effect = item_cancel->Cancel(
+            CancelRequest::Graceful(CancelReason::kStepTimedOut, state->options.grace));
+        state->Log("step-runner: step \"" + name + "\" timed out after " + FormatDuration(limit) +
+                   ": cancel signal to " + std::to_string(effect.processes) + " processes, grace " +
+                   FormatDuration(effect.grace.value_or(state->options.grace)));
       });
     }
   }
@@ -109,7 +116,6 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   StepOutcome out =
       co_await RunStep(st, *scope, std::move(*loaded), std::move(inputs), std::move(inv_env), node);
   if (timer) st.loop.CancelTimer(*timer);
-  forward = {};
   if (timed_out && out.error && !caller.cancel->requested()) {
     // Contract 8.4: the step failed because its own time ran out, whatever its processes said.
     out.error = FailedError("timed out after " + FormatDuration(*inv.timeout));

@@ -147,27 +147,10 @@ std::optional<Error> EndAccounting(Engine::State& st, StepAccounting& acct, cons
   if (exit.stop_requested || exit.spawn_error || !failed || u.oom_kills.value_or(0) <= 0) {
     return std::nullopt;
   }
-  using PR = proto::Termination::ProcessRecord;
-  auto* term = node->result.mutable_termination();
-  term->set_reason(proto::Termination::oom_killed);
-  auto* main = term->add_processes();
-  main->set_pid(main_pid);
   std::string command;
   for (const auto& a : node->result.exec_result().command()) command += (command.empty() ? "" : " ") + a;
-  main->set_command(command.substr(0, 256));
-  *main->mutable_end_time() = ToTimestamp(WallNow());
-  if (exit.term_signal == SIGKILL) {
-    main->set_ending(PR::killed_by_oom);
-    main->set_end_signal("SIGKILL");
-  } else {
-    main->set_ending(exit.term_signal ? PR::ended_by_signal : PR::exited);
-    main->set_exit_code(exit.exit_code);
-  }
-  // Members the runner reaped that died of a SIGKILL it never sent.
-  AddProcessRecords(exit.records, term);
-  for (auto& p : *term->mutable_processes()) {
-    if (p.pid() != main_pid && p.signal().empty() && p.end_signal() == "SIGKILL") p.set_ending(PR::killed_by_oom);
-  }
+  *node->result.mutable_termination() = OomTermination(exit, main_pid, command);
+  st.MaskMessage(node->result.mutable_termination());
   return FailedError(OomMessage(acct.effective, u));
 }
 
