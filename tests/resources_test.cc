@@ -134,6 +134,30 @@ TEST_F(Resources, JobLimitFromTheCommandLineAndOverGrpc) {
   ASSERT_TRUE(server.CloseJob("oom").ok());
 }
 
+TEST_F(Resources, TheSmallestEnclosingLimitWins) {
+  // The sequence's 64 MiB covers its step, whose own limit is larger.
+  dir.Write("alloc/step.yml", kAllocStep);
+  dir.Write("inner.yml", "spec: {}\n---\nresources: {memory: 64Mi}\nrun:\n  - name: big\n"
+                         "    resources: {memory: 1Gi}\n    step: ./alloc\n");
+  dir.Write("outer.yml", "spec: {}\n---\nrun:\n  - name: seq\n    step: ./inner.yml\n");
+  Output o = RunStepRunner({"run", "-f", dir / "outer.yml", "--step-results-file", dir / "r.json"});
+  EXPECT_EQ(o.exit_code, 1) << o.err;
+  EXPECT_THAT(o.err, HasSubstr("step \"seq\": step \"big\": killed by the OOM killer (memory limit 64 MiB"));
+  json r = json::parse(dir.Read("r.json"));
+  ExpectOomResult(r["subStepResults"][0]["subStepResults"][0], "inside a limited sequence");
+  EXPECT_GE(Num(r["subStepResults"][0]["usage"], "oomKills"), 1) << "the sequence adds up its steps";
+}
+
+TEST_F(Resources, TerminalEndLineShowsCpuAndPeak) {
+  // Progress lines are for terminals only: `script` gives the run one.
+  dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: build\n    script: head -c 30000000 /dev/zero | wc -c\n");
+  Child child({"/usr/bin/script", "-qec", Binary() + " run -f " + dir / "t.yml", "/dev/null"}, {});
+  Output o = child.Wait();
+  ASSERT_EQ(o.exit_code, 0) << o.out << o.err;
+  EXPECT_THAT(o.out, ::testing::ContainsRegex("✔ build \\(success, [0-9.]+m?s, cpu [0-9.]+s, peak [0-9.]+ [KMG]?i?B\\)"))
+      << o.out;
+}
+
 TEST_F(Resources, PidsLimitHoldsAgainstAFanOut) {
   // 100 forks under a limit of 20: the parent counts what started, waits on a FIFO (no fork
   // needed) while the test looks at every child, then kills them.
