@@ -121,7 +121,7 @@ Result<StepAccounting> BeginAccounting(Engine::State& st, Scope& scope,
   const ResourceLimits own = def.resources ? ToLimits(*def.resources) : ResourceLimits{};
   SR_ASSIGN_OR_RETURN(acct.group, EnterGroup(st, scope, own, ""));
   acct.effective = scope.limits;
-  if (!acct.group->accounts_memory()) acct.own_oom_before = st.sup.controllers().OwnOomKills();
+  if (!acct.group->accounts_memory()) acct.own_oom_before = st.sup.controllers().LastOwnOomKills();
   acct.start = WallNow();
   return acct;
 }

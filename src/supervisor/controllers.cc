@@ -340,6 +340,7 @@ std::unique_ptr<Controllers> Controllers::Discover(const std::string& v2_runner_
     c->owns_dirs_ = true;
   }
   c->kinds_ |= c->v2_kinds_;
+  (void)c->OwnOomKills();  // the first step's "before"
   c->missing_reason_ = missing.empty() ? "the host has none the runner can write" : missing;
   return c;
 }
@@ -411,7 +412,7 @@ Result<std::shared_ptr<ResourceGroup>> Controllers::Create(std::shared_ptr<Resou
   std::shared_ptr<ResourceGroup> g(new ResourceGroup());  // private constructor
   const std::string name = "/g-" + std::to_string(g_next_group++);
   // Inside a limited group the step must join the v1 hierarchies too, or the limit misses it.
-  const bool join_v1 = full_accounting_ || parent || limits.any() || v2_dir_.empty();
+  const bool join_v1 = full_accounting_ || parent || limits.any();
   for (size_t i = 0; join_v1 && i < v1_.size(); ++i) {
     const std::string base = parent && i < parent->v1_.size() ? parent->v1_[i].path : v1_[i].runner_dir;
     const std::string dir = base + name;
@@ -423,7 +424,7 @@ Result<std::shared_ptr<ResourceGroup>> Controllers::Create(std::shared_ptr<Resou
     g->join_fds_.push_back(procs.get());
     g->join_fds_owned_.push_back(std::move(procs));
   }
-  if (!v2_dir_.empty()) {
+  if (!v2_dir_.empty() && (join_v1 || v2_kinds_)) {
     // Even with no v2 controller: the leaf goes inside, and cpu.stat counts its CPU time.
     const std::string dir = (parent && !parent->v2_dir_.empty() ? parent->v2_dir_ : v2_dir_) + name;
     if (::mkdir(dir.c_str(), 0755) != 0) return ErrnoError("mkdir " + dir, errno);
@@ -437,8 +438,9 @@ Result<std::shared_ptr<ResourceGroup>> Controllers::Create(std::shared_ptr<Resou
 
 std::optional<int64_t> Controllers::OwnOomKills() const {
   if (own_memory_dir_.empty()) return std::nullopt;
-  return own_memory_v2_ ? ReadKey(own_memory_dir_ + "/memory.events", "oom_kill")
-                        : ReadKey(own_memory_dir_ + "/memory.oom_control", "oom_kill");
+  last_own_oom_ = own_memory_v2_ ? ReadKey(own_memory_dir_ + "/memory.events", "oom_kill")
+                                 : ReadKey(own_memory_dir_ + "/memory.oom_control", "oom_kill");
+  return last_own_oom_;
 }
 
 }  // namespace sr

@@ -95,15 +95,17 @@ class Controllers {
   /// With no controller at all, a group with nothing in it (Read() gives an empty usage).
   Result<std::shared_ptr<ResourceGroup>> Create(std::shared_ptr<ResourceGroup> parent,
                                                 const ResourceLimits& limits);
-  /// The OOM-kill counter of the memory cgroup the runner itself lives in, if readable.
+  /// The OOM-kill counter of the memory cgroup the runner itself lives in, if readable. Each
+  /// read is remembered: LastOwnOomKills() gives it without a syscall (a step's "before" is
+  /// the previous step's "after").
   std::optional<int64_t> OwnOomKills() const;
+  std::optional<int64_t> LastOwnOomKills() const { return last_own_oom_; }
   /// Whether any controller accounts for groups (false: usage comes from wait4 rusage).
   bool accounting() const { return kinds_ != 0; }
   /// Joining a cgroup v1 hierarchy costs the child one RCU grace period (cgroup v1 has no
   /// CLONE_INTO_CGROUP), several milliseconds per step. So a group with no limit of its own and
-  /// none around it is made in cgroup v2 only (CPU from its cpu.stat; peak, I/O from wait4;
-  /// OOM kills from the runner's own memory cgroup), unless STEP_RUNNER_ACCOUNTING=full asks
-  /// for the v1 counters of every step.
+  /// none around it gets no directory (usage from wait4, OOM kills from the runner's own memory
+  /// cgroup), unless STEP_RUNNER_ACCOUNTING=full asks for the counters of every step.
   bool full_accounting() const { return full_accounting_; }
   /// "cgroup v1 (memory, pids, cpu, cpuacct, blkio)" and the like, for debug lines and docs.
   std::string Describe() const;
@@ -130,6 +132,7 @@ class Controllers {
   bool own_memory_v2_ = false;
   bool owns_dirs_ = false;  // Discover created the v1 runner dirs: remove them at the end
   bool full_accounting_ = false;
+  mutable std::optional<int64_t> last_own_oom_;
 };
 
 }  // namespace sr
