@@ -74,6 +74,9 @@ struct ProcessSpec {
   /// The resource group (Supervisor::controllers()) the tree runs in: its limits apply and its
   /// counters account for it. Null: the tree is accounted only through wait4 (TreeExit::rusage).
   std::shared_ptr<ResourceGroup> resources;
+  /// One pipe for both stdout and stderr (reported as stdout), so their order is kept, as when
+  /// a program writes both to one file. For destinations that are one file anyway (a job log).
+  bool merge_stderr = false;
   /// How members left behind when the main process exits by itself are stopped (a background
   /// job, a daemon): a tree never outlives its main process. Unset = SIGTERM and
   /// Options::leftover_grace.
