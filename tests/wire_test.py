@@ -260,6 +260,35 @@ class WireTest(unittest.TestCase):
         self.assertEqual(number(step_pb2.Status, "termination"), 10)
         self.assertEqual(number(step_pb2.FollowLogsRequest, "offset"), 2)
         self.assertEqual(step_pb2.StepResult.cancelling, 5)
+        # Contract section 8.
+        self.assertEqual(number(step_pb2.RunRequest, "resources"), 11)
+        self.assertEqual(number(step_pb2.StepResult, "usage"), 11)
+        self.assertEqual([number(step_pb2.Resources, f) for f in ("memory_bytes", "pids", "cpus")], [1, 2, 3])
+        self.assertEqual([number(step_pb2.ResourceUsage, f) for f in (
+            "start_time", "end_time", "cpu_user_usec", "cpu_system_usec", "memory_peak_bytes", "pids_peak",
+            "io_read_bytes", "io_write_bytes", "oom_kills")], list(range(1, 10)))
+        self.assertEqual(step_pb2.Termination.step_timed_out, 5)
+        self.assertEqual(step_pb2.Termination.oom_killed, 6)
+        self.assertEqual(step_pb2.Termination.ProcessRecord.killed_by_oom, 6)
+
+    def test_resources_usage_and_oom(self):
+        # A job-wide memory limit of 64 MiB against a 200 MB allocation, from an independent stack.
+        self.run_job("oom", steps(("big", "exec python3 -c 'x = bytearray(200 * 1048576)'")),
+                     resources=step_pb2.Resources(memory_bytes=64 << 20))
+        st = self.server.wait_ended("oom")
+        self.assertEqual(st.status, FAILURE)
+        self.assertEqual(st.error.kind, step_pb2.StatusError.step_failure)
+        self.assertIn('step "big": killed by the OOM killer (memory limit 64 MiB, peak ', st.error.message)
+        big = st.result.sub_step_results[0]
+        self.assertEqual(big.termination.reason, step_pb2.Termination.oom_killed)
+        self.assertEqual(big.termination.processes[0].ending, step_pb2.Termination.ProcessRecord.killed_by_oom)
+        self.assertGreaterEqual(big.usage.oom_kills, 1)
+        self.assertGreater(big.usage.memory_peak_bytes, 0)
+        self.assertLessEqual(big.usage.start_time.ToNanoseconds(), big.usage.end_time.ToNanoseconds())
+        # A limit that is not a limit is refused before anything runs.
+        with self.assertRaises(grpc.RpcError) as e:
+            self.run_job("neg", steps(("x", "true")), resources=step_pb2.Resources(cpus=-1))
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
 
 
 if __name__ == "__main__":

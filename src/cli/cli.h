@@ -42,6 +42,7 @@ struct RunFlags {
   bool write_step_results = false;
   std::string step_results_format = "json";  // or "prototext"
   std::string docker = "guard";  // or "passthrough": the steps get the real DOCKER_HOST (section 9)
+  std::string memory, pids, cpus;  // job-wide limits (contract 8.1); "" = none
 };
 
 }  // namespace sr::cli

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cli/cli.h"
+#include "engine/engine.h"
 #include "cli/progress.h"
 #include "proto/step.grpc.pb.h"
 #include "stepfile/stepfile.h"
@@ -31,6 +32,7 @@ struct ClientArgs {
   std::string socket;
   // run
   std::string file, id, work_dir, timeout, grace, warn_before, warn_signal;
+  std::string memory, pids, cpus;  // RunRequest.resources
   std::vector<std::string> env, job, masked_job;
   bool follow = false;
   // cancel / status / logs
@@ -131,6 +133,21 @@ Result<proto::RunRequest> BuildRunRequest(const ClientArgs& a) {
     SR_RETURN_IF_ERROR(SetDuration(a.warn_before, "--warn-before", req.mutable_warn_before()));
   }
   req.set_warn_signal(a.warn_signal);
+  if (!a.memory.empty()) {
+    auto v = stepfile::ParseMemory(a.memory);
+    if (!v.ok()) return v.error().Wrap("--memory");
+    req.mutable_resources()->set_memory_bytes(*v);
+  }
+  if (!a.pids.empty()) {
+    auto v = stepfile::ParsePids(a.pids);
+    if (!v.ok()) return v.error().Wrap("--pids");
+    req.mutable_resources()->set_pids(*v);
+  }
+  if (!a.cpus.empty()) {
+    auto v = stepfile::ParseCpus(a.cpus);
+    if (!v.ok()) return v.error().Wrap("--cpus");
+    req.mutable_resources()->set_cpus(*v);
+  }
   return req;
 }
 
@@ -244,14 +261,50 @@ std::string Took(const proto::Status& s) {
   return std::to_string(TimeUtil::DurationToMilliseconds(s.end_time() - s.start_time())) + "ms";
 }
 
+// One row per step, nested steps indented; what each used in its own columns (contract 8.2).
 void PrintSteps(const proto::StepResult& r, int depth) {
+  if (depth == 0) {
+    std::printf("  %-20s %-10s %5s %8s %8s %10s %5s %4s\n", "STEP", "STATUS", "EXIT", "TIME", "CPU",
+                "PEAK MEM", "PIDS", "OOM");
+  }
   for (const auto& sub : r.sub_step_results()) {
-    std::string line(static_cast<size_t>(2 + 2 * depth), ' ');
-    line += (sub.step().name().empty() ? "(step)" : sub.step().name()) + "  " +
-            proto::StepResult::Status_Name(sub.status());
-    if (sub.has_exec_result()) line += "  exit " + std::to_string(sub.exec_result().exit_code());
-    std::printf("%s\n", line.c_str());
+    std::string name(static_cast<size_t>(2 * depth), ' ');
+    name += sub.step().name().empty() ? "(step)" : sub.step().name();
+    const auto& u = sub.usage();
+    char time[32] = "-", cpu[32] = "-";
+    if (u.has_start_time() && u.has_end_time()) {
+      auto took = TimeUtil::TimestampToMilliseconds(u.end_time()) -
+                  TimeUtil::TimestampToMilliseconds(u.start_time());
+      std::snprintf(time, sizeof time, "%.1fs", static_cast<double>(took) / 1000);
+    }
+    if (u.cpu_user_usec() || u.cpu_system_usec()) {
+      std::snprintf(cpu, sizeof cpu, "%.1fs",
+                    static_cast<double>(u.cpu_user_usec() + u.cpu_system_usec()) / 1e6);
+    }
+    std::printf("  %-20s %-10s %5s %8s %8s %10s %5s %4s\n", name.c_str(),
+                proto::StepResult::Status_Name(sub.status()).c_str(),
+                sub.has_exec_result() ? std::to_string(sub.exec_result().exit_code()).c_str() : "-",
+                time, cpu, u.memory_peak_bytes() ? FormatBytes(u.memory_peak_bytes()).c_str() : "-",
+                u.pids_peak() ? std::to_string(u.pids_peak()).c_str() : "-",
+                u.has_start_time() ? std::to_string(u.oom_kills()).c_str() : "-");
     PrintSteps(sub, depth + 1);
+  }
+}
+
+// Steps the runner stopped for a reason of their own (OOM kill, own timeout): which processes.
+void PrintStepTerminations(const proto::StepResult& r) {
+  for (const auto& sub : r.sub_step_results()) {
+    const auto& t = sub.termination();
+    if (sub.has_termination() && (t.reason() == proto::Termination::oom_killed ||
+                                  t.reason() == proto::Termination::step_timed_out)) {
+      std::printf("step %s: %s\n", sub.step().name().c_str(),
+                  proto::Termination::Reason_Name(t.reason()).c_str());
+      for (const auto& p : t.processes()) {
+        std::printf("  pid %d %s: %s\n", p.pid(), p.command().c_str(),
+                    proto::Termination::ProcessRecord::Ending_Name(p.ending()).c_str());
+      }
+    }
+    PrintStepTerminations(sub);
   }
 }
 
@@ -268,6 +321,7 @@ void PrintDetail(const proto::Status& s) {
   if (s.result().sub_step_results_size() > 0) {
     std::printf("steps:\n");
     PrintSteps(s.result(), 0);
+    PrintStepTerminations(s.result());
   }
   if (s.has_termination()) {
     const auto& t = s.termination();
@@ -381,6 +435,9 @@ void RegisterClientCommands(CLI::App& app, int& exit_code) {
   CLI::App* run = client->add_subcommand("run", "submit a job (a full step file)");
   run->add_option("file", a->file, "step file")->required();
   run->add_option("--id", a->id, "job id")->required();
+  run->add_option("--memory", a->memory, "job-wide memory limit, e.g. 2Gi");
+  run->add_option("--pids", a->pids, "job-wide limit on the number of processes");
+  run->add_option("--cpus", a->cpus, "job-wide CPU limit as a number of CPUs");
   run->add_flag("--follow", a->follow, "stream the log and exit with the job's exit code");
   run->add_option("--timeout", a->timeout, "job timeout, e.g. 10m (default: none)");
   run->add_option("--grace", a->grace, "grace between the cancel signal and SIGKILL (default 30s)");

@@ -51,6 +51,26 @@ class StdioSink : public OutputSink {
   std::function<void(Error)> on_error;
 };
 
+Result<ResourceLimits> JobLimits(const RunFlags& f) {
+  ResourceLimits l;
+  if (!f.memory.empty()) {
+    auto v = stepfile::ParseMemory(f.memory);
+    if (!v.ok()) return v.error().Wrap("--memory");
+    l.memory_bytes = *v;
+  }
+  if (!f.pids.empty()) {
+    auto v = stepfile::ParsePids(f.pids);
+    if (!v.ok()) return v.error().Wrap("--pids");
+    l.pids = *v;
+  }
+  if (!f.cpus.empty()) {
+    auto v = stepfile::ParseCpus(f.cpus);
+    if (!v.ok()) return v.error().Wrap("--cpus");
+    l.cpus = *v;
+  }
+  return l;
+}
+
 }  // namespace
 
 std::map<std::string, std::string> ProcessEnv() {
@@ -65,6 +85,8 @@ std::map<std::string, std::string> ProcessEnv() {
 }
 
 int RunLocally(LocalRunRequest req) {
+  auto limits = JobLimits(req.flags);
+  if (!limits.ok()) return Fail(limits.error().message, 2);
   if (req.flags.step_results_format != "json" && req.flags.step_results_format != "prototext") {
     return Fail("unsupported format: " + req.flags.step_results_format, 2);
   }
@@ -108,6 +130,9 @@ int RunLocally(LocalRunRequest req) {
   auto temp = TempDir::Create("step-runner-");
   if (!temp.ok()) return Fail(temp.error().message, 1);
   if (Status marked = MarkOwned(temp->path()); !marked.ok()) return Fail(marked.error().message, 1);
+  if (Status ok = CheckResourceLimits(**sup, req.root, *limits); !ok.ok()) {
+    return Fail(ok.error().message, 2);
+  }
 
   StdioSink sink;
   TerminalProgress progress;
@@ -127,6 +152,7 @@ int RunLocally(LocalRunRequest req) {
   options.timeout = timeout.value_or(Duration(0));
   options.warn_before = warn_before.value_or(Duration(0));
   options.warn_signal = warn_signal;
+  options.run.resources = *limits;
 
   // Containers the job starts through Docker stop with it (contract section 9), and those a
   // killed runner left behind go now (7.1), while the job runs.

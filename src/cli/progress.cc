@@ -25,9 +25,11 @@ void ProgressPrinter::Started(const std::string& name) {
 }
 
 void ProgressPrinter::Finished(const std::string& name, proto::StepResult::Status status,
-                               std::optional<Duration> took) {
+                               std::optional<Duration> took,
+                               const proto::ResourceUsage* usage) {
   std::string how = proto::StepResult::Status_Name(status);
   if (took) how += ", " + Millis(*took);
+  if (usage) how += UsageSummary(*usage);
   std::fprintf(stderr, "step-runner: %s %s (%s)\n", status == proto::StepResult::success ? "✔" : "✘",
                Label(name).c_str(), how.c_str());
 }
@@ -79,7 +81,7 @@ void SnapshotProgress::Walk(const proto::StepResult& r, const std::string& path)
       took = std::chrono::nanoseconds(google::protobuf::util::TimeUtil::DurationToNanoseconds(
           r.usage().end_time() - r.usage().start_time()));
     }  // else unknown: what a poll sees is not the step's duration
-    Finished(name, r.status(), took);
+    Finished(name, r.status(), took, &r.usage());
   }
 }
 

@@ -19,8 +19,9 @@ namespace sr::cli {
 class ProgressPrinter {
  public:
   void Started(const std::string& name);
+  /// With `usage`, the line carries CPU time and peak memory (contract 8.2).
   void Finished(const std::string& name, proto::StepResult::Status status,
-                std::optional<Duration> took);
+                std::optional<Duration> took, const proto::ResourceUsage* usage = nullptr);
   void Skipped(const std::string& name);
   /// The last line: `step-runner: finished: failure after 1.204s`.
   void Done(proto::StepResult::Status status, Duration total);
@@ -30,9 +31,9 @@ class ProgressPrinter {
 class TerminalProgress : public Observer, public ProgressPrinter {
  public:
   void StepStarted(const std::string& name) override { Started(name); }
-  void StepFinished(const std::string& name, proto::StepResult::Status status,
-                    Duration took) override {
-    Finished(name, status, took);
+  void StepFinished(const std::string& name, proto::StepResult::Status status, Duration took,
+                    const proto::StepResult& result) override {
+    Finished(name, status, took, &result.usage());
   }
   void StepSkipped(const std::string& name) override { Skipped(name); }
 };

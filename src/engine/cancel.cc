@@ -11,6 +11,7 @@ const char* CancelReasonName(CancelReason r) {
     case CancelReason::kServerShutdown: return "server_shutdown";
     case CancelReason::kClosed: return "closed";
     case CancelReason::kInternalError: return "internal_error";
+    case CancelReason::kStepTimedOut: return "step_timed_out";
   }
   return "cancel_requested";
 }
@@ -50,6 +51,7 @@ CancelSource::CancelSource(CancelSource& parent, Follow follow) : parent_(&paren
     const CancelRequest& r = *parent.current_;
     if (follow == Follow::kAsForced) Cancel(CancelRequest::Forced(r.reason));
     if (follow == Follow::kForcedOnly && r.forced()) Cancel(r);
+    if (follow == Follow::kAll) Cancel(r);
   }
 }
 
@@ -122,6 +124,7 @@ void CancelSource::Deliver(Effect* effect) {
     auto [child, follow] = it->second;
     if (follow == Follow::kAsForced) child->Cancel(CancelRequest::Forced(effective.reason));
     if (follow == Follow::kForcedOnly && effective.forced()) child->Cancel(effective);
+    if (follow == Follow::kAll) child->Cancel(effective);
   }
   ids.clear();
   for (const auto& [id, l] : listeners_) ids.push_back(id);

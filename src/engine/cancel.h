@@ -28,7 +28,8 @@ namespace sr {
 /// Why a job is cancelled. Mirrors proto Termination.Reason.
 // kInternalError: the runner could not go on with the job (its log or a result file could not be
 // written; contract section 7 item 2).
-enum class CancelReason { kRequested, kTimedOut, kServerShutdown, kClosed, kInternalError };
+/// kStepTimedOut: a `run:` item's own `timeout:` (contract 8.4), in that item's own domain.
+enum class CancelReason { kRequested, kTimedOut, kServerShutdown, kClosed, kInternalError, kStepTimedOut };
 const char* CancelReasonName(CancelReason r);  // "cancel_requested", "timed_out", ...
 
 /// One cancel request of a job. A later request may escalate it (KillDeadline::Tighten): force
@@ -67,6 +68,7 @@ class CancelSource {
   enum class Follow {
     kForcedOnly,  // only a forced cancel reaches it (`finally:` steps)
     kAsForced,    // any cancel reaches it, as a forced one (`diagnose:` steps)
+    kAll,         // every cancel reaches it as it is (a `run:` item with its own `timeout:`)
   };
 
   CancelSource() = default;

@@ -30,6 +30,24 @@ TEST(CancelSource, EscalationOnlyForcesOrShortens) {
   EXPECT_EQ(cancel.current()->reason, CancelReason::kTimedOut);  // the first reason stays
 }
 
+TEST(CancelSource, AStepDomainFollowsEveryCancelAndCanBeCancelledAlone) {
+  // A `run:` item with its own timeout (contract 8.4): its own cancel stays in its domain.
+  CancelSource job;
+  CancelSource item(job, CancelSource::Follow::kAll);
+  item.Cancel(CancelRequest::Graceful(CancelReason::kStepTimedOut, 5s));
+  EXPECT_FALSE(job.requested());
+  EXPECT_EQ(item.current()->reason, CancelReason::kStepTimedOut);
+  CancelSource other(job, CancelSource::Follow::kAll);
+  job.Cancel(CancelRequest::Graceful(CancelReason::kRequested, 30s));
+  ASSERT_TRUE(other.requested());
+  EXPECT_EQ(other.current()->reason, CancelReason::kRequested);
+  EXPECT_FALSE(other.forced());
+  job.Cancel(CancelRequest::Forced(CancelReason::kRequested));
+  EXPECT_TRUE(item.forced());  // escalation reaches a domain already cancelling on its own
+  CancelSource late(job, CancelSource::Follow::kAll);
+  EXPECT_TRUE(late.forced()) << "a domain made during a cancel joins it";
+}
+
 TEST(CancelSource, ListenerUnsubscribedDuringACancelIsNotCalled) {
   CancelSource cancel;
   CancelSource::Subscription later;

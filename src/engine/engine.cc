@@ -4,6 +4,7 @@
 
 #include "engine/internal.h"
 #include "engine/results.h"
+#include "engine/usage.h"
 #include "expr/mask.h"
 #include "util/signals.h"
 
@@ -51,6 +52,11 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options) {
   top.ambient_env = st.options.base_env;
   top.cancel = &st.job_cancel;
   top.node = nullptr;
+  if (st.options.resources.any()) {
+    // The job's group holds every step's: job-wide limits cover the whole run.
+    auto group = engine::EnterGroup(st, top, st.options.resources, "job");
+    if (!group.ok()) co_return RunOutcome{proto::StepResult(), group.error()};
+  }
   json inputs = json::object();
   for (auto it = st.options.root_inputs.begin(); it != st.options.root_inputs.end(); ++it) {
     auto decl = root.spec.inputs.find(it.key());
@@ -74,7 +80,8 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options) {
   engine::StepOutcome outcome =
       co_await engine::RunStep(st, top, std::move(step), std::move(inputs), engine::Env(), &st.root);
   if (root_exec && st.observer && outcome.has_result) {
-    st.observer->StepFinished("", st.root.result.status(), Clock::now() - root_started);
+    st.observer->StepFinished("", st.root.result.status(), Clock::now() - root_started,
+                              st.root.result);
   }
   if (st.pending_diagnose > 0) {
     // Diagnose steps never outlive the job: kill what is left and wait for it.

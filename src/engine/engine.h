@@ -39,8 +39,9 @@ class Observer {
  public:
   virtual ~Observer() = default;
   virtual void StepStarted(const std::string& /*name*/) {}
+  /// `result` is the step's finished result (status, usage, ...).
   virtual void StepFinished(const std::string& /*name*/, proto::StepResult::Status /*status*/,
-                            Duration /*took*/) {}
+                            Duration /*took*/, const proto::StepResult& /*result*/) {}
   /// A step of a `run:` list that did not start because an earlier one failed or a cancel came.
   virtual void StepSkipped(const std::string& /*name*/) {}
   /// The warning before the deadline went out (the termination record changed).
@@ -72,6 +73,8 @@ struct RunOptions {
   bool merge_stderr = false;
   /// Where git-referenced steps are cached ("" = $TMPDIR/step-runner-cache).
   std::string cache_dir;
+  /// Job-wide limits (`run --memory/--pids/--cpus`, RunRequest.resources); 0 = none.
+  ResourceLimits resources;
 };
 
 /// The end of a run: the root StepResult (always present) and, unless it succeeded, the error
@@ -127,6 +130,17 @@ Status CheckRequiredInputs(const stepfile::Spec& spec, const nlohmann::json& pro
 
 /// Serialises a StepResult as step-results.json (protobuf JSON, lowerCamelCase field names).
 std::string ResultToJson(const proto::StepResult& result);
+
+/// Whether every limit the job and its step file ask for can be enforced on this host (contract
+/// 8.1): an error (kInvalid) naming the step, its line and the reason when not. Steps loaded
+/// later are checked when they start.
+Status CheckResourceLimits(Supervisor& supervisor, const stepfile::StepFile& root,
+                           const ResourceLimits& job);
+
+/// ", cpu 20.1s, peak 1.2 GiB" for a step's end line; "" when nothing was measured.
+std::string UsageSummary(const proto::ResourceUsage& usage);
+/// "512 MiB", "1.2 GiB", "900 B".
+std::string FormatBytes(int64_t bytes);
 
 /// A wall-clock time as a protobuf Timestamp.
 google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t);

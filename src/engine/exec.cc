@@ -10,6 +10,7 @@
 #include "engine/internal.h"
 #include "engine/outputs.h"
 #include "engine/results.h"
+#include "engine/usage.h"
 #include "expr/expr.h"
 #include "expr/mask.h"
 #include "util/fd.h"
@@ -171,6 +172,9 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
 
   CancelSource& cancel = *caller.cancel;
   if (cancel.requested()) co_return StepOutcome{true, CancelError(cancel, "exec: not started")};
+  auto acct = BeginAccounting(st, self, def);
+  if (!acct.ok()) co_return StepOutcome{true, acct.error()};
+  spec.resources = acct->group;
   StepStop stop;
   if (def.cancel && def.cancel->signal) stop.signal = *def.cancel->signal;
   if (def.cancel) stop.grace = def.cancel->grace;
@@ -202,6 +206,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
     registered = cancel.Register(*tree, stop);
   });
   registered = {};
+  const pid_t main_pid = node->tree ? node->tree->pid() : 0;
   node->tree.reset();
   for (auto [s, m] : {std::pair{OutputStream::kStdout, out_mask}, {OutputStream::kStderr, err_mask}}) {
     std::string rest = m->Flush();
@@ -209,6 +214,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   }
   if (runner_error) co_return StepOutcome{true, runner_error->Wrap("exec")};
   exec_result->set_exit_code(exit.exit_code);
+  if (auto oom = EndAccounting(st, *acct, exit, main_pid, node)) co_return StepOutcome{true, oom};
 
   if (exit.stop) {
     *node->result.mutable_termination() = StepTermination(exit, cancel);

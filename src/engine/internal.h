@@ -100,6 +100,10 @@ struct Scope {
   ResultNode* node = nullptr;   // the sequence's own result node
   json run = json::object();    // `${{ run.* }}` (status, termination) for finally steps
   const stepfile::Definition* definition = nullptr;  // the sequence (diagnose steps live here)
+  // The innermost resource group around the steps of this scope (null: none) and the tightest
+  // limits of every level that encloses them (contract 8.1).
+  std::shared_ptr<ResourceGroup> group;
+  ResourceLimits limits;
   // View() of this scope, built on first use and updated in place as `steps` grows, so that the
   // i-th step of a sequence does not copy the outputs of the i-1 before it (quadratic in the
   // length of the sequence). Whoever changes steps/inputs/run/step_dir of a scope in use resets it.
@@ -181,6 +185,8 @@ std::optional<proto::Termination> JobTermination(const Engine::State& st);
 /// A step's record, from its tree's stop facts: reason (the domain's cancel, or step_ended for
 /// processes left behind), effective grace, and how each process ended.
 proto::Termination StepTermination(const TreeExit& exit, const CancelSource& cancel);
+/// The record of a step the kernel's OOM killer ended (contract 8.3): reason oom_killed.
+proto::Termination OomTermination(const TreeExit& exit, pid_t main_pid, const std::string& command);
 /// The termination record as a `${{ run.termination }}` value: protobuf's JSON names, as Status.
 json TerminationValue(const Engine::State& st);
 /// Log lines: the step's leftovers (one line), the end of the job's cancel.
@@ -188,6 +194,8 @@ std::string LeftoversLine(const std::string& step, const proto::Termination& t);
 std::string CancelFinishedLine(const proto::Termination& t);
 /// The scope a step sees itself in: its own directory and inputs, its caller's cancel and `run`.
 Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs);
+/// A scope for one `run:` item with limits or a timeout of its own: the caller's, minus `steps`.
+Scope ItemScope(const Scope& caller);
 /// Expands a definition's `env:` in `view` (entries see outer values, not each other).
 Result<Env> ExpandDefinitionEnv(const stepfile::Definition& def, const json& view);
 /// The error of a step stopped by `cancel`: kind cancelled or timed out, "<what> (cancelled)".

@@ -2,6 +2,7 @@
 // caller's view, then run it and record the result (reference.md 3.2, contract 4.6).
 #include "engine/internal.h"
 #include "engine/results.h"
+#include "engine/usage.h"
 #include "expr/expr.h"
 
 namespace sr::engine {
@@ -150,11 +151,55 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   }
   for (const auto& [k, v] : inv_env) (*step->mutable_env())[k] = v;
 
+  // An item with its own limits or timeout runs in a scope of its own: a resource group below
+  // the caller's, and a cancel source that the caller's cancel and the item's timer both feed.
+  Scope* scope = &caller;
+  Scope item_scope;
+  std::optional<CancelSource> item_cancel;  // a domain below the caller's (engine/cancel.h)
+  std::optional<EventLoop::TimerId> timer;
+  bool timed_out = false;
+  if (inv.resources || inv.timeout) {
+    item_scope = ItemScope(caller);
+    scope = &item_scope;
+    if (inv.resources) {
+      auto group = EnterGroup(st, item_scope, ToLimits(*inv.resources), "");
+      if (!group.ok()) {
+        node->result.set_status(proto::StepResult::failure);
+        co_return StepOutcome{true, group.error().Wrap("step \"" + inv.name + "\""), node};
+      }
+    }
+    if (inv.timeout) {
+      item_cancel.emplace(*caller.cancel, CancelSource::Follow::kAll);
+      item_scope.cancel = &*item_cancel;
+      // The same graceful cancel a job cancel gives, to this item's subtree only; the step's
+      // `cancel:` override applies through the policy (StopOrderFor).
+      Engine::State* state = &st;
+      const std::string name = inv.name;
+      const Duration limit = *inv.timeout;
+      timer = st.loop.After(limit, [state, name, limit, &item_cancel, &timed_out] {
+        timed_out = true;
+        auto effect = item_cancel->Cancel(
+            CancelRequest::Graceful(CancelReason::kStepTimedOut, state->options.grace));
+        state->Log("step-runner: step \"" + name + "\" timed out after " + FormatDuration(limit) +
+                   ": cancel signal to " + std::to_string(effect.processes) + " processes, grace " +
+                   FormatDuration(effect.grace.value_or(state->options.grace)));
+      });
+    }
+  }
+
   if (st.observer) st.observer->StepStarted(inv.name);
   auto started = Clock::now();
   StepOutcome out =
-      co_await RunStep(st, caller, std::move(*loaded), std::move(inputs), std::move(inv_env), node);
-  if (st.observer) st.observer->StepFinished(inv.name, node->result.status(), Clock::now() - started);
+      co_await RunStep(st, *scope, std::move(*loaded), std::move(inputs), std::move(inv_env), node);
+  if (timer) st.loop.CancelTimer(*timer);
+  if (timed_out && out.error && !caller.cancel->requested()) {
+    // Contract 8.4: the step failed because its own time ran out, whatever its processes said.
+    out.error = FailedError("timed out after " + FormatDuration(*inv.timeout));
+    node->result.set_status(proto::StepResult::failure);
+  }
+  if (st.observer) {
+    st.observer->StepFinished(inv.name, node->result.status(), Clock::now() - started, node->result);
+  }
   if (out.error) out.error = out.error->Wrap("step \"" + inv.name + "\"");
   out.has_result = true;
   out.node = node;
@@ -180,6 +225,7 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
   *node->result.mutable_specdefinition() = ToProtoSpecDefinition(step.file);
   node->result.set_status(proto::StepResult::running);
   const Env env = Overlay(Overlay(caller.ambient_env, st.exports), invocation_env);
+  const auto started = WallNow();
   StepOutcome out;
   if (step.builtin) {
     out = co_await step.builtin(st, caller, inputs, node);
@@ -196,7 +242,10 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
     sequence_caller.node = caller.node;
     sequence_caller.run = caller.run;
     sequence_caller.definition = caller.definition;
+    sequence_caller.group = caller.group;
+    sequence_caller.limits = caller.limits;
     out = co_await RunSequence(st, sequence_caller, step, inputs, env, node);
+    AggregateUsage(started, WallNow(), node);
   }
   if (!out.error) {
     node->result.set_status(proto::StepResult::success);
@@ -235,7 +284,24 @@ Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs)
   self.inputs = inputs;
   self.run = caller.run;
   self.cancel = caller.cancel;
+  self.group = caller.group;
+  self.limits = caller.limits;
   return self;
+}
+
+Scope ItemScope(const Scope& caller) {
+  // What RunStep reads of its caller; not `steps`, which only the caller's own steps need.
+  Scope s;
+  s.step_dir = caller.step_dir;
+  s.ambient_env = caller.ambient_env;
+  s.inputs = caller.inputs;
+  s.cancel = caller.cancel;
+  s.node = caller.node;
+  s.run = caller.run;
+  s.definition = caller.definition;
+  s.group = caller.group;
+  s.limits = caller.limits;
+  return s;
 }
 
 Result<Env> ExpandDefinitionEnv(const stepfile::Definition& def, const json& view) {
@@ -249,7 +315,10 @@ Result<Env> ExpandDefinitionEnv(const stepfile::Definition& def, const json& vie
 }
 
 Error CancelError(const CancelSource& cancel, const std::string& what) {
-  bool timed_out = cancel.current() && cancel.current()->reason == CancelReason::kTimedOut;
+  const auto reason = cancel.current() ? cancel.current()->reason : CancelReason::kRequested;
+  // A step's own timeout is that step's failure (contract 8.4), not the job's cancel.
+  if (reason == CancelReason::kStepTimedOut) return FailedError(what + " (timed out)");
+  bool timed_out = reason == CancelReason::kTimedOut;
   return Error{timed_out ? Error::Kind::kTimedOut : Error::Kind::kCancelled,
                what + (timed_out ? " (timed out)" : " (cancelled)")};
 }

@@ -2,6 +2,7 @@
 // outputs (reference.md 3.4, contract 4.7).
 #include "engine/internal.h"
 #include "engine/results.h"
+#include "engine/usage.h"
 #include "expr/expr.h"
 
 namespace sr::engine {
@@ -68,6 +69,11 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
   Scope self = StepScope(caller, step, inputs);
   self.node = node;
   self.definition = &def;
+  if (def.resources) {
+    // The sequence's group holds its steps' groups: its limit covers its whole subtree.
+    auto group = EnterGroup(st, self, ToLimits(*def.resources), "");
+    if (!group.ok()) co_return StepOutcome{true, group.error()};
+  }
   auto def_env = ExpandDefinitionEnv(def, st.View(self, env));
   if (!def_env.ok()) co_return StepOutcome{true, def_env.error()};
   self.ambient_env = Overlay(caller.ambient_env, *def_env);

@@ -24,6 +24,7 @@ void SetReason(CancelReason reason, proto::Termination* out) {
     case CancelReason::kServerShutdown: out->set_reason(proto::Termination::server_shutdown); break;
     case CancelReason::kClosed: out->set_reason(proto::Termination::closed); break;
     case CancelReason::kInternalError: out->set_reason(proto::Termination::internal_error); break;
+    case CancelReason::kStepTimedOut: out->set_reason(proto::Termination::step_timed_out); break;
   }
 }
 
@@ -61,6 +62,31 @@ proto::Termination StepTermination(const TreeExit& exit, const CancelSource& can
   t.set_forced(stop.forced);
   SetDuration(stop.grace, t.mutable_grace());
   AddProcessRecords(exit.records, &t);
+  return t;
+}
+
+proto::Termination OomTermination(const TreeExit& exit, pid_t main_pid, const std::string& command) {
+  proto::Termination t;
+  t.set_reason(proto::Termination::oom_killed);
+  auto* main = t.add_processes();
+  main->set_pid(main_pid);
+  main->set_command(command.substr(0, 256));
+  *main->mutable_end_time() = ToTimestamp(WallNow());
+  if (exit.term_signal == SIGKILL) {
+    main->set_ending(Ending::killed_by_oom);
+    main->set_end_signal("SIGKILL");
+  } else {
+    // A shell reports its killed child as exit status 137; the child itself is not ours to name.
+    main->set_ending(exit.term_signal ? Ending::ended_by_signal : Ending::exited);
+    main->set_exit_code(exit.exit_code);
+  }
+  // Other members the runner reaped that died of a SIGKILL the runner never sent.
+  AddProcessRecords(exit.records, &t);
+  for (auto& p : *t.mutable_processes()) {
+    if (p.pid() != main_pid && p.signal().empty() && p.end_signal() == "SIGKILL") {
+      p.set_ending(Ending::killed_by_oom);
+    }
+  }
   return t;
 }
 

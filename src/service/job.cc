@@ -160,6 +160,7 @@ void Job::Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
   if (auto daemon = docker::DaemonToGuard(options.run.base_env, options.run.job_vars, "")) {
     options.docker = DockerOptions{*daemon, dir_ + "/docker.sock", id_};
   }
+  options.run.resources = request.resources;
 
   running_ = true;
   state_ = proto::StepResult::running;
@@ -186,7 +187,7 @@ void Job::RemoveFiles() {
 void Job::StepStarted(const std::string& /*name*/) { Publish(); }
 
 void Job::StepFinished(const std::string& /*name*/, proto::StepResult::Status /*status*/,
-                       Duration /*took*/) {
+                       Duration /*took*/, const proto::StepResult& /*result*/) {
   Publish();
 }
 

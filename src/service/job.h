@@ -46,6 +46,7 @@ struct JobRequest {
   Duration timeout{0};                          // 0 = none
   Duration warn_before{0};                      // 0 = no warning (needs a timeout)
   int warn_signal = 0;                          // 0 = none
+  ResourceLimits resources;                     // RunRequest.resources; 0 = no limit
 };
 
 /// Validates `request` (id, step text, durations, variables). `server_env` is the base
@@ -100,7 +101,7 @@ class Job : private Observer {
   class LogSink;
   void StepStarted(const std::string& name) override;
   void StepFinished(const std::string& name, proto::StepResult::Status status,
-                    Duration took) override;
+                    Duration took, const proto::StepResult& result) override;
   void Warned() override { Publish(); }
   void Finish(RunOutcome outcome);
   void Publish();

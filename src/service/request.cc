@@ -89,6 +89,13 @@ Result<JobRequest> ParseRunRequest(const proto::RunRequest& request,
                           ") must be shorter than timeout (" + FormatDuration(job.timeout) + ")");
     }
   }
+  if (request.has_resources()) {
+    const auto& r = request.resources();
+    if (r.memory_bytes() < 0 || r.pids() < 0 || !(r.cpus() >= 0) || r.cpus() > 1e6) {
+      return InvalidError("resources: memory_bytes, pids and cpus must be 0 (no limit) or positive");
+    }
+    job.resources = {r.memory_bytes(), r.pids(), r.cpus()};
+  }
   if (!request.warn_signal().empty()) {
     auto sig = ParseSignal(request.warn_signal());
     if (!sig.ok()) return InvalidError("warn_signal: " + sig.error().message);

@@ -101,6 +101,12 @@ void JobService::StartJob(const std::shared_ptr<Job>& job, JobRequest& request,
     MaybeDrained();
     return;
   }
+  // A limit this host cannot enforce is refused before anything exists (contract 8.1).
+  if (sr::Status ok = CheckResourceLimits(supervisor_, request.root, request.resources); !ok.ok()) {
+    unregister();
+    reactor->Finish(ToGrpcStatus(ok.error()));
+    return;
+  }
   // A setup error answers with the error and leaves nothing behind.
   sr::Status setup = job->Setup(request);
   if (!setup.ok()) {

@@ -29,7 +29,8 @@ Result<Invocation> ReadInvocation(Ctx& ctx, const Node& node, const std::string&
   }
   const std::string label = Label(node, list, index);
   SR_ASSIGN_OR_RETURN(Fields f, ReadFields(ctx, node, label,
-                                           {"name", "step", "script", "action", "inputs", "env"}));
+                                           {"name", "step", "script", "action", "inputs", "env",
+                                            "resources", "timeout"}));
   Invocation inv;
   inv.mark = MarkOf(ctx, node);
 
@@ -82,6 +83,16 @@ Result<Invocation> ReadInvocation(Ctx& ctx, const Node& node, const std::string&
   }
   if (const Field* env = Find(f, "env")) {
     SR_ASSIGN_OR_RETURN(inv.env, ReadEnv(ctx, *env->value, label + " env"));
+  }
+  if (const Field* res = Find(f, "resources")) {
+    SR_ASSIGN_OR_RETURN(inv.resources, ReadResources(ctx, *res->value, label + " resources"));
+  }
+  if (const Field* t = Find(f, "timeout")) {
+    SR_ASSIGN_OR_RETURN(std::string text, ReadString(ctx, *t->value, label + ": timeout"));
+    auto d = ParseDuration(text);
+    if (!d.ok()) return Err(ctx, *t->value, label + ": timeout: " + d.error().message);
+    if (d->count() <= 0) return Err(ctx, *t->value, label + ": timeout: must be positive");
+    inv.timeout = *d;
   }
 
   if (step != nullptr) {

@@ -37,7 +37,7 @@ TEST(InvocationList, EmptyAndErrors) {
   ASSERT_FALSE(strict.ok());
   EXPECT_EQ(strict.error().message,
             "STEPS:2:3: unknown key \"bogus\" in steps[0] (allowed: name, step, script, action, "
-            "inputs, env)");
+            "inputs, env, resources, timeout)");
 }
 
 TEST(InvocationList, CommandLineForms) {

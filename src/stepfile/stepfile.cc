@@ -254,13 +254,14 @@ Result<Definition> ReadDefinition(Ctx& ctx, const Node& root) {
   if (exec_key) {
     def.kind = Definition::Kind::kExec;
     SR_ASSIGN_OR_RETURN(
-        f, internal::ReadFields(ctx, root, "the definition", {"exec", "env", "cancel"}));
+        f, internal::ReadFields(ctx, root, "the definition", {"exec", "env", "cancel", "resources"}));
     SR_RETURN_IF_ERROR(ReadExec(ctx, *Find(f, "exec"), def));
   } else {
     def.kind = Definition::Kind::kSequence;
     SR_ASSIGN_OR_RETURN(f, internal::ReadFields(ctx, root, "the definition",
                                                 {"run", "env", "outputs", "delegate", "finally",
-                                                 "finally_timeout", "diagnose", "cancel"}));
+                                                 "finally_timeout", "diagnose", "cancel",
+                                                 "resources"}));
     SR_RETURN_IF_ERROR(ReadSequence(ctx, f, def));
   }
   if (const Field* env = Find(f, "env")) {
@@ -268,6 +269,9 @@ Result<Definition> ReadDefinition(Ctx& ctx, const Node& root) {
   }
   if (const Field* cancel = Find(f, "cancel")) {
     SR_ASSIGN_OR_RETURN(def.cancel, ReadCancel(ctx, *cancel->value));
+  }
+  if (const Field* res = Find(f, "resources")) {
+    SR_ASSIGN_OR_RETURN(def.resources, internal::ReadResources(ctx, *res->value, "resources"));
   }
   return def;
 }

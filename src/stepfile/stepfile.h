@@ -8,6 +8,7 @@
 //   `step.yml:3:13: input "n": default must be a number, got string`
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -79,12 +80,31 @@ struct CancelOverride {
   std::optional<Duration> grace; // may only shorten the job's remaining grace
 };
 
+/// Resource limits (contract 8.1): `resources: {memory: 512Mi, pids: 2000, cpus: 1.5}`.
+/// 0 = no limit at this level.
+struct Limits {
+  int64_t memory_bytes = 0;
+  int64_t pids = 0;
+  double cpus = 0;
+  bool any() const { return memory_bytes > 0 || pids > 0 || cpus > 0; }
+};
+
+/// "512Mi", "2G", "1048576": bytes, with K M G (powers of 1000) or Ki Mi Gi (powers of 1024).
+/// Error text like `"lots" is not a size (bytes, or a number with K M G Ki Mi Gi)`.
+Result<int64_t> ParseMemory(std::string_view text);
+/// "1.5": a positive decimal number of CPUs.
+Result<double> ParseCpus(std::string_view text);
+/// "20": a positive whole number of processes.
+Result<int64_t> ParsePids(std::string_view text);
+
 /// One item of a `run:` (or `finally:` / `diagnose:`) list.
 struct Invocation {
   std::string name;
   Reference step;
   std::map<std::string, Value> inputs;  // unexpanded; `script:` becomes inputs {script: ...}
   std::map<std::string, std::string> env;
+  std::optional<Limits> resources;  // contract 8.1, for this item's whole subtree
+  std::optional<Duration> timeout;  // contract 8.4
   Mark mark;
   /// Inputs given as text on the command line (`run REF --inputs k=v`): typed by the callee's
   /// declared type once it is loaded (ValueFromText), not guessed.
@@ -107,6 +127,7 @@ struct Definition {
   // both
   std::map<std::string, std::string> env;
   std::optional<CancelOverride> cancel;
+  std::optional<Limits> resources;  // contract 8.1
   Mark mark;
 };
 

@@ -352,7 +352,7 @@ INSTANTIATE_TEST_SUITE_P(
                  "s.yml:6:17: unsupported tag \"!custom\""},
         DefError{"diagnose:\n  - {name: a, script: x}\nrun:\n  - {name: b, scrip: x}\n",
                  "s.yml:6:15: unknown key \"scrip\" in run[0] \"b\" (allowed: name, step, script, "
-                 "action, inputs, env)"}));
+                 "action, inputs, env, resources, timeout)"}));
 
 }  // namespace
 }  // namespace sr::stepfile

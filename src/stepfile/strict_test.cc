@@ -92,26 +92,26 @@ INSTANTIATE_TEST_SUITE_P(
             "sensitive, description)"},
         Row{kSequenceFile, 8, "type: exec",
             "s.yml:9:1: unknown key \"type\" in the definition (allowed: run, env, outputs, "
-            "delegate, finally, finally_timeout, diagnose, cancel)"},
+            "delegate, finally, finally_timeout, diagnose, cancel, resources)"},
         Row{kSequenceFile, 10, "    with: {}",
             "s.yml:11:5: unknown key \"with\" in run[0] \"a\" (allowed: name, step, script, "
-            "action, inputs, env)"},
+            "action, inputs, env, resources, timeout)"},
         Row{kSequenceFile, 11, "      zip: x",
             "s.yml:12:7: unknown key \"zip\" in step (allowed: git, oci)"},
         Row{kSequenceFile, 14, "        branch: z",
             "s.yml:15:9: unknown key \"branch\" in git (allowed: url, rev, dir, file)"},
         Row{kSequenceFile, 16, "    when: always",
             "s.yml:17:5: unknown key \"when\" in finally[0] \"f\" (allowed: name, step, script, "
-            "action, inputs, env)"},
-        Row{kSequenceFile, 19, "    timeout: 1s",
-            "s.yml:20:5: unknown key \"timeout\" in diagnose[0] \"d\" (allowed: name, step, "
-            "script, action, inputs, env)"},
+            "action, inputs, env, resources, timeout)"},
+        Row{kSequenceFile, 19, "    retries: 1",
+            "s.yml:20:5: unknown key \"retries\" in diagnose[0] \"d\" (allowed: name, step, "
+            "script, action, inputs, env, resources, timeout)"},
         Row{kSequenceFile, 22, "  grce: 1s",
             "s.yml:23:3: unknown key \"grce\" in cancel (allowed: signal, grace)"},
         Row{kExecFile, 3, "  comand: [a]",
             "s.yml:4:3: unknown key \"comand\" in exec (allowed: command, work_dir)"},
         Row{kExecFile, 6, "type: exec",
-            "s.yml:7:1: unknown key \"type\" in the definition (allowed: exec, env, cancel)"},
+            "s.yml:7:1: unknown key \"type\" in the definition (allowed: exec, env, cancel, resources)"},
         Row{kExecFile, 6, "cancel: {signal: INT, after: 1s}",
             "s.yml:7:23: unknown key \"after\" in cancel (allowed: signal, grace)"}));
 

@@ -68,6 +68,8 @@ inline constexpr const char* kIdentifierPattern = "^[a-zA-Z_][a-zA-Z0-9_]*$";
 
 /// Reads a `step:` value: a short reference string or a mapping with `git:` or `oci:`.
 Result<Reference> ReadStepReference(Ctx& ctx, const Node& node, const std::string& where);
+/// Reads `resources: {memory, pids, cpus}`; errors name the key and its line.
+Result<Limits> ReadResources(Ctx& ctx, const Node& node, const std::string& where);
 /// Reads a list of invocations (`run:`, `finally:`, `diagnose:`, STEPS). `list` names it in
 /// errors ("run" → "run[2]"); duplicate non-empty names are errors.
 Result<std::vector<Invocation>> ReadInvocations(Ctx& ctx, const Node& node,

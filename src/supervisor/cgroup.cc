@@ -185,29 +185,37 @@ Status CgroupRoot::Probe() {
   return Ok();
 }
 
-CgroupRoot::~CgroupRoot() {
-  // Leaves of finished trees are gone already; this catches any left by a tree that could not
-  // finish (rmdir fails harmlessly while a leaf is still populated).
-  if (DIR* d = ::opendir(path_.c_str())) {
-    std::vector<std::string> leaves;
+namespace {
+// Deepest first: resource groups (controllers.h) hold leaves of their own.
+bool RemoveEmptyTree(const std::string& dir) {
+  if (DIR* d = ::opendir(dir.c_str())) {
+    std::vector<std::string> subs;
     while (dirent* e = ::readdir(d)) {
       if (e->d_type == DT_DIR && std::strcmp(e->d_name, ".") != 0 &&
           std::strcmp(e->d_name, "..") != 0) {
-        leaves.push_back(path_ + "/" + e->d_name);
+        subs.push_back(dir + "/" + e->d_name);
       }
     }
     ::closedir(d);
-    for (const auto& l : leaves) ::rmdir(l.c_str());
+    for (const auto& s : subs) RemoveEmptyTree(s);
   }
-  if (::rmdir(path_.c_str()) == 0 && !record_.empty()) ::unlink(record_.c_str());
+  return ::rmdir(dir.c_str()) == 0;
+}
+}  // namespace
+
+CgroupRoot::~CgroupRoot() {
+  // Leaves of finished trees are gone already; this catches any left by a tree that could not
+  // finish (rmdir fails harmlessly while a leaf is still populated).
+  if (RemoveEmptyTree(path_) && !record_.empty()) ::unlink(record_.c_str());
 }
 
 std::string CgroupRecordPath(const std::string& base, pid_t runner) {
   return base + "/" + kCgroupRecordPrefix + std::to_string(runner);
 }
 
-Result<std::unique_ptr<CgroupLeaf>> CgroupRoot::CreateLeaf(const std::string& name) {
-  std::string dir = path_ + "/" + name;
+Result<std::unique_ptr<CgroupLeaf>> CgroupRoot::CreateLeaf(const std::string& name,
+                                                           const std::string& in) {
+  std::string dir = (in.empty() ? path_ : in) + "/" + name;
   if (::mkdir(dir.c_str(), 0755) != 0) {
     // A leftover from a crashed runner that had our pid: reuse it only if it is empty.
     if (errno != EEXIST || ::rmdir(dir.c_str()) != 0 || ::mkdir(dir.c_str(), 0755) != 0) {

@@ -68,8 +68,10 @@ class CgroupRoot {
   CgroupRoot& operator=(const CgroupRoot&) = delete;
 
   const std::string& path() const { return path_; }
-  /// A new empty leaf named `name`, with its procs and events files open.
-  Result<std::unique_ptr<CgroupLeaf>> CreateLeaf(const std::string& name);
+  /// A new empty leaf named `name`, with its procs and events files open; inside `dir` (a
+  /// resource group's directory below this root) when it is not empty.
+  Result<std::unique_ptr<CgroupLeaf>> CreateLeaf(const std::string& name,
+                                                 const std::string& dir = "");
 
  private:
   explicit CgroupRoot(std::string path) : path_(std::move(path)) {}

@@ -50,6 +50,8 @@ struct ChildPlan {
   int stderr_fd;
   int cgroup_procs_fd;  // -1 when the child was born in its cgroup (or has none)
   int error_fd;
+  const int* join_fds;  // cgroup v1 hierarchies' cgroup.procs (resource limits and accounting)
+  size_t join_count;
   pid_t parent = 0;        // the runner: the child dies with it (PR_SET_PDEATHSIG)
   rlimit files{};          // the open-files limit the runner was started with
   bool restore_files = false;
@@ -82,6 +84,10 @@ bool MoveTo(int fd, int target) {
   // Join the leaf before exec: nothing the program does can then escape the cgroup.
   if (p.cgroup_procs_fd >= 0 && ::write(p.cgroup_procs_fd, "0", 1) != 1) {
     ChildFail(p.error_fd, Stage::kCgroup, errno);
+  }
+  // cgroup v1 has no CLONE_INTO_CGROUP: "0" moves the writer, before it can allocate or fork.
+  for (size_t i = 0; i < p.join_count; ++i) {
+    if (::write(p.join_fds[i], "0", 1) != 1) ChildFail(p.error_fd, Stage::kCgroup, errno);
   }
   // Ignored signals survive exec (the runner ignores SIGPIPE, for one); handlers do not, but
   // reset them before unblocking (the spawner blocked every signal) so that a pending signal
@@ -313,7 +319,8 @@ Result<Started> ForkExec(const ExecRequest& r) {
   std::vector<char*> argv = CStrings(r.argv);
   std::vector<char*> envp = CStrings(r.env);
   ChildPlan plan{r.path.c_str(), argv.data(),    envp.data(),         nullptr,       in.get(),
-                 out.get(),      err.get(),      r.cgroup_procs_fd,   err_write.get()};
+                 out.get(),      err.get(),      r.cgroup_procs_fd,   err_write.get(),
+                 r.join_fds.data(), r.join_fds.size()};
   if (!r.work_dir.empty()) plan.work_dir = r.work_dir.c_str();
   plan.parent = ::getpid();
   if (const rlimit* files = OriginalFileLimit()) {

@@ -25,6 +25,7 @@ struct ExecRequest {
   int stderr_fd = -1;
   int cgroup_procs_fd = -1;        // leaf cgroup.procs to join before exec, or -1
   int cgroup_dir_fd = -1;          // the same leaf's directory: born into it where clone3 allows
+  std::vector<int> join_fds;       // cgroup v1 cgroup.procs files to join before exec (limits)
 };
 
 struct Started {

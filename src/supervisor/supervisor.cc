@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -75,6 +76,16 @@ std::vector<ProcStat> LiveChildren() {
   return out;
 }
 
+// wait4's figures for one reaped process, added to a tree's totals.
+void AddRusage(const struct rusage& ru, ResourceUsage& u) {
+  auto usec = [](const timeval& tv) { return int64_t{tv.tv_sec} * 1000000 + tv.tv_usec; };
+  u.cpu_user_usec = u.cpu_user_usec.value_or(0) + usec(ru.ru_utime);
+  u.cpu_system_usec = u.cpu_system_usec.value_or(0) + usec(ru.ru_stime);
+  u.memory_peak_bytes = std::max<int64_t>(u.memory_peak_bytes.value_or(0), int64_t{ru.ru_maxrss} * 1024);
+  u.io_read_bytes = u.io_read_bytes.value_or(0) + int64_t{ru.ru_inblock} * 512;
+  u.io_write_bytes = u.io_write_bytes.value_or(0) + int64_t{ru.ru_oublock} * 512;
+}
+
 // Whether the process has any child at all (running or a zombie), without a /proc scan.
 bool HasChildren() {
   siginfo_t info{};
@@ -91,11 +102,15 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   Result<std::shared_ptr<ProcessTree>> Spawn(const ProcessSpec& spec, OutputCallback on_output,
                                              ExitCallback on_exit) override;
   std::string mechanism() const override;
+  Controllers& controllers() override { return *controllers_; }
   size_t live_trees() const override { return trees_.size(); }
   void KillAll() override;
 
   void ReapNow() override;
-  void TreeDelivered(uint64_t id) override { trees_.erase(id); }
+  void TreeDelivered(uint64_t id) override {
+    trees_.erase(id);
+    rusage_.erase(id);
+  }
 
  private:
   std::vector<std::shared_ptr<TreeImpl>> Snapshot() const;
@@ -106,7 +121,9 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   UniqueFd sigchld_fd_;
   EventLoop::WatchId sigchld_watch_ = 0;
   std::unique_ptr<CgroupRoot> cgroup_;
+  std::unique_ptr<Controllers> controllers_;
   std::map<uint64_t, std::shared_ptr<TreeImpl>> trees_;
+  std::map<uint64_t, std::shared_ptr<ResourceUsage>> rusage_;  // wait4 totals per live tree
   bool reaping_ = false;
   bool initialized_ = false;
 };
@@ -148,6 +165,17 @@ Status SupervisorImpl::Init() {
       }
     }
   }
+  const char* ctl = std::getenv("STEP_RUNNER_CONTROLLERS");
+  if (ctl && std::string(ctl) == "off") {
+    // Per-step accounting groups off (limits refused, usage from wait4); the v2 leaf stays.
+    controllers_ = Controllers::None("resource controllers are switched off (STEP_RUNNER_CONTROLLERS=off)");
+  } else if (forced_off || options_.mechanism == Options::Mechanism::kProcessGroup) {
+    controllers_ = Controllers::None(forced_off ? "cgroups are switched off (STEP_RUNNER_CGROUP=off)"
+                                                : "the supervisor runs without cgroups");
+  } else {
+    controllers_ = Controllers::Discover(cgroup_ ? cgroup_->path() : "");
+  }
+  DebugLog("supervisor: resource controllers: " + controllers_->Describe());
   auto w = loop_.Watch(sigchld_fd_.get(), EPOLLIN, [this](uint32_t) { ReapNow(); });
   if (!w.ok()) return w.error();
   sigchld_watch_ = *w;
@@ -186,11 +214,13 @@ void SupervisorImpl::ReapNow() {
   std::vector<TreeImpl*> touched;
   for (;;) {
     int status = 0;
-    pid_t pid = ::waitpid(-1, &status, WNOHANG | __WALL);
+    struct rusage ru {};
+    pid_t pid = ::wait4(-1, &status, WNOHANG | __WALL, &ru);
     if (pid < 0 && errno == EINTR) continue;
     if (pid <= 0) break;  // 0: none waitable now; ECHILD: no children at all
     for (auto& t : trees) {
       if (!t->done() && t->Owns(pid)) {
+        if (auto it = rusage_.find(t->id()); it != rusage_.end()) AddRusage(ru, *it->second);
         t->OnReaped(pid, status);
         if (std::find(touched.begin(), touched.end(), t.get()) == touched.end()) {
           touched.push_back(t.get());
@@ -220,19 +250,25 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   config.leftovers = spec.leftovers.value_or(StopPolicy{SIGTERM, options_.leftover_grace});
   config.leftover_grace = options_.leftover_grace;
   config.on_output = spec.capture_output ? std::move(on_output) : nullptr;
-  config.on_exit = std::move(on_exit);
+  auto usage = std::make_shared<ResourceUsage>();
+  config.on_exit = [usage, on_exit = std::move(on_exit)](TreeExit e) {
+    e.rusage = *usage;
+    if (on_exit) on_exit(std::move(e));
+  };
   auto tree = std::make_shared<TreeImpl>(std::move(config));
 
   auto path = LookPath(spec.argv[0], EnvValue(spec.env, "PATH").value_or(""));
   if (!path.ok()) {
     trees_[id] = tree;
+    rusage_[id] = usage;
     tree->FailToStart(path.error());
     return std::shared_ptr<ProcessTree>(tree);
   }
 
   std::unique_ptr<CgroupLeaf> leaf;
   if (cgroup_) {
-    auto created = cgroup_->CreateLeaf("tree-" + std::to_string(id));
+    const std::string in = spec.resources ? spec.resources->v2_dir() : "";
+    auto created = cgroup_->CreateLeaf("tree-" + std::to_string(id), in);
     if (created.ok()) {
       leaf = std::move(created).value();
     } else {
@@ -270,6 +306,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   request.stderr_fd = err_write.get();
   request.cgroup_procs_fd = leaf ? leaf->procs_fd() : -1;
   request.cgroup_dir_fd = leaf ? leaf->dir_fd() : -1;
+  if (spec.resources) request.join_fds = spec.resources->join_fds();
   SR_ASSIGN_OR_RETURN(Started started, ForkExec(request));
   // From here on the child exists: every path must hand it to a tree so it gets reaped.
   out_write.Reset();  // only the child holds the write ends, so EOF means "all writers gone"
@@ -285,6 +322,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
     members = std::make_unique<GroupMembers>(started.pid, token, st ? st->start_ticks : 0);
   }
   trees_[id] = tree;
+  rusage_[id] = usage;
   Status ok = tree->Start(started.pid, std::move(pidfd), std::move(members), std::move(out_read),
                           std::move(err_read), std::move(started.exec_error));
   if (!ok.ok()) {

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "loop/loop.h"
+#include "supervisor/controllers.h"
 #include "util/kill_deadline.h"
 #include "util/result.h"
 #include "util/time.h"
@@ -70,6 +71,9 @@ struct ProcessSpec {
   std::string work_dir;
   /// When false, stdout/stderr go to /dev/null and no output callback is called.
   bool capture_output = true;
+  /// The resource group (Supervisor::controllers()) the tree runs in: its limits apply and its
+  /// counters account for it. Null: the tree is accounted only through wait4 (TreeExit::rusage).
+  std::shared_ptr<ResourceGroup> resources;
   /// One pipe for both stdout and stderr (reported as stdout), so their order is kept, as when
   /// a program writes both to one file. For destinations that are one file anyway (a job log).
   bool merge_stderr = false;
@@ -128,6 +132,10 @@ struct TreeExit {
   /// when nothing was signalled. At most 256 entries (a fork bomb is killed, not listed).
   /// Every pid listed here has been reaped by the time on_exit runs.
   std::vector<ProcessRecord> records;
+  /// wait4 totals of the members the runner reaped itself (the main process and orphans): CPU
+  /// time and block I/O summed, peak memory the largest single process. Approximate: members
+  /// reaped by their own parent are counted only through that parent.
+  ResourceUsage rusage;
 };
 
 /// A running tree. Owned by the Supervisor until it finishes; callers hold a shared_ptr handle
@@ -186,6 +194,8 @@ class Supervisor {
                                                      OutputCallback on_output,
                                                      ExitCallback on_exit) = 0;
 
+  /// The resource controllers found at Create (none when cgroups are off).
+  virtual Controllers& controllers() = 0;
   /// "cgroup v2 (<path>)" or "process group + subreaper".
   virtual std::string mechanism() const = 0;
   /// Number of trees not yet finished.
