@@ -100,7 +100,7 @@ std::vector<pid_t> TreeImpl::Members() const {
 
 void TreeImpl::Signal(int signo) {
   if (done_ || !started_ || !loop_) return;
-  members_->SignalAll(signo, [&](pid_t p, int fd) { OnVictim(p, fd, signo, false); });
+  members_->SignalAll(signo, [&](pid_t p, int fd, const std::string& seen) { OnVictim(p, fd, signo, false, seen); });
 }
 
 void TreeImpl::Stop(StopOrder order) {
@@ -132,7 +132,7 @@ void TreeImpl::BeginStop(const StopOrder& order, bool leftovers) {
     return;
   }
   const int signo = order.signal > 0 ? order.signal : SIGTERM;
-  members_->SignalAll(signo, [&](pid_t p, int fd) { OnVictim(p, fd, signo, true); });
+  members_->SignalAll(signo, [&](pid_t p, int fd, const std::string& seen) { OnVictim(p, fd, signo, true, seen); });
   ArmKill(stop_->kill.at);
   if (main_reaped_) ArmRescan();
 }
@@ -159,7 +159,7 @@ void TreeImpl::KillNow(ProcessRecord::Ending ending) {
   if (main_pidfd_.valid() && !main_reaped_) {
     auto st = ReadProcStat(pid_);
     if (st && !st->ending() && PidfdSignal(main_pidfd_.get(), SIGKILL)) {
-      OnVictim(pid_, main_pidfd_.get(), SIGKILL, true);  // no /proc read for the main process
+      OnVictim(pid_, main_pidfd_.get(), SIGKILL, true, "");  // no /proc read for the main process
     }
   }
   for (auto& m : records_) {
@@ -171,7 +171,7 @@ void TreeImpl::KillNow(ProcessRecord::Ending ending) {
       any_killed_ = true;
     }
   }
-  members_->KillAll([&](pid_t p, int fd) { OnVictim(p, fd, SIGKILL, true); });
+  members_->KillAll([&](pid_t p, int fd, const std::string& seen) { OnVictim(p, fd, SIGKILL, true, seen); });
   // The fallback keeps killing on a timer until a scan finds nothing: a forker can race a round.
   if (members_->event_fd() < 0) ArmRescan();
 }

@@ -102,7 +102,8 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   TreeExit BuildExit();
 
   // A member got `signo` from us: a stop signal or SIGKILL (`stop`), or a warning.
-  void OnVictim(pid_t pid, int pidfd, int signo, bool stop);
+  // `seen_as` is the task name a scan saw before the signal ("" when none did).
+  void OnVictim(pid_t pid, int pidfd, int signo, bool stop, const std::string& seen_as);
   Member* Find(pid_t pid);
   void ApplyStatus(Member& m, int status);
   void MarkGone(Member& m);

@@ -22,7 +22,7 @@ TreeImpl::Member* TreeImpl::Find(pid_t pid) {
   return it->second;
 }
 
-void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop) {
+void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop, const std::string& seen_as) {
   const bool kill = stop && signo == SIGKILL;
   if (kill) any_killed_ = true;
   Member* m = Find(pid);
@@ -31,6 +31,7 @@ void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop) {
     auto fresh = std::make_unique<Member>();
     fresh->rec.pid = pid;
     fresh->rec.command = pid == pid_ ? command_ : ReadCommand(pid);
+    if (fresh->rec.command.empty()) fresh->rec.command = seen_as;
     fresh->pidfd.Reset(::fcntl(pidfd, F_DUPFD_CLOEXEC, 3));
     m = fresh.get();
     by_pid_[pid] = m;  // replaces a gone record whose pid was recycled
