@@ -17,8 +17,6 @@
 #include "util/signals.h"
 #include "util/tempdir.h"
 
-extern char** environ;
-
 namespace sr::cli {
 namespace {
 
@@ -48,17 +46,6 @@ class TerminalProgress : public Observer {
 };
 
 }  // namespace
-
-std::map<std::string, std::string> ProcessEnv() {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; e && *e; ++e) {
-    std::string kv(*e);
-    auto eq = kv.find('=');
-    if (eq == std::string::npos) continue;
-    env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
-  }
-  return env;
-}
 
 int RunLocally(LocalRunRequest req) {
   if (req.flags.step_results_format != "json" && req.flags.step_results_format != "prototext") {
@@ -98,9 +85,10 @@ int RunLocally(LocalRunRequest req) {
 
   auto loop = EventLoop::Create();
   if (!loop.ok()) return Fail(loop.error().message, 1);
-  auto sup = Supervisor::Create(**loop);
+  const Switches switches = ReadSwitches(ProcessEnv());
+  auto sup = Supervisor::Create(**loop, SupervisorOptionsFor(switches));
   if (!sup.ok()) return Fail(sup.error().message, 1);
-  auto temp = TempDir::Create("step-runner-");
+  auto temp = TempDir::Create("step-runner-", switches.temp_base);
   if (!temp.ok()) return Fail(temp.error().message, 1);
 
   StdioSink sink;
@@ -116,6 +104,7 @@ int RunLocally(LocalRunRequest req) {
   options.run.root_inputs = req.root_inputs;
   options.run.grace = *grace;
   options.run.temp_dir = temp->path();
+  options.run.cache_dir = switches.temp_base + "/step-runner-cache";
   options.timeout = timeout.value_or(Duration(0));
   options.warn_before = warn_before.value_or(Duration(0));
   options.warn_signal = warn_signal;

@@ -65,7 +65,8 @@ struct RunOptions {
   nlohmann::json root_inputs = nlohmann::json::object();
   /// Directory for per-step output/export files; must exist and outlive the run.
   std::string temp_dir;
-  /// Where git-referenced steps are cached ("" = $TMPDIR/step-runner-cache).
+  /// Where git-referenced steps are cached ("" = /tmp/step-runner-cache; the CLI and the
+  /// service pass $TMPDIR/step-runner-cache).
   std::string cache_dir;
 };
 

@@ -88,7 +88,7 @@ Status Job::Setup(JobRequest& request) {
     Status s = MakeDirs(request.work_dir, 0700, &created_dirs_);
     if (!s.ok()) return fail(s.error());
   }
-  std::string dir = JobDir(id_);
+  const std::string& dir = request.dir;
   if (::mkdir(dir.c_str(), 0700) != 0) {
     // A leftover of a server that died: nobody owns it (the id is not registered here).
     if (errno != EEXIST) return fail(ErrnoError("creating job dir " + dir, errno));
@@ -127,6 +127,7 @@ void Job::Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
   options.run.secrets = std::move(request.secrets);
   options.run.grace = request.grace;
   options.run.temp_dir = dir_ + "/.tmp";
+  options.run.cache_dir = request.cache_dir;
   options.timeout = request.timeout;
   options.warn_before = request.warn_before;
   options.warn_signal = request.warn_signal;

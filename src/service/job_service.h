@@ -25,7 +25,7 @@ class JobService final : public proto::StepRunner::CallbackService {
  public:
   /// `stream_deadline` bounds how long shutdown waits for log streams once every job ended.
   JobService(EventLoop& loop, Supervisor& supervisor, std::map<std::string, std::string> env,
-             Duration retention, Duration stream_deadline);
+             std::string temp_base, Duration retention, Duration stream_deadline);
   ~JobService() override;
 
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
@@ -70,6 +70,7 @@ class JobService final : public proto::StepRunner::CallbackService {
   EventLoop& loop_;
   Supervisor& supervisor_;
   const std::map<std::string, std::string> env_;
+  const std::string temp_base_;
   const Duration retention_;
   const Duration stream_deadline_;
   // Loop thread.

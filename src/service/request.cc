@@ -40,7 +40,9 @@ Status ValidateFileKey(const std::string& key) {
 
 }  // namespace
 
-std::string JobDir(const std::string& id) { return TempBase() + "/step-runner-output-" + id; }
+std::string JobDir(const std::string& temp_base, const std::string& id) {
+  return temp_base + "/step-runner-output-" + id;
+}
 
 Result<JobRequest> ParseRunRequest(const proto::RunRequest& request,
                                    const std::map<std::string, std::string>& server_env) {

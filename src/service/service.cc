@@ -17,11 +17,12 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, grpc::
 }  // namespace
 
 JobService::JobService(EventLoop& loop, Supervisor& supervisor,
-                       std::map<std::string, std::string> env, Duration retention,
-                       Duration stream_deadline)
+                       std::map<std::string, std::string> env, std::string temp_base,
+                       Duration retention, Duration stream_deadline)
     : loop_(loop),
       supervisor_(supervisor),
       env_(std::move(env)),
+      temp_base_(std::move(temp_base)),
       retention_(retention),
       stream_deadline_(stream_deadline) {}
 
@@ -59,6 +60,8 @@ grpc::ServerUnaryReactor* JobService::Run(grpc::CallbackServerContext* context,
   }
   auto parsed = ParseRunRequest(*request, env_);
   if (!parsed.ok()) return FinishNow(context, ToGrpcStatus(parsed.error()));
+  parsed->dir = JobDir(temp_base_, request->id());
+  parsed->cache_dir = temp_base_ + "/step-runner-cache";
 
   auto job = std::make_shared<Job>(request->id());
   auto job_request = std::make_shared<JobRequest>(std::move(*parsed));

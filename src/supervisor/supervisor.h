@@ -158,8 +158,14 @@ class Supervisor {
   struct Options {
     enum class Mechanism { kAuto, kCgroup, kProcessGroup };
     /// kAuto: cgroup v2 leaf per tree when a writable hierarchy is found, else process group.
-    /// The environment variable STEP_RUNNER_CGROUP=off forces kProcessGroup (tests use it).
+    /// (The CLI maps STEP_RUNNER_CGROUP=off to kProcessGroup; the supervisor reads no
+    /// environment.)
     Mechanism mechanism = Mechanism::kAuto;
+    /// Where the supervisor says which mechanism it chose and why; null = silent.
+    std::function<void(const std::string&)> debug_log;
+    /// false: spawn as on a kernel without clone3 (the child joins its cgroup by writing
+    /// cgroup.procs). Tests use it; true also falls back by itself where clone3 is refused.
+    bool clone3 = true;
     /// After the main process exits by itself, leftover members of a tree whose ProcessSpec
     /// says nothing get SIGTERM and, after this, SIGKILL: processes never outlive their tree.
     Duration leftover_grace = std::chrono::seconds(2);
