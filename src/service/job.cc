@@ -40,15 +40,26 @@ Status MakeDirs(const std::string& path, mode_t mode, std::vector<std::string>* 
 
 }  // namespace
 
-// The engine's output goes into the job log: both streams, interleaved as written.
+// The engine's output goes into the job log: both streams, interleaved as written. The first
+// write error is kept for the job (Job::log_error).
 class Job::LogSink : public OutputSink {
  public:
   explicit LogSink(JobLog* log) : log_(log) {}
-  void Write(OutputStream stream, std::string_view bytes) override { log_->Write(stream, bytes); }
+  void Write(OutputStream stream, std::string_view bytes) override {
+    Status written = log_->Write(stream, bytes);
+    if (!written.ok() && !error_) error_ = written.error();
+  }
+  const std::optional<Error>& error() const { return error_; }
 
  private:
   JobLog* log_;
+  std::optional<Error> error_;
 };
+
+std::optional<Error> Job::log_error() const {
+  if (!sink_) return std::nullopt;
+  return sink_->error();
+}
 
 // A job is visible from the moment Run registers it, and Run answers before Start publishes:
 // until then it reads `running` (accepted, about to run), never `unspecified` (found by the soak).

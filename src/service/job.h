@@ -87,6 +87,9 @@ class Job : private Observer {
   bool ended() const { return ended_; }
   /// The log, for followers (null before Setup).
   std::shared_ptr<JobLog> log() const { return log_; }
+  /// The first error writing the job's output to its log, if any (the log keeps the bytes it
+  /// could write; this says that some are missing).
+  std::optional<Error> log_error() const;
   /// Removes the job's directory. Never while running.
   void RemoveFiles();
 

@@ -34,6 +34,7 @@
 
 #include "loop/loop.h"
 #include "util/kill_deadline.h"
+#include "util/output_stream.h"
 #include "util/result.h"
 #include "util/time.h"
 
@@ -75,8 +76,6 @@ struct ProcessSpec {
   /// Options::leftover_grace.
   std::optional<StopPolicy> leftovers;
 };
-
-enum class OutputStream { kStdout, kStderr };
 
 /// How one member of a tree ended, for the termination record.
 struct ProcessRecord {
