@@ -159,28 +159,36 @@ grpc::ServerUnaryReactor* JobService::Status(grpc::CallbackServerContext* contex
   return FinishNow(context, grpc::Status::OK);
 }
 
-// --- Cancel ----------------------------------------------------------------------------------
-
-grpc::ServerUnaryReactor* JobService::Cancel(grpc::CallbackServerContext* context,
-                                             const proto::CancelRequest* request,
-                                             proto::CancelResponse* /*response*/) {
-  if (auto valid = ValidateJobId(request->id()); !valid.ok()) {
+grpc::ServerUnaryReactor* JobService::OnRegisteredJob(
+    grpc::CallbackServerContext* context, const std::string& id, grpc::Status if_unknown,
+    std::function<void(grpc::ServerUnaryReactor*)> work) {
+  if (auto valid = ValidateJobId(id); !valid.ok()) {
     return FinishNow(context, ToGrpcStatus(valid.error()));
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::lock_guard<std::mutex> lock(mu_);
   if (shutting_down_) {
     reactor->Finish(ShuttingDown());
-  } else if (!jobs_.count(request->id())) {
-    reactor->Finish(ToGrpcStatus(JobNotFound(request->id())));
+  } else if (!jobs_.count(id)) {
+    reactor->Finish(std::move(if_unknown));
   } else {
-    loop_.Post([this, id = request->id(), force = request->force(), reactor] {
-      // Idempotent; a finished job is left unchanged.
-      if (auto job = Find(id)) job->Cancel(CancelReason::kRequested, force);
-      reactor->Finish(grpc::Status::OK);
-    });
+    loop_.Post([work = std::move(work), reactor] { work(reactor); });
   }
   return reactor;
+}
+
+// --- Cancel ----------------------------------------------------------------------------------
+
+grpc::ServerUnaryReactor* JobService::Cancel(grpc::CallbackServerContext* context,
+                                             const proto::CancelRequest* request,
+                                             proto::CancelResponse* /*response*/) {
+  return OnRegisteredJob(context, request->id(), ToGrpcStatus(JobNotFound(request->id())),
+                         [this, id = request->id(), force = request->force()](
+                             grpc::ServerUnaryReactor* reactor) {
+                           // Idempotent; a finished job is left unchanged.
+                           if (auto job = Find(id)) job->Cancel(CancelReason::kRequested, force);
+                           reactor->Finish(grpc::Status::OK);
+                         });
 }
 
 // --- Close -----------------------------------------------------------------------------------
@@ -188,19 +196,11 @@ grpc::ServerUnaryReactor* JobService::Cancel(grpc::CallbackServerContext* contex
 grpc::ServerUnaryReactor* JobService::Close(grpc::CallbackServerContext* context,
                                             const proto::CloseRequest* request,
                                             proto::CloseResponse* /*response*/) {
-  if (auto valid = ValidateJobId(request->id()); !valid.ok()) {
-    return FinishNow(context, ToGrpcStatus(valid.error()));
-  }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  std::lock_guard<std::mutex> lock(mu_);
-  if (shutting_down_) {
-    reactor->Finish(ShuttingDown());
-  } else if (!jobs_.count(request->id())) {
-    reactor->Finish(grpc::Status::OK);  // idempotent, as in Go
-  } else {
-    loop_.Post([this, id = request->id(), reactor] { CloseJob(id, reactor); });
-  }
-  return reactor;
+  // An unknown id is OK: Close is idempotent, as in Go.
+  return OnRegisteredJob(context, request->id(), grpc::Status::OK,
+                         [this, id = request->id()](grpc::ServerUnaryReactor* reactor) {
+                           CloseJob(id, reactor);
+                         });
 }
 
 void JobService::CloseJob(const std::string& id, grpc::ServerUnaryReactor* reactor) {
