@@ -1,4 +1,5 @@
 #include "cli/local_run.h"
+#include "cli/progress.h"
 
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -25,24 +26,6 @@ class StdioSink : public OutputSink {
   void Write(OutputStream stream, std::string_view bytes) override {
     (void)WriteAll(stream == OutputStream::kStdout ? 1 : 2, bytes);
   }
-};
-
-// A line on stderr when each step starts and ends; only when stderr is a terminal.
-class TerminalProgress : public Observer {
- public:
-  void StepStarted(const std::string& name) override {
-    std::fprintf(stderr, "step-runner: ▶ %s\n", Label(name).c_str());
-  }
-  void StepFinished(const std::string& name, proto::StepResult::Status status,
-                    Duration took) override {
-    std::fprintf(stderr, "step-runner: %s %s (%s, %s)\n",
-                 status == proto::StepResult::success ? "✔" : "✘", Label(name).c_str(),
-                 proto::StepResult::Status_Name(status).c_str(),
-                 FormatDuration(std::chrono::duration_cast<std::chrono::milliseconds>(took)).c_str());
-  }
-
- private:
-  static std::string Label(const std::string& name) { return name.empty() ? "(step)" : name; }
 };
 
 // The job's timing from the flags; errors name the flag (exit 2).
@@ -150,16 +133,19 @@ int RunLocally(LocalRunRequest req) {
   options.run.root_inputs = req.root_inputs;
   options.run.temp_dir = temp->path();
   options.run.cache_dir = switches.temp_base + "/step-runner-cache";
+  options.run.merge_stderr = req.merge_stderr;
 
   int signals_seen = 0;
   auto watch = (*loop)->Watch(sigfd.get(), EPOLLIN,
                               [&](uint32_t) { OnTerminalSignals(sigfd.get(), run, signals_seen); });
   if (!watch.ok()) return Fail(watch.error().message, 1);
   std::optional<RunOutcome> outcome;
+  const auto run_started = Clock::now();
   run.Start(std::move(req.root), std::move(options), [&](RunOutcome o) { outcome = std::move(o); });
   (*loop)->RunUntil([&] { return outcome.has_value(); });
   (*loop)->Unwatch(*watch);
   (*sup)->KillAll();
+  if (::isatty(2)) progress.Done(OutcomeStatus(outcome->error), Clock::now() - run_started);
 
   WriteResults(req, outcome->result);
   if (outcome->error) return Fail(outcome->error->message, ExitCodeFor(outcome->error));

@@ -139,6 +139,7 @@ void Job::Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
   options.run.grace = request.grace;
   options.run.temp_dir = dir_ + "/.tmp";
   options.run.cache_dir = request.cache_dir;
+  options.run.merge_stderr = true;  // one log file: one writer, as the Go runner
   options.timeout = request.timeout;
   options.warn_before = request.warn_before;
   options.warn_signal = request.warn_signal;
