@@ -2,7 +2,7 @@
 //
 //   BM_PosixSpawn/H       posix_spawn(/bin/true) + waitpid: glibc uses clone(CLONE_VM|CLONE_VFORK),
 //                         no page tables are copied (the baseline)
-//   BM_ForkExec/H         sr::ForkExec (src/supervisor/spawn.cc) of the same + waitpid
+//   BM_ForkExec/H         sr::Spawner::ForkExec (src/supervisor/spawn.cc) of the same + waitpid
 //   BM_SupervisorSpawn/M  Supervisor::Spawn of /bin/true until on_exit, M = 0 cgroup v2 leaf,
 //                         1 process group fallback: everything the runner does per exec step
 //
@@ -89,8 +89,9 @@ void BM_ForkExec(benchmark::State& state) {
   req.env = Environ();
   req.stdout_fd = null_fd;
   req.stderr_fd = null_fd;
+  sr::Spawner spawner;
   for (auto _ : state) {
-    auto started = sr::ForkExec(req);
+    auto started = spawner.ForkExec(req);
     if (!started.ok() || started->exec_error) {
       state.SkipWithError("ForkExec failed");
       break;

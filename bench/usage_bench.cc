@@ -39,13 +39,10 @@ std::string StepFileText(bool limits) {
 
 void BM_Steps(benchmark::State& state) {
   const int mode = static_cast<int>(state.range(0));
-  if (mode == 0) {
-    ::setenv("STEP_RUNNER_CONTROLLERS", "off", 1);
-  } else {
-    ::unsetenv("STEP_RUNNER_CONTROLLERS");
-  }
+  sr::Supervisor::Options options;
+  options.controllers = mode != 0;  // mode 0: as STEP_RUNNER_CONTROLLERS=off
   auto loop = sr::EventLoop::Create();
-  auto sup = sr::Supervisor::Create(**loop);
+  auto sup = sr::Supervisor::Create(**loop, options);
   auto dir = sr::TempDir::Create("usage-bench-");
   if (!loop.ok() || !sup.ok() || !dir.ok()) {
     state.SkipWithError("setup failed");

@@ -328,6 +328,11 @@ void PrintDetail(const proto::Status& s) {
     std::printf("termination: %s%s, grace %s\n", proto::Termination::Reason_Name(t.reason()).c_str(),
                 t.forced() ? " (forced)" : "",
                 TimeUtil::ToString(t.grace()).c_str());
+    if (t.has_warning_time()) {
+      std::printf("  warning: %s at %s\n",
+                  t.warning_signal().empty() ? "no signal" : t.warning_signal().c_str(),
+                  Time(t.warning_time()).c_str());
+    }
     for (const auto& p : t.processes()) {
       std::printf("  pid %d %s: %s -> %s\n", p.pid(), p.command().c_str(),
                   p.signal().empty() ? "no signal" : p.signal().c_str(),

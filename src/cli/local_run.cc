@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cinttypes>
+#include <cstring>
 #include <functional>
 #include <csignal>
 #include <cstdio>
@@ -22,8 +23,6 @@
 #include "util/owner.h"
 #include "util/signals.h"
 #include "util/tempdir.h"
-
-extern char** environ;
 
 namespace sr::cli {
 namespace {
@@ -71,63 +70,103 @@ Result<ResourceLimits> JobLimits(const RunFlags& f) {
   return l;
 }
 
-}  // namespace
-
-std::map<std::string, std::string> ProcessEnv() {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; e && *e; ++e) {
-    std::string kv(*e);
-    auto eq = kv.find('=');
-    if (eq == std::string::npos) continue;
-    env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+// The job's timing from the flags; errors name the flag (exit 2).
+Result<JobOptions> TimingFromFlags(const RunFlags& flags) {
+  JobOptions o;
+  auto grace = ParseDuration(flags.grace);
+  if (!grace.ok()) return grace.error().Wrap("--grace");
+  o.run.grace = *grace;
+  if (!flags.timeout.empty()) {
+    auto t = ParseDuration(flags.timeout);
+    if (!t.ok()) return t.error().Wrap("--timeout");
+    o.timeout = *t;
   }
-  return env;
+  if (!flags.warn_before.empty()) {
+    auto w = ParseDuration(flags.warn_before);
+    if (!w.ok()) return w.error().Wrap("--warn-before");
+    if (o.timeout.count() == 0) return InvalidError("--warn-before needs --timeout");
+    if (*w >= o.timeout) return InvalidError("--warn-before must be shorter than --timeout");
+    o.warn_before = *w;
+  }
+  if (!flags.warn_signal.empty()) {
+    auto s = ParseSignal(flags.warn_signal);
+    if (!s.ok()) return s.error().Wrap("--warn-signal");
+    o.warn_signal = *s;
+  }
+  return o;
 }
 
-int RunLocally(LocalRunRequest req) {
-  auto limits = JobLimits(req.flags);
-  if (!limits.ok()) return Fail(limits.error().message, 2);
-  if (req.flags.step_results_format != "json" && req.flags.step_results_format != "prototext") {
-    return Fail("unsupported format: " + req.flags.step_results_format, 2);
-  }
-  auto grace = ParseDuration(req.flags.grace);
-  if (!grace.ok()) return Fail("--grace: " + grace.error().message, 2);
-  std::optional<Duration> timeout;
-  if (!req.flags.timeout.empty()) {
-    auto t = ParseDuration(req.flags.timeout);
-    if (!t.ok()) return Fail("--timeout: " + t.error().message, 2);
-    if (t->count() > 0) timeout = *t;
-  }
-  std::optional<Duration> warn_before;
-  int warn_signal = 0;
-  if (!req.flags.warn_before.empty()) {
-    auto w = ParseDuration(req.flags.warn_before);
-    if (!w.ok()) return Fail("--warn-before: " + w.error().message, 2);
-    if (!timeout) return Fail("--warn-before needs --timeout", 2);
-    if (*w >= *timeout) return Fail("--warn-before must be shorter than --timeout", 2);
-    warn_before = *w;
-  }
-  if (!req.flags.warn_signal.empty()) {
-    auto s = ParseSignal(req.flags.warn_signal);
-    if (!s.ok()) return Fail("--warn-signal: " + s.error().message, 2);
-    warn_signal = *s;
-  }
-
-  if (Status ready = PrepareRunner(); !ready.ok()) return Fail(ready.error().message, 1);
-  // Signals are consumed in one place, synchronously, through a signalfd on the loop. A closed
-  // terminal (SIGHUP) and SIGQUIT cancel like Ctrl-C and SIGTERM.
+// SIGINT and SIGTERM are consumed in one place, synchronously, through a signalfd on the loop. A
+// closed terminal (SIGHUP) and SIGQUIT cancel like Ctrl-C and SIGTERM.
+UniqueFd BlockTerminalSignals() {
   sigset_t mask;
   sigemptyset(&mask);
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&mask, sig);
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
-  UniqueFd sigfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!sigfd.valid()) return Fail("signalfd: " + std::string(std::strerror(errno)), 1);
+  return UniqueFd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+}
 
+// The terminal's part of a cancel: the first Ctrl-C cancels, the second forces.
+void OnTerminalSignals(int sigfd, JobRun& run, int& seen) {
+  signalfd_siginfo info;
+  while (::read(sigfd, &info, sizeof info) == sizeof info) {
+    const bool force = ++seen > 1;
+    // Act first, then say so: a slow terminal must not delay the signals.
+    CancelSource::Effect e = run.Cancel(CancelReason::kRequested, force);
+    if (force) {
+      std::fprintf(stderr, "step-runner: second signal: killing every process now\n");
+    } else {
+      const Duration grace = e.grace.value_or(run.cancel_request() ? run.cancel_request()->grace()
+                                                                   : Duration(0));
+      std::fprintf(stderr,
+                   "step-runner: %s received: cancelling (grace %s); press Ctrl-C again to force\n",
+                   SignalName(static_cast<int>(info.ssi_signo)).c_str(),
+                   FormatDuration(grace).c_str());
+    }
+  }
+}
+
+// step-results.json (or .txtpb), when asked for.
+Status WriteResults(const LocalRunRequest& req, const proto::StepResult& result) {
+  const bool text_format = req.flags.step_results_format == "prototext";
+  std::string results_file = req.flags.step_results_file;
+  if (results_file.empty() && req.flags.write_step_results) {
+    results_file = text_format ? "step-results.txtpb" : req.default_results_file;
+  }
+  if (results_file.empty()) return Ok();
+  std::string body;
+  if (text_format) {
+    google::protobuf::TextFormat::PrintToString(result, &body);
+  } else {
+    body = ResultToJson(result);
+  }
+  // A results file that cannot be written is lost output: the run failed (kind internal).
+  Status w = WriteFile(results_file, body, 0640);
+  if (!w.ok()) return w.error().Wrap("writing step results");
+  return Ok();
+}
+
+}  // namespace
+
+int RunLocally(LocalRunRequest req) {
+  if (req.flags.step_results_format != "json" && req.flags.step_results_format != "prototext") {
+    return Fail("unsupported format: " + req.flags.step_results_format, 2);
+  }
+  auto limits = JobLimits(req.flags);
+  if (!limits.ok()) return Fail(limits.error().message, 2);
+  auto timing = TimingFromFlags(req.flags);
+  if (!timing.ok()) return Fail(timing.error().message, 2);
+  JobOptions options = std::move(*timing);
+
+  if (Status ready = PrepareRunner(); !ready.ok()) return Fail(ready.error().message, 1);
+  UniqueFd sigfd = BlockTerminalSignals();
+  if (!sigfd.valid()) return Fail("signalfd: " + std::string(std::strerror(errno)), 1);
   auto loop = EventLoop::Create();
   if (!loop.ok()) return Fail(loop.error().message, 1);
-  auto sup = Supervisor::Create(**loop);
+  const Switches switches = ReadSwitches(ProcessEnv());
+  auto sup = Supervisor::Create(**loop, SupervisorOptionsFor(switches));
   if (!sup.ok()) return Fail(sup.error().message, 1);
-  auto temp = TempDir::Create("step-runner-");
+  auto temp = TempDir::Create("step-runner-", switches.temp_base);
   if (!temp.ok()) return Fail(temp.error().message, 1);
   if (Status marked = MarkOwned(temp->path()); !marked.ok()) return Fail(marked.error().message, 1);
   if (Status ok = CheckResourceLimits(**sup, req.root, *limits); !ok.ok()) {
@@ -138,20 +177,15 @@ int RunLocally(LocalRunRequest req) {
   TerminalProgress progress;
   JobRun run(**loop, **sup, sink, ::isatty(2) ? &progress : nullptr);
   sink.on_error = [&run](Error e) { run.FailInternal(std::move(e)); };
-
-  JobOptions options;
   options.run.work_dir = req.work_dir;
   options.run.root_step_dir = req.root_step_dir;
   options.run.base_env = req.env;
   options.run.job_vars = req.job_vars;
   options.run.secrets = req.secrets;
   options.run.root_inputs = req.root_inputs;
-  options.run.grace = *grace;
   options.run.temp_dir = temp->path();
+  options.run.cache_dir = switches.temp_base + "/step-runner-cache";
   options.run.merge_stderr = req.merge_stderr;
-  options.timeout = timeout.value_or(Duration(0));
-  options.warn_before = warn_before.value_or(Duration(0));
-  options.warn_signal = warn_signal;
   options.run.resources = *limits;
 
   // Containers the job starts through Docker stop with it (contract section 9), and those a
@@ -170,29 +204,11 @@ int RunLocally(LocalRunRequest req) {
       }
     });
   }
-  if (auto guarded = docker::DaemonToGuard(runner_env, req.job_vars, req.flags.docker)) {
-    options.docker = DockerOptions{*guarded, temp->path() + "/docker.sock", "run-" + docker::InstanceId()};
-  }
 
-  // The terminal's part of a cancel: the first Ctrl-C cancels, the second forces.
   int signals_seen = 0;
-  auto watch = (*loop)->Watch(sigfd.get(), EPOLLIN, [&](uint32_t) {
-    signalfd_siginfo info;
-    while (::read(sigfd.get(), &info, sizeof info) == sizeof info) {
-      const bool force = ++signals_seen > 1;
-      // Act first, then say so: a slow terminal must not delay the signals.
-      CancelSource::Effect e = run.Cancel(CancelReason::kRequested, force);
-      if (!force) {
-        std::fprintf(stderr, "step-runner: %s received: cancelling (grace %s); press Ctrl-C again to "
-                     "force\n", SignalName(static_cast<int>(info.ssi_signo)).c_str(),
-                     FormatDuration(e.grace.value_or(*grace)).c_str());
-      } else {
-        std::fprintf(stderr, "step-runner: second signal: killing every process now\n");
-      }
-    }
-  });
+  auto watch = (*loop)->Watch(sigfd.get(), EPOLLIN,
+                              [&](uint32_t) { OnTerminalSignals(sigfd.get(), run, signals_seen); });
   if (!watch.ok()) return Fail(watch.error().message, 1);
-
   std::optional<RunOutcome> outcome;
   const auto run_started = Clock::now();
   run.Start(std::move(req.root), std::move(options), [&](RunOutcome o) { outcome = std::move(o); });
@@ -208,22 +224,7 @@ int RunLocally(LocalRunRequest req) {
   (*sup)->KillAll();
   if (::isatty(2)) progress.Done(OutcomeStatus(outcome->error), Clock::now() - run_started);
 
-  const bool text_format = req.flags.step_results_format == "prototext";
-  std::string results_file = req.flags.step_results_file;
-  if (results_file.empty() && req.flags.write_step_results) {
-    results_file = text_format ? "step-results.txtpb" : req.default_results_file;
-  }
-  if (!results_file.empty()) {
-    std::string body;
-    if (text_format) {
-      google::protobuf::TextFormat::PrintToString(outcome->result, &body);
-    } else {
-      body = ResultToJson(outcome->result);
-    }
-    // A results file that cannot be written is lost output: the run failed (kind internal).
-    Status w = WriteFile(results_file, body, 0640);
-    if (!w.ok()) return Fail("writing step results: " + w.error().message, 1);
-  }
+  if (Status w = WriteResults(req, outcome->result); !w.ok()) return Fail(w.error().message, 1);
   if (outcome->error) return Fail(outcome->error->message, ExitCodeFor(outcome->error));
   return 0;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/switches.h"
 #include "stepfile/stepfile.h"
 
 namespace sr::cli {
@@ -28,8 +29,5 @@ struct LocalRunRequest {
 
 /// Runs the request and returns the exit code.
 int RunLocally(LocalRunRequest request);
-
-/// The process environment as a map.
-std::map<std::string, std::string> ProcessEnv();
 
 }  // namespace sr::cli

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "cli/cli.h"
+#include "cli/switches.h"
 #include "service/service.h"
 #include "util/fd.h"
 #include "util/tempdir.h"
@@ -62,6 +63,10 @@ int ServeCommand(const ServeArgs& a) {
   auto retention = ParseDuration(a.retention);
   if (!retention.ok()) return Fail("--retention: " + retention.error().message, 2);
   options.retention = *retention;
+  const Switches switches = ReadSwitches(ProcessEnv());
+  options.env = switches.env;
+  options.temp_base = switches.temp_base;
+  options.supervisor = SupervisorOptionsFor(switches);
   Status served = service::Serve(options);
   if (!served.ok()) return Fail("serving step-runner: " + served.error().message, 1);
   return 0;

@@ -29,10 +29,13 @@ Duration CancelRequest::grace() const {
   return std::chrono::duration_cast<Duration>(kill.at - requested_at);
 }
 
-StopOrder StopOrderFor(const CancelRequest& job, const StepStop& step, Clock::time_point now) {
-  StopOrder order{step.signal > 0 ? step.signal : SIGTERM, now, job.kill};
-  if (step.kill_at_once) order.kill.Tighten(KillDeadline{now, true});
-  if (step.grace) order.kill.Tighten(KillDeadline::After(now, *step.grace));
+StopOrder StopOrderFor(const CancelRequest& job, const StepStop& step) {
+  // Graces count from the request, so every tree of one cancel gets the same deadline for the
+  // same grace, and the record shows the grace as asked for.
+  const Clock::time_point from = job.requested_at;
+  StopOrder order{step.signal > 0 ? step.signal : SIGTERM, from, job.kill};
+  if (step.kill_at_once) order.kill.Tighten(KillDeadline{from, true});
+  if (step.grace) order.kill.Tighten(KillDeadline::After(from, *step.grace));
   return order;
 }
 
@@ -98,7 +101,7 @@ CancelSource::Effect CancelSource::Cancel(CancelRequest request) {
 }
 
 void CancelSource::StopTree(const Tree& t, Effect* effect) const {
-  const StopOrder order = StopOrderFor(*current_, t.stop, Clock::now());
+  const StopOrder order = StopOrderFor(*current_, t.stop);
   t.tree->Stop(order);
   effect->processes += t.tree->signalled();
   effect->signals.insert(order.kill.forced ? SIGKILL : order.signal);

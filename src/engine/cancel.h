@@ -56,8 +56,8 @@ struct StepStop {
 };
 
 /// The cancel policy. A step's tree gets the step's signal; its SIGKILL comes when the job's
-/// deadline comes or, sooner, when the step's own grace has passed.
-StopOrder StopOrderFor(const CancelRequest& job, const StepStop& step, Clock::time_point now);
+/// deadline comes or, sooner, when the step's own grace (counted from the request) has passed.
+StopOrder StopOrderFor(const CancelRequest& job, const StepStop& step);
 /// How processes left behind by a step's main process are stopped: the step's signal, and the
 /// shortest of the step's grace, the job's grace and `leftover_grace`.
 StopPolicy LeftoverPolicy(const StepStop& step, Duration job_grace, Duration leftover_grace);

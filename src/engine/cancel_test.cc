@@ -85,14 +85,14 @@ TEST(CancelSource, ChildDomainsFollowAsTheySaid) {
 TEST(CancelPolicy, TheStepGraceOnlyShortensWhatTheJobHasLeft) {
   const auto t0 = Clock::now();
   const CancelRequest job = CancelRequest::Graceful(CancelReason::kRequested, 30s, t0);
-  StopOrder own = StopOrderFor(job, StepStop{SIGINT, 1s}, t0);
+  StopOrder own = StopOrderFor(job, StepStop{SIGINT, 1s});
   EXPECT_EQ(own.signal, SIGINT);
-  EXPECT_EQ(own.kill.Left(t0), 1s);
-  StopOrder longer = StopOrderFor(job, StepStop{SIGTERM, 1h}, t0 + 10s);
+  EXPECT_EQ(own.kill.Left(own.issued_at), 1s);
+  StopOrder longer = StopOrderFor(job, StepStop{SIGTERM, 1h});
   EXPECT_EQ(longer.kill.Left(t0 + 10s), 20s);  // the job's deadline
-  StopOrder helper = StopOrderFor(job, StepStop{SIGTERM, {}, true}, t0);
+  StopOrder helper = StopOrderFor(job, StepStop{SIGTERM, {}, true});
   EXPECT_TRUE(helper.kill.forced);
-  EXPECT_TRUE(StopOrderFor(CancelRequest::Forced(CancelReason::kClosed, t0), StepStop{}, t0).kill.forced);
+  EXPECT_TRUE(StopOrderFor(CancelRequest::Forced(CancelReason::kClosed, t0), StepStop{}).kill.forced);
 }
 
 TEST(CancelPolicy, LeftoversGetTheStepSignalAndTheShortestGrace) {

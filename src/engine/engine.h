@@ -71,7 +71,8 @@ struct RunOptions {
   /// Steps write stdout and stderr through one pipe (order kept; all reported as stdout): for
   /// destinations that are one file, the job log. Apart only where the two differ (a terminal).
   bool merge_stderr = false;
-  /// Where git-referenced steps are cached ("" = $TMPDIR/step-runner-cache).
+  /// Where git-referenced steps are cached ("" = /tmp/step-runner-cache; the CLI and the
+  /// service pass $TMPDIR/step-runner-cache).
   std::string cache_dir;
   /// Job-wide limits (`run --memory/--pids/--cpus`, RunRequest.resources); 0 = none.
   ResourceLimits resources;

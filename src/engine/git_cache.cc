@@ -67,7 +67,7 @@ bool Exists(const std::string& p) {
 }  // namespace
 
 GitCache::GitCache(Supervisor& sup, std::string dir, std::vector<std::string> env)
-    : sup_(sup), dir_(dir.empty() ? TempBase() + "/step-runner-cache" : std::move(dir)),
+    : sup_(sup), dir_(dir.empty() ? "/tmp/step-runner-cache" : std::move(dir)),
       env_(std::move(env)) {}
 
 Task<Result<std::string>> GitCache::Git(std::vector<std::string> args, CancelSource* cancel,

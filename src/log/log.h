@@ -19,8 +19,8 @@
 #include <string>
 #include <string_view>
 
-#include "supervisor/supervisor.h"  // OutputStream
 #include "util/fd.h"
+#include "util/output_stream.h"
 #include "util/result.h"
 
 namespace sr {
@@ -35,9 +35,12 @@ class JobLog {
 
   /// Appends `bytes` and notifies every follower. After a write error the log keeps the bytes it
   /// managed to write (size() stays exact) and reports the error; later appends still try.
-  Status Append(std::string_view bytes);
+  [[nodiscard]] Status Append(std::string_view bytes);
   /// The engine's OutputSink shape: both streams go into the one file, interleaved as written.
-  void Write(OutputStream /*stream*/, std::string_view bytes) { (void)Append(bytes); }
+  /// A write error is returned, as Append's; the caller decides what it means for the job.
+  [[nodiscard]] Status Write(OutputStream /*stream*/, std::string_view bytes) {
+    return Append(bytes);
+  }
 
   /// The job ended: no more bytes will come. Notifies followers (they finish once they have read
   /// up to size()). Idempotent; Append after Close is ignored.

@@ -118,10 +118,27 @@ TEST_F(JobLogTest, ReadsStillWorkAfterTheFileIsRemoved) {
 }
 
 TEST_F(JobLogTest, WriteIsTheOutputSinkShape) {
-  log_->Write(OutputStream::kStdout, "out ");
-  log_->Write(OutputStream::kStderr, "err ");
-  log_->Write(OutputStream::kStdout, "out\n");
+  ASSERT_TRUE(log_->Write(OutputStream::kStdout, "out ").ok());
+  ASSERT_TRUE(log_->Write(OutputStream::kStderr, "err ").ok());
+  ASSERT_TRUE(log_->Write(OutputStream::kStdout, "out\n").ok());
   EXPECT_EQ(ReadFrom(0), "out err out\n");
+}
+
+}  // namespace
+}  // namespace sr
+
+namespace sr {
+namespace {
+
+TEST(JobLogErrors, AWriteErrorReachesTheCaller) {
+  // /dev/full: every write fails with ENOSPC, as on a full disk.
+  auto log = JobLog::Create("/dev/full");
+  ASSERT_TRUE(log.ok()) << log.error().message;
+  Status written = (*log)->Write(OutputStream::kStdout, "lost");
+  ASSERT_FALSE(written.ok());
+  EXPECT_NE(written.error().message.find("writing job log /dev/full"), std::string::npos)
+      << written.error().message;
+  EXPECT_EQ((*log)->size(), 0);  // nothing counted that did not reach the file
 }
 
 }  // namespace

@@ -44,19 +44,28 @@ Status MakeDirs(const std::string& path, mode_t mode, std::vector<std::string>* 
 
 // The engine's output goes into the job log: both streams, interleaved as written.
 // A write that fails (disk full, EIO) keeps what reached the file and fails the job: lost output
-// is an error, never a success (contract section 7 item 2).
+// is an error, never a success (contract section 7 item 2). The first error is kept (log_error).
 class Job::LogSink : public OutputSink {
  public:
   explicit LogSink(JobLog* log) : log_(log) {}
-  void Write(OutputStream /*stream*/, std::string_view bytes) override {
-    Status written = log_->Append(bytes);
-    if (!written.ok() && on_error) on_error(written.error());
+  void Write(OutputStream stream, std::string_view bytes) override {
+    Status written = log_->Write(stream, bytes);
+    if (written.ok()) return;
+    if (!error_) error_ = written.error();
+    if (on_error) on_error(written.error());
   }
+  const std::optional<Error>& error() const { return error_; }
   std::function<void(Error)> on_error;
 
  private:
   JobLog* log_;
+  std::optional<Error> error_;
 };
+
+std::optional<Error> Job::log_error() const {
+  if (!sink_) return std::nullopt;
+  return sink_->error();
+}
 
 // A job is visible from the moment Run registers it, and Run answers before Start publishes:
 // until then it reads `running` (accepted, about to run), never `unspecified` (found by the soak).
@@ -106,7 +115,7 @@ Status Job::Setup(JobRequest& request) {
     Status s = MakeDirs(request.work_dir, 0700, &created_dirs_);
     if (!s.ok()) return fail(s.error());
   }
-  std::string dir = JobDir(id_);
+  const std::string& dir = request.dir;
   if (::mkdir(dir.c_str(), 0700) != 0) {
     if (errno != EEXIST) return fail(ErrnoError("creating job dir " + dir, errno));
     // Another server sharing this TMPDIR runs a job with this id: its files are not ours.
@@ -153,6 +162,7 @@ void Job::Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
   options.run.secrets = std::move(request.secrets);
   options.run.grace = request.grace;
   options.run.temp_dir = dir_ + "/.tmp";
+  options.run.cache_dir = request.cache_dir;
   options.run.merge_stderr = true;  // one log file: one writer, as the Go runner
   options.timeout = request.timeout;
   options.warn_before = request.warn_before;

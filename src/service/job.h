@@ -34,6 +34,8 @@ namespace sr::service {
 struct JobRequest {
   std::string id;
   stepfile::StepFile root;
+  /// The job's directory (JobDir) and the git cache; set by the service, not the request.
+  std::string dir, cache_dir;
   /// Job work dir (created with mkdir -p 0700); "" = the server's cwd.
   std::string work_dir;
   /// Where the root's relative references resolve ("" = the server's cwd).
@@ -54,8 +56,8 @@ struct JobRequest {
 Result<JobRequest> ParseRunRequest(const proto::RunRequest& request,
                                    const std::map<std::string, std::string>& server_env);
 
-/// `$TMPDIR/step-runner-output-<id>`.
-std::string JobDir(const std::string& id);
+/// `<temp_base>/step-runner-output-<id>`.
+std::string JobDir(const std::string& temp_base, const std::string& id);
 
 class Job : private Observer {
  public:
@@ -87,6 +89,9 @@ class Job : private Observer {
   bool ended() const { return ended_; }
   /// The log, for followers (null before Setup).
   std::shared_ptr<JobLog> log() const { return log_; }
+  /// The first error writing the job's output to its log, if any (the log keeps the bytes it
+  /// could write; this says that some are missing).
+  std::optional<Error> log_error() const;
   /// Removes the job's directory. Never while running.
   void RemoveFiles();
 

@@ -25,7 +25,7 @@ class JobService final : public proto::StepRunner::CallbackService {
  public:
   /// `stream_deadline` bounds how long shutdown waits for log streams once every job ended.
   JobService(EventLoop& loop, Supervisor& supervisor, std::map<std::string, std::string> env,
-             Duration retention, Duration stream_deadline);
+             std::string temp_base, Duration retention, Duration stream_deadline);
   ~JobService() override;
 
   grpc::ServerUnaryReactor* Run(grpc::CallbackServerContext* context,
@@ -59,6 +59,12 @@ class JobService final : public proto::StepRunner::CallbackService {
  private:
   bool shutting_down() const;
   std::shared_ptr<Job> Find(const std::string& id);  // any thread, takes mu_
+  // A unary RPC on job `id`: a bad id or a shutting-down server answers at once, an unknown id
+  // answers `if_unknown`; otherwise `work` runs on the loop (posted under mu_, so in the order
+  // the registry saw the requests) and finishes the reactor.
+  grpc::ServerUnaryReactor* OnRegisteredJob(grpc::CallbackServerContext* context,
+                                            const std::string& id, grpc::Status if_unknown,
+                                            std::function<void(grpc::ServerUnaryReactor*)> work);
   // Loop thread.
   void StartJob(const std::shared_ptr<Job>& job, JobRequest& request,
                 grpc::ServerUnaryReactor* reactor);
@@ -70,6 +76,7 @@ class JobService final : public proto::StepRunner::CallbackService {
   EventLoop& loop_;
   Supervisor& supervisor_;
   const std::map<std::string, std::string> env_;
+  const std::string temp_base_;
   const Duration retention_;
   const Duration stream_deadline_;
   // Loop thread.

@@ -59,7 +59,9 @@ Status ValidateVariable(const char* what, const std::string& key, const std::str
 
 }  // namespace
 
-std::string JobDir(const std::string& id) { return TempBase() + "/step-runner-output-" + id; }
+std::string JobDir(const std::string& temp_base, const std::string& id) {
+  return temp_base + "/step-runner-output-" + id;
+}
 
 Result<JobRequest> ParseRunRequest(const proto::RunRequest& request,
                                    const std::map<std::string, std::string>& server_env) {

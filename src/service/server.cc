@@ -22,20 +22,8 @@
 #include "util/fd.h"
 #include "util/signals.h"
 
-extern char** environ;
-
 namespace sr::service {
 namespace {
-
-std::map<std::string, std::string> ProcessEnv() {
-  std::map<std::string, std::string> env;
-  for (char** e = environ; e && *e; ++e) {
-    std::string kv(*e);
-    auto eq = kv.find('=');
-    if (eq != std::string::npos) env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
-  }
-  return env;
-}
 
 // A socket file with a listener is an error; one without (a server that died) is removed.
 Status PrepareSocket(const std::string& path) {
@@ -83,11 +71,11 @@ Status Serve(const ServeOptions& options) {
 
   // 2. The loop and the supervisor, on this thread, before gRPC creates any thread.
   SR_ASSIGN_OR_RETURN(auto loop, EventLoop::Create());
-  SR_ASSIGN_OR_RETURN(auto supervisor, Supervisor::Create(*loop));
+  SR_ASSIGN_OR_RETURN(auto supervisor, Supervisor::Create(*loop, options.supervisor));
 
   // 3. The socket and the server.
   SR_RETURN_IF_ERROR(PrepareSocket(path));
-  JobService service(*loop, *supervisor, ProcessEnv(), options.retention,
+  JobService service(*loop, *supervisor, options.env, options.temp_base, options.retention,
                      options.shutdown_deadline);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + path, grpc::InsecureServerCredentials());

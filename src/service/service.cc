@@ -26,11 +26,12 @@ grpc::Status RunOfKnownId(const Job& job) {
 }  // namespace
 
 JobService::JobService(EventLoop& loop, Supervisor& supervisor,
-                       std::map<std::string, std::string> env, Duration retention,
-                       Duration stream_deadline)
+                       std::map<std::string, std::string> env, std::string temp_base,
+                       Duration retention, Duration stream_deadline)
     : loop_(loop),
       supervisor_(supervisor),
       env_(std::move(env)),
+      temp_base_(std::move(temp_base)),
       retention_(retention),
       stream_deadline_(stream_deadline) {}
 
@@ -69,6 +70,8 @@ grpc::ServerUnaryReactor* JobService::Run(grpc::CallbackServerContext* context,
   }
   auto parsed = ParseRunRequest(*request, env_);
   if (!parsed.ok()) return FinishNow(context, ToGrpcStatus(parsed.error()));
+  parsed->dir = JobDir(temp_base_, request->id());
+  parsed->cache_dir = temp_base_ + "/step-runner-cache";
 
   auto job = std::make_shared<Job>(request->id());
   auto job_request = std::make_shared<JobRequest>(std::move(*parsed));
@@ -173,28 +176,36 @@ grpc::ServerUnaryReactor* JobService::Status(grpc::CallbackServerContext* contex
   return FinishNow(context, grpc::Status::OK);
 }
 
-// --- Cancel ----------------------------------------------------------------------------------
-
-grpc::ServerUnaryReactor* JobService::Cancel(grpc::CallbackServerContext* context,
-                                             const proto::CancelRequest* request,
-                                             proto::CancelResponse* /*response*/) {
-  if (auto valid = ValidateJobId(request->id()); !valid.ok()) {
+grpc::ServerUnaryReactor* JobService::OnRegisteredJob(
+    grpc::CallbackServerContext* context, const std::string& id, grpc::Status if_unknown,
+    std::function<void(grpc::ServerUnaryReactor*)> work) {
+  if (auto valid = ValidateJobId(id); !valid.ok()) {
     return FinishNow(context, ToGrpcStatus(valid.error()));
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::lock_guard<std::mutex> lock(mu_);
   if (shutting_down_) {
     reactor->Finish(ShuttingDown());
-  } else if (!jobs_.count(request->id())) {
-    reactor->Finish(ToGrpcStatus(JobNotFound(request->id())));
+  } else if (!jobs_.count(id)) {
+    reactor->Finish(std::move(if_unknown));
   } else {
-    loop_.Post([this, id = request->id(), force = request->force(), reactor] {
-      // Idempotent; a finished job is left unchanged.
-      if (auto job = Find(id)) job->Cancel(CancelReason::kRequested, force);
-      reactor->Finish(grpc::Status::OK);
-    });
+    loop_.Post([work = std::move(work), reactor] { work(reactor); });
   }
   return reactor;
+}
+
+// --- Cancel ----------------------------------------------------------------------------------
+
+grpc::ServerUnaryReactor* JobService::Cancel(grpc::CallbackServerContext* context,
+                                             const proto::CancelRequest* request,
+                                             proto::CancelResponse* /*response*/) {
+  return OnRegisteredJob(context, request->id(), ToGrpcStatus(JobNotFound(request->id())),
+                         [this, id = request->id(), force = request->force()](
+                             grpc::ServerUnaryReactor* reactor) {
+                           // Idempotent; a finished job is left unchanged.
+                           if (auto job = Find(id)) job->Cancel(CancelReason::kRequested, force);
+                           reactor->Finish(grpc::Status::OK);
+                         });
 }
 
 // --- Close -----------------------------------------------------------------------------------

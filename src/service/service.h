@@ -24,7 +24,10 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <string>
+
+#include "supervisor/supervisor.h"
 
 #include "util/result.h"
 #include "util/time.h"
@@ -41,6 +44,11 @@ struct ServeOptions {
   /// At shutdown, how long log streams may take to deliver their last bytes once every job has
   /// ended; streams still open then are cut off.
   Duration shutdown_deadline = std::chrono::seconds(5);
+  /// The server's environment: the base environment of every job's steps.
+  std::map<std::string, std::string> env;
+  /// Job directories (`<temp_base>/step-runner-output-<id>`) and the git cache go here.
+  std::string temp_base = "/tmp";
+  Supervisor::Options supervisor;
 };
 
 /// Serves until SIGTERM or SIGINT, then shuts down as described above. Must be called on the

@@ -239,11 +239,11 @@ std::unique_ptr<Controllers> Controllers::ForV2Dir(const std::string& dir, unsig
   return c;
 }
 
-std::unique_ptr<Controllers> Controllers::Discover(const std::string& v2_runner_dir) {
+std::unique_ptr<Controllers> Controllers::Discover(const std::string& v2_runner_dir,
+                                                   bool full_accounting) {
   g_create_files = false;
   std::unique_ptr<Controllers> c(new Controllers());
-  const char* full = std::getenv("STEP_RUNNER_ACCOUNTING");
-  c->full_accounting_ = full && std::string(full) == "full";
+  c->full_accounting_ = full_accounting;
   auto mountinfo = ReadFile("/proc/self/mountinfo");
   auto self = ReadFile("/proc/self/cgroup");
   if (!mountinfo.ok() || !self.ok()) {

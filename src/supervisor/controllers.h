@@ -82,7 +82,8 @@ class Controllers {
 
   /// Looks for writable controllers. `v2_runner_dir` is the supervisor's `step-runner-<pid>`
   /// directory ("" when it has none). Never fails: what is missing is recorded with its reason.
-  static std::unique_ptr<Controllers> Discover(const std::string& v2_runner_dir);
+  static std::unique_ptr<Controllers> Discover(const std::string& v2_runner_dir,
+                                               bool full_accounting = false);
   /// With no controller at all (cgroups switched off, or none writable).
   static std::unique_ptr<Controllers> None(std::string reason);
   ~Controllers();

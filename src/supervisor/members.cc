@@ -36,7 +36,12 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   // is listed by the next one.
   const auto give_up = Clock::now() + kSignalBudget;
   std::unordered_set<pid_t> seen;
-  std::vector<std::pair<pid_t, UniqueFd>> victims;
+  struct Victim {
+    pid_t pid;
+    UniqueFd fd;
+    std::string comm;
+  };
+  std::vector<Victim> victims;
   bool group_signalled = false;
   for (int round = 0; round < kSignalRounds; ++round) {
     if (round > 0 && Clock::now() >= give_up) break;
@@ -44,13 +49,18 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
       pid_t pid;
       UniqueFd fd;
       bool in_group;
+      std::string comm;
     };
     std::vector<Fresh> fresh;
     for (pid_t pid : leaf_->Procs()) {
       if (!seen.insert(pid).second) continue;
       UniqueFd fd = OpenPidfd(pid);
       if (!fd.valid()) continue;  // exited meanwhile
-      fresh.push_back({pid, std::move(fd), ::getpgid(pid) == pgid_});
+      // One stat read gives the group and the name the record keeps if the member is gone
+      // before its command line is read.
+      auto st = ReadProcStat(pid);
+      if (!st) continue;
+      fresh.push_back({pid, std::move(fd), st->pgrp == pgid_, std::move(st->comm)});
     }
     if (fresh.empty()) break;
     const bool grouped = round == 0 && !main_reaped_;
@@ -62,7 +72,7 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
     const std::unordered_set<pid_t> still(listed.begin(), listed.end());
     for (auto& f : fresh) {
       if (grouped && f.in_group) {
-        victims.emplace_back(f.pid, std::move(f.fd));  // signalled by the group kill
+        victims.push_back({f.pid, std::move(f.fd), std::move(f.comm)});  // got the group kill
         continue;
       }
       // A group member that shows up only after the group signal was born after it (the group
@@ -70,11 +80,11 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
       if (group_signalled && f.in_group) continue;
       if (!still.count(f.pid)) continue;
       PidfdSignal(f.fd.get(), signo);
-      victims.emplace_back(f.pid, std::move(f.fd));
+      victims.push_back({f.pid, std::move(f.fd), std::move(f.comm)});
     }
   }
   // Records last: reading a command line can wait on a process that is busy forking.
-  for (auto& [pid, fd] : victims) on_victim(pid, fd.get());
+  for (auto& v : victims) on_victim(v.pid, v.fd.get(), v.comm);
 }
 
 void CgroupMembers::KillAll(const VictimFn& on_victim) {
@@ -89,7 +99,7 @@ void CgroupMembers::KillAll(const VictimFn& on_victim) {
     // cgroup.kill failed (it should not once probed): kill each member we know of directly.
     for (auto& [pid, fd] : victims) PidfdSignal(fd.get(), SIGKILL);
   }
-  for (auto& [pid, fd] : victims) on_victim(pid, fd.get());
+  for (auto& [pid, fd] : victims) on_victim(pid, fd.get(), "");
 }
 
 std::vector<GroupMembers::Found> GroupMembers::Scan() {
@@ -111,7 +121,7 @@ std::vector<GroupMembers::Found> GroupMembers::Scan() {
     if (st->start_ticks < start_ticks_ || pid == self) {
       old.insert(pid);
     } else {
-      young[pid] = {*st};
+      young[pid] = {std::move(*st)};
     }
   }
   // Pass 2: a process belongs to the tree if its parent does (children of members are members,
@@ -156,7 +166,7 @@ std::vector<GroupMembers::Found> GroupMembers::Scan() {
     if (y.st.ending()) continue;
     group_seen = group_seen || y.st.pgrp == pgid_;
     if (mark_of(pid) == Mark::kMember) {
-      found.push_back({pid, y.st.pgrp, y.st.start_ticks});
+      found.push_back({pid, y.st.pgrp, y.st.start_ticks, y.st.comm});
       member_groups_.insert(y.st.pgrp);
     }
   }
@@ -178,7 +188,7 @@ std::vector<GroupMembers::Found> GroupMembers::ScanGroup() const {
   for (pid_t pid : ListPids()) {
     auto st = ReadProcStat(pid);
     if (st && st->pgrp == pgid_ && st->start_ticks >= start_ticks_ && !st->ending()) {
-      found.push_back({pid, st->pgrp, st->start_ticks});
+      found.push_back({pid, st->pgrp, st->start_ticks, std::move(st->comm)});
     }
   }
   return found;
@@ -214,7 +224,7 @@ size_t GroupMembers::Round(int signo, GroupSignal& group, std::unordered_set<pid
     PidfdSignal(fd.get(), signo);
   }
   // Records last: reading a command line can wait on a process that is busy forking.
-  for (auto& [f, fd] : fresh) on_victim(f.pid, fd.get());
+  for (auto& [f, fd] : fresh) on_victim(f.pid, fd.get(), f.comm);
   return fresh.size();
 }
 

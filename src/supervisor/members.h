@@ -9,9 +9,11 @@
 //    first, with one kill(-pgid), before the /proc scan that finds the rest. There is no event for "an
 //    unrelated process died", so the tree re-scans on a short timer while it waits for them.
 //
-// Both report each member they signalled to a VictimFn, with a pidfd that pins its identity.
-// The report comes after the signal: reading /proc/<pid>/cmdline can block while the process
-// forks, and the signal must not wait for that.
+// Both report each member they signalled to a VictimFn, with a pidfd that pins its identity and
+// the task name the scan saw before the signal (from /proc/<pid>/stat, which never waits on the
+// process). The report comes after the signal: reading /proc/<pid>/cmdline can block while the
+// process forks, and the signal must not wait for that; a member that is gone by then keeps the
+// name it was seen with.
 #pragma once
 
 #include <sys/types.h>
@@ -28,7 +30,7 @@ namespace sr {
 
 class Members {
  public:
-  using VictimFn = std::function<void(pid_t pid, int pidfd)>;
+  using VictimFn = std::function<void(pid_t pid, int pidfd, const std::string& seen_as)>;
   virtual ~Members() = default;
 
   /// Live (non-zombie) members now.
@@ -88,6 +90,7 @@ class GroupMembers : public Members {
     pid_t pid;
     pid_t pgrp;
     unsigned long long start_ticks;
+    std::string comm;
   };
   /// Live members.
   std::vector<Found> Scan();

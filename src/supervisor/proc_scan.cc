@@ -59,6 +59,9 @@ std::optional<ProcStat> ReadProcStat(pid_t pid) {
   if (close == std::string::npos || close + 2 >= text.size()) return std::nullopt;
   ProcStat st;
   st.pid = pid;
+  if (size_t open = text.find('('); open != std::string::npos && open < close) {
+    st.comm = text.substr(open + 1, close - open - 1);
+  }
   const char* p = text.c_str() + close + 2;
   st.state = *p;
   ++p;

@@ -24,6 +24,7 @@ struct ProcStat {
   pid_t session = 0;
   unsigned long long start_ticks = 0;  // since boot, in clock ticks
   unsigned long flags = 0;             // PF_* flags
+  std::string comm;                    // the task name (up to 15 bytes), as ps shows it
   /// A zombie or fully dead task.
   bool dead() const { return state == 'Z' || state == 'X'; }
   /// Dead, or in do_exit already (PF_EXITING): it will never run user code again.

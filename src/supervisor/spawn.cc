@@ -10,7 +10,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdint>
 #include <cctype>
 #include <cerrno>
@@ -156,9 +155,6 @@ pid_t Clone3(clone_args* args, int (*fn)(void*), void* arg) {
   return static_cast<pid_t>(ret);
 }
 #define SR_HAVE_CLONE3 1
-
-// Cleared once the kernel (or a seccomp filter) turns clone3 or CLONE_INTO_CGROUP down.
-std::atomic<bool> clone3_works{true};
 #endif
 #endif  // SR_SPAWN_FORK_ONLY
 
@@ -181,19 +177,20 @@ class BlockAllSignals {
 
 // Starts the child running RunChild(plan). `cgroup_dir_fd` >= 0 asks for the child to be born in
 // that cgroup (clone3 CLONE_INTO_CGROUP); when that is not available the child joins it through
-// plan.cgroup_procs_fd instead.
-pid_t StartChild(ChildPlan& plan, int cgroup_dir_fd) {
+// plan.cgroup_procs_fd instead. `clone3_works` is cleared when the kernel refuses clone3.
+pid_t StartChild(ChildPlan& plan, int cgroup_dir_fd, bool& clone3_works) {
   // The child runs with the parent's mask; it clears it after resetting the handlers.
   BlockAllSignals blocked;
 #ifdef SR_SPAWN_FORK_ONLY
   (void)cgroup_dir_fd;
+  (void)clone3_works;
   pid_t pid = ::fork();
   if (pid == 0) RunChild(plan);
   return pid;
 #else
   char* stack_top = ChildStackTop();
 #ifdef SR_HAVE_CLONE3
-  if (clone3_works.load(std::memory_order_relaxed)) {
+  if (clone3_works) {
     // CLONE_VM | CLONE_VFORK: no copy of our page tables (they grow with the runner's memory)
     // and we sleep until the child has exec'd or failed. CLONE_INTO_CGROUP: born in the leaf,
     // without the cgroup.procs write (a global write lock with an RCU grace period).
@@ -211,13 +208,14 @@ pid_t StartChild(ChildPlan& plan, int cgroup_dir_fd) {
     // Not there (ENOSYS, E2BIG: old kernel; EPERM/ENOSYS from a seccomp filter), or the cgroup
     // refused a birth into it: the classic path below reports the cgroup error, if any.
     if (errno == ENOSYS || errno == E2BIG || errno == EPERM) {
-      clone3_works.store(false, std::memory_order_relaxed);
+      clone3_works = false;
     } else if (errno == EAGAIN || errno == ENOMEM) {
       return -1;
     }
   }
 #endif
   (void)cgroup_dir_fd;
+  (void)clone3_works;
   return ::clone(ChildMain, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
 #endif
 }
@@ -253,14 +251,6 @@ Error ChildErrorToError(const ChildError& e, const ExecRequest& r) {
 
 }  // namespace
 
-bool UseClone3(bool on) {
-#ifdef SR_HAVE_CLONE3
-  return clone3_works.exchange(on);
-#else
-  (void)on;
-  return false;
-#endif
-}
 
 std::string ErrnoText(int err) {
   std::string s = std::strerror(err);
@@ -303,7 +293,7 @@ Result<std::string> LookPath(const std::string& program, const std::string& path
   return FailedError(prefix + "executable file not found in $PATH");
 }
 
-Result<Started> ForkExec(const ExecRequest& r) {
+Result<Started> Spawner::ForkExec(const ExecRequest& r) {
   UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!dev_null.valid()) return ErrnoError("open /dev/null", errno);
   int err_pipe[2];
@@ -328,7 +318,7 @@ Result<Started> ForkExec(const ExecRequest& r) {
     plan.restore_files = true;
   }
 
-  pid_t pid = StartChild(plan, r.cgroup_dir_fd);
+  pid_t pid = StartChild(plan, r.cgroup_dir_fd, clone3_works_);
   if (pid < 0) return ErrnoError("clone", errno);
 
   // Our copy: EOF on the read end now means "exec succeeded". After a vfork-style start the

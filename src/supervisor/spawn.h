@@ -34,15 +34,22 @@ struct Started {
   std::optional<Error> exec_error;
 };
 
-/// Clones and execs. The child leads a new process group, has default signal dispositions and an
-/// empty signal mask, stdin from /dev/null, and no fd beyond 0-2. Returns an error only when the
-/// runner itself failed (clone, pipe); exec failures are in Started::exec_error.
-Result<Started> ForkExec(const ExecRequest& request);
+/// Starts processes, and remembers whether the kernel lets it use clone3 (one Spawner per
+/// Supervisor: the probe's result belongs to it, not to the process).
+class Spawner {
+ public:
+  /// With `clone3` false, spawns as on a kernel without clone3 (the child joins its cgroup by
+  /// writing cgroup.procs). No effect in sanitizer builds, which always fork.
+  explicit Spawner(bool clone3 = true) : clone3_works_(clone3) {}
+  /// Clones and execs. The child leads a new process group, has default signal dispositions
+  /// and an empty signal mask, stdin from /dev/null, and no fd beyond 0-2. Returns an error
+  /// only when the runner itself failed (clone, pipe); exec failures are in
+  /// Started::exec_error.
+  Result<Started> ForkExec(const ExecRequest& request);
 
-/// Tests: with `on` false, ForkExec spawns as on a kernel without clone3 (the child joins its
-/// cgroup by writing cgroup.procs). Returns the previous setting. No effect in sanitizer builds,
-/// which always fork.
-bool UseClone3(bool on);
+ private:
+  bool clone3_works_;  // cleared once the kernel (or a seccomp filter) turns clone3 down
+};
 
 /// The value of `key` in a "K=V" list (first match), or nullopt.
 std::optional<std::string> EnvValue(const std::vector<std::string>& env, const std::string& key);

@@ -6,12 +6,12 @@
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -32,12 +32,15 @@ constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
 constexpr auto kKillAllLimit = std::chrono::seconds(5);
 constexpr auto kKillAllPipeWait = std::chrono::milliseconds(100);
 
-// Tree ids are unique for the whole process, not per Supervisor: a marker or leaf name from an
-// earlier Supervisor in the same process must never match a new tree.
-std::atomic<uint64_t> g_next_tree_id{1};
-
-void DebugLog(const std::string& message) {
-  if (std::getenv("STEP_RUNNER_DEBUG")) std::fprintf(stderr, "step-runner: %s\n", message.c_str());
+// A random number per Supervisor, part of every marker and leaf name: a marker or leaf left by an
+// earlier Supervisor in the same process must never match a new tree, and tree ids alone
+// restart with each Supervisor.
+uint64_t InstanceNonce() {
+  uint64_t n = 0;
+  if (::getrandom(&n, sizeof n, 0) != sizeof n) {
+    n = static_cast<uint64_t>(Clock::now().time_since_epoch().count());
+  }
+  return n & 0xffffffffffff;
 }
 
 std::string JoinArgv(const std::vector<std::string>& argv) {
@@ -95,7 +98,8 @@ bool HasChildren() {
 
 class SupervisorImpl final : public Supervisor, public TreeOwner {
  public:
-  SupervisorImpl(EventLoop& loop, Options options) : loop_(loop), options_(options) {}
+  SupervisorImpl(EventLoop& loop, Options options)
+      : loop_(loop), options_(std::move(options)), spawner_(options_.clone3) {}
   ~SupervisorImpl() override;
 
   Status Init();
@@ -115,9 +119,15 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
  private:
   std::vector<std::shared_ptr<TreeImpl>> Snapshot() const;
   void KillOrphans();
+  void DebugLog(const std::string& message) const {
+    if (options_.debug_log) options_.debug_log(message);
+  }
 
   EventLoop& loop_;
   Options options_;
+  Spawner spawner_;
+  const uint64_t instance_ = InstanceNonce();
+  uint64_t next_tree_id_ = 1;
   UniqueFd sigchld_fd_;
   EventLoop::WatchId sigchld_watch_ = 0;
   std::unique_ptr<CgroupRoot> cgroup_;
@@ -147,33 +157,24 @@ Status SupervisorImpl::Init() {
   sigchld_fd_.Reset(::signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!sigchld_fd_.valid()) return ErrnoError("signalfd", errno);
 
-  const char* env = std::getenv("STEP_RUNNER_CGROUP");
-  const bool forced_off = env && std::string(env) == "off";
-  if (forced_off || options_.mechanism == Options::Mechanism::kProcessGroup) {
-    if (forced_off) DebugLog("supervisor: STEP_RUNNER_CGROUP=off, using process group + subreaper");
-  } else {
+  if (options_.mechanism != Options::Mechanism::kProcessGroup) {
     auto root = CgroupRoot::Create();
     if (root.ok()) {
       cgroup_ = std::move(root).value();
     } else if (options_.mechanism == Options::Mechanism::kCgroup) {
       return root.error().Wrap("cgroup v2");
     } else {
-      static std::atomic<bool> logged{false};
-      if (!logged.exchange(true)) {
-        DebugLog("supervisor: cgroup v2 unavailable (" + root.error().message +
-                 "), using process group + subreaper");
-      }
+      DebugLog("supervisor: cgroup v2 unavailable (" + root.error().message +
+               "), using process group + subreaper");
     }
   }
-  const char* ctl = std::getenv("STEP_RUNNER_CONTROLLERS");
-  if (ctl && std::string(ctl) == "off") {
+  if (!options_.controllers) {
     // Per-step accounting groups off (limits refused, usage from wait4); the v2 leaf stays.
     controllers_ = Controllers::None("resource controllers are switched off (STEP_RUNNER_CONTROLLERS=off)");
-  } else if (forced_off || options_.mechanism == Options::Mechanism::kProcessGroup) {
-    controllers_ = Controllers::None(forced_off ? "cgroups are switched off (STEP_RUNNER_CGROUP=off)"
-                                                : "the supervisor runs without cgroups");
+  } else if (options_.mechanism == Options::Mechanism::kProcessGroup) {
+    controllers_ = Controllers::None("the supervisor runs without cgroups (STEP_RUNNER_CGROUP=off)");
   } else {
-    controllers_ = Controllers::Discover(cgroup_ ? cgroup_->path() : "");
+    controllers_ = Controllers::Discover(cgroup_ ? cgroup_->path() : "", options_.full_accounting);
   }
   DebugLog("supervisor: resource controllers: " + controllers_->Describe());
   auto w = loop_.Watch(sigchld_fd_.get(), EPOLLIN, [this](uint32_t) { ReapNow(); });
@@ -240,8 +241,9 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
                                                            OutputCallback on_output,
                                                            ExitCallback on_exit) {
   if (spec.argv.empty()) return InvalidError("spawn: empty argv");
-  const uint64_t id = g_next_tree_id++;
-  const std::string token = std::to_string(::getpid()) + "." + std::to_string(id);
+  const uint64_t id = next_tree_id_++;
+  const std::string tree_name = std::to_string(instance_) + "-" + std::to_string(id);
+  const std::string token = std::to_string(::getpid()) + "." + tree_name;
   TreeImpl::Config config;
   config.loop = &loop_;
   config.owner = this;
@@ -268,7 +270,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   std::unique_ptr<CgroupLeaf> leaf;
   if (cgroup_) {
     const std::string in = spec.resources ? spec.resources->v2_dir() : "";
-    auto created = cgroup_->CreateLeaf("tree-" + std::to_string(id), in);
+    auto created = cgroup_->CreateLeaf("tree-" + tree_name, in);
     if (created.ok()) {
       leaf = std::move(created).value();
     } else {
@@ -307,7 +309,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   request.cgroup_procs_fd = leaf ? leaf->procs_fd() : -1;
   request.cgroup_dir_fd = leaf ? leaf->dir_fd() : -1;
   if (spec.resources) request.join_fds = spec.resources->join_fds();
-  SR_ASSIGN_OR_RETURN(Started started, ForkExec(request));
+  SR_ASSIGN_OR_RETURN(Started started, spawner_.ForkExec(request));
   // From here on the child exists: every path must hand it to a tree so it gets reaped.
   out_write.Reset();  // only the child holds the write ends, so EOF means "all writers gone"
   err_write.Reset();

@@ -35,6 +35,7 @@
 #include "loop/loop.h"
 #include "supervisor/controllers.h"
 #include "util/kill_deadline.h"
+#include "util/output_stream.h"
 #include "util/result.h"
 #include "util/time.h"
 
@@ -82,8 +83,6 @@ struct ProcessSpec {
   /// Options::leftover_grace.
   std::optional<StopPolicy> leftovers;
 };
-
-enum class OutputStream { kStdout, kStderr };
 
 /// How one member of a tree ended, for the termination record.
 struct ProcessRecord {
@@ -169,11 +168,23 @@ class Supervisor {
   struct Options {
     enum class Mechanism { kAuto, kCgroup, kProcessGroup };
     /// kAuto: cgroup v2 leaf per tree when a writable hierarchy is found, else process group.
-    /// The environment variable STEP_RUNNER_CGROUP=off forces kProcessGroup (tests use it).
+    /// (The CLI maps STEP_RUNNER_CGROUP=off to kProcessGroup; the supervisor reads no
+    /// environment.)
     Mechanism mechanism = Mechanism::kAuto;
+    /// Where the supervisor says which mechanism it chose and why; null = silent.
+    std::function<void(const std::string&)> debug_log;
+    /// false: spawn as on a kernel without clone3 (the child joins its cgroup by writing
+    /// cgroup.procs). Tests use it; true also falls back by itself where clone3 is refused.
+    bool clone3 = true;
     /// After the main process exits by itself, leftover members of a tree whose ProcessSpec
     /// says nothing get SIGTERM and, after this, SIGKILL: processes never outlive their tree.
     Duration leftover_grace = std::chrono::seconds(2);
+    /// false: no per-step resource groups (limits refused, usage from wait4); the CLI maps
+    /// STEP_RUNNER_CONTROLLERS=off to it. The v2 leaf for kill and membership stays.
+    bool controllers = true;
+    /// true: every step gets accounting groups, not only steps with limits (exact usage at the
+    /// cost of a cgroup v1 migration per step); STEP_RUNNER_ACCOUNTING=full.
+    bool full_accounting = false;
   };
   using OutputCallback = std::function<void(OutputStream, std::string_view)>;
   using ExitCallback = std::function<void(TreeExit)>;

@@ -145,7 +145,7 @@ TEST_P(SpawnTest, EnvironmentIsExactPlusMarker) {
     if (key == "STEP_RUNNER_TREE") marker = line.substr(key.size() + 1);
   }
   EXPECT_THAT(keys, ::testing::UnorderedElementsAre("PATH", "TEST_TAG", "D", "STEP_RUNNER_TREE"));
-  EXPECT_THAT(marker, ::testing::MatchesRegex(std::to_string(::getpid()) + "\\.[0-9]+"));
+  EXPECT_THAT(marker, ::testing::MatchesRegex(std::to_string(::getpid()) + "\\.[0-9]+-[0-9]+"));
 }
 
 TEST_P(SpawnTest, ExistingMarkerIsKept) {
@@ -155,7 +155,7 @@ TEST_P(SpawnTest, ExistingMarkerIsKept) {
   Start(spec, o);
   ASSERT_TRUE(Wait(o));
   EXPECT_THAT(o.out, ::testing::MatchesRegex("1\\.2," + std::to_string(::getpid()) +
-                                             "\\.[0-9]+\n"));
+                                             "\\.[0-9]+-[0-9]+\n"));
 }
 
 TEST_P(SpawnTest, ChildStartsWithCleanSignalState) {
@@ -199,7 +199,10 @@ TEST_P(SpawnTest, ChildIsInItsLeafWithOrWithoutClone3) {
   const std::string leaf = "/step-runner-" + std::to_string(::getpid()) + "/tree-";
   for (bool clone3 : {true, false}) {
     SCOPED_TRACE(clone3 ? "clone3" : "clone");
-    const bool before = UseClone3(clone3);
+    sup_.reset();  // one Supervisor at a time
+    auto sup = Supervisor::Create(*loop_, Options(clone3));
+    ASSERT_TRUE(sup.ok()) << sup.error().message;
+    sup_ = std::move(sup).value();
     Outcome o;
     Start(Shell("grep '^0::' /proc/self/cgroup"), o);
     ASSERT_TRUE(Wait(o));
@@ -208,7 +211,6 @@ TEST_P(SpawnTest, ChildIsInItsLeafWithOrWithoutClone3) {
     spec.argv = {"/nonexistent-sr/prog"};
     Start(spec, bad);
     ASSERT_TRUE(Wait(bad));
-    UseClone3(before);
     EXPECT_EQ(o.exit.exit_code, 0);
     if (GetParam() == Mechanism::kCgroup) {
       EXPECT_THAT(o.out, ::testing::HasSubstr(leaf));
@@ -225,18 +227,14 @@ INSTANTIATE_TEST_SUITE_P(Mechanisms, SpawnTest,
                          ::testing::Values(Mechanism::kCgroup, Mechanism::kProcessGroup),
                          MechanismName);
 
-TEST(SupervisorCreate, EnvironmentForcesProcessGroup) {
+TEST(SupervisorCreate, ProcessGroupOptionIsHonoured) {
   auto loop = EventLoop::Create();
   ASSERT_TRUE(loop.ok());
-  const char* before = std::getenv("STEP_RUNNER_CGROUP");
-  std::string saved = before ? before : "";
-  ::setenv("STEP_RUNNER_CGROUP", "off", 1);
-  auto sup = Supervisor::Create(**loop);
-  if (before) {
-    ::setenv("STEP_RUNNER_CGROUP", saved.c_str(), 1);
-  } else {
-    ::unsetenv("STEP_RUNNER_CGROUP");
-  }
+  Supervisor::Options options;
+  options.mechanism = Supervisor::Options::Mechanism::kProcessGroup;
+  std::vector<std::string> said;
+  options.debug_log = [&said](const std::string& line) { said.push_back(line); };
+  auto sup = Supervisor::Create(**loop, options);
   ASSERT_TRUE(sup.ok());
   EXPECT_EQ((*sup)->mechanism(), "process group + subreaper");
 }

@@ -70,10 +70,7 @@ class SupervisorTest : public ::testing::TestWithParam<Mechanism> {
       skipped_ = true;
       GTEST_SKIP() << "STEP_RUNNER_CGROUP=off forces the process-group mechanism";
     }
-    Supervisor::Options options;
-    options.mechanism = GetParam();
-    options.leftover_grace = 200ms;
-    auto sup = Supervisor::Create(*loop_, options);
+    auto sup = Supervisor::Create(*loop_, Options());
     if (!sup.ok() && GetParam() == Mechanism::kCgroup) {
       skipped_ = true;
       GTEST_SKIP() << "cgroup v2 not usable here: " << sup.error().message;
@@ -86,6 +83,15 @@ class SupervisorTest : public ::testing::TestWithParam<Mechanism> {
     } else {
       ASSERT_EQ(mechanism_, "process group + subreaper");
     }
+  }
+
+  /// The fixture supervisor's options; `clone3` false spawns as on a kernel without clone3.
+  Supervisor::Options Options(bool clone3 = true) const {
+    Supervisor::Options options;
+    options.mechanism = GetParam();
+    options.leftover_grace = 200ms;
+    options.clone3 = clone3;
+    return options;
   }
 
   void TearDown() override {

@@ -41,7 +41,7 @@ class TortureTest : public SupervisorTest {
     spec.env[1] = "TEST_TAG=" + tag_ + "," + lane.token;
     auto tree = sup_->Spawn(
         spec,
-        [this, &lane](OutputStream, std::string_view bytes) {
+        [&lane](OutputStream, std::string_view bytes) {
           lane.out.append(bytes);
           // Stop from inside an output callback, as an engine reacting to output might.
           if (!lane.stopped && lane.out.find("ready") != std::string::npos &&

@@ -30,9 +30,18 @@ TreeImpl::TreeImpl(Config c)
 
 TreeImpl::~TreeImpl() { Disarm(); }
 
+void TreeImpl::Enter(Phase next) {
+  if (next == phase_) return;
+  // A phase's deadline belongs to it: the grace ends with kStopping, the pipe wait with
+  // kSettling.
+  if (phase_timer_ && loop_) loop_->CancelTimer(phase_timer_);
+  phase_timer_ = 0;
+  phase_ = next;
+}
+
 void TreeImpl::FailToStart(Error error) {
   spawn_error_ = std::move(error);
-  main_reaped_ = true;
+  main_status_ = 0;
   // Through Finish so on_exit still comes from the loop, never from inside Spawn().
   Finish();
 }
@@ -45,7 +54,7 @@ Status TreeImpl::Start(pid_t pid, UniqueFd pidfd, std::unique_ptr<sr::Members> m
   spawn_error_ = std::move(exec_error);
   out_.fd = std::move(out);
   err_.fd = std::move(err);
-  started_ = true;
+  Enter(Phase::kRunning);
   SR_RETURN_IF_ERROR(WatchPipe(out_));
   SR_RETURN_IF_ERROR(WatchPipe(err_));
   if (members_->event_fd() >= 0) {
@@ -67,14 +76,13 @@ void TreeImpl::Abandon() {
 }
 
 bool TreeImpl::Owns(pid_t pid) const {
-  if (pid == pid_ && !main_reaped_) return true;
+  if (pid == pid_ && !main_reaped()) return true;
   auto it = by_pid_.find(pid);
   return it != by_pid_.end() && !it->second->gone;
 }
 
 void TreeImpl::OnReaped(pid_t pid, int status) {
-  if (pid == pid_ && !main_reaped_) {
-    main_reaped_ = true;
+  if (pid == pid_ && !main_reaped()) {
     main_status_ = status;
     main_pidfd_.Reset();
     if (members_) members_->MainReaped();
@@ -83,10 +91,10 @@ void TreeImpl::OnReaped(pid_t pid, int status) {
 }
 
 void TreeImpl::Tick(bool close_pipes) {
-  if (done_ || !started_) return;
-  if (kill_sent_) KillNow(kill_ending_);
+  if (!live()) return;
+  if (phase_ == Phase::kKilling) KillNow(kill_ending_);
   DrainPipes();
-  if (close_pipes && main_reaped_ && !members_->Populated()) {
+  if (close_pipes && main_reaped() && !members_->Populated()) {
     ClosePipe(out_);
     ClosePipe(err_);
   }
@@ -94,23 +102,25 @@ void TreeImpl::Tick(bool close_pipes) {
 }
 
 std::vector<pid_t> TreeImpl::Members() const {
-  if (done_ || !started_ || !loop_) return {};
+  if (!live()) return {};
   return members_->List();
 }
 
 void TreeImpl::Signal(int signo) {
-  if (done_ || !started_ || !loop_) return;
-  members_->SignalAll(signo, [&](pid_t p, int fd) { OnVictim(p, fd, signo, false); });
+  if (!live()) return;
+  members_->SignalAll(signo, [&](pid_t p, int fd, const std::string& seen) {
+    OnVictim(p, fd, signo, false, seen);
+  });
 }
 
 void TreeImpl::Stop(StopOrder order) {
-  if (done_ || !started_ || !loop_) return;
-  if (!main_reaped_) stop_requested_ = true;
+  if (!live()) return;
+  if (!main_reaped()) stop_requested_ = true;
   BeginStop(order, false);
 }
 
 void TreeImpl::BeginStop(const StopOrder& order, bool leftovers) {
-  if (kill_sent_) return;
+  if (phase_ != Phase::kRunning && phase_ != Phase::kStopping) return;
   const auto now = Clock::now();
   if (stop_) {
     // A later order only tightens the deadline; its signal is not sent again.
@@ -123,43 +133,53 @@ void TreeImpl::BeginStop(const StopOrder& order, bool leftovers) {
   }
   stop_facts_.forced = stop_->kill.forced;
   const auto kill_at = stop_->kill.forced ? std::min(stop_->kill.at, now) : stop_->kill.at;
-  stop_facts_.grace = std::max(Duration(0), std::chrono::duration_cast<Duration>(
-                                                kill_at - stop_->issued_at));
+  stop_facts_.grace =
+      std::max(Duration(0), std::chrono::duration_cast<Duration>(kill_at - stop_->issued_at));
   if (stop_->kill.forced) return KillNow(ProcessRecord::Ending::kKilledForced);
   if (stop_->kill.at <= now) return KillNow(ProcessRecord::Ending::kKilledAfterGrace);
-  if (grace_timer_) {
-    ArmKill(stop_->kill.at);  // an order tightened the stop in progress
-    return;
+  if (phase_ == Phase::kRunning) {
+    Enter(Phase::kStopping);
+    const int signo = order.signal > 0 ? order.signal : SIGTERM;
+    members_->SignalAll(signo, [&](pid_t p, int fd, const std::string& seen) {
+      OnVictim(p, fd, signo, true, seen);
+    });
+    if (main_reaped()) ArmPoll();
   }
-  const int signo = order.signal > 0 ? order.signal : SIGTERM;
-  members_->SignalAll(signo, [&](pid_t p, int fd) { OnVictim(p, fd, signo, true); });
-  ArmKill(stop_->kill.at);
-  if (main_reaped_) ArmRescan();
+  ArmPhaseTimer(stop_->kill.at, &TreeImpl::GraceRanOut);
 }
 
-void TreeImpl::ArmKill(Clock::time_point deadline) {
-  if (grace_timer_) loop_->CancelTimer(grace_timer_);
-  grace_timer_ = loop_->At(deadline, [this] {
-    grace_timer_ = 0;
-    KillNow(ProcessRecord::Ending::kKilledAfterGrace);
-    Progress();
+void TreeImpl::ArmPhaseTimer(Clock::time_point deadline, void (TreeImpl::*on_due)()) {
+  if (phase_timer_) loop_->CancelTimer(phase_timer_);
+  phase_timer_ = loop_->At(deadline, [this, on_due] {
+    phase_timer_ = 0;
+    (this->*on_due)();
   });
 }
 
+void TreeImpl::GraceRanOut() {
+  KillNow(ProcessRecord::Ending::kKilledAfterGrace);
+  Progress();
+}
+
+void TreeImpl::PipesWaitedEnough() {
+  DrainPipes();
+  ClosePipe(out_);
+  ClosePipe(err_);
+  Progress();
+}
+
 void TreeImpl::KillNow(ProcessRecord::Ending ending) {
-  if (!kill_sent_) {
-    kill_sent_ = true;
+  if (phase_ == Phase::kRunning || phase_ == Phase::kStopping) {
     kill_ending_ = ending;
-    if (grace_timer_) loop_->CancelTimer(grace_timer_);
-    grace_timer_ = 0;
+    Enter(Phase::kKilling);
   }
   // Members we know already die first, through their pidfds, before any (slower) search for
   // the others. This also gets one the mechanism no longer sees (fallback: it replaced its
   // environment after it was signalled): it is still ours, its pidfd says so.
-  if (main_pidfd_.valid() && !main_reaped_) {
+  if (main_pidfd_.valid() && !main_reaped()) {
     auto st = ReadProcStat(pid_);
     if (st && !st->ending() && PidfdSignal(main_pidfd_.get(), SIGKILL)) {
-      OnVictim(pid_, main_pidfd_.get(), SIGKILL, true);  // no /proc read for the main process
+      OnVictim(pid_, main_pidfd_.get(), SIGKILL, true, "");  // no /proc read for the main process
     }
   }
   for (auto& m : records_) {
@@ -171,46 +191,44 @@ void TreeImpl::KillNow(ProcessRecord::Ending ending) {
       any_killed_ = true;
     }
   }
-  members_->KillAll([&](pid_t p, int fd) { OnVictim(p, fd, SIGKILL, true); });
+  members_->KillAll([&](pid_t p, int fd, const std::string& seen) {
+    OnVictim(p, fd, SIGKILL, true, seen);
+  });
   // The fallback keeps killing on a timer until a scan finds nothing: a forker can race a round.
-  if (members_->event_fd() < 0) ArmRescan();
+  if (members_->event_fd() < 0) ArmPoll();
 }
 
-void TreeImpl::ArmRescan() {
-  if (rescan_timer_ || done_ || members_->event_fd() >= 0) return;
-  rescan_timer_ = loop_->After(kRescanInterval, [this] {
-    rescan_timer_ = 0;
-    if (kill_sent_) KillNow(kill_ending_);
+void TreeImpl::ArmPoll() {
+  if (poll_timer_ || !live() || members_->event_fd() >= 0) return;
+  poll_timer_ = loop_->After(kRescanInterval, [this] {
+    poll_timer_ = 0;
+    if (phase_ == Phase::kKilling) KillNow(kill_ending_);
     Progress();
   });
 }
 
 void TreeImpl::Progress() {
-  if (done_ || !started_ || !main_reaped_) return;
-  if (members_->Populated()) {
+  if (!live() || !main_reaped()) return;
+  if (phase_ != Phase::kSettling && members_->Populated()) {
     // The main process ended by itself but left members behind (a background job, a daemon):
-    // they get SIGTERM and, after leftover_grace, SIGKILL. A tree never outlives its step.
-    if (!stop_) BeginStop(StopOrder::From(leftovers_), true);
-    ArmRescan();
+    // they get the leftovers' stop. A tree never outlives its main process.
+    if (phase_ == Phase::kRunning) BeginStop(StopOrder::From(leftovers_), true);
+    ArmPoll();
     return;
   }
+  // Nobody is left, and nobody can come back: no member is left to fork.
+  if (phase_ != Phase::kSettling) Enter(Phase::kSettling);
   // Every member has closed its files by now, so whatever is in the pipes is final.
   DrainPipes();
   if (!PipesClosed()) {
     // Someone outside the tree holds a write end; do not wait for it forever.
-    if (!pipe_timer_) {
-      pipe_timer_ = loop_->After(leftover_grace_, [this] {
-        pipe_timer_ = 0;
-        DrainPipes();
-        ClosePipe(out_);
-        ClosePipe(err_);
-        Progress();
-      });
+    if (!phase_timer_) {
+      ArmPhaseTimer(Clock::now() + leftover_grace_, &TreeImpl::PipesWaitedEnough);
     }
     return;
   }
   // Settled() reaps, which can re-enter Progress and finish the tree from there.
-  if (!Settled() || done_) return;
+  if (!Settled() || done()) return;
   Finish();
 }
 
@@ -219,7 +237,7 @@ bool TreeImpl::Settled() {
   // is re-parented to us. Finish only when every recorded member is reaped, so that once
   // on_exit runs none of their pids exists any more.
   if (owner_) owner_->ReapNow();
-  if (done_) return true;  // the reap finished the tree already
+  if (done()) return true;  // the reap finished the tree already
   bool settled = true;
   for (auto& m : records_) {
     if (m->gone || !m->pidfd.valid()) continue;
@@ -259,20 +277,19 @@ bool TreeImpl::Settled() {
 }
 
 void TreeImpl::Finish() {
-  if (done_) return;
-  done_ = true;
+  if (done()) return;
+  Enter(Phase::kFinished);
   TreeExit exit = BuildExit();
   Disarm();
   if (members_) members_->Release();
   if (!loop_) return;
-  deliver_timer_ = loop_->After(Duration(0), [self = shared_from_this(), exit]() mutable {
-    self->deliver_timer_ = 0;
-    self->Deliver(std::move(exit));
-  });
+  // on_exit always comes on a later loop turn than the call that finished the tree.
+  loop_->Post([self = shared_from_this(), exit]() mutable { self->Deliver(std::move(exit)); });
 }
 
 void TreeImpl::Deliver(TreeExit exit) {
-  finished_ = true;
+  if (phase_ != Phase::kFinished) return;  // detached meanwhile: the callback is dropped
+  Enter(Phase::kDelivered);
   auto cb = std::move(on_exit_);
   on_exit_ = nullptr;
   on_output_ = nullptr;
@@ -284,7 +301,7 @@ void TreeImpl::Deliver(TreeExit exit) {
 
 void TreeImpl::Disarm() {
   if (!loop_) return;
-  for (auto* t : {&grace_timer_, &rescan_timer_, &pipe_timer_, &deliver_timer_}) {
+  for (auto* t : {&phase_timer_, &poll_timer_}) {
     if (*t) loop_->CancelTimer(*t);
     *t = 0;
   }
@@ -301,8 +318,7 @@ void TreeImpl::Disarm() {
 void TreeImpl::Detach() {
   Disarm();
   if (members_) members_->Release();
-  done_ = true;
-  finished_ = true;
+  phase_ = Phase::kDelivered;
   on_exit_ = nullptr;
   on_output_ = nullptr;
   owner_ = nullptr;

@@ -62,7 +62,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   /// KillAll: SIGKILL again (catches forks that raced), drain the pipes, check for the end.
   /// With `close_pipes`, stop waiting for an EOF that a process outside the tree withholds.
   void Tick(bool close_pipes);
-  bool done() const { return done_; }
+  bool done() const { return phase_ >= Phase::kFinished; }
   /// The supervisor is going away: drop callbacks, timers and watches.
   void Detach();
 
@@ -73,7 +73,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   size_t signalled() const override;
   using ProcessTree::Stop;
   void Stop(StopOrder order) override;
-  bool finished() const override { return finished_; }
+  bool finished() const override { return phase_ == Phase::kDelivered; }
 
  private:
   // What the supervisor knows about one process it signalled or saw end.
@@ -91,18 +91,36 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
     EventLoop::WatchId watch = 0;
   };
 
+  // Where the tree is. Each phase waits for one thing; these are the only transitions:
+  //   kNew      → kRunning (Start) | kFinished (FailToStart)
+  //   kRunning  → kStopping (Stop; or the leftovers' stop once the main process ended)
+  //             | kKilling (a forced or zero-grace stop) | kSettling (main ended, nobody left)
+  //   kStopping → kKilling (the deadline came, or an order forced it) | kSettling (all gone)
+  //   kKilling  → kSettling (all gone)
+  //   kSettling → kFinished (pipes at EOF, every recorded member reaped)
+  //   kFinished → kDelivered (on_exit called, or dropped by Detach)
+  // The stop itself is data: stop_ (the order, tightened by later ones) and phase_timer_ (its
+  // deadline while kStopping; the wait for pipes held outside the tree while kSettling).
+  enum class Phase { kNew, kRunning, kStopping, kKilling, kSettling, kFinished, kDelivered };
+  bool live() const { return phase_ >= Phase::kRunning && phase_ < Phase::kFinished && loop_; }
+  void Enter(Phase next);
+
   void BeginStop(const StopOrder& order, bool leftovers);
   void KillNow(ProcessRecord::Ending ending);
-  void ArmKill(Clock::time_point deadline);
-  void ArmRescan();
+  void ArmPhaseTimer(Clock::time_point deadline, void (TreeImpl::*on_due)());
+  void GraceRanOut();
+  void PipesWaitedEnough();
+  void ArmPoll();
   bool Settled();
   void Finish();
   void Deliver(TreeExit exit);
+  bool main_reaped() const { return main_status_.has_value(); }
   void Disarm();
   TreeExit BuildExit();
 
   // A member got `signo` from us: a stop signal or SIGKILL (`stop`), or a warning.
-  void OnVictim(pid_t pid, int pidfd, int signo, bool stop);
+  // `seen_as` is the task name a scan saw before the signal ("" when none did).
+  void OnVictim(pid_t pid, int pidfd, int signo, bool stop, const std::string& seen_as);
   Member* Find(pid_t pid);
   void ApplyStatus(Member& m, int status);
   void MarkGone(Member& m);
@@ -122,6 +140,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   Supervisor::OutputCallback on_output_;
   Supervisor::ExitCallback on_exit_;
 
+  Phase phase_ = Phase::kNew;
   pid_t pid_ = 0;
   UniqueFd main_pidfd_;
   std::unique_ptr<sr::Members> members_;
@@ -129,27 +148,20 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   Pipe err_{OutputStream::kStderr, {}, 0};
   EventLoop::WatchId events_watch_ = 0;
 
-  bool started_ = false;
-  bool main_reaped_ = false;
-  int main_status_ = 0;
+  std::optional<int> main_status_;  // wait status, once the main process has been reaped
   std::optional<Error> spawn_error_;
 
-  bool stop_requested_ = false;  // Stop/Kill before the main process ended
   std::optional<StopOrder> stop_;  // the stop in progress, its deadline tightened by later orders
   StopFacts stop_facts_;           // what the record says about it
-  bool kill_sent_ = false;
-  bool any_killed_ = false;
   ProcessRecord::Ending kill_ending_ = ProcessRecord::Ending::kKilledAfterGrace;
-  EventLoop::TimerId grace_timer_ = 0;
-  EventLoop::TimerId rescan_timer_ = 0;
-  EventLoop::TimerId pipe_timer_ = 0;
-  EventLoop::TimerId deliver_timer_ = 0;
+  // Facts for TreeExit, not state: nothing decides on them.
+  bool stop_requested_ = false;  // Stop before the main process ended
+  bool any_killed_ = false;      // some member got SIGKILL from us
+  EventLoop::TimerId phase_timer_ = 0;  // the current phase's deadline
+  EventLoop::TimerId poll_timer_ = 0;   // fallback: look at the members again
 
   std::vector<std::unique_ptr<Member>> records_;
   std::unordered_map<pid_t, Member*> by_pid_;
-
-  bool done_ = false;      // Finish() ran: no more signals, on_exit is queued
-  bool finished_ = false;  // on_exit has been called (or dropped)
 };
 
 }  // namespace sr

@@ -22,7 +22,7 @@ TreeImpl::Member* TreeImpl::Find(pid_t pid) {
   return it->second;
 }
 
-void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop) {
+void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop, const std::string& seen_as) {
   const bool kill = stop && signo == SIGKILL;
   if (kill) any_killed_ = true;
   Member* m = Find(pid);
@@ -31,6 +31,7 @@ void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop) {
     auto fresh = std::make_unique<Member>();
     fresh->rec.pid = pid;
     fresh->rec.command = pid == pid_ ? command_ : ReadCommand(pid);
+    if (fresh->rec.command.empty()) fresh->rec.command = seen_as;
     fresh->pidfd.Reset(::fcntl(pidfd, F_DUPFD_CLOEXEC, 3));
     m = fresh.get();
     by_pid_[pid] = m;  // replaces a gone record whose pid was recycled
@@ -78,11 +79,12 @@ TreeExit TreeImpl::BuildExit() {
   e.stop_requested = stop_requested_;
   e.killed = any_killed_;
   if (stop_) e.stop = stop_facts_;
-  if (!spawn_error_ && started_) {
-    if (WIFEXITED(main_status_)) {
-      e.exit_code = WEXITSTATUS(main_status_);
-    } else if (WIFSIGNALED(main_status_)) {
-      e.term_signal = WTERMSIG(main_status_);
+  const int main_status = main_status_.value_or(0);
+  if (!spawn_error_ && main_status_) {
+    if (WIFEXITED(main_status)) {
+      e.exit_code = WEXITSTATUS(main_status);
+    } else if (WIFSIGNALED(main_status)) {
+      e.term_signal = WTERMSIG(main_status);
     }
   }
   if (records_.empty()) return e;
@@ -108,12 +110,12 @@ TreeExit TreeImpl::BuildExit() {
     ProcessRecord r;
     r.pid = pid_;
     r.end_time = WallNow();
-    if (WIFEXITED(main_status_)) {
+    if (WIFEXITED(main_status)) {
       r.ending = ProcessRecord::Ending::kExited;
-      r.exit_code = WEXITSTATUS(main_status_);
-    } else if (WIFSIGNALED(main_status_)) {
+      r.exit_code = WEXITSTATUS(main_status);
+    } else if (WIFSIGNALED(main_status)) {
       r.ending = ProcessRecord::Ending::kEndedBySignal;
-      r.end_signal = WTERMSIG(main_status_);
+      r.end_signal = WTERMSIG(main_status);
     }
     e.records.push_back(std::move(r));
   }

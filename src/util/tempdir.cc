@@ -1,17 +1,12 @@
 #include "util/tempdir.h"
 
 #include <cerrno>
-#include <cstdlib>
+#include <cstdlib>  // mkdtemp
 #include <filesystem>
 #include <utility>
 #include <vector>
 
 namespace sr {
-
-std::string TempBase() {
-  const char* t = std::getenv("TMPDIR");
-  return (t && *t) ? t : "/tmp";
-}
 
 Status RemoveTree(const std::string& path) {
   std::error_code ec;
@@ -21,7 +16,7 @@ Status RemoveTree(const std::string& path) {
 }
 
 Result<TempDir> TempDir::Create(const std::string& prefix, const std::string& base) {
-  std::string tmpl = (base.empty() ? TempBase() : base) + "/" + prefix + "XXXXXX";
+  std::string tmpl = (base.empty() ? std::string("/tmp") : base) + "/" + prefix + "XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   if (::mkdtemp(buf.data()) == nullptr) return ErrnoError("mkdtemp " + tmpl, errno);

@@ -9,7 +9,8 @@ namespace sr {
 
 class TempDir {
  public:
-  /// Creates `<base>/<prefix>XXXXXX`; base "" means $TMPDIR or /tmp.
+  /// Creates `<base>/<prefix>XXXXXX`; base "" means /tmp (callers pass $TMPDIR's value: the
+  /// library reads no environment).
   static Result<TempDir> Create(const std::string& prefix, const std::string& base = "");
   TempDir() = default;
   TempDir(TempDir&& o) noexcept;
@@ -26,8 +27,6 @@ class TempDir {
   std::string path_;
 };
 
-/// $TMPDIR, or /tmp when unset or empty.
-std::string TempBase();
 /// Removes a file or a directory tree; missing paths are fine.
 Status RemoveTree(const std::string& path);
 

@@ -1,0 +1,49 @@
+#include "cli/switches.h"
+
+#include <cstdio>
+
+extern char** environ;
+
+namespace sr::cli {
+
+std::map<std::string, std::string> ProcessEnv() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string kv(*e);
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return env;
+}
+
+Switches ReadSwitches(std::map<std::string, std::string> env) {
+  Switches s;
+  auto value = [&env](const char* key) {
+    auto it = env.find(key);
+    return it == env.end() ? std::string() : it->second;
+  };
+  if (!value("TMPDIR").empty()) s.temp_base = value("TMPDIR");
+  s.cgroup_off = value("STEP_RUNNER_CGROUP") == "off";
+  s.debug = env.count("STEP_RUNNER_DEBUG") > 0;
+  s.controllers_off = value("STEP_RUNNER_CONTROLLERS") == "off";
+  s.full_accounting = value("STEP_RUNNER_ACCOUNTING") == "full";
+  s.env = std::move(env);
+  return s;
+}
+
+Supervisor::Options SupervisorOptionsFor(const Switches& switches) {
+  Supervisor::Options o;
+  if (switches.cgroup_off) o.mechanism = Supervisor::Options::Mechanism::kProcessGroup;
+  o.controllers = !switches.controllers_off;
+  o.full_accounting = switches.full_accounting;
+  if (switches.debug) {
+    o.debug_log = [](const std::string& line) { std::fprintf(stderr, "step-runner: %s\n", line.c_str()); };
+  }
+  if (switches.cgroup_off && o.debug_log) {
+    o.debug_log("supervisor: STEP_RUNNER_CGROUP=off, using process group + subreaper");
+  }
+  return o;
+}
+
+}  // namespace sr::cli

@@ -1,0 +1,33 @@
+// The process's environment switches, read once here at the edge and passed inward as options:
+// no library reads the environment.
+//   TMPDIR                 where temp dirs, job dirs, the git cache and the default socket go
+//   STEP_RUNNER_CGROUP=off the supervisor uses process groups even where cgroup v2 is writable
+//   STEP_RUNNER_CONTROLLERS=off  no per-step resource groups: limits refused, usage from wait4
+//   STEP_RUNNER_ACCOUNTING=full  accounting groups for every step, not only those with limits
+//   STEP_RUNNER_DEBUG      the supervisor says which mechanism it chose, and why, on stderr
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "supervisor/supervisor.h"
+
+namespace sr::cli {
+
+struct Switches {
+  std::map<std::string, std::string> env;  // the whole process environment
+  std::string temp_base = "/tmp";          // $TMPDIR, or /tmp when unset or empty
+  bool cgroup_off = false;
+  bool controllers_off = false;   // STEP_RUNNER_CONTROLLERS=off: no per-step resource groups
+  bool full_accounting = false;   // STEP_RUNNER_ACCOUNTING=full: accounting groups for every step
+  bool debug = false;
+};
+
+/// The process environment as a map.
+std::map<std::string, std::string> ProcessEnv();
+/// The switches `env` sets.
+Switches ReadSwitches(std::map<std::string, std::string> env);
+/// The supervisor's options under `switches`.
+Supervisor::Options SupervisorOptionsFor(const Switches& switches);
+
+}  // namespace sr::cli

@@ -1,0 +1,101 @@
+// RunRequest validation and the error edge, without a server.
+#include <gtest/gtest.h>
+
+#include "service/job.h"
+#include "service/service.h"
+#include "service/status.h"
+
+namespace sr::service {
+namespace {
+
+proto::RunRequest Minimal(const std::string& id) {
+  proto::RunRequest r;
+  r.set_id(id);
+  r.set_steps("spec: {}\n---\nrun: []\n");
+  return r;
+}
+
+TEST(ValidateJobId, RejectsWhatCouldLeaveTheJobDir) {
+  EXPECT_TRUE(ValidateJobId("job-1").ok());
+  for (const std::string& bad : {std::string(), std::string("a/b"), std::string(".."),
+                                std::string("x\0y", 3), std::string(129, 'a')}) {
+    Status s = ValidateJobId(bad);
+    ASSERT_FALSE(s.ok()) << bad;
+    EXPECT_EQ(s.error().kind, Error::Kind::kInvalid) << bad;
+  }
+}
+
+TEST(ParseRunRequest, DefaultsAndTheServerEnvironment) {
+  auto job = ParseRunRequest(Minimal("a"), {{"PATH", "/bin"}});
+  ASSERT_TRUE(job.ok()) << job.error().message;
+  EXPECT_EQ(job->grace, std::chrono::seconds(30));
+  EXPECT_EQ(job->timeout.count(), 0);
+  EXPECT_EQ(job->env.at("PATH"), "/bin");
+  EXPECT_EQ(job->env.at("CI_STEPS_LOG_LEVEL"), "info");
+}
+
+TEST(ParseRunRequest, WarningNeedsAShorterTimeoutAndAKnownSignal) {
+  proto::RunRequest r = Minimal("w");
+  r.mutable_warn_before()->set_seconds(5);
+  auto no_timeout = ParseRunRequest(r, {});
+  ASSERT_FALSE(no_timeout.ok());
+  EXPECT_EQ(no_timeout.error().message, "warn_before needs a timeout");
+  r.mutable_timeout()->set_seconds(5);
+  auto not_shorter = ParseRunRequest(r, {});
+  ASSERT_FALSE(not_shorter.ok());
+  EXPECT_NE(not_shorter.error().message.find("must be shorter than timeout"), std::string::npos);
+  r.mutable_timeout()->set_seconds(10);
+  r.set_warn_signal("SIGNOPE");
+  auto bad_signal = ParseRunRequest(r, {});
+  ASSERT_FALSE(bad_signal.ok());
+  EXPECT_NE(bad_signal.error().message.find("SIGNOPE"), std::string::npos);
+  r.set_warn_signal("SIGQUIT");
+  auto ok = ParseRunRequest(r, {});
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ok->warn_signal, SIGQUIT);
+}
+
+TEST(ParseRunRequest, VariablesSplitIntoJobFileAndSecret) {
+  proto::RunRequest r = Minimal("v");
+  auto* plain = r.mutable_job()->add_variables();
+  plain->set_key("A");
+  plain->set_value("1");
+  auto* file = r.mutable_job()->add_variables();
+  file->set_key("F");
+  file->set_value("content");
+  file->set_file(true);
+  auto* masked = r.mutable_job()->add_variables();
+  masked->set_key("TOKEN");
+  masked->set_value("s3cr3t");
+  masked->set_masked(true);
+  auto job = ParseRunRequest(r, {});
+  ASSERT_TRUE(job.ok()) << job.error().message;
+  EXPECT_EQ(job->job_vars.at("A"), "1");
+  ASSERT_EQ(job->file_vars.size(), 1u);
+  EXPECT_EQ(job->file_vars[0].first, "F");
+  EXPECT_EQ(job->secrets, std::vector<std::string>{"s3cr3t"});
+}
+
+TEST(ParseRunRequest, BadStepTextIsInvalidAndNamesTheLine) {
+  proto::RunRequest r = Minimal("s");
+  r.set_steps("spec: {}\n---\nrun:\n  - name: a\n    bogus: 1\n");
+  auto job = ParseRunRequest(r, {});
+  ASSERT_FALSE(job.ok());
+  EXPECT_EQ(job.error().kind, Error::Kind::kInvalid);
+  EXPECT_NE(job.error().message.find("bogus"), std::string::npos) << job.error().message;
+}
+
+TEST(JobDir, IsUnderTheTempBaseTheCliPassed) {
+  EXPECT_EQ(JobDir("/var/tmp", "a"), "/var/tmp/step-runner-output-a");
+}
+
+TEST(ToGrpcStatus, EachKindHasItsCode) {
+  EXPECT_EQ(ToGrpcStatus(InvalidError("x")).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ToGrpcStatus(JobNotFound("j")).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(ToGrpcStatus(JobNotFound("j")).error_message(), "no job with id \"j\"");
+  EXPECT_EQ(ToGrpcStatus(FailedError("x")).error_code(), grpc::StatusCode::UNKNOWN);
+  EXPECT_EQ(ShuttingDown().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+}  // namespace
+}  // namespace sr::service

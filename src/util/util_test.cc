@@ -1,0 +1,80 @@
+// The shared small types: durations, signals, deadlines, temp dirs, errors.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "util/fd.h"
+#include "util/kill_deadline.h"
+#include "util/result.h"
+#include "util/signals.h"
+#include "util/tempdir.h"
+#include "util/time.h"
+
+namespace sr {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(Duration, ParsesAndFormatsLikeGo) {
+  EXPECT_EQ(ParseDuration("1m30s").value(), 90s);
+  EXPECT_EQ(ParseDuration("500ms").value(), 500ms);
+  EXPECT_EQ(ParseDuration("0").value(), 0s);
+  EXPECT_EQ(FormatDuration(90s), "1m30s");
+  EXPECT_EQ(FormatDuration(500ms), "500ms");
+  EXPECT_EQ(FormatDuration(0s), "0s");
+  for (const char* bad : {"-1s", "10", "5 parsecs", "87601h"}) {
+    auto d = ParseDuration(bad);
+    ASSERT_FALSE(d.ok()) << bad;
+    EXPECT_NE(d.error().message.find(bad), std::string::npos) << d.error().message;
+  }
+}
+
+TEST(Signals, NamesAndNumbersBothWays) {
+  EXPECT_EQ(ParseSignal("SIGTERM").value(), SIGTERM);
+  EXPECT_EQ(ParseSignal("term").value(), SIGTERM);
+  EXPECT_EQ(ParseSignal("9").value(), SIGKILL);
+  EXPECT_EQ(SignalName(SIGQUIT), "SIGQUIT");
+  auto bad = ParseSignal("SIGWHAT");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("SIGWHAT"), std::string::npos);
+}
+
+TEST(KillDeadline, OnlyTightens) {
+  const auto t0 = Clock::now();
+  KillDeadline d = KillDeadline::After(t0, 30s);
+  EXPECT_FALSE(d.Tighten(KillDeadline::After(t0, 60s)));  // later: no change
+  EXPECT_EQ(d.Left(t0), 30s);
+  EXPECT_TRUE(d.Tighten(KillDeadline::After(t0, 1s)));
+  EXPECT_EQ(d.Left(t0), 1s);
+  EXPECT_TRUE(d.Tighten(KillDeadline{t0 + 5s, true}));  // forced, though not earlier
+  EXPECT_TRUE(d.forced);
+  EXPECT_EQ(d.Left(t0), 0s);
+  EXPECT_FALSE(d.Tighten(KillDeadline{t0 + 1s, true}));
+  EXPECT_EQ(KillDeadline::After(t0, -5s).Left(t0), 0s);  // a negative grace is none
+}
+
+TEST(TempDir, IsPrivateAndGoesAway) {
+  std::string path;
+  {
+    auto dir = TempDir::Create("util-test-", "/tmp");
+    ASSERT_TRUE(dir.ok()) << dir.error().message;
+    path = dir->path();
+    struct stat st {};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0700u);
+    ASSERT_TRUE(WriteFile(path + "/inner", "x", 0600).ok());
+  }
+  struct stat st {};
+  EXPECT_NE(::stat(path.c_str(), &st), 0);
+  auto missing = TempDir::Create("x-", "/nonexistent-sr-base");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("/nonexistent-sr-base"), std::string::npos);
+}
+
+TEST(Error, WrapKeepsTheKindAndPrefixes) {
+  Error e = InvalidError("bad key").Wrap("step \"a\"");
+  EXPECT_EQ(e.kind, Error::Kind::kInvalid);
+  EXPECT_EQ(e.message, "step \"a\": bad key");
+}
+
+}  // namespace
+}  // namespace sr

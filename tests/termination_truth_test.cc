@@ -1,0 +1,254 @@
+// The termination record tells what happened (issue 13), through `run` and through the service:
+// the effective grace, the warning apart from the cancel signal, leftovers stopped and named,
+// a command for every process, and `${{ run.termination }}` with Status's names.
+#include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "support/harness.h"
+#include "support/service_client.h"
+
+namespace sr::test {
+namespace {
+
+using ::testing::HasSubstr;
+using json = nlohmann::json;
+
+// A step whose definition stops it with SIGINT and a 1 s grace; it ignores SIGINT (the ignore
+// survives exec), so SIGKILL comes when its own grace has passed, not the job's 30 s.
+constexpr char kShortGraceStep[] =
+    "spec: {}\n---\ncancel: {signal: SIGINT, grace: 1s}\n"
+    "exec:\n  command: [sh, -c, \"trap '' INT; : > ready; exec sleep 100\"]\n";
+constexpr char kRunInner[] = "spec: {}\n---\nrun:\n  - name: inner\n    step: ./inner\n";
+
+// Waits on the cancel signal's trap, warned by SIGQUIT before.
+constexpr char kWarnedScript[] =
+    "trap ': > warned' QUIT\ntrap 'exit 0' TERM\n: > ready\nwhile :; do sleep 0.05; done";
+
+// Leaves a setsid daemon behind and ends successfully.
+constexpr char kDaemonScript[] =
+    "setsid sh -c 'echo $$ > daemon.pid; exec sleep 100' &\n"
+    "while [ ! -s daemon.pid ]; do sleep 0.01; done\necho main done";
+
+// Twenty children that each keep starting short-lived processes.
+constexpr char kBusyChildrenScript[] =
+    "for i in $(seq 20); do (while :; do sleep 0.01; done) & done\ntouch ready\nwait";
+
+// Every object key anywhere in `v`.
+void Keys(const json& v, std::set<std::string>* out) {
+  if (v.is_object()) {
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      out->insert(it.key());
+      Keys(it.value(), out);
+    }
+  } else if (v.is_array()) {
+    for (const auto& e : v) Keys(e, out);
+  }
+}
+
+json ToJson(const google::protobuf::Message& m) {
+  std::string text;
+  EXPECT_TRUE(google::protobuf::util::MessageToJsonString(m, &text).ok());
+  return json::parse(text);
+}
+
+// A finally step that writes `${{ run.termination }}` to `path`.
+std::string WithReport(std::string steps, const std::string& path) {
+  return steps + "finally:\n  - name: report\n    script: printf '%s' \"$T\" > " + path +
+         "\n    env: {T: \"${{ run.termination }}\"}\n";
+}
+
+void ExpectEveryCommandSet(const json& processes) {
+  ASSERT_GE(processes.size(), 21u) << processes.dump(1);
+  for (const auto& p : processes) {
+    EXPECT_FALSE(p.value("command", "").empty()) << p.dump();
+  }
+}
+
+class TerminationTruthCli : public ::testing::Test {
+ protected:
+  void SetUp() override { BecomeSubreaper(); }
+  void TearDown() override { ReapOrphans(); }
+  // Runs `file` in the test dir, Ctrl-C once `ready` exists; returns the output.
+  Output CancelWhenReady(const std::string& file, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{Binary(), "run", "-f", dir / file, "--step-results-file",
+                                  dir / "r.json"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    Options o;
+    o.cwd = dir.path();
+    Child child(argv, o);
+    EXPECT_TRUE(child.WaitForFile(dir / "ready"));
+    child.Signal(SIGINT);
+    return child.Wait();
+  }
+  json StepRecord() { return json::parse(dir.Read("r.json"))["subStepResults"][0]["termination"]; }
+  TestDir dir;
+};
+
+TEST_F(TerminationTruthCli, RecordAndLogStateTheEffectiveGrace) {
+  dir.Write("inner/step.yml", kShortGraceStep);
+  dir.Write("t.yml", kRunInner);
+  Output o = CancelWhenReady("t.yml");
+  ASSERT_EQ(o.exit_code, 130) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("cancelling (cancel_requested): SIGINT to 1 processes, grace 1s"));
+  const json t = StepRecord();
+  EXPECT_EQ(t["grace"], "1s") << t.dump(1);
+  ASSERT_EQ(t["processes"].size(), 1u) << t.dump(1);
+  EXPECT_EQ(t["processes"][0]["signal"], "SIGINT");
+  EXPECT_EQ(t["processes"][0]["ending"], "killed_after_grace");
+}
+
+TEST_F(TerminationTruthCli, WarningSignalIsKeptApartFromTheCancelSignal) {
+  dir.Write("t.yml", Steps({{"w", kWarnedScript}}));
+  Options opts;
+  opts.cwd = dir.path();
+  Child child({Binary(), "run", "-f", dir / "t.yml", "--timeout", "300s", "--warn-before", "299s",
+               "--warn-signal", "SIGQUIT", "--step-results-file", dir / "r.json"}, opts);
+  ASSERT_TRUE(child.WaitForFile(dir / "warned"));
+  child.Signal(SIGINT);
+  Output o = child.Wait();
+  ASSERT_EQ(o.exit_code, 130) << o.err;
+  const json t = StepRecord();
+  for (const auto& p : t["processes"]) EXPECT_NE(p.value("signal", ""), "SIGQUIT") << p.dump();
+  // The main process comes first. (Forked children of the shell share its command line.)
+  ASSERT_GE(t["processes"].size(), 1u);
+  const json& main = t["processes"][0];
+  EXPECT_EQ(main["signal"], "SIGTERM");
+  // Its trap exits 0, unless the signal came while bash could not run it yet.
+  if (main["ending"] != "exited") {
+    EXPECT_EQ(main.value("endSignal", ""), "SIGTERM") << main.dump();
+  }
+  EXPECT_THAT(o.out, HasSubstr("deadline warning: SIGQUIT sent"));
+}
+
+TEST_F(TerminationTruthCli, LeftoverDaemonIsStoppedRecordedAndNamed) {
+  dir.Write("t.yml", Steps({{"d", kDaemonScript}}));
+  Options opts;
+  opts.cwd = dir.path();
+  Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--step-results-file", dir / "r.json"}, opts);
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  const pid_t daemon = ReadPids(dir / "daemon.pid").at(0);
+  EXPECT_FALSE(ProcessAlive(daemon));
+  const json t = StepRecord();
+  EXPECT_EQ(t["reason"], "step_ended") << t.dump(1);
+  EXPECT_EQ(t["grace"], "2s");
+  bool found = false;
+  for (const auto& p : t["processes"]) {
+    if (p.value("pid", 0) != daemon) continue;
+    found = true;
+    EXPECT_EQ(p["signal"], "SIGTERM");
+    EXPECT_EQ(p["ending"], "ended_by_signal");
+    // `sleep 100`, the shell's command line before that exec, or the task name `sleep` when the
+    // command line was gone by the time it was read.
+    EXPECT_THAT(p["command"].get<std::string>(), HasSubstr("sleep"));
+  }
+  EXPECT_TRUE(found) << t.dump(1);
+  // One log line names it.
+  EXPECT_THAT(o.out, ::testing::ContainsRegex("left processes behind, stopped \\(grace 2s\\):.* pid " +
+                                              std::to_string(daemon) + " \\([^)]*sleep[^)]*\\) SIGTERM"));
+}
+
+TEST_F(TerminationTruthCli, EveryProcessOfABusyTreeHasACommand) {
+  dir.Write("t.yml", Steps({{"busy", kBusyChildrenScript}}));
+  Output o = CancelWhenReady("t.yml", {"--grace", "500ms"});
+  ASSERT_EQ(o.exit_code, 130) << o.err;
+  ExpectEveryCommandSet(StepRecord()["processes"]);
+}
+
+TEST_F(TerminationTruthCli, RunTerminationHasTheNamesOfTheResults) {
+  dir.Write("inner/step.yml", kShortGraceStep);
+  dir.Write("t.yml", WithReport(kRunInner, dir / "final.json"));
+  Output o = CancelWhenReady("t.yml");
+  ASSERT_EQ(o.exit_code, 130) << o.err;
+  json seen = json::parse(dir.Read("final.json"));
+  std::set<std::string> from_run, from_results;
+  Keys(seen, &from_run);
+  Keys(StepRecord(), &from_results);
+  EXPECT_EQ(from_run, from_results) << seen.dump(1);
+  EXPECT_EQ(seen["grace"], "1s");
+}
+
+// ---- the same through the service ------------------------------------------------------------
+
+class TerminationTruthService : public ::testing::Test {
+ protected:
+  void SetUp() override { BecomeSubreaper(); }
+  void TearDown() override { ReapOrphans(); }
+  proto::Status CancelWhenReady(const std::string& id, proto::RunRequest req) {
+    EXPECT_TRUE(server.Run(req).ok());
+    EXPECT_TRUE(WaitFor([&] { return dir.Exists("ready"); }));
+    EXPECT_TRUE(server.CancelJob(id).ok());
+    return server.WaitEnded(id);
+  }
+  TestDir dir;
+  LiveServer server{dir};
+};
+
+TEST_F(TerminationTruthService, RecordAndLogStateTheEffectiveGrace) {
+  dir.Write("inner/step.yml", kShortGraceStep);
+  proto::Status end = CancelWhenReady("g", Request("g", kRunInner, dir.path()));
+  EXPECT_EQ(end.status(), proto::StepResult::cancelled);
+  ASSERT_TRUE(end.has_termination());
+  EXPECT_EQ(end.termination().grace().seconds(), 1) << end.termination().DebugString();
+  ASSERT_EQ(end.termination().processes_size(), 1);
+  EXPECT_EQ(end.termination().processes(0).signal(), "SIGINT");
+  grpc::Status fs;
+  EXPECT_THAT(server.Follow("g", 0, &fs), HasSubstr("SIGINT to 1 processes, grace 1s"));
+}
+
+TEST_F(TerminationTruthService, WarningSignalIsKeptApartFromTheCancelSignal) {
+  proto::RunRequest req = Request("w", Steps({{"w", kWarnedScript}}), dir.path());
+  req.mutable_timeout()->set_seconds(300);
+  req.mutable_warn_before()->set_seconds(299);
+  req.set_warn_signal("SIGQUIT");
+  ASSERT_TRUE(server.Run(req).ok());
+  ASSERT_TRUE(WaitFor([&] { return dir.Exists("warned"); }));
+  ASSERT_TRUE(server.CancelJob("w").ok());
+  proto::Status end = server.WaitEnded("w");
+  EXPECT_EQ(end.termination().warning_signal(), "SIGQUIT") << end.termination().DebugString();
+  EXPECT_TRUE(end.termination().has_warning_time());
+  for (const auto& p : end.termination().processes()) EXPECT_NE(p.signal(), "SIGQUIT");
+  ASSERT_GE(end.termination().processes_size(), 1);
+  EXPECT_EQ(end.termination().processes(0).signal(), "SIGTERM");
+}
+
+TEST_F(TerminationTruthService, LeftoverDaemonIsStoppedRecordedAndNamed) {
+  ASSERT_TRUE(server.Run(Request("d", Steps({{"d", kDaemonScript}}), dir.path())).ok());
+  proto::Status end = server.WaitEnded("d");
+  ASSERT_EQ(end.status(), proto::StepResult::success);
+  const pid_t daemon = ReadPids(dir / "daemon.pid").at(0);
+  EXPECT_FALSE(ProcessAlive(daemon));
+  const auto& t = end.result().sub_step_results(0).termination();
+  EXPECT_EQ(t.reason(), proto::Termination::step_ended) << t.DebugString();
+  bool found = false;
+  for (const auto& p : t.processes()) found |= p.pid() == daemon && p.signal() == "SIGTERM";
+  EXPECT_TRUE(found) << t.DebugString();
+  grpc::Status fs;
+  EXPECT_THAT(server.Follow("d", 0, &fs), HasSubstr("pid " + std::to_string(daemon) + " ("));
+}
+
+TEST_F(TerminationTruthService, EveryProcessOfABusyTreeHasACommand) {
+  proto::RunRequest req = Request("b", Steps({{"busy", kBusyChildrenScript}}), dir.path());
+  req.mutable_graceful_exit_timeout()->set_nanos(500000000);
+  proto::Status end = CancelWhenReady("b", req);
+  ExpectEveryCommandSet(ToJson(end.termination())["processes"]);
+}
+
+TEST_F(TerminationTruthService, RunTerminationHasTheNamesOfStatus) {
+  dir.Write("inner/step.yml", kShortGraceStep);
+  proto::Status end =
+      CancelWhenReady("k", Request("k", WithReport(kRunInner, dir / "final.json"), dir.path()));
+  json seen = json::parse(dir.Read("final.json"));
+  std::set<std::string> from_run, from_status;
+  Keys(seen, &from_run);
+  Keys(ToJson(end.termination()), &from_status);
+  EXPECT_EQ(from_run, from_status) << seen.dump(1);
+}
+
+}  // namespace
+}  // namespace sr::test
