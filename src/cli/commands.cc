@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 
 #include "cli/cli.h"
 #include "cli/local_run.h"
@@ -67,6 +68,7 @@ std::string Cwd() {
 struct RunArgs {
   std::string ref, file;
   std::string git_url, git_rev, git_dir;
+  std::string oci_registry, oci_repository, oci_tag, oci_dir, oci_filename;  // --oci-*
   std::vector<std::string> inputs, env, job, masked_job;
   RunFlags flags;
 };
@@ -84,7 +86,7 @@ int RunCommand(const RunArgs& a) {
     if (!r->ok()) return Fail(r->error().message, 2);
   }
   if (!a.file.empty()) {
-    if (!a.ref.empty() || !a.git_url.empty()) return Fail("give either -f FILE or a step reference", 2);
+    if (!a.ref.empty() || !a.git_url.empty() || !a.oci_registry.empty()) return Fail("give either -f FILE or a step reference", 2);
     // Bounded: `-f /dev/stdin` is fine, `-f /dev/zero` is the size error, not an endless read.
     auto text = stepfile::ReadStepText(a.file, /*regular_only=*/false);
     if (!text.ok()) return Fail(text.error().message, 2);
@@ -111,8 +113,22 @@ int RunCommand(const RunArgs& a) {
       auto list = stepfile::ParseInvocationList(yaml, "<command line>");
       if (!list.ok()) return Fail(list.error().message, 2);
       inv = (*list)[0];
+    } else if (!a.oci_registry.empty() || !a.oci_repository.empty()) {
+      // --oci-* (reference.md section 6): the `step: {oci: {…}}` form, after the git flags.
+      if (a.oci_registry.empty() || a.oci_repository.empty()) {
+        return Fail("--oci-registry and --oci-repository go together", 2);
+      }
+      inv.step.protocol = stepfile::Reference::Protocol::kOci;
+      inv.step.registry = a.oci_registry;
+      inv.step.repository = a.oci_repository;
+      inv.step.tag = a.oci_tag.empty() ? "latest" : a.oci_tag;
+      std::stringstream dir(a.oci_dir);
+      for (std::string part; std::getline(dir, part, '/');) {
+        if (!part.empty()) inv.step.path.push_back(part);
+      }
+      if (!a.oci_filename.empty()) inv.step.filename = a.oci_filename;
     } else {
-      return Fail("no step specified (give a reference, -f FILE or --git-url)", 2);
+      return Fail("no step specified (give a reference, -f FILE, --git-url or --oci-registry)", 2);
     }
     for (const auto& [k, v] : *inputs) inv.inputs[k] = TypedScalar(v);
     for (const auto& [k, v] : *env) inv.env[k] = v;
@@ -222,6 +238,11 @@ void RegisterCommands(CLI::App& app, int& exit_code) {
   run->add_option("--git-url", run_args->git_url, "git repository of the step");
   run->add_option("--git-rev", run_args->git_rev, "git revision");
   run->add_option("--git-dir", run_args->git_dir, "directory of the step in the repository");
+  run->add_option("--oci-registry", run_args->oci_registry, "OCI registry of the step (host[:port])");
+  run->add_option("--oci-repository", run_args->oci_repository, "OCI repository of the step");
+  run->add_option("--oci-tag", run_args->oci_tag, "OCI image tag (default latest)");
+  run->add_option("--oci-dir", run_args->oci_dir, "directory of the step in the image");
+  run->add_option("--oci-filename", run_args->oci_filename, "step file name (default step.yml)");
   run->add_option("--inputs", run_args->inputs, "inputs k=v[,k=v]");
   run->add_option("--env", run_args->env, "environment k=v[,k=v]");
   run->add_option("--job", run_args->job, "job variables k=v[,k=v] (${{ job.k }})");
