@@ -32,8 +32,7 @@ Result<std::vector<std::string>> DestParts(const std::string& dst) {
     if (s == "..") return FailedError("destination \"" + dst + "\" leaves the image");
     parts.push_back(s);
   }
-  if (parts.empty()) return FailedError("empty destination path \"" + dst + "\"");
-  return parts;
+  return parts;  // empty: the image root (a directory's contents go there)
 }
 
 class TarWriter {
@@ -78,9 +77,10 @@ class TarWriter {
   std::string out_;
 };
 
-// Adds the directory tree `src` as `name`, entries sorted; only directories and regular files.
+// Adds the directory tree `src` as `name` ("" = the root), entries sorted; only directories and
+// regular files.
 Status AddTree(TarWriter& tar, const fs::path& src, const std::string& name) {
-  SR_RETURN_IF_ERROR(tar.Dir(name));
+  if (!name.empty()) SR_RETURN_IF_ERROR(tar.Dir(name));
   std::vector<fs::directory_entry> entries;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(src, ec)) entries.push_back(e);
@@ -88,7 +88,7 @@ Status AddTree(TarWriter& tar, const fs::path& src, const std::string& name) {
   std::sort(entries.begin(), entries.end(),
             [](const auto& x, const auto& y) { return x.path().filename() < y.path().filename(); });
   for (const auto& e : entries) {
-    const std::string child = name + "/" + e.path().filename().string();
+    const std::string child = (name.empty() ? "" : name + "/") + e.path().filename().string();
     if (e.is_symlink(ec) || (!e.is_directory(ec) && !e.is_regular_file(ec))) {
       return FailedError(e.path().string() + ": only directories and regular files can go in a step image");
     }
@@ -111,13 +111,16 @@ Result<PackedLayer> PackLayer(const Artifact& artifact) {
   const fs::path src = fs::path(artifact.src).lexically_normal();
   auto status = fs::symlink_status(src, ec);
   if (ec) return where(FailedError(ec.message()));
+  if (parts->empty() && !fs::is_directory(status)) {
+    return where(FailedError("a file needs a destination path"));
+  }
   TarWriter tar;
   std::string name;
   for (size_t i = 0; i + 1 < parts->size(); ++i) {
     name += (name.empty() ? "" : "/") + (*parts)[i];
     if (Status ok = tar.Dir(name); !ok.ok()) return where(ok.error());
   }
-  name += (name.empty() ? "" : "/") + parts->back();
+  if (!parts->empty()) name += (name.empty() ? "" : "/") + parts->back();
   Status added = fs::is_directory(status)      ? AddTree(tar, src, name)
                  : fs::is_regular_file(status) ? tar.File(name, src.string())
                                                : FailedError("not a directory or regular file");
