@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "oci/registry_fixture.h"
@@ -323,6 +324,55 @@ TEST_F(OciTest, PromoteCopiesToASemverTag) {
   o = Run({"run", "--oci-registry", reg, "--oci-repository", "release/tool", "--oci-tag", "1.2.3"});
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_THAT(o.out, HasSubstr("promoted step"));
+}
+
+// README's "Steps from OCI images" examples, as written: each block after an
+// `<!-- oci-example: NAME -->` marker is written to NAME, or run (`run`: each `$ ` line).
+TEST_F(OciTest, ReadmeExamplesRunAsWritten) {
+  std::ifstream in(std::string(STEP_RUNNER_SOURCE_DIR) + "/README.md");
+  std::map<std::string, std::string> blocks;
+  std::string line, name, body;
+  bool inside = false;
+  std::smatch m;
+  while (std::getline(in, line)) {
+    if (std::regex_match(line, m, std::regex("<!-- oci-example: (.*) -->"))) {
+      name = m[1];
+    } else if (!name.empty() && !inside && line.rfind("```", 0) == 0) {
+      inside = true;
+      body.clear();
+    } else if (inside && line == "```") {
+      blocks[name] = body;
+      inside = false;
+      name.clear();
+    } else if (inside) {
+      body += line + "\n";
+    }
+  }
+  ASSERT_EQ(blocks.size(), 4u);
+  std::filesystem::create_directories(dir / "build");
+  std::filesystem::create_symlink(Binary(), dir / "build/step-runner");
+  dir.Write("hello/step.yml", blocks["hello/step.yml"]);
+  dir.Write("publish.yml", blocks["publish.yml"]);
+  dir.Write("push-by-hand.sh", blocks["push-by-hand.sh"]);
+  Options o;
+  o.cwd = dir.path();
+  o.env = {{"TMPDIR", dir / "tmp"}, {"HOME", dir / "home"}, {"REGISTRY", g->anon->address()}};
+  o.unset_env = {"DOCKER_AUTH_CONFIG", "STEP_RUNNER_OCI_INSECURE"};
+  std::string out;
+  std::stringstream commands(blocks["run"]);
+  while (std::getline(commands, line)) {
+    ASSERT_EQ(line.rfind("$ ", 0), 0u) << line;
+    Output r = Child({"/bin/sh", "-c", line.substr(2)}, o).Wait();
+    ASSERT_EQ(r.exit_code, 0) << line << "\n" << r.out << r.err;
+    out += r.out;
+  }
+  EXPECT_THAT(out, HasSubstr("hello CI from an OCI image"));
+  EXPECT_TRUE(std::regex_search(out, std::regex("pushed .*/steps/hello:1.0.0 as sha256:[0-9a-f]{64}")));
+  EXPECT_THAT(out, HasSubstr("hello you from an OCI image"));
+  Output by_hand = Child({"/bin/sh", "push-by-hand.sh"}, o).Wait();
+  ASSERT_EQ(by_hand.exit_code, 0) << by_hand.out << by_hand.err;
+  EXPECT_THAT(by_hand.out, HasSubstr("platform=generic"));
+  EXPECT_THAT(by_hand.out, HasSubstr("pushed by hand"));
 }
 
 }  // namespace
