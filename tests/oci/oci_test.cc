@@ -144,6 +144,28 @@ TEST_F(OciTest, AuthWithoutWrongAndFromDockerConfigFile) {
   EXPECT_THAT(file.out, HasSubstr("authenticated"));
 }
 
+// The bearer-token dance (WWW-Authenticate: Bearer realm=…), with a token service in front of
+// the anonymous registry: push (scope pull,push) and pull, with and without credentials.
+TEST_F(OciTest, BearerTokenAuth) {
+  const std::string anon = g->anon->address();
+  Child proxy({"/usr/bin/python3", std::string(STEP_RUNNER_SOURCE_DIR) + "/tests/oci/token_proxy.py",
+               dir / "proxy.port", anon.substr(anon.find(':') + 1), kUser, kPassword},
+              Options{});
+  ASSERT_TRUE(proxy.WaitForFile(dir / "proxy.port"));
+  const std::string reg = "127.0.0.1:" + dir.Read("proxy.port");
+  const std::string creds = AuthConfig(reg, kUser, kPassword);
+  Build(reg, "bearer/echo", "1", "\"" + EchoStep("b", "behind a token service") + "\": \".\"",
+        "{linux/amd64: {}}", {{"DOCKER_AUTH_CONFIG", creds}});
+  const std::vector<std::string> args{"run", "--oci-registry", reg, "--oci-repository", "bearer/echo",
+                                      "--oci-tag", "1"};
+  Output none = Run(args);
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_THAT(none.err, HasSubstr("registry " + reg + " requires authentication (token service: 401)"));
+  Output ok = Run(args, {{"DOCKER_AUTH_CONFIG", creds}});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("behind a token service"));
+}
+
 TEST_F(OciTest, DirFileAndTheCliFlags) {
   dir.Write("src/tools/steps/greet/hello.yml",
             "spec:\n  inputs:\n    who: {type: string}\n---\nexec:\n  command: [echo, \"hello ${{inputs.who}}\"]\n");
