@@ -22,7 +22,7 @@
 //   DOCKER_AUTH_CONFIG          docker config JSON; else $HOME/.docker/config.json (auths[host])
 //   STEP_RUNNER_OCI_INSECURE    comma-separated registries (host[:port]) spoken to over plain
 //                               HTTP; localhost, 127.0.0.1 and [::1] always are
-//   SSL_CERT_FILE, SSL_CERT_DIR extra CA certificates for HTTPS, as Go reads them
+//   SSL_CERT_FILE, SSL_CERT_DIR the CA certificates HTTPS trusts (instead of the system's), as in Go
 #pragma once
 
 #include <map>

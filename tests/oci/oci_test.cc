@@ -166,6 +166,42 @@ TEST_F(OciTest, BearerTokenAuth) {
   EXPECT_THAT(ok.out, HasSubstr("behind a token service"));
 }
 
+// HTTPS to a registry that is not localhost (127.0.0.2 counts as remote), trusting its
+// self-signed certificate through SSL_CERT_FILE as Go does; without it, a certificate error.
+// STEP_RUNNER_OCI_INSECURE switches such a registry to plain HTTP.
+TEST_F(OciTest, HttpsAndInsecureRegistries) {
+  std::filesystem::create_directories(dir / "tls");
+  std::filesystem::create_directories(dir / "secure");
+  std::filesystem::create_directories(dir / "plain");
+  Output cert = Child({"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                       "-nodes", "-days", "1", "-subj", "/CN=127.0.0.2", "-addext",
+                       "subjectAltName=IP:127.0.0.2", "-keyout", dir / "tls/key.pem", "-out",
+                       dir / "tls/cert.pem"}, Options{}).Wait();
+  ASSERT_EQ(cert.exit_code, 0) << cert.err;
+  Registry secure(dir / "secure", "", "127.0.0.2", dir / "tls");
+  const std::string reg = secure.address();
+  const std::map<std::string, std::string> trust{{"SSL_CERT_FILE", dir / "tls/cert.pem"}};
+  Build(reg, "tls/echo", "1", "\"" + EchoStep("s", "over https") + "\": \".\"", "{linux/amd64: {}}", trust);
+  const std::vector<std::string> args{"run", "--oci-registry", reg, "--oci-repository", "tls/echo",
+                                      "--oci-tag", "1"};
+  Output ok = Run(args, trust);
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_THAT(ok.out, HasSubstr("over https"));
+  Output untrusted = Run(args);
+  EXPECT_EQ(untrusted.exit_code, 1);
+  EXPECT_THAT(untrusted.err, HasSubstr("GET https://" + reg + "/v2/tls/echo/manifests/1"));
+  EXPECT_THAT(untrusted.err, HasSubstr("certificate"));
+
+  Registry plain(dir / "plain", "", "127.0.0.2");
+  const std::map<std::string, std::string> insecure{{"STEP_RUNNER_OCI_INSECURE", "example.org, " + plain.address()}};
+  Build(plain.address(), "plain/echo", "1", "\"" + EchoStep("i", "over plain http") + "\": \".\"",
+        "{linux/amd64: {}}", insecure);
+  Output http = Run({"run", "--oci-registry", plain.address(), "--oci-repository", "plain/echo",
+                     "--oci-tag", "1"}, insecure);
+  EXPECT_EQ(http.exit_code, 0) << http.err;
+  EXPECT_THAT(http.out, HasSubstr("over plain http"));
+}
+
 TEST_F(OciTest, DirFileAndTheCliFlags) {
   dir.Write("src/tools/steps/greet/hello.yml",
             "spec:\n  inputs:\n    who: {type: string}\n---\nexec:\n  command: [echo, \"hello ${{inputs.who}}\"]\n");

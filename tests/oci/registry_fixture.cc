@@ -13,12 +13,12 @@
 namespace sr::test {
 namespace {
 
-bool Connects(int port) {
+bool Connects(const std::string& host, int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
   bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
   ::close(fd);
   return ok;
@@ -45,11 +45,16 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-Registry::Registry(const std::string& dir, const std::string& htpasswd) : dir_(dir) {
+Registry::Registry(const std::string& dir, const std::string& htpasswd, const std::string& host,
+                   const std::string& tls_dir)
+    : dir_(dir), host_(host) {
   port_ = FreePort();
   std::string config = "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: false\n"
                        "storage:\n  filesystem:\n    rootdirectory: " + storage() + "\n"
                        "http:\n  addr: " + address() + "\n";
+  if (!tls_dir.empty()) {
+    config += "  tls:\n    certificate: " + tls_dir + "/cert.pem\n    key: " + tls_dir + "/key.pem\n";
+  }
   std::string script = "exec docker-registry serve " + dir_ + "/config.yml >" + dir_ + "/log 2>&1";
   if (!htpasswd.empty()) {
     const auto colon = htpasswd.find(':');
@@ -59,7 +64,7 @@ Registry::Registry(const std::string& dir, const std::string& htpasswd) : dir_(d
   }
   std::ofstream(dir_ + "/config.yml") << config;
   child_ = std::make_unique<Child>(std::vector<std::string>{"/bin/sh", "-c", script}, Options{});
-  for (int i = 0; i < 500 && !Connects(port_); ++i) {
+  for (int i = 0; i < 500 && !Connects(host_, port_); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }

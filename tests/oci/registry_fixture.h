@@ -18,10 +18,12 @@ int FreePort();
 
 class Registry {
  public:
-  /// `htpasswd`: "user:password" to require basic auth, "" for anonymous.
-  Registry(const std::string& dir, const std::string& htpasswd);
+  /// `htpasswd`: "user:password" to require basic auth, "" for anonymous. With `tls_dir`, it
+  /// serves HTTPS with `tls_dir`/cert.pem and key.pem.
+  Registry(const std::string& dir, const std::string& htpasswd, const std::string& host = "127.0.0.1",
+           const std::string& tls_dir = "");
   ~Registry();
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string address() const { return host_ + ":" + std::to_string(port_); }
   std::string storage() const { return dir_ + "/storage"; }
   /// The access log so far.
   std::string Log() const;
@@ -31,7 +33,7 @@ class Registry {
   std::string BlobFile(const std::string& digest) const;
 
  private:
-  std::string dir_;
+  std::string dir_, host_;
   int port_ = 0;
   std::unique_ptr<Child> child_;
 };
