@@ -45,9 +45,10 @@ struct Http::Impl {
   }
   ~Impl() {
     for (auto& [easy, t] : transfers) curl_multi_remove_handle(multi, easy);
+    // Cleanup closes cached connections and may still call OnSocket/OnTimer: unhook after it.
+    curl_multi_cleanup(multi);
     for (auto& [fd, id] : watches) loop.Unwatch(id);
     if (timer) loop.CancelTimer(*timer);
-    curl_multi_cleanup(multi);
   }
 
   static int OnSocket(CURL*, curl_socket_t fd, int what, void* self_ptr, void*) {
