@@ -132,9 +132,8 @@ void BM_Engine(benchmark::State& state) {
     options.base_env = {{"PATH", "/usr/bin:/bin"}};
     options.job_vars = {{"J", "job-value"}};
     sr::Engine engine(**loop, **sup, sink);
-    sr::CancelSource cancel;
     std::optional<sr::RunOutcome> out;
-    sr::StartTask<sr::RunOutcome>(engine.Run(std::move(*file), options, cancel),
+    sr::StartTask<sr::RunOutcome>(engine.Run(std::move(*file), options),
                                   [&](sr::RunOutcome o) { out = std::move(o); });
     (*loop)->RunUntil([&] { return out.has_value(); });
     if (out->error) {

@@ -10,7 +10,7 @@
 
 #include <google/protobuf/text_format.h>
 
-#include "engine/engine.h"
+#include "engine/job_run.h"
 #include "loop/loop.h"
 #include "supervisor/supervisor.h"
 #include "util/fd.h"
@@ -105,57 +105,43 @@ int RunLocally(LocalRunRequest req) {
 
   StdioSink sink;
   TerminalProgress progress;
-  Engine engine(**loop, **sup, sink, ::isatty(2) ? &progress : nullptr);
-  CancelSource cancel;
+  JobRun run(**loop, **sup, sink, ::isatty(2) ? &progress : nullptr);
 
-  RunOptions options;
-  options.work_dir = req.work_dir;
-  options.root_step_dir = req.root_step_dir;
-  options.base_env = req.env;
-  options.job_vars = req.job_vars;
-  options.secrets = req.secrets;
-  options.root_inputs = req.root_inputs;
-  options.grace = *grace;
-  options.temp_dir = temp->path();
+  JobOptions options;
+  options.run.work_dir = req.work_dir;
+  options.run.root_step_dir = req.root_step_dir;
+  options.run.base_env = req.env;
+  options.run.job_vars = req.job_vars;
+  options.run.secrets = req.secrets;
+  options.run.root_inputs = req.root_inputs;
+  options.run.grace = *grace;
+  options.run.temp_dir = temp->path();
+  options.timeout = timeout.value_or(Duration(0));
+  options.warn_before = warn_before.value_or(Duration(0));
+  options.warn_signal = warn_signal;
 
+  // The terminal's part of a cancel: the first Ctrl-C cancels, the second forces.
   int signals_seen = 0;
   auto watch = (*loop)->Watch(sigfd.get(), EPOLLIN, [&](uint32_t) {
     signalfd_siginfo info;
     while (::read(sigfd.get(), &info, sizeof info) == sizeof info) {
-      ++signals_seen;
+      const bool force = ++signals_seen > 1;
       // Act first, then say so: a slow terminal must not delay the signals.
-      if (signals_seen == 1) {
-        cancel.Cancel(CancelRequest{CancelReason::kRequested, false, *grace, {}, {}});
-        std::fprintf(stderr,
-                     "step-runner: %s received: cancelling (grace %s); press Ctrl-C again to "
-                     "force\n",
-                     SignalName(static_cast<int>(info.ssi_signo)).c_str(),
-                     FormatDuration(*grace).c_str());
+      CancelSource::Effect e = run.Cancel(CancelReason::kRequested, force);
+      if (!force) {
+        std::fprintf(stderr, "step-runner: %s received: cancelling (grace %s); press Ctrl-C again to "
+                     "force\n", SignalName(static_cast<int>(info.ssi_signo)).c_str(),
+                     FormatDuration(e.grace.value_or(*grace)).c_str());
       } else {
-        cancel.Cancel(CancelRequest{CancelReason::kRequested, true, Duration(0), {}, {}});
         std::fprintf(stderr, "step-runner: second signal: killing every process now\n");
       }
     }
   });
   if (!watch.ok()) return Fail(watch.error().message, 1);
-  std::optional<EventLoop::TimerId> timeout_timer, warn_timer;
-  if (timeout) {
-    timeout_timer = (*loop)->After(*timeout, [&] {
-      cancel.Cancel(CancelRequest{CancelReason::kTimedOut, false, *grace, {}, {}});
-      std::fprintf(stderr, "step-runner: timed out after %s: cancelling\n",
-                   FormatDuration(*timeout).c_str());
-    });
-    if (warn_before) {
-      warn_timer = (*loop)->After(*timeout - *warn_before, [&] { engine.Warn(warn_signal); });
-    }
-  }
 
   std::optional<RunOutcome> outcome;
-  StartTask<RunOutcome>(engine.Run(std::move(req.root), std::move(options), cancel),
-                        [&](RunOutcome o) { outcome = std::move(o); });
+  run.Start(std::move(req.root), std::move(options), [&](RunOutcome o) { outcome = std::move(o); });
   (*loop)->RunUntil([&] { return outcome.has_value(); });
-  if (timeout_timer) (*loop)->CancelTimer(*timeout_timer);
-  if (warn_timer) (*loop)->CancelTimer(*warn_timer);
   (*loop)->Unwatch(*watch);
   (*sup)->KillAll();
 

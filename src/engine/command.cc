@@ -8,7 +8,7 @@ Task<Result<CommandResult>> RunCommand(Supervisor& sup, ProcessSpec spec, Cancel
   auto output = std::make_shared<std::string>();
   std::shared_ptr<ProcessTree> tree;
   std::optional<Error> spawn_failure;
-  CancelSource::Subscription on_cancel;
+  CancelSource::Registration registered;
   TreeExit exit = co_await AwaitCallback<TreeExit>([&](std::function<void(TreeExit)> resume) {
     auto spawned = sup.Spawn(
         spec, [output](OutputStream, std::string_view b) { output->append(b); },
@@ -19,7 +19,8 @@ Task<Result<CommandResult>> RunCommand(Supervisor& sup, ProcessSpec spec, Cancel
       return;
     }
     tree = *spawned;
-    if (cancel) on_cancel = cancel->Subscribe([t = tree](const CancelRequest&) { t->Kill(); });
+    // The runner's own helpers get no grace: a cancel kills them at once.
+    if (cancel) registered = cancel->Register(tree, StepStop{SIGKILL, {}, true});
   });
   (void)tree;
   if (spawn_failure) co_return *spawn_failure;

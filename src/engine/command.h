@@ -4,7 +4,7 @@
 #include <string>
 
 #include "loop/task.h"
-#include "supervisor/cancel.h"
+#include "engine/cancel.h"
 #include "supervisor/supervisor.h"
 
 namespace sr::engine {

@@ -5,6 +5,7 @@
 #include "engine/internal.h"
 #include "engine/results.h"
 #include "expr/mask.h"
+#include "util/signals.h"
 
 namespace sr {
 
@@ -36,32 +37,9 @@ void Engine::State::Log(const std::string& line) {
   sink.Write(OutputStream::kStdout, Mask(line + "\n"));
 }
 
-namespace {
-// The termination record's closing log line: who ended on the signal, who needed SIGKILL.
-void LogTerminationSummary(Engine::State& st) {
-  auto t = engine::JobTermination(st);
-  if (!t) return;
-  int on_signal = 0, exited = 0;
-  std::string killed;
-  for (const auto& p : t->processes()) {
-    using E = proto::Termination::ProcessRecord;
-    if (p.ending() == E::ended_by_signal) ++on_signal;
-    if (p.ending() == E::exited) ++exited;
-    if (p.ending() == E::killed_after_grace || p.ending() == E::killed_forced) {
-      killed += (killed.empty() ? "" : ", ") + std::string("pid ") + std::to_string(p.pid()) +
-                " (" + p.command() + ")";
-    }
-  }
-  st.Log("step-runner: cancel finished: " + std::to_string(t->processes_size()) + " processes; " +
-         std::to_string(on_signal) + " ended on the signal, " + std::to_string(exited) +
-         " exited; " + (killed.empty() ? "none needed SIGKILL" : "needed SIGKILL: " + killed));
-}
-}  // namespace
-
-Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options, CancelSource& cancel) {
+Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options) {
   State& st = *state_;
   st.options = std::move(options);
-  st.job_cancel = &cancel;
   std::vector<std::string> git_env;
   for (const auto& [k, v] : st.options.base_env) git_env.push_back(k + "=" + v);
   // Never let git stop to ask for credentials on a terminal: a CI step has no one to answer.
@@ -71,7 +49,7 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options, Cancel
   engine::Scope top;
   top.step_dir = st.options.root_step_dir;
   top.ambient_env = st.options.base_env;
-  top.cancel = &cancel;
+  top.cancel = &st.job_cancel;
   top.node = nullptr;
   json inputs = json::object();
   for (auto it = st.options.root_inputs.begin(); it != st.options.root_inputs.end(); ++it) {
@@ -89,35 +67,20 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options, Cancel
   engine::LoadedStep step;
   step.file = std::move(root);
   step.dir = st.options.root_step_dir;
-  // The termination record's first log line: what the cancel did. A reporter, so it runs after
-  // every exec step has sent its signals: counting members must not delay them.
-  CancelSource::Subscription announce = cancel.Subscribe([&st](const CancelRequest& r) {
-    size_t n = 0;
-    engine::ForEachRunningTree(st.root, [&n](ProcessTree& t) { n += t.signalled(); });
-    if (r.forced) {
-      st.Log("step-runner: forced cancel (" + std::string(CancelReasonName(r.reason)) +
-             "): SIGKILL to " + std::to_string(n) + " processes");
-    } else {
-      st.Log("step-runner: cancelling (" + std::string(CancelReasonName(r.reason)) +
-             "): cancel signal to " + std::to_string(n) + " processes, grace " +
-             FormatDuration(r.grace));
-    }
-  }, CancelSource::Role::kReporter);
   engine::StepOutcome outcome =
       co_await engine::RunStep(st, top, std::move(step), std::move(inputs), engine::Env(), &st.root);
-  announce = {};
   if (st.pending_diagnose > 0) {
     // Diagnose steps never outlive the job: kill what is left and wait for it.
     std::set<CancelSource*> running = st.diagnose_cancels;
-    for (CancelSource* c : running) {
-      c->Cancel(CancelRequest{CancelReason::kTimedOut, true, Duration(0), {}, {}});
-    }
+    for (CancelSource* c : running) c->Cancel(CancelRequest::Forced(CancelReason::kTimedOut));
     co_await AwaitCallback<bool>([&st](std::function<void(bool)> resume) {
       if (st.pending_diagnose == 0) return resume(true);
       st.on_diagnose_drained = [resume] { resume(true); };
     });
   }
-  if (cancel.requested()) LogTerminationSummary(st);
+  if (st.job_cancel.requested()) {
+    if (auto t = engine::JobTermination(st)) st.Log(engine::CancelFinishedLine(*t));
+  }
   RunOutcome out;
   out.result = Snapshot();
   out.error = outcome.error;
@@ -169,10 +132,51 @@ void MaskStrings(const Engine::State& st, google::protobuf::Message* m) {
 }
 }  // namespace
 
+void Engine::State::MaskMessage(google::protobuf::Message* m) const {
+  if (!options.secrets.empty()) MaskStrings(*this, m);
+}
+
 proto::StepResult Engine::Snapshot() const {
   proto::StepResult r = state_->root.Snapshot();
-  if (!state_->options.secrets.empty()) MaskStrings(*state_, &r);
+  state_->MaskMessage(&r);
   return r;
+}
+
+CancelSource::Effect Engine::Cancel(CancelRequest request) {
+  State& st = *state_;
+  CancelSource::Effect e = st.job_cancel.Cancel(request);
+  if (!e.changed) return e;
+  // Merged over escalations: a forced cancel after a graceful one keeps the signals and grace
+  // the processes got first.
+  CancelSource::Effect& all = st.cancel_effect;
+  all.changed = true;
+  all.processes = std::max(all.processes, e.processes);
+  all.signals.insert(e.signals.begin(), e.signals.end());
+  const CancelRequest& r = *st.job_cancel.current();
+  if (!all.grace) all.grace = e.grace;
+  // Forced: SIGKILL came when it was forced (CancelRequest::grace() counts up to that).
+  if (r.forced()) all.grace = std::min(all.grace.value_or(r.grace()), r.grace());
+  const std::string reason = CancelReasonName(r.reason);
+  if (r.forced()) {
+    st.Log("step-runner: forced cancel (" + reason + "): SIGKILL to " +
+           std::to_string(e.processes) + " processes");
+  } else {
+    std::string signals;
+    for (int s : e.signals) signals += (signals.empty() ? "" : "/") + SignalName(s);
+    st.Log("step-runner: cancelling (" + reason + "): " +
+           (signals.empty() ? std::string("cancel signal") : signals) + " to " +
+           std::to_string(e.processes) + " processes, grace " +
+           FormatDuration(e.grace.value_or(r.grace())));
+  }
+  return e;
+}
+
+const std::optional<CancelRequest>& Engine::cancel_request() const {
+  return state_->job_cancel.current();
+}
+
+std::optional<proto::Termination> Engine::Termination() const {
+  return engine::JobTermination(*state_);
 }
 
 }  // namespace sr

@@ -2,9 +2,9 @@
 // (a "job" for the service, one `run`/`ci` invocation for the CLI) on the event loop, as a Task.
 //
 // It knows step semantics (reference.md sections 2–4, contract section 4) and nothing of gRPC or
-// the terminal: output goes to an OutputSink, progress to an optional Observer, and cancellation
-// arrives through the CancelSource the caller owns (Cancel, Close, timeout, Ctrl-C all look the
-// same here, except for their CancelReason).
+// the terminal: output goes to an OutputSink, progress to an optional Observer. A job is driven
+// by a JobRun (engine/job_run.h), which owns the timeout and the warning and calls Cancel (Cancel,
+// Close, timeout, Ctrl-C all look the same here, except for their CancelReason).
 #pragma once
 
 #include <chrono>
@@ -21,7 +21,7 @@
 #include "loop/task.h"
 #include "proto/step.pb.h"
 #include "stepfile/stepfile.h"
-#include "supervisor/cancel.h"
+#include "engine/cancel.h"
 #include "supervisor/supervisor.h"
 #include "util/result.h"
 
@@ -41,6 +41,8 @@ class Observer {
   virtual void StepStarted(const std::string& /*name*/) {}
   virtual void StepFinished(const std::string& /*name*/, proto::StepResult::Status /*status*/,
                             Duration /*took*/) {}
+  /// The warning before the deadline went out (the termination record changed).
+  virtual void Warned() {}
 };
 
 struct RunOptions {
@@ -56,6 +58,9 @@ struct RunOptions {
   std::vector<std::string> secrets;
   /// Grace between the cancel signal and SIGKILL when a cancel request does not say otherwise.
   Duration grace = std::chrono::seconds(30);
+  /// At most this long between the cancel signal and SIGKILL for processes a step's main
+  /// process left behind when it ended by itself.
+  Duration leftover_grace = std::chrono::seconds(2);
   /// Inputs of the root step (`run -f FILE --inputs k=v`); checked against its spec.
   nlohmann::json root_inputs = nlohmann::json::object();
   /// Directory for per-step output/export files; must exist and outlive the run.
@@ -76,8 +81,14 @@ class Engine {
   Engine(EventLoop& loop, Supervisor& supervisor, OutputSink& sink, Observer* observer = nullptr);
   ~Engine();
 
-  /// Runs the root step. `cancel` must outlive the task. Only one Run per Engine.
-  Task<RunOutcome> Run(stepfile::StepFile root, RunOptions options, CancelSource& cancel);
+  /// Runs the root step. Only one Run per Engine.
+  Task<RunOutcome> Run(stepfile::StepFile root, RunOptions options);
+
+  /// Cancels the run, or escalates its cancel (the policy: engine/cancel.h), and writes the
+  /// record's first log line. Returns what it did.
+  CancelSource::Effect Cancel(CancelRequest request);
+  /// The job's cancel request, once there is one.
+  const std::optional<CancelRequest>& cancel_request() const;
 
   /// The result tree so far (running steps show `running` / `cancelling`), masked.
   proto::StepResult Snapshot() const;
@@ -86,9 +97,9 @@ class Engine {
   /// and starts the `diagnose:` steps of the running sequences, with `${{ run.pids }}`.
   void Warn(int signo);
 
-  /// The termination record: the cancel request (reason, forced, times, grace) and, for every
-  /// step a cancel reached, which process got which signal and how it ended. Unset when no
-  /// cancel or warning happened.
+  /// The termination record, masked: the cancel request (reason, forced, time, effective
+  /// grace), the warning, and, for every step a cancel reached, which process got which signal
+  /// and how it ended. Unset when no cancel or warning happened.
   std::optional<proto::Termination> Termination() const;
 
   struct State;  // internal
@@ -106,8 +117,5 @@ std::string ResultToJson(const proto::StepResult& result);
 
 /// A wall-clock time as a protobuf Timestamp.
 google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t);
-
-/// The request half of a termination record: reason, forced, requested_time and grace.
-void SetTerminationRequest(const CancelRequest& request, proto::Termination* out);
 
 }  // namespace sr

@@ -42,7 +42,7 @@ class EngineTest : public ::testing::Test {
 
   // Runs `text` as the root step file; `during` may act on the loop once the run started.
   RunOutcome Run(const std::string& text, RunOptions options = {},
-                 std::function<void(CancelSource&)> during = nullptr) {
+                 std::function<void(Engine&)> during = nullptr) {
     auto file = stepfile::ParseStepFile(text, "root.yml");
     EXPECT_TRUE(file.ok()) << (file.ok() ? "" : file.error().message);
     if (!file.ok()) return {};
@@ -52,9 +52,9 @@ class EngineTest : public ::testing::Test {
     if (options.base_env.empty()) options.base_env = {{"PATH", "/usr/bin:/bin"}};
     engine_ = std::make_unique<Engine>(*loop_, *sup_, sink_);
     std::optional<RunOutcome> out;
-    StartTask<RunOutcome>(engine_->Run(std::move(*file), options, cancel_),
+    StartTask<RunOutcome>(engine_->Run(std::move(*file), options),
                           [&](RunOutcome o) { out = std::move(o); });
-    if (during) during(cancel_);
+    if (during) during(*engine_);
     auto safety = loop_->After(std::chrono::seconds(60), [&] { ADD_FAILURE() << "run hung"; loop_->Stop(); });
     loop_->RunUntil([&] { return out.has_value(); });
     loop_->CancelTimer(safety);
@@ -65,7 +65,6 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<Supervisor> sup_;
   TempDir dir_;
   CaptureSink sink_;
-  CancelSource cancel_;
   std::unique_ptr<Engine> engine_;
 };
 
@@ -113,9 +112,9 @@ TEST_F(EngineTest, FailingCleanupFailsASuccessfulRun) {
 
 TEST_F(EngineTest, SleepBuiltinEndsPromptlyOnCancel) {
   auto out = Run("spec: {}\n---\nrun:\n  - name: nap\n    step: dist://sleep\n    inputs: {duration: 1h}\n",
-                 {}, [&](CancelSource& c) {
+                 {}, [&](Engine& c) {
                    loop_->After(std::chrono::milliseconds(20), [&c] {
-                     c.Cancel(CancelRequest{CancelReason::kRequested, false, std::chrono::seconds(5), {}, {}});
+                     c.Cancel(CancelRequest::Graceful(CancelReason::kRequested, std::chrono::seconds(5)));
                    });
                  });
   ASSERT_TRUE(out.error);
@@ -135,9 +134,9 @@ run:
 finally:
   - name: cleanup
     script: echo "cleaned ${{ run.status }}"
-)", {}, [&](CancelSource& c) {
+)", {}, [&](Engine& c) {
     loop_->After(std::chrono::milliseconds(100), [&c] {
-      c.Cancel(CancelRequest{CancelReason::kRequested, false, std::chrono::seconds(5), {}, {}});
+      c.Cancel(CancelRequest::Graceful(CancelReason::kRequested, std::chrono::seconds(5)));
     });
   });
   ASSERT_TRUE(out.error);

@@ -134,6 +134,11 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
 
   CancelSource& cancel = *caller.cancel;
   if (cancel.requested()) co_return StepOutcome{true, CancelError(cancel, "exec: not started")};
+  StepStop stop;
+  if (def.cancel && def.cancel->signal) stop.signal = *def.cancel->signal;
+  if (def.cancel) stop.grace = def.cancel->grace;
+  spec.leftovers = LeftoverPolicy(stop, st.options.grace, st.options.leftover_grace);
+  node->cancel = &cancel;
   st.Log("Running step \"" + node->result.step().name() + "\"");
 
   // Output is masked per stream; a secret split across two writes is still caught.
@@ -141,7 +146,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   auto err_mask = std::make_shared<expr::Masker>(st.options.secrets);
   OutputSink& sink = st.sink;
   std::optional<Error> runner_error;
-  CancelSource::Subscription on_cancel;
+  CancelSource::Registration registered;
   TreeExit exit = co_await AwaitCallback<TreeExit>([&](std::function<void(TreeExit)> resume) {
     auto tree = st.sup.Spawn(
         spec,
@@ -157,21 +162,10 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
       return;
     }
     node->tree = *tree;
-    on_cancel = cancel.Subscribe([&def, node, t = *tree](const CancelRequest& r) {
-      node->result.set_status(proto::StepResult::cancelling);
-      if (r.forced) {
-        t->Kill();
-        return;
-      }
-      StopPolicy policy;
-      if (def.cancel && def.cancel->signal) policy.signal = *def.cancel->signal;
-      auto left = r.requested_at + r.grace - Clock::now();
-      policy.grace = std::max(Duration(0), std::chrono::duration_cast<Duration>(left));
-      if (def.cancel && def.cancel->grace) policy.grace = std::min(policy.grace, *def.cancel->grace);
-      t->Stop(policy);
-    });
+    // From here on the job's cancel policy stops this tree directly (engine/cancel.h).
+    registered = cancel.Register(*tree, stop);
   });
-  on_cancel = {};
+  registered = {};
   node->tree.reset();
   for (auto [s, m] : {std::pair{OutputStream::kStdout, out_mask}, {OutputStream::kStderr, err_mask}}) {
     std::string rest = m->Flush();
@@ -180,10 +174,11 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   if (runner_error) co_return StepOutcome{true, runner_error->Wrap("exec")};
   exec_result->set_exit_code(exit.exit_code);
 
+  if (exit.stop) {
+    *node->result.mutable_termination() = StepTermination(exit, cancel);
+    if (!exit.stop_requested) st.Log(LeftoversLine(node->result.step().name(), node->result.termination()));
+  }
   if (exit.stop_requested) {
-    auto* term = node->result.mutable_termination();
-    if (const auto& req = cancel.current()) SetTerminationRequest(*req, term);
-    AddProcessRecords(exit.records, term);
     std::string how = exit.term_signal ? "signal: " + SignalName(exit.term_signal)
                                        : "exit status " + std::to_string(exit.exit_code);
     co_return StepOutcome{true, CancelError(cancel, "exec: " + how)};

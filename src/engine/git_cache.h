@@ -5,7 +5,7 @@
 #include <string>
 
 #include "loop/task.h"
-#include "supervisor/cancel.h"
+#include "engine/cancel.h"
 #include "supervisor/supervisor.h"
 #include "util/result.h"
 

@@ -39,6 +39,8 @@ struct ResultNode {
   proto::StepResult result;  // sub_step_results stays empty here
   std::vector<std::unique_ptr<ResultNode>> children;
   std::shared_ptr<ProcessTree> tree;  // set while an exec step's processes run
+  /// The cancel domain the step runs in: a running step reads `cancelling` once it is cancelled.
+  const CancelSource* cancel = nullptr;
   ResultNode* Add() {
     children.push_back(std::make_unique<ResultNode>());
     return children.back().get();
@@ -121,7 +123,9 @@ struct Engine::State {
   OutputSink& sink;
   Observer* observer;
   RunOptions options;
-  CancelSource* job_cancel = nullptr;
+  CancelSource job_cancel;  // the job's cancel domain: every `run:` step's tree registers here
+  /// What the job's cancel did so far (for its log line and record), merged over escalations.
+  CancelSource::Effect cancel_effect;
   engine::Env exports;  // job-global, every later step sees them (contract 4.4)
   engine::ResultNode root;
   int file_counter = 0;
@@ -131,6 +135,7 @@ struct Engine::State {
   std::set<CancelSource*> diagnose_cancels;        // their cancel sources, while they run
   std::function<void()> on_diagnose_drained;       // called when pending_diagnose drops to 0
   std::optional<std::chrono::system_clock::time_point> warned_at;
+  int warning_signal = 0;
   // Local step files parsed in this run, by path: a step invoked N times is parsed once, and
   // again only if the file changed (device, inode, size, mtime) — a step may write the next.
   std::map<std::string, engine::CachedStepFile> step_files;
@@ -139,6 +144,8 @@ struct Engine::State {
   nlohmann::json View(const engine::Scope& scope, const engine::Env& env) const;
   /// Replaces secrets by [MASKED].
   std::string Mask(std::string_view text) const;
+  /// Replaces secrets in every string field of a message (reflection: a new field cannot leak).
+  void MaskMessage(google::protobuf::Message* m) const;
   void Log(const std::string& line);  // an engine line on the job's stdout
 };
 
@@ -159,10 +166,18 @@ Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
                                    const std::vector<stepfile::Invocation>& list, bool keep_going);
 /// Starts the `diagnose:` lists of the running sequences (pre-deadline warning).
 void StartDiagnose(Engine::State& st);
-/// The job's termination record so far: the cancel request plus every step's process records.
+/// The job's termination record so far, masked: the cancel request, the warning, and every
+/// process record of the steps the cancel reached. The one builder: Status, the log lines and
+/// `${{ run.termination }}` render what it returns.
 std::optional<proto::Termination> JobTermination(const Engine::State& st);
-/// The termination record as a `${{ run.termination }}` value.
+/// A step's record, from its tree's stop facts: reason (the domain's cancel, or step_ended for
+/// processes left behind), effective grace, and how each process ended.
+proto::Termination StepTermination(const TreeExit& exit, const CancelSource& cancel);
+/// The termination record as a `${{ run.termination }}` value: protobuf's JSON names, as Status.
 json TerminationValue(const Engine::State& st);
+/// Log lines: the step's leftovers (one line), the end of the job's cancel.
+std::string LeftoversLine(const std::string& step, const proto::Termination& t);
+std::string CancelFinishedLine(const proto::Termination& t);
 /// The scope a step sees itself in: its own directory and inputs, its caller's cancel and `run`.
 Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs);
 /// Expands a definition's `env:` in `view` (entries see outer values, not each other).

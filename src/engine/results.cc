@@ -170,6 +170,9 @@ void AddProcessRecords(const std::vector<ProcessRecord>& records, proto::Termina
 
 proto::StepResult ResultNode::Snapshot() const {
   proto::StepResult out = result;
+  if (out.status() == proto::StepResult::running && cancel && cancel->requested()) {
+    out.set_status(proto::StepResult::cancelling);
+  }
   for (const auto& c : children) *out.add_sub_step_results() = c->Snapshot();
   return out;
 }
@@ -192,20 +195,6 @@ google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t)
   ts.set_seconds(ns / 1000000000);
   ts.set_nanos(static_cast<int32_t>(ns % 1000000000));
   return ts;
-}
-
-void SetTerminationRequest(const CancelRequest& request, proto::Termination* out) {
-  switch (request.reason) {
-    case CancelReason::kRequested: out->set_reason(proto::Termination::cancel_requested); break;
-    case CancelReason::kTimedOut: out->set_reason(proto::Termination::timed_out); break;
-    case CancelReason::kServerShutdown: out->set_reason(proto::Termination::server_shutdown); break;
-    case CancelReason::kClosed: out->set_reason(proto::Termination::closed); break;
-  }
-  out->set_forced(request.forced);
-  *out->mutable_requested_time() = ToTimestamp(request.requested_wall);
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(request.grace).count();
-  out->mutable_grace()->set_seconds(ns / 1000000000);
-  out->mutable_grace()->set_nanos(static_cast<int32_t>(ns % 1000000000));
 }
 
 int ExitCodeFor(const std::optional<Error>& error) {

@@ -61,30 +61,23 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
   self.ambient_env = Overlay(caller.ambient_env, *def_env);
   for (const auto& [k, v] : Overlay(env, *def_env)) (*node->result.mutable_env())[k] = v;
 
-  CancelSource::Subscription mark_cancelling = caller.cancel->Subscribe([node](const CancelRequest&) {
-    if (node->result.status() == proto::StepResult::running) {
-      node->result.set_status(proto::StepResult::cancelling);
-    }
-  });
+  node->cancel = caller.cancel;
   st.running_sequences.push_back(&self);
   std::optional<Error> error = co_await RunList(st, self, def.run, /*keep_going=*/false);
 
   if (!def.finally.empty()) {
-    // Cleanup has its own cancel source: the cancel that ended `run:` does not stop it, but a
+    // Cleanup has its own cancel domain: the cancel that ended `run:` does not stop it, but a
     // forced cancel does, and so does the end of its own budget once a cancel has come.
-    CancelSource cleanup;
+    CancelSource cleanup(*caller.cancel, CancelSource::Follow::kForcedOnly);
     const Duration budget = def.finally_timeout.value_or(std::chrono::seconds(30));
     std::optional<EventLoop::TimerId> budget_timer;
     EventLoop& loop = st.loop;
     const Duration grace = st.options.grace;
-    CancelSource::Subscription escalate = caller.cancel->Subscribe([&](const CancelRequest& r) {
-      if (r.forced) {
-        cleanup.Cancel(r);
-      } else if (!budget_timer) {
-        budget_timer = loop.After(budget, [&cleanup, grace] {
-          cleanup.Cancel(CancelRequest{CancelReason::kTimedOut, false, grace, {}, {}});
-        });
-      }
+    CancelSource::Subscription start_budget = caller.cancel->Subscribe([&](const CancelRequest&) {
+      if (budget_timer) return;
+      budget_timer = loop.After(budget, [&cleanup, grace] {
+        cleanup.Cancel(CancelRequest::Graceful(CancelReason::kTimedOut, grace));
+      });
     });
     Scope cleanup_scope = self;
     cleanup_scope.cancel = &cleanup;
@@ -92,7 +85,7 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
     cleanup_scope.run["termination"] = TerminationValue(st);
     std::optional<Error> cleanup_error =
         co_await RunList(st, cleanup_scope, def.finally, /*keep_going=*/true);
-    escalate = {};
+    start_budget = {};
     if (budget_timer) loop.CancelTimer(*budget_timer);
     self.steps = std::move(cleanup_scope.steps);
     self.view = {};

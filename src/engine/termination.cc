@@ -1,5 +1,5 @@
-// The termination record (contract section 2) and the pre-deadline warning's `diagnose:` steps
-// (contract 4.10): what the cancel did to each process, and a chance to look before the kill.
+// The termination record (contract section 2): built here, once, from the supervisor's facts.
+// Status, step-results.json, the log lines and `${{ run.termination }}` are renderings of it.
 #include <google/protobuf/util/json_util.h>
 
 #include "engine/internal.h"
@@ -9,38 +9,77 @@
 namespace sr::engine {
 namespace {
 
+using Ending = proto::Termination::ProcessRecord;
+
+void SetDuration(Duration d, google::protobuf::Duration* out) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  out->set_seconds(ns / 1000000000);
+  out->set_nanos(static_cast<int32_t>(ns % 1000000000));
+}
+
+void SetReason(CancelReason reason, proto::Termination* out) {
+  switch (reason) {
+    case CancelReason::kRequested: out->set_reason(proto::Termination::cancel_requested); break;
+    case CancelReason::kTimedOut: out->set_reason(proto::Termination::timed_out); break;
+    case CancelReason::kServerShutdown: out->set_reason(proto::Termination::server_shutdown); break;
+    case CancelReason::kClosed: out->set_reason(proto::Termination::closed); break;
+  }
+}
+
+// The processes of every step the job's cancel reached (not the leftovers of steps that had
+// ended before it: those have records of their own, reason step_ended).
 void CollectProcesses(const ResultNode& node, proto::Termination* out) {
-  if (node.result.has_termination()) {
-    for (const auto& p : node.result.termination().processes()) *out->add_processes() = p;
+  const auto& t = node.result.termination();
+  if (node.result.has_termination() && t.reason() != proto::Termination::step_ended) {
+    for (const auto& p : t.processes()) *out->add_processes() = p;
   }
   for (const auto& c : node.children) CollectProcesses(*c, out);
 }
 
-// One running `diagnose:` list: its own cancel source, killed when the deadline's cancel comes.
-struct DiagnoseRun {
-  CancelSource cancel;
-  Scope scope;
-  std::vector<stepfile::Invocation> list;
-  CancelSource::Subscription on_deadline;
-};
+Duration FromProto(const google::protobuf::Duration& d) {
+  return std::chrono::seconds(d.seconds()) + std::chrono::nanoseconds(d.nanos());
+}
 
-Task<bool> RunDiagnose(Engine::State& st, std::shared_ptr<DiagnoseRun> run) {
-  (void)co_await RunList(st, run->scope, run->list, /*keep_going=*/true);
-  co_return true;
+std::string ProcessName(const proto::Termination::ProcessRecord& p) {
+  return "pid " + std::to_string(p.pid()) + " (" + p.command() + ")";
 }
 
 }  // namespace
 
-std::optional<proto::Termination> JobTermination(const Engine::State& st) {
-  if (!st.job_cancel || !st.job_cancel->requested()) {
-    if (!st.warned_at) return std::nullopt;
-  }
+proto::Termination StepTermination(const TreeExit& exit, const CancelSource& cancel) {
   proto::Termination t;
-  if (st.job_cancel && st.job_cancel->current()) {
-    SetTerminationRequest(*st.job_cancel->current(), &t);
+  const StopFacts& stop = *exit.stop;
+  const auto& request = cancel.current();
+  if (stop.leftovers || !request) {
+    t.set_reason(proto::Termination::step_ended);
+    *t.mutable_requested_time() = ToTimestamp(stop.started);
+  } else {
+    SetReason(request->reason, &t);
+    *t.mutable_requested_time() = ToTimestamp(request->requested_wall);
   }
-  if (st.warned_at) *t.mutable_warning_time() = ToTimestamp(*st.warned_at);
+  t.set_forced(stop.forced);
+  SetDuration(stop.grace, t.mutable_grace());
+  AddProcessRecords(exit.records, &t);
+  return t;
+}
+
+std::optional<proto::Termination> JobTermination(const Engine::State& st) {
+  const auto& request = st.job_cancel.current();
+  if (!request && !st.warned_at) return std::nullopt;
+  proto::Termination t;
+  if (request) {
+    SetReason(request->reason, &t);
+    t.set_forced(request->forced());
+    *t.mutable_requested_time() = ToTimestamp(request->requested_wall);
+    // The grace the processes got; the request's own when no process was reached.
+    SetDuration(st.cancel_effect.grace.value_or(request->grace()), t.mutable_grace());
+  }
+  if (st.warned_at) {
+    *t.mutable_warning_time() = ToTimestamp(*st.warned_at);
+    if (st.warning_signal) t.set_warning_signal(SignalName(st.warning_signal));
+  }
   CollectProcesses(st.root, &t);
+  st.MaskMessage(&t);
   return t;
 }
 
@@ -48,78 +87,35 @@ json TerminationValue(const Engine::State& st) {
   auto t = JobTermination(st);
   if (!t) return json::object();
   std::string text;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(*t, &text, opts);
+  (void)google::protobuf::util::MessageToJsonString(*t, &text);
   json v = json::parse(text, nullptr, false);
   return v.is_discarded() ? json::object() : v;
 }
 
-void ForEachRunningTree(const ResultNode& root, const std::function<void(ProcessTree&)>& fn) {
-  std::vector<const ResultNode*> stack{&root};
-  while (!stack.empty()) {
-    const ResultNode* n = stack.back();
-    stack.pop_back();
-    if (n->tree && !n->tree->finished()) fn(*n->tree);
-    for (const auto& c : n->children) stack.push_back(c.get());
+std::string LeftoversLine(const std::string& step, const proto::Termination& t) {
+  std::string line = "step-runner: step \"" + step + "\" left processes behind, stopped (grace " +
+                     FormatDuration(FromProto(t.grace())) + "):";
+  for (const auto& p : t.processes()) {
+    if (p.signal().empty()) continue;  // the main process, ended by itself
+    line += " " + ProcessName(p) + " " + p.signal() + " -> " + Ending::Ending_Name(p.ending()) + ";";
   }
+  line.pop_back();
+  return line;
 }
 
-void StartDiagnose(Engine::State& st) {
-  json pids = json::array();
-  ForEachRunningTree(st.root, [&](ProcessTree& t) {
-    for (pid_t p : t.Members()) pids.push_back(p);
-  });
-  for (Scope* seq : st.running_sequences) {
-    if (!seq->definition || seq->definition->diagnose.empty()) continue;
-    auto run = std::make_shared<DiagnoseRun>();
-    run->list = seq->definition->diagnose;
-    run->scope = *seq;
-    run->scope.cancel = &run->cancel;
-    run->scope.run["pids"] = pids;
-    run->scope.run["status"] = "running";
-    DiagnoseRun* raw = run.get();
-    run->on_deadline = st.job_cancel->Subscribe([raw](const CancelRequest& r) {
-      CancelRequest kill = r;
-      kill.forced = true;
-      raw->cancel.Cancel(kill);
-    });
-    ++st.pending_diagnose;
-    st.diagnose_cancels.insert(&run->cancel);
-    Engine::State* state = &st;
-    StartTask<bool>(RunDiagnose(st, run), [state, run](bool) {
-      run->on_deadline = {};
-      state->diagnose_cancels.erase(&run->cancel);
-      if (--state->pending_diagnose == 0 && state->on_diagnose_drained) {
-        auto drained = std::move(state->on_diagnose_drained);
-        state->on_diagnose_drained = nullptr;
-        drained();
-      }
-    });
+std::string CancelFinishedLine(const proto::Termination& t) {
+  int on_signal = 0, exited = 0;
+  std::string killed;
+  for (const auto& p : t.processes()) {
+    if (p.ending() == Ending::ended_by_signal) ++on_signal;
+    if (p.ending() == Ending::exited) ++exited;
+    if (p.ending() == Ending::killed_after_grace || p.ending() == Ending::killed_forced) {
+      killed += (killed.empty() ? "" : ", ") + ProcessName(p);
+    }
   }
+  return "step-runner: cancel finished: " + std::to_string(t.processes_size()) + " processes; " +
+         std::to_string(on_signal) + " ended on the signal, " + std::to_string(exited) +
+         " exited; " + (killed.empty() ? "none needed SIGKILL" : "needed SIGKILL: " + killed);
 }
 
 }  // namespace sr::engine
-
-namespace sr {
-
-void Engine::Warn(int signo) {
-  State& st = *state_;
-  st.warned_at = WallNow();
-  size_t signalled = 0;
-  engine::ForEachRunningTree(st.root, [&](ProcessTree& t) {
-    signalled += t.Members().size();
-    if (signo) t.Signal(signo);
-  });
-  st.Log("step-runner: deadline warning: " +
-         (signo ? SignalName(signo) + " sent to " + std::to_string(signalled) + " processes"
-                : std::string("no warning signal")) +
-         "; starting diagnose steps");
-  engine::StartDiagnose(st);
-}
-
-std::optional<proto::Termination> Engine::Termination() const {
-  return engine::JobTermination(*state_);
-}
-
-}  // namespace sr

@@ -38,14 +38,6 @@ Status MakeDirs(const std::string& path, mode_t mode, std::vector<std::string>* 
   return Ok();
 }
 
-// Every process record of every step that has a termination record, depth first.
-void CollectProcesses(const proto::StepResult& r, proto::Termination* out) {
-  if (r.has_termination()) {
-    for (const auto& p : r.termination().processes()) *out->add_processes() = p;
-  }
-  for (const auto& sub : r.sub_step_results()) CollectProcesses(sub, out);
-}
-
 }  // namespace
 
 // The engine's output goes into the job log: both streams, interleaved as written.
@@ -123,53 +115,33 @@ Status Job::Setup(JobRequest& request) {
 void Job::Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
                 std::function<void()> on_end) {
   loop_ = &loop;
-  grace_ = request.grace;
   on_end_ = std::move(on_end);
   sink_ = std::make_unique<LogSink>(log_.get());
-  engine_ = std::make_unique<Engine>(loop, supervisor, *sink_, static_cast<Observer*>(this));
+  run_ = std::make_unique<JobRun>(loop, supervisor, *sink_, static_cast<Observer*>(this));
 
-  RunOptions options;
-  options.work_dir = request.work_dir;
-  options.root_step_dir = request.root_step_dir;
-  options.base_env = std::move(request.env);
-  options.job_vars = std::move(request.job_vars);
-  options.secrets = std::move(request.secrets);
-  options.grace = request.grace;
-  options.temp_dir = dir_ + "/.tmp";
+  JobOptions options;
+  options.run.work_dir = request.work_dir;
+  options.run.root_step_dir = request.root_step_dir;
+  options.run.base_env = std::move(request.env);
+  options.run.job_vars = std::move(request.job_vars);
+  options.run.secrets = std::move(request.secrets);
+  options.run.grace = request.grace;
+  options.run.temp_dir = dir_ + "/.tmp";
+  options.timeout = request.timeout;
+  options.warn_before = request.warn_before;
+  options.warn_signal = request.warn_signal;
 
   running_ = true;
   state_ = proto::StepResult::running;
   start_time_ = WallNow();
-  if (request.timeout.count() > 0) {
-    timeout_timer_ = loop.After(request.timeout, [this] {
-      timeout_timer_ = 0;
-      Cancel(CancelReason::kTimedOut, false);
-    });
-    if (request.warn_before.count() > 0) {
-      const int signo = request.warn_signal;
-      warn_timer_ = loop.After(request.timeout - request.warn_before, [this, signo] {
-        warn_timer_ = 0;
-        if (!running_ || cancel_.requested()) return;
-        warning_time_ = WallNow();
-        engine_->Warn(signo);
-        Publish();
-      });
-    }
-  }
   Publish();
-  StartTask<RunOutcome>(engine_->Run(std::move(request.root), std::move(options), cancel_),
-                        [this](RunOutcome outcome) { Finish(std::move(outcome)); });
+  run_->Start(std::move(request.root), std::move(options),
+              [this](RunOutcome outcome) { Finish(std::move(outcome)); });
 }
 
 void Job::Cancel(CancelReason reason, bool forced) {
   if (!running_) return;
-  const bool first = !cancel_.requested();
-  if (!first && (cancel_.forced() || !forced)) return;  // nothing to escalate
-  CancelRequest request;
-  request.reason = reason;
-  request.forced = forced;
-  request.grace = forced ? Duration(0) : grace_;
-  cancel_.Cancel(request);
+  if (!run_->Cancel(reason, forced).changed) return;  // nothing to escalate
   // The cancel may have ended the job synchronously (nothing was running).
   if (running_) state_ = proto::StepResult::cancelling;
   Publish();
@@ -191,9 +163,6 @@ void Job::StepFinished(const std::string& /*name*/, proto::StepResult::Status /*
 void Job::Finish(RunOutcome outcome) {
   running_ = false;
   ended_ = true;
-  if (timeout_timer_) loop_->CancelTimer(timeout_timer_);
-  if (warn_timer_) loop_->CancelTimer(warn_timer_);
-  timeout_timer_ = warn_timer_ = 0;
   end_time_ = WallNow();
   final_result_ = std::move(outcome.result);
 
@@ -202,14 +171,7 @@ void Job::Finish(RunOutcome outcome) {
   } else {
     proto::StatusError error;
     error.set_message(outcome.error->message);
-    Error::Kind kind = outcome.error->kind;
-    // Classification uses what the runner did: a cancel whose reason was the timeout is a
-    // timeout, whatever the step printed.
-    if (kind == Error::Kind::kCancelled && cancel_.current() &&
-        cancel_.current()->reason == CancelReason::kTimedOut) {
-      kind = Error::Kind::kTimedOut;
-    }
-    switch (kind) {
+    switch (outcome.error->kind) {
       case Error::Kind::kCancelled:
         state_ = proto::StepResult::cancelled;
         error.set_kind(proto::StatusError::cancelled);
@@ -239,17 +201,6 @@ void Job::Finish(RunOutcome outcome) {
   });
 }
 
-std::optional<proto::Termination> Job::BuildTermination(const proto::StepResult& result) const {
-  const auto& request = cancel_.current();
-  if (!request) return std::nullopt;
-  if (ended_ && state_ == proto::StepResult::success) return std::nullopt;  // ran to its end
-  proto::Termination t;
-  SetTerminationRequest(*request, &t);
-  if (warning_time_) *t.mutable_warning_time() = ToTimestamp(*warning_time_);
-  CollectProcesses(result, &t);
-  return t;
-}
-
 void Job::Publish() {
   proto::Status s;
   s.set_id(id_);
@@ -260,13 +211,17 @@ void Job::Publish() {
   }
   if (start_time_) *s.mutable_start_time() = ToTimestamp(*start_time_);
   if (end_time_) *s.mutable_end_time() = ToTimestamp(*end_time_);
-  if (cancel_.current()) *s.mutable_cancel_time() = ToTimestamp(cancel_.current()->requested_wall);
   if (final_result_) {
     *s.mutable_result() = *final_result_;
-  } else if (engine_) {
-    *s.mutable_result() = engine_->Snapshot();
+  } else if (run_) {
+    *s.mutable_result() = run_->Snapshot();
   }
-  if (auto termination = BuildTermination(s.result())) *s.mutable_termination() = *termination;
+  if (run_) {
+    if (const auto& cancel = run_->cancel_request()) {
+      *s.mutable_cancel_time() = ToTimestamp(cancel->requested_wall);
+    }
+    if (auto termination = run_->Termination()) *s.mutable_termination() = *termination;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   published_ = std::move(s);
 }

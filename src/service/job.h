@@ -1,5 +1,6 @@
-// One job of the service: its validated request, its files, its engine run, and the Status
-// snapshot clients read. Internal to src/service (see service.h for the behaviour).
+// One job of the service: its validated request, its files, its log, and the Status snapshot
+// clients read. The run itself — timeout, warning, cancel, termination record — is the engine's
+// JobRun; this class is its edge. Internal to src/service (see service.h for the behaviour).
 //
 // Threading: everything runs on the event-loop thread except Snapshot(), which any gRPC thread
 // may call: it copies the proto::Status the loop publishes (under the job's mutex) after every
@@ -16,11 +17,12 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/job_run.h"
 #include "log/log.h"
 #include "loop/loop.h"
 #include "proto/step.pb.h"
 #include "stepfile/stepfile.h"
-#include "supervisor/cancel.h"
+#include "engine/cancel.h"
 #include "supervisor/supervisor.h"
 #include "util/result.h"
 #include "util/time.h"
@@ -96,26 +98,22 @@ class Job : private Observer {
   void StepStarted(const std::string& name) override;
   void StepFinished(const std::string& name, proto::StepResult::Status status,
                     Duration took) override;
+  void Warned() override { Publish(); }
   void Finish(RunOutcome outcome);
   void Publish();
-  std::optional<proto::Termination> BuildTermination(const proto::StepResult& result) const;
 
   const std::string id_;
   std::string dir_;                 // the job dir once Setup created it
   std::vector<std::string> created_dirs_;  // by Setup's mkdir -p, innermost last
   std::shared_ptr<JobLog> log_;
   std::unique_ptr<LogSink> sink_;
-  std::unique_ptr<Engine> engine_;
-  CancelSource cancel_;
-  CancelSource::Subscription cancel_log_;
+  std::unique_ptr<JobRun> run_;
   EventLoop* loop_ = nullptr;
-  EventLoop::TimerId timeout_timer_ = 0, warn_timer_ = 0;
-  Duration grace_{0};
   bool running_ = false, ended_ = false;
 
   // What Publish() turns into a proto::Status.
   proto::StepResult::Status state_ = proto::StepResult::unspecified;
-  std::optional<std::chrono::system_clock::time_point> start_time_, end_time_, warning_time_;
+  std::optional<std::chrono::system_clock::time_point> start_time_, end_time_;
   std::optional<proto::StatusError> error_;
   std::optional<proto::StepResult> final_result_;
   std::function<void()> on_end_;

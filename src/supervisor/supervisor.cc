@@ -217,6 +217,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   config.owner = this;
   config.id = id;
   config.command = JoinArgv(spec.argv);
+  config.leftovers = spec.leftovers.value_or(StopPolicy{SIGTERM, options_.leftover_grace});
   config.leftover_grace = options_.leftover_grace;
   config.on_output = spec.capture_output ? std::move(on_output) : nullptr;
   config.on_exit = std::move(on_exit);

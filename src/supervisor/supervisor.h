@@ -33,10 +33,32 @@
 #include <vector>
 
 #include "loop/loop.h"
+#include "util/kill_deadline.h"
 #include "util/result.h"
 #include "util/time.h"
 
 namespace sr {
+
+/// How to stop a tree, relative to the moment it is applied: the signal to send first, and how
+/// long to wait before SIGKILL.
+struct StopPolicy {
+  int signal = SIGTERM;
+  Duration grace = std::chrono::seconds(30);  // 0 = SIGKILL at once
+};
+
+/// A stop instruction as the caller computed it: the signal to send first and when SIGKILL
+/// comes. The supervisor applies it and reports what happened; it does not know why.
+struct StopOrder {
+  int signal = SIGTERM;
+  Clock::time_point issued_at{};  // when the caller decided; the grace counts from here
+  KillDeadline kill;
+  static StopOrder From(StopPolicy p, Clock::time_point now = Clock::now()) {
+    return StopOrder{p.signal, now, KillDeadline::After(now, p.grace)};
+  }
+  static StopOrder Forced(Clock::time_point now = Clock::now()) {
+    return StopOrder{SIGKILL, now, KillDeadline{now, true}};
+  }
+};
 
 /// How to start one process.
 struct ProcessSpec {
@@ -48,6 +70,10 @@ struct ProcessSpec {
   std::string work_dir;
   /// When false, stdout/stderr go to /dev/null and no output callback is called.
   bool capture_output = true;
+  /// How members left behind when the main process exits by itself are stopped (a background
+  /// job, a daemon): a tree never outlives its main process. Unset = SIGTERM and
+  /// Options::leftover_grace.
+  std::optional<StopPolicy> leftovers;
 };
 
 enum class OutputStream { kStdout, kStderr };
@@ -56,8 +82,14 @@ enum class OutputStream { kStdout, kStderr };
 struct ProcessRecord {
   enum class Ending { kExited, kEndedBySignal, kKilledAfterGrace, kKilledForced, kStillRunning };
   pid_t pid = 0;
-  std::string command;  // /proc/<pid>/cmdline, spaces between args, truncated to 256 bytes
-  int signal_sent = 0;  // first signal we sent it (stop, warning, leftover or SIGKILL); 0 = none
+  /// argv joined with spaces, truncated to 256 bytes: read when the supervisor first saw the
+  /// process (spawn or a membership scan), else its task name; kNeverSeen when it was gone
+  /// before either could be read.
+  std::string command;
+  static constexpr char kNeverSeen[] = "(ended before its command line could be read)";
+  /// The stop signal it got, or SIGKILL when the kill came first; 0 = none. A warning signal
+  /// is not a stop signal and is not recorded here.
+  int signal_sent = 0;
   std::chrono::system_clock::time_point signal_time{};
   std::chrono::system_clock::time_point end_time{};
   Ending ending = Ending::kExited;
@@ -68,6 +100,18 @@ struct ProcessRecord {
   // SIGKILL and killed otherwise.
 };
 
+/// How a tree was stopped, when it was.
+struct StopFacts {
+  /// The main process had ended by itself and members were left: the stop came from
+  /// ProcessSpec::leftovers, not from a Stop() call (a later Stop() may still tighten it).
+  bool leftovers = false;
+  int signal = 0;  // the first signal of the stop (the stop order's, or SIGKILL when forced)
+  std::chrono::system_clock::time_point started{};  // wall clock, for records
+  /// From the first order to the SIGKILL deadline that applied in the end (0 when forced at once).
+  Duration grace{0};
+  bool forced = false;  // SIGKILL came from a forced order, not from the grace running out
+};
+
 /// What the caller learns when a tree has finished.
 struct TreeExit {
   /// The main process: exit status 0-255, or -1 if it died from a signal / could not start.
@@ -76,16 +120,11 @@ struct TreeExit {
   bool stop_requested = false;     // Stop() or Kill() was called before the main process ended
   bool killed = false;             // any member needed SIGKILL (grace ran out or forced)
   std::optional<Error> spawn_error;  // exec failed: program not found, not executable, bad dir
+  std::optional<StopFacts> stop;     // set when a stop (requested or for leftovers) began
   /// Every member the supervisor signalled or saw end during a stop, main process first. Empty
   /// when nothing was signalled. At most 256 entries (a fork bomb is killed, not listed).
   /// Every pid listed here has been reaped by the time on_exit runs.
   std::vector<ProcessRecord> records;
-};
-
-/// How to stop a tree: the signal to send first, and how long to wait before SIGKILL.
-struct StopPolicy {
-  int signal = SIGTERM;
-  Duration grace = std::chrono::seconds(30);  // 0 = SIGKILL at once
 };
 
 /// A running tree. Owned by the Supervisor until it finishes; callers hold a shared_ptr handle
@@ -96,18 +135,21 @@ class ProcessTree {
   virtual pid_t pid() const = 0;
   /// The pids of every live member (main process and descendants, including daemonized ones).
   virtual std::vector<pid_t> Members() const = 0;
-  /// Sends `signo` to every live member now (used for the pre-deadline warning signal).
+  /// Sends `signo` to every live member now, outside any stop (the pre-deadline warning). The
+  /// members are recorded (their command lines read) but `signal_sent` stays the stop signal.
   virtual void Signal(int signo) = 0;
-  /// How many members the supervisor has sent a signal to so far (stop, warning or SIGKILL).
-  /// Cheap: counts what Stop/Kill/Signal recorded, without looking at /proc.
+  /// How many members the supervisor has sent a stop signal or SIGKILL to so far. Cheap: counts
+  /// what Stop recorded, without looking at /proc.
   virtual size_t signalled() const = 0;
-  /// Starts the stop sequence: policy.signal to every member at once, SIGKILL to every member
-  /// when the grace runs out. Calling again may shorten the grace (never lengthen it). After the
+  /// Applies a stop order: order.signal to every member at once, SIGKILL to every member when
+  /// order.kill comes (at once when forced or passed). An order while a stop is in progress only
+  /// tightens its deadline (KillDeadline::Tighten); its signal is not sent again. After the
   /// main process has ended by itself it does not set TreeExit::stop_requested, but still
   /// applies to the leftover members.
-  virtual void Stop(StopPolicy policy) = 0;
-  /// SIGKILL every member now (a forced cancel). Also ends a Stop() in progress.
-  virtual void Kill() = 0;
+  virtual void Stop(StopOrder order) = 0;
+  void Stop(StopPolicy policy) { Stop(StopOrder::From(policy)); }
+  /// SIGKILL every member now (a forced order).
+  void Kill() { Stop(StopOrder::Forced()); }
   virtual bool finished() const = 0;
 };
 
@@ -118,8 +160,8 @@ class Supervisor {
     /// kAuto: cgroup v2 leaf per tree when a writable hierarchy is found, else process group.
     /// The environment variable STEP_RUNNER_CGROUP=off forces kProcessGroup (tests use it).
     Mechanism mechanism = Mechanism::kAuto;
-    /// After the main process exits by itself, leftover members get SIGTERM and, after this,
-    /// SIGKILL: a step's processes never outlive the step.
+    /// After the main process exits by itself, leftover members of a tree whose ProcessSpec
+    /// says nothing get SIGTERM and, after this, SIGKILL: processes never outlive their tree.
     Duration leftover_grace = std::chrono::seconds(2);
   };
   using OutputCallback = std::function<void(OutputStream, std::string_view)>;

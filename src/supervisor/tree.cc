@@ -23,6 +23,7 @@ TreeImpl::TreeImpl(Config c)
       owner_(c.owner),
       id_(c.id),
       command_(std::move(c.command)),
+      leftovers_(c.leftovers),
       leftover_grace_(c.leftover_grace),
       on_output_(std::move(c.on_output)),
       on_exit_(std::move(c.on_exit)) {}
@@ -102,46 +103,42 @@ void TreeImpl::Signal(int signo) {
   members_->SignalAll(signo, [&](pid_t p, int fd) { OnVictim(p, fd, signo, false); });
 }
 
-void TreeImpl::Stop(StopPolicy policy) {
+void TreeImpl::Stop(StopOrder order) {
   if (done_ || !started_ || !loop_) return;
   if (!main_reaped_) stop_requested_ = true;
-  BeginStop(policy);
+  BeginStop(order, false);
 }
 
-void TreeImpl::Kill() {
-  if (done_ || !started_ || !loop_) return;
-  if (!main_reaped_) stop_requested_ = true;
-  if (!kill_sent_) KillNow(ProcessRecord::Ending::kKilledForced);
-}
-
-void TreeImpl::BeginStop(StopPolicy policy) {
+void TreeImpl::BeginStop(const StopOrder& order, bool leftovers) {
   if (kill_sent_) return;
   const auto now = Clock::now();
-  const Duration grace = std::max(policy.grace, Duration(0));
-  if (stopping_) {
-    // A second request may only bring the SIGKILL closer.
-    if (now + grace >= kill_deadline_) return;
-    if (grace == Duration(0)) {
-      KillNow(ProcessRecord::Ending::kKilledAfterGrace);
-    } else {
-      ArmKill(now + grace);
-    }
+  if (stop_) {
+    // A later order only tightens the deadline; its signal is not sent again.
+    if (!stop_->kill.Tighten(order.kill)) return;
+  } else {
+    stop_ = order;
+    stop_facts_.leftovers = leftovers;
+    stop_facts_.started = WallNow();
+    stop_facts_.signal = order.kill.forced || order.kill.at <= now ? SIGKILL : order.signal;
+  }
+  stop_facts_.forced = stop_->kill.forced;
+  const auto kill_at = stop_->kill.forced ? std::min(stop_->kill.at, now) : stop_->kill.at;
+  stop_facts_.grace = std::max(Duration(0), std::chrono::duration_cast<Duration>(
+                                                kill_at - stop_->issued_at));
+  if (stop_->kill.forced) return KillNow(ProcessRecord::Ending::kKilledForced);
+  if (stop_->kill.at <= now) return KillNow(ProcessRecord::Ending::kKilledAfterGrace);
+  if (grace_timer_) {
+    ArmKill(stop_->kill.at);  // an order tightened the stop in progress
     return;
   }
-  stopping_ = true;
-  if (grace == Duration(0)) {
-    KillNow(ProcessRecord::Ending::kKilledAfterGrace);
-    return;
-  }
-  const int signo = policy.signal > 0 ? policy.signal : SIGTERM;
-  members_->SignalAll(signo, [&](pid_t p, int fd) { OnVictim(p, fd, signo, false); });
-  ArmKill(now + grace);
+  const int signo = order.signal > 0 ? order.signal : SIGTERM;
+  members_->SignalAll(signo, [&](pid_t p, int fd) { OnVictim(p, fd, signo, true); });
+  ArmKill(stop_->kill.at);
   if (main_reaped_) ArmRescan();
 }
 
 void TreeImpl::ArmKill(Clock::time_point deadline) {
   if (grace_timer_) loop_->CancelTimer(grace_timer_);
-  kill_deadline_ = deadline;
   grace_timer_ = loop_->At(deadline, [this] {
     grace_timer_ = 0;
     KillNow(ProcessRecord::Ending::kKilledAfterGrace);
@@ -152,7 +149,6 @@ void TreeImpl::ArmKill(Clock::time_point deadline) {
 void TreeImpl::KillNow(ProcessRecord::Ending ending) {
   if (!kill_sent_) {
     kill_sent_ = true;
-    stopping_ = true;
     kill_ending_ = ending;
     if (grace_timer_) loop_->CancelTimer(grace_timer_);
     grace_timer_ = 0;
@@ -194,7 +190,7 @@ void TreeImpl::Progress() {
   if (members_->Populated()) {
     // The main process ended by itself but left members behind (a background job, a daemon):
     // they get SIGTERM and, after leftover_grace, SIGKILL. A tree never outlives its step.
-    if (!stopping_) BeginStop(StopPolicy{SIGTERM, leftover_grace_});
+    if (!stop_) BeginStop(StopOrder::From(leftovers_), true);
     ArmRescan();
     return;
   }

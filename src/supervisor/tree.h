@@ -35,7 +35,8 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
     TreeOwner* owner = nullptr;
     uint64_t id = 0;
     std::string command;  // argv joined, for the main process's record
-    Duration leftover_grace{};
+    StopPolicy leftovers;  // how members left after the main process are stopped
+    Duration leftover_grace{};  // also: how long to wait for pipes held outside the tree
     Supervisor::OutputCallback on_output;
     Supervisor::ExitCallback on_exit;
   };
@@ -70,8 +71,8 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   std::vector<pid_t> Members() const override;
   void Signal(int signo) override;
   size_t signalled() const override;
-  void Stop(StopPolicy policy) override;
-  void Kill() override;
+  using ProcessTree::Stop;
+  void Stop(StopOrder order) override;
   bool finished() const override { return finished_; }
 
  private:
@@ -90,7 +91,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
     EventLoop::WatchId watch = 0;
   };
 
-  void BeginStop(StopPolicy policy);
+  void BeginStop(const StopOrder& order, bool leftovers);
   void KillNow(ProcessRecord::Ending ending);
   void ArmKill(Clock::time_point deadline);
   void ArmRescan();
@@ -100,7 +101,8 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   void Disarm();
   TreeExit BuildExit();
 
-  void OnVictim(pid_t pid, int pidfd, int signo, bool kill);
+  // A member got `signo` from us: a stop signal or SIGKILL (`stop`), or a warning.
+  void OnVictim(pid_t pid, int pidfd, int signo, bool stop);
   Member* Find(pid_t pid);
   void ApplyStatus(Member& m, int status);
   void MarkGone(Member& m);
@@ -115,6 +117,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   TreeOwner* owner_;
   const uint64_t id_;
   const std::string command_;
+  const StopPolicy leftovers_;
   const Duration leftover_grace_;
   Supervisor::OutputCallback on_output_;
   Supervisor::ExitCallback on_exit_;
@@ -132,11 +135,11 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   std::optional<Error> spawn_error_;
 
   bool stop_requested_ = false;  // Stop/Kill before the main process ended
-  bool stopping_ = false;        // the stop (or leftover) signal has gone out
+  std::optional<StopOrder> stop_;  // the stop in progress, its deadline tightened by later orders
+  StopFacts stop_facts_;           // what the record says about it
   bool kill_sent_ = false;
   bool any_killed_ = false;
   ProcessRecord::Ending kill_ending_ = ProcessRecord::Ending::kKilledAfterGrace;
-  Clock::time_point kill_deadline_{};
   EventLoop::TimerId grace_timer_ = 0;
   EventLoop::TimerId rescan_timer_ = 0;
   EventLoop::TimerId pipe_timer_ = 0;

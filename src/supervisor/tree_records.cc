@@ -22,7 +22,8 @@ TreeImpl::Member* TreeImpl::Find(pid_t pid) {
   return it->second;
 }
 
-void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool kill) {
+void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop) {
+  const bool kill = stop && signo == SIGKILL;
   if (kill) any_killed_ = true;
   Member* m = Find(pid);
   if (!m) {
@@ -35,7 +36,7 @@ void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool kill) {
     by_pid_[pid] = m;  // replaces a gone record whose pid was recycled
     records_.push_back(std::move(fresh));
   }
-  if (m->rec.signal_sent == 0) {
+  if (stop && m->rec.signal_sent == 0) {
     m->rec.signal_sent = signo;
     m->rec.signal_time = WallNow();
   }
@@ -76,6 +77,7 @@ TreeExit TreeImpl::BuildExit() {
   e.spawn_error = spawn_error_;
   e.stop_requested = stop_requested_;
   e.killed = any_killed_;
+  if (stop_) e.stop = stop_facts_;
   if (!spawn_error_ && started_) {
     if (WIFEXITED(main_status_)) {
       e.exit_code = WEXITSTATUS(main_status_);
@@ -116,6 +118,9 @@ TreeExit TreeImpl::BuildExit() {
     e.records.push_back(std::move(r));
   }
   if (e.records.front().command.empty()) e.records.front().command = command_;
+  for (auto& r : e.records) {
+    if (r.command.empty()) r.command = ProcessRecord::kNeverSeen;
+  }
   for (const auto& m : records_) {
     if (m.get() != main) e.records.push_back(m->rec);
   }
