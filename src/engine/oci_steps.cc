@@ -13,6 +13,21 @@
 namespace sr::engine {
 namespace {
 
+// The job's cancel domain as oci/ sees it.
+class Cancel final : public oci::CancelToken {
+ public:
+  explicit Cancel(CancelSource* source) : source_(source) {}
+  bool requested() const override { return source_ != nullptr && source_->requested(); }
+  std::shared_ptr<void> OnCancel(std::function<void()> fn) override {
+    if (source_ == nullptr) return nullptr;
+    return std::make_shared<CancelSource::Subscription>(
+        source_->Subscribe([fn = std::move(fn)](const CancelRequest&) { fn(); }));
+  }
+
+ private:
+  CancelSource* source_;
+};
+
 oci::ClientOptions ClientOptionsFor(const Engine::State& st, const Env& env) {
   oci::ClientOptions o;
   o.env = env;
@@ -46,7 +61,8 @@ Result<std::string> JoinStepPath(const std::string& dir, const std::string& step
 Task<Result<std::string>> Fetch(Engine::State& st, CancelSource* cancel, const Env& env,
                                 oci::ImageRef ref, std::string step_path) {
   const std::string dest = NewFetchDir(st);
-  auto pulled = co_await oci::Pull(st.loop, ClientOptionsFor(st, env), ref, dest, cancel);
+  Cancel token(cancel);
+  auto pulled = co_await oci::Pull(st.loop, ClientOptionsFor(st, env), ref, dest, &token);
   if (!pulled.ok()) co_return pulled.error();
   st.Log("step-runner: fetched step image=" + ref.ToString() + " digest=" + pulled->digest +
          " platform=" + pulled->platform + " layers=" + std::to_string(pulled->layers) +
@@ -118,8 +134,9 @@ Task<StepOutcome> BuildStep(Engine::State& st, Scope& caller, const json& in, co
   if (platforms.empty()) {
     co_return StepOutcome{true, FailedError("input \"platforms\": must have at least one platform")};
   }
+  Cancel token(caller.cancel);
   auto built = co_await oci::Build(st.loop, ClientOptionsFor(st, env), ref, std::move(*common),
-                                   std::move(platforms), caller.cancel);
+                                   std::move(platforms), &token);
   if (!built.ok()) co_return StepOutcome{true, built.error()};
   st.Log("step-runner: pushed image index " + built->digest + " to " + ref.ToString());
   SetOutput(node, "registry", ref.registry);
@@ -152,7 +169,8 @@ Task<StepOutcome> PromoteStep(Engine::State& st, Scope& caller, const json& in, 
     co_return StepOutcome{true, FailedError("to image: need to_registry, to_repository and a to_version "
                                             "of the form major.minor.patch, got \"" + to.tag + "\"")};
   }
-  auto copied = co_await oci::Copy(st.loop, ClientOptionsFor(st, env), *from, to, caller.cancel);
+  Cancel token(caller.cancel);
+  auto copied = co_await oci::Copy(st.loop, ClientOptionsFor(st, env), *from, to, &token);
   if (!copied.ok()) co_return StepOutcome{true, copied.error()};
   st.Log("step-runner: promoted " + from->ToString() + " to " + to.ToString() + " (" + *copied + ")");
   co_return StepOutcome{true, std::nullopt};

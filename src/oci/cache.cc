@@ -21,16 +21,16 @@ constexpr auto kSlice = std::chrono::milliseconds(5);
 constexpr auto kLockPoll = std::chrono::milliseconds(20);
 
 // Waits `delay` on the loop; false when a cancel came first.
-Task<bool> Sleep(EventLoop& loop, Duration delay, CancelSource* cancel) {
+Task<bool> Sleep(EventLoop& loop, Duration delay, CancelToken* cancel) {
   std::optional<EventLoop::TimerId> timer;
-  std::optional<CancelSource::Subscription> on_cancel;
+  std::shared_ptr<void> on_cancel;
   bool slept = co_await AwaitCallback<bool>([&](std::function<void(bool)> resume) {
     auto done = std::make_shared<bool>(false);
     timer = loop.After(delay, [resume, done] {
       if (!std::exchange(*done, true)) resume(true);
     });
     if (cancel) {
-      on_cancel = cancel->Subscribe([resume, done](const CancelRequest&) {
+      on_cancel = cancel->OnCancel([resume, done] {
         if (!std::exchange(*done, true)) resume(false);
       });
     }
@@ -44,7 +44,7 @@ Error Cancelled() { return Error{Error::Kind::kCancelled, "cancelled"}; }
 
 }  // namespace
 
-Slicer::Slicer(EventLoop& loop, CancelSource* cancel)
+Slicer::Slicer(EventLoop& loop, CancelToken* cancel)
     : loop_(loop), cancel_(cancel), slice_start_(Clock::now()) {}
 
 bool Slicer::Due() const { return Clock::now() - slice_start_ > kSlice; }
@@ -60,7 +60,7 @@ BlobCache::BlobCache(const std::string& cache_dir)
     : dir_((cache_dir.empty() ? TempBase() + "/step-runner-cache" : cache_dir) + "/oci/blobs/sha256") {}
 
 Task<Result<bool>> BlobCache::Verify(EventLoop& loop, const std::string& path,
-                                     const std::string& digest, CancelSource* cancel) {
+                                     const std::string& digest, CancelToken* cancel) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid()) {
     if (errno == ENOENT) co_return false;
@@ -84,7 +84,7 @@ Task<Result<bool>> BlobCache::Verify(EventLoop& loop, const std::string& path,
 }
 
 Task<Result<std::string>> BlobCache::Get(EventLoop& loop, const std::string& digest,
-                                         Download download, CancelSource* cancel,
+                                         Download download, CancelToken* cancel,
                                          bool* downloaded) {
   if (downloaded) *downloaded = false;
   if (Status ok = CheckDigest(digest); !ok.ok()) co_return ok.error();

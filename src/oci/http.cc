@@ -153,7 +153,7 @@ Http::Http(EventLoop& loop, HttpOptions options)
     : impl_(std::make_unique<Impl>(loop, std::move(options))) {}
 Http::~Http() = default;
 
-Task<Result<HttpResponse>> Http::Send(HttpRequest request, CancelSource* cancel) {
+Task<Result<HttpResponse>> Http::Send(HttpRequest request, CancelToken* cancel) {
   if (cancel && cancel->requested()) co_return Error{Error::Kind::kCancelled, "cancelled"};
   auto t = std::make_unique<Transfer>();
   t->request = std::move(request);
@@ -199,7 +199,7 @@ Task<Result<HttpResponse>> Http::Send(HttpRequest request, CancelSource* cancel)
 
   Impl* impl = impl_.get();
   Transfer* tp = t.get();
-  std::optional<CancelSource::Subscription> on_cancel;
+  std::shared_ptr<void> on_cancel;
   std::optional<CURLcode> code = co_await AwaitCallback<std::optional<CURLcode>>(
       [&](std::function<void(std::optional<CURLcode>)> resume) {
         // Resumption always goes through the loop: the coroutine may free this Http, and curl's
@@ -217,7 +217,7 @@ Task<Result<HttpResponse>> Http::Send(HttpRequest request, CancelSource* cancel)
           return;
         }
         if (cancel) {
-          on_cancel = cancel->Subscribe([impl, tp, resume](const CancelRequest&) {
+          on_cancel = cancel->OnCancel([impl, tp, resume] {
             if (tp->finished) return;
             tp->finished = true;
             impl->Remove(tp);

@@ -15,7 +15,7 @@
 
 #include "loop/loop.h"
 #include "loop/task.h"
-#include "supervisor/cancel.h"
+#include "oci/oci.h"
 #include "util/result.h"
 #include "util/time.h"
 
@@ -59,7 +59,7 @@ class Http {
 
   /// Sends one request. Transport failures (refused, timed out, TLS) are errors naming the URL;
   /// any HTTP status is a response. A cancel ends it with Error::Kind::kCancelled.
-  Task<Result<HttpResponse>> Send(HttpRequest request, CancelSource* cancel);
+  Task<Result<HttpResponse>> Send(HttpRequest request, CancelToken* cancel);
 
   struct Impl;
 

@@ -8,7 +8,6 @@
 #include "loop/loop.h"
 #include "loop/task.h"
 #include "oci/oci.h"
-#include "supervisor/cancel.h"
 #include "util/result.h"
 
 namespace sr::oci {
@@ -17,13 +16,13 @@ namespace sr::oci {
 /// Yield() lets every other fd and timer run before the work goes on (and notices a cancel).
 class Slicer {
  public:
-  Slicer(EventLoop& loop, CancelSource* cancel);
+  Slicer(EventLoop& loop, CancelToken* cancel);
   bool Due() const;
   Task<Status> Yield();
 
  private:
   EventLoop& loop_;
-  CancelSource* cancel_;
+  CancelToken* cancel_;
   Clock::time_point slice_start_;
 };
 
@@ -41,19 +40,19 @@ class BlobCache {
   /// downloads into a temporary file, hashing as it streams, and renames it into place only when
   /// the digest matches. `downloaded` says whether this call fetched it.
   Task<Result<std::string>> Get(EventLoop& loop, const std::string& digest, Download download,
-                                CancelSource* cancel, bool* downloaded = nullptr);
+                                CancelToken* cancel, bool* downloaded = nullptr);
   const std::string& dir() const { return dir_; }
 
  private:
   Task<Result<bool>> Verify(EventLoop& loop, const std::string& path, const std::string& digest,
-                            CancelSource* cancel);
+                            CancelToken* cancel);
   std::string dir_;
 };
 
 /// Unpacks one layer (tar, plain or zstd or gzip, sniffed) into `dest`: directories and regular
 /// files only, nothing outside `dest`. Errors name the layer digest and the entry.
 Task<Status> UnpackLayer(EventLoop& loop, const std::string& blob_path, const std::string& digest,
-                         const std::string& dest, CancelSource* cancel);
+                         const std::string& dest, CancelToken* cancel);
 
 /// One layer made from an artifact: its compressed bytes and the digest of the plain tar.
 struct PackedLayer {

@@ -25,17 +25,28 @@
 //   SSL_CERT_FILE, SSL_CERT_DIR the CA certificates HTTPS trusts (instead of the system's), as in Go
 #pragma once
 
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "loop/loop.h"
 #include "loop/task.h"
-#include "supervisor/cancel.h"
 #include "util/result.h"
 #include "util/time.h"
 
 namespace sr::oci {
+
+/// How oci/ learns of a cancel; the caller adapts its own cancel source (engine/oci_steps.cc).
+class CancelToken {
+ public:
+  virtual ~CancelToken() = default;
+  virtual bool requested() const = 0;
+  /// Calls `fn` on the loop thread when a cancel comes (at once if one is pending), until the
+  /// returned handle is released.
+  [[nodiscard]] virtual std::shared_ptr<void> OnCancel(std::function<void()> fn) = 0;
+};
 
 /// registry (host[:port]) / repository : tag
 struct ImageRef {
@@ -73,7 +84,7 @@ struct PullResult {
 /// unknown tag, authentication required (naming the registry), digest mismatch, registry
 /// unreachable, no manifest for this platform.
 Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, ImageRef ref,
-                              std::string dest, CancelSource* cancel);
+                              std::string dest, CancelToken* cancel);
 
 /// One source file or directory and where it goes in the image ("step.yml", "/app/bin").
 struct Artifact {
@@ -96,11 +107,11 @@ struct BuildResult {
 /// tag that exists (`image already published: <ref>`), as Go's build step does.
 Task<Result<BuildResult>> Build(EventLoop& loop, const ClientOptions& options, ImageRef ref,
                                 std::vector<Artifact> common,
-                                std::vector<PlatformArtifacts> platforms, CancelSource* cancel);
+                                std::vector<PlatformArtifacts> platforms, CancelToken* cancel);
 
 /// Copies the image (index or manifest, with every blob) `from` to `to`.
 Task<Result<std::string>> Copy(EventLoop& loop, const ClientOptions& options, ImageRef from,
-                               ImageRef to, CancelSource* cancel);
+                               ImageRef to, CancelToken* cancel);
 
 /// This host's platform in OCI words: {"linux", "amd64"} on x86-64 Linux.
 std::pair<std::string, std::string> HostPlatform();

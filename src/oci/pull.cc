@@ -109,7 +109,7 @@ std::pair<std::string, std::string> HostPlatform() {
 }
 
 Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, ImageRef ref,
-                              std::string dest, CancelSource* cancel) {
+                              std::string dest, CancelToken* cancel) {
   auto fail = [&](const Error& e) {
     return e.kind == Error::Kind::kCancelled ? e : e.Wrap("fetching OCI image \"" + ref.ToString() + "\"");
   };

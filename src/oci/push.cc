@@ -46,7 +46,7 @@ std::string Encode(const std::string& s) {
 
 // Uploads one blob unless the repository has it (monolithic upload: POST, then PUT ?digest=).
 Task<Status> PushBlob(Registry& reg, const std::string& digest, const std::string& data,
-                      CancelSource* cancel) {
+                      CancelToken* cancel) {
   HttpRequest head;
   head.method = "HEAD";
   head.url = reg.Path("blobs/" + digest);
@@ -74,7 +74,7 @@ Task<Status> PushBlob(Registry& reg, const std::string& digest, const std::strin
 }
 
 Task<Status> PutManifest(Registry& reg, const std::string& reference, const std::string& type,
-                         const std::string& body, CancelSource* cancel) {
+                         const std::string& body, CancelToken* cancel) {
   HttpRequest put;
   put.method = "PUT";
   put.url = reg.Path("manifests/" + reference);
@@ -92,7 +92,7 @@ json Descriptor(const std::string& type, const std::string& data) {
 
 // GETs a manifest (by tag or digest) or a blob into memory; a digest reference is verified.
 Task<Result<HttpResponse>> GetVerified(Registry& reg, const std::string& what, const std::string& ref,
-                                       CancelSource* cancel) {
+                                       CancelToken* cancel) {
   HttpRequest get;
   get.url = reg.Path(what + "/" + ref);
   if (what == "manifests") get.headers.push_back(kAcceptAll);
@@ -108,7 +108,7 @@ Task<Result<HttpResponse>> GetVerified(Registry& reg, const std::string& what, c
 
 // Copies one image manifest's blobs, then the manifest (by digest, or by `tag`).
 Task<Status> CopyManifest(Registry& from, Registry& to, const HttpResponse& m, const std::string& ref,
-                          CancelSource* cancel) {
+                          CancelToken* cancel) {
   json doc = json::parse(m.body, nullptr, false);
   if (doc.is_discarded() || !doc.is_object()) co_return FailedError("manifest " + ref + " is not JSON");
   std::vector<std::string> blobs;
@@ -131,7 +131,7 @@ Task<Status> CopyManifest(Registry& from, Registry& to, const HttpResponse& m, c
 
 Task<Result<BuildResult>> Build(EventLoop& loop, const ClientOptions& options, ImageRef ref,
                                 std::vector<Artifact> common,
-                                std::vector<PlatformArtifacts> platforms, CancelSource* cancel) {
+                                std::vector<PlatformArtifacts> platforms, CancelToken* cancel) {
   auto fail = [&](const Error& e) {
     return e.kind == Error::Kind::kCancelled ? e : e.Wrap("building OCI image \"" + ref.ToString() + "\"");
   };
@@ -191,7 +191,7 @@ Task<Result<BuildResult>> Build(EventLoop& loop, const ClientOptions& options, I
 }
 
 Task<Result<std::string>> Copy(EventLoop& loop, const ClientOptions& options, ImageRef from,
-                               ImageRef to, CancelSource* cancel) {
+                               ImageRef to, CancelToken* cancel) {
   auto fail = [&](const Error& e) {
     return e.kind == Error::Kind::kCancelled
                ? e

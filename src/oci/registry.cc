@@ -144,7 +144,7 @@ Registry::Registry(Http& http, const ClientOptions& options, std::string registr
   base_ = SchemeFor(options_.env, registry_) + "://" + registry_;
 }
 
-Task<Result<HttpResponse>> Registry::Send(HttpRequest request, CancelSource* cancel) {
+Task<Result<HttpResponse>> Registry::Send(HttpRequest request, CancelToken* cancel) {
   if (request.url.rfind("http://", 0) != 0 && request.url.rfind("https://", 0) != 0) {
     request.url = base_ + request.url;
   }
@@ -173,7 +173,7 @@ Task<Result<HttpResponse>> Registry::Send(HttpRequest request, CancelSource* can
   }
 }
 
-Task<Status> Registry::Authenticate(const std::string& challenge, CancelSource* cancel) {
+Task<Status> Registry::Authenticate(const std::string& challenge, CancelToken* cancel) {
   if (!credentials_) {
     auto found = FindCredentials(options_.env, registry_);
     if (!found.ok()) co_return found.error();

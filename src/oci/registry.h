@@ -46,7 +46,7 @@ class Registry {
   /// Sends `request`, whose url is a path ("/v2/<repo>/manifests/x") or an absolute URL (an
   /// upload location), with authentication. Transport errors and refused credentials are errors
   /// naming the registry; other HTTP statuses are returned.
-  Task<Result<HttpResponse>> Send(HttpRequest request, CancelSource* cancel);
+  Task<Result<HttpResponse>> Send(HttpRequest request, CancelToken* cancel);
 
   /// "/v2/<repository>/<what>"
   std::string Path(const std::string& what) const { return "/v2/" + repository_ + "/" + what; }
@@ -54,7 +54,7 @@ class Registry {
   const std::string& repository() const { return repository_; }
 
  private:
-  Task<Status> Authenticate(const std::string& challenge, CancelSource* cancel);
+  Task<Status> Authenticate(const std::string& challenge, CancelToken* cancel);
   Http& http_;
   const ClientOptions& options_;
   std::string registry_, repository_;

@@ -57,7 +57,7 @@ Status MakeDirs(const std::string& dest, const std::vector<std::string>& parts, 
 }  // namespace
 
 Task<Status> UnpackLayer(EventLoop& loop, const std::string& blob_path, const std::string& digest,
-                         const std::string& dest, CancelSource* cancel) {
+                         const std::string& dest, CancelToken* cancel) {
   auto fail = [&](const std::string& what) { return FailedError("layer " + digest + ": " + what); };
   std::unique_ptr<archive, ArchiveCloser> a(archive_read_new());
   archive_read_support_filter_zstd(a.get());
