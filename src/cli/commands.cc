@@ -86,7 +86,9 @@ int RunCommand(const RunArgs& a) {
     if (!r->ok()) return Fail(r->error().message, 2);
   }
   if (!a.file.empty()) {
-    if (!a.ref.empty() || !a.git_url.empty() || !a.oci_registry.empty()) return Fail("give either -f FILE or a step reference", 2);
+    if (!a.ref.empty() || !a.git_url.empty() || !a.oci_registry.empty()) {
+      return Fail("give either -f FILE or a step reference", 2);
+    }
     // Bounded: `-f /dev/stdin` is fine, `-f /dev/zero` is the size error, not an endless read.
     auto text = stepfile::ReadStepText(a.file, /*regular_only=*/false);
     if (!text.ok()) return Fail(text.error().message, 2);
