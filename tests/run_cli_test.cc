@@ -141,7 +141,7 @@ TEST(RunCli, RunsAReferenceWithInputsFromFlags) {
   EXPECT_THAT(o.out, HasSubstr("n=3"));
   Output bad = RunStepRunner({"run", "./add", "--inputs", "n=x"}, {.cwd = dir.path()});
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_THAT(bad.err, HasSubstr("declared number, got string"));
+  EXPECT_THAT(bad.err, HasSubstr("input \"n\": declared number, got \"x\" (not a number)"));
 }
 
 TEST(RunCli, JobVariablesAreNotInTheEnvironment) {

@@ -5,6 +5,8 @@
 #include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include <thread>
 
 #include "cli/cli.h"
+#include "cli/progress.h"
 #include "proto/step.grpc.pb.h"
 #include "stepfile/stepfile.h"
 #include "util/fd.h"
@@ -139,6 +142,19 @@ int RunCommand(const ClientArgs& a) {
   if (a.follow) pthread_sigmask(SIG_BLOCK, &mask, nullptr);
 
   Client client(a.socket);
+  {
+    // Run with an id the server already has does nothing (as in Go): say so, so that nobody
+    // takes the replayed log for a run of FILE.
+    grpc::ClientContext ctx;
+    proto::StatusRequest sreq;
+    sreq.set_id(a.id);
+    proto::StatusResponse existing;
+    if (client.stub().Status(&ctx, sreq, &existing).ok() && existing.jobs_size() == 1) {
+      std::fprintf(stderr, "step-runner: job \"%s\" already exists (%s); %s was not run%s\n",
+                   a.id.c_str(), proto::StepResult::Status_Name(existing.jobs(0).status()).c_str(),
+                   a.file.c_str(), a.follow ? ", following the existing job's log" : "");
+    }
+  }
   grpc::ClientContext run_ctx;
   proto::RunResponse run_resp;
   grpc::Status s = client.stub().Run(&run_ctx, *req, &run_resp);
@@ -164,8 +180,26 @@ int RunCommand(const ClientArgs& a) {
       if (!cs.ok()) std::fprintf(stderr, "step-runner: cancel: %s\n", cs.error_message().c_str());
     }
   });
+  // Progress on a terminal, as `run` prints it: from the job's result tree, polled.
+  SnapshotProgress progress;
+  const bool show_progress = ::isatty(2);
+  std::atomic<bool> followed{false};
+  std::thread poller([&] {
+    while (show_progress && !followed.load()) {
+      grpc::ClientContext ctx;
+      proto::StatusRequest sreq;
+      sreq.set_id(a.id);
+      proto::StatusResponse now;
+      if (client.stub().Status(&ctx, sreq, &now).ok() && now.jobs_size() == 1) {
+        progress.Update(now.jobs(0).result(), /*final=*/false);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
   grpc::ClientContext follow_ctx;
   grpc::Status fs = client.Follow(a.id, 0, &follow_ctx);
+  followed = true;
+  poller.join();
   proto::StatusResponse status;
   grpc::Status ss = grpc::Status::OK;
   if (fs.ok()) {
@@ -176,6 +210,12 @@ int RunCommand(const ClientArgs& a) {
   }
   done = true;
   signals.join();
+  if (show_progress && ss.ok() && fs.ok() && status.jobs_size() == 1) {
+    const proto::Status& job = status.jobs(0);
+    progress.Update(job.result(), /*final=*/true);
+    progress.Done(job.status(), std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(
+                                    job.end_time() - job.start_time())));
+  }
   if (!fs.ok()) return client.Fail(fs);
   if (!ss.ok()) return client.Fail(ss);
   if (status.jobs_size() != 1) return Fail("no status for job \"" + a.id + "\"", 1);
@@ -186,7 +226,19 @@ int RunCommand(const ClientArgs& a) {
   return 0;
 }
 
-std::string Time(const google::protobuf::Timestamp& t) { return TimeUtil::ToString(t); }
+// RFC 3339 in UTC to the millisecond: `2026-12-04T20:58:50.123Z`.
+std::string Time(const google::protobuf::Timestamp& t) {
+  google::protobuf::Timestamp ms = t;
+  ms.set_nanos(t.nanos() / 1000000 * 1000000);
+  std::string s = TimeUtil::ToString(ms);
+  if (ms.nanos() == 0) s.insert(s.size() - 1, ".000");  // ToString drops a zero fraction
+  return s;
+}
+
+std::string Took(const proto::Status& s) {
+  if (!s.has_start_time() || !s.has_end_time()) return "-";
+  return std::to_string(TimeUtil::DurationToMilliseconds(s.end_time() - s.start_time())) + "ms";
+}
 
 void PrintSteps(const proto::StepResult& r, int depth) {
   for (const auto& sub : r.sub_step_results()) {
@@ -248,11 +300,24 @@ int StatusCommand(const ClientArgs& a) {
     for (const auto& job : resp.jobs()) PrintDetail(job);
     return 0;
   }
-  std::printf("%-24s %-11s %-30s %s\n", "ID", "STATE", "STARTED", "MESSAGE");
+  // Columns as wide as their widest cell, so long ids keep the table aligned.
+  std::vector<std::array<std::string, 5>> rows{{"ID", "STATE", "STARTED", "TOOK", "MESSAGE"}};
   for (const auto& job : resp.jobs()) {
-    std::printf("%-24s %-11s %-30s %s\n", job.id().c_str(),
-                proto::StepResult::Status_Name(job.status()).c_str(),
-                job.has_start_time() ? Time(job.start_time()).c_str() : "-", job.message().c_str());
+    rows.push_back({job.id(), proto::StepResult::Status_Name(job.status()),
+                    job.has_start_time() ? Time(job.start_time()) : "-", Took(job), job.message()});
+  }
+  std::array<size_t, 5> width{};
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      line += row[c];
+      if (c + 1 < row.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    std::printf("%s\n", line.c_str());
   }
   return 0;
 }

@@ -6,10 +6,10 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <sstream>
 
 #include "cli/cli.h"
 #include "cli/local_run.h"
+#include "engine/engine.h"
 #include "stepfile/stepfile.h"
 #include "util/fd.h"
 
@@ -22,31 +22,15 @@ int Fail(const std::string& message, int code) {
 
 namespace {
 
-// `--inputs n=3` gives a number and `b=true` a bool, as the Go runner's YAML pasting does.
-nlohmann::json TypedScalar(const std::string& text) {
-  if (text == "true") return true;
-  if (text == "false") return false;
-  if (text == "null" || text == "~") return nullptr;
-  if (!text.empty()) {
-    char* end = nullptr;
-    long long i = std::strtoll(text.c_str(), &end, 10);
-    if (*end == '\0') return i;
-    double d = std::strtod(text.c_str(), &end);
-    if (*end == '\0') return d;
-  }
-  return text;
-}
-
 Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::string>& items,
                                                       const std::string& flag) {
   std::map<std::string, std::string> out;
   for (const auto& item : items) {
-    // Accept both repeated flags and Go's comma-separated `k=v,k2=v2`.
-    size_t start = 0;
-    while (start <= item.size()) {
-      size_t comma = item.find(',', start);
-      std::string kv = item.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      start = comma == std::string::npos ? item.size() + 1 : comma + 1;
+    // Accept both repeated flags and Go's comma-separated `k=v,k2=v2`, which is one CSV
+    // record: `"who=a,b"` is one pair whose value has a comma.
+    auto fields = stepfile::SplitCsvRecord(item);
+    if (!fields.ok()) return InvalidError(flag + ": " + fields.error().message + " in \"" + item + "\"");
+    for (const std::string& kv : *fields) {
       if (kv.empty()) continue;
       auto eq = kv.find('=');
       if (eq == std::string::npos || eq == 0) {
@@ -60,6 +44,14 @@ Result<std::map<std::string, std::string>> ParsePairs(const std::vector<std::str
 
 bool HasPrefix(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
+// Our stdout and stderr are one file (`>log 2>&1`, one terminal): steps then get one pipe for
+// both, so the file keeps the order they wrote in.
+bool StdoutIsStderr() {
+  struct stat out {}, err {};
+  return ::fstat(1, &out) == 0 && ::fstat(2, &err) == 0 && out.st_dev == err.st_dev &&
+         out.st_ino == err.st_ino;
+}
+
 std::string Cwd() {
   std::error_code ec;
   return std::filesystem::current_path(ec).string();
@@ -68,7 +60,8 @@ std::string Cwd() {
 struct RunArgs {
   std::string ref, file;
   std::string git_url, git_rev, git_dir;
-  std::string oci_registry, oci_repository, oci_tag, oci_dir, oci_filename;  // --oci-*
+  std::string oci_registry, oci_repository, oci_tag, oci_dir, oci_filename;
+  std::string text_proto_file;
   std::vector<std::string> inputs, env, job, masked_job;
   RunFlags flags;
 };
@@ -85,19 +78,35 @@ int RunCommand(const RunArgs& a) {
   for (auto* r : {&inputs, &env, &job, &masked}) {
     if (!r->ok()) return Fail(r->error().message, 2);
   }
+  if (!a.text_proto_file.empty()) {
+    return Fail("--text-proto-step-file is not supported (write the step as YAML and use -f FILE)", 2);
+  }
+  const bool oci = !a.oci_registry.empty() || !a.oci_repository.empty() || !a.oci_tag.empty() ||
+                   !a.oci_dir.empty() || !a.oci_filename.empty();
   if (!a.file.empty()) {
-    if (!a.ref.empty() || !a.git_url.empty() || !a.oci_registry.empty()) {
+    if (!a.ref.empty() || !a.git_url.empty() || oci) {
       return Fail("give either -f FILE or a step reference", 2);
     }
     // Bounded: `-f /dev/stdin` is fine, `-f /dev/zero` is the size error, not an endless read.
-    auto text = stepfile::ReadStepText(a.file, /*regular_only=*/false);
+    // `-f -` is standard input; its relative references resolve against the cwd.
+    const bool from_stdin = a.file == "-";
+    auto text = stepfile::ReadStepText(from_stdin ? "/dev/stdin" : a.file, /*regular_only=*/false);
     if (!text.ok()) return Fail(text.error().message, 2);
-    auto parsed = stepfile::ParseStepFile(*text, a.file);
+    auto parsed = stepfile::ParseStepFile(*text, from_stdin ? "<stdin>" : a.file);
     if (!parsed.ok()) return Fail(parsed.error().message, 2);
     req.root = std::move(*parsed);
-    std::string dir = std::filesystem::path(a.file).parent_path().string();
+    std::string dir = from_stdin ? "." : std::filesystem::path(a.file).parent_path().string();
     req.root_step_dir = dir.empty() ? "." : dir;
-    for (const auto& [k, v] : *inputs) req.root_inputs[k] = TypedScalar(v);
+    for (const auto& [k, v] : *inputs) {
+      auto decl = req.root.spec.inputs.find(k);
+      if (decl == req.root.spec.inputs.end()) {
+        req.root_inputs[k] = stepfile::GuessScalar(v);  // refused by the engine, by name
+        continue;
+      }
+      auto typed = stepfile::ValueFromText(decl->second.type, v);
+      if (!typed.ok()) return Fail("--inputs: input \"" + k + "\": " + typed.error().message, 2);
+      req.root_inputs[k] = *typed;
+    }
   } else {
     stepfile::Invocation inv;
     if (!a.ref.empty() && HasPrefix(a.ref, "step:")) {
@@ -115,24 +124,24 @@ int RunCommand(const RunArgs& a) {
       auto list = stepfile::ParseInvocationList(yaml, "<command line>");
       if (!list.ok()) return Fail(list.error().message, 2);
       inv = (*list)[0];
-    } else if (!a.oci_registry.empty() || !a.oci_repository.empty()) {
-      // --oci-* (reference.md section 6): the `step: {oci: {…}}` form, after the git flags.
-      if (a.oci_registry.empty() || a.oci_repository.empty()) {
-        return Fail("--oci-registry and --oci-repository go together", 2);
-      }
-      inv.step.protocol = stepfile::Reference::Protocol::kOci;
-      inv.step.registry = a.oci_registry;
-      inv.step.repository = a.oci_repository;
-      inv.step.tag = a.oci_tag.empty() ? "latest" : a.oci_tag;
-      std::stringstream dir(a.oci_dir);
-      for (std::string part; std::getline(dir, part, '/');) {
-        if (!part.empty()) inv.step.path.push_back(part);
-      }
-      if (!a.oci_filename.empty()) inv.step.filename = a.oci_filename;
+    } else if (oci) {
+      // The same reference as `step: {oci: {...}}` in a file, so both reach one loader.
+      auto quoted = [](const std::string& s) { return nlohmann::json(s).dump(); };
+      std::string yaml = "- step: {oci: {registry: " + quoted(a.oci_registry) +
+                         ", repository: " + quoted(a.oci_repository) + ", tag: " +
+                         quoted(a.oci_tag) +
+                         (a.oci_dir.empty() ? "" : ", dir: " + quoted(a.oci_dir)) +
+                         (a.oci_filename.empty() ? "" : ", file: " + quoted(a.oci_filename)) + "}}";
+      auto list = stepfile::ParseInvocationList(yaml, "<command line>");
+      if (!list.ok()) return Fail(list.error().message, 2);
+      inv = (*list)[0];
     } else {
-      return Fail("no step specified (give a reference, -f FILE, --git-url or --oci-registry)", 2);
+      return Fail("no step specified (give a reference, -f FILE, --git-url or --oci-repository)", 2);
     }
-    for (const auto& [k, v] : *inputs) inv.inputs[k] = TypedScalar(v);
+    for (const auto& [k, v] : *inputs) {
+      inv.inputs[k] = stepfile::GuessScalar(v);  // for steps that declare no types (builtins)
+      inv.text_inputs[k] = v;                    // typed by the declared type once loaded
+    }
     for (const auto& [k, v] : *env) inv.env[k] = v;
     req.root.source = "<command line>";
     req.root.definition.kind = stepfile::Definition::Kind::kSequence;
@@ -146,7 +155,6 @@ int RunCommand(const RunArgs& a) {
     }
     req.env[k] = v;
   }
-  if (!req.env.count("CI_STEPS_LOG_LEVEL")) req.env["CI_STEPS_LOG_LEVEL"] = "info";
   if (!a.file.empty()) {
     for (const auto& [k, v] : *env) req.env[k] = v;
   }
@@ -155,6 +163,21 @@ int RunCommand(const RunArgs& a) {
     req.job_vars[k] = v;
     req.secrets.push_back(v);
   }
+  // CI_* variables are kept out of the steps' environment, but the log level is still read from
+  // ours (the Go runner dropped it, so `CI_STEPS_LOG_LEVEL=debug step-runner run` did nothing).
+  auto level_env = req.env;
+  if (const char* os_level = std::getenv("CI_STEPS_LOG_LEVEL")) {
+    level_env.emplace("CI_STEPS_LOG_LEVEL", os_level);
+  }
+  auto level = NormalizeLogLevel(req.job_vars, level_env);
+  if (!level.ok()) return Fail(level.error().message, 2);
+  req.env["CI_STEPS_LOG_LEVEL"] = *level;
+  if (!a.file.empty()) {
+    if (Status required = CheckRequiredInputs(req.root.spec, req.root_inputs); !required.ok()) {
+      return Fail(required.error().message, 2);
+    }
+  }
+  req.merge_stderr = StdoutIsStderr();
   return RunLocally(std::move(req));
 }
 
@@ -179,10 +202,13 @@ int CiCommand(const RunFlags& flags) {
   for (const char* k : kKnownVars) {
     if (env.count(k)) req.env[k] = env[k];
   }
-  req.env["CI_STEPS_LOG_LEVEL"] = env.count("CI_STEPS_LOG_LEVEL") ? env["CI_STEPS_LOG_LEVEL"] : "info";
   for (const auto& [k, v] : env) {
     if (HasPrefix(k, "CI_") || HasPrefix(k, "GITLAB_") || HasPrefix(k, "DOCKER_")) req.job_vars[k] = v;
   }
+  auto level = NormalizeLogLevel(req.job_vars, env);
+  if (!level.ok()) return Fail(level.error().message, 2);
+  req.env["CI_STEPS_LOG_LEVEL"] = *level;
+  req.merge_stderr = StdoutIsStderr();
   return RunLocally(std::move(req));
 }
 
@@ -240,11 +266,13 @@ void RegisterCommands(CLI::App& app, int& exit_code) {
   run->add_option("--git-url", run_args->git_url, "git repository of the step");
   run->add_option("--git-rev", run_args->git_rev, "git revision");
   run->add_option("--git-dir", run_args->git_dir, "directory of the step in the repository");
-  run->add_option("--oci-registry", run_args->oci_registry, "OCI registry of the step (host[:port])");
+  run->add_option("--oci-registry", run_args->oci_registry, "OCI registry of the step");
   run->add_option("--oci-repository", run_args->oci_repository, "OCI repository of the step");
-  run->add_option("--oci-tag", run_args->oci_tag, "OCI image tag (default latest)");
+  run->add_option("--oci-tag", run_args->oci_tag, "OCI tag of the step");
   run->add_option("--oci-dir", run_args->oci_dir, "directory of the step in the image");
-  run->add_option("--oci-filename", run_args->oci_filename, "step file name (default step.yml)");
+  run->add_option("--oci-filename", run_args->oci_filename, "step file name in the image");
+  run->add_option("--text-proto-step-file", run_args->text_proto_file,
+                  "not supported: a text-format proto definition");
   run->add_option("--inputs", run_args->inputs, "inputs k=v[,k=v]");
   run->add_option("--env", run_args->env, "environment k=v[,k=v]");
   run->add_option("--job", run_args->job, "job variables k=v[,k=v] (${{ job.k }})");

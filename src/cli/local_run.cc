@@ -1,4 +1,5 @@
 #include "cli/local_run.h"
+#include "cli/progress.h"
 
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -27,24 +28,6 @@ class StdioSink : public OutputSink {
   void Write(OutputStream stream, std::string_view bytes) override {
     (void)WriteAll(stream == OutputStream::kStdout ? 1 : 2, bytes);
   }
-};
-
-// A line on stderr when each step starts and ends; only when stderr is a terminal.
-class TerminalProgress : public Observer {
- public:
-  void StepStarted(const std::string& name) override {
-    std::fprintf(stderr, "step-runner: ▶ %s\n", Label(name).c_str());
-  }
-  void StepFinished(const std::string& name, proto::StepResult::Status status,
-                    Duration took) override {
-    std::fprintf(stderr, "step-runner: %s %s (%s, %s)\n",
-                 status == proto::StepResult::success ? "✔" : "✘", Label(name).c_str(),
-                 proto::StepResult::Status_Name(status).c_str(),
-                 FormatDuration(std::chrono::duration_cast<std::chrono::milliseconds>(took)).c_str());
-  }
-
- private:
-  static std::string Label(const std::string& name) { return name.empty() ? "(step)" : name; }
 };
 
 }  // namespace
@@ -116,6 +99,7 @@ int RunLocally(LocalRunRequest req) {
   options.run.root_inputs = req.root_inputs;
   options.run.grace = *grace;
   options.run.temp_dir = temp->path();
+  options.run.merge_stderr = req.merge_stderr;
   options.timeout = timeout.value_or(Duration(0));
   options.warn_before = warn_before.value_or(Duration(0));
   options.warn_signal = warn_signal;
@@ -140,10 +124,12 @@ int RunLocally(LocalRunRequest req) {
   if (!watch.ok()) return Fail(watch.error().message, 1);
 
   std::optional<RunOutcome> outcome;
+  const auto run_started = Clock::now();
   run.Start(std::move(req.root), std::move(options), [&](RunOutcome o) { outcome = std::move(o); });
   (*loop)->RunUntil([&] { return outcome.has_value(); });
   (*loop)->Unwatch(*watch);
   (*sup)->KillAll();
+  if (::isatty(2)) progress.Done(OutcomeStatus(outcome->error), Clock::now() - run_started);
 
   const bool text_format = req.flags.step_results_format == "prototext";
   std::string results_file = req.flags.step_results_file;

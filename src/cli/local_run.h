@@ -22,6 +22,7 @@ struct LocalRunRequest {
   std::vector<std::string> secrets;
   nlohmann::json root_inputs = nlohmann::json::object();
   RunFlags flags;
+  bool merge_stderr = false;  // stdout and stderr are the same file (e.g. `2>&1`)
   std::string default_results_file;  // written when flags.write_step_results and no file given
 };
 

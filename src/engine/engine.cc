@@ -67,8 +67,15 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options) {
   engine::LoadedStep step;
   step.file = std::move(root);
   step.dir = st.options.root_step_dir;
+  // A root exec step is a step too (a root sequence only holds its steps).
+  const bool root_exec = step.file.definition.kind == stepfile::Definition::Kind::kExec;
+  if (root_exec && st.observer) st.observer->StepStarted("");
+  const auto root_started = Clock::now();
   engine::StepOutcome outcome =
       co_await engine::RunStep(st, top, std::move(step), std::move(inputs), engine::Env(), &st.root);
+  if (root_exec && st.observer && outcome.has_result) {
+    st.observer->StepFinished("", st.root.result.status(), Clock::now() - root_started);
+  }
   if (st.pending_diagnose > 0) {
     // Diagnose steps never outlive the job: kill what is left and wait for it.
     std::set<CancelSource*> running = st.diagnose_cancels;

@@ -41,6 +41,8 @@ class Observer {
   virtual void StepStarted(const std::string& /*name*/) {}
   virtual void StepFinished(const std::string& /*name*/, proto::StepResult::Status /*status*/,
                             Duration /*took*/) {}
+  /// A step of a `run:` list that did not start because an earlier one failed or a cancel came.
+  virtual void StepSkipped(const std::string& /*name*/) {}
   /// The warning before the deadline went out (the termination record changed).
   virtual void Warned() {}
 };
@@ -65,6 +67,9 @@ struct RunOptions {
   nlohmann::json root_inputs = nlohmann::json::object();
   /// Directory for per-step output/export files; must exist and outlive the run.
   std::string temp_dir;
+  /// Steps write stdout and stderr through one pipe (order kept; all reported as stdout): for
+  /// destinations that are one file, the job log. Apart only where the two differ (a terminal).
+  bool merge_stderr = false;
   /// Where git-referenced steps are cached ("" = $TMPDIR/step-runner-cache).
   std::string cache_dir;
 };
@@ -111,6 +116,14 @@ class Engine {
 /// Exit code of `run`/`ci`/`client run --follow` for a run's outcome (contract section 5):
 /// 0 success, 1 step failed, 2 step-file/usage error, 124 timed out, 130 cancelled.
 int ExitCodeFor(const std::optional<Error>& error);
+
+/// CI_STEPS_LOG_LEVEL as the steps see it (reference.md 3.9): the job variable, else the env
+/// value; trimmed, lower-cased, "" = info. Other values than debug/info/warn/error are an error.
+Result<std::string> NormalizeLogLevel(const std::map<std::string, std::string>& job_vars,
+                                      const std::map<std::string, std::string>& env);
+
+/// A root input with no default and no value is an error naming it (Go's text).
+Status CheckRequiredInputs(const stepfile::Spec& spec, const nlohmann::json& provided);
 
 /// Serialises a StepResult as step-results.json (protobuf JSON, lowerCamelCase field names).
 std::string ResultToJson(const proto::StepResult& result);

@@ -55,8 +55,8 @@ Result<std::string> ReadBounded(const std::string& path) {
 }
 
 // Reads outputs (validated against the spec, or delegated as a StepResult) and exports.
-Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, const StepFiles& files,
-                     ResultNode* node) {
+Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, bool any_outputs,
+                     const StepFiles& files, ResultNode* node) {
   auto out_text = ReadBounded(files.output());
   if (!out_text.ok()) return FailedError("output file: " + out_text.error().message);
   if (spec.delegate_outputs) {
@@ -70,7 +70,9 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, const StepFi
   } else {
     auto written = ParseJsonLines(*out_text);
     if (!written.ok()) return AsFailure(written.error()).Wrap("output file: read output file");
-    if (!spec.outputs.empty() || !written->empty()) {
+    if (any_outputs) {  // a script step: whatever it wrote, unchecked (docs/step-language.md)
+      for (const auto& [k, v] : *written) (*node->result.mutable_outputs())[k] = ToProtoValue(v);
+    } else if (!spec.outputs.empty() || !written->empty()) {
       auto valid = ValidateOutputs(spec, std::move(*written));
       if (!valid.ok()) return AsFailure(valid.error()).Wrap("output file: read output file");
       for (const auto& [k, v] : *valid) {
@@ -100,18 +102,20 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, const StepFi
 Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& step,
                           const json& inputs, Env env, ResultNode* node) {
   const stepfile::Definition& def = step.file.definition;
+  // As the Go runner: the line comes first (it exists even when expanding env fails), and the
+  // step's files exist and are in the view before its `env:` is expanded.
+  st.Log("Running step \"" + node->result.step().name() + "\"");
   Scope self = StepScope(caller, step, inputs);
+  auto files = StepFiles::Create(node->files_base.empty() ? NextFilesBase(st) : node->files_base);
+  if (!files.ok()) co_return StepOutcome{true, files.error()};
   json view = st.View(self, env);
+  view["output_file"] = files->output();
+  view["export_file"] = files->exports();
   auto def_env = ExpandDefinitionEnv(def, view);
   if (!def_env.ok()) co_return StepOutcome{true, def_env.error()};
   for (const auto& [k, v] : *def_env) env[k] = v;
   for (const auto& [k, v] : env) (*node->result.mutable_env())[k] = v;
-
-  auto files = StepFiles::Create(st.options.temp_dir + "/step-" + std::to_string(++st.file_counter));
-  if (!files.ok()) co_return StepOutcome{true, files.error()};
-  view = st.View(self, env);
-  view["output_file"] = files->output();
-  view["export_file"] = files->exports();
+  view["env"] = env;
 
   ProcessSpec spec;
   for (const auto& raw : def.command) {
@@ -127,6 +131,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   }
   spec.work_dir = work_dir->empty() ? st.options.work_dir : *work_dir;
   for (const auto& [k, v] : env) spec.env.push_back(k + "=" + v);
+  spec.merge_stderr = st.options.merge_stderr;
   auto* exec_result = node->result.mutable_exec_result();
   for (const auto& a : spec.argv) exec_result->add_command(a);
   exec_result->set_work_dir(spec.work_dir);
@@ -139,7 +144,6 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   if (def.cancel) stop.grace = def.cancel->grace;
   spec.leftovers = LeftoverPolicy(stop, st.options.grace, st.options.leftover_grace);
   node->cancel = &cancel;
-  st.Log("Running step \"" + node->result.step().name() + "\"");
 
   // Output is masked per stream; a secret split across two writes is still caught.
   auto out_mask = std::make_shared<expr::Masker>(st.options.secrets);
@@ -190,7 +194,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   if (exit.exit_code != 0) {
     co_return StepOutcome{true, FailedError("exec: exit status " + std::to_string(exit.exit_code))};
   }
-  Status read = ReadStepFiles(st, step.file.spec, *files, node);
+  Status read = ReadStepFiles(st, step.file.spec, step.any_outputs, *files, node);
   if (!read.ok()) co_return StepOutcome{true, read.error()};
   co_return StepOutcome{true, std::nullopt};
 }

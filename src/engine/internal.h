@@ -39,6 +39,7 @@ struct ResultNode {
   proto::StepResult result;  // sub_step_results stays empty here
   std::vector<std::unique_ptr<ResultNode>> children;
   std::shared_ptr<ProcessTree> tree;  // set while an exec step's processes run
+  std::string files_base;  // its output/export files' path minus suffix, when chosen early
   /// The cancel domain the step runs in: a running step reads `cancelling` once it is cancelled.
   const CancelSource* cancel = nullptr;
   ResultNode* Add() {
@@ -65,6 +66,8 @@ struct LoadedStep {
   std::string dir;
   BuiltinFn builtin;         // set for in-process builtins; `file` then only carries the spec
   bool any_inputs = false;   // the builtin accepts inputs of any name and type
+  bool any_outputs = false;  // outputs are taken as written, not checked against the spec
+  bool own_files = false;    // its inputs see its own output_file/export_file (script steps)
 };
 
 /// A Scope's expression view, kept between its invocations (see ScopeView). Copying a Scope
@@ -198,6 +201,15 @@ Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
                                        stepfile::Reference ref, const json& caller_view);
 /// The view of `scope` with `env` as its env context: State::View, cached in scope.view.
 const json& ScopeView(const Engine::State& st, Scope& scope, const Env& env);
+/// Loads a local reference (static path) relative to `step_dir`, from the run's cache if unchanged.
+Result<LoadedStep> LoadLocalStep(Engine::State& st, const stepfile::Reference& ref,
+                                 const std::string& step_dir);
+/// Before a sequence runs: every `steps.X.outputs.Y` its lists read names an earlier sibling X
+/// and, where X's file can be read now, an output X has. Errors name the file:line.
+Status CheckOutputReads(Engine::State& st, const std::string& step_dir,
+                        const stepfile::Definition& def);
+/// A fresh path prefix for a step's output (".out") and export (".env") files.
+std::string NextFilesBase(Engine::State& st);
 /// Records a finished step's outputs as `steps.<name>` in scope (and its cached view).
 void SetStepOutputs(Scope& scope, const std::string& name, json outputs);
 }  // namespace engine

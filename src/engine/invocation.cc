@@ -12,6 +12,15 @@ Error LoadError(const std::string& name, const Error& e) {
   return e.Wrap("step \"" + name + "\": failed to load");
 }
 
+// A step file that is not there: the error names the file:line that references it.
+Error NotFound(const stepfile::Invocation& inv, const Error& e) {
+  Error out = LoadError(inv.name, e);
+  if (inv.mark.line > 0 && e.message.rfind("loading file \"", 0) == 0) {
+    out.message = inv.mark.ToString() + ": " + out.message;
+  }
+  return out;
+}
+
 }  // namespace
 
 Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile::Invocation& inv) {
@@ -20,8 +29,28 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   const json& view = ScopeView(st, caller, caller_env);
 
   auto loaded = co_await LoadReference(st, caller, inv.step, view);
-  if (!loaded.ok()) co_return StepOutcome{false, LoadError(inv.name, loaded.error())};
+  if (!loaded.ok()) co_return StepOutcome{false, NotFound(inv, loaded.error())};
   const stepfile::Spec& spec = loaded->file.spec;
+
+  // A script step's text sees the script step's own output and export files: that is how a
+  // script writes outputs (docs/step-language.md). Set in the cached view only while expanding.
+  std::string files_base;
+  if (loaded->own_files) {
+    files_base = NextFilesBase(st);
+    (*caller.view.value)["output_file"] = files_base + ".out";
+    (*caller.view.value)["export_file"] = files_base + ".env";
+  }
+  struct Unset {
+    json* view;
+    void Now() {
+      if (view) {
+        view->erase("output_file");
+        view->erase("export_file");
+      }
+      view = nullptr;
+    }
+    ~Unset() { Now(); }
+  } unset{loaded->own_files ? caller.view.value.get() : nullptr};
 
   json inputs = json::object();
   for (const auto& [name, raw] : inv.inputs) {
@@ -41,6 +70,18 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
                                                  name + "\""))};
     }
     auto value = expr::Expand(raw, view);
+    if (auto text = inv.text_inputs.find(name); text != inv.text_inputs.end()) {
+      // `run REF --inputs k=v`: the text is typed by the declared type (`who=123` is "123").
+      auto expanded = expr::ExpandString(text->second, view);
+      if (!expanded.ok()) {
+        value = expanded.error();
+      } else if (auto typed = stepfile::ValueFromText(decl->second.type, *expanded); typed.ok()) {
+        value = std::move(*typed);
+      } else {
+        co_return StepOutcome{
+            false, LoadError(inv.name, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
+      }
+    }
     if (!value.ok()) {
       co_return StepOutcome{false,
                             LoadError(inv.name, AsFailure(value.error()).Wrap("expand input \"" + name + "\""))};
@@ -51,11 +92,6 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     }
     inputs[name] = std::move(*value);
   }
-  for (const auto& [name, decl] : spec.inputs) {
-    if (decl.sensitive && inputs.contains(name) && inputs[name].is_string()) {
-      st.options.secrets.push_back(inputs[name].get<std::string>());
-    }
-  }
   Env inv_env;
   for (const auto& [k, raw] : inv.env) {
     auto value = expr::ExpandString(raw, view);
@@ -65,7 +101,9 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     inv_env[k] = *value;
   }
 
+  unset.Now();
   ResultNode* node = caller.node->Add();
+  node->files_base = files_base;
   proto::Step* step = node->result.mutable_step();
   step->set_name(inv.name);
   *step->mutable_step() = ToProtoReference(inv.step);
@@ -90,9 +128,16 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
   for (const auto& [name, decl] : step.file.spec.inputs) {
     if (inputs.contains(name)) continue;
     if (!decl.default_value) {
-      co_return StepOutcome{false, InvalidError("input \"" + name + "\" required, but not defined")};
+      co_return StepOutcome{false, InvalidError("failed to parse spec definition: input \"" +
+                                                name + "\" required, but not defined")};
     }
     inputs[name] = *decl.default_value;  // defaults are never expanded
+  }
+  // Sensitive inputs are masked whoever set them: caller, default, `run --inputs` (the root).
+  for (const auto& [name, decl] : step.file.spec.inputs) {
+    if (decl.sensitive && inputs.contains(name) && inputs[name].is_string()) {
+      st.options.secrets.push_back(inputs[name].get<std::string>());
+    }
   }
   *node->result.mutable_specdefinition() = ToProtoSpecDefinition(step.file);
   node->result.set_status(proto::StepResult::running);
@@ -134,6 +179,10 @@ const json& ScopeView(const Engine::State& st, Scope& scope, const Env& env) {
     (*scope.view.value)["env"] = env;  // exports and the ambient env change between steps
   }
   return *scope.view.value;
+}
+
+std::string NextFilesBase(Engine::State& st) {
+  return st.options.temp_dir + "/step-" + std::to_string(++st.file_counter);
 }
 
 void SetStepOutputs(Scope& scope, const std::string& name, json outputs) {

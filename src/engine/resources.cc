@@ -2,6 +2,8 @@
 // repositories and dynamic `${{ }}` references (reference.md section 4).
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "engine/internal.h"
 #include "expr/expr.h"
 #include "util/fd.h"
@@ -27,7 +29,10 @@ std::string JoinPath(const std::vector<std::string>& parts) {
 std::string DirOf(const std::string& dir, const std::string& parent) {
   if (dir.empty()) return parent.empty() ? "." : parent;
   if (dir[0] == '/' || parent.empty()) return dir;
-  return parent + "/" + dir;
+  // "./steps/x" under "." is "steps/x", not "././steps/x" (paths appear in errors and results).
+  std::string joined = std::filesystem::path(parent + "/" + dir).lexically_normal().string();
+  if (joined.size() > 1 && joined.back() == '/') joined.pop_back();
+  return joined.empty() ? "." : joined;
 }
 
 Result<LoadedStep> LoadFile(Engine::State& st, const std::string& dir, const std::string& filename) {
@@ -82,6 +87,8 @@ exec:
   file->definition.command[0] = FindShell();
   LoadedStep step;
   step.file = std::move(*file);
+  step.any_outputs = true;
+  step.own_files = true;
   return step;
 }
 
@@ -93,13 +100,18 @@ Result<LoadedStep> ScriptStep() {
 
 }  // namespace
 
+Result<LoadedStep> LoadLocalStep(Engine::State& st, const stepfile::Reference& ref,
+                                 const std::string& step_dir) {
+  return LoadFile(st, DirOf(JoinPath(ref.path), step_dir), ref.filename);
+}
+
 Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
                                        stepfile::Reference ref, const json& view) {
   // Dynamic references may expand to another dynamic reference; bound the chain.
   for (int depth = 0; depth < 16; ++depth) {
     switch (ref.protocol) {
       case Protocol::kLocal:
-        co_return LoadFile(st, DirOf(JoinPath(ref.path), caller.step_dir), ref.filename);
+        co_return LoadLocalStep(st, ref, caller.step_dir);
       case Protocol::kDist: {
         std::string name = JoinPath(ref.path);
         if (name == "script") co_return ScriptStep();

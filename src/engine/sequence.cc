@@ -25,9 +25,15 @@ const char* RunStatusName(const std::optional<Error>& e) {
 Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
                                    const std::vector<stepfile::Invocation>& list, bool keep_going) {
   std::optional<Error> first_error;
-  for (const auto& inv : list) {
+  auto skip_rest = [&st, &list](size_t from) {
+    if (!st.observer) return;
+    for (size_t i = from; i < list.size(); ++i) st.observer->StepSkipped(list[i].name);
+  };
+  for (size_t index = 0; index < list.size(); ++index) {
+    const stepfile::Invocation& inv = list[index];
     if (scope.cancel->requested()) {
       if (!first_error) first_error = CancelError(*scope.cancel, "not started");
+      skip_rest(index);
       break;
     }
     StepOutcome out = co_await RunInvocation(st, scope, inv);
@@ -39,7 +45,10 @@ Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
     }
     if (out.error) {
       if (!first_error) first_error = out.error;
-      if (!keep_going) break;
+      if (!keep_going) {
+        skip_rest(index + 1);
+        break;
+      }
     }
   }
   co_return first_error;
@@ -52,6 +61,9 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
     co_return StepOutcome{true, FailedError("steps nested more than " +
                                             std::to_string(kMaxSequenceNesting) +
                                             " levels deep (does a step invoke itself?)")};
+  }
+  if (Status reads = CheckOutputReads(st, step.dir, def); !reads.ok()) {
+    co_return StepOutcome{true, reads.error()};
   }
   Scope self = StepScope(caller, step, inputs);
   self.node = node;

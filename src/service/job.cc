@@ -127,6 +127,7 @@ void Job::Start(EventLoop& loop, Supervisor& supervisor, JobRequest request,
   options.run.secrets = std::move(request.secrets);
   options.run.grace = request.grace;
   options.run.temp_dir = dir_ + "/.tmp";
+  options.run.merge_stderr = true;  // one log file: one writer, as the Go runner
   options.timeout = request.timeout;
   options.warn_before = request.warn_before;
   options.warn_signal = request.warn_signal;

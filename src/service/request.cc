@@ -83,7 +83,6 @@ Result<JobRequest> ParseRunRequest(const proto::RunRequest& request,
   job.root_step_dir = job.work_dir;
 
   job.env = server_env;
-  if (!job.env.count("CI_STEPS_LOG_LEVEL")) job.env["CI_STEPS_LOG_LEVEL"] = "info";
   for (const auto& [k, v] : request.env()) {
     if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos) {
       return InvalidError("env: invalid variable name \"" + k + "\"");
@@ -101,6 +100,12 @@ Result<JobRequest> ParseRunRequest(const proto::RunRequest& request,
     }
     if (var.masked() && !var.value().empty()) job.secrets.push_back(var.value());
   }
+  // As the Go service: the job variable first, then the environment (server's, then request's).
+  auto level = NormalizeLogLevel(job.job_vars, job.env);
+  if (!level.ok()) return level.error();
+  job.env["CI_STEPS_LOG_LEVEL"] = *level;
+  // The service has no way to pass root inputs: each must have a default.
+  SR_RETURN_IF_ERROR(CheckRequiredInputs(job.root.spec, nlohmann::json::object()));
   return job;
 }
 

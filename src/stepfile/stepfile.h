@@ -86,6 +86,9 @@ struct Invocation {
   std::map<std::string, Value> inputs;  // unexpanded; `script:` becomes inputs {script: ...}
   std::map<std::string, std::string> env;
   Mark mark;
+  /// Inputs given as text on the command line (`run REF --inputs k=v`): typed by the callee's
+  /// declared type once it is loaded (ValueFromText), not guessed.
+  std::map<std::string, std::string> text_inputs;
 };
 
 struct Definition {
@@ -126,6 +129,18 @@ Result<StepFile> ParseStepFile(std::string_view text, const std::string& source)
 /// Same strictness, but item names may be empty or contain '-' (reference 1.4 for `ci`).
 Result<std::vector<Invocation>> ParseInvocationList(std::string_view text,
                                                     const std::string& source);
+
+/// Splits one CSV record as Go's flag package reads `--inputs a=1,"b=x,y"`: fields by commas,
+/// a field in double quotes may hold commas ("" is a quote).
+Result<std::vector<std::string>> SplitCsvRecord(std::string_view text);
+
+/// Command-line text as a value of a declared type: a string input takes the text as is
+/// (`who=123` is "123"), number/boolean parse it, struct/array read it as JSON.
+Result<Value> ValueFromText(ValueType type, const std::string& text);
+
+/// Command-line text typed as the Go runner's YAML pasting does: 3 a number, true a bool.
+/// For inputs whose declared type is not known.
+Value GuessScalar(const std::string& text);
 
 /// Checks `value` against a declared type; error text like `declared number, got string`.
 Status CheckType(ValueType type, const Value& value);

@@ -70,10 +70,39 @@ std::optional<std::pair<size_t, std::string>> CheckText(std::string_view t) {
   return std::nullopt;
 }
 
+// yaml-cpp ends a quoted scalar that is never closed at the end of the text and takes the rest
+// of the file as its value (`script: "echo` then more items ran as one script). YAML, and Go's
+// parser, make it an error: true when the scalar quoted at `pos` has its closing quote.
+bool QuoteClosed(std::string_view text, size_t pos) {
+  // The node's mark is at its properties when it has any: skip `!tag` and `&anchor` first.
+  while (pos < text.size() && (text[pos] == '!' || text[pos] == '&')) {
+    while (pos < text.size() && text[pos] != ' ' && text[pos] != '\t' && text[pos] != '\n') ++pos;
+    while (pos < text.size() && (text[pos] == ' ' || text[pos] == '\t' || text[pos] == '\n' ||
+                                 text[pos] == '\r')) {
+      ++pos;
+    }
+  }
+  if (pos >= text.size()) return true;
+  const char quote = text[pos];
+  if (quote != '"' && quote != '\'') return true;  // plain or block scalar
+  for (size_t i = pos + 1; i < text.size(); ++i) {
+    if (quote == '"' && text[i] == '\\') {
+      ++i;  // an escape: the next character is not the end
+    } else if (text[i] == quote) {
+      if (quote == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+        ++i;  // '' is a quote inside a single-quoted scalar
+      } else {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
 class Builder : public YAML::EventHandler {
  public:
-  Builder(Tree& tree, size_t max_documents, const std::string& too_many)
-      : tree_(tree), max_documents_(max_documents), too_many_(too_many) {}
+  Builder(Tree& tree, size_t max_documents, const std::string& too_many, std::string_view text)
+      : tree_(tree), max_documents_(max_documents), too_many_(too_many), text_(text) {}
 
   void OnDocumentStart(const YAML::Mark& mark) override {
     if (tree_.documents.size() >= max_documents_) {
@@ -104,6 +133,11 @@ class Builder : public YAML::EventHandler {
 
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
+    if (mark.pos >= 0 && !QuoteClosed(text_, static_cast<size_t>(mark.pos))) {
+      throw Stop{"invalid YAML: found unexpected end of stream while scanning a quoted scalar "
+                 "(the quote opened here is never closed)",
+                 OneBased(mark.line), OneBased(mark.column)};
+    }
     Node* n = New(Node::Kind::kScalar, mark, anchor, tag);
     n->text = value;
     Attach(n, /*fresh=*/true);
@@ -132,6 +166,19 @@ class Builder : public YAML::EventHandler {
   Node* New(Node::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor,
             const std::string& tag) {
     Count(mark);
+    // Only YAML's own tags mean something here; a local tag (`!foo x`) would otherwise be
+    // dropped silently. Go's decoder refuses them too ("cannot unmarshal !foo").
+    if (!tag.empty() && tag != "?" && tag != "!" && tag.rfind("tag:yaml.org,2002:", 0) != 0) {
+      throw Stop{"unsupported tag \"" + tag + "\"", OneBased(mark.line), OneBased(mark.column)};
+    }
+    // yaml-cpp reads a tag with characters a tag may not have (`!\x41`) as the bare `!` and
+    // the rest as the value; a bare `!` is only ever followed by a space or line break.
+    const auto pos = static_cast<size_t>(mark.pos < 0 ? 0 : mark.pos);
+    if (tag == "!" && pos + 1 < text_.size() && text_[pos] == '!' &&
+        std::string_view(" \t\r\n").find(text_[pos + 1]) == std::string_view::npos) {
+      throw Stop{"invalid YAML: did not find the expected whitespace after a tag",
+                 OneBased(mark.line), OneBased(mark.column)};
+    }
     Node& n = tree_.nodes.emplace_back();
     n.kind = kind;
     n.line = OneBased(mark.line);
@@ -179,6 +226,7 @@ class Builder : public YAML::EventHandler {
   Tree& tree_;
   size_t max_documents_;
   const std::string& too_many_;
+  std::string_view text_;
   std::vector<Node*> stack_;
   std::map<YAML::anchor_t, Node*> anchors_;
   long count_ = 0;
@@ -203,7 +251,7 @@ Result<std::unique_ptr<Tree>> LoadYaml(std::string_view text, const std::string&
   try {
     std::istringstream in{std::string(text)};
     YAML::Parser parser(in);
-    Builder builder(*tree, max_documents, too_many);
+    Builder builder(*tree, max_documents, too_many, text);
     while (parser.HandleNextDocument(builder)) {
     }
   } catch (const Stop& s) {

@@ -247,9 +247,14 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
     if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2", errno);
     out_read.Reset(fds[0]);
     out_write.Reset(fds[1]);
-    if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2", errno);
-    err_read.Reset(fds[0]);
-    err_write.Reset(fds[1]);
+    if (spec.merge_stderr) {
+      err_write.Reset(::fcntl(out_write.get(), F_DUPFD_CLOEXEC, 3));
+      if (!err_write.valid()) return ErrnoError("dup", errno);
+    } else {
+      if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2", errno);
+      err_read.Reset(fds[0]);
+      err_write.Reset(fds[1]);
+    }
   } else {
     out_write.Reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
     if (!out_write.valid()) return ErrnoError("open /dev/null", errno);

@@ -70,6 +70,9 @@ struct ProcessSpec {
   std::string work_dir;
   /// When false, stdout/stderr go to /dev/null and no output callback is called.
   bool capture_output = true;
+  /// One pipe for both stdout and stderr (reported as stdout), so their order is kept, as when
+  /// a program writes both to one file. For destinations that are one file anyway (a job log).
+  bool merge_stderr = false;
   /// How members left behind when the main process exits by itself are stopped (a background
   /// job, a daemon): a tree never outlives its main process. Unset = SIGTERM and
   /// Options::leftover_grace.

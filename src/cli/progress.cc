@@ -1,0 +1,86 @@
+#include "cli/progress.h"
+
+#include <cstdio>
+
+#include <google/protobuf/util/time_util.h>
+
+namespace sr::cli {
+namespace {
+
+std::string Label(const std::string& name) { return name.empty() ? "(step)" : name; }
+
+std::string Millis(Duration d) {
+  return FormatDuration(std::chrono::duration_cast<std::chrono::milliseconds>(d));
+}
+
+bool Ended(proto::StepResult::Status s) {
+  return s == proto::StepResult::success || s == proto::StepResult::failure ||
+         s == proto::StepResult::cancelled;
+}
+
+}  // namespace
+
+void ProgressPrinter::Started(const std::string& name) {
+  std::fprintf(stderr, "step-runner: ▶ %s\n", Label(name).c_str());
+}
+
+void ProgressPrinter::Finished(const std::string& name, proto::StepResult::Status status,
+                               std::optional<Duration> took) {
+  std::string how = proto::StepResult::Status_Name(status);
+  if (took) how += ", " + Millis(*took);
+  std::fprintf(stderr, "step-runner: %s %s (%s)\n", status == proto::StepResult::success ? "✔" : "✘",
+               Label(name).c_str(), how.c_str());
+}
+
+void ProgressPrinter::Skipped(const std::string& name) {
+  std::fprintf(stderr, "step-runner: - %s (skipped)\n", Label(name).c_str());
+}
+
+void ProgressPrinter::Done(proto::StepResult::Status status, Duration total) {
+  std::fprintf(stderr, "step-runner: finished: %s after %s\n",
+               proto::StepResult::Status_Name(status).c_str(), Millis(total).c_str());
+}
+
+proto::StepResult::Status OutcomeStatus(const std::optional<Error>& error) {
+  if (!error) return proto::StepResult::success;
+  if (error->kind == Error::Kind::kCancelled || error->kind == Error::Kind::kTimedOut) {
+    return proto::StepResult::cancelled;
+  }
+  return proto::StepResult::failure;
+}
+
+void SnapshotProgress::Update(const proto::StepResult& root, bool final) {
+  // A root exec step is a step of its own; a root sequence only holds the steps.
+  if (root.specdefinition().definition().type() == proto::DefinitionType::exec) {
+    if (root.status() != proto::StepResult::unspecified) Walk(root, "");
+    return;
+  }
+  for (const auto& sub : root.sub_step_results()) Walk(sub, "/" + sub.step().name());
+  if (!final) return;
+  // Steps of the root's `run:` that never started: skipped after a failure or cancel.
+  std::set<std::string> ran;
+  for (const auto& sub : root.sub_step_results()) ran.insert(sub.step().name());
+  for (const auto& step : root.specdefinition().definition().steps()) {
+    if (!ran.count(step.name())) Skipped(step.name());
+  }
+}
+
+void SnapshotProgress::Walk(const proto::StepResult& r, const std::string& path) {
+  const std::string& name = r.step().name();
+  if (!started_.count(path)) {
+    started_.insert(path);
+    Started(name);
+  }
+  for (const auto& sub : r.sub_step_results()) Walk(sub, path + "/" + sub.step().name());
+  if (Ended(r.status()) && !finished_.count(path)) {
+    finished_.insert(path);
+    std::optional<Duration> took;
+    if (r.usage().has_start_time() && r.usage().has_end_time()) {
+      took = std::chrono::nanoseconds(google::protobuf::util::TimeUtil::DurationToNanoseconds(
+          r.usage().end_time() - r.usage().start_time()));
+    }  // else unknown: what a poll sees is not the step's duration
+    Finished(name, r.status(), took);
+  }
+}
+
+}  // namespace sr::cli

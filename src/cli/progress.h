@@ -1,0 +1,54 @@
+// Progress on a terminal (contract section 5): a line on stderr when each step starts and ends
+// (with its duration and status), steps skipped after a failure, and a last line with the total
+// time and the result. One format for `run`/`ci` (engine callbacks) and `client run --follow`
+// (successive Status snapshots of the job's result tree).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "engine/engine.h"
+#include "proto/step.pb.h"
+#include "util/time.h"
+
+namespace sr::cli {
+
+/// Prints the lines; all on stderr.
+class ProgressPrinter {
+ public:
+  void Started(const std::string& name);
+  void Finished(const std::string& name, proto::StepResult::Status status,
+                std::optional<Duration> took);
+  void Skipped(const std::string& name);
+  /// The last line: `step-runner: finished: failure after 1.204s`.
+  void Done(proto::StepResult::Status status, Duration total);
+};
+
+/// Engine observer for `run`/`ci`.
+class TerminalProgress : public Observer, public ProgressPrinter {
+ public:
+  void StepStarted(const std::string& name) override { Started(name); }
+  void StepFinished(const std::string& name, proto::StepResult::Status status,
+                    Duration took) override {
+    Finished(name, status, took);
+  }
+  void StepSkipped(const std::string& name) override { Skipped(name); }
+};
+
+/// For `client run --follow`: fed the job's result tree as it changes, prints what is new.
+class SnapshotProgress : public ProgressPrinter {
+ public:
+  void Update(const proto::StepResult& root, bool final);
+
+ private:
+  void Walk(const proto::StepResult& r, const std::string& path);
+  std::set<std::string> started_;  // by path of names, e.g. "/build/compile"
+  std::set<std::string> finished_;
+};
+
+/// The status a run's outcome is shown with in the last line.
+proto::StepResult::Status OutcomeStatus(const std::optional<Error>& error);
+
+}  // namespace sr::cli
