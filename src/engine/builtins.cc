@@ -16,7 +16,8 @@ LoadedStep WithSpec(const std::string& text, const std::string& source, BuiltinF
   return step;
 }
 
-Task<StepOutcome> Sleep(Engine::State& st, Scope& caller, const json& inputs, ResultNode*) {
+Task<StepOutcome> Sleep(Engine::State& st, Scope& caller, const json& inputs, const Env&,
+                        ResultNode*) {
   auto d = ParseDuration(inputs.value("duration", ""));
   if (!d.ok()) co_return StepOutcome{true, d.error().Wrap("input \"duration\"")};
   CancelSource& cancel = *caller.cancel;
@@ -45,7 +46,8 @@ Task<StepOutcome> Sleep(Engine::State& st, Scope& caller, const json& inputs, Re
   co_return StepOutcome{true, std::nullopt};
 }
 
-Task<StepOutcome> Outputs(Engine::State&, Scope&, const json& inputs, ResultNode* node) {
+Task<StepOutcome> Outputs(Engine::State&, Scope&, const json& inputs, const Env&,
+                          ResultNode* node) {
   for (auto it = inputs.begin(); it != inputs.end(); ++it) {
     (*node->result.mutable_outputs())[it.key()] = ToProtoValue(it.value());
   }
@@ -70,7 +72,7 @@ std::optional<LoadedStep> FindBuiltin(const std::string& name) {
     }();
     return outputs;
   }
-  return std::nullopt;
+  return FindOciBuiltin(name);
 }
 
 }  // namespace sr::engine

@@ -55,9 +55,10 @@ void ForEachRunningTree(const ResultNode& root, const std::function<void(Process
 struct Scope;
 struct StepOutcome;
 
-/// An in-process built-in step (dist://sleep, dist://outputs): runs on the loop, cancel-aware.
+/// An in-process built-in step (dist://sleep, dist://outputs, dist://step/oci/*): runs on the
+/// loop, cancel-aware. Gets its expanded inputs and the environment an exec step would get.
 using BuiltinFn = std::function<Task<StepOutcome>(Engine::State&, Scope&, const nlohmann::json&,
-                                                  ResultNode*)>;
+                                                  const Env&, ResultNode*)>;
 
 /// A step file ready to run, with the directory its relative references resolve against.
 struct LoadedStep {
@@ -202,7 +203,13 @@ Result<Env> ExpandDefinitionEnv(const stepfile::Definition& def, const json& vie
 Error CancelError(const CancelSource& cancel, const std::string& what);
 /// The in-process builtin named `name` (path after dist://), if there is one.
 std::optional<LoadedStep> FindBuiltin(const std::string& name);
-/// Loads the step an invocation references (local, dist, git, dynamic).
+/// dist://step/oci/{fetch,build,promote} (engine/oci_steps.cc), if `name` is one of them.
+std::optional<LoadedStep> FindOciBuiltin(const std::string& name);
+/// Pulls the image of an `oci:` reference (fields expanded in `view`) into a fresh directory
+/// under the job's temp dir; returns that directory joined with the reference's `dir`.
+Task<Result<std::string>> FetchOciReference(Engine::State& st, const Scope& caller,
+                                            const stepfile::Reference& ref, const json& view);
+/// Loads the step an invocation references (local, dist, git, dynamic, oci).
 /// `caller_view` must outlive the returned task (the caller awaits it at once).
 Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
                                        stepfile::Reference ref, const json& caller_view);

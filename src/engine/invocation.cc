@@ -228,7 +228,7 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
   const auto started = WallNow();
   StepOutcome out;
   if (step.builtin) {
-    out = co_await step.builtin(st, caller, inputs, node);
+    out = co_await step.builtin(st, caller, inputs, env, node);
   } else if (step.file.definition.kind == stepfile::Definition::Kind::kExec) {
     out = co_await RunExec(st, caller, step, inputs, env, node);
   } else {

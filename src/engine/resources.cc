@@ -119,9 +119,11 @@ Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
         co_return FailedError("fetching dist step: fetch: distributed step \"" + name +
                               "\" not found");
       }
-      case Protocol::kOci:
-        co_return FailedError("OCI step references are not supported by this runner (" +
-                              ref.registry + "/" + ref.repository + ":" + ref.tag + ")");
+      case Protocol::kOci: {
+        auto dir = co_await FetchOciReference(st, caller, ref, view);
+        if (!dir.ok()) co_return dir.error();
+        co_return LoadFile(st, *dir, ref.filename);
+      }
       case Protocol::kGit: {
         auto url = expr::ExpandString(ref.url, view);
         if (!url.ok()) co_return url.error().Wrap("expanding git url");

@@ -67,7 +67,7 @@ struct Reference {
   std::vector<std::string> path;  // directory parts, e.g. {".", "tools", "lint"}, {"/", "opt"}
   std::string filename = "step.yml";
   std::string version;            // git revision
-  // oci: kept for the error message only (OCI is out of scope).
+  // oci: the image; `path` is its `dir`, `filename` its `file`.
   std::string registry, repository, tag;
 };
 

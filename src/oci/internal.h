@@ -1,0 +1,66 @@
+// Parts of oci/ shared by pull, build and copy. Not part of the public API (see oci.h).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "loop/loop.h"
+#include "loop/task.h"
+#include "oci/oci.h"
+#include "util/result.h"
+
+namespace sr::oci {
+
+/// Cuts CPU work on the loop thread into slices: Due() after a few milliseconds of work, and
+/// Yield() lets every other fd and timer run before the work goes on (and notices a cancel).
+class Slicer {
+ public:
+  Slicer(EventLoop& loop, CancelToken* cancel);
+  bool Due() const;
+  Task<Status> Yield();
+
+ private:
+  EventLoop& loop_;
+  CancelToken* cancel_;
+  Clock::time_point slice_start_;
+};
+
+/// Receives a blob's bytes as they arrive.
+using Sink = std::function<Status(std::string_view)>;
+/// Streams one blob into the sink (an HTTP GET).
+using Download = std::function<Task<Status>(Sink)>;
+
+/// The content-addressed blob store under <cache_dir>/oci/blobs/sha256 (see oci.h).
+class BlobCache {
+ public:
+  explicit BlobCache(const std::string& cache_dir);
+  /// The path of a verified copy of `digest`. Without a good cached copy, takes the digest's lock
+  /// (waiting, cancel-aware, while another job or process holds it), checks again, and else
+  /// downloads into a temporary file, hashing as it streams, and renames it into place only when
+  /// the digest matches. `downloaded` says whether this call fetched it.
+  Task<Result<std::string>> Get(EventLoop& loop, const std::string& digest, Download download,
+                                CancelToken* cancel, bool* downloaded = nullptr);
+  const std::string& dir() const { return dir_; }
+
+ private:
+  Task<Result<bool>> Verify(EventLoop& loop, const std::string& path, const std::string& digest,
+                            CancelToken* cancel);
+  std::string dir_;
+};
+
+/// Unpacks one layer (tar, plain or zstd or gzip, sniffed) into `dest`: directories and regular
+/// files only, nothing outside `dest`. Errors name the layer digest and the entry.
+Task<Status> UnpackLayer(EventLoop& loop, const std::string& blob_path, const std::string& digest,
+                         const std::string& dest, CancelToken* cancel);
+
+/// One layer made from an artifact: its compressed bytes and the digest of the plain tar.
+struct PackedLayer {
+  std::string data;     // zstd-compressed tar
+  std::string diff_id;  // sha256 of the uncompressed tar
+};
+/// Packs `artifact.src` (a file or a directory) at `artifact.dst` in a zstd tar, with its parent
+/// directories, sorted, mtime 0 (so the same input gives the same digest).
+Result<PackedLayer> PackLayer(const Artifact& artifact);
+
+}  // namespace sr::oci

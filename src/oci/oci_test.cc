@@ -1,0 +1,185 @@
+// The oci/ pieces that need no registry: references, transport choice, credentials, digests, and
+// the layer packer/unpacker with hostile archives (the registry tests are tests/oci).
+#include <archive.h>
+#include <archive_entry.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "oci/digest.h"
+#include "oci/internal.h"
+#include "oci/registry.h"
+#include "util/fd.h"
+#include "util/tempdir.h"
+
+namespace sr::oci {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ImageRef, ParsesRegistryRepositoryAndTag) {
+  auto r = ParseImageRef("127.0.0.1:5000/steps/echo:1.2.3");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->registry, "127.0.0.1:5000");
+  EXPECT_EQ(r->repository, "steps/echo");
+  EXPECT_EQ(r->tag, "1.2.3");
+  EXPECT_EQ(r->ToString(), "127.0.0.1:5000/steps/echo:1.2.3");
+  r = ParseImageRef("registry.gitlab.com/a/b");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->tag, "latest");
+  r = ParseImageRef("alpine:3");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->registry, "index.docker.io");
+  EXPECT_EQ(r->repository, "library/alpine");
+  r = ParseImageRef("localhost:5000/x@sha256:" + std::string(64, 'a'));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->ToString(), "localhost:5000/x@sha256:" + std::string(64, 'a'));
+}
+
+TEST(Scheme, PlainHttpOnlyForLoopbackAndListedRegistries) {
+  const std::map<std::string, std::string> none;
+  EXPECT_EQ(SchemeFor(none, "localhost:5000"), "http");
+  EXPECT_EQ(SchemeFor(none, "127.0.0.1:5000"), "http");
+  EXPECT_EQ(SchemeFor(none, "[::1]:5000"), "http");
+  EXPECT_EQ(SchemeFor(none, "registry.gitlab.com"), "https");
+  EXPECT_EQ(SchemeFor(none, "127.0.0.2:5000"), "https");
+  const std::map<std::string, std::string> listed{{"STEP_RUNNER_OCI_INSECURE", "a.test:1, b.test"}};
+  EXPECT_EQ(SchemeFor(listed, "a.test:1"), "http");
+  EXPECT_EQ(SchemeFor(listed, "a.test:2"), "https");
+  EXPECT_EQ(SchemeFor(listed, "b.test:7"), "http");  // a host without a port covers every port
+}
+
+TEST(Credentials, FromDockerAuthConfigThenConfigFile) {
+  TempDir home = std::move(TempDir::Create("oci-home-").value());
+  std::map<std::string, std::string> env{{"HOME", home.path()}};
+  auto c = FindCredentials(env, "reg.test:5000");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->has_value());  // no config anywhere: anonymous
+
+  std::filesystem::create_directories(home.path() + "/.docker");
+  std::ofstream(home.path() + "/.docker/config.json")
+      << R"({"auths":{"https://reg.test:5000/v1/":{"auth":")" << Base64("ann:s3cret:x") << R"("}}})";
+  c = FindCredentials(env, "reg.test:5000");
+  ASSERT_TRUE(c.ok() && c->has_value());
+  EXPECT_EQ((*c)->username, "ann");
+  EXPECT_EQ((*c)->password, "s3cret:x");
+
+  env["DOCKER_AUTH_CONFIG"] = R"({"auths":{"reg.test:5000":{"username":"bob","password":"pw"}}})";
+  c = FindCredentials(env, "reg.test:5000");
+  ASSERT_TRUE(c.ok() && c->has_value());
+  EXPECT_EQ((*c)->username, "bob");
+  c = FindCredentials(env, "other.test");
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->has_value());
+
+  env["DOCKER_AUTH_CONFIG"] = "{not json";
+  c = FindCredentials(env, "reg.test:5000");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.error().message, HasSubstr("$DOCKER_AUTH_CONFIG: not a JSON object"));
+}
+
+TEST(Digest, Sha256AndChecks) {
+  EXPECT_EQ(DigestOf("abc"), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_TRUE(CheckDigest(DigestOf("")).ok());
+  EXPECT_FALSE(CheckDigest("sha256:../../etc/passwd").ok());
+  EXPECT_FALSE(CheckDigest("sha512:" + std::string(128, 'a')).ok());
+  EXPECT_EQ(Base64("fred:c0d3_n1nj4"), "ZnJlZDpjMGQzX24xbmo0");
+  EXPECT_EQ(*DecodeBase64("ZnJlZDpjMGQzX24xbmo0"), "fred:c0d3_n1nj4");
+  EXPECT_EQ(*DecodeBase64(Base64("ab")), "ab");
+}
+
+// Runs a Task to its end on a fresh loop.
+template <class T>
+T RunOnLoop(EventLoop& loop, Task<T> task) {
+  std::optional<T> out;
+  StartTask<T>(std::move(task), [&](T v) { out.emplace(std::move(v)); });
+  loop.RunUntil([&] { return out.has_value(); });
+  return std::move(*out);
+}
+
+class Layers : public ::testing::Test {
+ protected:
+  void SetUp() override { loop = std::move(EventLoop::Create().value()); }
+  Status Unpack(const std::string& blob, const std::string& dest) {
+    return RunOnLoop<Status>(*loop, UnpackLayer(*loop, blob, "sha256:test", dest, nullptr));
+  }
+  /// Writes a plain tar with the given entries (name, type, data).
+  std::string HostileTar(const std::vector<std::tuple<std::string, mode_t, std::string>>& entries) {
+    const std::string path = tmp.path() + "/hostile.tar";
+    archive* a = archive_write_new();
+    archive_write_set_format_pax_restricted(a);
+    archive_write_open_filename(a, path.c_str());
+    for (const auto& [name, type, data] : entries) {
+      archive_entry* e = archive_entry_new();
+      archive_entry_set_pathname(e, name.c_str());
+      archive_entry_set_filetype(e, type);
+      archive_entry_set_perm(e, 0644);
+      if (type == AE_IFLNK) archive_entry_set_symlink(e, data.c_str());
+      archive_entry_set_size(e, type == AE_IFREG ? static_cast<la_int64_t>(data.size()) : 0);
+      archive_write_header(a, e);
+      if (type == AE_IFREG) archive_write_data(a, data.data(), data.size());
+      archive_entry_free(e);
+    }
+    archive_write_close(a);
+    archive_write_free(a);
+    return path;
+  }
+  std::unique_ptr<EventLoop> loop;
+  TempDir tmp = std::move(TempDir::Create("oci-layers-").value());
+};
+
+TEST_F(Layers, PackThenUnpackKeepsFilesAndTheExecutableBit) {
+  std::filesystem::create_directories(tmp.path() + "/src/sub");
+  std::ofstream(tmp.path() + "/src/step.yml") << "spec:\n";
+  std::ofstream(tmp.path() + "/src/sub/run") << "#!/bin/sh\n";
+  ::chmod((tmp.path() + "/src/sub/run").c_str(), 0755);
+  auto layer = PackLayer({tmp.path() + "/src", "/app/step"});
+  ASSERT_TRUE(layer.ok()) << layer.error().message;
+  auto again = PackLayer({tmp.path() + "/src", "/app/step"});
+  EXPECT_EQ(DigestOf(layer->data), DigestOf(again->data));  // reproducible
+  ASSERT_TRUE(WriteAll(UniqueFd(::open((tmp.path() + "/layer").c_str(), O_WRONLY | O_CREAT, 0600)).get(),
+                       layer->data).ok());
+  std::filesystem::create_directories(tmp.path() + "/out");
+  Status ok = Unpack(tmp.path() + "/layer", tmp.path() + "/out");
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ReadFile(tmp.path() + "/out/app/step/step.yml").value(), "spec:\n");
+  struct stat sb {};
+  ASSERT_EQ(::stat((tmp.path() + "/out/app/step/sub/run").c_str(), &sb), 0);
+  EXPECT_TRUE(sb.st_mode & S_IXUSR);
+}
+
+TEST_F(Layers, NothingEscapesTheDestination) {
+  std::filesystem::create_directories(tmp.path() + "/out");
+  Status up = Unpack(HostileTar({{"a/../../evil", AE_IFREG, "x"}}), tmp.path() + "/out");
+  ASSERT_FALSE(up.ok());
+  EXPECT_THAT(up.error().message, HasSubstr("entry \"a/../../evil\": name leaves the step directory"));
+  Status abs = Unpack(HostileTar({{"/etc/evil", AE_IFREG, "x"}}), tmp.path() + "/out");
+  ASSERT_FALSE(abs.ok());
+  EXPECT_THAT(abs.error().message, HasSubstr("absolute name"));
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() + "/evil"));
+
+  // Links and devices are not unpacked; a file written "through" a link name lands inside.
+  Status links = Unpack(HostileTar({{"link", AE_IFLNK, "/etc"},
+                                    {"dev", AE_IFCHR, ""},
+                                    {"link/passwd", AE_IFREG, "mine"}}),
+                        tmp.path() + "/out");
+  ASSERT_TRUE(links.ok()) << links.error().message;
+  EXPECT_FALSE(std::filesystem::is_symlink(tmp.path() + "/out/link"));
+  EXPECT_FALSE(std::filesystem::exists(tmp.path() + "/out/dev"));
+  EXPECT_EQ(ReadFile(tmp.path() + "/out/link/passwd").value(), "mine");
+}
+
+TEST_F(Layers, NotATar) {
+  std::ofstream(tmp.path() + "/junk") << "this is not an archive";
+  std::filesystem::create_directories(tmp.path() + "/out");
+  Status s = Unpack(tmp.path() + "/junk", tmp.path() + "/out");
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.error().message, HasSubstr("layer sha256:test: "));
+}
+
+}  // namespace
+}  // namespace sr::oci

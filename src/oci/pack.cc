@@ -1,0 +1,139 @@
+// Packing an artifact into a layer (see internal.h): libarchive writes a pax tar into memory,
+// libzstd compresses it. The tar's own digest is the image config's diff_id.
+#include <archive.h>
+#include <archive_entry.h>
+#include <sys/stat.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "oci/digest.h"
+#include "oci/internal.h"
+#include "util/fd.h"
+
+namespace sr::oci {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct WriterCloser {
+  void operator()(archive* a) const { archive_write_free(a); }
+};
+
+// The destination as tar names: "/app/files/" → {"app", "files"}.
+Result<std::vector<std::string>> DestParts(const std::string& dst) {
+  std::vector<std::string> parts;
+  for (const auto& p : fs::path(dst).lexically_normal()) {
+    std::string s = p.string();
+    if (s == "/" || s.empty() || s == ".") continue;
+    if (s == "..") return FailedError("destination \"" + dst + "\" leaves the image");
+    parts.push_back(s);
+  }
+  return parts;  // empty: the image root (a directory's contents go there)
+}
+
+class TarWriter {
+ public:
+  TarWriter() : a_(archive_write_new()) {
+    archive_write_set_format_pax_restricted(a_.get());
+    archive_write_set_bytes_in_last_block(a_.get(), 1);
+    archive_write_open(a_.get(), this, nullptr, &TarWriter::OnWrite, nullptr);
+  }
+  Status Dir(const std::string& name) { return Add(name + "/", AE_IFDIR, 0755, ""); }
+  Status File(const std::string& name, const std::string& src) {
+    struct stat sb {};
+    if (::stat(src.c_str(), &sb) != 0) return ErrnoError(src, errno);
+    auto data = ReadFile(src);
+    if (!data.ok()) return data.error();
+    return Add(name, AE_IFREG, (sb.st_mode & 0111) ? 0755 : 0644, *data);
+  }
+  Result<std::string> Finish() {
+    if (archive_write_close(a_.get()) != ARCHIVE_OK) return FailedError(archive_error_string(a_.get()));
+    return std::move(out_);
+  }
+
+ private:
+  static la_ssize_t OnWrite(archive*, void* self, const void* buf, size_t n) {
+    static_cast<TarWriter*>(self)->out_.append(static_cast<const char*>(buf), n);
+    return static_cast<la_ssize_t>(n);
+  }
+  Status Add(const std::string& name, mode_t type, mode_t perm, const std::string& data) {
+    std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), archive_entry_free);
+    archive_entry_set_pathname(e.get(), name.c_str());
+    archive_entry_set_filetype(e.get(), type);
+    archive_entry_set_perm(e.get(), perm);
+    archive_entry_set_size(e.get(), static_cast<la_int64_t>(data.size()));
+    archive_entry_set_mtime(e.get(), 0, 0);
+    if (archive_write_header(a_.get(), e.get()) != ARCHIVE_OK) return FailedError(archive_error_string(a_.get()));
+    if (!data.empty() && archive_write_data(a_.get(), data.data(), data.size()) < 0) {
+      return FailedError(archive_error_string(a_.get()));
+    }
+    return Ok();
+  }
+  std::unique_ptr<archive, WriterCloser> a_;
+  std::string out_;
+};
+
+// Adds the directory tree `src` as `name` ("" = the root), entries sorted; only directories and
+// regular files.
+Status AddTree(TarWriter& tar, const fs::path& src, const std::string& name) {
+  if (!name.empty()) SR_RETURN_IF_ERROR(tar.Dir(name));
+  std::vector<fs::directory_entry> entries;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(src, ec)) entries.push_back(e);
+  if (ec) return FailedError("reading " + src.string() + ": " + ec.message());
+  std::sort(entries.begin(), entries.end(),
+            [](const auto& x, const auto& y) { return x.path().filename() < y.path().filename(); });
+  for (const auto& e : entries) {
+    const std::string child = (name.empty() ? "" : name + "/") + e.path().filename().string();
+    if (e.is_symlink(ec) || (!e.is_directory(ec) && !e.is_regular_file(ec))) {
+      return FailedError(e.path().string() + ": only directories and regular files can go in a step image");
+    }
+    if (e.is_directory(ec)) {
+      SR_RETURN_IF_ERROR(AddTree(tar, e.path(), child));
+    } else {
+      SR_RETURN_IF_ERROR(tar.File(child, e.path().string()));
+    }
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Result<PackedLayer> PackLayer(const Artifact& artifact) {
+  auto where = [&](const Error& e) { return e.Wrap(artifact.src + " -> " + artifact.dst); };
+  auto parts = DestParts(artifact.dst);
+  if (!parts.ok()) return where(parts.error());
+  std::error_code ec;
+  const fs::path src = fs::path(artifact.src).lexically_normal();
+  auto status = fs::symlink_status(src, ec);
+  if (ec) return where(FailedError(ec.message()));
+  if (parts->empty() && !fs::is_directory(status)) {
+    return where(FailedError("a file needs a destination path"));
+  }
+  TarWriter tar;
+  std::string name;
+  for (size_t i = 0; i + 1 < parts->size(); ++i) {
+    name += (name.empty() ? "" : "/") + (*parts)[i];
+    if (Status ok = tar.Dir(name); !ok.ok()) return where(ok.error());
+  }
+  if (!parts->empty()) name += (name.empty() ? "" : "/") + parts->back();
+  Status added = fs::is_directory(status)      ? AddTree(tar, src, name)
+                 : fs::is_regular_file(status) ? tar.File(name, src.string())
+                                               : FailedError("not a directory or regular file");
+  if (!added.ok()) return where(added.error());
+  auto plain = tar.Finish();
+  if (!plain.ok()) return where(plain.error());
+  PackedLayer layer;
+  layer.diff_id = DigestOf(*plain);
+  layer.data.resize(ZSTD_compressBound(plain->size()));
+  size_t n = ZSTD_compress(layer.data.data(), layer.data.size(), plain->data(), plain->size(), 3);
+  if (ZSTD_isError(n)) return where(FailedError(std::string("zstd: ") + ZSTD_getErrorName(n)));
+  layer.data.resize(n);
+  return layer;
+}
+
+}  // namespace sr::oci
