@@ -158,12 +158,12 @@ int RunLocally(LocalRunRequest req) {
   if (!timing.ok()) return Fail(timing.error().message, 2);
   JobOptions options = std::move(*timing);
 
-  if (Status ready = PrepareRunner(); !ready.ok()) return Fail(ready.error().message, 1);
   UniqueFd sigfd = BlockTerminalSignals();
   if (!sigfd.valid()) return Fail("signalfd: " + std::string(std::strerror(errno)), 1);
   auto loop = EventLoop::Create();
   if (!loop.ok()) return Fail(loop.error().message, 1);
   const Switches switches = ReadSwitches(ProcessEnv());
+  if (Status ready = PrepareRunner(switches.temp_base); !ready.ok()) return Fail(ready.error().message, 1);
   auto sup = Supervisor::Create(**loop, SupervisorOptionsFor(switches));
   if (!sup.ok()) return Fail(sup.error().message, 1);
   auto temp = TempDir::Create("step-runner-", switches.temp_base);
@@ -203,6 +203,9 @@ int RunLocally(LocalRunRequest req) {
                      removed->size(), list.c_str());
       }
     });
+  }
+  if (auto guarded = docker::DaemonToGuard(runner_env, req.job_vars, req.flags.docker)) {
+    options.docker = DockerOptions{*guarded, temp->path() + "/docker.sock", "run-" + docker::InstanceId()};
   }
 
   int signals_seen = 0;

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "cli/cli.h"
+#include "cli/switches.h"
 #include "util/tempdir.h"
 
 namespace sr::cli {
@@ -32,7 +33,7 @@ std::string UserName(uid_t uid) {
 std::string DefaultSocketDir() {
   if (const char* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && *xdg) return xdg;
   if (::geteuid() == 0) return "/run/step-runner";
-  return TempBase() + "/step-runner-" + std::to_string(::geteuid());
+  return ReadSwitches(ProcessEnv()).temp_base + "/step-runner-" + std::to_string(::geteuid());
 }
 
 std::string DefaultSocketPath() { return DefaultSocketDir() + "/step-runner.sock"; }

@@ -37,6 +37,7 @@ Supervisor::Options SupervisorOptionsFor(const Switches& switches) {
   if (switches.cgroup_off) o.mechanism = Supervisor::Options::Mechanism::kProcessGroup;
   o.controllers = !switches.controllers_off;
   o.full_accounting = switches.full_accounting;
+  o.temp_base = switches.temp_base;
   if (switches.debug) {
     o.debug_log = [](const std::string& line) { std::fprintf(stderr, "step-runner: %s\n", line.c_str()); };
   }

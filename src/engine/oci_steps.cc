@@ -40,7 +40,7 @@ oci::ClientOptions ClientOptionsFor(const Engine::State& st, const Env& env) {
 std::string NewFetchDir(Engine::State& st) {
   const std::string n = std::to_string(++st.file_counter);
   if (!st.options.temp_dir.empty()) return st.options.temp_dir + "/oci-" + n;
-  return (st.options.cache_dir.empty() ? TempBase() + "/step-runner-cache" : st.options.cache_dir) +
+  return (st.options.cache_dir.empty() ? std::string("/tmp/step-runner-cache") : st.options.cache_dir) +
          "/oci-image-" + std::to_string(::getpid()) + "-" + n;
 }
 

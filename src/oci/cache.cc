@@ -57,7 +57,7 @@ Task<Status> Slicer::Yield() {
 }
 
 BlobCache::BlobCache(const std::string& cache_dir)
-    : dir_((cache_dir.empty() ? TempBase() + "/step-runner-cache" : cache_dir) + "/oci/blobs/sha256") {}
+    : dir_((cache_dir.empty() ? std::string("/tmp/step-runner-cache") : cache_dir) + "/oci/blobs/sha256") {}
 
 Task<Result<bool>> BlobCache::Verify(EventLoop& loop, const std::string& path,
                                      const std::string& digest, CancelToken* cancel) {

@@ -58,7 +58,7 @@ Status Serve(const ServeOptions& options) {
   const std::string path = std::filesystem::absolute(options.socket_path, ec).lexically_normal().string();
   if (ec) return InternalError("socket path " + options.socket_path + ": " + ec.message());
 
-  SR_RETURN_IF_ERROR(PrepareRunner());
+  SR_RETURN_IF_ERROR(PrepareRunner(options.temp_base));
   // 1. Signals: blocked in every thread (gRPC's inherit the mask) and consumed on the loop.
   sigset_t mask;
   sigemptyset(&mask);
@@ -89,7 +89,7 @@ Status Serve(const ServeOptions& options) {
                supervisor->mechanism().c_str());
 
   // Containers a killed runner left behind go now (contract 7.1 and 9), in the background.
-  if (auto daemon = docker::DaemonSocket(ProcessEnv())) {
+  if (auto daemon = docker::DaemonSocket(options.env)) {
     docker::RemoveDeadInstanceContainers(*loop, *daemon, [](auto removed) {
       if (!removed.ok() || removed->empty()) return;
       std::string list;

@@ -148,7 +148,7 @@ bool KillCgroupTree(const std::string& dir, std::chrono::milliseconds wait) {
   return ::rmdir(dir.c_str()) == 0 || errno == ENOENT;
 }
 
-Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create() {
+Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create(const std::string& record_dir) {
   SR_ASSIGN_OR_RETURN(std::string dir, RunnerCgroupDir(::getpid()));
   if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
     return ErrnoError("mkdir " + dir, errno);
@@ -157,8 +157,10 @@ Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create() {
   SR_RETURN_IF_ERROR(root->Probe());
   // A cgroup directory cannot hold a file: its owner mark lives in $TMPDIR, where the next
   // runner started with the same TMPDIR looks for what a dead one left (leftovers.h).
-  const std::string record = CgroupRecordPath(TempBase(), ::getpid());
-  if (WriteFile(record, SelfOwnerMark() + dir + "\n").ok()) root->record_ = record;
+  if (!record_dir.empty()) {
+    const std::string record = CgroupRecordPath(record_dir, ::getpid());
+    if (WriteFile(record, SelfOwnerMark() + dir + "\n").ok()) root->record_ = record;
+  }
   return root;
 }
 

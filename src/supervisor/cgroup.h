@@ -61,7 +61,8 @@ class CgroupRoot {
   /// Finds the cgroup2 mount (/proc/self/mountinfo) and the runner's cgroup (the "0::" line of
   /// /proc/self/cgroup), creates `step-runner-<pid>` there and checks that a child can join a
   /// leaf and that cgroup.kill exists. The error says why cgroups cannot be used.
-  static Result<std::unique_ptr<CgroupRoot>> Create();
+  /// `record_dir`: where the owner record of the runner's cgroup goes (its $TMPDIR; "" = none).
+  static Result<std::unique_ptr<CgroupRoot>> Create(const std::string& record_dir = "");
   /// Removes the per-runner directory (and any empty leaf left in it).
   ~CgroupRoot();
   CgroupRoot(const CgroupRoot&) = delete;

@@ -17,7 +17,7 @@ bool g_raised = false;
 
 const rlimit* OriginalFileLimit() { return g_raised ? &g_original_files : nullptr; }
 
-Status PrepareRunner() {
+Status PrepareRunner(const std::string& temp_base) {
   rlimit files{};
   if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
     g_original_files = files;
@@ -26,7 +26,7 @@ Status PrepareRunner() {
     if (::setrlimit(RLIMIT_NOFILE, &files) != 0) return ErrnoError("raising the open files limit", errno);
   }
   SR_RETURN_IF_ERROR(StartGuardian());
-  const std::string base = TempBase();
+  const std::string& base = temp_base;
   LeftoverReport removed = RemoveDeadLeftovers(base);
   if (!removed.empty()) std::fprintf(stderr, "step-runner: %s\n", removed.Line(base).c_str());
   return Ok();

@@ -4,6 +4,8 @@
 
 #include <sys/resource.h>
 
+#include <string>
+
 #include "util/result.h"
 
 namespace sr {
@@ -13,7 +15,8 @@ namespace sr {
 /// 2. Starts the guardian (guardian.h).
 /// 3. Removes what dead runners left in $TMPDIR (leftovers.h), with one line on stderr when
 ///    there was something.
-Status PrepareRunner();
+/// `temp_base` is the runner's $TMPDIR (read by the CLI, cli/switches.h).
+Status PrepareRunner(const std::string& temp_base);
 
 /// The open-files limit before PrepareRunner raised it (steps are started with it), or null.
 const rlimit* OriginalFileLimit();

@@ -158,7 +158,7 @@ Status SupervisorImpl::Init() {
   if (!sigchld_fd_.valid()) return ErrnoError("signalfd", errno);
 
   if (options_.mechanism != Options::Mechanism::kProcessGroup) {
-    auto root = CgroupRoot::Create();
+    auto root = CgroupRoot::Create(options_.temp_base);
     if (root.ok()) {
       cgroup_ = std::move(root).value();
     } else if (options_.mechanism == Options::Mechanism::kCgroup) {
@@ -172,7 +172,7 @@ Status SupervisorImpl::Init() {
     // Per-step accounting groups off (limits refused, usage from wait4); the v2 leaf stays.
     controllers_ = Controllers::None("resource controllers are switched off (STEP_RUNNER_CONTROLLERS=off)");
   } else if (options_.mechanism == Options::Mechanism::kProcessGroup) {
-    controllers_ = Controllers::None("the supervisor runs without cgroups (STEP_RUNNER_CGROUP=off)");
+    controllers_ = Controllers::None("cgroups are switched off (STEP_RUNNER_CGROUP=off)");
   } else {
     controllers_ = Controllers::Discover(cgroup_ ? cgroup_->path() : "", options_.full_accounting);
   }

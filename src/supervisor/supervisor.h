@@ -185,6 +185,9 @@ class Supervisor {
     /// true: every step gets accounting groups, not only steps with limits (exact usage at the
     /// cost of a cgroup v1 migration per step); STEP_RUNNER_ACCOUNTING=full.
     bool full_accounting = false;
+    /// The runner's $TMPDIR: the owner record of its cgroup goes there, so that the next runner
+    /// with the same TMPDIR can remove what a dead one left ("" = no record; tests).
+    std::string temp_base;
   };
   using OutputCallback = std::function<void(OutputStream, std::string_view)>;
   using ExitCallback = std::function<void(TreeExit)>;
