@@ -15,11 +15,6 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr const char* kAcceptAll =
-    "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
-    "application/vnd.docker.distribution.manifest.list.v2+json, "
-    "application/vnd.docker.distribution.manifest.v2+json";
-
 Result<json> ParseJson(const std::string& text, const std::string& what) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return FailedError(what + " is not a JSON object");
@@ -113,19 +108,14 @@ Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, Ima
   auto fail = [&](const Error& e) {
     return e.kind == Error::Kind::kCancelled ? e : e.Wrap("fetching OCI image \"" + ref.ToString() + "\"");
   };
-  HttpOptions http_options;
-  if (options.connect_timeout.count() > 0) http_options.connect_timeout = options.connect_timeout;
-  if (options.stall_timeout.count() > 0) http_options.stall_timeout = options.stall_timeout;
-  if (auto it = options.env.find("SSL_CERT_FILE"); it != options.env.end()) http_options.ca_file = it->second;
-  if (auto it = options.env.find("SSL_CERT_DIR"); it != options.env.end()) http_options.ca_dir = it->second;
-  Http http(loop, http_options);
+  Http http(loop, HttpOptionsFor(options));
   Registry registry(http, options, ref.registry, ref.repository, /*push=*/false);
   BlobCache cache(options.cache_dir);
 
   // The tag is mutable: always ask the registry. Everything below it is named by digest.
   HttpRequest tag_request;
   tag_request.url = registry.Path("manifests/" + ref.tag);
-  tag_request.headers.push_back(kAcceptAll);
+  tag_request.headers.push_back(kAcceptManifests);
   auto top = co_await registry.Send(tag_request, cancel);
   if (!top.ok()) co_return fail(top.error());
   if (top->status == 404) {
@@ -166,7 +156,7 @@ Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, Ima
     result.platform = PlatformName(chosen->value("platform", json::object()));
     if (result.platform.empty()) result.platform = "generic";
     auto path = co_await cache.Get(loop, result.digest,
-                                   fetch(registry.Path("manifests/" + result.digest), kAcceptAll), cancel);
+                                   fetch(registry.Path("manifests/" + result.digest), kAcceptManifests), cancel);
     if (!path.ok()) co_return fail(path.error().Wrap("manifest " + result.digest));
     auto text = ReadFile(*path);
     if (!text.ok()) co_return fail(text.error());

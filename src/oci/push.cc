@@ -15,20 +15,6 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr const char* kAcceptAll =
-    "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
-    "application/vnd.docker.distribution.manifest.list.v2+json, "
-    "application/vnd.docker.distribution.manifest.v2+json";
-
-HttpOptions OptionsFor(const ClientOptions& o) {
-  HttpOptions h;
-  if (o.connect_timeout.count() > 0) h.connect_timeout = o.connect_timeout;
-  if (o.stall_timeout.count() > 0) h.stall_timeout = o.stall_timeout;
-  if (auto it = o.env.find("SSL_CERT_FILE"); it != o.env.end()) h.ca_file = it->second;
-  if (auto it = o.env.find("SSL_CERT_DIR"); it != o.env.end()) h.ca_dir = it->second;
-  return h;
-}
-
 std::string Now() {
   char buf[32];
   std::time_t t = std::time(nullptr);
@@ -95,7 +81,7 @@ Task<Result<HttpResponse>> GetVerified(Registry& reg, const std::string& what, c
                                        CancelToken* cancel) {
   HttpRequest get;
   get.url = reg.Path(what + "/" + ref);
-  if (what == "manifests") get.headers.push_back(kAcceptAll);
+  if (what == "manifests") get.headers.push_back(kAcceptManifests);
   get.max_body = size_t{1} << 30;
   auto got = co_await reg.Send(get, cancel);
   if (!got.ok()) co_return got.error();
@@ -135,12 +121,12 @@ Task<Result<BuildResult>> Build(EventLoop& loop, const ClientOptions& options, I
   auto fail = [&](const Error& e) {
     return e.kind == Error::Kind::kCancelled ? e : e.Wrap("building OCI image \"" + ref.ToString() + "\"");
   };
-  Http http(loop, OptionsFor(options));
+  Http http(loop, HttpOptionsFor(options));
   Registry reg(http, options, ref.registry, ref.repository, /*push=*/true);
   HttpRequest head;
   head.method = "HEAD";
   head.url = reg.Path("manifests/" + ref.tag);
-  head.headers.push_back(kAcceptAll);
+  head.headers.push_back(kAcceptManifests);
   auto published = co_await reg.Send(head, cancel);
   if (!published.ok()) co_return fail(published.error());
   if (published->status == 200) co_return fail(FailedError("image already published: " + ref.ToString()));
@@ -197,7 +183,7 @@ Task<Result<std::string>> Copy(EventLoop& loop, const ClientOptions& options, Im
                ? e
                : e.Wrap("copying OCI image \"" + from.ToString() + "\" to \"" + to.ToString() + "\"");
   };
-  Http http(loop, OptionsFor(options));
+  Http http(loop, HttpOptionsFor(options));
   Registry src(http, options, from.registry, from.repository, /*push=*/false);
   Registry dst(http, options, to.registry, to.repository, /*push=*/true);
   auto top = co_await GetVerified(src, "manifests", from.tag, cancel);

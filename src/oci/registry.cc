@@ -226,4 +226,18 @@ Task<Status> Registry::Authenticate(const std::string& challenge, CancelToken* c
   co_return Ok();
 }
 
+const char* const kAcceptManifests =
+    "Accept: application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.docker.distribution.manifest.v2+json";
+
+HttpOptions HttpOptionsFor(const ClientOptions& options) {
+  HttpOptions h;
+  if (options.connect_timeout.count() > 0) h.connect_timeout = options.connect_timeout;
+  if (options.stall_timeout.count() > 0) h.stall_timeout = options.stall_timeout;
+  if (auto it = options.env.find("SSL_CERT_FILE"); it != options.env.end()) h.ca_file = it->second;
+  if (auto it = options.env.find("SSL_CERT_DIR"); it != options.env.end()) h.ca_dir = it->second;
+  return h;
+}
+
 }  // namespace sr::oci

@@ -67,4 +67,10 @@ class Registry {
 /// A registry's error answer in one line: `404 Not Found: MANIFEST_UNKNOWN: manifest unknown`.
 std::string DescribeFailure(const HttpResponse& response);
 
+/// The Accept header of a manifest request: OCI index and manifest, and Docker's list and v2.
+extern const char* const kAcceptManifests;
+
+/// The HTTP client's options from a pull's or push's: timeouts and $SSL_CERT_FILE/_DIR.
+HttpOptions HttpOptionsFor(const ClientOptions& options);
+
 }  // namespace sr::oci
