@@ -163,7 +163,7 @@ int RunLocally(LocalRunRequest req) {
   auto loop = EventLoop::Create();
   if (!loop.ok()) return Fail(loop.error().message, 1);
   const Switches switches = ReadSwitches(ProcessEnv());
-  if (Status ready = PrepareRunner(switches.temp_base); !ready.ok()) return Fail(ready.error().message, 1);
+  if (Status ready = PrepareRunner(switches.temp_base, !switches.guardian_off); !ready.ok()) return Fail(ready.error().message, 1);
   auto sup = Supervisor::Create(**loop, SupervisorOptionsFor(switches));
   if (!sup.ok()) return Fail(sup.error().message, 1);
   auto temp = TempDir::Create("step-runner-", switches.temp_base);

@@ -66,6 +66,7 @@ int ServeCommand(const ServeArgs& a) {
   const Switches switches = ReadSwitches(ProcessEnv());
   options.env = switches.env;
   options.temp_base = switches.temp_base;
+  options.guardian = !switches.guardian_off;
   options.supervisor = SupervisorOptionsFor(switches);
   Status served = service::Serve(options);
   if (!served.ok()) return Fail("serving step-runner: " + served.error().message, 1);

@@ -28,6 +28,7 @@ Switches ReadSwitches(std::map<std::string, std::string> env) {
   s.debug = env.count("STEP_RUNNER_DEBUG") > 0;
   s.controllers_off = value("STEP_RUNNER_CONTROLLERS") == "off";
   s.full_accounting = value("STEP_RUNNER_ACCOUNTING") == "full";
+  s.guardian_off = value("STEP_RUNNER_GUARDIAN") == "off";
   s.env = std::move(env);
   return s;
 }

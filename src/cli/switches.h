@@ -4,6 +4,7 @@
 //   STEP_RUNNER_CGROUP=off the supervisor uses process groups even where cgroup v2 is writable
 //   STEP_RUNNER_CONTROLLERS=off  no per-step resource groups: limits refused, usage from wait4
 //   STEP_RUNNER_ACCOUNTING=full  accounting groups for every step, not only those with limits
+//   STEP_RUNNER_GUARDIAN=off  no guardian (the tests use it to leave leftovers for the next start)
 //   STEP_RUNNER_DEBUG      the supervisor says which mechanism it chose, and why, on stderr
 #pragma once
 
@@ -20,6 +21,7 @@ struct Switches {
   bool cgroup_off = false;
   bool controllers_off = false;   // STEP_RUNNER_CONTROLLERS=off: no per-step resource groups
   bool full_accounting = false;   // STEP_RUNNER_ACCOUNTING=full: accounting groups for every step
+  bool guardian_off = false;      // STEP_RUNNER_GUARDIAN=off: no guardian process
   bool debug = false;
 };
 

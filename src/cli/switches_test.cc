@@ -12,6 +12,7 @@ TEST(Switches, DefaultsWithAnEmptyEnvironment) {
   EXPECT_EQ(s.temp_base, "/tmp");
   EXPECT_FALSE(s.cgroup_off);
   EXPECT_FALSE(s.debug);
+  EXPECT_FALSE(s.guardian_off);
   Supervisor::Options o = SupervisorOptionsFor(s);
   EXPECT_EQ(o.mechanism, Supervisor::Options::Mechanism::kAuto);
   EXPECT_FALSE(o.debug_log);
@@ -26,6 +27,8 @@ TEST(Switches, EachVariableSetsItsSwitch) {
   EXPECT_EQ(s.env.at("PATH"), "/bin");
   EXPECT_EQ(ReadSwitches({{"TMPDIR", ""}}).temp_base, "/tmp");
   EXPECT_FALSE(ReadSwitches({{"STEP_RUNNER_CGROUP", "on"}}).cgroup_off);
+  EXPECT_TRUE(ReadSwitches({{"STEP_RUNNER_GUARDIAN", "off"}}).guardian_off);
+  EXPECT_FALSE(ReadSwitches({{"STEP_RUNNER_GUARDIAN", "on"}}).guardian_off);
 }
 
 TEST(Switches, CgroupOffMakesASupervisorUseProcessGroups) {

@@ -58,7 +58,7 @@ Status Serve(const ServeOptions& options) {
   const std::string path = std::filesystem::absolute(options.socket_path, ec).lexically_normal().string();
   if (ec) return InternalError("socket path " + options.socket_path + ": " + ec.message());
 
-  SR_RETURN_IF_ERROR(PrepareRunner(options.temp_base));
+  SR_RETURN_IF_ERROR(PrepareRunner(options.temp_base, options.guardian));
   // 1. Signals: blocked in every thread (gRPC's inherit the mask) and consumed on the loop.
   sigset_t mask;
   sigemptyset(&mask);

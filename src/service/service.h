@@ -48,6 +48,8 @@ struct ServeOptions {
   std::map<std::string, std::string> env;
   /// Job directories (`<temp_base>/step-runner-output-<id>`) and the git cache go here.
   std::string temp_base = "/tmp";
+  /// false: no guardian (STEP_RUNNER_GUARDIAN=off; runner_start.h).
+  bool guardian = true;
   Supervisor::Options supervisor;
 };
 

@@ -145,9 +145,6 @@ bool EnvironHasRunnerMarker(const std::string& environ, pid_t runner) {
 }
 
 Status StartGuardian() {
-  if (const char* e = std::getenv("STEP_RUNNER_GUARDIAN"); e && std::string(e) == "off") {
-    return Ok();
-  }
   Runner r;
   r.pid = ::getpid();
   r.start_ticks = ProcessStartTicks(r.pid);

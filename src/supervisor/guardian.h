@@ -23,8 +23,8 @@
 
 namespace sr {
 
-/// Starts the guardian of this process. Call it before any thread exists. `STEP_RUNNER_GUARDIAN=off`
-/// skips it (the tests use that to leave leftovers for the next start to remove).
+/// Starts the guardian of this process. Call it before any thread exists. (PrepareRunner skips it
+/// under `STEP_RUNNER_GUARDIAN=off`, which the tests use to leave leftovers for the next start.)
 Status StartGuardian();
 
 /// SIGKILL to every process of dead runner `runner` (started at `start_ticks`) that carries its

@@ -17,7 +17,7 @@ bool g_raised = false;
 
 const rlimit* OriginalFileLimit() { return g_raised ? &g_original_files : nullptr; }
 
-Status PrepareRunner(const std::string& temp_base) {
+Status PrepareRunner(const std::string& temp_base, bool guardian) {
   rlimit files{};
   if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
     g_original_files = files;
@@ -25,10 +25,9 @@ Status PrepareRunner(const std::string& temp_base) {
     files.rlim_cur = files.rlim_max;
     if (::setrlimit(RLIMIT_NOFILE, &files) != 0) return ErrnoError("raising the open files limit", errno);
   }
-  SR_RETURN_IF_ERROR(StartGuardian());
-  const std::string& base = temp_base;
-  LeftoverReport removed = RemoveDeadLeftovers(base);
-  if (!removed.empty()) std::fprintf(stderr, "step-runner: %s\n", removed.Line(base).c_str());
+  if (guardian) SR_RETURN_IF_ERROR(StartGuardian());
+  LeftoverReport removed = RemoveDeadLeftovers(temp_base);
+  if (!removed.empty()) std::fprintf(stderr, "step-runner: %s\n", removed.Line(temp_base).c_str());
   return Ok();
 }
 
