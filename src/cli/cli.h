@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "supervisor/controllers.h"
 #include "util/result.h"
 
 namespace sr::cli {
@@ -32,17 +33,29 @@ Status PrivateSocketDir(const std::string& dir);
 /// An error naming the owner if the socket at `path` belongs to neither root nor this user.
 Status CheckSocketOwner(const std::string& path);
 
-/// Options shared by `run` and `ci` (and the client's `run`).
-struct RunFlags {
+/// The job's timing and limits, as `run`, `ci` and `client run` take them (text, parsed later so
+/// that errors name the flag).
+struct JobFlags {
   std::string timeout;      // "" = none
-  std::string grace = "30s";
+  std::string grace;        // "" = the default (30s)
   std::string warn_before;  // "" = none
   std::string warn_signal;
+  std::string memory, pids, cpus;  // job-wide limits (contract 8.1); "" = none
+};
+
+/// Declares --timeout, --grace, --warn-before, --warn-signal, --memory, --pids and --cpus.
+void AddJobFlags(CLI::App* cmd, JobFlags& flags);
+
+/// --memory, --pids and --cpus parsed; an error naming the flag.
+Result<ResourceLimits> LimitsFromFlags(const JobFlags& flags);
+
+/// Options shared by `run` and `ci`.
+struct RunFlags : JobFlags {
+  RunFlags() { grace = "30s"; }
   std::string step_results_file;
   bool write_step_results = false;
   std::string step_results_format = "json";  // or "prototext"
   std::string docker = "guard";  // or "passthrough": the steps get the real DOCKER_HOST (section 9)
-  std::string memory, pids, cpus;  // job-wide limits (contract 8.1); "" = none
 };
 
 }  // namespace sr::cli

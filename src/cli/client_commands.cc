@@ -20,6 +20,7 @@
 #include "proto/step.grpc.pb.h"
 #include "stepfile/stepfile.h"
 #include "util/fd.h"
+#include "util/signals.h"
 #include "util/time.h"
 
 namespace sr::cli {
@@ -31,8 +32,8 @@ using google::protobuf::util::TimeUtil;
 struct ClientArgs {
   std::string socket;
   // run
-  std::string file, id, work_dir, timeout, grace, warn_before, warn_signal;
-  std::string memory, pids, cpus;  // RunRequest.resources
+  std::string file, id, work_dir;
+  JobFlags flags;  // timing and RunRequest.resources
   std::vector<std::string> env, job, masked_job;
   bool follow = false;
   // cancel / status / logs
@@ -127,26 +128,18 @@ Result<proto::RunRequest> BuildRunRequest(const ClientArgs& a) {
       v->set_masked(list == &a.masked_job);
     }
   }
-  if (!a.grace.empty()) SR_RETURN_IF_ERROR(SetDuration(a.grace, "--grace", req.mutable_graceful_exit_timeout()));
-  if (!a.timeout.empty()) SR_RETURN_IF_ERROR(SetDuration(a.timeout, "--timeout", req.mutable_timeout()));
-  if (!a.warn_before.empty()) {
-    SR_RETURN_IF_ERROR(SetDuration(a.warn_before, "--warn-before", req.mutable_warn_before()));
+  const JobFlags& f = a.flags;
+  if (!f.grace.empty()) SR_RETURN_IF_ERROR(SetDuration(f.grace, "--grace", req.mutable_graceful_exit_timeout()));
+  if (!f.timeout.empty()) SR_RETURN_IF_ERROR(SetDuration(f.timeout, "--timeout", req.mutable_timeout()));
+  if (!f.warn_before.empty()) {
+    SR_RETURN_IF_ERROR(SetDuration(f.warn_before, "--warn-before", req.mutable_warn_before()));
   }
-  req.set_warn_signal(a.warn_signal);
-  if (!a.memory.empty()) {
-    auto v = stepfile::ParseMemory(a.memory);
-    if (!v.ok()) return v.error().Wrap("--memory");
-    req.mutable_resources()->set_memory_bytes(*v);
-  }
-  if (!a.pids.empty()) {
-    auto v = stepfile::ParsePids(a.pids);
-    if (!v.ok()) return v.error().Wrap("--pids");
-    req.mutable_resources()->set_pids(*v);
-  }
-  if (!a.cpus.empty()) {
-    auto v = stepfile::ParseCpus(a.cpus);
-    if (!v.ok()) return v.error().Wrap("--cpus");
-    req.mutable_resources()->set_cpus(*v);
+  req.set_warn_signal(f.warn_signal);
+  SR_ASSIGN_OR_RETURN(ResourceLimits limits, LimitsFromFlags(f));
+  if (limits.any()) {
+    req.mutable_resources()->set_memory_bytes(limits.memory_bytes);
+    req.mutable_resources()->set_pids(limits.pids);
+    req.mutable_resources()->set_cpus(limits.cpus);
   }
   return req;
 }
@@ -156,11 +149,7 @@ int RunCommand(const ClientArgs& a) {
   if (!req.ok()) return Fail(req.error().message, 2);
   // Ctrl-C while following cancels the job: signals are taken by one thread with sigtimedwait,
   // so they are blocked before gRPC creates its threads.
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  if (a.follow) pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  const sigset_t mask = a.follow ? BlockSignals({SIGINT, SIGTERM}) : sigset_t{};
 
   Client client(a.socket);
   {
@@ -440,14 +429,8 @@ void RegisterClientCommands(CLI::App& app, int& exit_code) {
   CLI::App* run = client->add_subcommand("run", "submit a job (a full step file)");
   run->add_option("file", a->file, "step file")->required();
   run->add_option("--id", a->id, "job id")->required();
-  run->add_option("--memory", a->memory, "job-wide memory limit, e.g. 2Gi");
-  run->add_option("--pids", a->pids, "job-wide limit on the number of processes");
-  run->add_option("--cpus", a->cpus, "job-wide CPU limit as a number of CPUs");
   run->add_flag("--follow", a->follow, "stream the log and exit with the job's exit code");
-  run->add_option("--timeout", a->timeout, "job timeout, e.g. 10m (default: none)");
-  run->add_option("--grace", a->grace, "grace between the cancel signal and SIGKILL (default 30s)");
-  run->add_option("--warn-before", a->warn_before, "with --timeout: warn this long before it");
-  run->add_option("--warn-signal", a->warn_signal, "signal sent at the warning, e.g. SIGUSR1");
+  AddJobFlags(run, a->flags);
   run->add_option("--work-dir", a->work_dir, "job work dir (default: the current directory)");
   run->add_option("--env", a->env, "environment variable K=V (repeatable)");
   run->add_option("--job", a->job, "job variable K=V, ${{ job.K }} (repeatable)");

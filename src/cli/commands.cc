@@ -253,14 +253,8 @@ bool EnvFlag(const char* name) {
 }
 
 void AddRunFlags(CLI::App* cmd, RunFlags& f) {
-  cmd->add_option("--timeout", f.timeout, "job timeout, e.g. 10m (default: none)");
-  cmd->add_option("--grace", f.grace, "grace between the cancel signal and SIGKILL")->capture_default_str();
-  cmd->add_option("--warn-before", f.warn_before, "with --timeout: warn this long before the deadline");
-  cmd->add_option("--warn-signal", f.warn_signal, "signal sent at the warning, e.g. SIGUSR1");
+  AddJobFlags(cmd, f);
   cmd->add_option("--step-results-file", f.step_results_file, "write the result tree (JSON) here");
-  cmd->add_option("--memory", f.memory, "job-wide memory limit, e.g. 2Gi, 512M or bytes");
-  cmd->add_option("--pids", f.pids, "job-wide limit on the number of processes");
-  cmd->add_option("--cpus", f.cpus, "job-wide CPU limit as a number of CPUs, e.g. 1.5");
   f.write_step_results = EnvFlag("CI_STEPS_DEBUG");
   cmd->add_flag("--write-steps-results", f.write_step_results, "write step-results.json");
   cmd->add_option("--step-results-format", f.step_results_format, "json or prototext")

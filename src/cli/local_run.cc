@@ -50,26 +50,6 @@ class StdioSink : public OutputSink {
   std::function<void(Error)> on_error;
 };
 
-Result<ResourceLimits> JobLimits(const RunFlags& f) {
-  ResourceLimits l;
-  if (!f.memory.empty()) {
-    auto v = stepfile::ParseMemory(f.memory);
-    if (!v.ok()) return v.error().Wrap("--memory");
-    l.memory_bytes = *v;
-  }
-  if (!f.pids.empty()) {
-    auto v = stepfile::ParsePids(f.pids);
-    if (!v.ok()) return v.error().Wrap("--pids");
-    l.pids = *v;
-  }
-  if (!f.cpus.empty()) {
-    auto v = stepfile::ParseCpus(f.cpus);
-    if (!v.ok()) return v.error().Wrap("--cpus");
-    l.cpus = *v;
-  }
-  return l;
-}
-
 // The job's timing from the flags; errors name the flag (exit 2).
 Result<JobOptions> TimingFromFlags(const RunFlags& flags) {
   JobOptions o;
@@ -94,16 +74,6 @@ Result<JobOptions> TimingFromFlags(const RunFlags& flags) {
     o.warn_signal = *s;
   }
   return o;
-}
-
-// SIGINT and SIGTERM are consumed in one place, synchronously, through a signalfd on the loop. A
-// closed terminal (SIGHUP) and SIGQUIT cancel like Ctrl-C and SIGTERM.
-UniqueFd BlockTerminalSignals() {
-  sigset_t mask;
-  sigemptyset(&mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&mask, sig);
-  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
-  return UniqueFd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
 }
 
 // The terminal's part of a cancel: the first Ctrl-C cancels, the second forces.
@@ -152,14 +122,17 @@ int RunLocally(LocalRunRequest req) {
   if (req.flags.step_results_format != "json" && req.flags.step_results_format != "prototext") {
     return Fail("unsupported format: " + req.flags.step_results_format, 2);
   }
-  auto limits = JobLimits(req.flags);
+  auto limits = LimitsFromFlags(req.flags);
   if (!limits.ok()) return Fail(limits.error().message, 2);
   auto timing = TimingFromFlags(req.flags);
   if (!timing.ok()) return Fail(timing.error().message, 2);
   JobOptions options = std::move(*timing);
 
-  UniqueFd sigfd = BlockTerminalSignals();
-  if (!sigfd.valid()) return Fail("signalfd: " + std::string(std::strerror(errno)), 1);
+  // SIGINT and SIGTERM are consumed in one place, synchronously, through a signalfd on the loop.
+  // A closed terminal (SIGHUP) and SIGQUIT cancel like Ctrl-C and SIGTERM.
+  auto signals = BlockedSignalFd({SIGINT, SIGTERM, SIGHUP, SIGQUIT});
+  if (!signals.ok()) return Fail(signals.error().message, 1);
+  const UniqueFd sigfd = std::move(*signals);
   auto loop = EventLoop::Create();
   if (!loop.ok()) return Fail(loop.error().message, 1);
   const Switches switches = ReadSwitches(ProcessEnv());

@@ -60,14 +60,9 @@ Status Serve(const ServeOptions& options) {
 
   SR_RETURN_IF_ERROR(PrepareRunner(options.temp_base, options.guardian));
   // 1. Signals: blocked in every thread (gRPC's inherit the mask) and consumed on the loop.
-  sigset_t mask;
-  sigemptyset(&mask);
   // A closed terminal (SIGHUP) and SIGQUIT shut down gracefully, like SIGTERM and SIGINT.
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) sigaddset(&mask, sig);
-  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
-  sigdelset(&mask, SIGPIPE);
-  UniqueFd sigfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!sigfd.valid()) return ErrnoError("signalfd", errno);
+  BlockSignals({SIGPIPE});
+  SR_ASSIGN_OR_RETURN(UniqueFd sigfd, BlockedSignalFd({SIGINT, SIGTERM, SIGHUP, SIGQUIT}));
 
   // 2. The loop and the supervisor, on this thread, before gRPC creates any thread.
   SR_ASSIGN_OR_RETURN(auto loop, EventLoop::Create());

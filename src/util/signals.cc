@@ -1,5 +1,8 @@
 #include "util/signals.h"
 
+#include <sys/signalfd.h>
+
+#include <cerrno>
 #include <algorithm>
 #include <cctype>
 #include <csignal>
@@ -46,6 +49,21 @@ std::string SignalName(int signo) {
     if (s.signo == signo) return s.name;
   }
   return "signal " + std::to_string(signo);
+}
+
+sigset_t BlockSignals(std::initializer_list<int> signals) {
+  sigset_t set;
+  ::sigemptyset(&set);
+  for (int sig : signals) ::sigaddset(&set, sig);
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+Result<UniqueFd> BlockedSignalFd(std::initializer_list<int> signals) {
+  const sigset_t set = BlockSignals(signals);
+  UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!fd.valid()) return ErrnoError("signalfd", errno);
+  return fd;
 }
 
 }  // namespace sr
