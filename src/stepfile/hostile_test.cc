@@ -7,6 +7,7 @@
 #include <random>
 
 #include "stepfile/stepfile.h"
+#include "support/alias_bomb.h"
 
 namespace sr::stepfile {
 namespace {
@@ -24,31 +25,19 @@ std::string Both(const std::string& text) {
   return file.error().message;
 }
 
-// The classic "billion laughs" as one value: 9 levels of 9 aliases each expand to 9^9 strings.
-std::string Bomb() {
-  std::string s = "[&a [lol, lol, lol, lol, lol, lol, lol, lol, lol]";
-  for (char c = 'b'; c <= 'i'; ++c) {
-    std::string prev(1, static_cast<char>(c - 1));
-    s += std::string(", &") + c + " [";
-    for (int i = 0; i < 9; ++i) s += (i ? ", *" : "*") + prev;
-    s += "]";
-  }
-  return s + "]";
-}
-
 TEST(Hostile, BillionLaughsInInputs) {
   auto start = std::chrono::steady_clock::now();
   std::string text =
-      "spec:\n---\nrun:\n  - name: x\n    step: ./x\n    inputs:\n      lolz: " + Bomb() + "\n";
+      "spec:\n---\nrun:\n  - name: x\n    step: ./x\n    inputs:\n      lolz: " + test::AliasBomb() + "\n";
   EXPECT_EQ(Both(text),
             "h.yml:7:13: value too large: more than 1000000 nodes after expanding aliases");
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
 }
 
 TEST(Hostile, BillionLaughsInOutputsAndDefaults) {
-  EXPECT_THAT(Both("spec:\n---\nrun: []\noutputs:\n  lolz: " + Bomb() + "\n"),
+  EXPECT_THAT(Both("spec:\n---\nrun: []\noutputs:\n  lolz: " + test::AliasBomb() + "\n"),
               HasSubstr("value too large"));
-  EXPECT_THAT(Both("spec:\n  inputs:\n    n:\n      type: array\n      default: " + Bomb() +
+  EXPECT_THAT(Both("spec:\n  inputs:\n    n:\n      type: array\n      default: " + test::AliasBomb() +
                    "\n---\nrun: []\n"),
               HasSubstr("value too large"));
 }

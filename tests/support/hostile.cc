@@ -51,17 +51,6 @@ void ExpectStepFileError(const Output& o, const std::string& what) {
   EXPECT_THAT(o.err, ::testing::HasSubstr(what));
 }
 
-std::string AliasBomb() {
-  std::string s = "[&a [lol, lol, lol, lol, lol, lol, lol, lol, lol]";
-  for (char c = 'b'; c <= 'i'; ++c) {
-    std::string prev(1, static_cast<char>(c - 1));
-    s += std::string(", &") + c + " [";
-    for (int i = 0; i < 9; ++i) s += (i ? ", *" : "*") + prev;
-    s += "]";
-  }
-  return s + "]";
-}
-
 std::vector<std::string> ListTree(const std::string& root) {
   std::vector<std::string> out;
   std::error_code ec;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "support/alias_bomb.h"
 #include "support/harness.h"
 
 // Sanitizers cannot run under an address-space limit (prlimit --as), which some tests need.
@@ -50,9 +51,6 @@ class Sandbox {
 /// The step-file error contract: exit 2, one line `step-runner: <message>` on stderr, which
 /// contains `what`.
 void ExpectStepFileError(const Output& o, const std::string& what);
-
-/// "Billion laughs": 9 levels of 9 aliases each, 9^9 strings when expanded (a flow sequence).
-std::string AliasBomb();
 
 /// Every path under `root` (recursively, symlinks not followed) with its mode, "path mode".
 std::vector<std::string> ListTree(const std::string& root);
