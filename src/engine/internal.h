@@ -195,7 +195,10 @@ std::string LeftoversLine(const std::string& step, const proto::Termination& t);
 std::string CancelFinishedLine(const proto::Termination& t);
 /// The scope a step sees itself in: its own directory and inputs, its caller's cancel and `run`.
 Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs);
-/// A scope for one `run:` item with limits or a timeout of its own: the caller's, minus `steps`.
+/// What a callee needs of its caller's scope: the caller's, minus `steps` and `inputs` (copying
+/// those per step made a long sequence of sequences quadratic).
+Scope CallerScope(const Scope& caller);
+/// A scope for one `run:` item with limits or a timeout of its own: CallerScope with the inputs.
 Scope ItemScope(const Scope& caller);
 /// Expands a definition's `env:` in `view` (entries see outer values, not each other).
 Result<Env> ExpandDefinitionEnv(const stepfile::Definition& def, const json& view);

@@ -233,17 +233,8 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
     out = co_await RunExec(st, caller, step, inputs, env, node);
   } else {
     // Children see the invocation env as ambient env, under later exports (contract 4.4).
-    // RunSequence needs the caller's cancel, env and run, not its earlier steps (copying those
-    // per step made a long sequence of sequences quadratic).
-    Scope sequence_caller;
-    sequence_caller.step_dir = caller.step_dir;
+    Scope sequence_caller = CallerScope(caller);
     sequence_caller.ambient_env = Overlay(caller.ambient_env, invocation_env);
-    sequence_caller.cancel = caller.cancel;
-    sequence_caller.node = caller.node;
-    sequence_caller.run = caller.run;
-    sequence_caller.definition = caller.definition;
-    sequence_caller.group = caller.group;
-    sequence_caller.limits = caller.limits;
     out = co_await RunSequence(st, sequence_caller, step, inputs, env, node);
     AggregateUsage(started, WallNow(), node);
   }
@@ -289,18 +280,22 @@ Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs)
   return self;
 }
 
-Scope ItemScope(const Scope& caller) {
-  // What RunStep reads of its caller; not `steps`, which only the caller's own steps need.
+Scope CallerScope(const Scope& caller) {
   Scope s;
   s.step_dir = caller.step_dir;
   s.ambient_env = caller.ambient_env;
-  s.inputs = caller.inputs;
   s.cancel = caller.cancel;
   s.node = caller.node;
   s.run = caller.run;
   s.definition = caller.definition;
   s.group = caller.group;
   s.limits = caller.limits;
+  return s;
+}
+
+Scope ItemScope(const Scope& caller) {
+  Scope s = CallerScope(caller);
+  s.inputs = caller.inputs;  // an item's own expressions may read them
   return s;
 }
 

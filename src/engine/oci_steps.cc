@@ -4,6 +4,8 @@
 // cancel stops a pull at once; Go runs them as exec steps.
 #include <unistd.h>
 
+#include <map>
+
 #include "engine/internal.h"
 #include "engine/results.h"
 #include "expr/expr.h"
@@ -176,7 +178,7 @@ Task<StepOutcome> PromoteStep(Engine::State& st, Scope& caller, const json& in, 
   co_return StepOutcome{true, std::nullopt};
 }
 
-LoadedStep Builtin(const char* text, const char* source, BuiltinFn fn) {
+LoadedStep Builtin(const std::string& text, const char* source, BuiltinFn fn) {
   auto file = stepfile::ParseStepFile(text, source);
   LoadedStep step;
   if (file.ok()) step.file = std::move(*file);  // our own texts; engine tests parse them
@@ -187,42 +189,28 @@ LoadedStep Builtin(const char* text, const char* source, BuiltinFn fn) {
 }  // namespace
 
 std::optional<LoadedStep> FindOciBuiltin(const std::string& name) {
-  if (name == "step/oci/fetch") {
-    static const LoadedStep step = Builtin(R"(spec:
-  inputs:
-    registry: {type: string}
-    repository: {type: string}
-    tag: {type: string}
-    step_path: {type: string, default: ""}
+  // Parsed once per process, on first use (yaml-cpp costs more than a lookup); callers get copies.
+  static const std::map<std::string, LoadedStep> steps = [] {
+    // The image fetch and build read, and build writes: as inputs and as outputs alike.
+    const std::string image =
+        "    registry: {type: string}\n    repository: {type: string}\n    tag: {type: string}\n";
+    std::map<std::string, LoadedStep> m;
+    m.emplace("step/oci/fetch", Builtin("spec:\n  inputs:\n" + image + R"(    step_path: {type: string, default: ""}
   outputs:
     fetched_step_path: {type: string}
     ref: {type: string}
 ---
 run: []
-)", "dist://step/oci/fetch", FetchStep);
-    return step;
-  }
-  if (name == "step/oci/build") {
-    static const LoadedStep step = Builtin(R"(spec:
-  inputs:
-    registry: {type: string}
-    repository: {type: string}
-    tag: {type: string}
-    common: {type: struct, default: {}}
+)", "dist://step/oci/fetch", FetchStep));
+    m.emplace("step/oci/build", Builtin("spec:\n  inputs:\n" + image + R"(    common: {type: struct, default: {}}
     platforms: {type: struct}
   outputs:
-    registry: {type: string}
-    repository: {type: string}
-    tag: {type: string}
-    ref: {type: string}
+)" + image + R"(    ref: {type: string}
     digest: {type: struct}
 ---
 run: []
-)", "dist://step/oci/build", BuildStep);
-    return step;
-  }
-  if (name == "step/oci/promote") {
-    static const LoadedStep step = Builtin(R"(spec:
+)", "dist://step/oci/build", BuildStep));
+    m.emplace("step/oci/promote", Builtin(R"(spec:
   inputs:
     from_image: {type: string}
     to_registry: {type: string}
@@ -230,10 +218,12 @@ run: []
     to_version: {type: string}
 ---
 run: []
-)", "dist://step/oci/promote", PromoteStep);
-    return step;
-  }
-  return std::nullopt;
+)", "dist://step/oci/promote", PromoteStep));
+    return m;
+  }();
+  auto it = steps.find(name);
+  if (it == steps.end()) return std::nullopt;
+  return it->second;
 }
 
 Task<Result<std::string>> FetchOciReference(Engine::State& st, const Scope& caller,
