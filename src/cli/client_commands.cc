@@ -5,8 +5,6 @@
 #include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
 
-#include <algorithm>
-#include <array>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -15,8 +13,8 @@
 #include <thread>
 
 #include "cli/cli.h"
-#include "engine/engine.h"
 #include "cli/progress.h"
+#include "cli/status_text.h"
 #include "proto/step.grpc.pb.h"
 #include "stepfile/stepfile.h"
 #include "util/fd.h"
@@ -236,100 +234,6 @@ int RunCommand(const ClientArgs& a) {
   return 0;
 }
 
-// RFC 3339 in UTC to the millisecond: `2026-12-04T20:58:50.123Z`.
-std::string Time(const google::protobuf::Timestamp& t) {
-  google::protobuf::Timestamp ms = t;
-  ms.set_nanos(t.nanos() / 1000000 * 1000000);
-  std::string s = TimeUtil::ToString(ms);
-  if (ms.nanos() == 0) s.insert(s.size() - 1, ".000");  // ToString drops a zero fraction
-  return s;
-}
-
-std::string Took(const proto::Status& s) {
-  if (!s.has_start_time() || !s.has_end_time()) return "-";
-  return std::to_string(TimeUtil::DurationToMilliseconds(s.end_time() - s.start_time())) + "ms";
-}
-
-// One row per step, nested steps indented; what each used in its own columns (contract 8.2).
-void PrintSteps(const proto::StepResult& r, int depth) {
-  if (depth == 0) {
-    std::printf("  %-20s %-10s %5s %8s %8s %10s %5s %4s\n", "STEP", "STATUS", "EXIT", "TIME", "CPU",
-                "PEAK MEM", "PIDS", "OOM");
-  }
-  for (const auto& sub : r.sub_step_results()) {
-    std::string name(static_cast<size_t>(2 * depth), ' ');
-    name += sub.step().name().empty() ? "(step)" : sub.step().name();
-    const auto& u = sub.usage();
-    char time[32] = "-", cpu[32] = "-";
-    if (u.has_start_time() && u.has_end_time()) {
-      auto took = TimeUtil::TimestampToMilliseconds(u.end_time()) -
-                  TimeUtil::TimestampToMilliseconds(u.start_time());
-      std::snprintf(time, sizeof time, "%.1fs", static_cast<double>(took) / 1000);
-    }
-    if (u.cpu_user_usec() || u.cpu_system_usec()) {
-      std::snprintf(cpu, sizeof cpu, "%.1fs",
-                    static_cast<double>(u.cpu_user_usec() + u.cpu_system_usec()) / 1e6);
-    }
-    std::printf("  %-20s %-10s %5s %8s %8s %10s %5s %4s\n", name.c_str(),
-                proto::StepResult::Status_Name(sub.status()).c_str(),
-                sub.has_exec_result() ? std::to_string(sub.exec_result().exit_code()).c_str() : "-",
-                time, cpu, u.memory_peak_bytes() ? FormatBytes(u.memory_peak_bytes()).c_str() : "-",
-                u.pids_peak() ? std::to_string(u.pids_peak()).c_str() : "-",
-                u.has_start_time() ? std::to_string(u.oom_kills()).c_str() : "-");
-    PrintSteps(sub, depth + 1);
-  }
-}
-
-// Steps the runner stopped for a reason of their own (OOM kill, own timeout): which processes.
-void PrintStepTerminations(const proto::StepResult& r) {
-  for (const auto& sub : r.sub_step_results()) {
-    const auto& t = sub.termination();
-    if (sub.has_termination() && (t.reason() == proto::Termination::oom_killed ||
-                                  t.reason() == proto::Termination::step_timed_out)) {
-      std::printf("step %s: %s\n", sub.step().name().c_str(),
-                  proto::Termination::Reason_Name(t.reason()).c_str());
-      for (const auto& p : t.processes()) {
-        std::printf("  pid %d %s: %s\n", p.pid(), p.command().c_str(),
-                    proto::Termination::ProcessRecord::Ending_Name(p.ending()).c_str());
-      }
-    }
-    PrintStepTerminations(sub);
-  }
-}
-
-void PrintDetail(const proto::Status& s) {
-  std::printf("id:        %s\nstate:     %s\n", s.id().c_str(),
-              proto::StepResult::Status_Name(s.status()).c_str());
-  if (s.has_error()) {
-    std::printf("error:     %s: %s\n", proto::StatusError::ErrorKind_Name(s.error().kind()).c_str(),
-                s.error().message().c_str());
-  }
-  if (s.has_start_time()) std::printf("started:   %s\n", Time(s.start_time()).c_str());
-  if (s.has_end_time()) std::printf("ended:     %s\n", Time(s.end_time()).c_str());
-  if (s.has_cancel_time()) std::printf("cancelled: %s\n", Time(s.cancel_time()).c_str());
-  if (s.result().sub_step_results_size() > 0) {
-    std::printf("steps:\n");
-    PrintSteps(s.result(), 0);
-    PrintStepTerminations(s.result());
-  }
-  if (s.has_termination()) {
-    const auto& t = s.termination();
-    std::printf("termination: %s%s, grace %s\n", proto::Termination::Reason_Name(t.reason()).c_str(),
-                t.forced() ? " (forced)" : "",
-                TimeUtil::ToString(t.grace()).c_str());
-    if (t.has_warning_time()) {
-      std::printf("  warning: %s at %s\n",
-                  t.warning_signal().empty() ? "no signal" : t.warning_signal().c_str(),
-                  Time(t.warning_time()).c_str());
-    }
-    for (const auto& p : t.processes()) {
-      std::printf("  pid %d %s: %s -> %s\n", p.pid(), p.command().c_str(),
-                  p.signal().empty() ? "no signal" : p.signal().c_str(),
-                  proto::Termination::ProcessRecord::Ending_Name(p.ending()).c_str());
-    }
-  }
-}
-
 int StatusCommand(const ClientArgs& a) {
   Client client(a.socket);
   grpc::ClientContext ctx;
@@ -349,28 +253,10 @@ int StatusCommand(const ClientArgs& a) {
     return 0;
   }
   if (!a.id.empty()) {
-    for (const auto& job : resp.jobs()) PrintDetail(job);
+    for (const auto& job : resp.jobs()) PrintJobDetail(job);
     return 0;
   }
-  // Columns as wide as their widest cell, so long ids keep the table aligned.
-  std::vector<std::array<std::string, 5>> rows{{"ID", "STATE", "STARTED", "TOOK", "MESSAGE"}};
-  for (const auto& job : resp.jobs()) {
-    rows.push_back({job.id(), proto::StepResult::Status_Name(job.status()),
-                    job.has_start_time() ? Time(job.start_time()) : "-", Took(job), job.message()});
-  }
-  std::array<size_t, 5> width{};
-  for (const auto& row : rows) {
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t c = 0; c < row.size(); ++c) {
-      line += row[c];
-      if (c + 1 < row.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    std::printf("%s\n", line.c_str());
-  }
+  PrintJobTable(resp);
   return 0;
 }
 

@@ -269,27 +269,31 @@ void SetStepOutputs(Scope& scope, const std::string& name, json outputs) {
   scope.steps[name] = std::move(entry);
 }
 
+namespace {
+// What every scope takes from the one it runs in: its cancel, `run` and resource group.
+Scope Inherited(const Scope& caller) {
+  Scope s;
+  s.run = caller.run;
+  s.cancel = caller.cancel;
+  s.group = caller.group;
+  s.limits = caller.limits;
+  return s;
+}
+}  // namespace
+
 Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs) {
-  Scope self;
+  Scope self = Inherited(caller);
   self.step_dir = step.dir;
   self.inputs = inputs;
-  self.run = caller.run;
-  self.cancel = caller.cancel;
-  self.group = caller.group;
-  self.limits = caller.limits;
   return self;
 }
 
 Scope CallerScope(const Scope& caller) {
-  Scope s;
+  Scope s = Inherited(caller);
   s.step_dir = caller.step_dir;
   s.ambient_env = caller.ambient_env;
-  s.cancel = caller.cancel;
   s.node = caller.node;
-  s.run = caller.run;
   s.definition = caller.definition;
-  s.group = caller.group;
-  s.limits = caller.limits;
   return s;
 }
 
