@@ -169,12 +169,7 @@ int RunLocally(LocalRunRequest req) {
   if (daemon) {
     docker::RemoveDeadInstanceContainers(**loop, *daemon, [&](auto removed) {
       cleanup_done = true;
-      if (removed.ok() && !removed->empty()) {
-        std::string list;
-        for (const auto& c : *removed) list += (list.empty() ? "" : ", ") + c;
-        std::fprintf(stderr, "step-runner: removed %zu container(s) of dead runner instances: %s\n",
-                     removed->size(), list.c_str());
-      }
+      std::fputs(docker::RemovedContainersLine(removed).c_str(), stderr);
     });
   }
   if (auto guarded = docker::DaemonToGuard(runner_env, req.job_vars, req.flags.docker)) {

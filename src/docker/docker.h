@@ -105,6 +105,8 @@ class DockerGuard {
 /// `done` on the loop with one description per removed container ("<id12> <name>").
 void RemoveDeadInstanceContainers(EventLoop& loop, const std::string& daemon_socket,
                                   std::function<void(Result<std::vector<std::string>>)> done);
+/// The runner's line on stderr for what RemoveDeadInstanceContainers removed; "" when nothing.
+std::string RemovedContainersLine(const Result<std::vector<std::string>>& removed);
 
 /// The log line for one record, e.g. `docker: container 3f2a1b0c9d8e web (image busybox):
 /// ended by SIGTERM; removed`.

@@ -86,6 +86,14 @@ bool InstanceAlive(const std::string& instance) {
   return !start.empty() && start == p->start;
 }
 
+std::string RemovedContainersLine(const Result<std::vector<std::string>>& removed) {
+  if (!removed.ok() || removed->empty()) return "";
+  std::string list;
+  for (const auto& c : *removed) list += (list.empty() ? "" : ", ") + c;
+  return "step-runner: removed " + std::to_string(removed->size()) +
+         " container(s) of dead runner instances: " + list + "\n";
+}
+
 void RemoveDeadInstanceContainers(EventLoop& loop, const std::string& daemon_socket,
                                   std::function<void(Result<std::vector<std::string>>)> done) {
   json filters = {{"label", json::array({std::string(kInstanceLabel)})}};

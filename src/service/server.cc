@@ -86,11 +86,7 @@ Status Serve(const ServeOptions& options) {
   // Containers a killed runner left behind go now (contract 7.1 and 9), in the background.
   if (auto daemon = docker::DaemonSocket(options.env)) {
     docker::RemoveDeadInstanceContainers(*loop, *daemon, [](auto removed) {
-      if (!removed.ok() || removed->empty()) return;
-      std::string list;
-      for (const auto& c : *removed) list += (list.empty() ? "" : ", ") + c;
-      std::fprintf(stderr, "step-runner: removed %zu container(s) of dead runner instances: %s\n",
-                   removed->size(), list.c_str());
+      std::fputs(docker::RemovedContainersLine(removed).c_str(), stderr);
     });
   }
 
