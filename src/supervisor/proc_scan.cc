@@ -81,6 +81,38 @@ std::optional<ProcStat> ReadProcStat(pid_t pid) {
   return st;
 }
 
+std::optional<std::vector<pid_t>> ReadChildren(pid_t pid) {
+  const std::string task = ProcPath(pid, "task");
+  DirPtr dir(::opendir(task.c_str()));
+  if (!dir) return std::nullopt;
+  std::vector<pid_t> out;
+  bool any = false;
+  while (dirent* e = ::readdir(dir.get())) {
+    if (e->d_name[0] == '.') continue;
+    UniqueFd fd(::open((task + "/" + e->d_name + "/children").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) continue;  // a thread that just ended; or no such file at all
+    any = true;
+    std::string text;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::read(fd.get(), buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      text.append(buf, static_cast<size_t>(n));
+    }
+    const char* p = text.c_str();
+    for (;;) {
+      char* end = nullptr;
+      long v = std::strtol(p, &end, 10);
+      if (end == p) break;
+      if (v > 0) out.push_back(static_cast<pid_t>(v));
+      p = end;
+    }
+  }
+  if (!any) return std::nullopt;
+  return out;
+}
+
 std::string ReadCmdline(pid_t pid, size_t limit) {
   std::string raw = ReadProcFile(ProcPath(pid, "cmdline"), limit + 1);
   while (!raw.empty() && raw.back() == '\0') raw.pop_back();

@@ -35,6 +35,11 @@ struct ProcStat {
 std::vector<pid_t> ListPids();
 /// nullopt when the process is gone (or /proc is unreadable).
 std::optional<ProcStat> ReadProcStat(pid_t pid);
+/// The children of every thread of `pid` (/proc/<pid>/task/<tid>/children): a walk over one
+/// tree instead of a pass over all of /proc. nullopt when the kernel has no such file
+/// (CONFIG_PROC_CHILDREN) or the process is gone. A snapshot like any other: a child being
+/// re-parented at that moment can be missing.
+std::optional<std::vector<pid_t>> ReadChildren(pid_t pid);
 /// argv joined with spaces, truncated to `limit` bytes; "" when gone or a kernel thread.
 std::string ReadCmdline(pid_t pid, size_t limit = 256);
 /// The command line, or the task name (/proc/<pid>/comm, kept until the process is reaped) when
