@@ -107,20 +107,24 @@ void GroupMembers::SignalTreeNow(Request& r) {
   // would miss group members that the group signal reaches. The census sees them.
   if (auto main = ReadProcStat(pgid_); !main || main->ending()) return;
   std::vector<std::pair<Found, UniqueFd>> pinned;
-  std::deque<pid_t> queue{pgid_};
+  // (pid, the parent it was listed under): a pid read from a children file and opened a moment
+  // later is the same process if its parent still is (a recycled pid has another parent).
+  std::deque<std::pair<pid_t, pid_t>> queue{{pgid_, 0}};
   std::unordered_set<pid_t> walked;
   while (!queue.empty() && walked.size() < kMaxWalk) {
-    const pid_t pid = queue.front();
+    const auto [pid, parent] = queue.front();
     queue.pop_front();
     if (!walked.insert(pid).second) continue;
-    auto st = ReadProcStat(pid);
-    if (!st || st->start_ticks < start_ticks_) continue;
-    auto children = ReadChildren(pid);
-    if (!children && pid == pgid_) return;  // no children files (CONFIG_PROC_CHILDREN): census only
-    if (children) queue.insert(queue.end(), children->begin(), children->end());
-    if (st->ending()) continue;
-    UniqueFd fd = OpenVerifiedPidfd(pid, st->start_ticks);
+    UniqueFd fd = OpenPidfd(pid);
     if (!fd.valid()) continue;
+    auto st = ReadProcStat(pid);
+    if (!st || (parent != 0 && st->ppid != parent) || st->start_ticks < start_ticks_) continue;
+    auto children = ReadChildren(pid, st->threads);
+    if (!children && pid == pgid_) return;  // no children files (CONFIG_PROC_CHILDREN): census only
+    if (children) {
+      for (pid_t c : *children) queue.emplace_back(c, pid);
+    }
+    if (st->ending()) continue;
     pinned.emplace_back(Found{pid, st->pgrp, st->start_ticks, std::move(st->comm)}, std::move(fd));
   }
   ::kill(-pgid_, r.signo);
