@@ -59,14 +59,19 @@ void ProcCensus::Want(Subject* s) {
 void ProcCensus::Schedule() {
   if (scheduled_ || !loop_) return;
   scheduled_ = true;
-  // A posted task runs after the fd events and timers of this loop turn: every stop requested
-  // in the same turn (a burst of Cancel RPCs) shares the round.
-  loop_->Post([weak = weak_from_this()] {
+  auto run = [weak = weak_from_this()] {
     auto self = weak.lock();
     if (!self) return;
     self->scheduled_ = false;
     self->Round();
-  });
+  };
+  // A posted task runs after the fd events and timers of this loop turn: every stop requested
+  // in the same turn (a burst of Cancel RPCs) shares the round.
+  if (Clock::now() >= next_round_) {
+    loop_->Post(std::move(run));
+  } else {
+    loop_->At(next_round_, std::move(run));
+  }
 }
 
 void ProcCensus::RunNow(Subject* s) {
@@ -81,7 +86,10 @@ void ProcCensus::Round() {
   // Requests made while the round reports belong to the next round.
   std::unordered_set<Subject*> asking;
   asking.swap(wanting_);
+  const auto start = Clock::now();
   auto results = Classify(subjects_, asking);
+  const auto end = Clock::now();
+  next_round_ = end + (end - start);
   // Signals first, for every tree; reports after. A subject may be removed by another's report
   // (a tree that finishes): look each one up again.
   std::vector<Subject*> order(asking.begin(), asking.end());

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "loop/loop.h"
+#include "util/time.h"
 
 namespace sr {
 
@@ -83,6 +84,11 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
                                                 const std::unordered_set<Subject*>& asking);
 
   EventLoop* loop_;
+  // A round reads the stat file of every process on the machine; with trees asking on every
+  // loop turn (a burst of cancels, a burst of reaps) back-to-back rounds would leave the loop
+  // little time for anything else. The next scheduled round waits at least as long as the last
+  // one took: rounds get at most half of the loop, and every request made meanwhile shares one.
+  Clock::time_point next_round_{};
   std::vector<Subject*> subjects_;
   std::unordered_set<Subject*> wanting_;
   bool scheduled_ = false;
