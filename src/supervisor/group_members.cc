@@ -85,14 +85,15 @@ void GroupMembers::KillAll(const VictimFn& on_victim) {
   SignalTreeNow(r);
   // The tree's timer calls KillAll again and again until nothing is left: one request carried
   // over the rounds is enough; the group SIGKILL went out above or goes out in the pending one.
+  // Urgent: the SIGKILL is due now, it does not wait for the census's pause between rounds.
   for (auto& pending : requests_) {
     if (pending.signo == SIGKILL && !pending.done) {
-      census_->Want(this);
+      census_->Want(this, true);
       return Report(r);
     }
   }
   requests_.push_back(std::move(r));
-  census_->Want(this);
+  census_->Want(this, true);
 }
 
 void GroupMembers::SignalTreeNow(Request& r) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <ctime>
 
 #include "supervisor/proc_scan.h"
 
@@ -11,6 +12,15 @@ namespace sr {
 namespace {
 
 constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
+constexpr auto kMaxPause = std::chrono::milliseconds(20);
+
+// CPU time of the calling thread: what a round cost, without the time it waited for a CPU.
+Duration ThreadCpu() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::duration_cast<Duration>(std::chrono::seconds(ts.tv_sec) +
+                                              std::chrono::nanoseconds(ts.tv_nsec));
+}
 
 // The values of `key` in an environment block ("K=V\0K=V\0..."), split at commas.
 std::vector<std::string> TokensOf(std::string_view environ, std::string_view key) {
@@ -51,26 +61,31 @@ void ProcCensus::Remove(Subject* s) {
   wanting_.erase(s);
 }
 
-void ProcCensus::Want(Subject* s) {
+void ProcCensus::Want(Subject* s, bool urgent) {
   wanting_.insert(s);
-  Schedule();
+  Schedule(urgent);
 }
 
-void ProcCensus::Schedule() {
-  if (scheduled_ || !loop_) return;
-  scheduled_ = true;
-  auto run = [weak = weak_from_this()] {
-    auto self = weak.lock();
-    if (!self) return;
-    self->scheduled_ = false;
-    self->Round();
-  };
+void ProcCensus::Schedule(bool urgent) {
+  if (!loop_ || posted_) return;
   // A posted task runs after the fd events and timers of this loop turn: every stop requested
   // in the same turn (a burst of Cancel RPCs) shares the round.
-  if (Clock::now() >= next_round_) {
-    loop_->Post(std::move(run));
-  } else {
-    loop_->At(next_round_, std::move(run));
+  if (urgent || Clock::now() >= next_round_) {
+    posted_ = true;
+    loop_->Post([weak = weak_from_this()] {
+      if (auto self = weak.lock()) {
+        self->posted_ = false;
+        self->Round();
+      }
+    });
+  } else if (!timed_) {
+    timed_ = true;
+    loop_->At(next_round_, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) {
+        self->timed_ = false;
+        self->Round();
+      }
+    });
   }
 }
 
@@ -86,10 +101,9 @@ void ProcCensus::Round() {
   // Requests made while the round reports belong to the next round.
   std::unordered_set<Subject*> asking;
   asking.swap(wanting_);
-  const auto start = Clock::now();
+  const Duration cpu = ThreadCpu();
   auto results = Classify(subjects_, asking);
-  const auto end = Clock::now();
-  next_round_ = end + (end - start);
+  next_round_ = Clock::now() + std::min<Duration>(ThreadCpu() - cpu, kMaxPause);
   // Signals first, for every tree; reports after. A subject may be removed by another's report
   // (a tree that finishes): look each one up again.
   std::vector<Subject*> order(asking.begin(), asking.end());
@@ -98,7 +112,7 @@ void ProcCensus::Round() {
     if (std::find(subjects_.begin(), subjects_.end(), s) != subjects_.end()) s->AfterCensus();
   }
   running_ = false;
-  if (!wanting_.empty()) Schedule();
+  if (!wanting_.empty()) Schedule(false);
 }
 
 std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classify(

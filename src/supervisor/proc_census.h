@@ -69,7 +69,9 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   void Add(Subject* s);
   void Remove(Subject* s);
   /// `s` takes part in the next round, which is scheduled on the loop if it is not already.
-  void Want(Subject* s);
+  /// `urgent` (a SIGKILL that is due): the round runs on the next loop turn even if the last
+  /// round was just now.
+  void Want(Subject* s, bool urgent = false);
   /// Runs a round now if anyone wants one (with `s` in it, when given).
   void RunNow(Subject* s = nullptr);
   /// Rounds taken so far (tests and benchmarks).
@@ -77,7 +79,7 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
 
  private:
   explicit ProcCensus(EventLoop* loop) : loop_(loop) {}
-  void Schedule();
+  void Schedule(bool urgent);
   void Round();
   // Which subject owns every young process; the environment read is cached per process.
   std::unordered_map<Subject*, Result> Classify(const std::vector<Subject*>& all,
@@ -86,12 +88,14 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   EventLoop* loop_;
   // A round reads the stat file of every process on the machine; with trees asking on every
   // loop turn (a burst of cancels, a burst of reaps) back-to-back rounds would leave the loop
-  // little time for anything else. The next scheduled round waits at least as long as the last
-  // one took: rounds get at most half of the loop, and every request made meanwhile shares one.
+  // little time for anything else. The next round that is not urgent waits as long as the last
+  // one used the CPU (at most kMaxPause): rounds get at most about half of the loop, and every
+  // request made meanwhile shares one.
   Clock::time_point next_round_{};
   std::vector<Subject*> subjects_;
   std::unordered_set<Subject*> wanting_;
-  bool scheduled_ = false;
+  bool posted_ = false;  // a round is posted to the loop
+  bool timed_ = false;   // a round waits for next_round_
   bool running_ = false;
   uint64_t rounds_ = 0;
   // pid -> (start time, its STEP_RUNNER_TREE tokens): a process's marker never changes, so its
