@@ -103,7 +103,10 @@ void ProcCensus::Round() {
   asking.swap(wanting_);
   const Duration cpu = ThreadCpu();
   auto results = Classify(subjects_, asking);
-  next_round_ = Clock::now() + std::min<Duration>(ThreadCpu() - cpu, kMaxPause);
+  // Only after a round for several trees (a burst): one job's steps ending one after the other
+  // each get their answer at once.
+  next_round_ = asking.size() > 1 ? Clock::now() + std::min<Duration>(ThreadCpu() - cpu, kMaxPause)
+                                  : Clock::time_point{};
   // Signals first, for every tree; reports after. A subject may be removed by another's report
   // (a tree that finishes): look each one up again.
   std::vector<Subject*> order(asking.begin(), asking.end());
