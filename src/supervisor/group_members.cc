@@ -85,15 +85,16 @@ void GroupMembers::KillAll(const VictimFn& on_victim) {
   SignalTreeNow(r);
   // The tree's timer calls KillAll again and again until nothing is left: one request carried
   // over the rounds is enough; the group SIGKILL went out above or goes out in the pending one.
-  // Urgent: the SIGKILL is due now, it does not wait for the census's pause between rounds.
   for (auto& pending : requests_) {
     if (pending.signo == SIGKILL && !pending.done) {
-      census_->Want(this, true);
+      census_->Want(this);
       return Report(r);
     }
   }
+  // Not urgent: everything the walk and the records know has its SIGKILL already; the round is
+  // the safety net for members nobody has seen yet, and must not crowd out other trees' timers.
   requests_.push_back(std::move(r));
-  census_->Want(this, true);
+  census_->Want(this);
 }
 
 void GroupMembers::SignalTreeNow(Request& r) {

@@ -61,16 +61,16 @@ void ProcCensus::Remove(Subject* s) {
   wanting_.erase(s);
 }
 
-void ProcCensus::Want(Subject* s, bool urgent) {
+void ProcCensus::Want(Subject* s) {
   wanting_.insert(s);
-  Schedule(urgent);
+  Schedule();
 }
 
-void ProcCensus::Schedule(bool urgent) {
+void ProcCensus::Schedule() {
   if (!loop_ || posted_) return;
   // A posted task runs after the fd events and timers of this loop turn: every stop requested
   // in the same turn (a burst of Cancel RPCs) shares the round.
-  if (urgent || Clock::now() >= next_round_) {
+  if (Clock::now() >= next_round_) {
     posted_ = true;
     loop_->Post([weak = weak_from_this()] {
       if (auto self = weak.lock()) {
@@ -115,7 +115,7 @@ void ProcCensus::Round() {
     if (std::find(subjects_.begin(), subjects_.end(), s) != subjects_.end()) s->AfterCensus();
   }
   running_ = false;
-  if (!wanting_.empty()) Schedule(false);
+  if (!wanting_.empty()) Schedule();
 }
 
 std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classify(

@@ -69,9 +69,7 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   void Add(Subject* s);
   void Remove(Subject* s);
   /// `s` takes part in the next round, which is scheduled on the loop if it is not already.
-  /// `urgent` (a SIGKILL that is due): the round runs on the next loop turn even if the last
-  /// round was just now.
-  void Want(Subject* s, bool urgent = false);
+  void Want(Subject* s);
   /// Runs a round now if anyone wants one (with `s` in it, when given).
   void RunNow(Subject* s = nullptr);
   /// Rounds taken so far (tests and benchmarks).
@@ -79,7 +77,7 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
 
  private:
   explicit ProcCensus(EventLoop* loop) : loop_(loop) {}
-  void Schedule(bool urgent);
+  void Schedule();
   void Round();
   // Which subject owns every young process; the environment read is cached per process.
   std::unordered_map<Subject*, Result> Classify(const std::vector<Subject*>& all,
@@ -88,9 +86,9 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   EventLoop* loop_;
   // A round reads the stat file of every process on the machine; with trees asking on every
   // loop turn (a burst of cancels, a burst of reaps) back-to-back rounds would leave the loop
-  // little time for anything else. After a round for several trees, the next round that is not
-  // urgent waits as long as the last one used the CPU (at most kMaxPause): in a burst rounds get
-  // at most about half of the loop, and every request made meanwhile shares one.
+  // little time for anything else. After a round for several trees, the next round waits as
+  // long as the last one used the CPU (at most kMaxPause): in a burst rounds get at most about
+  // half of the loop, and every request made meanwhile shares one.
   Clock::time_point next_round_{};
   std::vector<Subject*> subjects_;
   std::unordered_set<Subject*> wanting_;
