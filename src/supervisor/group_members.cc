@@ -127,7 +127,7 @@ void GroupMembers::SignalTreeNow(Request& r) {
       for (pid_t c : *children) queue.emplace_back(c, pid);
     }
     if (st->ending()) continue;
-    pinned.emplace_back(Found{pid, st->pgrp, st->start_ticks, std::move(st->comm)}, std::move(fd));
+    pinned.emplace_back(Found{pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)}, std::move(fd));
   }
   ::kill(-pgid_, r.signo);
   r.group = GroupSignal::kSent;
@@ -164,9 +164,18 @@ void GroupMembers::Round(Request& r, const std::vector<Found>& members) {
   // After a group signal, a newcomer to the group was born after it (the group signal is atomic
   // against fork): a trap handler's cleanup, which must not be stopped.
   const bool after_group_signal = r.group == GroupSignal::kSent;
+  const pid_t self = ::getpid();
   auto pin = [&](const Found& f) {
     if (!r.seen.insert(f.pid).second) return;
-    if (after_group_signal && f.pgrp == pgid_) return;
+    if (after_group_signal && f.pgrp == pgid_) {
+      // Except a group member re-parented to the runner (`(cmd &)`: its parent exited before
+      // the stop), which the walk from the main process could not see: it got the group signal
+      // and belongs in the record, but must not get the signal twice.
+      if (f.ppid != self || r.signo == SIGKILL) return;
+      UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
+      if (fd.valid()) r.victims.push_back({f.pid, std::move(fd), f.comm});
+      return;
+    }
     UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
     if (fd.valid()) fresh.emplace_back(&f, std::move(fd));
   };

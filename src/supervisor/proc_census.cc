@@ -220,7 +220,7 @@ std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classif
     if (m == kOurs || m == kForeign) continue;
     auto it = out.find(m);
     if (it == out.end()) continue;  // a tree that did not ask
-    it->second.members.push_back({pid, y.st.pgrp, y.st.start_ticks, y.st.comm});
+    it->second.members.push_back({pid, y.st.ppid, y.st.pgrp, y.st.start_ticks, y.st.comm});
   }
   for (auto& [s, r] : out) {
     auto g = newest_in_group.find(s->pgid());

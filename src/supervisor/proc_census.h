@@ -35,6 +35,7 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   /// One live member of a tree as the round saw it.
   struct Found {
     pid_t pid;
+    pid_t ppid;
     pid_t pgrp;
     unsigned long long start_ticks;
     std::string comm;

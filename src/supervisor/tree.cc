@@ -181,24 +181,33 @@ void TreeImpl::KillNow(ProcessRecord::Ending ending) {
       OnVictim(p, fd, SIGKILL, true, seen);
     });
   };
-  // The fallback's kill comes first: its walk over the main process's descendants must find
-  // them before the main process dies and hands them to us. With a cgroup leaf, members we know
-  // already die first, through their pidfds, before the leaf is read.
-  const bool walk_first = members_->event_fd() < 0;
-  if (walk_first) kill_members();
   // Members known by pidfd: this also gets one the mechanism no longer sees (fallback: it
   // replaced its environment after it was signalled): it is still ours, its pidfd says so.
+  // Whether each is alive, and not already on its way out, is read before any kill: one that
+  // is ended by our kill is killed by us, whichever of our kills reaches it first.
+  bool main_alive = false;
   if (main_pidfd_.valid() && !main_reaped()) {
     auto st = ReadProcStat(pid_);
-    if (st && !st->ending() && PidfdSignal(main_pidfd_.get(), SIGKILL)) {
-      OnVictim(pid_, main_pidfd_.get(), SIGKILL, true, "");  // no /proc read for the main process
-    }
+    main_alive = st && !st->ending();
   }
+  std::vector<Member*> alive;
   for (auto& m : records_) {
     if (m->gone || m->killed || !m->pidfd.valid()) continue;
     auto st = ReadProcStat(m->rec.pid);
-    if (!st || st->ending()) continue;  // already on its way out: not killed by us
-    if (PidfdSignal(m->pidfd.get(), SIGKILL)) {
+    if (st && !st->ending()) alive.push_back(m.get());  // else on its way out: not killed by us
+  }
+  // The fallback's kill comes first: its walk over the main process's descendants must find
+  // them before the main process dies and hands them to us (and its group SIGKILL may end some
+  // of the members above before their own SIGKILL). With a cgroup leaf, members we know die
+  // first, through their pidfds, before the leaf is read.
+  const bool walk_first = members_->event_fd() < 0;
+  if (walk_first) kill_members();
+  if (main_alive && PidfdSignal(main_pidfd_.get(), SIGKILL)) {
+    OnVictim(pid_, main_pidfd_.get(), SIGKILL, true, "");  // no /proc read for the main process
+  }
+  for (Member* m : alive) {
+    if (m->killed) continue;  // reported by the walk
+    if (PidfdSignal(m->pidfd.get(), SIGKILL) || walk_first) {
       m->killed = true;
       any_killed_ = true;
     }
