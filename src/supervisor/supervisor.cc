@@ -19,6 +19,8 @@
 #include <map>
 
 #include "supervisor/cgroup.h"
+#include "supervisor/members.h"
+#include "supervisor/proc_census.h"
 #include "supervisor/proc_scan.h"
 #include "supervisor/spawn.h"
 #include "supervisor/tree.h"
@@ -99,7 +101,10 @@ bool HasChildren() {
 class SupervisorImpl final : public Supervisor, public TreeOwner {
  public:
   SupervisorImpl(EventLoop& loop, Options options)
-      : loop_(loop), options_(std::move(options)), spawner_(options_.clone3) {}
+      : loop_(loop),
+        options_(std::move(options)),
+        spawner_(options_.clone3),
+        census_(ProcCensus::Create(&loop)) {}
   ~SupervisorImpl() override;
 
   Status Init();
@@ -126,6 +131,9 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   EventLoop& loop_;
   Options options_;
   Spawner spawner_;
+  // The fallback's one look at /proc per round, shared by every tree (proc_census.h). Shared:
+  // a tree's members may outlive the supervisor in a caller's handle.
+  std::shared_ptr<ProcCensus> census_;
   const uint64_t instance_ = InstanceNonce();
   uint64_t next_tree_id_ = 1;
   UniqueFd sigchld_fd_;
@@ -321,7 +329,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
     members = std::make_unique<CgroupMembers>(std::move(leaf), started.pid);
   } else {
     auto st = ReadProcStat(started.pid);
-    members = std::make_unique<GroupMembers>(started.pid, token, st ? st->start_ticks : 0);
+    members = std::make_unique<GroupMembers>(started.pid, token, st ? st->start_ticks : 0, census_);
   }
   trees_[id] = tree;
   rusage_[id] = usage;
@@ -354,6 +362,7 @@ void SupervisorImpl::KillAll() {
   const auto deadline = start + kKillAllLimit;
   for (;;) {
     ReapNow();
+    census_->RunNow();  // the loop is not running: the fallback's rounds are taken here
     // Shutdown does not wait leftover_grace for a pipe that someone outside the tree holds.
     const bool close_pipes = Clock::now() - start > kKillAllPipeWait;
     bool pending = false;
