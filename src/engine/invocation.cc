@@ -64,11 +64,19 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
 
   // A script step's text sees the script step's own output and export files: that is how a
   // script writes outputs (docs/step-language.md). Set in the cached view only while expanding.
-  std::string files_base;
+  // Taken from the job's pool now; given back if the step never gets to run.
+  struct FilesBase {
+    StepFilePool* pool = nullptr;
+    StepFilePool::Base base;
+    ~FilesBase() {
+      if (pool && base.exists) pool->Give(std::move(base.path));
+    }
+  } files_base;
   if (loaded->own_files) {
-    files_base = NextFilesBase(st);
-    (*caller.view.value)["output_file"] = files_base + ".out";
-    (*caller.view.value)["export_file"] = files_base + ".env";
+    files_base.pool = &st.files;
+    files_base.base = st.files.Take();
+    (*caller.view.value)["output_file"] = files_base.base.path + ".out";
+    (*caller.view.value)["export_file"] = files_base.base.path + ".env";
   }
   struct Unset {
     json* view;
@@ -142,7 +150,8 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
 
   unset.Now();
   ResultNode* node = caller.node->Add();
-  node->files_base = files_base;
+  node->files_base = std::move(files_base.base);
+  files_base.pool = nullptr;
   proto::Step* step = node->result.mutable_step();
   step->set_name(inv.name);
   *step->mutable_step() = ToProtoReference(inv.step);
@@ -266,10 +275,6 @@ const json& ScopeView(const Engine::State& st, Scope& scope, const Env& env) {
     (*scope.view.value)["env"] = env;  // exports and the ambient env change between steps
   }
   return *scope.view.value;
-}
-
-std::string NextFilesBase(Engine::State& st) {
-  return st.options.temp_dir + "/step-" + std::to_string(++st.file_counter);
 }
 
 void SetStepOutputs(Scope& scope, const std::string& name, json outputs) {

@@ -1,8 +1,10 @@
 #include "supervisor/members.h"
 
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <unordered_map>
 #include <unordered_set>
@@ -87,6 +89,15 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   for (auto& v : victims) on_victim(v.pid, v.fd.get(), v.comm);
 }
 
+void CgroupMembers::Release(bool clean) {
+  if (!leaf_) return;
+  if (clean && recycle_ && leaf_->Idle()) {
+    recycle_(std::move(leaf_));
+  } else {
+    leaf_->Remove();
+  }
+}
+
 void CgroupMembers::KillAll(const VictimFn& on_victim) {
   // pidfds first (cheap, and they pin who was there), the kill next, the record last: reading
   // a command line can wait on a busy process, and the kill must not.
@@ -102,9 +113,23 @@ void CgroupMembers::KillAll(const VictimFn& on_victim) {
   for (auto& [pid, fd] : victims) on_victim(pid, fd.get(), "");
 }
 
+// Whether the runner has any child at all, running or a zombie: one waitid, no /proc scan.
+bool HasChildren() {
+  siginfo_t info{};
+  return !(::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL) == -1 && errno == ECHILD);
+}
+
 std::vector<GroupMembers::Found> GroupMembers::Scan() {
   // Once nothing of the tree is alive nothing can come back: no member is left to fork.
   if (known_empty_) return {};
+  // A scan only counts the runner's descendants, and every live descendant has a live ancestor
+  // that is the runner's child (orphans are re-parented to the runner, its subreaper). With no
+  // child at all (the usual end of a step in `run`) the scan would find nothing: skip it.
+  if (!HasChildren()) {
+    group_seen_ = false;
+    known_empty_ = true;
+    return {};
+  }
   const pid_t self = ::getpid();
   // Pass 1: every process that started no earlier than the main process (no member can be
   // older). Zombies and exiting tasks are dead already, but still links in the parent chain.

@@ -176,6 +176,8 @@ void TreeImpl::KillNow(ProcessRecord::Ending ending) {
   // Members we know already die first, through their pidfds, before any (slower) search for
   // the others. This also gets one the mechanism no longer sees (fallback: it replaced its
   // environment after it was signalled): it is still ours, its pidfd says so.
+  // Our unreaped child: its pid cannot name another process, so a pidfd opened now pins it.
+  if (!main_pidfd_.valid() && !main_reaped()) main_pidfd_ = OpenPidfd(pid_);
   if (main_pidfd_.valid() && !main_reaped()) {
     auto st = ReadProcStat(pid_);
     if (st && !st->ending() && PidfdSignal(main_pidfd_.get(), SIGKILL)) {
@@ -281,7 +283,7 @@ void TreeImpl::Finish() {
   Enter(Phase::kFinished);
   TreeExit exit = BuildExit();
   Disarm();
-  if (members_) members_->Release();
+  if (members_) members_->Release(/*clean=*/!stop_.has_value());
   if (!loop_) return;
   // on_exit always comes on a later loop turn than the call that finished the tree.
   loop_->Post([self = shared_from_this(), exit]() mutable { self->Deliver(std::move(exit)); });
@@ -317,7 +319,7 @@ void TreeImpl::Disarm() {
 
 void TreeImpl::Detach() {
   Disarm();
-  if (members_) members_->Release();
+  if (members_) members_->Release(/*clean=*/false);
   phase_ = Phase::kDelivered;
   on_exit_ = nullptr;
   on_output_ = nullptr;
