@@ -86,6 +86,19 @@ Status KeepSecretsOffArgv(Engine::State& st, const LoadedStep& step, StepFiles& 
   return Ok();
 }
 
+// Whether any text of the definition that RunExec expands holds an expression (or something
+// that only looks like one, such as the `$${{` escape: then the view is built for nothing).
+bool HasExpression(const stepfile::Definition& def) {
+  auto has = [](const std::string& s) { return s.find("${{") != std::string::npos; };
+  for (const auto& [k, v] : def.env) {
+    if (has(v)) return true;
+  }
+  for (const auto& a : def.command) {
+    if (has(a)) return true;
+  }
+  return has(def.work_dir);
+}
+
 }  // namespace
 
 Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& step,
@@ -98,14 +111,19 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   auto files = StepFiles::Open(st.files, node->files_base.path.empty() ? st.files.Take()
                                                                       : std::move(node->files_base));
   if (!files.ok()) co_return StepOutcome{true, files.error()};
-  json view = st.View(self, env);
-  view["output_file"] = files->output();
-  view["export_file"] = files->exports();
+  // Only an expression reads the view; building it copies the whole environment and every
+  // earlier output, so a definition without one (a fixed command, plain env) skips it.
+  const bool expressions = HasExpression(def);
+  json view = expressions ? st.View(self, env) : json::object();
+  if (expressions) {
+    view["output_file"] = files->output();
+    view["export_file"] = files->exports();
+  }
   auto def_env = ExpandDefinitionEnv(def, view);
   if (!def_env.ok()) co_return StepOutcome{true, def_env.error()};
   for (const auto& [k, v] : *def_env) env[k] = v;
   for (const auto& [k, v] : env) (*node->result.mutable_env())[k] = v;
-  view["env"] = env;
+  if (expressions) view["env"] = env;
 
   ProcessSpec spec;
   for (const auto& raw : def.command) {

@@ -56,9 +56,16 @@ size_t ValueBytes(const json& value) {
 Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile::Invocation& inv) {
   const Env caller_env = Overlay(caller.ambient_env, st.exports);
   // A reference into caller.view: nothing else runs in this scope until this step is done.
-  const json& view = ScopeView(st, caller, caller_env);
+  // Built (or brought up to date: that converts the whole environment) only when something here
+  // reads it: a reference that is not a fixed local or dist path, inputs, env, a script's text.
+  static const json kNoView = json::object();
+  const bool fixed_ref = inv.step.protocol == stepfile::Reference::Protocol::kLocal ||
+                         inv.step.protocol == stepfile::Reference::Protocol::kDist;
+  const json* view_ptr = fixed_ref && inv.inputs.empty() && inv.env.empty()
+                             ? &kNoView
+                             : &ScopeView(st, caller, caller_env);
 
-  auto loaded = co_await LoadReference(st, caller, inv.step, view);
+  auto loaded = co_await LoadReference(st, caller, inv.step, *view_ptr);
   if (!loaded.ok()) co_return StepOutcome{false, NotFound(inv, loaded.error())};
   const stepfile::Spec& spec = loaded->file.spec;
 
@@ -73,6 +80,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     }
   } files_base;
   if (loaded->own_files) {
+    if (view_ptr == &kNoView) view_ptr = &ScopeView(st, caller, caller_env);
     files_base.pool = &st.files;
     files_base.base = st.files.Take();
     (*caller.view.value)["output_file"] = files_base.base.path + ".out";
@@ -94,7 +102,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   for (const auto& [name, raw] : inv.inputs) {
     auto decl = spec.inputs.find(name);
     if (loaded->any_inputs) {
-      auto value = expr::Expand(raw, view);
+      auto value = expr::Expand(raw, *view_ptr);
       if (!value.ok()) {
         co_return StepOutcome{
             false, LoadError(inv.name, AsFailure(value.error()).Wrap("expand input \"" + name + "\""))};
@@ -110,10 +118,10 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
           false, LoadError(inv.name, FailedError("step does not accept input with name \"" +
                                                  name + "\""))};
     }
-    auto value = expr::Expand(raw, view);
+    auto value = expr::Expand(raw, *view_ptr);
     if (auto text = inv.text_inputs.find(name); text != inv.text_inputs.end()) {
       // `run REF --inputs k=v`: the text is typed by the declared type (`who=123` is "123").
-      auto expanded = expr::ExpandString(text->second, view);
+      auto expanded = expr::ExpandString(text->second, *view_ptr);
       if (!expanded.ok()) {
         value = expanded.error();
       } else if (auto typed = stepfile::ValueFromText(decl->second.type, *expanded); typed.ok()) {
@@ -138,7 +146,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   }
   Env inv_env;
   for (const auto& [k, raw] : inv.env) {
-    auto value = expr::ExpandString(raw, view);
+    auto value = expr::ExpandString(raw, *view_ptr);
     if (!value.ok()) {
       co_return StepOutcome{false, LoadError(inv.name, AsFailure(value.error()).Wrap("env \"" + k + "\""))};
     }
