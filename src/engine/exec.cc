@@ -108,8 +108,8 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   // step's files exist and are in the view before its `env:` is expanded.
   st.Log("Running step \"" + node->result.step().name() + "\"");
   Scope self = StepScope(caller, step, inputs);
-  auto files = StepFiles::Open(st.files, node->files_base.path.empty() ? st.files.Take()
-                                                                      : std::move(node->files_base));
+  auto files = StepFiles::Open(
+      st.files, node->files_base.path.empty() ? st.files.Take() : std::move(node->files_base));
   if (!files.ok()) co_return StepOutcome{true, files.error()};
   // Only an expression reads the view; building it copies the whole environment and every
   // earlier output, so a definition without one (a fixed command, plain env) skips it.

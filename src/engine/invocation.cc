@@ -54,7 +54,6 @@ size_t ValueBytes(const json& value) {
 }
 
 Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile::Invocation& inv) {
-  const Env caller_env = Overlay(caller.ambient_env, st.exports);
   // A reference into caller.view: nothing else runs in this scope until this step is done.
   // Built (or brought up to date: that converts the whole environment) only when something here
   // reads it: a reference that is not a fixed local or dist path, inputs, env, a script's text.
@@ -63,7 +62,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
                          inv.step.protocol == stepfile::Reference::Protocol::kDist;
   const json* view_ptr = fixed_ref && inv.inputs.empty() && inv.env.empty()
                              ? &kNoView
-                             : &ScopeView(st, caller, caller_env);
+                             : &ScopeView(st, caller, Overlay(caller.ambient_env, st.exports));
 
   auto loaded = co_await LoadReference(st, caller, inv.step, *view_ptr);
   if (!loaded.ok()) co_return StepOutcome{false, NotFound(inv, loaded.error())};
@@ -80,7 +79,9 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     }
   } files_base;
   if (loaded->own_files) {
-    if (view_ptr == &kNoView) view_ptr = &ScopeView(st, caller, caller_env);
+    if (view_ptr == &kNoView) {
+      view_ptr = &ScopeView(st, caller, Overlay(caller.ambient_env, st.exports));
+    }
     files_base.pool = &st.files;
     files_base.base = st.files.Take();
     (*caller.view.value)["output_file"] = files_base.base.path + ".out";
@@ -241,13 +242,13 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
   }
   *node->result.mutable_specdefinition() = ToProtoSpecDefinition(step.file);
   node->result.set_status(proto::StepResult::running);
-  const Env env = Overlay(Overlay(caller.ambient_env, st.exports), invocation_env);
+  Env env = Overlay(Overlay(caller.ambient_env, st.exports), invocation_env);
   const auto started = WallNow();
   StepOutcome out;
   if (step.builtin) {
     out = co_await step.builtin(st, caller, inputs, env, node);
   } else if (step.file.definition.kind == stepfile::Definition::Kind::kExec) {
-    out = co_await RunExec(st, caller, step, inputs, env, node);
+    out = co_await RunExec(st, caller, step, inputs, std::move(env), node);
   } else {
     // Children see the invocation env as ambient env, under later exports (contract 4.4).
     // RunSequence needs the caller's cancel, env and run, not its earlier steps (copying those

@@ -448,11 +448,14 @@ std::optional<int64_t> Controllers::OwnOomKills() const {
   const ssize_t n = own_oom_fd_.valid() ? ::pread(own_oom_fd_.get(), buf, sizeof buf - 1, 0) : -1;
   last_own_oom_ = std::nullopt;
   if (n > 0) {
-    std::istringstream in(std::string(buf, static_cast<size_t>(n)));
-    std::string k;
-    long long v;
-    while (in >> k >> v) {
-      if (k == "oom_kill") last_own_oom_ = v;
+    // "key value" lines; no istringstream here (its construction alone costs microseconds).
+    buf[n] = '\0';
+    for (const char* line = buf; line && *line;) {
+      if (std::strncmp(line, "oom_kill ", 9) == 0) {
+        last_own_oom_ = std::strtoll(line + 9, nullptr, 10);
+      }
+      line = std::strchr(line, '\n');
+      if (line) ++line;
     }
   }
   return last_own_oom_;

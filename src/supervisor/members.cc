@@ -116,7 +116,8 @@ void CgroupMembers::KillAll(const VictimFn& on_victim) {
 // Whether the runner has any child at all, running or a zombie: one waitid, no /proc scan.
 bool HasChildren() {
   siginfo_t info{};
-  return !(::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL) == -1 && errno == ECHILD);
+  const int r = ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL);
+  return !(r == -1 && errno == ECHILD);
 }
 
 std::vector<GroupMembers::Found> GroupMembers::Scan() {
