@@ -21,9 +21,10 @@ void RemovePair(const std::string& base) {
 // directory put in its place), ours, 0600, one link (no name elsewhere that a later write could
 // reach), nothing in it.
 bool EmptyAndPrivate(const std::string& path) {
+  static const uid_t self = ::geteuid();
   struct stat st {};
   return ::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0 &&
-         st.st_nlink == 1 && st.st_uid == ::geteuid() && (st.st_mode & 07777) == 0600;
+         st.st_nlink == 1 && st.st_uid == self && (st.st_mode & 07777) == 0600;
 }
 
 }  // namespace
