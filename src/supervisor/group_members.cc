@@ -1,7 +1,9 @@
 // GroupMembers: a tree's members without cgroups (members.h), found through the shared census.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <deque>
 
@@ -19,7 +21,25 @@ constexpr int kKillRounds = 64;
 // A walk from the main process stops here (a fork bomb is killed by its group, not walked).
 constexpr size_t kMaxWalk = 4096;
 
+// Whether the runner has any child at all, running or a zombie: one waitid, no /proc read.
+bool HasChildren() {
+  siginfo_t info{};
+  const int r = ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL);
+  return !(r == -1 && errno == ECHILD);
+}
+
 }  // namespace
+
+// Every live descendant of the runner has a live ancestor that is the runner's own child
+// (orphans are re-parented to the runner, their subreaper). With no child at all (the usual end
+// of a step in `run`) a census would find nothing: the tree is known empty without one.
+bool GroupMembers::ProvablyEmpty() {
+  if (known_empty_ || !registered_) return true;
+  if (HasChildren()) return false;
+  group_seen_ = false;
+  known_empty_ = true;
+  return true;
+}
 
 GroupMembers::GroupMembers(pid_t pgid, std::string marker_token, unsigned long long start_ticks,
                            std::shared_ptr<ProcCensus> census)
@@ -31,9 +51,9 @@ GroupMembers::GroupMembers(pid_t pgid, std::string marker_token, unsigned long l
   census_->Add(this);
 }
 
-GroupMembers::~GroupMembers() { Release(); }
+GroupMembers::~GroupMembers() { Release(false); }
 
-void GroupMembers::Release() {
+void GroupMembers::Release(bool /*clean*/) {
   if (!registered_) return;
   registered_ = false;
   census_->Remove(this);
@@ -41,20 +61,20 @@ void GroupMembers::Release() {
 }
 
 std::vector<pid_t> GroupMembers::List() {
-  if (known_empty_ || !registered_) return {};
+  if (ProvablyEmpty()) return {};
   census_->RunNow(this);
   return last_members_;
 }
 
 bool GroupMembers::Populated() {
-  if (known_empty_ || !registered_) return false;
+  if (ProvablyEmpty()) return false;
   census_->RunNow(this);
   return !known_empty_;
 }
 
 std::optional<bool> GroupMembers::PopulatedSoon() {
   // Once nothing of the tree is alive nothing can come back: no member is left to fork.
-  if (known_empty_ || !registered_) return false;
+  if (ProvablyEmpty()) return false;
   if (answer_) {
     const bool populated = *answer_;
     answer_.reset();

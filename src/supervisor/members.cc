@@ -84,6 +84,15 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   for (auto& v : victims) on_victim(v.pid, v.fd.get(), v.comm);
 }
 
+void CgroupMembers::Release(bool clean) {
+  if (!leaf_) return;
+  if (clean && recycle_ && leaf_->Idle()) {
+    recycle_(std::move(leaf_));
+  } else {
+    leaf_->Remove();
+  }
+}
+
 void CgroupMembers::KillAll(const VictimFn& on_victim) {
   // pidfds first (cheap, and they pin who was there), the kill next, the record last: reading
   // a command line can wait on a busy process, and the kill must not.

@@ -56,28 +56,34 @@ class Members {
   virtual int event_fd() const = 0;
   /// The main process has been reaped: its pid no longer pins the process group id.
   virtual void MainReaped() {}
-  /// Releases kernel objects (the leaf directory) once the tree has finished.
-  virtual void Release() {}
+  /// Releases kernel objects (the leaf directory) once the tree has finished. `clean`: it ended
+  /// without a stop (nothing outlived the main process), so its leaf may serve another tree.
+  virtual void Release(bool clean) { (void)clean; }
 };
 
 class CgroupMembers : public Members {
  public:
-  /// `pgid` is the main process's pid, the id of the process group it leads.
-  CgroupMembers(std::unique_ptr<CgroupLeaf> leaf, pid_t pgid) : leaf_(std::move(leaf)), pgid_(pgid) {}
+  /// Takes back an empty leaf for the next tree (instead of rmdir now and mkdir then).
+  using Recycler = std::function<void(std::unique_ptr<CgroupLeaf>)>;
+  /// `pgid` is the main process's pid, the id of the process group it leads. With `recycle`, a
+  /// leaf that ends idle after a clean end goes there instead of being removed.
+  CgroupMembers(std::unique_ptr<CgroupLeaf> leaf, pid_t pgid, Recycler recycle = nullptr)
+      : leaf_(std::move(leaf)), pgid_(pgid), recycle_(std::move(recycle)) {}
   CgroupLeaf& leaf() { return *leaf_; }
-  std::vector<pid_t> List() override { return leaf_->Procs(); }
+  std::vector<pid_t> List() override { return leaf_ ? leaf_->Procs() : std::vector<pid_t>{}; }
   void SignalAll(int signo, const VictimFn& on_victim) override;
   void KillAll(const VictimFn& on_victim) override;
-  bool Populated() override { return leaf_->Populated(); }
-  int event_fd() const override { return leaf_->events_fd(); }
-  void Release() override { leaf_->Remove(); }
+  bool Populated() override { return leaf_ && leaf_->Populated(); }
+  int event_fd() const override { return leaf_ ? leaf_->events_fd() : -1; }
+  void Release(bool clean) override;
   void MainReaped() override { main_reaped_ = true; }
 
  private:
-  std::unique_ptr<CgroupLeaf> leaf_;
+  std::unique_ptr<CgroupLeaf> leaf_;  // null once recycled
   pid_t pgid_;
   // While the main process is unreaped its pid cannot name another group, so kill(-pgid) is safe.
   bool main_reaped_ = false;
+  Recycler recycle_;
 };
 
 class GroupMembers : public Members, private ProcCensus::Subject {
@@ -102,7 +108,7 @@ class GroupMembers : public Members, private ProcCensus::Subject {
   void OnAnswer(std::function<void()> on_answer) override { on_answer_ = std::move(on_answer); }
   int event_fd() const override { return -1; }
   void MainReaped() override;
-  void Release() override;
+  void Release(bool clean) override;
 
  private:
   using Found = ProcCensus::Found;
@@ -138,6 +144,8 @@ class GroupMembers : public Members, private ProcCensus::Subject {
   // One census round of a request: signal every member it has not seen.
   void Round(Request& r, const std::vector<Found>& members);
   void Report(Request& r);
+  // True when the tree cannot have a live member (known empty, or the runner has no child).
+  bool ProvablyEmpty();
   // kill(-pgid) is atomic against fork, but once the leader is reaped the id could in theory be
   // recycled; use it only while something still holds it.
   bool GroupUsable() const { return !main_reaped_ || group_seen_; }

@@ -185,6 +185,8 @@ void TreeImpl::KillNow(ProcessRecord::Ending ending) {
   // replaced its environment after it was signalled): it is still ours, its pidfd says so.
   // Whether each is alive, and not already on its way out, is read before any kill: one that
   // is ended by our kill is killed by us, whichever of our kills reaches it first.
+  // Our unreaped child: its pid cannot name another process, so a pidfd opened now pins it.
+  if (!main_pidfd_.valid() && !main_reaped()) main_pidfd_ = OpenPidfd(pid_);
   bool main_alive = false;
   if (main_pidfd_.valid() && !main_reaped()) {
     auto st = ReadProcStat(pid_);
@@ -305,7 +307,7 @@ void TreeImpl::Finish() {
   Enter(Phase::kFinished);
   TreeExit exit = BuildExit();
   Disarm();
-  if (members_) members_->Release();
+  if (members_) members_->Release(/*clean=*/!stop_.has_value());
   if (!loop_) return;
   // on_exit always comes on a later loop turn than the call that finished the tree.
   loop_->Post([self = shared_from_this(), exit]() mutable { self->Deliver(std::move(exit)); });
@@ -341,7 +343,7 @@ void TreeImpl::Disarm() {
 
 void TreeImpl::Detach() {
   Disarm();
-  if (members_) members_->Release();
+  if (members_) members_->Release(/*clean=*/false);
   phase_ = Phase::kDelivered;
   on_exit_ = nullptr;
   on_output_ = nullptr;
