@@ -192,6 +192,10 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
         spec,
         [&sink, out_mask, err_mask](OutputStream s, std::string_view bytes) {
           auto& m = s == OutputStream::kStdout ? *out_mask : *err_mask;
+          if (m.passthrough()) {
+            sink.Write(s, bytes);  // no secret: the bytes as read, not a copy
+            return;
+          }
           std::string masked = m.Feed(bytes);
           if (!masked.empty()) sink.Write(s, masked);
         },

@@ -89,6 +89,9 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
     OutputStream stream;
     UniqueFd fd;
     EventLoop::WatchId watch = 0;
+    // Set once a read found the pipe full: the pipe was grown to 1 MiB and is read through this
+    // buffer, so a chatty step costs a few large reads and writes instead of many 64 KiB ones.
+    std::unique_ptr<char[]> big;
   };
 
   // Where the tree is. Each phase waits for one thing; these are the only transitions:
@@ -127,6 +130,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
 
   Status WatchPipe(Pipe& p);
   void ReadPipe(Pipe& p, bool drain);
+  void GrowPipe(Pipe& p);
   void ClosePipe(Pipe& p);
   void DrainPipes();
   bool PipesClosed() const { return !out_.fd.valid() && !err_.fd.valid(); }
