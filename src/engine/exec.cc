@@ -185,6 +185,9 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   auto out_mask = std::make_shared<expr::Masker>(st.options.secrets);
   auto err_mask = std::make_shared<expr::Masker>(st.options.secrets);
   OutputSink& sink = st.sink;
+  if (out_mask->passthrough() && err_mask->passthrough()) {
+    spec.move_output = [&sink](OutputStream s, int fd, size_t max) { return sink.Move(s, fd, max); };
+  }
   std::optional<Error> runner_error;
   CancelSource::Registration registered;
   TreeExit exit = co_await AwaitCallback<TreeExit>([&](std::function<void(TreeExit)> resume) {

@@ -10,9 +10,9 @@
 namespace sr {
 
 Result<std::unique_ptr<JobLog>> JobLog::Create(const std::string& path) {
-  // O_RDWR: the same descriptor serves pread for followers, even after the file is unlinked.
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
-                     0600));
+  // O_RDWR: the same descriptor serves pread for followers, even after the file is unlinked. No
+  // O_APPEND (splice refuses it): every write goes at size(), the one writer being this object.
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd.valid()) return ErrnoError("creating job log " + path, errno);
   return std::unique_ptr<JobLog>(new JobLog(path, std::move(fd)));
 }
@@ -21,7 +21,7 @@ Status JobLog::Append(std::string_view bytes) {
   if (closed_.load(std::memory_order_relaxed) || bytes.empty()) return Ok();
   Status status = Ok();
   while (!bytes.empty()) {
-    ssize_t n = ::write(fd_.get(), bytes.data(), bytes.size());
+    ssize_t n = ::pwrite(fd_.get(), bytes.data(), bytes.size(), size());
     if (n < 0) {
       if (errno == EINTR) continue;
       status = ErrnoError("writing job log " + path_, errno);
@@ -33,6 +33,16 @@ Status JobLog::Append(std::string_view bytes) {
   }
   NotifyAll();
   return status;
+}
+
+OutputMove JobLog::MoveFrom(int fd, size_t max) {
+  if (closed_.load(std::memory_order_relaxed)) return {OutputMove::Kind::kRefused};
+  int64_t end = size();
+  OutputMove m = SpliceOut(fd, fd_.get(), &end, max);
+  if (m.kind != OutputMove::Kind::kMoved) return m;
+  size_.store(end, std::memory_order_release);
+  NotifyAll();
+  return m;
 }
 
 void JobLog::Close() {

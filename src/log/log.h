@@ -42,6 +42,11 @@ class JobLog {
     return Append(bytes);
   }
 
+  /// Appends up to `max` bytes straight from the pipe `fd` (splice: no copy through the runner)
+  /// and notifies every follower. kRefused after Close or when splice cannot write the file
+  /// (the caller then reads the pipe and Appends, which reports a write error).
+  OutputMove MoveFrom(int fd, size_t max);
+
   /// The job ended: no more bytes will come. Notifies followers (they finish once they have read
   /// up to size()). Idempotent; Append after Close is ignored.
   void Close();

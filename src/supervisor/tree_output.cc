@@ -44,13 +44,28 @@ void TreeImpl::ReadPipe(Pipe& p, bool drain) {
   const size_t budget = drain ? kBytesPerDrain : kBytesPerWakeup;
   for (size_t done = 0; done < budget;) {
     if (!p.fd.valid()) return;
-    char* buf = p.big ? p.big.get() : small;
-    const size_t size = p.big ? kBigRead : kSmallRead;
+    if (move_output_ && on_output_ && !p.refused_move) {
+      OutputMove m = move_output_(p.stream, p.fd.get(), p.grown ? kBigRead : kSmallRead);
+      if (m.kind == OutputMove::Kind::kMoved) {
+        done += m.bytes;
+        if (!p.grown && m.bytes == kSmallRead) GrowPipe(p);
+        continue;
+      }
+      if (m.kind == OutputMove::Kind::kEmpty) return;
+      if (m.kind == OutputMove::Kind::kEnd) {
+        ClosePipe(p);
+        return;
+      }
+      p.refused_move = true;  // and read what is there
+    }
+    if (p.grown && !p.big) p.big = std::make_unique_for_overwrite<char[]>(kBigRead);
+    char* buf = p.grown ? p.big.get() : small;
+    const size_t size = p.grown ? kBigRead : kSmallRead;
     ssize_t r = ::read(p.fd.get(), buf, size);
     if (r > 0) {
       done += static_cast<size_t>(r);
       if (on_output_) on_output_(p.stream, std::string_view(buf, static_cast<size_t>(r)));
-      if (!p.big && static_cast<size_t>(r) == kSmallRead) GrowPipe(p);
+      if (!p.grown && static_cast<size_t>(r) == kSmallRead) GrowPipe(p);
       continue;
     }
     if (r < 0 && errno == EINTR) continue;
@@ -63,11 +78,11 @@ void TreeImpl::ReadPipe(Pipe& p, bool drain) {
 // Only a step that filled its pipe gets the bigger one: pipe pages count against the user's
 // budget (fs/pipe-user-pages-soft, 64 MiB by default), past which the kernel gives every new pipe
 // of that user two pages, so a thousand quiet steps must not each hold 1 MiB. If the kernel
-// refuses (that budget, fs/pipe-max-size), the pipe keeps its size and is read through the big
-// buffer anyway.
+// refuses (that budget, fs/pipe-max-size), the pipe keeps its size and is read in big pieces
+// anyway.
 void TreeImpl::GrowPipe(Pipe& p) {
   (void)::fcntl(p.fd.get(), F_SETPIPE_SZ, static_cast<int>(kBigRead));
-  p.big = std::make_unique_for_overwrite<char[]>(kBigRead);
+  p.grown = true;
 }
 
 void TreeImpl::ClosePipe(Pipe& p) {
