@@ -1,6 +1,7 @@
 #include "cli/log_follow.h"
 
 #include <limits.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -70,6 +71,11 @@ bool ResponseDataPieces(const std::vector<grpc::Slice>& slices, std::vector<iove
 
 grpc::Status FollowLogsTo(const std::shared_ptr<grpc::Channel>& channel, const std::string& id,
                           int64_t offset, grpc::ClientContext* ctx, int fd) {
+  // gRPC allocates a fresh buffer for every read from the socket; the default malloc gives large
+  // ones back to the kernel, and the next one pays its page faults again (200 MiB: 5-10 k minor
+  // faults by default, 2.5-6.5 k with these). This process only streams.
+  ::mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 128 << 20);
   proto::FollowLogsRequest req;
   req.set_id(id);
   req.set_offset(offset);
