@@ -157,7 +157,13 @@ class LogFollower : public Writer {
       Finish(std::move(status));
       return;
     }
-    message_ = std::move(*message);
+    {
+      // Under the lock only for the record: the claim already makes this thread the only writer,
+      // but the write that hands message_ over (StartWrite → OnWriteDone on another thread) goes
+      // through gRPC, whose synchronisation a thread sanitizer does not see.
+      std::lock_guard<std::mutex> lock(mu_);
+      message_ = std::move(*message);
+    }
     StartWrite(&message_);
   }
 
