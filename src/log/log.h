@@ -6,9 +6,9 @@
 // same bytes, and `offset + bytes received` is always the next offset to read from. Bytes are
 // stored exactly as written — no newline added, none dropped, no line-length limit.
 //
-// Threading: Append, Close, Follow, Unfollow and the follower callbacks belong to one thread (the
-// event loop that runs the job). size() and ReadAt may be called from any thread; they only see
-// bytes that an Append had completely written.
+// Threading: Append, MoveFrom, Close, Follow, Unfollow and the follower callbacks belong to one
+// thread (the event loop that runs the job). size(), closed(), ReadAt and ReadInto may be called
+// from any thread; they only see bytes that an Append or MoveFrom had completely written.
 #pragma once
 
 #include <atomic>
