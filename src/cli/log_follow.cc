@@ -93,13 +93,15 @@ grpc::Status FollowLogsTo(const std::shared_ptr<grpc::Channel>& channel, const s
   while (reader->Read(&message)) {
     slices.clear();
     pieces.clear();
-    if (!message.Dump(&slices).ok()) continue;
     std::string parsed;  // only for a message of another shape
-    if (!ResponseDataPieces(slices, &pieces)) {
+    if (!message.Dump(&slices).ok() || !ResponseDataPieces(slices, &pieces)) {
       std::string wire;
       for (const auto& s : slices) wire.append(reinterpret_cast<const char*>(s.begin()), s.size());
       proto::FollowLogsResponse response;
       if (!response.ParseFromString(wire)) {
+        // Nothing after a message we cannot read may be written: stop the stream here.
+        ctx->TryCancel();
+        (void)reader->Finish();
         return grpc::Status(grpc::StatusCode::INTERNAL, "malformed FollowLogsResponse");
       }
       parsed = std::move(*response.mutable_data());
