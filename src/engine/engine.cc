@@ -150,6 +150,22 @@ void Engine::State::MaskMessage(google::protobuf::Message* m) const {
   if (!options.secrets.empty()) MaskStrings(*this, m);
 }
 
+std::shared_ptr<void> Engine::DetachResults() {
+  State& st = *state_;
+  auto root = std::make_shared<engine::ResultNode>(std::move(st.root));
+  st.root = engine::ResultNode{};
+  // Process trees belong to the loop: they stay here, only records go.
+  std::vector<engine::ResultNode*> stack{root.get()};
+  while (!stack.empty()) {
+    engine::ResultNode* n = stack.back();
+    stack.pop_back();
+    n->tree.reset();
+    n->cancel = nullptr;
+    for (auto& c : n->children) stack.push_back(c.get());
+  }
+  return root;
+}
+
 proto::StepResult Engine::Snapshot() const {
   proto::StepResult r = state_->root.Snapshot();
   state_->MaskMessage(&r);
