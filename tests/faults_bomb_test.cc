@@ -121,3 +121,47 @@ TEST(FaultsBomb, OtherClientsAreServedDuringFiveBombs) {
 
 }  // namespace
 }  // namespace sr::test
+
+namespace sr::test {
+namespace {
+
+// ~3 MB of values through aliases (under the 4 MiB a text may build).
+std::string BigArray() {
+  std::string big = "[&a0 \"" + std::string(300, 'y') + "\"";
+  for (int i = 1; i < 5; ++i) {
+    big += ", &a" + std::to_string(i) + " [";
+    for (int k = 0; k < 10; ++k) big += (k ? ",*a" : "*a") + std::to_string(i - 1);
+    big += "]";
+  }
+  return big + "]";
+}
+
+// Definition-level `env:` and `outputs:` expansions count against the job's 16 MiB like every
+// other expansion, and the error names the step.
+TEST(FaultsBomb, DefinitionEnvAndOutputsAreChargedToTheJob) {
+  TestDir dir;
+  dir.Write("env/step.yml", "spec:\n  inputs:\n    v: {type: array}\n---\nenv:\n"
+                            "  E1: ${{ inputs.v }}\n  E2: ${{ inputs.v }}\n  E3: ${{ inputs.v }}\n"
+                            "  E4: ${{ inputs.v }}\n  E5: ${{ inputs.v }}\n  E6: ${{ inputs.v }}\n"
+                            "exec:\n  command: ['true']\n");
+  dir.Write("outs/step.yml", "spec:\n  inputs:\n    v: {type: array}\n  outputs:\n"
+                             "    o1: {type: array}\n    o2: {type: array}\n    o3: {type: array}\n"
+                             "    o4: {type: array}\n    o5: {type: array}\n    o6: {type: array}\n---\n"
+                             "run:\n  - name: inner\n    script: 'true'\n"
+                             "outputs:\n  o1: ${{ inputs.v }}\n  o2: ${{ inputs.v }}\n  o3: ${{ inputs.v }}\n"
+                             "  o4: ${{ inputs.v }}\n  o5: ${{ inputs.v }}\n  o6: ${{ inputs.v }}\n");
+  for (const std::string name : {"env", "outs"}) {
+    dir.Write(name + ".yml", "spec: {}\n---\nrun:\n  - name: big_" + name + "\n    step: ./" + name +
+                                 "\n    inputs:\n      v: " + BigArray() + "\n");
+    Options o;
+    o.cwd = dir.path();
+    o.env["TMPDIR"] = dir.path();
+    Output out = RunStepRunner({"run", "-f", name + ".yml"}, o);
+    EXPECT_EQ(out.exit_code, 1) << out.err;
+    EXPECT_THAT(out.err, HasSubstr("step \"big_" + name + "\"")) << name;
+    EXPECT_THAT(out.err, HasSubstr("expanded values of the job exceed the limit of 16777216 bytes")) << name;
+  }
+}
+
+}  // namespace
+}  // namespace sr::test
