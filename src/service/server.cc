@@ -97,14 +97,12 @@ Status Serve(const ServeOptions& options) {
   std::fprintf(stderr, "step-runner: listening on unix:%s (%s)\n", path.c_str(),
                supervisor->mechanism().c_str());
 
-  // Containers a killed runner left behind go now (contract 7.1 and 9), in the background.
+  // Containers and networks a killed runner left behind go now (contract 7.1 and 9), in the
+  // background.
   if (auto daemon = docker::DaemonSocket(options.env)) {
-    docker::RemoveDeadInstanceContainers(*loop, *daemon, [](auto removed) {
+    docker::RemoveDeadInstanceLeftovers(*loop, *daemon, [](auto removed) {
       if (!removed.ok() || removed->empty()) return;
-      std::string list;
-      for (const auto& c : *removed) list += (list.empty() ? "" : ", ") + c;
-      std::fprintf(stderr, "step-runner: removed %zu container(s) of dead runner instances: %s\n",
-                   removed->size(), list.c_str());
+      std::fprintf(stderr, "step-runner: %s\n", removed->Line().c_str());
     });
   }
 
