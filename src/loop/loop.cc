@@ -188,9 +188,9 @@ void EventLoop::ReportBusyTurns(Duration threshold, std::function<void(Duration,
 void EventLoop::RunOnce() {
   epoll_event events[64];
   int n = Wait(events, 64);
-  const std::optional<Clock::time_point> woke =
-      busy_report_ ? std::optional(Clock::now()) : std::nullopt;
-  const Duration cpu_at_wake = busy_report_ ? ThreadCpuTime() : Duration(0);
+  const bool timed = static_cast<bool>(busy_report_);
+  const Clock::time_point woke = timed ? Clock::now() : Clock::time_point();
+  const Duration cpu_at_wake = timed ? ThreadCpuTime() : Duration(0);
   for (int i = 0; i < n; ++i) {
     uint64_t tag = events[i].data.u64;
     if (tag == kWakeTag) {
@@ -205,8 +205,8 @@ void EventLoop::RunOnce() {
   }
   FireDueTimers();
   DrainPosted();
-  if (woke && busy_report_) {
-    const Duration busy = Clock::now() - *woke;
+  if (timed && busy_report_) {
+    const Duration busy = Clock::now() - woke;
     if (busy > busy_threshold_) busy_report_(busy, ThreadCpuTime() - cpu_at_wake);
   }
 }
