@@ -2,11 +2,18 @@
 //
 // main() is a table of contents: parse the command line, run the chosen command, exit with its
 // code. Signals, the event loop and the supervisor are set up by each command that needs them.
+#include <malloc.h>
+
 #include <CLI/CLI.hpp>
 
 #include "cli/cli.h"
 
 int main(int argc, char** argv) {
+  // No fastbins (tcache still serves small sizes): glibc merges every fastbin chunk whenever a
+  // request of 1 KiB or more arrives while any is cached, and the runner mixes many small
+  // allocations (strings, map nodes) with larger ones (protobuf, buffers) at every step. About
+  // 8% of the runner's own CPU per trivial step (docs/performance.md, issue 17).
+  ::mallopt(M_MXFAST, 0);
   CLI::App app{"step-runner: runs CI steps; graceful cancellation that leaves nothing behind"};
   app.require_subcommand(0, 1);
   int exit_code = 0;

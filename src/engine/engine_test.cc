@@ -207,5 +207,41 @@ TEST_F(EngineTest, ReferencedStepFileMustBeARegularFile) {
   }
 }
 
+// Every exec step gets two empty, private, regular files (reference.md 3.1). A finished step's
+// files that are still exactly that serve the next step; written or replaced ones never do.
+TEST_F(EngineTest, EveryStepGetsFreshEmptyOutputFiles) {
+  auto step = [&](const std::string& name, const std::string& script) {
+    Write(name + "/step.yml", "spec: {}\n---\nexec:\n  command: [/bin/sh, -c, '" + script +
+                                  "']\nenv:\n  OUT: ${{ output_file }}\n"
+                                  "  EXP: ${{ export_file }}\n");
+  };
+  step("check", "for f in \"$OUT\" \"$EXP\"; do [ -f \"$f\" ] && [ ! -L \"$f\" ] && "
+                "[ ! -s \"$f\" ] || exit 7; done; echo \"$OUT\" >> \"$D/paths\"");
+  step("write", "echo {\\\"name\\\":\\\"E1\\\",\\\"value\\\":\\\"one\\\"} >> \"$EXP\"");
+  step("tamper", "rm \"$OUT\" && ln -s \"$D/target\" \"$OUT\"");
+  Write("target", "");
+  RunOptions options;
+  options.base_env = {{"PATH", "/usr/bin:/bin"}, {"D", dir_.path()}};
+  auto out = Run("spec: {}\n---\nrun:\n"
+                 "  - {name: c1, step: ./check}\n  - {name: c2, step: ./check}\n"
+                 "  - {name: w, step: ./write}\n  - {name: c3, step: ./check}\n"
+                 "  - {name: t, step: ./tamper}\n  - {name: c4, step: ./check}\n",
+                 options);
+  ASSERT_FALSE(out.error) << out.error->message << "\n" << sink_.text;
+  ASSERT_EQ(out.result.sub_step_results_size(), 6);
+  EXPECT_EQ(out.result.sub_step_results(2).exports().count("E1"), 1u);
+  std::ifstream paths(dir_.path() + "/paths");
+  std::vector<std::string> seen;
+  for (std::string line; std::getline(paths, line);) seen.push_back(line);
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[0], seen[1]) << "an untouched pair serves the next step";
+  std::error_code ec;
+  EXPECT_EQ(std::filesystem::file_size(dir_.path() + "/target", ec), 0u) << "written through";
+  engine_.reset();  // the job's idle files go with it
+  for (const auto& e : std::filesystem::directory_iterator(dir_.path())) {
+    EXPECT_THAT(e.path().filename().string(), Not(::testing::StartsWith("step-")));
+  }
+}
+
 }  // namespace
 }  // namespace sr

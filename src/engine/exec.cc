@@ -19,49 +19,10 @@
 namespace sr::engine {
 namespace {
 
-// The per-step output and export files, removed when the step ends.
-class StepFiles {
- public:
-  static Result<StepFiles> Create(const std::string& base) {
-    StepFiles f(base + ".out", base + ".env");
-    for (const auto* p : {&f.output_, &f.exports_}) {
-      UniqueFd fd(::open(p->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-      if (!fd.valid()) return ErrnoError("creating " + *p, errno);
-    }
-    return f;
-  }
-  StepFiles(StepFiles&& o) noexcept : output_(std::move(o.output_)), exports_(std::move(o.exports_)) {
-    o.output_.clear();
-    o.exports_.clear();
-  }
-  ~StepFiles() {
-    if (!output_.empty()) {
-      ::unlink(output_.c_str());
-      ::unlink((output_.substr(0, output_.size() - 4) + ".sh").c_str());  // a script's text
-    }
-    if (!exports_.empty()) ::unlink(exports_.c_str());
-  }
-  const std::string& output() const { return output_; }
-  const std::string& exports() const { return exports_; }
-
- private:
-  StepFiles(std::string o, std::string e) : output_(std::move(o)), exports_(std::move(e)) {}
-  std::string output_, exports_;
-};
-
-Result<std::string> ReadBounded(const std::string& path) {
-  // Never more than the limit + 1 bytes: a step can leave a huge (even sparse) file, or a FIFO.
-  auto text = ReadFilePrefix(path, kMaxOutputFileBytes, /*regular_only=*/true);
-  if (text.ok() && text->size() > kMaxOutputFileBytes) {
-    return FailedError("larger than " + std::to_string(kMaxOutputFileBytes) + " bytes");
-  }
-  return text;
-}
-
 // Reads outputs (validated against the spec, or delegated as a StepResult) and exports.
 Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, bool any_outputs,
                      const StepFiles& files, ResultNode* node) {
-  auto out_text = ReadBounded(files.output());
+  auto out_text = files.ReadOutput();
   if (!out_text.ok()) return FailedError("output file: " + out_text.error().message);
   if (spec.delegate_outputs) {
     proto::StepResult delegated;
@@ -88,7 +49,7 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, bool any_out
       }
     }
   }
-  auto exp_text = ReadBounded(files.exports());
+  auto exp_text = files.ReadExports();
   if (!exp_text.ok()) return FailedError("export file: " + exp_text.error().message);
   auto exported = ParseJsonLines(*exp_text);
   if (!exported.ok()) return AsFailure(exported.error()).Wrap("export file: read env file");
@@ -104,10 +65,10 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, bool any_out
 // /proc/<pid>/cmdline is readable by every local user. A script (dist://script, `SHELL -c
 // TEXT`) reaches the shell through a 0600 file in the step's private temp dir instead; an exec
 // step whose own command carries a masked value gets a warning in the log.
-Status KeepSecretsOffArgv(Engine::State& st, const LoadedStep& step, const std::string& out_file,
+Status KeepSecretsOffArgv(Engine::State& st, const LoadedStep& step, StepFiles& files,
                           const std::string& name, std::vector<std::string>& argv) {
   if (step.file.source == "dist://script" && argv.size() == 3 && argv[1] == "-c") {
-    std::string path = out_file.substr(0, out_file.size() - 4) + ".sh";  // step-N.out -> .sh
+    std::string path = files.script();
     SR_RETURN_IF_ERROR(WriteFile(path, argv[2], 0600));
     argv = {argv[0], path};
     return Ok();
@@ -125,6 +86,19 @@ Status KeepSecretsOffArgv(Engine::State& st, const LoadedStep& step, const std::
   return Ok();
 }
 
+// Whether any text of the definition that RunExec expands holds an expression (or something
+// that only looks like one, such as the `$${{` escape: then the view is built for nothing).
+bool HasExpression(const stepfile::Definition& def) {
+  auto has = [](const std::string& s) { return s.find("${{") != std::string::npos; };
+  for (const auto& [k, v] : def.env) {
+    if (has(v)) return true;
+  }
+  for (const auto& a : def.command) {
+    if (has(a)) return true;
+  }
+  return has(def.work_dir);
+}
+
 }  // namespace
 
 Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& step,
@@ -134,18 +108,24 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   // step's files exist and are in the view before its `env:` is expanded.
   st.Log("Running step \"" + node->result.step().name() + "\"");
   Scope self = StepScope(caller, step, inputs);
-  auto files = StepFiles::Create(node->files_base.empty() ? NextFilesBase(st) : node->files_base);
+  auto files = StepFiles::Open(
+      st.files, node->files_base.path.empty() ? st.files.Take() : std::move(node->files_base));
   if (!files.ok()) co_return StepOutcome{true, files.error()};
-  json view = st.View(self, env);
-  ChargeWork(st, inputs);
-  co_await YieldIfBusy(st);
-  view["output_file"] = files->output();
-  view["export_file"] = files->exports();
+  // Only an expression reads the view; building it copies the whole environment and every
+  // earlier output, so a definition without one (a fixed command, plain env) skips it.
+  const bool expressions = HasExpression(def);
+  json view = expressions ? st.View(self, env) : json::object();
+  if (expressions) {
+    view["output_file"] = files->output();
+    view["export_file"] = files->exports();
+    ChargeWork(st, inputs);
+    co_await YieldIfBusy(st);
+  }
   auto def_env = co_await ExpandDefinitionEnv(st, def, view);
   if (!def_env.ok()) co_return StepOutcome{true, def_env.error()};
   for (const auto& [k, v] : *def_env) env[k] = v;
   for (const auto& [k, v] : env) (*node->result.mutable_env())[k] = v;
-  view["env"] = env;
+  if (expressions) view["env"] = env;
 
   ProcessSpec spec;
   for (const auto& raw : def.command) {
@@ -164,7 +144,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   spec.merge_stderr = st.options.merge_stderr;
   auto* exec_result = node->result.mutable_exec_result();
   for (const auto& a : spec.argv) exec_result->add_command(a);
-  if (Status kept = KeepSecretsOffArgv(st, step, files->output(), node->result.step().name(), spec.argv);
+  if (Status kept = KeepSecretsOffArgv(st, step, *files, node->result.step().name(), spec.argv);
       !kept.ok()) {
     co_return StepOutcome{true, kept.error().Wrap("exec")};
   }
@@ -213,6 +193,9 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
     std::string rest = m->Flush();
     if (!rest.empty()) sink.Write(s, rest);
   }
+  // Every process of the tree is gone now. Without a stop, none outlived the main process
+  // either, so nobody can write to the files any more: empty ones can serve the next step.
+  files->Inspect(!exit.stop.has_value());
   if (runner_error) co_return StepOutcome{true, runner_error->Wrap("exec")};
   exec_result->set_exit_code(exit.exit_code);
   if (auto oom = EndAccounting(st, *acct, exit, main_pid, node)) co_return StepOutcome{true, oom};

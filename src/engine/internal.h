@@ -14,6 +14,7 @@
 
 #include "engine/engine.h"
 #include "engine/git_cache.h"
+#include "engine/step_files.h"
 
 namespace sr::engine {
 
@@ -39,7 +40,7 @@ struct ResultNode {
   proto::StepResult result;  // sub_step_results stays empty here
   std::vector<std::unique_ptr<ResultNode>> children;
   std::shared_ptr<ProcessTree> tree;  // set while an exec step's processes run
-  std::string files_base;  // its output/export files' path minus suffix, when chosen early
+  StepFilePool::Base files_base;  // its output/export files' path minus suffix, when chosen early
   /// The cancel domain the step runs in: a running step reads `cancelling` once it is cancelled.
   const CancelSource* cancel = nullptr;
   ResultNode* Add() {
@@ -136,6 +137,7 @@ struct Engine::State {
   engine::Env exports;  // job-global, every later step sees them (contract 4.4)
   engine::ResultNode root;
   int file_counter = 0;
+  engine::StepFilePool files{&options.temp_dir};  // exec steps' idle output/export files
   size_t expanded_bytes = 0;  // every value expansion produced so far (ChargeExpansion)
   size_t work_since_yield = 0;  // bytes copied or made since the job last let the loop go
   std::unique_ptr<engine::GitCache> git;
@@ -242,7 +244,6 @@ Result<LoadedStep> LoadLocalStep(Engine::State& st, const stepfile::Reference& r
 Status CheckOutputReads(Engine::State& st, const std::string& step_dir,
                         const stepfile::Definition& def);
 /// A fresh path prefix for a step's output (".out") and export (".env") files.
-std::string NextFilesBase(Engine::State& st);
 /// Records a finished step's outputs as `steps.<name>` in scope (and its cached view).
 void SetStepOutputs(Scope& scope, const std::string& name, json outputs);
 }  // namespace engine

@@ -25,22 +25,39 @@ Error NotFound(const stepfile::Invocation& inv, const Error& e) {
 }  // namespace
 
 Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile::Invocation& inv) {
-  const Env caller_env = Overlay(caller.ambient_env, st.exports);
   // A reference into caller.view: nothing else runs in this scope until this step is done.
-  const json& view = ScopeView(st, caller, caller_env);
+  // Built (or brought up to date: that converts the whole environment) only when something here
+  // reads it: a reference that is not a fixed local or dist path, inputs, env, a script's text.
+  static const json kNoView = json::object();
+  const bool fixed_ref = inv.step.protocol == stepfile::Reference::Protocol::kLocal ||
+                         inv.step.protocol == stepfile::Reference::Protocol::kDist;
+  const json* view_ptr = fixed_ref && inv.inputs.empty() && inv.env.empty()
+                             ? &kNoView
+                             : &ScopeView(st, caller, Overlay(caller.ambient_env, st.exports));
   co_await YieldIfBusy(st);
 
-  auto loaded = co_await LoadReference(st, caller, inv.step, view);
+  auto loaded = co_await LoadReference(st, caller, inv.step, *view_ptr);
   if (!loaded.ok()) co_return StepOutcome{false, NotFound(inv, loaded.error())};
   const stepfile::Spec& spec = loaded->file.spec;
 
   // A script step's text sees the script step's own output and export files: that is how a
   // script writes outputs (docs/step-language.md). Set in the cached view only while expanding.
-  std::string files_base;
+  // Taken from the job's pool now; given back if the step never gets to run.
+  struct FilesBase {
+    StepFilePool* pool = nullptr;
+    StepFilePool::Base base;
+    ~FilesBase() {
+      if (pool && base.exists) pool->Give(std::move(base.path));
+    }
+  } files_base;
   if (loaded->own_files) {
-    files_base = NextFilesBase(st);
-    (*caller.view.value)["output_file"] = files_base + ".out";
-    (*caller.view.value)["export_file"] = files_base + ".env";
+    if (view_ptr == &kNoView) {
+      view_ptr = &ScopeView(st, caller, Overlay(caller.ambient_env, st.exports));
+    }
+    files_base.pool = &st.files;
+    files_base.base = st.files.Take();
+    (*caller.view.value)["output_file"] = files_base.base.path + ".out";
+    (*caller.view.value)["export_file"] = files_base.base.path + ".env";
   }
   struct Unset {
     json* view;
@@ -58,7 +75,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   for (const auto& [name, raw] : inv.inputs) {
     auto decl = spec.inputs.find(name);
     if (loaded->any_inputs) {
-      auto value = co_await ExpandCharged(st, raw, view);
+      auto value = co_await ExpandCharged(st, raw, *view_ptr);
       if (!value.ok()) {
         co_return StepOutcome{false, LoadError(inv.name, value.error().Wrap("expand input \"" + name + "\""))};
       }
@@ -73,7 +90,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     Result<json> value = json();
     if (auto text = inv.text_inputs.find(name); text != inv.text_inputs.end()) {
       // `run REF --inputs k=v`: the text is typed by the declared type (`who=123` is "123").
-      auto expanded = co_await ExpandStringCharged(st, text->second, view);
+      auto expanded = co_await ExpandStringCharged(st, text->second, *view_ptr);
       if (!expanded.ok()) {
         value = expanded.error();
       } else if (auto typed = stepfile::ValueFromText(decl->second.type, *expanded); typed.ok()) {
@@ -83,7 +100,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
             false, LoadError(inv.name, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
       }
     } else {
-      value = co_await ExpandCharged(st, raw, view);
+      value = co_await ExpandCharged(st, raw, *view_ptr);
     }
     if (!value.ok()) {
       co_return StepOutcome{false,
@@ -97,7 +114,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   }
   Env inv_env;
   for (const auto& [k, raw] : inv.env) {
-    auto value = co_await ExpandStringCharged(st, raw, view);
+    auto value = co_await ExpandStringCharged(st, raw, *view_ptr);
     if (!value.ok()) {
       co_return StepOutcome{false, LoadError(inv.name, value.error().Wrap("env \"" + k + "\""))};
     }
@@ -106,7 +123,8 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
 
   unset.Now();
   ResultNode* node = caller.node->Add();
-  node->files_base = files_base;
+  node->files_base = std::move(files_base.base);
+  files_base.pool = nullptr;
   proto::Step* step = node->result.mutable_step();
   step->set_name(inv.name);
   *step->mutable_step() = ToProtoReference(inv.step);
@@ -192,13 +210,13 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
   ChargeWork(st, inputs);  // the defaults again, as protobuf values
   co_await YieldIfBusy(st);
   node->result.set_status(proto::StepResult::running);
-  const Env env = Overlay(Overlay(caller.ambient_env, st.exports), invocation_env);
+  Env env = Overlay(Overlay(caller.ambient_env, st.exports), invocation_env);
   const auto started = WallNow();
   StepOutcome out;
   if (step.builtin) {
     out = co_await step.builtin(st, caller, inputs, env, node);
   } else if (step.file.definition.kind == stepfile::Definition::Kind::kExec) {
-    out = co_await RunExec(st, caller, step, inputs, env, node);
+    out = co_await RunExec(st, caller, step, inputs, std::move(env), node);
   } else {
     // Children see the invocation env as ambient env, under later exports (contract 4.4).
     // RunSequence needs the caller's cancel, env and run, not its earlier steps (copying those
@@ -235,10 +253,6 @@ const json& ScopeView(Engine::State& st, Scope& scope, const Env& env) {
     (*scope.view.value)["env"] = env;  // exports and the ambient env change between steps
   }
   return *scope.view.value;
-}
-
-std::string NextFilesBase(Engine::State& st) {
-  return st.options.temp_dir + "/step-" + std::to_string(++st.file_counter);
 }
 
 void SetStepOutputs(Scope& scope, const std::string& name, json outputs) {

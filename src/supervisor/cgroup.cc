@@ -98,6 +98,11 @@ bool CgroupLeaf::Populated() {
   return !events.empty() && EventFlag(events, "populated");
 }
 
+bool CgroupLeaf::Idle() {
+  std::string events = ReadEvents();
+  return !events.empty() && !EventFlag(events, "populated") && !EventFlag(events, "frozen");
+}
+
 Status CgroupLeaf::Kill() { return WriteControl(path_ + "/cgroup.kill", "1"); }
 
 void CgroupLeaf::Remove() {

@@ -42,6 +42,8 @@ class CgroupLeaf {
   bool Populated();
   /// Writes "1" to cgroup.kill: SIGKILL to every member, fork races included.
   Status Kill();
+  /// Empty and not frozen: a new tree can be born into it as into a new leaf.
+  bool Idle();
   /// rmdir; fails while populated. Idempotent.
   void Remove();
 

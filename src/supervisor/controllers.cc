@@ -438,8 +438,26 @@ Result<std::shared_ptr<ResourceGroup>> Controllers::Create(std::shared_ptr<Resou
 
 std::optional<int64_t> Controllers::OwnOomKills() const {
   if (own_memory_dir_.empty()) return std::nullopt;
-  last_own_oom_ = own_memory_v2_ ? ReadKey(own_memory_dir_ + "/memory.events", "oom_kill")
-                                 : ReadKey(own_memory_dir_ + "/memory.oom_control", "oom_kill");
+  // Read after every step: the file stays open, one pread each time.
+  if (!own_oom_fd_.valid()) {
+    const std::string path =
+        own_memory_dir_ + (own_memory_v2_ ? "/memory.events" : "/memory.oom_control");
+    own_oom_fd_.Reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  }
+  char buf[512];
+  const ssize_t n = own_oom_fd_.valid() ? ::pread(own_oom_fd_.get(), buf, sizeof buf - 1, 0) : -1;
+  last_own_oom_ = std::nullopt;
+  if (n > 0) {
+    // "key value" lines; no istringstream here (its construction alone costs microseconds).
+    buf[n] = '\0';
+    for (const char* line = buf; line && *line;) {
+      if (std::strncmp(line, "oom_kill ", 9) == 0) {
+        last_own_oom_ = std::strtoll(line + 9, nullptr, 10);
+      }
+      line = std::strchr(line, '\n');
+      if (line) ++line;
+    }
+  }
   return last_own_oom_;
 }
 

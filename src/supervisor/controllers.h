@@ -134,6 +134,7 @@ class Controllers {
   bool owns_dirs_ = false;  // Discover created the v1 runner dirs: remove them at the end
   bool full_accounting_ = false;
   mutable std::optional<int64_t> last_own_oom_;
+  mutable UniqueFd own_oom_fd_;  // memory.events / memory.oom_control of own_memory_dir_
 };
 
 }  // namespace sr

@@ -77,8 +77,55 @@ std::optional<ProcStat> ReadProcStat(pid_t pid) {
   st.pgrp = static_cast<pid_t>(fields[1]);
   st.session = static_cast<pid_t>(fields[2]);
   st.flags = static_cast<unsigned long>(fields[5]);
+  st.threads = static_cast<long>(fields[16]);
   st.start_ticks = fields[18];
   return st;
+}
+
+namespace {
+
+// Appends the pids listed in one task's children file; false when it cannot be opened.
+bool AppendChildren(const std::string& path, std::vector<pid_t>& out) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buf, static_cast<size_t>(n));
+  }
+  const char* p = text.c_str();
+  for (;;) {
+    char* end = nullptr;
+    long v = std::strtol(p, &end, 10);
+    if (end == p) break;
+    if (v > 0) out.push_back(static_cast<pid_t>(v));
+    p = end;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::vector<pid_t>> ReadChildren(pid_t pid, long threads) {
+  const std::string task = ProcPath(pid, "task");
+  std::vector<pid_t> out;
+  if (threads == 1) {
+    const std::string self = task + "/" + std::to_string(pid) + "/children";
+    if (AppendChildren(self, out)) return out;
+  }
+  DirPtr dir(::opendir(task.c_str()));
+  if (!dir) return std::nullopt;
+  bool any = false;
+  while (dirent* e = ::readdir(dir.get())) {
+    if (e->d_name[0] == '.') continue;
+    // A thread that just ended has no file any more; a kernel without them has none at all.
+    any = AppendChildren(task + "/" + e->d_name + "/children", out) || any;
+  }
+  if (!any) return std::nullopt;
+  return out;
 }
 
 std::string ReadCmdline(pid_t pid, size_t limit) {

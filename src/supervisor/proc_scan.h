@@ -24,6 +24,7 @@ struct ProcStat {
   pid_t session = 0;
   unsigned long long start_ticks = 0;  // since boot, in clock ticks
   unsigned long flags = 0;             // PF_* flags
+  long threads = 0;                    // num_threads
   std::string comm;                    // the task name (up to 15 bytes), as ps shows it
   /// A zombie or fully dead task.
   bool dead() const { return state == 'Z' || state == 'X'; }
@@ -35,6 +36,13 @@ struct ProcStat {
 std::vector<pid_t> ListPids();
 /// nullopt when the process is gone (or /proc is unreadable).
 std::optional<ProcStat> ReadProcStat(pid_t pid);
+/// The children of every thread of `pid` (/proc/<pid>/task/<tid>/children): a walk over one
+/// tree instead of a pass over all of /proc. nullopt when the kernel has no such file
+/// (CONFIG_PROC_CHILDREN) or the process is gone. A snapshot like any other: a child being
+/// re-parented at that moment can be missing.
+/// `threads` (ProcStat::threads) 1 reads the one thread's file without listing the task
+/// directory.
+std::optional<std::vector<pid_t>> ReadChildren(pid_t pid, long threads = 0);
 /// argv joined with spaces, truncated to `limit` bytes; "" when gone or a kernel thread.
 std::string ReadCmdline(pid_t pid, size_t limit = 256);
 /// The command line, or the task name (/proc/<pid>/comm, kept until the process is reaped) when

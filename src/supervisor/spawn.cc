@@ -48,7 +48,8 @@ struct ChildPlan {
   int stdout_fd;
   int stderr_fd;
   int cgroup_procs_fd;  // -1 when the child was born in its cgroup (or has none)
-  int error_fd;
+  int error_fd;           // a forked child's error pipe (-1 when it shares our memory)
+  ChildError* error;      // where a child that shares our memory reports (nullptr when forked)
   const int* join_fds;  // cgroup v1 hierarchies' cgroup.procs (resource limits and accounting)
   size_t join_count;
   pid_t parent = 0;        // the runner: the child dies with it (PR_SET_PDEATHSIG)
@@ -56,9 +57,13 @@ struct ChildPlan {
   bool restore_files = false;
 };
 
-[[noreturn]] void ChildFail(int error_fd, Stage stage, int err) {
-  ChildError e{stage, err};
-  [[maybe_unused]] ssize_t n = ::write(error_fd, &e, sizeof e);
+[[noreturn]] void ChildFail(const ChildPlan& p, Stage stage, int err) {
+  ChildError e{stage, err != 0 ? err : EIO};
+  if (p.error) {
+    *p.error = e;
+  } else {
+    [[maybe_unused]] ssize_t n = ::write(p.error_fd, &e, sizeof e);
+  }
   ::_exit(127);
 }
 
@@ -72,21 +77,21 @@ bool MoveTo(int fd, int target) {
 
 [[noreturn]] void RunChild(const ChildPlan& p) {
   // A group of its own first, so a stop can signal it and everything it starts with one kill().
-  if (::setpgid(0, 0) != 0) ChildFail(p.error_fd, Stage::kSetup, errno);
+  if (::setpgid(0, 0) != 0) ChildFail(p, Stage::kSetup, errno);
   // If the runner dies uncleanly, its direct children die with it at once; the guardian takes
   // care of the rest (guardian.h). The check closes the race with a runner that died already.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != p.parent) {
-    ChildFail(p.error_fd, Stage::kSetup, ESRCH);
+    ChildFail(p, Stage::kSetup, ESRCH);
   }
   // The runner raised its soft open-files limit for itself; the step gets the one it had.
   if (p.restore_files) ::setrlimit(RLIMIT_NOFILE, &p.files);
   // Join the leaf before exec: nothing the program does can then escape the cgroup.
   if (p.cgroup_procs_fd >= 0 && ::write(p.cgroup_procs_fd, "0", 1) != 1) {
-    ChildFail(p.error_fd, Stage::kCgroup, errno);
+    ChildFail(p, Stage::kCgroup, errno);
   }
   // cgroup v1 has no CLONE_INTO_CGROUP: "0" moves the writer, before it can allocate or fork.
   for (size_t i = 0; i < p.join_count; ++i) {
-    if (::write(p.join_fds[i], "0", 1) != 1) ChildFail(p.error_fd, Stage::kCgroup, errno);
+    if (::write(p.join_fds[i], "0", 1) != 1) ChildFail(p, Stage::kCgroup, errno);
   }
   // Ignored signals survive exec (the runner ignores SIGPIPE, for one); handlers do not, but
   // reset them before unblocking (the spawner blocked every signal) so that a pending signal
@@ -100,14 +105,14 @@ bool MoveTo(int fd, int target) {
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   if (!MoveTo(p.stdin_fd, 0) || !MoveTo(p.stdout_fd, 1) || !MoveTo(p.stderr_fd, 2)) {
-    ChildFail(p.error_fd, Stage::kSetup, errno);
+    ChildFail(p, Stage::kSetup, errno);
   }
   // No other descriptor of the runner may leak into the step: another tree's pipe held open
   // here would keep that tree from ever seeing EOF.
   ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-  if (p.work_dir && ::chdir(p.work_dir) != 0) ChildFail(p.error_fd, Stage::kChdir, errno);
+  if (p.work_dir && ::chdir(p.work_dir) != 0) ChildFail(p, Stage::kChdir, errno);
   ::execve(p.path, p.argv, p.envp);
-  ChildFail(p.error_fd, Stage::kExec, errno);
+  ChildFail(p, Stage::kExec, errno);
 }
 
 #ifndef SR_SPAWN_FORK_ONLY
@@ -227,6 +232,14 @@ Result<UniqueFd> AboveStdio(int fd) {
   if (copy < 0) return ErrnoError("fcntl F_DUPFD_CLOEXEC", errno);
   return UniqueFd(copy);
 }
+
+// `fd` itself when it is above 2 already (the usual case: 0-2 are open), else a copy kept in
+// `copy`.
+Result<int> AboveStdio(int fd, UniqueFd& copy) {
+  if (fd > 2) return fd;
+  SR_ASSIGN_OR_RETURN(copy, AboveStdio(fd));
+  return copy.get();
+}
 std::vector<char*> CStrings(const std::vector<std::string>& v) {
   std::vector<char*> out;
   out.reserve(v.size() + 1);
@@ -294,23 +307,37 @@ Result<std::string> LookPath(const std::string& program, const std::string& path
 }
 
 Result<Started> Spawner::ForkExec(const ExecRequest& r) {
-  UniqueFd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!dev_null.valid()) return ErrnoError("open /dev/null", errno);
+  if (!dev_null_.valid()) {
+    dev_null_.Reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!dev_null_.valid()) return ErrnoError("open /dev/null", errno);
+  }
+  // The child reports a failure before exec through memory it shares with us (vfork semantics:
+  // we run again only once it has exec'd or exited), as glibc's posix_spawn does; a forked child
+  // (sanitizer builds) through a close-on-exec pipe instead.
+  ChildError shared{};
+#ifdef SR_SPAWN_FORK_ONLY
   int err_pipe[2];
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) return ErrnoError("pipe2", errno);
   UniqueFd err_read(err_pipe[0]);
   UniqueFd err_write_low(err_pipe[1]);
   SR_ASSIGN_OR_RETURN(UniqueFd err_write, AboveStdio(err_write_low.get()));
   err_write_low.Reset();
-  SR_ASSIGN_OR_RETURN(UniqueFd in, AboveStdio(dev_null.get()));
-  SR_ASSIGN_OR_RETURN(UniqueFd out, AboveStdio(r.stdout_fd));
-  SR_ASSIGN_OR_RETURN(UniqueFd err, AboveStdio(r.stderr_fd));
+  const int error_fd = err_write.get();
+  ChildError* const shared_error = nullptr;
+#else
+  const int error_fd = -1;
+  ChildError* const shared_error = &shared;
+#endif
+  UniqueFd in_copy, out_copy, err_copy;
+  SR_ASSIGN_OR_RETURN(const int in, AboveStdio(dev_null_.get(), in_copy));
+  SR_ASSIGN_OR_RETURN(const int out, AboveStdio(r.stdout_fd, out_copy));
+  SR_ASSIGN_OR_RETURN(const int err, AboveStdio(r.stderr_fd, err_copy));
 
   std::vector<char*> argv = CStrings(r.argv);
   std::vector<char*> envp = CStrings(r.env);
-  ChildPlan plan{r.path.c_str(), argv.data(),    envp.data(),         nullptr,       in.get(),
-                 out.get(),      err.get(),      r.cgroup_procs_fd,   err_write.get(),
-                 r.join_fds.data(), r.join_fds.size()};
+  ChildPlan plan{r.path.c_str(), argv.data(),       envp.data(),       nullptr, in, out, err,
+                 r.cgroup_procs_fd, error_fd,       shared_error,      r.join_fds.data(),
+                 r.join_fds.size()};
   if (!r.work_dir.empty()) plan.work_dir = r.work_dir.c_str();
   plan.parent = ::getpid();
   if (const rlimit* files = OriginalFileLimit()) {
@@ -321,20 +348,21 @@ Result<Started> Spawner::ForkExec(const ExecRequest& r) {
   pid_t pid = StartChild(plan, r.cgroup_dir_fd, clone3_works_);
   if (pid < 0) return ErrnoError("clone", errno);
 
-  // Our copy: EOF on the read end now means "exec succeeded". After a vfork-style start the
-  // child has exec'd or failed already, so the read below does not wait.
-  err_write.Reset();
   Started started;
   started.pid = pid;
-  ChildError e{};
+#ifdef SR_SPAWN_FORK_ONLY
+  // Our copy: EOF on the read end now means "exec succeeded".
+  err_write.Reset();
   size_t got = 0;
-  while (got < sizeof e) {
-    ssize_t n = ::read(err_read.get(), reinterpret_cast<char*>(&e) + got, sizeof e - got);
+  while (got < sizeof shared) {
+    ssize_t n = ::read(err_read.get(), reinterpret_cast<char*>(&shared) + got, sizeof shared - got);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     got += static_cast<size_t>(n);
   }
-  if (got == sizeof e) started.exec_error = ChildErrorToError(e, r);
+  if (got != sizeof shared) shared = {};
+#endif
+  if (shared.err != 0) started.exec_error = ChildErrorToError(shared, r);
   return started;
 }
 

@@ -49,6 +49,7 @@ class Spawner {
 
  private:
   bool clone3_works_;  // cleared once the kernel (or a seccomp filter) turns clone3 down
+  UniqueFd dev_null_;  // every child's stdin, opened once
 };
 
 /// The value of `key` in a "K=V" list (first match), or nullopt.

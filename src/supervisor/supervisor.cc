@@ -19,6 +19,8 @@
 #include <map>
 
 #include "supervisor/cgroup.h"
+#include "supervisor/members.h"
+#include "supervisor/proc_census.h"
 #include "supervisor/proc_scan.h"
 #include "supervisor/spawn.h"
 #include "supervisor/tree.h"
@@ -31,6 +33,8 @@ constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
 // uninterruptible sleep must not hang the runner's shutdown forever.
 constexpr auto kKillAllLimit = std::chrono::seconds(5);
 constexpr auto kKillAllPipeWait = std::chrono::milliseconds(100);
+// Idle leaves kept for reuse: about the number of trees that start and end together.
+constexpr size_t kIdleLeaves = 16;
 
 // A random number per Supervisor, part of every marker and leaf name: a marker or leaf left by an
 // earlier Supervisor in the same process must never match a new tree, and tree ids alone
@@ -99,7 +103,10 @@ bool HasChildren() {
 class SupervisorImpl final : public Supervisor, public TreeOwner {
  public:
   SupervisorImpl(EventLoop& loop, Options options)
-      : loop_(loop), options_(std::move(options)), spawner_(options_.clone3) {}
+      : loop_(loop),
+        options_(std::move(options)),
+        spawner_(options_.clone3),
+        census_(ProcCensus::Create(&loop)) {}
   ~SupervisorImpl() override;
 
   Status Init();
@@ -126,11 +133,20 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   EventLoop& loop_;
   Options options_;
   Spawner spawner_;
+  // The fallback's one look at /proc per round, shared by every tree (proc_census.h). Shared:
+  // a tree's members may outlive the supervisor in a caller's handle.
+  std::shared_ptr<ProcCensus> census_;
   const uint64_t instance_ = InstanceNonce();
   uint64_t next_tree_id_ = 1;
   UniqueFd sigchld_fd_;
   EventLoop::WatchId sigchld_watch_ = 0;
   std::unique_ptr<CgroupRoot> cgroup_;
+  // Leaves of trees that ended cleanly, empty, for the next trees: a leaf's mkdir and rmdir
+  // cost more than the rest of the runner's work for a trivial step (docs/performance.md).
+  // Only while the runner's directory gives its leaves no controller (nothing a step could set
+  // on its own leaf, like memory.max, can then reach the next tree).
+  std::vector<std::unique_ptr<CgroupLeaf>> idle_leaves_;
+  bool leaf_reuse_ = false;
   std::unique_ptr<Controllers> controllers_;
   std::map<uint64_t, std::shared_ptr<TreeImpl>> trees_;
   std::map<uint64_t, std::shared_ptr<ResourceUsage>> rusage_;  // wait4 totals per live tree
@@ -177,6 +193,10 @@ Status SupervisorImpl::Init() {
     controllers_ = Controllers::Discover(cgroup_ ? cgroup_->path() : "", options_.full_accounting);
   }
   DebugLog("supervisor: resource controllers: " + controllers_->Describe());
+  if (cgroup_) {
+    auto enabled = ReadFile(cgroup_->path() + "/cgroup.subtree_control");
+    leaf_reuse_ = enabled.ok() && enabled->find_first_not_of(" \n") == std::string::npos;
+  }
   auto w = loop_.Watch(sigchld_fd_.get(), EPOLLIN, [this](uint32_t) { ReapNow(); });
   if (!w.ok()) return w.error();
   sigchld_watch_ = *w;
@@ -192,6 +212,7 @@ SupervisorImpl::~SupervisorImpl() {
   // on_exit callbacks not delivered yet are dropped: the caller is shutting down.
   for (auto& t : Snapshot()) t->Detach();
   trees_.clear();
+  idle_leaves_.clear();  // rmdir each
   cgroup_.reset();  // removes step-runner-<pid>
 }
 
@@ -268,14 +289,25 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   }
 
   std::unique_ptr<CgroupLeaf> leaf;
+  bool recyclable = false;
   if (cgroup_) {
     const std::string in = spec.resources ? spec.resources->v2_dir() : "";
-    auto created = cgroup_->CreateLeaf("tree-" + tree_name, in);
-    if (created.ok()) {
-      leaf = std::move(created).value();
-    } else {
-      DebugLog("supervisor: " + created.error().message + "; tree " + std::to_string(id) +
-               " uses its process group");
+    // Only leaves directly in the runner's directory are recycled: one inside a resource group
+    // belongs to that group, which goes away with its step.
+    recyclable = in.empty() && leaf_reuse_;
+    while (recyclable && !leaf && !idle_leaves_.empty()) {
+      // Looked at again as it is taken: something of the same user may have frozen it meanwhile.
+      if (idle_leaves_.back()->Idle()) leaf = std::move(idle_leaves_.back());
+      idle_leaves_.pop_back();
+    }
+    if (!leaf) {
+      auto created = cgroup_->CreateLeaf("tree-" + tree_name, in);
+      if (created.ok()) {
+        leaf = std::move(created).value();
+      } else {
+        DebugLog("supervisor: " + created.error().message + "; tree " + std::to_string(id) +
+                 " uses its process group");
+      }
     }
   }
 
@@ -313,15 +345,23 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   // From here on the child exists: every path must hand it to a tree so it gets reaped.
   out_write.Reset();  // only the child holds the write ends, so EOF means "all writers gone"
   err_write.Reset();
-  if (leaf) leaf->CloseProcsFd();
+  // A leaf that may serve again keeps its fds for the next child; the others never need them.
+  if (leaf && !recyclable) leaf->CloseProcsFd();
 
-  UniqueFd pidfd = OpenPidfd(started.pid);  // cannot be recycled: only we reap it
+  // No pidfd for the main process: until we reap it, its pid cannot name another process.
+  UniqueFd pidfd;
   std::unique_ptr<Members> members;
   if (leaf) {
-    members = std::make_unique<CgroupMembers>(std::move(leaf), started.pid);
+    CgroupMembers::Recycler recycle;
+    if (recyclable) {
+      recycle = [this](std::unique_ptr<CgroupLeaf> idle) {
+        if (idle_leaves_.size() < kIdleLeaves) idle_leaves_.push_back(std::move(idle));
+      };
+    }
+    members = std::make_unique<CgroupMembers>(std::move(leaf), started.pid, std::move(recycle));
   } else {
     auto st = ReadProcStat(started.pid);
-    members = std::make_unique<GroupMembers>(started.pid, token, st ? st->start_ticks : 0);
+    members = std::make_unique<GroupMembers>(started.pid, token, st ? st->start_ticks : 0, census_);
   }
   trees_[id] = tree;
   rusage_[id] = usage;
@@ -354,6 +394,7 @@ void SupervisorImpl::KillAll() {
   const auto deadline = start + kKillAllLimit;
   for (;;) {
     ReapNow();
+    census_->RunNow();  // the loop is not running: the fallback's rounds are taken here
     // Shutdown does not wait leftover_grace for a pipe that someone outside the tree holds.
     const bool close_pipes = Clock::now() - start > kKillAllPipeWait;
     bool pending = false;

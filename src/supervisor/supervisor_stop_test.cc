@@ -103,6 +103,42 @@ sleep 1000 & wait)"),
   ExpectRecordsGone(o);
 }
 
+// `( cmd & )`: the subshell exits at once, so the sleep is re-parented to the runner while it
+// stays in the tree's process group, out of reach of a walk from the main process. It gets the
+// stop signal once and is in the record, like every other member.
+TEST_P(StopTest, OrphanLeftInTheGroupIsSignalledOnceAndRecorded) {
+  Outcome o;
+  auto tree = Start(Shell(R"(
+trap '' TERM
+( sleep 1000 & echo $! > "$D/orphan" )
+sleep 1000 &
+echo ready
+wait)"),
+                    o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  pid_t orphan = ReadPid("orphan");
+  ExpectGoneLater(orphan);
+  // Re-parented to us once the subshell is gone (the loop keeps running meanwhile).
+  ASSERT_TRUE(RunUntil([&] {
+    auto st = ReadProcStat(orphan);
+    return st && st->ppid == ::getpid();
+  }));
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(200)});
+  ASSERT_TRUE(Wait(o));
+  EXPECT_TRUE(PidGone(orphan));
+  bool recorded = false;
+  for (const auto& r : o.exit.records) {
+    EXPECT_EQ(r.signal_sent, SIGTERM) << r.command;
+    if (r.pid == orphan) {
+      recorded = true;
+      EXPECT_EQ(r.ending, Ending::kKilledAfterGrace);
+    }
+  }
+  EXPECT_TRUE(recorded) << "orphan " << orphan << " missing from the record";
+  EXPECT_EQ(o.exit.records.size(), 3u);  // sh, sleep, the orphan sleep
+  ExpectRecordsGone(o);
+}
+
 TEST_P(StopTest, BackgroundChildHoldingStdoutIsStopped) {
   Outcome o;
   auto tree = Start(Shell("sleep 1000 & echo $! > \"$D/bg\"; echo ready; exit 0"), o);

@@ -66,6 +66,8 @@ Status TreeImpl::Start(pid_t pid, UniqueFd pidfd, std::unique_ptr<sr::Members> m
     if (!w.ok()) return w.error();
     events_watch_ = *w;
   }
+  // The fallback's answer to "anyone left?" can come on a later loop turn.
+  members_->OnAnswer([this] { Progress(); });
   return Ok();
 }
 
@@ -94,7 +96,7 @@ void TreeImpl::Tick(bool close_pipes) {
   if (!live()) return;
   if (phase_ == Phase::kKilling) KillNow(kill_ending_);
   DrainPipes();
-  if (close_pipes && main_reaped() && !members_->Populated()) {
+  if (close_pipes && main_reaped() && members_->PopulatedSoon() == false) {
     ClosePipe(out_);
     ClosePipe(err_);
   }
@@ -108,7 +110,8 @@ std::vector<pid_t> TreeImpl::Members() const {
 
 void TreeImpl::Signal(int signo) {
   if (!live()) return;
-  members_->SignalAll(signo, [&](pid_t p, int fd, const std::string& seen) {
+  // By value: the fallback reports members it finds later from its census rounds.
+  members_->SignalAll(signo, [this, signo](pid_t p, int fd, const std::string& seen) {
     OnVictim(p, fd, signo, false, seen);
   });
 }
@@ -140,7 +143,7 @@ void TreeImpl::BeginStop(const StopOrder& order, bool leftovers) {
   if (phase_ == Phase::kRunning) {
     Enter(Phase::kStopping);
     const int signo = order.signal > 0 ? order.signal : SIGTERM;
-    members_->SignalAll(signo, [&](pid_t p, int fd, const std::string& seen) {
+    members_->SignalAll(signo, [this, signo](pid_t p, int fd, const std::string& seen) {
       OnVictim(p, fd, signo, true, seen);
     });
     if (main_reaped()) ArmPoll();
@@ -173,27 +176,45 @@ void TreeImpl::KillNow(ProcessRecord::Ending ending) {
     kill_ending_ = ending;
     Enter(Phase::kKilling);
   }
-  // Members we know already die first, through their pidfds, before any (slower) search for
-  // the others. This also gets one the mechanism no longer sees (fallback: it replaced its
-  // environment after it was signalled): it is still ours, its pidfd says so.
+  auto kill_members = [this] {
+    members_->KillAll([this](pid_t p, int fd, const std::string& seen) {
+      OnVictim(p, fd, SIGKILL, true, seen);
+    });
+  };
+  // Members known by pidfd: this also gets one the mechanism no longer sees (fallback: it
+  // replaced its environment after it was signalled): it is still ours, its pidfd says so.
+  // Whether each is alive, and not already on its way out, is read before any kill: one that
+  // is ended by our kill is killed by us, whichever of our kills reaches it first.
+  // Our unreaped child: its pid cannot name another process, so a pidfd opened now pins it.
+  if (!main_pidfd_.valid() && !main_reaped()) main_pidfd_ = OpenPidfd(pid_);
+  bool main_alive = false;
   if (main_pidfd_.valid() && !main_reaped()) {
     auto st = ReadProcStat(pid_);
-    if (st && !st->ending() && PidfdSignal(main_pidfd_.get(), SIGKILL)) {
-      OnVictim(pid_, main_pidfd_.get(), SIGKILL, true, "");  // no /proc read for the main process
-    }
+    main_alive = st && !st->ending();
   }
+  std::vector<Member*> alive;
   for (auto& m : records_) {
     if (m->gone || m->killed || !m->pidfd.valid()) continue;
     auto st = ReadProcStat(m->rec.pid);
-    if (!st || st->ending()) continue;  // already on its way out: not killed by us
-    if (PidfdSignal(m->pidfd.get(), SIGKILL)) {
+    if (st && !st->ending()) alive.push_back(m.get());  // else on its way out: not killed by us
+  }
+  // The fallback's kill comes first: its walk over the main process's descendants must find
+  // them before the main process dies and hands them to us (and its group SIGKILL may end some
+  // of the members above before their own SIGKILL). With a cgroup leaf, members we know die
+  // first, through their pidfds, before the leaf is read.
+  const bool walk_first = members_->event_fd() < 0;
+  if (walk_first) kill_members();
+  if (main_alive && PidfdSignal(main_pidfd_.get(), SIGKILL)) {
+    OnVictim(pid_, main_pidfd_.get(), SIGKILL, true, "");  // no /proc read for the main process
+  }
+  for (Member* m : alive) {
+    if (m->killed) continue;  // reported by the walk
+    if (PidfdSignal(m->pidfd.get(), SIGKILL) || walk_first) {
       m->killed = true;
       any_killed_ = true;
     }
   }
-  members_->KillAll([&](pid_t p, int fd, const std::string& seen) {
-    OnVictim(p, fd, SIGKILL, true, seen);
-  });
+  if (!walk_first) kill_members();
   // The fallback keeps killing on a timer until a scan finds nothing: a forker can race a round.
   if (members_->event_fd() < 0) ArmPoll();
 }
@@ -209,7 +230,12 @@ void TreeImpl::ArmPoll() {
 
 void TreeImpl::Progress() {
   if (!live() || !main_reaped()) return;
-  if (phase_ != Phase::kSettling && members_->Populated()) {
+  std::optional<bool> populated;
+  if (phase_ != Phase::kSettling) {
+    populated = members_->PopulatedSoon();
+    if (!populated) return;  // the members call Progress again with the answer
+  }
+  if (phase_ != Phase::kSettling && *populated) {
     // The main process ended by itself but left members behind (a background job, a daemon):
     // they get the leftovers' stop. A tree never outlives its main process.
     if (phase_ == Phase::kRunning) BeginStop(StopOrder::From(leftovers_), true);
@@ -281,7 +307,7 @@ void TreeImpl::Finish() {
   Enter(Phase::kFinished);
   TreeExit exit = BuildExit();
   Disarm();
-  if (members_) members_->Release();
+  if (members_) members_->Release(/*clean=*/!stop_.has_value());
   if (!loop_) return;
   // on_exit always comes on a later loop turn than the call that finished the tree.
   loop_->Post([self = shared_from_this(), exit]() mutable { self->Deliver(std::move(exit)); });
@@ -317,7 +343,7 @@ void TreeImpl::Disarm() {
 
 void TreeImpl::Detach() {
   Disarm();
-  if (members_) members_->Release();
+  if (members_) members_->Release(/*clean=*/false);
   phase_ = Phase::kDelivered;
   on_exit_ = nullptr;
   on_output_ = nullptr;

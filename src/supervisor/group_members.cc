@@ -1,0 +1,255 @@
+// GroupMembers: a tree's members without cgroups (members.h), found through the shared census.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <deque>
+
+#include "supervisor/members.h"
+#include "supervisor/proc_scan.h"
+
+namespace sr {
+namespace {
+
+// Census rounds per SignalAll and KillAll. A forker can create a child between a round and its
+// own death; the next round finds that child. The tree's timer re-runs KillAll for anything
+// that still races past these.
+constexpr int kSignalRounds = 8;
+constexpr int kKillRounds = 64;
+// A walk from the main process stops here (a fork bomb is killed by its group, not walked).
+constexpr size_t kMaxWalk = 4096;
+
+// Whether the runner has any child at all, running or a zombie: one waitid, no /proc read.
+bool HasChildren() {
+  siginfo_t info{};
+  const int r = ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL);
+  return !(r == -1 && errno == ECHILD);
+}
+
+}  // namespace
+
+// Every live descendant of the runner has a live ancestor that is the runner's own child
+// (orphans are re-parented to the runner, their subreaper). With no child at all (the usual end
+// of a step in `run`) a census would find nothing: the tree is known empty without one.
+bool GroupMembers::ProvablyEmpty() {
+  if (known_empty_ || !registered_) return true;
+  if (HasChildren()) return false;
+  group_seen_ = false;
+  known_empty_ = true;
+  return true;
+}
+
+GroupMembers::GroupMembers(pid_t pgid, std::string marker_token, unsigned long long start_ticks,
+                           std::shared_ptr<ProcCensus> census)
+    : pgid_(pgid),
+      token_(std::move(marker_token)),
+      start_ticks_(start_ticks),
+      census_(std::move(census)) {
+  member_groups_.insert(pgid);
+  census_->Add(this);
+}
+
+GroupMembers::~GroupMembers() { Release(false); }
+
+void GroupMembers::Release(bool /*clean*/) {
+  if (!registered_) return;
+  registered_ = false;
+  census_->Remove(this);
+  requests_.clear();
+}
+
+std::vector<pid_t> GroupMembers::List() {
+  if (ProvablyEmpty()) return {};
+  census_->RunNow(this);
+  return last_members_;
+}
+
+bool GroupMembers::Populated() {
+  if (ProvablyEmpty()) return false;
+  census_->RunNow(this);
+  return !known_empty_;
+}
+
+std::optional<bool> GroupMembers::PopulatedSoon() {
+  // Once nothing of the tree is alive nothing can come back: no member is left to fork.
+  if (ProvablyEmpty()) return false;
+  if (answer_) {
+    const bool populated = *answer_;
+    answer_.reset();
+    return populated;
+  }
+  asked_ = true;
+  census_->Want(this);
+  return std::nullopt;
+}
+
+void GroupMembers::MainReaped() {
+  main_reaped_ = true;
+  // A round from before counted the main process: its "populated" says nothing about leftovers.
+  if (answer_ && *answer_) answer_.reset();
+}
+
+void GroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
+  if (!registered_) return;
+  Request r{signo, on_victim};
+  SignalTreeNow(r);
+  requests_.push_back(std::move(r));
+  census_->Want(this);
+}
+
+void GroupMembers::KillAll(const VictimFn& on_victim) {
+  if (!registered_) return;
+  Request r{SIGKILL, on_victim};
+  SignalTreeNow(r);
+  // The tree's timer calls KillAll again and again until nothing is left: one request carried
+  // over the rounds is enough; the group SIGKILL went out above or goes out in the pending one.
+  for (auto& pending : requests_) {
+    if (pending.signo == SIGKILL && !pending.done) {
+      census_->Want(this);
+      return Report(r);
+    }
+  }
+  // Not urgent: everything the walk and the records know has its SIGKILL already; the round is
+  // the safety net for members nobody has seen yet, and must not crowd out other trees' timers.
+  requests_.push_back(std::move(r));
+  census_->Want(this);
+}
+
+void GroupMembers::SignalTreeNow(Request& r) {
+  // While the main process is unreaped its pid names our group and roots the tree: walk its
+  // descendants (cost: the tree, not the machine), pin each with a pidfd before the signal so
+  // that one which dies of it and is reaped by its own parent at once is still in the record,
+  // then one kill(-pgid) — atomic against fork — and a signal of its own to each descendant
+  // outside the group. What the walk cannot see (members re-parented to us: daemons) the
+  // census finds in its next rounds.
+  if (main_reaped_) return;
+  // A main process that is exiting has handed (or is handing) its children to us: the walk
+  // would miss group members that the group signal reaches. The census sees them.
+  if (auto main = ReadProcStat(pgid_); !main || main->ending()) return;
+  std::vector<std::pair<Found, UniqueFd>> pinned;
+  // (pid, the parent it was listed under): a pid read from a children file and opened a moment
+  // later is the same process if its parent still is (a recycled pid has another parent).
+  std::deque<std::pair<pid_t, pid_t>> queue{{pgid_, 0}};
+  std::unordered_set<pid_t> walked;
+  while (!queue.empty() && walked.size() < kMaxWalk) {
+    const auto [pid, parent] = queue.front();
+    queue.pop_front();
+    if (!walked.insert(pid).second) continue;
+    UniqueFd fd = OpenPidfd(pid);
+    if (!fd.valid()) continue;
+    auto st = ReadProcStat(pid);
+    if (!st || (parent != 0 && st->ppid != parent) || st->start_ticks < start_ticks_) continue;
+    auto children = ReadChildren(pid, st->threads);
+    if (!children && pid == pgid_) return;  // no children files (CONFIG_PROC_CHILDREN): census only
+    if (children) {
+      for (pid_t c : *children) queue.emplace_back(c, pid);
+    }
+    if (st->ending()) continue;
+    pinned.emplace_back(Found{pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)}, std::move(fd));
+  }
+  ::kill(-pgid_, r.signo);
+  r.group = GroupSignal::kSent;
+  for (auto& [f, fd] : pinned) {
+    r.seen.insert(f.pid);
+    member_groups_.insert(f.pgrp);
+    if (f.pgrp != pgid_) PidfdSignal(fd.get(), r.signo);
+    r.victims.push_back({f.pid, std::move(fd), std::move(f.comm)});
+  }
+  // Reported now: the caller counts what it signalled (the cancel's log line) right after.
+  Report(r);
+}
+
+void GroupMembers::OnCensus(ProcCensus::Result result) {
+  group_seen_ = result.group_seen;
+  last_members_.clear();
+  for (const Found& f : result.members) {
+    last_members_.push_back(f.pid);
+    member_groups_.insert(f.pgrp);
+  }
+  if (result.members.empty()) known_empty_ = true;
+  if (asked_) {
+    asked_ = false;
+    answer_ = !result.members.empty();
+    answer_ready_ = true;
+  }
+  for (auto& r : requests_) {
+    if (!r.done) Round(r, result.members);
+  }
+}
+
+void GroupMembers::Round(Request& r, const std::vector<Found>& members) {
+  std::vector<std::pair<const Found*, UniqueFd>> fresh;
+  // After a group signal, a newcomer to the group was born after it (the group signal is atomic
+  // against fork): a trap handler's cleanup, which must not be stopped.
+  const bool after_group_signal = r.group == GroupSignal::kSent;
+  const pid_t self = ::getpid();
+  auto pin = [&](const Found& f) {
+    if (!r.seen.insert(f.pid).second) return;
+    if (after_group_signal && f.pgrp == pgid_) {
+      // Except a group member re-parented to the runner (`(cmd &)`: its parent exited before
+      // the stop), which the walk from the main process could not see: it got the group signal
+      // and belongs in the record, but must not get the signal twice.
+      if (f.ppid != self || r.signo == SIGKILL) return;
+      UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
+      if (fd.valid()) r.victims.push_back({f.pid, std::move(fd), f.comm});
+      return;
+    }
+    UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
+    if (fd.valid()) fresh.emplace_back(&f, std::move(fd));
+  };
+  // The group signal, when the walk could not send it (the main process was reaped already):
+  // the round's view of the group, taken before it, pins its members.
+  const bool grouped = r.group == GroupSignal::kSend && GroupUsable();
+  if (r.group == GroupSignal::kSend) r.group = grouped ? GroupSignal::kSent : GroupSignal::kNone;
+  if (grouped) {
+    for (const Found& f : members) {
+      if (f.pgrp == pgid_) pin(f);
+    }
+    ::kill(-pgid_, r.signo);
+  }
+  for (const Found& f : members) pin(f);
+  for (auto& [f, fd] : fresh) {
+    // The group signal reached group members; any other signal must not arrive twice (a trap
+    // handler would run twice).
+    if (grouped && f->pgrp == pgid_) continue;
+    PidfdSignal(fd.get(), r.signo);
+  }
+  for (auto& [f, fd] : fresh) r.victims.push_back({f->pid, std::move(fd), f->comm});
+  // One group SIGKILL is enough: nothing can join the group after it.
+  if (r.signo == SIGKILL) r.group = GroupSignal::kNone;
+  const int limit = r.signo == SIGKILL ? kKillRounds : kSignalRounds;
+  r.done = fresh.empty() || ++r.rounds >= limit;
+}
+
+void GroupMembers::Report(Request& r) {
+  // Records last: reading a command line can wait on a process that is busy forking.
+  auto victims = std::move(r.victims);
+  r.victims.clear();
+  for (auto& v : victims) r.on_victim(v.pid, v.fd.get(), v.comm);
+}
+
+void GroupMembers::AfterCensus() {
+  // Reports may start new requests (a tree that ends stops its leftovers): take the current
+  // ones out first.
+  auto requests = std::move(requests_);
+  requests_.clear();
+  std::vector<Request> pending;
+  for (auto& r : requests) {
+    Report(r);
+    if (!r.done) pending.push_back(std::move(r));
+  }
+  if (!registered_) return;
+  for (auto& r : requests_) pending.push_back(std::move(r));
+  requests_ = std::move(pending);
+  bool again = false;
+  for (auto& r : requests_) again = again || !r.done;
+  if (again) census_->Want(this);
+  if (answer_ready_) {
+    answer_ready_ = false;
+    if (on_answer_) on_answer_();
+  }
+}
+
+}  // namespace sr

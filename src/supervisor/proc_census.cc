@@ -1,0 +1,233 @@
+#include "supervisor/proc_census.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <ctime>
+
+#include "supervisor/proc_scan.h"
+
+namespace sr {
+namespace {
+
+constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
+constexpr auto kMaxPause = std::chrono::milliseconds(20);
+
+// CPU time of the calling thread: what a round cost, without the time it waited for a CPU.
+Duration ThreadCpu() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::duration_cast<Duration>(std::chrono::seconds(ts.tv_sec) +
+                                              std::chrono::nanoseconds(ts.tv_nsec));
+}
+
+// The values of `key` in an environment block ("K=V\0K=V\0..."), split at commas.
+std::vector<std::string> TokensOf(std::string_view environ, std::string_view key) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < environ.size()) {
+    size_t end = environ.find('\0', pos);
+    if (end == std::string_view::npos) end = environ.size();
+    std::string_view entry = environ.substr(pos, end - pos);
+    pos = end + 1;
+    if (entry.size() <= key.size() || entry.substr(0, key.size()) != key ||
+        entry[key.size()] != '=') {
+      continue;
+    }
+    std::string_view value = entry.substr(key.size() + 1);
+    while (!value.empty()) {
+      size_t comma = value.find(',');
+      out.emplace_back(value.substr(0, comma));
+      if (comma == std::string_view::npos) break;
+      value.remove_prefix(comma + 1);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::shared_ptr<ProcCensus> ProcCensus::Create(EventLoop* loop) {
+  return std::shared_ptr<ProcCensus>(new ProcCensus(loop));
+}
+
+void ProcCensus::Add(Subject* s) {
+  if (std::find(subjects_.begin(), subjects_.end(), s) == subjects_.end()) subjects_.push_back(s);
+}
+
+void ProcCensus::Remove(Subject* s) {
+  subjects_.erase(std::remove(subjects_.begin(), subjects_.end(), s), subjects_.end());
+  wanting_.erase(s);
+}
+
+void ProcCensus::Want(Subject* s) {
+  wanting_.insert(s);
+  Schedule();
+}
+
+void ProcCensus::Schedule() {
+  if (!loop_ || posted_) return;
+  // A posted task runs after the fd events and timers of this loop turn: every stop requested
+  // in the same turn (a burst of Cancel RPCs) shares the round.
+  if (Clock::now() >= next_round_) {
+    posted_ = true;
+    loop_->Post([weak = weak_from_this()] {
+      if (auto self = weak.lock()) {
+        self->posted_ = false;
+        self->Round();
+      }
+    });
+  } else if (!timed_) {
+    timed_ = true;
+    loop_->At(next_round_, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) {
+        self->timed_ = false;
+        self->Round();
+      }
+    });
+  }
+}
+
+void ProcCensus::RunNow(Subject* s) {
+  if (s) wanting_.insert(s);
+  Round();
+}
+
+void ProcCensus::Round() {
+  if (running_ || wanting_.empty()) return;
+  running_ = true;
+  ++rounds_;
+  // Requests made while the round reports belong to the next round.
+  std::unordered_set<Subject*> asking;
+  asking.swap(wanting_);
+  const Duration cpu = ThreadCpu();
+  auto results = Classify(subjects_, asking);
+  // Only after a round for several trees (a burst): one job's steps ending one after the other
+  // each get their answer at once.
+  next_round_ = asking.size() > 1 ? Clock::now() + std::min<Duration>(ThreadCpu() - cpu, kMaxPause)
+                                  : Clock::time_point{};
+  // Signals first, for every tree; reports after. A subject may be removed by another's report
+  // (a tree that finishes): look each one up again.
+  std::vector<Subject*> order(asking.begin(), asking.end());
+  for (Subject* s : order) s->OnCensus(std::move(results[s]));
+  for (Subject* s : order) {
+    if (std::find(subjects_.begin(), subjects_.end(), s) != subjects_.end()) s->AfterCensus();
+  }
+  running_ = false;
+  if (!wanting_.empty()) Schedule();
+}
+
+std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classify(
+    const std::vector<Subject*>& all, const std::unordered_set<Subject*>& asking) {
+  std::unordered_map<Subject*, Result> out;
+  for (Subject* s : asking) out[s];
+  if (all.empty()) return out;
+  const pid_t self = ::getpid();
+  unsigned long long min_start = ULLONG_MAX;
+  std::unordered_map<pid_t, Subject*> group_owner;
+  std::unordered_map<std::string_view, Subject*> token_owner;
+  for (Subject* s : all) {
+    min_start = std::min(min_start, s->start_ticks());
+    for (pid_t g : s->groups()) group_owner.emplace(g, s);
+    token_owner.emplace(s->token(), s);
+  }
+  // Pass 1: every process that started no earlier than the oldest tree (no member can be
+  // older). Zombies and exiting tasks are dead already, but still links in the parent chain.
+  // A mark is a subject (the process is its member) or one of these:
+  Subject* const kUnknown = nullptr;
+  Subject* const kOurs = reinterpret_cast<Subject*>(1);     // the runner's, no tree's
+  Subject* const kForeign = reinterpret_cast<Subject*>(2);  // not a descendant of the runner
+  struct Young {
+    ProcStat st;
+    Subject* mark = nullptr;
+  };
+  std::unordered_map<pid_t, Young> young;
+  std::unordered_set<pid_t> old;
+  for (pid_t pid : ListPids()) {
+    auto st = ReadProcStat(pid);
+    if (!st) continue;  // gone: in neither map, so a link through it counts as unknown
+    if (st->start_ticks < min_start || pid == self) {
+      old.insert(pid);
+    } else {
+      young.emplace(pid, Young{std::move(*st), kUnknown});
+    }
+  }
+  decltype(tokens_) tokens;
+  // Pass 2, as GroupMembers always decided for one tree, now for all trees at once: a process
+  // belongs to the tree its parent belongs to (children of members are members, whatever their
+  // environment), else to the tree whose process group it is in, else to the tree whose marker
+  // it carries. The marker means reading the environment, the expensive part: only for live
+  // descendants of the runner that nothing cheaper decided, and once per process.
+  auto owns = [](Subject* s, const ProcStat& st) { return st.start_ticks >= s->start_ticks(); };
+  auto decide = [&](const Young& y, Subject* parent) -> Subject* {
+    if (parent == kForeign) return kForeign;
+    if (parent != kOurs && owns(parent, y.st)) return parent;
+    if (auto g = group_owner.find(y.st.pgrp); g != group_owner.end() && owns(g->second, y.st)) {
+      return g->second;
+    }
+    if (y.st.ending()) return kOurs;
+    auto cached = tokens_.find(y.st.pid);
+    std::vector<std::string> read;
+    const std::vector<std::string>* found = nullptr;
+    if (cached != tokens_.end() && cached->second.first == y.st.start_ticks) {
+      found = &cached->second.second;
+      tokens.insert(*cached);
+    } else {
+      // An empty read is not remembered: a process in the middle of an exec reads as empty.
+      const std::string environ = ReadEnviron(y.st.pid);
+      read = TokensOf(environ, kMarkerKey);
+      if (!environ.empty()) tokens.insert_or_assign(y.st.pid, std::make_pair(y.st.start_ticks, read));
+      found = &read;
+    }
+    for (const std::string& t : *found) {
+      if (auto o = token_owner.find(t); o != token_owner.end() && owns(o->second, y.st)) {
+        return o->second;
+      }
+    }
+    return kOurs;
+  };
+  auto mark_of = [&](pid_t pid) {
+    std::vector<Young*> path;
+    Subject* top = kOurs;
+    pid_t cur = pid;
+    for (int depth = 0; depth < 256; ++depth) {
+      if (cur == self) break;
+      auto it = young.find(cur);
+      if (it == young.end()) {
+        // Older than every tree (or init): not ours. Vanished mid-pass: stay on the safe side.
+        top = old.count(cur) || cur <= 1 ? kForeign : kOurs;
+        break;
+      }
+      if (it->second.mark != kUnknown) {
+        top = it->second.mark;
+        break;
+      }
+      path.push_back(&it->second);
+      cur = it->second.st.ppid;
+    }
+    for (auto r = path.rbegin(); r != path.rend(); ++r) top = (*r)->mark = decide(**r, top);
+    return top;
+  };
+  // The newest live process of each group: a group is "seen" for a tree when a live process in
+  // it is young enough to be one of its members (and so keeps the group id pinned).
+  std::unordered_map<pid_t, unsigned long long> newest_in_group;
+  for (auto& [pid, y] : young) {
+    if (y.st.ending()) continue;
+    auto& newest = newest_in_group[y.st.pgrp];
+    newest = std::max(newest, y.st.start_ticks);
+    Subject* m = mark_of(pid);
+    if (m == kOurs || m == kForeign) continue;
+    auto it = out.find(m);
+    if (it == out.end()) continue;  // a tree that did not ask
+    it->second.members.push_back({pid, y.st.ppid, y.st.pgrp, y.st.start_ticks, y.st.comm});
+  }
+  for (auto& [s, r] : out) {
+    auto g = newest_in_group.find(s->pgid());
+    r.group_seen = g != newest_in_group.end() && g->second >= s->start_ticks();
+  }
+  tokens_.swap(tokens);
+  return out;
+}
+
+}  // namespace sr

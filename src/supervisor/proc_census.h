@@ -1,0 +1,105 @@
+// The fallback's shared look at /proc: one pass over /proc per round, for every tree that needs
+// one, instead of one pass per tree.
+//
+// Without cgroups a tree's members are found by reading /proc: its process group, the groups its
+// members created with setsid, children of members, and processes that carry the tree's marker
+// in their environment. A pass reads the stat file of every process on the machine, so with many
+// trees stopping at once, a pass per tree is quadratic: 200 cancelled jobs took seconds before
+// the last one got its first signal. The census reads /proc once, decides for every young
+// process which tree (if any) it belongs to, and hands each tree that asked its members.
+//
+// It knows nothing of stopping or signals: a Subject (a tree's membership, GroupMembers) asks for
+// a round with Want(); the round runs on a later loop turn (or at once, RunNow()) and calls every
+// subject that asked, first OnCensus() for all of them — where they send their signals, so that
+// no signal waits for another tree's bookkeeping — then AfterCensus() for all of them, where they
+// report what they did (which may ask for the next round).
+//
+// Single-threaded: the loop thread only.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "loop/loop.h"
+#include "util/time.h"
+
+namespace sr {
+
+class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
+ public:
+  /// One live member of a tree as the round saw it.
+  struct Found {
+    pid_t pid;
+    pid_t ppid;
+    pid_t pgrp;
+    unsigned long long start_ticks;
+    std::string comm;
+  };
+  /// What a round found for one tree.
+  struct Result {
+    std::vector<Found> members;  // live (not exiting) members
+    bool group_seen = false;     // a live process of the tree's own process group exists
+  };
+  class Subject {
+   public:
+    virtual ~Subject() = default;
+    /// The tree's process group (the main process's pid).
+    virtual pid_t pgid() const = 0;
+    /// "<runner pid>.<tree id>", the value its members carry in STEP_RUNNER_TREE.
+    virtual const std::string& token() const = 0;
+    /// The main process's start time: no member is older.
+    virtual unsigned long long start_ticks() const = 0;
+    /// Process groups its members were seen in (its own, and those created with setsid).
+    virtual const std::unordered_set<pid_t>& groups() const = 0;
+    /// The round's answer; signals go out here.
+    virtual void OnCensus(Result result) = 0;
+    /// After every subject's OnCensus: report, call back (may Want() the next round).
+    virtual void AfterCensus() = 0;
+  };
+
+  /// `loop` runs the rounds that Want() schedules; null: only RunNow() runs them.
+  static std::shared_ptr<ProcCensus> Create(EventLoop* loop);
+
+  /// Every live fallback tree is known to the census, asking or not: its groups and marker
+  /// decide membership cheaply, without reading environments over and over.
+  void Add(Subject* s);
+  void Remove(Subject* s);
+  /// `s` takes part in the next round, which is scheduled on the loop if it is not already.
+  void Want(Subject* s);
+  /// Runs a round now if anyone wants one (with `s` in it, when given).
+  void RunNow(Subject* s = nullptr);
+  /// Rounds taken so far (tests and benchmarks).
+  uint64_t rounds() const { return rounds_; }
+
+ private:
+  explicit ProcCensus(EventLoop* loop) : loop_(loop) {}
+  void Schedule();
+  void Round();
+  // Which subject owns every young process; the environment read is cached per process.
+  std::unordered_map<Subject*, Result> Classify(const std::vector<Subject*>& all,
+                                                const std::unordered_set<Subject*>& asking);
+
+  EventLoop* loop_;
+  // A round reads the stat file of every process on the machine; with trees asking on every
+  // loop turn (a burst of cancels, a burst of reaps) back-to-back rounds would leave the loop
+  // little time for anything else. After a round for several trees, the next round waits as
+  // long as the last one used the CPU (at most kMaxPause): in a burst rounds get at most about
+  // half of the loop, and every request made meanwhile shares one.
+  Clock::time_point next_round_{};
+  std::vector<Subject*> subjects_;
+  std::unordered_set<Subject*> wanting_;
+  bool posted_ = false;  // a round is posted to the loop
+  bool timed_ = false;   // a round waits for next_round_
+  bool running_ = false;
+  uint64_t rounds_ = 0;
+  // pid -> (start time, its STEP_RUNNER_TREE tokens): a process's marker never changes, so its
+  // environment is read once, not once per round. Pruned to the processes of the last round.
+  std::unordered_map<pid_t, std::pair<unsigned long long, std::vector<std::string>>> tokens_;
+};
+
+}  // namespace sr
