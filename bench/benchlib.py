@@ -21,6 +21,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import statistics
 import sys
 import tempfile
@@ -139,6 +140,55 @@ def interleaved(variants, iterations, warmup=1, budget=None, min_rounds=3):
             if r >= warmup:
                 samples[name].append(v)
     return samples
+
+
+# --- a server ------------------------------------------------------------------------------------
+
+class Server:
+    """`step-runner serve --socket` in its own scratch TMPDIR."""
+
+    def __init__(self, d):
+        os.makedirs(d, exist_ok=True)
+        self.d = d
+        self.sock = os.path.join(d, "sr.sock")
+        self.tmp = os.path.join(d, "tmp")
+        os.makedirs(self.tmp, exist_ok=True)
+        env = dict(os.environ, TMPDIR=self.tmp)
+        self.pid = spawn([STEP_RUNNER, "serve", "--socket", self.sock], env=env,
+                      stdout="null", stderr=os.path.join(d, "serve.log"))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(self.sock)
+                s.close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("serve did not start: " + open(os.path.join(d, "serve.log")).read())
+                time.sleep(0.02)
+        self.target = "unix:" + self.sock
+        self.stopped = False
+
+    def proc(self):
+        """(VmRSS MB, VmHWM MB, threads, open fds) of the server process."""
+        fields = {}
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                fields[k] = v.strip()
+        fds = len(os.listdir(f"/proc/{self.pid}/fd"))
+        return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024,
+                int(fields["Threads"]), fds)
+
+    def stop(self):
+        if self.stopped:
+            return
+        self.stopped = True
+        os.kill(self.pid, signal.SIGTERM)
+        code = wait(self.pid, 60)
+        if code != 0:
+            print(f"  (serve exited {code})")
 
 
 # --- statistics ----------------------------------------------------------------------------------

@@ -225,6 +225,23 @@ TEST(HostileMasker, MaskedJobVariableSplitAcrossWrites) {
   EXPECT_THAT(o.out, HasSubstr("[MASKED][MASKED]"));
 }
 
+// The same at a large read: megabytes of output grow the runner's pipe (reads of up to 1 MiB), and
+// the value's two halves arrive in different reads.
+TEST(HostileMasker, MaskedJobVariableSplitAtALargeRead) {
+  Sandbox box;
+  std::string path = box.Write(
+      "m.yml", "spec: {}\n---\nrun:\n  - name: big\n    script: |\n"
+               "      head -c 3145724 /dev/zero | tr '\\0' x; printf TOPS; sleep 0.3\n"
+               "      printf ECRETVALUE; head -c 2000000 /dev/zero | tr '\\0' y\n");
+  Output o = box.Run({"run", "-f", path, "--masked-job", "TOKEN=TOPSECRETVALUE"});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_EQ(o.out.find("TOPSECRETVALUE"), std::string::npos);
+  const std::string expected = std::string(3145724, 'x') + "[MASKED]" + std::string(2000000, 'y');
+  const size_t at = o.out.find(expected.substr(0, 100));
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_TRUE(o.out.compare(at, expected.size(), expected) == 0) << "the output differs from the step's";
+}
+
 TEST(HostileMasker, ShortSecretsAreNotMasked) {
   // Documented limit: values shorter than 4 bytes are not masked (docs/limits.md).
   Sandbox box;

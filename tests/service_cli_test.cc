@@ -81,6 +81,25 @@ TEST_F(ServiceCli, FollowExitCodesFollowTheJob) {
   EXPECT_THAT(masked.out, ::testing::Not(HasSubstr("hunter2")));
 }
 
+// Megabytes of output (the runner's pipe grows, it reads and the follower sends in large
+// pieces) with a masked value split across two writes at a read boundary: the value is masked in
+// the log a follower gets, and every other byte arrives, in order.
+TEST_F(ServiceCli, SecretSplitAcrossLargeReadsIsMaskedInTheFollowedLog) {
+  const std::string file = File(
+      "big.yml", {{"big", "head -c 3145724 /dev/zero | tr '\\0' x; printf TOPS; sleep 0.3\n"
+                          "printf ECRETVALUE; head -c 2000000 /dev/zero | tr '\\0' y"}});
+  Output run = Client({"run", file, "--id", "big", "--follow", "--masked-job", "TOKEN=TOPSECRETVALUE"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out.find("TOPSECRETVALUE"), std::string::npos);
+  const std::string expected = std::string(3145724, 'x') + "[MASKED]" + std::string(2000000, 'y');
+  const size_t at = run.out.find(expected.substr(0, 100));
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_TRUE(run.out.compare(at, expected.size(), expected) == 0) << "the log differs from the step's output";
+  Output again = Client({"logs", "big"});  // a follower that starts after the job ended
+  EXPECT_TRUE(again.out == run.out) << again.out.size() << " bytes, expected " << run.out.size();
+  EXPECT_EQ(Client({"close", "big"}).exit_code, 0);
+}
+
 TEST_F(ServiceCli, CtrlCOnFollowCancelsTheJob) {
   std::string file = File("c.yml", {{"wait", "trap 'exit 1' TERM; touch " + dir_ / "ready" +
                                                  "; while :; do sleep 0.02; done"}});

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cli/cli.h"
+#include "cli/log_follow.h"
 #include "engine/engine.h"
 #include "cli/progress.h"
 #include "proto/step.grpc.pb.h"
@@ -45,8 +46,8 @@ class Client {
   explicit Client(const std::string& socket) {
     std::error_code ec;
     path_ = std::filesystem::absolute(socket, ec).string();
-    stub_ = proto::StepRunner::NewStub(
-        grpc::CreateChannel("unix:" + path_, grpc::InsecureChannelCredentials()));
+    channel_ = grpc::CreateChannel("unix:" + path_, grpc::InsecureChannelCredentials());
+    stub_ = proto::StepRunner::NewStub(channel_);
   }
   proto::StepRunner::Stub& stub() { return *stub_; }
 
@@ -60,17 +61,12 @@ class Client {
 
   /// Streams the job log from `offset` to stdout until the job has ended.
   grpc::Status Follow(const std::string& id, int64_t offset, grpc::ClientContext* ctx) {
-    proto::FollowLogsRequest req;
-    req.set_id(id);
-    req.set_offset(offset);
-    auto reader = stub_->FollowLogs(ctx, req);
-    proto::FollowLogsResponse chunk;
-    while (reader->Read(&chunk)) (void)WriteAll(1, chunk.data());
-    return reader->Finish();
+    return FollowLogsTo(channel_, id, offset, ctx, 1);
   }
 
  private:
   std::string path_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<proto::StepRunner::Stub> stub_;
 };
 

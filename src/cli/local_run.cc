@@ -47,6 +47,11 @@ class StdioSink : public OutputSink {
       bytes.remove_prefix(static_cast<size_t>(n));
     }
   }
+  // Pipe to our stdout/stderr without a copy. Where splice cannot (a file opened for appending,
+  // a full pipe, an error), Write takes over and reports what needs reporting.
+  OutputMove Move(OutputStream stream, int fd, size_t max) override {
+    return SpliceOut(fd, stream == OutputStream::kStdout ? 1 : 2, nullptr, max);
+  }
   std::function<void(Error)> on_error;
 };
 

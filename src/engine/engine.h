@@ -32,6 +32,12 @@ class OutputSink {
  public:
   virtual ~OutputSink() = default;
   virtual void Write(OutputStream stream, std::string_view bytes) = 0;
+  /// Used only when nothing is masked: moves up to `max` bytes of `stream` from the step's pipe
+  /// `fd` straight to where Write would put them (splice: the runner never copies them). The
+  /// default refuses, and the bytes come through Write.
+  virtual OutputMove Move(OutputStream /*stream*/, int /*fd*/, size_t /*max*/) {
+    return {OutputMove::Kind::kRefused};
+  }
 };
 
 /// Optional progress callbacks (the CLI prints a line per step on a terminal).

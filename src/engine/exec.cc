@@ -166,6 +166,9 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   auto out_mask = std::make_shared<expr::Masker>(st.options.secrets);
   auto err_mask = std::make_shared<expr::Masker>(st.options.secrets);
   OutputSink& sink = st.sink;
+  if (out_mask->passthrough() && err_mask->passthrough()) {
+    spec.move_output = [&sink](OutputStream s, int fd, size_t max) { return sink.Move(s, fd, max); };
+  }
   std::optional<Error> runner_error;
   CancelSource::Registration registered;
   TreeExit exit = co_await AwaitCallback<TreeExit>([&](std::function<void(TreeExit)> resume) {
@@ -173,6 +176,10 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
         spec,
         [&sink, out_mask, err_mask](OutputStream s, std::string_view bytes) {
           auto& m = s == OutputStream::kStdout ? *out_mask : *err_mask;
+          if (m.passthrough()) {
+            sink.Write(s, bytes);  // no secret: the bytes as read, not a copy
+            return;
+          }
           std::string masked = m.Feed(bytes);
           if (!masked.empty()) sink.Write(s, masked);
         },

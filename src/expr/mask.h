@@ -22,6 +22,9 @@ class Masker {
 
   explicit Masker(std::vector<std::string> secrets);
   std::string Feed(std::string_view chunk);
+  /// Nothing to mask (no secret of kMinSecretLength or more): Feed would return its input, and a
+  /// caller can pass the bytes on without the copy.
+  bool passthrough() const { return secrets_.empty(); }
   std::string Flush();
 
  private:

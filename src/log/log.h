@@ -6,9 +6,9 @@
 // same bytes, and `offset + bytes received` is always the next offset to read from. Bytes are
 // stored exactly as written — no newline added, none dropped, no line-length limit.
 //
-// Threading: Append, Close, Follow, Unfollow and the follower callbacks belong to one thread (the
-// event loop that runs the job). size() and ReadAt may be called from any thread; they only see
-// bytes that an Append had completely written.
+// Threading: Append, MoveFrom, Close, Follow, Unfollow and the follower callbacks belong to one
+// thread (the event loop that runs the job). size(), closed(), ReadAt and ReadInto may be called
+// from any thread; they only see bytes that an Append or MoveFrom had completely written.
 #pragma once
 
 #include <atomic>
@@ -42,10 +42,16 @@ class JobLog {
     return Append(bytes);
   }
 
+  /// Appends up to `max` bytes straight from the pipe `fd` (splice: no copy through the runner)
+  /// and notifies every follower. kRefused after Close or when splice cannot write the file
+  /// (the caller then reads the pipe and Appends, which reports a write error).
+  OutputMove MoveFrom(int fd, size_t max);
+
   /// The job ended: no more bytes will come. Notifies followers (they finish once they have read
   /// up to size()). Idempotent; Append after Close is ignored.
   void Close();
-  bool closed() const { return closed_; }
+  /// Any thread. Once true, size() is final: read closed() first, then size().
+  bool closed() const { return closed_.load(std::memory_order_acquire); }
 
   /// Bytes in the file. Any thread.
   int64_t size() const { return size_.load(std::memory_order_acquire); }
@@ -54,6 +60,9 @@ class JobLog {
   /// Reads up to `max` bytes starting at `offset` (never past size()). Empty at or past the end.
   /// Any thread.
   Result<std::string> ReadAt(int64_t offset, size_t max) const;
+  /// The same into the caller's buffer (a follower reads straight into its outgoing message):
+  /// the number of bytes read. Any thread.
+  Result<size_t> ReadInto(int64_t offset, char* out, size_t max) const;
 
   /// Calls `notify` (on the loop thread) after every Append and on Close, until Unfollow.
   /// A callback may Unfollow itself or others.
@@ -68,7 +77,7 @@ class JobLog {
   std::string path_;
   UniqueFd fd_;
   std::atomic<int64_t> size_{0};
-  bool closed_ = false;
+  std::atomic<bool> closed_{false};
   std::map<FollowerId, Notify> followers_;
   FollowerId next_id_ = 1;
 };

@@ -1,6 +1,7 @@
 #include "log/log.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -109,6 +110,43 @@ TEST_F(JobLogTest, FollowerMayUnfollowItselfAndOthersDuringNotification) {
   ASSERT_TRUE(log_->Append("y").ok());
   EXPECT_EQ(calls, std::vector<std::string>{"first"});
   EXPECT_EQ(log_->followers(), 0u);
+}
+
+// The splice path of a step whose output is not masked: bytes go from the pipe into the file at
+// its end, interleaved with appended ones, and followers hear of them as of an Append.
+TEST_F(JobLogTest, MoveFromAPipeAppendsInOrderAndNotifies) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
+  int notified = 0;
+  log_->Follow([&] { ++notified; });
+  ASSERT_TRUE(log_->Append("engine line\n").ok());
+  EXPECT_EQ(log_->MoveFrom(read_end.get(), 1 << 20).kind, OutputMove::Kind::kEmpty);
+  std::string chunk(100000, 'x');
+  for (size_t i = 0; i < chunk.size(); i += 13) chunk[i] = static_cast<char>('a' + i % 26);
+  ASSERT_TRUE(WriteAll(write_end.get(), chunk.substr(0, 60000)).ok());
+  OutputMove m = log_->MoveFrom(read_end.get(), 1 << 20);
+  ASSERT_EQ(m.kind, OutputMove::Kind::kMoved);
+  EXPECT_EQ(m.bytes, 60000u);
+  ASSERT_TRUE(log_->Append("between\n").ok());
+  ASSERT_TRUE(WriteAll(write_end.get(), chunk.substr(60000)).ok());
+  write_end.Reset();
+  size_t moved = 0;
+  for (;;) {
+    m = log_->MoveFrom(read_end.get(), 4096);  // at most `max` per call
+    if (m.kind != OutputMove::Kind::kMoved) break;
+    EXPECT_LE(m.bytes, 4096u);
+    moved += m.bytes;
+  }
+  EXPECT_EQ(m.kind, OutputMove::Kind::kEnd);
+  EXPECT_EQ(moved, 40000u);
+  const std::string expected = "engine line\n" + chunk.substr(0, 60000) + "between\n" + chunk.substr(60000);
+  EXPECT_EQ(log_->size(), static_cast<int64_t>(expected.size()));
+  EXPECT_TRUE(ReadFrom(0) == expected);
+  EXPECT_TRUE(ReadFile(log_->path()).value() == expected);
+  EXPECT_GE(notified, 3);
+  log_->Close();
+  EXPECT_EQ(log_->MoveFrom(read_end.get(), 4096).kind, OutputMove::Kind::kRefused);
 }
 
 TEST_F(JobLogTest, ReadsStillWorkAfterTheFileIsRemoved) {

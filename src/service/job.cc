@@ -54,6 +54,9 @@ class Job::LogSink : public OutputSink {
     if (!error_) error_ = written.error();
     if (on_error) on_error(written.error());
   }
+  OutputMove Move(OutputStream /*stream*/, int fd, size_t max) override {
+    return log_->MoveFrom(fd, max);
+  }
   const std::optional<Error>& error() const { return error_; }
   std::function<void(Error)> on_error;
 

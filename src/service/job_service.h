@@ -21,7 +21,14 @@
 
 namespace sr::service {
 
-class JobService final : public proto::StepRunner::CallbackService {
+// FollowLogs is a raw method: its responses are built by hand from the log file's bytes (one
+// slice per message, no protobuf copy); every other method is an ordinary callback method.
+using JobServiceBase = proto::StepRunner::WithCallbackMethod_Run<
+    proto::StepRunner::WithCallbackMethod_Close<proto::StepRunner::WithRawCallbackMethod_FollowLogs<
+        proto::StepRunner::WithCallbackMethod_Status<
+            proto::StepRunner::WithCallbackMethod_Cancel<proto::StepRunner::Service>>>>>;
+
+class JobService final : public JobServiceBase {
  public:
   /// `stream_deadline` bounds how long shutdown waits for log streams once every job ended.
   JobService(EventLoop& loop, Supervisor& supervisor, std::map<std::string, std::string> env,
@@ -40,8 +47,9 @@ class JobService final : public proto::StepRunner::CallbackService {
   grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext* context,
                                    const proto::StatusRequest* request,
                                    proto::StatusResponse* response) override;
-  grpc::ServerWriteReactor<proto::FollowLogsResponse>* FollowLogs(
-      grpc::CallbackServerContext* context, const proto::FollowLogsRequest* request) override;
+  /// The request is a FollowLogsRequest, each response a FollowLogsResponse (follow_logs.cc).
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* FollowLogs(grpc::CallbackServerContext* context,
+                                                         const grpc::ByteBuffer* request) override;
 
   /// Loop thread. First call: every RPC answers UNAVAILABLE from now on, running jobs are
   /// cancelled gracefully (server_shutdown). Once every job has ended, their files are removed;

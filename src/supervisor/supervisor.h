@@ -82,6 +82,10 @@ struct ProcessSpec {
   /// job, a daemon): a tree never outlives its main process. Unset = SIGTERM and
   /// Options::leftover_grace.
   std::optional<StopPolicy> leftovers;
+  /// Optional, with capture_output: moves up to `max` bytes of a stream from its pipe `fd`
+  /// straight to where they go (splice), instead of reading them for on_output. Once it answers
+  /// kRefused for a pipe, that pipe is read and on_output gets its bytes from then on.
+  std::function<OutputMove(OutputStream, int fd, size_t max)> move_output;
 };
 
 /// How one member of a tree ended, for the termination record.

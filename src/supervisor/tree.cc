@@ -26,6 +26,7 @@ TreeImpl::TreeImpl(Config c)
       leftovers_(c.leftovers),
       leftover_grace_(c.leftover_grace),
       on_output_(std::move(c.on_output)),
+      move_output_(std::move(c.move_output)),
       on_exit_(std::move(c.on_exit)) {}
 
 TreeImpl::~TreeImpl() { Disarm(); }
@@ -74,6 +75,7 @@ Status TreeImpl::Start(pid_t pid, UniqueFd pidfd, std::unique_ptr<sr::Members> m
 void TreeImpl::Abandon() {
   on_exit_ = nullptr;
   on_output_ = nullptr;
+  move_output_ = nullptr;
   KillNow(ProcessRecord::Ending::kKilledForced);
 }
 
@@ -319,6 +321,7 @@ void TreeImpl::Deliver(TreeExit exit) {
   auto cb = std::move(on_exit_);
   on_exit_ = nullptr;
   on_output_ = nullptr;
+  move_output_ = nullptr;
   if (owner_) owner_->TreeDelivered(id_);  // live_trees() drops before the callback runs
   owner_ = nullptr;
   loop_ = nullptr;
@@ -347,6 +350,7 @@ void TreeImpl::Detach() {
   phase_ = Phase::kDelivered;
   on_exit_ = nullptr;
   on_output_ = nullptr;
+  move_output_ = nullptr;
   owner_ = nullptr;
   loop_ = nullptr;
 }

@@ -38,6 +38,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
     StopPolicy leftovers;  // how members left after the main process are stopped
     Duration leftover_grace{};  // also: how long to wait for pipes held outside the tree
     Supervisor::OutputCallback on_output;
+    std::function<OutputMove(OutputStream, int, size_t)> move_output;  // ProcessSpec::move_output
     Supervisor::ExitCallback on_exit;
   };
   explicit TreeImpl(Config config);
@@ -89,6 +90,12 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
     OutputStream stream;
     UniqueFd fd;
     EventLoop::WatchId watch = 0;
+    // Set once a read found the pipe full: the pipe was grown to 1 MiB and is read in pieces of
+    // up to 1 MiB (through `big`, allocated at the first read that needs it), so a chatty step
+    // costs a few large reads and writes instead of many 64 KiB ones.
+    bool grown = false;
+    std::unique_ptr<char[]> big;
+    bool refused_move = false;  // move_output said kRefused: read from now on
   };
 
   // Where the tree is. Each phase waits for one thing; these are the only transitions:
@@ -127,6 +134,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
 
   Status WatchPipe(Pipe& p);
   void ReadPipe(Pipe& p, bool drain);
+  void GrowPipe(Pipe& p);
   void ClosePipe(Pipe& p);
   void DrainPipes();
   bool PipesClosed() const { return !out_.fd.valid() && !err_.fd.valid(); }
@@ -138,6 +146,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   const StopPolicy leftovers_;
   const Duration leftover_grace_;
   Supervisor::OutputCallback on_output_;
+  std::function<OutputMove(OutputStream, int, size_t)> move_output_;
   Supervisor::ExitCallback on_exit_;
 
   Phase phase_ = Phase::kNew;

@@ -10,12 +10,15 @@
 namespace sr {
 namespace {
 
-// Reads per readiness callback, so one chatty tree cannot starve the rest of the loop; the
+// Bytes per readiness callback, so one chatty tree cannot starve the rest of the loop; the
 // watch is level-triggered and comes back for the remainder.
-constexpr int kReadsPerWakeup = 16;
-// Reads per drain. Normally a drain meets EOF at once (every writer is dead), but a writer we
+constexpr size_t kBytesPerWakeup = 1024 * 1024;
+// Bytes per drain. Normally a drain meets EOF at once (every writer is dead), but a writer we
 // cannot see (fallback: it cleared its environment) must not keep the loop here forever.
-constexpr int kReadsPerDrain = 256;
+constexpr size_t kBytesPerDrain = 16 * 1024 * 1024;
+// A pipe's default capacity (64 KiB) and the size it grows to once a step fills it.
+constexpr size_t kSmallRead = 64 * 1024;
+constexpr size_t kBigRead = 1024 * 1024;
 
 }  // namespace
 
@@ -37,13 +40,32 @@ Status TreeImpl::WatchPipe(Pipe& p) {
 }
 
 void TreeImpl::ReadPipe(Pipe& p, bool drain) {
-  char buf[65536];
-  const int limit = drain ? kReadsPerDrain : kReadsPerWakeup;
-  for (int n = 0; n < limit; ++n) {
+  char small[kSmallRead];
+  const size_t budget = drain ? kBytesPerDrain : kBytesPerWakeup;
+  for (size_t done = 0; done < budget;) {
     if (!p.fd.valid()) return;
-    ssize_t r = ::read(p.fd.get(), buf, sizeof buf);
+    if (move_output_ && on_output_ && !p.refused_move) {
+      OutputMove m = move_output_(p.stream, p.fd.get(), p.grown ? kBigRead : kSmallRead);
+      if (m.kind == OutputMove::Kind::kMoved) {
+        done += m.bytes;
+        if (!p.grown && m.bytes == kSmallRead) GrowPipe(p);
+        continue;
+      }
+      if (m.kind == OutputMove::Kind::kEmpty) return;
+      if (m.kind == OutputMove::Kind::kEnd) {
+        ClosePipe(p);
+        return;
+      }
+      p.refused_move = true;  // and read what is there
+    }
+    if (p.grown && !p.big) p.big = std::make_unique_for_overwrite<char[]>(kBigRead);
+    char* buf = p.grown ? p.big.get() : small;
+    const size_t size = p.grown ? kBigRead : kSmallRead;
+    ssize_t r = ::read(p.fd.get(), buf, size);
     if (r > 0) {
+      done += static_cast<size_t>(r);
       if (on_output_) on_output_(p.stream, std::string_view(buf, static_cast<size_t>(r)));
+      if (!p.grown && static_cast<size_t>(r) == kSmallRead) GrowPipe(p);
       continue;
     }
     if (r < 0 && errno == EINTR) continue;
@@ -51,6 +73,16 @@ void TreeImpl::ReadPipe(Pipe& p, bool drain) {
     ClosePipe(p);  // EOF (or an error, which ends the stream just the same)
     return;
   }
+}
+
+// Only a step that filled its pipe gets the bigger one: pipe pages count against the user's
+// budget (fs/pipe-user-pages-soft, 64 MiB by default), past which the kernel gives every new pipe
+// of that user two pages, so a thousand quiet steps must not each hold 1 MiB. If the kernel
+// refuses (that budget, fs/pipe-max-size), the pipe keeps its size and is read in big pieces
+// anyway.
+void TreeImpl::GrowPipe(Pipe& p) {
+  (void)::fcntl(p.fd.get(), F_SETPIPE_SZ, static_cast<int>(kBigRead));
+  p.grown = true;
 }
 
 void TreeImpl::ClosePipe(Pipe& p) {
