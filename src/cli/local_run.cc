@@ -200,13 +200,10 @@ int RunLocally(LocalRunRequest req) {
   const std::optional<std::string> daemon = docker::DaemonSocket(runner_env);
   bool cleanup_done = !daemon.has_value();
   if (daemon) {
-    docker::RemoveDeadInstanceContainers(**loop, *daemon, [&](auto removed) {
+    docker::RemoveDeadInstanceLeftovers(**loop, *daemon, [&](auto removed) {
       cleanup_done = true;
       if (removed.ok() && !removed->empty()) {
-        std::string list;
-        for (const auto& c : *removed) list += (list.empty() ? "" : ", ") + c;
-        std::fprintf(stderr, "step-runner: removed %zu container(s) of dead runner instances: %s\n",
-                     removed->size(), list.c_str());
+        std::fprintf(stderr, "step-runner: %s\n", removed->Line().c_str());
       }
     });
   }
