@@ -7,7 +7,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -191,6 +194,63 @@ INSTANTIATE_TEST_SUITE_P(Mechanisms, RunnerDeath,
                                            Mode{"cgroupNoGuardian", true, false},
                                            Mode{"fallbackNoGuardian", false, false}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace sr::test
+
+namespace sr::test {
+namespace {
+
+// Every `.clone-*` / `.tree-*` directory in the git cache under `tmp`.
+std::vector<std::string> GitTemps(const std::string& tmp) {
+  std::vector<std::string> out;
+  const std::string cache = tmp + "/step-runner-cache";
+  if (!std::filesystem::exists(cache)) return out;
+  for (const auto& repo : std::filesystem::directory_iterator(cache)) {
+    if (!repo.is_directory()) continue;
+    for (const auto& e : std::filesystem::directory_iterator(repo.path())) {
+      const std::string name = e.path().filename();
+      if (name.rfind(".clone-", 0) == 0 || name.rfind(".tree-", 0) == 0) out.push_back(e.path());
+    }
+  }
+  return out;
+}
+
+// A runner killed while git clones into the cache leaves a marked temporary clone; the next
+// start removes it and says so in its one line.
+TEST(RunnerDeathGit, TemporaryCloneOfAKilledRunnerGoesAtTheNextStart) {
+  BecomeSubreaper();
+  TestDir dir;
+  dir.Write("repo/steps/hello/step.yml", "spec: {}\n---\nexec:\n  command: [echo, hello]\n");
+  const std::string repo = dir / "repo";
+  ASSERT_EQ(std::system(("cd " + repo + " && git init -q -b main . && git add -A && git -c user.email=a@b "
+                         "-c user.name=t commit -qm init && git tag v1").c_str()), 0);
+  ::mkdir((dir / "tmp").c_str(), 0700);
+  const std::string steps = dir.Write(
+      "p.yml", "spec: {}\n---\nrun:\n  - name: remote\n    step: file://" + repo + "/-/hello@v1\n");
+  // A `git` that stands still once started: the runner is killed while it "clones".
+  const std::string fake = dir.Write("bin/git", "#!/bin/sh\ntouch " + dir / "cloning" + "\nexec sleep 300\n");
+  ::chmod(fake.c_str(), 0755);
+  Options o;
+  o.cwd = dir.path();
+  o.env["TMPDIR"] = dir / "tmp";
+  o.env["PATH"] = dir / "bin" + ":" + std::string(std::getenv("PATH"));
+  {
+    Child run({Binary(), "run", "-f", steps}, o);
+    ASSERT_TRUE(run.WaitForFile(dir / "cloning"));
+    run.Signal(SIGKILL);
+    run.Wait();
+  }
+  ASSERT_EQ(GitTemps(dir / "tmp").size(), 1u);  // left behind, marked
+
+  o.env.erase("PATH");
+  Output next = RunStepRunner({"run", "-f", steps}, o);
+  EXPECT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_THAT(next.out, HasSubstr("hello"));
+  EXPECT_THAT(next.err, HasSubstr("1 temporary git clone"));
+  EXPECT_THAT(GitTemps(dir / "tmp"), IsEmpty());
+  ReapOrphans();
+}
 
 }  // namespace
 }  // namespace sr::test

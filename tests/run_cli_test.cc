@@ -2,6 +2,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
 
@@ -107,6 +108,30 @@ TEST(RunCli, TrappedTermRunsCleanupAndIsCancelled) {
   auto r = nlohmann::json::parse(dir.Read("r.json"));
   EXPECT_EQ(r["status"], "cancelled");
   EXPECT_EQ(r["subStepResults"][0]["status"], "cancelled");
+}
+
+// `run … | head`: the reader is gone, so the job's output is lost. The job is cancelled and
+// cleaned up (step stopped, temp dir removed) and `run` says why, instead of dying of SIGPIPE
+// with its temp dir left behind, or running on with nobody reading.
+TEST(RunCli, ClosedStdoutCancelsTheJobAndLeavesNothing) {
+  BecomeSubreaper();
+  TestDir dir;
+  const std::string tmp = dir / "tmp";
+  ASSERT_EQ(::mkdir(tmp.c_str(), 0700), 0);
+  dir.Write("y.yml", "spec: {}\n---\nrun:\n  - name: chatty\n    script: echo $$ > " +
+                         dir / "pid" + "; exec yes hello\n");
+  const std::string line = "'" + Binary() + "' run -f '" + dir / "y.yml" +
+                           "' | head -c 6; echo \"rc=${PIPESTATUS[0]}\" >&2";
+  Child child({"/bin/bash", "-c", line}, {.env = {{"TMPDIR", tmp}}});
+  Output o = child.Wait();
+  EXPECT_EQ(o.out.size(), 6u);  // head read its 6 bytes and left
+  EXPECT_THAT(o.err, HasSubstr("rc=1"));
+  EXPECT_THAT(o.err, HasSubstr("writing the job's output to stdout: Broken pipe"));
+  auto pids = ReadPids(dir / "pid");
+  ASSERT_EQ(pids.size(), 1u);
+  EXPECT_FALSE(ProcessAlive(pids[0]));
+  EXPECT_EQ(::rmdir(tmp.c_str()), 0) << "the run left something in its TMPDIR";
+  ReapOrphans();
 }
 
 TEST(RunCli, TimeoutExits124) {

@@ -28,8 +28,9 @@ namespace sr::cli {
 namespace {
 
 // The job's output on our stdout/stderr. When they are files and the disk is full (or EIO), the
-// output is lost: the job fails with kind internal (contract section 7 item 2). A reader that went
-// away (EPIPE, `run | head`) is not lost output.
+// output is lost: the job fails with kind internal (contract section 7 item 2). So does a reader
+// that went away (EPIPE, `run … | head`): the job is cancelled and cleaned up, as any lost output,
+// instead of running on with nobody reading (SIGPIPE is ignored: main.cc).
 class StdioSink : public OutputSink {
  public:
   void Write(OutputStream stream, std::string_view bytes) override {
@@ -38,7 +39,7 @@ class StdioSink : public OutputSink {
       ssize_t n = ::write(fd, bytes.data(), bytes.size());
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
-        if (errno != EPIPE && on_error) {
+        if (on_error) {
           on_error(ErrnoError(std::string("writing the job's output to ") +
                                   (fd == 1 ? "stdout" : "stderr"), errno));
         }
@@ -172,9 +173,11 @@ int RunLocally(LocalRunRequest req) {
   const std::optional<std::string> daemon = docker::DaemonSocket(runner_env);
   bool cleanup_done = !daemon.has_value();
   if (daemon) {
-    docker::RemoveDeadInstanceContainers(**loop, *daemon, [&](auto removed) {
+    docker::RemoveDeadInstanceLeftovers(**loop, *daemon, [&](auto removed) {
       cleanup_done = true;
-      std::fputs(docker::RemovedContainersLine(removed).c_str(), stderr);
+      if (removed.ok() && !removed->empty()) {
+        std::fprintf(stderr, "step-runner: %s\n", removed->Line().c_str());
+      }
     });
   }
   if (auto guarded = docker::DaemonToGuard(runner_env, req.job_vars, req.flags.docker)) {

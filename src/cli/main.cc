@@ -2,6 +2,7 @@
 //
 // main() is a table of contents: parse the command line, run the chosen command, exit with its
 // code. Signals, the event loop and the supervisor are set up by each command that needs them.
+#include <csignal>
 #include <malloc.h>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +15,9 @@ int main(int argc, char** argv) {
   // allocations (strings, map nodes) with larger ones (protobuf, buffers) at every step. About
   // 8% of the runner's own CPU per trivial step (docs/performance.md, issue 17).
   ::mallopt(M_MXFAST, 0);
+  // A closed stdout (`run … | head`) is an error the job reports and cleans up after, never a
+  // death that leaves its temp dir behind. Steps get the default back (spawn.cc resets it).
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"step-runner: runs CI steps; graceful cancellation that leaves nothing behind"};
   app.require_subcommand(0, 1);
   int exit_code = 0;

@@ -5,7 +5,8 @@
 //   STEP_RUNNER_CONTROLLERS=off  no per-step resource groups: limits refused, usage from wait4
 //   STEP_RUNNER_ACCOUNTING=full  accounting groups for every step, not only those with limits
 //   STEP_RUNNER_GUARDIAN=off  no guardian (the tests use it to leave leftovers for the next start)
-//   STEP_RUNNER_DEBUG      the supervisor says which mechanism it chose, and why, on stderr
+//   STEP_RUNNER_DEBUG      the supervisor says which mechanism it chose, and why, on stderr;
+//                          `serve` logs every event-loop turn over 20 ms (wall and CPU time)
 #pragma once
 
 #include <map>

@@ -8,8 +8,8 @@
 // container's stop signal, SIGKILL when the job's remaining grace runs out), removes them with
 // their anonymous volumes and removes the networks the job created — all in parallel, on the
 // event loop. A container labelled io.step-runner.keep=true is left running, on purpose and on
-// the record. A runner that died leaves its containers to the next one's cleanup, which finds
-// them by their instance label.
+// the record. A runner that died leaves its containers and networks to the next one's cleanup,
+// which finds them by their instance label.
 #pragma once
 
 #include <functional>
@@ -100,13 +100,19 @@ class DockerGuard {
   TempDir short_dir_;  // only when the job dir's path is too long for a socket
 };
 
+/// What a runner's start removed of dead runner instances (descriptions "<id12> <name>").
+struct DeadInstanceCleanup {
+  std::vector<std::string> containers, networks;
+  bool empty() const;
+  /// The one log line: `removed 1 container(s) and 1 network(s) of dead runner instances: …`.
+  std::string Line() const;
+};
+
 /// A runner's start: removes (force, with anonymous volumes) every container whose instance
-/// label names a dead runner instance (see InstanceAlive), except those labelled keep. Calls
-/// `done` on the loop with one description per removed container ("<id12> <name>").
-void RemoveDeadInstanceContainers(EventLoop& loop, const std::string& daemon_socket,
-                                  std::function<void(Result<std::vector<std::string>>)> done);
-/// The runner's line on stderr for what RemoveDeadInstanceContainers removed; "" when nothing.
-std::string RemovedContainersLine(const Result<std::vector<std::string>>& removed);
+/// label names a dead runner instance (see InstanceAlive), then every network so labelled (the
+/// proxy labels network creates too), except those labelled keep. Calls `done` on the loop.
+void RemoveDeadInstanceLeftovers(EventLoop& loop, const std::string& daemon_socket,
+                                 std::function<void(Result<DeadInstanceCleanup>)> done);
 
 /// The log line for one record, e.g. `docker: container 3f2a1b0c9d8e web (image busybox):
 /// ended by SIGTERM; removed`.

@@ -86,48 +86,99 @@ bool InstanceAlive(const std::string& instance) {
   return !start.empty() && start == p->start;
 }
 
-std::string RemovedContainersLine(const Result<std::vector<std::string>>& removed) {
-  if (!removed.ok() || removed->empty()) return "";
-  std::string list;
-  for (const auto& c : *removed) list += (list.empty() ? "" : ", ") + c;
-  return "step-runner: removed " + std::to_string(removed->size()) +
-         " container(s) of dead runner instances: " + list + "\n";
+namespace {
+
+// True for an object whose labels name a dead instance and do not ask to be kept.
+bool OfADeadInstance(const json& item) {
+  auto labels = item.value("Labels", json::object());
+  if (!labels.is_object() || labels.value(kKeepLabel, "") == "true") return false;
+  return !InstanceAlive(labels.value(kInstanceLabel, ""));
 }
 
-void RemoveDeadInstanceContainers(EventLoop& loop, const std::string& daemon_socket,
-                                  std::function<void(Result<std::vector<std::string>>)> done) {
+std::string InstanceFilter() {
   json filters = {{"label", json::array({std::string(kInstanceLabel)})}};
+  return UrlEncode(filters.dump());
+}
+
+// DELETE of every listed path; `done` once all have answered, with the descriptions of those
+// that are gone (204, or 404: gone already).
+void DeleteAll(EventLoop& loop, const std::string& socket,
+               std::vector<std::pair<std::string, std::string>> paths_and_descriptions,
+               std::function<void(std::vector<std::string>)> done) {
+  auto removed = std::make_shared<std::vector<std::string>>();
+  auto left = std::make_shared<size_t>(paths_and_descriptions.size() + 1);
+  auto one_done = [removed, left, done] {
+    if (--*left == 0) done(std::move(*removed));
+  };
+  for (auto& [path, description] : paths_and_descriptions) {
+    ApiCall(loop, socket, "DELETE", path, "", [removed, one_done, description](Result<ApiResponse> d) {
+      if (d.ok() && (d->status == 204 || d->status == 200 || d->status == 404)) removed->push_back(description);
+      one_done();
+    });
+  }
+  one_done();
+}
+
+}  // namespace
+
+bool DeadInstanceCleanup::empty() const { return containers.empty() && networks.empty(); }
+
+std::string DeadInstanceCleanup::Line() const {
+  std::string what, list;
+  if (!containers.empty()) what = std::to_string(containers.size()) + " container(s)";
+  if (!networks.empty()) {
+    what += (what.empty() ? "" : " and ") + std::to_string(networks.size()) + " network(s)";
+  }
+  for (const auto& c : containers) list += (list.empty() ? "" : ", ") + c;
+  for (const auto& n : networks) list += (list.empty() ? "network " : ", network ") + n;
+  return "removed " + what + " of dead runner instances: " + list;
+}
+
+void RemoveDeadInstanceLeftovers(EventLoop& loop, const std::string& daemon_socket,
+                                 std::function<void(Result<DeadInstanceCleanup>)> done) {
   auto socket = std::make_shared<std::string>(daemon_socket);
-  ApiCall(loop, daemon_socket, "GET", "/containers/json?all=1&filters=" + UrlEncode(filters.dump()), "",
-          [&loop, socket, done](Result<ApiResponse> r) {
+  auto cleanup = std::make_shared<DeadInstanceCleanup>();
+  // Networks second: the daemon refuses to remove one that a container still uses.
+  auto networks = [&loop, socket, cleanup, done] {
+    ApiCall(loop, *socket, "GET", "/networks?filters=" + InstanceFilter(), "",
+            [&loop, socket, cleanup, done](Result<ApiResponse> r) {
+              json list = r.ok() && r->status == 200 ? json::parse(r->body, nullptr, false) : json();
+              if (!list.is_array()) {
+                return done(InternalError("docker: listing networks on " + *socket + " failed: " +
+                                          (r.ok() ? r->body : r.error().message)));
+              }
+              std::vector<std::pair<std::string, std::string>> doomed;
+              for (const auto& n : list) {
+                if (!n.is_object() || !OfADeadInstance(n)) continue;
+                const std::string id = n.value("Id", "");
+                doomed.emplace_back("/networks/" + id, id.substr(0, 12) + " " + n.value("Name", ""));
+              }
+              DeleteAll(loop, *socket, std::move(doomed), [cleanup, done](std::vector<std::string> gone) {
+                cleanup->networks = std::move(gone);
+                done(std::move(*cleanup));
+              });
+            });
+  };
+  ApiCall(loop, daemon_socket, "GET", "/containers/json?all=1&filters=" + InstanceFilter(), "",
+          [&loop, socket, cleanup, done, networks](Result<ApiResponse> r) {
             json list = r.ok() && r->status == 200 ? json::parse(r->body, nullptr, false) : json();
             if (!list.is_array()) {
               return done(InternalError("docker: listing containers on " + *socket + " failed: " +
                                         (r.ok() ? r->body : r.error().message)));
             }
-            auto removed = std::make_shared<std::vector<std::string>>();
-            auto left = std::make_shared<size_t>(1);  // one for the loop below
-            auto one_done = [removed, left, done] {
-              if (--*left == 0) done(std::move(*removed));
-            };
+            std::vector<std::pair<std::string, std::string>> doomed;
             for (const auto& c : list) {
-              auto labels = c.value("Labels", json::object());
-              if (!labels.is_object() || labels.value(kKeepLabel, "") == "true") continue;
-              if (InstanceAlive(labels.value(kInstanceLabel, ""))) continue;
+              if (!c.is_object() || !OfADeadInstance(c)) continue;
               const std::string id = c.value("Id", "");
               auto names = c.value("Names", json::array());
               std::string name = names.empty() || !names[0].is_string() ? "" : names[0].get<std::string>();
               if (name.starts_with("/")) name.erase(0, 1);
-              ++*left;
-              ApiCall(loop, *socket, "DELETE", "/containers/" + id + "?v=1&force=1", "",
-                      [removed, one_done, id, name](Result<ApiResponse> d) {
-                        if (d.ok() && (d->status == 204 || d->status == 404)) {
-                          removed->push_back(id.substr(0, 12) + " " + name);
-                        }
-                        one_done();
-                      });
+              doomed.emplace_back("/containers/" + id + "?v=1&force=1", id.substr(0, 12) + " " + name);
             }
-            one_done();
+            DeleteAll(loop, *socket, std::move(doomed), [cleanup, networks](std::vector<std::string> gone) {
+              cleanup->containers = std::move(gone);
+              networks();
+            });
           });
 }
 

@@ -194,7 +194,9 @@ class Proxy::Connection {
         rewrite_ = false;
         held_.clear();
         request_->on_start = [this] {
-          if (IsContainerCreate(request_->method(), PathOf(request_->target()))) {
+          // Networks carry the labels too: a dead runner's are found by them (instance.cc).
+          const std::string path = PathOf(request_->target());
+          if (IsContainerCreate(request_->method(), path) || IsNetworkCreate(request_->method(), path)) {
             rewrite_ = true;
             request_->Capture(kMaxCreateBody);
           }
@@ -228,7 +230,9 @@ class Proxy::Connection {
         return;
       }
       up_.out += Relabelled(*request_, held_);
-      if (proxy_.hooks_.container_create) proxy_.hooks_.container_create();
+      if (proxy_.hooks_.container_create && IsContainerCreate(request_->method(), path)) {
+        proxy_.hooks_.container_create();
+      }
     }
     Sent s;
     s.head = request_->method() == "HEAD";

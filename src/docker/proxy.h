@@ -17,7 +17,7 @@
 namespace sr::docker {
 
 struct ProxyHooks {
-  /// Labels added to every container create.
+  /// Labels added to every container and network create.
   std::map<std::string, std::string> create_labels;
   /// Called for every container create passed on (before the daemon answers).
   std::function<void()> container_create;

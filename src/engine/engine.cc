@@ -77,8 +77,15 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options) {
   const bool root_exec = step.file.definition.kind == stepfile::Definition::Kind::kExec;
   if (root_exec && st.observer) st.observer->StepStarted("");
   const auto root_started = Clock::now();
+  // The steps start on a turn of their own: several jobs started in one turn (the service posts
+  // each Run's setup) do not add up their first steps' work in it (contract 7.4).
+  engine::ChargeWork(st, engine::kWorkSlice);
+  co_await engine::YieldIfBusy(st);
   engine::StepOutcome outcome =
       co_await engine::RunStep(st, top, std::move(step), std::move(inputs), engine::Env(), &st.root);
+  // And the record of the end on one more: the steps' scopes and values were just freed.
+  engine::ChargeWork(st, engine::kWorkSlice);
+  co_await engine::YieldIfBusy(st);
   if (root_exec && st.observer && outcome.has_result) {
     st.observer->StepFinished("", st.root.result.status(), Clock::now() - root_started,
                               st.root.result);
@@ -148,6 +155,22 @@ void MaskStrings(const Engine::State& st, google::protobuf::Message* m) {
 
 void Engine::State::MaskMessage(google::protobuf::Message* m) const {
   if (!options.secrets.empty()) MaskStrings(*this, m);
+}
+
+std::shared_ptr<void> Engine::DetachResults() {
+  State& st = *state_;
+  auto root = std::make_shared<engine::ResultNode>(std::move(st.root));
+  st.root = engine::ResultNode{};
+  // Process trees belong to the loop: they stay here, only records go.
+  std::vector<engine::ResultNode*> stack{root.get()};
+  while (!stack.empty()) {
+    engine::ResultNode* n = stack.back();
+    stack.pop_back();
+    n->tree.reset();
+    n->cancel = nullptr;
+    for (auto& c : n->children) stack.push_back(c.get());
+  }
+  return root;
 }
 
 proto::StepResult Engine::Snapshot() const {

@@ -107,6 +107,10 @@ class Engine {
 
   /// The result tree so far (running steps show `running` / `cancelling`), masked.
   proto::StepResult Snapshot() const;
+  /// Once the run has ended: hands the result tree over, for the caller to free where it likes
+  /// (a tree holding megabytes of values takes milliseconds to free; the service frees it off
+  /// the event loop). Snapshot() is empty afterwards.
+  std::shared_ptr<void> DetachResults();
 
   /// Pre-deadline warning: sends `signo` (0 = none) to every process of every running exec step
   /// and starts the `diagnose:` steps of the running sequences, with `${{ run.pids }}`.

@@ -118,8 +118,10 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   if (expressions) {
     view["output_file"] = files->output();
     view["export_file"] = files->exports();
+    ChargeWork(st, inputs);
+    co_await YieldIfBusy(st);
   }
-  auto def_env = ExpandDefinitionEnv(def, view);
+  auto def_env = co_await ExpandDefinitionEnv(st, def, view);
   if (!def_env.ok()) co_return StepOutcome{true, def_env.error()};
   for (const auto& [k, v] : *def_env) env[k] = v;
   for (const auto& [k, v] : env) (*node->result.mutable_env())[k] = v;
@@ -127,16 +129,15 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
 
   ProcessSpec spec;
   for (const auto& raw : def.command) {
-    auto arg = expr::ExpandString(raw, view);
+    auto arg = co_await ExpandStringCharged(st, raw, view);
     if (!arg.ok()) {
-      co_return StepOutcome{true, AsFailure(arg.error()).Wrap("exec: interpolate command argument \"" + raw + "\"")};
+      co_return StepOutcome{true, arg.error().Wrap("exec: interpolate command argument \"" + raw + "\"")};
     }
-    if (Status c = ChargeExpansion(st, arg->size()); !c.ok()) co_return StepOutcome{true, c.error().Wrap("exec")};
-    spec.argv.push_back(*arg);
+    spec.argv.push_back(std::move(*arg));
   }
-  auto work_dir = expr::ExpandString(def.work_dir, view);
+  auto work_dir = co_await ExpandStringCharged(st, def.work_dir, view);
   if (!work_dir.ok()) {
-    co_return StepOutcome{true, AsFailure(work_dir.error()).Wrap("exec: interpolate workdir \"" + def.work_dir + "\"")};
+    co_return StepOutcome{true, work_dir.error().Wrap("exec: interpolate workdir \"" + def.work_dir + "\"")};
   }
   spec.work_dir = work_dir->empty() ? st.options.work_dir : *work_dir;
   for (const auto& [k, v] : env) spec.env.push_back(k + "=" + v);

@@ -10,6 +10,8 @@
 #include <filesystem>
 
 #include "engine/command.h"
+#include "supervisor/leftovers.h"
+#include "util/owner.h"
 #include "util/tempdir.h"
 
 namespace sr::engine {
@@ -64,6 +66,15 @@ bool Exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
+// A temporary directory marked as this runner's (util/owner.h): if the runner is killed while
+// git works in it, the next runner started with the same TMPDIR removes it (leftovers.h).
+Result<TempDir> OwnedTemp(const char* prefix, const std::string& parent) {
+  auto tmp = TempDir::Create(prefix, parent);
+  if (!tmp.ok()) return tmp.error();
+  if (Status marked = MarkOwned(tmp->path()); !marked.ok()) return marked.error();
+  return tmp;
+}
+
 }  // namespace
 
 GitCache::GitCache(Supervisor& sup, std::string dir, std::vector<std::string> env)
@@ -107,12 +118,14 @@ Task<Result<std::string>> GitCache::Checkout(std::string url, std::string rev,
   const std::string bare = repo_dir + "/.git";
   if (!Exists(bare)) {
     std::filesystem::create_directories(repo_dir, ec);
-    auto tmp = TempDir::Create(".clone-", repo_dir);
+    auto tmp = OwnedTemp(kGitCloneTemp, repo_dir);
     if (!tmp.ok()) co_return tmp.error();
-    const std::vector<std::string> clone{"clone", "--quiet", "--bare", "--", url, tmp->path()};
+    // Into a directory inside the marked one: git clones only into an empty directory.
+    const std::string target = tmp->path() + "/repo.git";
+    const std::vector<std::string> clone{"clone", "--quiet", "--bare", "--", url, target};
     auto cloned = co_await Git(clone, cancel);
     if (!cloned.ok()) co_return cloned.error().Wrap("fetching git step");
-    if (::rename(tmp->path().c_str(), bare.c_str()) != 0 && !Exists(bare)) {
+    if (::rename(target.c_str(), bare.c_str()) != 0 && !Exists(bare)) {
       co_return fail("rename into cache: " + std::string(std::strerror(errno)));
     }
   }
@@ -139,17 +152,19 @@ Task<Result<std::string>> GitCache::Checkout(std::string url, std::string rev,
   }
   const std::string tree_dir = repo_dir + "/" + hash;
   if (Exists(tree_dir)) co_return tree_dir;
-  auto tmp = TempDir::Create(".tree-", repo_dir);
+  auto tmp = OwnedTemp(kGitTreeTemp, repo_dir);
   if (!tmp.ok()) co_return tmp.error();
   // A private index file: the shared bare repository's own index is never touched, so two
-  // checkouts of different commits can run side by side.
-  const std::string index = tmp->path() + ".index";
-  const std::vector<std::string> checkout{"--git-dir", bare,    "--work-tree", tmp->path(), "checkout",
+  // checkouts of different commits can run side by side. The tree goes in a directory of its
+  // own inside the marked one, so the mark is not part of the checkout.
+  const std::string index = tmp->path() + "/index";
+  const std::string tree = tmp->path() + "/tree";
+  if (::mkdir(tree.c_str(), 0700) != 0) co_return fail("creating " + tree + ": " + std::strerror(errno));
+  const std::vector<std::string> checkout{"--git-dir", bare,    "--work-tree", tree, "checkout",
                                           "--quiet",   "--force", hash,         "--",        "."};
   auto out = co_await Git(checkout, cancel, "GIT_INDEX_FILE=" + index);
-  ::unlink(index.c_str());
   if (!out.ok()) co_return out.error().Wrap("fetching git step");
-  if (::rename(tmp->path().c_str(), tree_dir.c_str()) != 0 && !Exists(tree_dir)) {
+  if (::rename(tree.c_str(), tree_dir.c_str()) != 0 && !Exists(tree_dir)) {
     co_return fail("rename into cache: " + std::string(std::strerror(errno)));
   }
   co_return tree_dir;

@@ -139,6 +139,7 @@ struct Engine::State {
   int file_counter = 0;
   engine::StepFilePool files{&options.temp_dir};  // exec steps' idle output/export files
   size_t expanded_bytes = 0;  // every value expansion produced so far (ChargeExpansion)
+  size_t work_since_yield = 0;  // bytes copied or made since the job last let the loop go
   std::unique_ptr<engine::GitCache> git;
   std::vector<engine::Scope*> running_sequences;  // innermost last, for diagnose steps
   int pending_diagnose = 0;                        // diagnose lists still running
@@ -165,6 +166,22 @@ namespace engine {
 Status ChargeExpansion(Engine::State& st, size_t bytes);
 /// About what a value costs in memory: its strings plus 16 bytes per node.
 size_t ValueBytes(const json& value);
+/// expr::ExpandString / expr::Expand of `raw` in `view`, charged to the job: the expansion stops
+/// where the job's total (expr::kMaxExpandedBytes) would be passed, with an error saying so, and
+/// a large one is made on the loop's helper thread (engine/expand.cc). Expression errors are the
+/// step's failure (AsFailure). `raw` and `view` must stay unchanged until the task is done.
+Task<Result<std::string>> ExpandStringCharged(Engine::State& st, const std::string& raw,
+                                              const json& view);
+Task<Result<json>> ExpandCharged(Engine::State& st, const json& raw, const json& view);
+/// The work meter (contract 7.4): copying or making large values is charged here, and once
+/// kWorkSlice bytes were charged since the job last let the loop go, YieldIfBusy() lets it go:
+/// the rest of the step goes on in a later turn, after whatever else was waiting. No job holds
+/// the loop for long, whatever the size of its values; small steps never yield.
+inline constexpr size_t kWorkSlice = size_t{1} << 20;
+void ChargeWork(Engine::State& st, size_t bytes);
+/// ChargeWork() of what `value` costs (expr::ValueSize, counted up to kWorkSlice).
+void ChargeWork(Engine::State& st, const json& value);
+Task<bool> YieldIfBusy(Engine::State& st);
 /// Runs one invocation of a sequence: load, check and expand inputs, run, record.
 /// The result node is added under caller.node once the step is loaded.
 Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile::Invocation& inv);
@@ -202,8 +219,10 @@ Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs)
 Scope CallerScope(const Scope& caller);
 /// A scope for one `run:` item with limits or a timeout of its own: CallerScope with the inputs.
 Scope ItemScope(const Scope& caller);
-/// Expands a definition's `env:` in `view` (entries see outer values, not each other).
-Result<Env> ExpandDefinitionEnv(const stepfile::Definition& def, const json& view);
+/// Expands a definition's `env:` in `view` (entries see outer values, not each other), charged
+/// to the job (ExpandStringCharged).
+Task<Result<Env>> ExpandDefinitionEnv(Engine::State& st, const stepfile::Definition& def,
+                                      const json& view);
 /// The error of a step stopped by `cancel`: kind cancelled or timed out, "<what> (cancelled)".
 Error CancelError(const CancelSource& cancel, const std::string& what);
 /// The in-process builtin named `name` (path after dist://), if there is one.
@@ -219,7 +238,7 @@ Task<Result<std::string>> FetchOciReference(Engine::State& st, const Scope& call
 Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
                                        stepfile::Reference ref, const json& caller_view);
 /// The view of `scope` with `env` as its env context: State::View, cached in scope.view.
-const json& ScopeView(const Engine::State& st, Scope& scope, const Env& env);
+const json& ScopeView(Engine::State& st, Scope& scope, const Env& env);
 /// Loads a local reference (static path) relative to `step_dir`, from the run's cache if unchanged.
 Result<LoadedStep> LoadLocalStep(Engine::State& st, const stepfile::Reference& ref,
                                  const std::string& step_dir);

@@ -24,35 +24,6 @@ Error NotFound(const stepfile::Invocation& inv, const Error& e) {
 
 }  // namespace
 
-Status ChargeExpansion(Engine::State& st, size_t bytes) {
-  st.expanded_bytes += bytes;
-  if (st.expanded_bytes > expr::kMaxExpandedBytes) {
-    return FailedError("expanded values of the job exceed the limit of " +
-                       std::to_string(expr::kMaxExpandedBytes) + " bytes");
-  }
-  return Ok();
-}
-
-size_t ValueBytes(const json& value) {
-  size_t total = 0;
-  std::vector<const json*> stack{&value};  // iterative: values may nest deeply
-  while (!stack.empty()) {
-    const json* v = stack.back();
-    stack.pop_back();
-    total += 16;
-    if (v->is_string()) total += v->get_ref<const std::string&>().size();
-    if (v->is_object()) {
-      for (const auto& [k, item] : v->items()) {
-        total += k.size();
-        stack.push_back(&item);
-      }
-    } else if (v->is_array()) {
-      for (const auto& item : *v) stack.push_back(&item);
-    }
-  }
-  return total;
-}
-
 Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile::Invocation& inv) {
   // A reference into caller.view: nothing else runs in this scope until this step is done.
   // Built (or brought up to date: that converts the whole environment) only when something here
@@ -63,6 +34,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   const json* view_ptr = fixed_ref && inv.inputs.empty() && inv.env.empty()
                              ? &kNoView
                              : &ScopeView(st, caller, Overlay(caller.ambient_env, st.exports));
+  co_await YieldIfBusy(st);
 
   auto loaded = co_await LoadReference(st, caller, inv.step, *view_ptr);
   if (!loaded.ok()) co_return StepOutcome{false, NotFound(inv, loaded.error())};
@@ -103,13 +75,9 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   for (const auto& [name, raw] : inv.inputs) {
     auto decl = spec.inputs.find(name);
     if (loaded->any_inputs) {
-      auto value = expr::Expand(raw, *view_ptr);
+      auto value = co_await ExpandCharged(st, raw, *view_ptr);
       if (!value.ok()) {
-        co_return StepOutcome{
-            false, LoadError(inv.name, AsFailure(value.error()).Wrap("expand input \"" + name + "\""))};
-      }
-      if (Status c = ChargeExpansion(st, ValueBytes(*value)); !c.ok()) {
-        co_return StepOutcome{false, LoadError(inv.name, c.error().Wrap("expand input \"" + name + "\""))};
+        co_return StepOutcome{false, LoadError(inv.name, value.error().Wrap("expand input \"" + name + "\""))};
       }
       inputs[name] = std::move(*value);
       continue;
@@ -119,10 +87,10 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
           false, LoadError(inv.name, FailedError("step does not accept input with name \"" +
                                                  name + "\""))};
     }
-    auto value = expr::Expand(raw, *view_ptr);
+    Result<json> value = json();
     if (auto text = inv.text_inputs.find(name); text != inv.text_inputs.end()) {
       // `run REF --inputs k=v`: the text is typed by the declared type (`who=123` is "123").
-      auto expanded = expr::ExpandString(text->second, *view_ptr);
+      auto expanded = co_await ExpandStringCharged(st, text->second, *view_ptr);
       if (!expanded.ok()) {
         value = expanded.error();
       } else if (auto typed = stepfile::ValueFromText(decl->second.type, *expanded); typed.ok()) {
@@ -131,6 +99,8 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
         co_return StepOutcome{
             false, LoadError(inv.name, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
       }
+    } else {
+      value = co_await ExpandCharged(st, raw, *view_ptr);
     }
     if (!value.ok()) {
       co_return StepOutcome{false,
@@ -140,21 +110,15 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     if (!typed.ok()) {
       co_return StepOutcome{false, LoadError(inv.name, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
     }
-    if (Status c = ChargeExpansion(st, ValueBytes(*value)); !c.ok()) {
-      co_return StepOutcome{false, LoadError(inv.name, c.error().Wrap("expand input \"" + name + "\""))};
-    }
     inputs[name] = std::move(*value);
   }
   Env inv_env;
   for (const auto& [k, raw] : inv.env) {
-    auto value = expr::ExpandString(raw, *view_ptr);
+    auto value = co_await ExpandStringCharged(st, raw, *view_ptr);
     if (!value.ok()) {
-      co_return StepOutcome{false, LoadError(inv.name, AsFailure(value.error()).Wrap("env \"" + k + "\""))};
+      co_return StepOutcome{false, LoadError(inv.name, value.error().Wrap("env \"" + k + "\""))};
     }
-    if (Status c = ChargeExpansion(st, value->size()); !c.ok()) {
-      co_return StepOutcome{false, LoadError(inv.name, c.error().Wrap("env \"" + k + "\""))};
-    }
-    inv_env[k] = *value;
+    inv_env[k] = std::move(*value);
   }
 
   unset.Now();
@@ -234,6 +198,8 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
     }
     inputs[name] = *decl.default_value;  // defaults are never expanded
   }
+  ChargeWork(st, inputs);
+  co_await YieldIfBusy(st);
   // Sensitive inputs are masked whoever set them: caller, default, `run --inputs` (the root).
   for (const auto& [name, decl] : step.file.spec.inputs) {
     if (decl.sensitive && inputs.contains(name) && inputs[name].is_string()) {
@@ -241,6 +207,8 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
     }
   }
   *node->result.mutable_specdefinition() = ToProtoSpecDefinition(step.file);
+  ChargeWork(st, inputs);  // the defaults again, as protobuf values
+  co_await YieldIfBusy(st);
   node->result.set_status(proto::StepResult::running);
   Env env = Overlay(Overlay(caller.ambient_env, st.exports), invocation_env);
   const auto started = WallNow();
@@ -268,9 +236,10 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
   co_return out;
 }
 
-const json& ScopeView(const Engine::State& st, Scope& scope, const Env& env) {
+const json& ScopeView(Engine::State& st, Scope& scope, const Env& env) {
   if (!scope.view.value) {
     scope.view.value = std::make_unique<json>(st.View(scope, env));
+    ChargeWork(st, scope.inputs);
   } else {
     (*scope.view.value)["env"] = env;  // exports and the ambient env change between steps
   }
@@ -315,16 +284,6 @@ Scope ItemScope(const Scope& caller) {
   Scope s = CallerScope(caller);
   s.inputs = caller.inputs;  // an item's own expressions may read them
   return s;
-}
-
-Result<Env> ExpandDefinitionEnv(const stepfile::Definition& def, const json& view) {
-  Env out;
-  for (const auto& [k, raw] : def.env) {
-    auto v = expr::ExpandString(raw, view);
-    if (!v.ok()) return AsFailure(v.error()).Wrap("expand step env: env variable \"" + k + "\"");
-    out[k] = *v;
-  }
-  return out;
 }
 
 Error CancelError(const CancelSource& cancel, const std::string& what) {

@@ -65,6 +65,8 @@ class JobRun {
   const std::optional<CancelRequest>& cancel_request() const { return engine_.cancel_request(); }
   /// The result tree so far (masked).
   proto::StepResult Snapshot() const { return engine_.Snapshot(); }
+  /// After the end: the result tree, handed over (Engine::DetachResults).
+  std::shared_ptr<void> DetachResults() { return engine_.DetachResults(); }
   /// The termination record (masked); unset when no cancel or warning happened, or when the
   /// run succeeded in the end — unless containers were stopped at its end: then it lists them
   /// (reason step_ended when no cancel came).

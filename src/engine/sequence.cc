@@ -74,7 +74,10 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
     auto group = EnterGroup(st, self, ToLimits(*def.resources), "");
     if (!group.ok()) co_return StepOutcome{true, group.error()};
   }
-  auto def_env = ExpandDefinitionEnv(def, st.View(self, env));
+  const json def_view = st.View(self, env);
+  ChargeWork(st, inputs);
+  co_await YieldIfBusy(st);
+  auto def_env = co_await ExpandDefinitionEnv(st, def, def_view);
   if (!def_env.ok()) co_return StepOutcome{true, def_env.error()};
   self.ambient_env = Overlay(caller.ambient_env, *def_env);
   for (const auto& [k, v] : Overlay(env, *def_env)) (*node->result.mutable_env())[k] = v;
@@ -129,8 +132,8 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
     }
   } else if (def.outputs.is_object()) {
     for (auto it = def.outputs.begin(); it != def.outputs.end(); ++it) {
-      auto v = expr::Expand(it.value(), out_view);
-      if (!v.ok()) co_return StepOutcome{true, AsFailure(v.error()).Wrap("outputs: expand \"" + it.key() + "\"")};
+      auto v = co_await ExpandCharged(st, it.value(), out_view);
+      if (!v.ok()) co_return StepOutcome{true, v.error().Wrap("outputs: expand \"" + it.key() + "\"")};
       (*node->result.mutable_outputs())[it.key()] = ToProtoValue(*v);
     }
   }

@@ -5,6 +5,7 @@
 // values are walked/copied with explicit stacks (nlohmann's own copy constructor recurses once
 // per nesting level). Scanning is linear in the text; a value produced by an expression is never
 // re-scanned.
+#include <algorithm>
 #include <type_traits>
 #include <vector>
 
@@ -140,7 +141,9 @@ class Pieces {
     Release();
     RenderTo(v, out_);
   }
-  bool too_large() const { return out_.size() > kMaxExpandedBytes; }
+  explicit Pieces(size_t max_bytes) : max_bytes_(max_bytes) {}
+  bool too_large() const { return out_.size() > max_bytes_; }
+  size_t max_bytes() const { return max_bytes_; }
   Scanned Finish() && { return {held_, std::move(out_)}; }
 
  private:
@@ -149,13 +152,14 @@ class Pieces {
     RenderTo(*held_, out_);
     held_ = nullptr;
   }
+  size_t max_bytes_;
   bool started_ = false;
   const Value* held_ = nullptr;
   std::string out_;
 };
 
-Result<Scanned> Scan(std::string_view text, const Value& view) {
-  Pieces pieces;
+Result<Scanned> Scan(std::string_view text, const Value& view, size_t max_bytes) {
+  Pieces pieces(max_bytes);
   size_t depth = 0;  // size_t: 10 000 nested openers are just a count, never a stack
   size_t open = 0;   // where the outermost expression's body starts
   size_t i = 0;
@@ -184,7 +188,7 @@ Result<Scanned> Scan(std::string_view text, const Value& view) {
         if (!value.ok()) return value.error();
         pieces.Expression(**value);
         if (pieces.too_large()) {
-          return InvalidError("expanded value larger than " + std::to_string(kMaxExpandedBytes) +
+          return InvalidError("expanded value larger than " + std::to_string(pieces.max_bytes()) +
                               " bytes");
         }
       }
@@ -200,8 +204,8 @@ Result<Scanned> Scan(std::string_view text, const Value& view) {
   return std::move(pieces).Finish();
 }
 
-Result<Value> ExpandTyped(const std::string& text, const Value& view) {
-  auto scanned = Scan(text, view);
+Result<Value> ExpandTyped(const std::string& text, const Value& view, size_t max_bytes) {
+  auto scanned = Scan(text, view, max_bytes);
   if (!scanned.ok()) return scanned.error();
   if (scanned->single != nullptr) return Copy(*scanned->single);
   return Value(std::move(scanned->text));
@@ -225,14 +229,91 @@ bool ContainsExpression(std::string_view text) {
 }
 
 Result<Value> Expand(const Value& value, const Value& view) {
-  return Walk(value, [&view](const std::string& s) { return ExpandTyped(s, view); });
+  return Expand(value, view, kMaxExpandedBytes);
+}
+
+Result<Value> Expand(const Value& value, const Value& view, size_t max_bytes) {
+  return Walk(value, [&view, max_bytes](const std::string& s) { return ExpandTyped(s, view, max_bytes); });
 }
 
 Result<std::string> ExpandString(std::string_view text, const Value& view) {
-  auto scanned = Scan(text, view);
+  return ExpandString(text, view, kMaxExpandedBytes);
+}
+
+Result<std::string> ExpandString(std::string_view text, const Value& view, size_t max_bytes) {
+  auto scanned = Scan(text, view, max_bytes);
   if (!scanned.ok()) return scanned.error();
-  if (scanned->single != nullptr) return Render(*scanned->single);
+  if (scanned->single != nullptr) {
+    std::string text = Render(*scanned->single);
+    if (text.size() > max_bytes) {
+      return InvalidError("expanded value larger than " + std::to_string(max_bytes) + " bytes");
+    }
+    return text;
+  }
   return std::move(scanned->text);
+}
+
+size_t ValueSize(const Value& value, size_t stop_at) {
+  size_t total = 0;
+  std::vector<const Value*> stack{&value};
+  while (!stack.empty() && total <= stop_at) {
+    const Value* v = stack.back();
+    stack.pop_back();
+    total += 16;
+    if (v->is_string()) total += v->get_ref<const std::string&>().size();
+    if (v->is_object()) {
+      for (const auto& [k, item] : v->items()) {
+        total += k.size();
+        stack.push_back(&item);
+      }
+    } else if (v->is_array()) {
+      for (const auto& item : *v) stack.push_back(&item);
+    }
+  }
+  return total;
+}
+
+size_t EstimateExpansion(std::string_view text, const Value& view, size_t stop_at) {
+  size_t total = text.size();
+  size_t depth = 0, open = 0, i = 0;
+  while (i < text.size() && total <= stop_at) {
+    const size_t j = text.find_first_of("$}", i);
+    if (j == std::string_view::npos) break;
+    const std::string_view rest = text.substr(j);
+    if (depth == 0 && rest.starts_with(kEscape)) {
+      i = j + kEscape.size();
+    } else if (rest.starts_with(kOpen)) {
+      if (depth++ == 0) open = j + kOpen.size();
+      i = j + kOpen.size();
+    } else if (rest.starts_with(kClose) && depth > 0) {
+      if (--depth == 0) {
+        if (auto v = Lookup(text.substr(open, j - open), view); v.ok()) {
+          total += ValueSize(**v, stop_at - std::min(stop_at, total));
+        }
+      }
+      i = j + kClose.size();
+    } else {
+      i = j + 1;
+    }
+  }
+  return total;
+}
+
+size_t EstimateValueExpansion(const Value& value, const Value& view, size_t stop_at) {
+  size_t total = 0;
+  std::vector<const Value*> stack{&value};
+  while (!stack.empty() && total <= stop_at) {
+    const Value* v = stack.back();
+    stack.pop_back();
+    if (v->is_string()) {
+      total += EstimateExpansion(std::string_view(v->get_ref<const std::string&>()), view, stop_at - std::min(stop_at, total));
+    } else if (v->is_structured()) {
+      for (const auto& item : *v) stack.push_back(&item);
+    } else {
+      total += 16;
+    }
+  }
+  return total;
 }
 
 Result<Value> Evaluate(std::string_view body, const Value& view) {

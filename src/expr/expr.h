@@ -15,6 +15,7 @@
 // JSON with sorted keys; integral numbers without ".0"; e.g. `{"color":"red","size":3}`).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -40,6 +41,22 @@ inline constexpr size_t kMaxExpandedBytes = size_t{16} << 20;
 
 /// String expansion: the result is always rendered to text.
 Result<std::string> ExpandString(std::string_view text, const Value& view);
+
+/// The same two, producing at most `max_bytes` (instead of kMaxExpandedBytes): a caller with a
+/// budget of its own (the engine's per-job total) stops the work where the budget ends.
+Result<Value> Expand(const Value& value, const Value& view, size_t max_bytes);
+Result<std::string> ExpandString(std::string_view text, const Value& view, size_t max_bytes);
+
+/// What a value costs: its strings plus 16 bytes per node (keys included), counted until the
+/// sum passes `stop_at`. Iterative.
+size_t ValueSize(const Value& value, size_t stop_at = SIZE_MAX);
+/// A cheap look before an expansion: the literal text plus ValueSize() of every value the
+/// expressions of `text` (or of every string leaf of `value`) refer to, counted until the sum
+/// passes `stop_at`; nothing is rendered or copied. Expressions that do not resolve count 0 (the
+/// expansion itself reports them). About what the expansion will produce, so a caller can refuse
+/// it, or make it off the event loop, before it is made.
+size_t EstimateExpansion(std::string_view text, const Value& view, size_t stop_at);
+size_t EstimateValueExpansion(const Value& value, const Value& view, size_t stop_at);
 
 /// Renders a value the way interpolation does: strings verbatim, everything else compact JSON.
 std::string Render(const Value& value);

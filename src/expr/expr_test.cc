@@ -286,4 +286,27 @@ TEST(Bounds, FiveMegabyteStringIsLinear) {
 }
 
 }  // namespace
+TEST(Budget, AnExpansionStopsAtItsLimit) {
+  Value view = {{"inputs", {{"x", std::string(1000, 'a')}, {"list", Value::array({"ab", "cd"})}}}};
+  EXPECT_TRUE(ExpandString("${{ inputs.x }}${{ inputs.x }}", view, 2000).ok());
+  auto over = ExpandString("${{ inputs.x }}${{ inputs.x }}${{ inputs.x }}", view, 2000);
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.error().message, "expanded value larger than 2000 bytes");
+  EXPECT_FALSE(ExpandString("${{ inputs.x }}", view, 999).ok());  // a single value too
+  EXPECT_FALSE(Expand(Value::array({"${{ inputs.x }}-${{ inputs.x }}"}), view, 1500).ok());
+}
+
+TEST(Budget, EstimateLooksAtTheValuesNamedWithoutMakingThem) {
+  Value view = {{"inputs", {{"x", std::string(1000, 'a')}, {"list", Value::array({"ab", "cd"})}}}};
+  EXPECT_EQ(ValueSize(Value("abc")), 19u);                   // 16 + 3
+  EXPECT_EQ(ValueSize(Value::array({"ab", "cd"})), 52u);     // 3 nodes + 4 bytes
+  EXPECT_EQ(EstimateExpansion(std::string_view("hi ${{ inputs.x }}"), view, 1u << 20),
+            18u + 1016u);                                    // the text, then the value
+  EXPECT_EQ(EstimateExpansion(std::string_view("${{ inputs.nope }}"), view, 1u << 20), 18u);
+  // Counting stops once past `stop_at`.
+  EXPECT_LT(EstimateExpansion(std::string_view("${{ inputs.x }}${{ inputs.x }}${{ inputs.x }}"), view, 100),
+            3000u);
+  EXPECT_EQ(EstimateValueExpansion(Value::array({"${{ inputs.list }}", 1}), view, 1u << 20), 18u + 52u + 16u);
+}
+
 }  // namespace sr::expr

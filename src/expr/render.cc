@@ -48,12 +48,26 @@ size_t DecodeUtf8(std::string_view s, size_t i, uint32_t& code) {
   return len;
 }
 
+// Printable ASCII other than the characters Go escapes.
+bool NeedsNoEscape(unsigned char c) {
+  return c >= 0x20 && c < 0x80 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&';
+}
+
 // A JSON string literal as Go's encoding/json writes it with HTML escaping on (the default):
 // <, >, & and U+2028/U+2029 as \uXXXX, invalid UTF-8 bytes each replaced by \ufffd.
 void AppendJsonString(std::string_view s, std::string& out) {
   out += '"';
   size_t i = 0;
   while (i < s.size()) {
+    // A run of bytes written as they are, appended at once (byte by byte, rendering a large
+    // value was the bulk of an alias bomb's cost).
+    size_t plain = i;
+    while (plain < s.size() && NeedsNoEscape(static_cast<unsigned char>(s[plain]))) ++plain;
+    if (plain > i) {
+      out.append(s, i, plain - i);
+      i = plain;
+      continue;
+    }
     const char c = s[i];
     const auto uc = static_cast<unsigned char>(c);
     if (uc >= 0x80) {

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <climits>
 #include <ctime>
+#include <utility>
 
 namespace sr {
 namespace {
@@ -31,7 +32,35 @@ Result<std::unique_ptr<EventLoop>> EventLoop::Create() {
   return loop;
 }
 
-EventLoop::~EventLoop() = default;
+EventLoop::~EventLoop() {
+  {
+    std::lock_guard<std::mutex> lock(offload_mu_);
+    offload_stop_ = true;
+  }
+  offload_cv_.notify_all();
+  if (offload_thread_.joinable()) offload_thread_.join();
+}
+
+void EventLoop::Offload(Callback work, Callback done) {
+  std::lock_guard<std::mutex> lock(offload_mu_);
+  offloaded_.emplace_back(std::move(work), std::move(done));
+  if (!offload_thread_.joinable()) {
+    offload_thread_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(offload_mu_);
+      for (;;) {
+        offload_cv_.wait(lock, [this] { return offload_stop_ || !offloaded_.empty(); });
+        if (offloaded_.empty()) return;  // stopping, and nothing left
+        auto [work, done] = std::move(offloaded_.front());
+        offloaded_.pop_front();
+        lock.unlock();
+        work();
+        Post(std::move(done));
+        lock.lock();
+      }
+    });
+  }
+  offload_cv_.notify_one();
+}
 
 Result<EventLoop::WatchId> EventLoop::Watch(int fd, uint32_t events, FdCallback cb) {
   WatchId id = next_watch_++;
@@ -143,9 +172,25 @@ int EventLoop::Wait(epoll_event* events, int max) {
   return ::epoll_wait(epoll_.get(), events, max, ms);
 }
 
+namespace {
+Duration ThreadCpuTime() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+}  // namespace
+
+void EventLoop::ReportBusyTurns(Duration threshold, std::function<void(Duration, Duration)> report) {
+  busy_threshold_ = threshold;
+  busy_report_ = std::move(report);
+}
+
 void EventLoop::RunOnce() {
   epoll_event events[64];
   int n = Wait(events, 64);
+  const bool timed = static_cast<bool>(busy_report_);
+  const Clock::time_point woke = timed ? Clock::now() : Clock::time_point();
+  const Duration cpu_at_wake = timed ? ThreadCpuTime() : Duration(0);
   for (int i = 0; i < n; ++i) {
     uint64_t tag = events[i].data.u64;
     if (tag == kWakeTag) {
@@ -160,6 +205,10 @@ void EventLoop::RunOnce() {
   }
   FireDueTimers();
   DrainPosted();
+  if (timed && busy_report_) {
+    const Duration busy = Clock::now() - woke;
+    if (busy > busy_threshold_) busy_report_(busy, ThreadCpuTime() - cpu_at_wake);
+  }
 }
 
 void EventLoop::FireDueTimers() {

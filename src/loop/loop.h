@@ -5,7 +5,9 @@
 // any number of jobs. Callbacks run on the loop thread and must not block.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -48,6 +50,12 @@ class EventLoop {
   /// Thread-safe: runs `cb` on the loop thread soon.
   void Post(Callback cb);
 
+  /// Runs `work` on the loop's helper thread, then `done` on the loop thread. For pure
+  /// computation on data nothing on the loop touches meanwhile (a large expansion, contract 7.4):
+  /// the loop serves everyone else while it runs. One helper thread, started on first use, runs
+  /// the work items one at a time, in order; it is joined by the destructor.
+  void Offload(Callback work, Callback done);
+
   /// Runs until Stop(). Returns at once if already stopped.
   void Run();
   /// Runs until `done()` is true (checked after every dispatched event) or Stop().
@@ -56,6 +64,12 @@ class EventLoop {
   void Stop();
 
   bool InLoopThread() const;
+
+  /// Calls `report` on the loop thread after every turn (the callbacks of one wake-up) that kept
+  /// the loop busy longer than `threshold`: how long nobody else could be served (wall time),
+  /// and how much of it was the loop thread's own CPU time (the rest: a loaded machine). A
+  /// diagnosis aid (`STEP_RUNNER_DEBUG`); off by default, four clock reads per turn when on.
+  void ReportBusyTurns(Duration threshold, std::function<void(Duration busy, Duration cpu)> report);
 
  private:
   EventLoop() = default;
@@ -80,10 +94,19 @@ class EventLoop {
       timer_index_;
   TimerId next_timer_ = 1;
 
+  // The helper thread of Offload(): its queue, and whether it should end.
+  std::mutex offload_mu_;
+  std::condition_variable offload_cv_;
+  std::deque<std::pair<Callback, Callback>> offloaded_;
+  bool offload_stop_ = false;
+  std::thread offload_thread_;
+
   mutable std::mutex posted_mu_;
   std::vector<Callback> posted_;
   bool stop_requested_ = false;  // guarded by posted_mu_
   bool pwait2_missing_ = false;
+  Duration busy_threshold_{0};
+  std::function<void(Duration, Duration)> busy_report_;
   std::thread::id loop_thread_;
 };
 

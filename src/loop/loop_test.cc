@@ -92,5 +92,19 @@ TEST(Task, AwaitsACallbackOnTheLoop) {
   EXPECT_EQ(result, 42);
 }
 
+TEST(Loop, OffloadRunsTheWorkOffTheLoopThenDoneOnIt) {
+  auto loop = NewLoop();
+  std::thread::id work_thread, done_thread;
+  bool done = false;
+  loop->Offload([&] { work_thread = std::this_thread::get_id(); },
+                [&] {
+                  done_thread = std::this_thread::get_id();
+                  done = true;
+                });
+  loop->RunUntil([&] { return done; });
+  EXPECT_NE(work_thread, std::this_thread::get_id());
+  EXPECT_EQ(done_thread, std::this_thread::get_id());
+}
+
 }  // namespace
 }  // namespace sr

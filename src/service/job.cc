@@ -73,27 +73,30 @@ std::optional<Error> Job::log_error() const {
 // A job is visible from the moment Run registers it, and Run answers before Start publishes:
 // until then it reads `running` (accepted, about to run), never `unspecified` (found by the soak).
 Job::Job(std::string id) : id_(std::move(id)) {
-  published_.set_id(id_);
-  published_.set_status(proto::StepResult::running);
+  auto s = std::make_shared<proto::Status>();
+  s->set_id(id_);
+  s->set_status(proto::StepResult::running);
+  published_ = std::move(s);
 }
 
 Job::~Job() = default;
 
-proto::Status Job::Snapshot() const {
+std::shared_ptr<const proto::Status> Job::Snapshot() const {
   std::lock_guard<std::mutex> lock(mu_);
   return published_;
 }
 
 proto::Status Job::Summary() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_ptr<const proto::Status> snapshot = Snapshot();
+  const proto::Status& published = *snapshot;
   proto::Status s;
-  s.set_id(published_.id());
-  s.set_message(published_.message());
-  s.set_status(published_.status());
-  if (published_.has_start_time()) *s.mutable_start_time() = published_.start_time();
-  if (published_.has_end_time()) *s.mutable_end_time() = published_.end_time();
-  if (published_.has_error()) *s.mutable_error() = published_.error();
-  if (published_.has_cancel_time()) *s.mutable_cancel_time() = published_.cancel_time();
+  s.set_id(published.id());
+  s.set_message(published.message());
+  s.set_status(published.status());
+  if (published.has_start_time()) *s.mutable_start_time() = published.start_time();
+  if (published.has_end_time()) *s.mutable_end_time() = published.end_time();
+  if (published.has_error()) *s.mutable_error() = published.error();
+  if (published.has_cancel_time()) *s.mutable_cancel_time() = published.cancel_time();
   return s;
 }
 
@@ -197,11 +200,41 @@ void Job::RemoveFiles() {
   dir_.clear();
 }
 
-void Job::StepStarted(const std::string& /*name*/) { Publish(); }
+void Job::ReleaseRecords(EventLoop& loop) {
+  if (running_) return;
+  struct Records {
+    std::shared_ptr<const proto::Status> published;
+    std::optional<proto::StepResult> final_result;
+    std::shared_ptr<void> results;
+  };
+  auto records = std::make_shared<Records>();
+  records->final_result = std::move(final_result_);
+  final_result_.reset();
+  if (run_) records->results = run_->DetachResults();
+  auto summary = std::make_shared<const proto::Status>(Summary());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    records->published = std::move(published_);
+    published_ = std::move(summary);
+  }
+  loop.Offload([records = std::move(records)]() mutable { records.reset(); }, [] {});
+}
+
+void Job::StepStarted(const std::string& /*name*/) { PublishSoon(); }
 
 void Job::StepFinished(const std::string& /*name*/, proto::StepResult::Status /*status*/,
                        Duration /*took*/, const proto::StepResult& /*result*/) {
-  Publish();
+  PublishSoon();
+}
+
+void Job::PublishSoon() {
+  if (publish_pending_ || !loop_) return;
+  publish_pending_ = true;
+  loop_->Post([self = std::weak_ptr<Job*>(self_)] {
+    auto job = self.lock();
+    if (!job || !(*job)->publish_pending_) return;  // gone, or published since
+    (*job)->Publish();
+  });
 }
 
 void Job::Finish(RunOutcome outcome) {
@@ -247,6 +280,7 @@ void Job::Finish(RunOutcome outcome) {
 }
 
 void Job::Publish() {
+  publish_pending_ = false;
   proto::Status s;
   s.set_id(id_);
   s.set_status(state_);
@@ -267,8 +301,11 @@ void Job::Publish() {
     }
     if (auto termination = run_->Termination()) *s.mutable_termination() = *termination;
   }
+  auto shared = std::make_shared<const proto::Status>(std::move(s));
+  std::shared_ptr<const proto::Status> old;  // freed outside the lock
   std::lock_guard<std::mutex> lock(mu_);
-  published_ = std::move(s);
+  old = std::move(published_);
+  published_ = std::move(shared);
 }
 
 }  // namespace sr::service

@@ -68,8 +68,9 @@ class Job : private Observer {
 
   const std::string& id() const { return id_; }
 
-  /// Any thread: the latest published status.
-  proto::Status Snapshot() const;
+  /// Any thread: the latest published status. Shared and never changed once published, so a
+  /// caller copies it outside every lock.
+  std::shared_ptr<const proto::Status> Snapshot() const;
   /// Any thread: the latest published status without its `result` and `termination` trees, for
   /// the listing of all jobs (whose size must not grow with the jobs' step counts).
   proto::Status Summary() const;
@@ -94,6 +95,10 @@ class Job : private Observer {
   std::optional<Error> log_error() const;
   /// Removes the job's directory. Never while running.
   void RemoveFiles();
+  /// Once the job is forgotten: its records (the published status, the result tree) are freed
+  /// on the loop's helper thread — megabytes of values take milliseconds to free (contract
+  /// 7.4). Afterwards Snapshot() holds the summary only. Never while running.
+  void ReleaseRecords(EventLoop& loop);
 
   /// Callbacks waiting for the end (Close of a running job). The service runs them.
   std::vector<std::function<void()>> end_waiters;
@@ -107,9 +112,13 @@ class Job : private Observer {
   void StepStarted(const std::string& name) override;
   void StepFinished(const std::string& name, proto::StepResult::Status status,
                     Duration took, const proto::StepResult& result) override;
-  void Warned() override { Publish(); }
+  void Warned() override { PublishSoon(); }
   void Finish(RunOutcome outcome);
   void Publish();
+  /// Publish() on a later turn, once for any number of calls until then: a job whose steps
+  /// start and end in one turn copies its result tree once, and the copy (megabytes, for large
+  /// values) is a turn of its own (contract 7.4).
+  void PublishSoon();
 
   const std::string id_;
   std::string dir_;                 // the job dir once Setup created it
@@ -119,6 +128,8 @@ class Job : private Observer {
   std::unique_ptr<JobRun> run_;
   EventLoop* loop_ = nullptr;
   bool running_ = false, ended_ = false;
+  bool publish_pending_ = false;
+  std::shared_ptr<Job*> self_ = std::make_shared<Job*>(this);  // for posted callbacks
 
   // What Publish() turns into a proto::Status.
   proto::StepResult::Status state_ = proto::StepResult::unspecified;
@@ -128,7 +139,7 @@ class Job : private Observer {
   std::function<void()> on_end_;
 
   mutable std::mutex mu_;
-  proto::Status published_;  // guarded by mu_
+  std::shared_ptr<const proto::Status> published_;  // guarded by mu_ (the pointer)
 };
 
 }  // namespace sr::service

@@ -67,6 +67,15 @@ Status Serve(const ServeOptions& options) {
   // 2. The loop and the supervisor, on this thread, before gRPC creates any thread.
   SR_ASSIGN_OR_RETURN(auto loop, EventLoop::Create());
   SR_ASSIGN_OR_RETURN(auto supervisor, Supervisor::Create(*loop, options.supervisor));
+  if (const auto& debug = options.supervisor.debug_log) {
+    // Contract 7.4 allows no request to hold the loop for more than 100 ms; say when one did.
+    loop->ReportBusyTurns(std::chrono::milliseconds(20), [debug](Duration busy, Duration cpu) {
+      auto ms = [](Duration d) {
+        return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+      };
+      debug("event loop: one turn took " + ms(busy) + " ms (" + ms(cpu) + " ms of its CPU time)");
+    });
+  }
 
   // 3. The socket and the server.
   SR_RETURN_IF_ERROR(PrepareSocket(path));
@@ -83,10 +92,12 @@ Status Serve(const ServeOptions& options) {
   std::fprintf(stderr, "step-runner: listening on unix:%s (%s)\n", path.c_str(),
                supervisor->mechanism().c_str());
 
-  // Containers a killed runner left behind go now (contract 7.1 and 9), in the background.
+  // Containers and networks a killed runner left behind go now (contract 7.1 and 9), in the
+  // background.
   if (auto daemon = docker::DaemonSocket(options.env)) {
-    docker::RemoveDeadInstanceContainers(*loop, *daemon, [](auto removed) {
-      std::fputs(docker::RemovedContainersLine(removed).c_str(), stderr);
+    docker::RemoveDeadInstanceLeftovers(*loop, *daemon, [](auto removed) {
+      if (!removed.ok() || removed->empty()) return;
+      std::fprintf(stderr, "step-runner: %s\n", removed->Line().c_str());
     });
   }
 

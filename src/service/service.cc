@@ -144,9 +144,12 @@ void JobService::Forget(const std::shared_ptr<Job>& job) {
   if (job->retention_timer) loop_.CancelTimer(job->retention_timer);
   job->retention_timer = 0;
   job->RemoveFiles();
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = jobs_.find(job->id());
-  if (it != jobs_.end() && it->second == job) jobs_.erase(it);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(job->id());
+    if (it != jobs_.end() && it->second == job) jobs_.erase(it);
+  }
+  job->ReleaseRecords(loop_);
 }
 
 // --- Status ----------------------------------------------------------------------------------
@@ -159,20 +162,28 @@ grpc::ServerUnaryReactor* JobService::Status(grpc::CallbackServerContext* contex
       return FinishNow(context, ToGrpcStatus(valid.error()));
     }
   }
-  // Snapshots are copied under the registry lock, so no gRPC thread ever holds a job.
-  std::lock_guard<std::mutex> lock(mu_);
-  if (shutting_down_) return FinishNow(context, ShuttingDown());
   if (request->id().empty()) {
     // The listing leaves out each job's result and termination trees (Status(id) has them):
     // with them, 1000 jobs came to 4.6 MB, past the 4 MiB every gRPC client accepts by default.
     // Without, an entry is ~100 bytes: 40 000 jobs fit.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutting_down_) return FinishNow(context, ShuttingDown());
     for (const auto& [id, job] : jobs_) *response->add_jobs() = job->Summary();
-  } else {
+    return FinishNow(context, grpc::Status::OK);
+  }
+  // Only the published snapshot is taken under the registry lock (a pointer: no gRPC thread
+  // ever holds a job); it is copied and cut to fit outside, since a status of megabytes takes
+  // milliseconds and the loop and every Run take that lock (contract 7.4).
+  std::shared_ptr<const proto::Status> snapshot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutting_down_) return FinishNow(context, ShuttingDown());
     auto it = jobs_.find(request->id());
     if (it == jobs_.end()) return FinishNow(context, ToGrpcStatus(JobNotFound(request->id())));
-    *response->add_jobs() = it->second->Snapshot();
-    FitStatus(response->mutable_jobs(0), kStatusLimit);
+    snapshot = it->second->Snapshot();
   }
+  *response->add_jobs() = *snapshot;
+  FitStatus(response->mutable_jobs(0), kStatusLimit);
   return FinishNow(context, grpc::Status::OK);
 }
 

@@ -56,7 +56,7 @@ void RemoveCgroup(const std::string& record, LeftoverReport& report) {
   ::unlink(record.c_str());
 }
 
-void RemoveDir(const std::string& path, const std::string& name, LeftoverReport& report) {
+void RemoveDir(const std::string& path, int& counter, LeftoverReport& report) {
   if (!OwnedByUs(path, true)) return;
   const std::string mark = path + "/" + kOwnerFile;
   if (!OwnedByUs(mark, false)) return;
@@ -70,8 +70,34 @@ void RemoveDir(const std::string& path, const std::string& name, LeftoverReport&
     report.processes += KillRunnerProcesses(owner, ticks);
   }
   if (!RemoveTree(path).ok()) return;
-  ++(StartsWith(name, kJobDirPrefix) ? report.job_dirs : report.temp_dirs);
+  ++counter;
   report.owners.insert(owner);
+}
+
+// Temporary clones and checkouts of git steps (`.clone-*`, `.tree-*` in a repository's directory
+// of the cache, engine/git_cache.cc): a runner killed during a clone leaves them half made.
+void RemoveGitTemps(const std::string& cache, LeftoverReport& report) {
+  if (!OwnedByUs(cache, true)) return;
+  std::vector<std::string> repos;
+  if (DIR* d = ::opendir(cache.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name != "." && name != "..") repos.push_back(cache + "/" + name);
+    }
+    ::closedir(d);
+  }
+  for (const auto& repo : repos) {
+    if (!OwnedByUs(repo, true)) continue;
+    std::vector<std::string> temps;
+    if (DIR* d = ::opendir(repo.c_str())) {
+      while (dirent* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        if (StartsWith(name, kGitCloneTemp) || StartsWith(name, kGitTreeTemp)) temps.push_back(name);
+      }
+      ::closedir(d);
+    }
+    for (const auto& name : temps) RemoveDir(repo + "/" + name, report.git_temps, report);
+  }
 }
 
 std::string Count(int n, const char* what) {
@@ -90,6 +116,7 @@ std::string LeftoverReport::Line(const std::string& base) const {
   add(job_dirs, "job dir");
   add(temp_dirs, "temp dir");
   add(cgroups, "cgroup");
+  add(git_temps, "temporary git clone");
   add(processes, "process");
   return "removed what dead step-runner instances (pid " + pids + ") left in " + base + ": " + what;
 }
@@ -107,7 +134,11 @@ LeftoverReport RemoveDeadLeftovers(const std::string& base) {
   }
   // Cgroups first: their processes must be gone before the files they may use go.
   for (const auto& name : records) RemoveCgroup(base + "/" + name, report);
-  for (const auto& name : dirs) RemoveDir(base + "/" + name, name, report);
+  for (const auto& name : dirs) {
+    RemoveDir(base + "/" + name, StartsWith(name, kJobDirPrefix) ? report.job_dirs : report.temp_dirs,
+              report);
+  }
+  RemoveGitTemps(base + "/" + kGitCacheDir, report);
   return report;
 }
 

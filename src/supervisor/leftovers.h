@@ -2,7 +2,8 @@
 // (contract section 7 item 1).
 //
 // Every runner marks what it owns (util/owner.h): its job directories `step-runner-output-<id>`
-// and temp directories `step-runner-XXXXXX` carry a `.step-runner-owner` file, its cgroup
+// and temp directories `step-runner-XXXXXX` — and the temporary clones and checkouts of git
+// steps in the git cache — carry a `.step-runner-owner` file, its cgroup
 // directory a record `.step-runner-cgroup-<pid>` in TMPDIR. At start, `run`, `ci` and `serve`
 // call RemoveDeadLeftovers(): whatever is marked by a process that no longer runs (pid and start
 // time, so a recycled pid is no owner) is removed — a cgroup after `cgroup.kill` and once empty.
@@ -17,11 +18,17 @@
 
 namespace sr {
 
+/// The git cache in TMPDIR, and the prefixes of the temporary directories a git step makes in
+/// it (engine/git_cache.cc), marked like job dirs.
+inline constexpr char kGitCacheDir[] = "step-runner-cache";
+inline constexpr char kGitCloneTemp[] = ".clone-";
+inline constexpr char kGitTreeTemp[] = ".tree-";
+
 struct LeftoverReport {
-  int job_dirs = 0, temp_dirs = 0, cgroups = 0, processes = 0;
+  int job_dirs = 0, temp_dirs = 0, cgroups = 0, processes = 0, git_temps = 0;
   std::set<pid_t> owners;
   std::map<pid_t, unsigned long long> dead;  // dead owners seen: pid -> start ticks
-  bool empty() const { return job_dirs + temp_dirs + cgroups + processes == 0; }
+  bool empty() const { return job_dirs + temp_dirs + cgroups + processes + git_temps == 0; }
   /// One log line naming what was removed and whose it was.
   std::string Line(const std::string& base) const;
 };

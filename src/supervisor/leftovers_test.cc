@@ -58,16 +58,28 @@ TEST(Leftovers, OnlyDeadOwnersDirectoriesGo) {
   make("step-runner-output-unmarked", "");
   make("step-runner-cache", "");
   make("other-dir", dead);
+  // Temporary clones and checkouts in the git cache: a dead owner's go, the rest stay.
+  make("step-runner-cache/repo", "");
+  make("step-runner-cache/repo/.clone-dead", dead);
+  make("step-runner-cache/repo/.tree-live", SelfOwnerMark());
+  make("step-runner-cache/repo/.tree-unmarked", "");
+  make("step-runner-cache/repo/0123abcd", dead);  // a finished checkout: not a temp, kept
   LeftoverReport r = RemoveDeadLeftovers(b);
   EXPECT_EQ(r.job_dirs, 1);
   EXPECT_EQ(r.temp_dirs, 1);
+  EXPECT_EQ(r.git_temps, 1);
+  EXPECT_FALSE(std::filesystem::exists(b + "/step-runner-cache/repo/.clone-dead"));
+  for (const char* kept : {"step-runner-cache/repo/.tree-live", "step-runner-cache/repo/.tree-unmarked",
+                           "step-runner-cache/repo/0123abcd"}) {
+    EXPECT_TRUE(std::filesystem::exists(b + "/" + kept)) << kept;
+  }
   EXPECT_FALSE(std::filesystem::exists(b + "/step-runner-output-dead"));
   EXPECT_FALSE(std::filesystem::exists(b + "/step-runner-abcdef"));
   for (const char* kept : {"step-runner-output-live", "step-runner-output-unmarked", "step-runner-cache",
                            "other-dir"}) {
     EXPECT_TRUE(std::filesystem::exists(b + "/" + kept)) << kept;
   }
-  EXPECT_NE(r.Line(b).find("1 job dir, 1 temp dir"), std::string::npos) << r.Line(b);
+  EXPECT_NE(r.Line(b).find("1 job dir, 1 temp dir, 1 temporary git clone"), std::string::npos) << r.Line(b);
   EXPECT_TRUE(RemoveDeadLeftovers(b).empty());
 }
 

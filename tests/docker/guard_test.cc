@@ -256,6 +256,9 @@ TEST_F(GuardTest, NetworksTheJobCreatedAreRemoved) {
   auto created = daemon_->Docker("network create --internal g-net-n", host);
   if (created.exit_code != 0) GTEST_SKIP() << "this daemon cannot create networks: " << created.out;
   daemon_->Docker("network create --internal g-net-outside");  // not the job's
+  // Labelled like a container: a runner killed now leaves it to the next start's cleanup.
+  EXPECT_EQ(daemon_->Out("network inspect -f '{{index .Labels \"io.step-runner.instance\"}}' g-net-n"),
+            docker::InstanceId());
   StopGuard(Duration(0));
   EXPECT_EQ(daemon_->Out("network ls -q --filter name=^g-net-n$"), "");
   EXPECT_NE(daemon_->Out("network ls -q --filter name=^g-net-outside$"), "");
@@ -281,19 +284,33 @@ TEST_F(GuardTest, ContainersOfDeadInstancesGoAtTheNextStart) {
   const std::string orphan = labelled("g-dead-orphan", dead, false);
   const std::string alive = labelled("g-dead-alive", mine, false);
   const std::string kept = labelled("g-dead-kept", dead, true);
-  std::promise<Result<std::vector<std::string>>> removed;
+  // Networks the same way (the proxy labels a job's network creates too).
+  const bool networks = daemon_->Docker("network create --internal --label io.step-runner.instance=" +
+                                        dead + " g-dead-net").exit_code == 0;
+  if (networks) {
+    daemon_->Docker("network create --internal --label io.step-runner.instance=" + mine + " g-alive-net");
+  }
+  std::promise<Result<docker::DeadInstanceCleanup>> removed;
   OnLoop([&] {
-    docker::RemoveDeadInstanceContainers(*loop_, daemon_->socket(), [&](auto r) {
+    docker::RemoveDeadInstanceLeftovers(*loop_, daemon_->socket(), [&](auto r) {
       removed.set_value(std::move(r));
     });
   });
   auto r = removed.get_future().get();
   ASSERT_TRUE(r.ok()) << r.error().message;
-  ASSERT_EQ(r->size(), 1u);
-  EXPECT_THAT((*r)[0], HasSubstr("g-dead-orphan"));
+  ASSERT_EQ(r->containers.size(), 1u);
+  EXPECT_THAT(r->containers[0], HasSubstr("g-dead-orphan"));
   EXPECT_EQ(daemon_->Docker("inspect " + orphan).exit_code, 1);
   EXPECT_EQ(daemon_->Out("inspect -f '{{.State.Running}}' " + alive), "true");
   EXPECT_EQ(daemon_->Out("inspect -f '{{.State.Running}}' " + kept), "true");
+  if (networks) {
+    ASSERT_EQ(r->networks.size(), 1u) << r->Line();
+    EXPECT_THAT(r->Line(), HasSubstr("removed 1 container(s) and 1 network(s) of dead runner instances"));
+    EXPECT_THAT(r->Line(), HasSubstr("g-dead-net"));
+    EXPECT_EQ(daemon_->Out("network ls -q --filter name=^g-dead-net$"), "");
+    EXPECT_NE(daemon_->Out("network ls -q --filter name=^g-alive-net$"), "");
+    daemon_->Docker("network rm g-alive-net");
+  }
   daemon_->Docker("rm -f " + alive + " " + kept);
 }
 
