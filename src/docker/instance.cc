@@ -110,11 +110,13 @@ void DeleteAll(EventLoop& loop, const std::string& socket,
   auto one_done = [removed, left, done] {
     if (--*left == 0) done(std::move(*removed));
   };
-  for (auto& [path, description] : paths_and_descriptions) {
-    ApiCall(loop, socket, "DELETE", path, "", [removed, one_done, description](Result<ApiResponse> d) {
-      if (d.ok() && (d->status == 204 || d->status == 200 || d->status == 404)) removed->push_back(description);
-      one_done();
-    });
+  for (auto& entry : paths_and_descriptions) {
+    ApiCall(loop, socket, "DELETE", entry.first, "",
+            [removed, one_done, description = entry.second](Result<ApiResponse> d) {
+              const bool gone = d.ok() && (d->status == 204 || d->status == 200 || d->status == 404);
+              if (gone) removed->push_back(description);
+              one_done();
+            });
   }
   one_done();
 }
