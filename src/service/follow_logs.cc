@@ -11,6 +11,8 @@
 // that stalls holds at most one message. A client that goes away ends the stream at once
 // (OnCancel) and the reactor is freed when gRPC is done with it (OnDone, then on the loop, where
 // it unfollows the log) — no thread per stream, nothing left waiting.
+#include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -26,6 +28,19 @@ namespace {
 constexpr size_t kFirstChunk = 64 * 1024;   // bytes in a follower's first message
 constexpr size_t kMaxChunk = 1024 * 1024;   // within gRPC's default 4 MiB receive limit
 constexpr size_t kHeaderRoom = 8;           // tag + varint length (at most 1 + 5 bytes)
+// What all streams together may have in flight beyond kFirstChunk each (JobService::
+// follow_extra_bytes): room for dozens of fast followers, while stalled ones hold 64 KiB each.
+constexpr size_t kExtraBudget = 32 * 1024 * 1024;
+
+// Takes up to `want` bytes of the shared budget; returns how many it got.
+size_t ClaimExtra(std::atomic<size_t>& used, size_t want) {
+  size_t cur = used.load(std::memory_order_relaxed);
+  for (;;) {
+    const size_t got = cur >= kExtraBudget ? 0 : std::min(want, kExtraBudget - cur);
+    if (got == 0) return 0;
+    if (used.compare_exchange_weak(cur, cur + got, std::memory_order_relaxed)) return got;
+  }
+}
 
 using Writer = grpc::ServerWriteReactor<grpc::ByteBuffer>;
 
@@ -73,6 +88,7 @@ class LogFollower : public Writer {
     {
       std::lock_guard<std::mutex> lock(mu_);
       writing_ = false;
+      ReleaseExtra();
       if (finished_) {
         finish = std::move(pending_);  // End() came while the write was in flight
       } else if (!ok) {
@@ -92,6 +108,10 @@ class LogFollower : public Writer {
   void OnCancel() override { End(grpc::Status::CANCELLED); }
   // The last reaction: nothing can touch this reactor after it but the loop, which unfollows.
   void OnDone() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ReleaseExtra();  // a write that never completed
+    }
     loop_.Post([this] {
       if (log_ && follow_id_) log_->Unfollow(follow_id_);
       JobService& service = service_;
@@ -135,6 +155,10 @@ class LogFollower : public Writer {
         finished_ = true;
       } else {
         n = static_cast<size_t>(std::min<int64_t>(available, static_cast<int64_t>(chunk_)));
+        if (n > kFirstChunk) {
+          extra_ = ClaimExtra(service_.follow_extra_bytes(), n - kFirstChunk);
+          n = kFirstChunk + extra_;
+        }
         from = offset_;
         offset_ += static_cast<int64_t>(n);
         last_size_ = n;
@@ -151,6 +175,7 @@ class LogFollower : public Writer {
       {
         std::lock_guard<std::mutex> lock(mu_);
         writing_ = false;
+        ReleaseExtra();
         if (finished_) status = std::move(pending_);
         finished_ = true;
       }
@@ -165,6 +190,13 @@ class LogFollower : public Writer {
       message_ = std::move(*message);
     }
     StartWrite(&message_);
+  }
+
+  // Under mu_: the message in flight no longer holds its share of the budget.
+  void ReleaseExtra() {
+    if (extra_ == 0) return;
+    service_.follow_extra_bytes().fetch_sub(extra_, std::memory_order_relaxed);
+    extra_ = 0;
   }
 
   // Any thread. Ends the stream once: Finish now, or after the write in flight completes.
@@ -194,6 +226,7 @@ class LogFollower : public Writer {
   int64_t offset_;
   size_t chunk_ = kFirstChunk;
   size_t last_size_ = 0;
+  size_t extra_ = 0;  // this stream's share of follow_extra_bytes, while a write is in flight
   bool writing_ = false;
   bool finished_ = false;
   grpc::Status pending_;

@@ -7,6 +7,7 @@
 // — and destroyed — on the loop thread; gRPC threads read their published Status snapshot.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -63,6 +64,11 @@ class JobService final : public JobServiceBase {
   /// Loop thread: a FollowLogs stream started / was freed.
   void FollowerStarted() { ++followers_; }
   void FollowerGone();
+  /// Bytes of FollowLogs messages in flight beyond each stream's first 64 KiB, over all streams
+  /// (any thread). A stream that keeps up gets messages of up to 1 MiB, but a gRPC write
+  /// completes once the transport holds it, not once the client read it: without one budget for
+  /// all, a thousand followers that never read would each end up holding 1 MiB.
+  std::atomic<size_t>& follow_extra_bytes() { return follow_extra_bytes_; }
 
  private:
   bool shutting_down() const;
@@ -91,6 +97,7 @@ class JobService final : public JobServiceBase {
   std::function<void()> drained_;
   int shutdown_calls_ = 0;
   int followers_ = 0;
+  std::atomic<size_t> follow_extra_bytes_{0};
   EventLoop::TimerId stream_timer_ = 0;
   bool stream_deadline_passed_ = false;
 
