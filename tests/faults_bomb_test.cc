@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/alias_bomb.h"
 #include "support/harness.h"
 #include "support/service_client.h"
 
@@ -23,22 +24,6 @@ namespace sr::test {
 namespace {
 
 using ::testing::HasSubstr;
-
-// 2 x 10^4 copies of 150 bytes through aliases (~3 MB of values), expanded by `env_count`
-// environment variables of one step.
-std::string BombSteps(int env_count) {
-  std::string bomb = "[&a0 \"" + std::string(150, 'x') + "\"";
-  for (int i = 1; i < 5; ++i) {
-    bomb += ", &a" + std::to_string(i) + " [";
-    for (int k = 0; k < 10; ++k) bomb += (k ? ",*a" : "*a") + std::to_string(i - 1);
-    bomb += "]";
-  }
-  bomb += ", *a4]";
-  std::string steps = "spec:\n  inputs:\n    v: {type: array, default: " + bomb + "}\n---\nrun:\n"
-                      "  - name: bomb\n    script: echo hi\n    env:\n";
-  for (int i = 0; i < env_count; ++i) steps += "      E" + std::to_string(i) + ": ${{ inputs.v }}\n";
-  return steps;
-}
 
 double LoadAverage() {
   std::ifstream in("/proc/loadavg");
@@ -70,7 +55,7 @@ TEST(FaultsBomb, OtherClientsAreServedDuringFiveBombs) {
   Options o = ServerOptions(dir);
   o.env["STEP_RUNNER_DEBUG"] = "1";
   LiveServer server(dir, {}, o);
-  const std::string bomb = BombSteps(20);
+  const std::string bomb = AliasBombSteps(20);
   const std::string small = Steps({{"s", "true"}});
 
   std::atomic<bool> bombing{true};

@@ -18,6 +18,7 @@
 #include <fstream>
 #include <thread>
 
+#include "support/alias_bomb.h"
 #include "support/harness.h"
 #include "support/hostile.h"
 #include "support/service_client.h"
@@ -216,18 +217,8 @@ TEST_F(Faults, FdLimitIsRaisedAndSetupFailuresLeaveNothing) {
 }
 
 TEST_F(Faults, AliasBombStaysBounded) {
-  // 2 x 10^4 copies of 150 bytes through aliases fit the 4 MiB per text; 20 env variables that
-  // each expand it pass the 16 MiB per job.
-  std::string bomb = "[&a0 \"" + std::string(150, 'x') + "\"";
-  for (int i = 1; i < 5; ++i) {
-    bomb += ", &a" + std::to_string(i) + " [";
-    for (int k = 0; k < 10; ++k) bomb += (k ? ",*a" : "*a") + std::to_string(i - 1);
-    bomb += "]";
-  }
-  bomb += ", *a4]";
-  std::string steps = "spec:\n  inputs:\n    v: {type: array, default: " + bomb + "}\n---\nrun:\n"
-                      "  - name: bomb\n    script: echo hi\n    env:\n";
-  for (int i = 0; i < 20; ++i) steps += "      E" + std::to_string(i) + ": ${{ inputs.v }}\n";
+  // The bomb fits the 4 MiB per text; its 20 env variables pass the 16 MiB per job.
+  const std::string steps = AliasBombSteps(20);
   LiveServer server(dir);
   ASSERT_TRUE(server.Run(Request("bomb", steps, dir.path())).ok());
   ASSERT_TRUE(server.Run(Request("other", Steps({{"s", "echo other"}}), dir.path())).ok());

@@ -136,52 +136,73 @@ std::string DeadInstanceCleanup::Line() const {
   return "removed " + what + " of dead runner instances: " + list;
 }
 
+namespace {
+
+// What one kind of object (containers, networks) of a dead instance is: where to list them,
+// the DELETE path and the description of one.
+struct DoomedKind {
+  std::string name;  // "containers", for the error
+  std::string list_path;
+  std::function<std::pair<std::string, std::string>(const json&)> delete_path_and_description;
+};
+
+// Lists `kind`'s objects of dead instances and removes them all; `done` gets what was removed.
+void RemoveDead(EventLoop& loop, std::shared_ptr<std::string> socket, DoomedKind kind,
+                std::function<void(Result<std::vector<std::string>>)> done) {
+  const std::string list_path = kind.list_path;
+  ApiCall(loop, *socket, "GET", list_path, "",
+          [&loop, socket, kind = std::move(kind), done](Result<ApiResponse> r) {
+            json list = r.ok() && r->status == 200 ? json::parse(r->body, nullptr, false) : json();
+            if (!list.is_array()) {
+              return done(InternalError("docker: listing " + kind.name + " on " + *socket +
+                                        " failed: " + (r.ok() ? r->body : r.error().message)));
+            }
+            std::vector<std::pair<std::string, std::string>> doomed;
+            for (const auto& item : list) {
+              if (item.is_object() && OfADeadInstance(item)) {
+                doomed.push_back(kind.delete_path_and_description(item));
+              }
+            }
+            DeleteAll(loop, *socket, std::move(doomed),
+                      [done](std::vector<std::string> gone) { done(std::move(gone)); });
+          });
+}
+
+}  // namespace
+
 void RemoveDeadInstanceLeftovers(EventLoop& loop, const std::string& daemon_socket,
                                  std::function<void(Result<DeadInstanceCleanup>)> done) {
   auto socket = std::make_shared<std::string>(daemon_socket);
-  auto cleanup = std::make_shared<DeadInstanceCleanup>();
+  DoomedKind containers{"containers", "/containers/json?all=1&filters=" + InstanceFilter(),
+                        [](const json& c) {
+                          const std::string id = c.value("Id", "");
+                          auto names = c.value("Names", json::array());
+                          std::string name = names.empty() || !names[0].is_string()
+                                                 ? ""
+                                                 : names[0].get<std::string>();
+                          if (name.starts_with("/")) name.erase(0, 1);
+                          return std::make_pair("/containers/" + id + "?v=1&force=1",
+                                                id.substr(0, 12) + " " + name);
+                        }};
+  DoomedKind networks{"networks", "/networks?filters=" + InstanceFilter(), [](const json& n) {
+                        const std::string id = n.value("Id", "");
+                        return std::make_pair("/networks/" + id,
+                                              id.substr(0, 12) + " " + n.value("Name", ""));
+                      }};
   // Networks second: the daemon refuses to remove one that a container still uses.
-  auto networks = [&loop, socket, cleanup, done] {
-    ApiCall(loop, *socket, "GET", "/networks?filters=" + InstanceFilter(), "",
-            [&loop, socket, cleanup, done](Result<ApiResponse> r) {
-              json list = r.ok() && r->status == 200 ? json::parse(r->body, nullptr, false) : json();
-              if (!list.is_array()) {
-                return done(InternalError("docker: listing networks on " + *socket + " failed: " +
-                                          (r.ok() ? r->body : r.error().message)));
-              }
-              std::vector<std::pair<std::string, std::string>> doomed;
-              for (const auto& n : list) {
-                if (!n.is_object() || !OfADeadInstance(n)) continue;
-                const std::string id = n.value("Id", "");
-                doomed.emplace_back("/networks/" + id, id.substr(0, 12) + " " + n.value("Name", ""));
-              }
-              DeleteAll(loop, *socket, std::move(doomed), [cleanup, done](std::vector<std::string> gone) {
-                cleanup->networks = std::move(gone);
-                done(std::move(*cleanup));
-              });
-            });
-  };
-  ApiCall(loop, daemon_socket, "GET", "/containers/json?all=1&filters=" + InstanceFilter(), "",
-          [&loop, socket, cleanup, done, networks](Result<ApiResponse> r) {
-            json list = r.ok() && r->status == 200 ? json::parse(r->body, nullptr, false) : json();
-            if (!list.is_array()) {
-              return done(InternalError("docker: listing containers on " + *socket + " failed: " +
-                                        (r.ok() ? r->body : r.error().message)));
-            }
-            std::vector<std::pair<std::string, std::string>> doomed;
-            for (const auto& c : list) {
-              if (!c.is_object() || !OfADeadInstance(c)) continue;
-              const std::string id = c.value("Id", "");
-              auto names = c.value("Names", json::array());
-              std::string name = names.empty() || !names[0].is_string() ? "" : names[0].get<std::string>();
-              if (name.starts_with("/")) name.erase(0, 1);
-              doomed.emplace_back("/containers/" + id + "?v=1&force=1", id.substr(0, 12) + " " + name);
-            }
-            DeleteAll(loop, *socket, std::move(doomed), [cleanup, networks](std::vector<std::string> gone) {
-              cleanup->containers = std::move(gone);
-              networks();
-            });
-          });
+  RemoveDead(loop, socket, std::move(containers),
+             [&loop, socket, networks = std::move(networks), done](
+                 Result<std::vector<std::string>> gone_containers) mutable {
+               if (!gone_containers.ok()) return done(gone_containers.error());
+               auto cleanup = std::make_shared<DeadInstanceCleanup>();
+               cleanup->containers = std::move(*gone_containers);
+               RemoveDead(loop, socket, std::move(networks),
+                          [cleanup, done](Result<std::vector<std::string>> gone_networks) {
+                            if (!gone_networks.ok()) return done(gone_networks.error());
+                            cleanup->networks = std::move(*gone_networks);
+                            done(std::move(*cleanup));
+                          });
+             });
 }
 
 }  // namespace sr::docker

@@ -25,24 +25,7 @@ Duration ThreadCpu() {
 // The values of `key` in an environment block ("K=V\0K=V\0..."), split at commas.
 std::vector<std::string> TokensOf(std::string_view environ, std::string_view key) {
   std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < environ.size()) {
-    size_t end = environ.find('\0', pos);
-    if (end == std::string_view::npos) end = environ.size();
-    std::string_view entry = environ.substr(pos, end - pos);
-    pos = end + 1;
-    if (entry.size() <= key.size() || entry.substr(0, key.size()) != key ||
-        entry[key.size()] != '=') {
-      continue;
-    }
-    std::string_view value = entry.substr(key.size() + 1);
-    while (!value.empty()) {
-      size_t comma = value.find(',');
-      out.emplace_back(value.substr(0, comma));
-      if (comma == std::string_view::npos) break;
-      value.remove_prefix(comma + 1);
-    }
-  }
+  for (std::string_view t : EnvironTokens(environ, key)) out.emplace_back(t);
   return out;
 }
 

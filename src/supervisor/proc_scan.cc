@@ -152,7 +152,8 @@ std::string ReadEnviron(pid_t pid) {
   return ReadProcFile(ProcPath(pid, "environ"), 1 << 20);
 }
 
-bool EnvironHasToken(std::string_view environ, std::string_view key, std::string_view token) {
+std::vector<std::string_view> EnvironTokens(std::string_view environ, std::string_view key) {
+  std::vector<std::string_view> out;
   size_t pos = 0;
   while (pos < environ.size()) {
     size_t end = environ.find('\0', pos);
@@ -166,10 +167,17 @@ bool EnvironHasToken(std::string_view environ, std::string_view key, std::string
     std::string_view value = entry.substr(key.size() + 1);
     while (!value.empty()) {
       size_t comma = value.find(',');
-      if (value.substr(0, comma) == token) return true;
+      out.push_back(value.substr(0, comma));
       if (comma == std::string_view::npos) break;
       value.remove_prefix(comma + 1);
     }
+  }
+  return out;
+}
+
+bool EnvironHasToken(std::string_view environ, std::string_view key, std::string_view token) {
+  for (std::string_view t : EnvironTokens(environ, key)) {
+    if (t == token) return true;
   }
   return false;
 }

@@ -50,6 +50,8 @@ std::string ReadCmdline(pid_t pid, size_t limit = 256);
 std::string ReadCommand(pid_t pid, size_t limit = 256);
 /// The environment the process was started with ("K=V\0K=V\0..."); "" when unreadable.
 std::string ReadEnviron(pid_t pid);
+/// The comma-separated values of `key` in an environment block, in order.
+std::vector<std::string_view> EnvironTokens(std::string_view environ, std::string_view key);
 /// Whether the environment block holds `key`=value with `token` among its comma-separated values.
 bool EnvironHasToken(std::string_view environ, std::string_view key, std::string_view token);
 

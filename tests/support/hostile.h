@@ -20,6 +20,11 @@
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SR_SANITIZED 1
 #endif
+// The TSan tree undefines __SANITIZE_THREAD__ for the libraries' headers (scripts/test) and
+// says so with _GLIBCXX_TSAN instead.
+#if defined(_GLIBCXX_TSAN) && _GLIBCXX_TSAN
+#define SR_SANITIZED 1
+#endif
 
 namespace sr::test {
 
