@@ -102,13 +102,20 @@ void OnTerminalSignals(int sigfd, JobRun& run, int& seen) {
   }
 }
 
-// step-results.json (or .txtpb), when asked for.
-Status WriteResults(const LocalRunRequest& req, const proto::StepResult& result) {
+// Where step-results.json (or .txtpb) goes; "" when it was not asked for.
+std::string ResultsFile(const LocalRunRequest& req) {
   const bool text_format = req.flags.step_results_format == "prototext";
   std::string results_file = req.flags.step_results_file;
   if (results_file.empty() && req.flags.write_step_results) {
     results_file = text_format ? "step-results.txtpb" : req.default_results_file;
   }
+  return results_file;
+}
+
+// step-results.json (or .txtpb), when asked for.
+Status WriteResults(const LocalRunRequest& req, const proto::StepResult& result) {
+  const bool text_format = req.flags.step_results_format == "prototext";
+  const std::string results_file = ResultsFile(req);
   if (results_file.empty()) return Ok();
   std::string body;
   if (text_format) {
@@ -166,6 +173,7 @@ int RunLocally(LocalRunRequest req) {
   options.run.cache_dir = switches.temp_base + "/step-runner-cache";
   options.run.merge_stderr = req.merge_stderr;
   options.run.resources = *limits;
+  options.run.final_result = !ResultsFile(req).empty();  // nothing else reads it
 
   // Containers the job starts through Docker stop with it (contract section 9), and those a
   // killed runner left behind go now (7.1), while the job runs.

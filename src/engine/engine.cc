@@ -103,7 +103,7 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options) {
     if (auto t = engine::JobTermination(st)) st.Log(engine::CancelFinishedLine(*t));
   }
   RunOutcome out;
-  out.result = Snapshot();
+  if (st.options.final_result) out.result = Snapshot();
   out.error = outcome.error;
   if (out.error) out.error->message = st.Mask(out.error->message);
   co_return out;

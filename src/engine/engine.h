@@ -45,7 +45,8 @@ class Observer {
  public:
   virtual ~Observer() = default;
   virtual void StepStarted(const std::string& /*name*/) {}
-  /// `result` is the step's finished result (status, usage, ...).
+  /// `result` is the step's finished result (status, usage, ...; not its env, which only
+  /// Engine::Snapshot() adds).
   virtual void StepFinished(const std::string& /*name*/, proto::StepResult::Status /*status*/,
                             Duration /*took*/, const proto::StepResult& /*result*/) {}
   /// A step of a `run:` list that did not start because an earlier one failed or a cancel came.
@@ -82,10 +83,15 @@ struct RunOptions {
   std::string cache_dir;
   /// Job-wide limits (`run --memory/--pids/--cpus`, RunRequest.resources); 0 = none.
   ResourceLimits resources;
+  /// RunOutcome::result is filled: a masked copy of the whole result tree. `run` without a
+  /// results file reads nothing of it, and for a long sequence the copy is a sizeable part of
+  /// the runner's work per step.
+  bool final_result = true;
 };
 
-/// The end of a run: the root StepResult (always present) and, unless it succeeded, the error
-/// whose kind says why (kFailed, kCancelled, kTimedOut, kInvalid, kInternal).
+/// The end of a run: the root StepResult (unless RunOptions::final_result is off) and, unless it
+/// succeeded, the error whose kind says why (kFailed, kCancelled, kTimedOut, kInvalid,
+/// kInternal).
 struct RunOutcome {
   proto::StepResult result;
   std::optional<Error> error;

@@ -243,5 +243,52 @@ TEST_F(EngineTest, EveryStepGetsFreshEmptyOutputFiles) {
   }
 }
 
+// Steps in one environment share one record of it (EnvRecord); each record still shows exactly
+// the environment its step ran in: exports and a step's own env change it, and a later step
+// without them does not keep them. Masked like every other string of the results.
+TEST_F(EngineTest, EachStepRecordsTheEnvironmentItRanIn) {
+  Write("exporter/step.yml", "spec: {}\n---\nexec:\n  command: [sh, -c, 'echo \"{\\\"name\\\":\\\"E1\\\",\\\"value\\\":\\\"one\\\"}\" > \"$0\"', \"${{ export_file }}\"]\n");
+  Write("show/step.yml", "spec: {}\n---\nexec:\n  command: [sh, -c, 'echo \"seen E1=$E1 B=$B\"']\n");
+  Write("own/step.yml", "spec: {}\n---\nexec:\n  command: [sh, -c, 'echo \"seen E1=$E1 B=$B\"']\nenv:\n  B: two\n");
+  RunOptions options;
+  options.base_env = {{"PATH", "/usr/bin:/bin"}, {"TOKEN", "s3cr3t-value"}};
+  options.secrets = {"s3cr3t-value"};
+  auto out = Run("spec: {}\n---\nrun:\n  - {name: s1, step: ./show}\n  - {name: x, step: ./exporter}\n"
+                 "  - {name: s2, step: ./show}\n  - {name: s3, step: ./own}\n  - {name: s4, step: ./show}\n",
+                 options);
+  ASSERT_FALSE(out.error) << out.error->message << "\n" << sink_.text;
+  ASSERT_EQ(out.result.sub_step_results_size(), 5);
+  auto env = [&](int i) { return out.result.sub_step_results(i).env(); };
+  EXPECT_EQ(env(0).count("E1"), 0u);
+  EXPECT_EQ(env(1).count("E1"), 0u);
+  EXPECT_EQ(env(2).at("E1"), "one");
+  EXPECT_EQ(env(2).count("B"), 0u);
+  EXPECT_EQ(env(3).at("B"), "two");
+  EXPECT_EQ(env(3).at("E1"), "one");
+  EXPECT_EQ(env(4).count("B"), 0u);
+  EXPECT_EQ(env(4).at("E1"), "one");
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(env(i).at("PATH"), "/usr/bin:/bin") << i;
+    EXPECT_EQ(env(i).at("TOKEN"), "[MASKED]") << i;
+  }
+  EXPECT_THAT(sink_.text, HasSubstr("\"s1\"\nseen E1= B=\n"));
+  EXPECT_THAT(sink_.text, HasSubstr("\"s2\"\nseen E1=one B=\n"));
+  EXPECT_THAT(sink_.text, HasSubstr("\"s3\"\nseen E1=one B=two\n"));
+  EXPECT_THAT(sink_.text, HasSubstr("\"s4\"\nseen E1=one B=\n"));
+  // The snapshot a service reads after the run shows the same.
+  EXPECT_EQ(engine_->Snapshot().sub_step_results(3).env().at("B"), "two");
+}
+
+// `run` without a results file asks for no final copy of the result tree; the tree is still
+// there for Snapshot().
+TEST_F(EngineTest, FinalResultOnlyWhenAskedFor) {
+  RunOptions options;
+  options.final_result = false;
+  auto out = Run("spec: {}\n---\nrun:\n  - name: a\n    script: 'true'\n", options);
+  ASSERT_FALSE(out.error) << out.error->message;
+  EXPECT_EQ(out.result.sub_step_results_size(), 0);
+  EXPECT_EQ(engine_->Snapshot().sub_step_results_size(), 1);
+}
+
 }  // namespace
 }  // namespace sr

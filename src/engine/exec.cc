@@ -102,7 +102,8 @@ bool HasExpression(const stepfile::Definition& def) {
 }  // namespace
 
 Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& step,
-                          const json& inputs, Env env, ResultNode* node) {
+                          const json& inputs, std::shared_ptr<const EnvRecord> env,
+                          ResultNode* node) {
   const stepfile::Definition& def = step.file.definition;
   // As the Go runner: the line comes first (it exists even when expanding env fails), and the
   // step's files exist and are in the view before its `env:` is expanded.
@@ -114,7 +115,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   // Only an expression reads the view; building it copies the whole environment and every
   // earlier output, so a definition without one (a fixed command, plain env) skips it.
   const bool expressions = HasExpression(def);
-  json view = expressions ? st.View(self, env) : json::object();
+  json view = expressions ? st.View(self, env->vars) : json::object();
   if (expressions) {
     view["output_file"] = files->output();
     view["export_file"] = files->exports();
@@ -123,9 +124,8 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   }
   auto def_env = co_await ExpandDefinitionEnv(st, def, view);
   if (!def_env.ok()) co_return StepOutcome{true, def_env.error()};
-  for (const auto& [k, v] : *def_env) env[k] = v;
-  for (const auto& [k, v] : env) (*node->result.mutable_env())[k] = v;
-  if (expressions) view["env"] = env;
+  node->env = def_env->empty() ? std::move(env) : ShareEnv(st, {&env->vars, &*def_env});
+  if (expressions) view["env"] = node->env->vars;
 
   ProcessSpec spec;
   for (const auto& raw : def.command) {
@@ -140,7 +140,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
     co_return StepOutcome{true, work_dir.error().Wrap("exec: interpolate workdir \"" + def.work_dir + "\"")};
   }
   spec.work_dir = work_dir->empty() ? st.options.work_dir : *work_dir;
-  for (const auto& [k, v] : env) spec.env.push_back(k + "=" + v);
+  spec.shared_env = node->env->entries;
   spec.merge_stderr = st.options.merge_stderr;
   auto* exec_result = node->result.mutable_exec_result();
   for (const auto& a : spec.argv) exec_result->add_command(a);

@@ -3,7 +3,9 @@
 
 #include <sys/stat.h>
 
+#include <array>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <memory>
@@ -34,10 +36,20 @@ inline Env Overlay(Env base, const Env& top) {
   return base;
 }
 
+/// An exec step's environment, as its record shows it and as its process gets it. The steps of
+/// a job mostly run in one environment: they share one EnvRecord (ShareEnv) instead of a copy
+/// each in their records (a proto map of the whole environment per step was a third of the
+/// runner's allocations for a trivial step).
+struct EnvRecord {
+  Env vars;
+  std::shared_ptr<const std::vector<std::string>> entries;  // "KEY=value", in the order of vars
+};
+
 /// One node of the live result tree. Children are kept apart from the proto so a snapshot can
 /// be taken at any moment while steps are still appending.
 struct ResultNode {
-  proto::StepResult result;  // sub_step_results stays empty here
+  proto::StepResult result;  // sub_step_results and (for exec steps) env stay empty here
+  std::shared_ptr<const EnvRecord> env;  // an exec step's env: Snapshot() puts it in `env`
   std::vector<std::unique_ptr<ResultNode>> children;
   std::shared_ptr<ProcessTree> tree;  // set while an exec step's processes run
   StepFilePool::Base files_base;  // its output/export files' path minus suffix, when chosen early
@@ -135,6 +147,7 @@ struct Engine::State {
   /// What the job's cancel did so far (for its log line and record), merged over escalations.
   CancelSource::Effect cancel_effect;
   engine::Env exports;  // job-global, every later step sees them (contract 4.4)
+  std::array<std::shared_ptr<const engine::EnvRecord>, 2> recent_envs;  // ShareEnv's, newest first
   engine::ResultNode root;
   int file_counter = 0;
   engine::StepFilePool files{&options.temp_dir};  // exec steps' idle output/export files
@@ -189,7 +202,8 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
 Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, json inputs,
                           Env invocation_env, ResultNode* node);
 Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& step,
-                          const json& inputs, Env env, ResultNode* node);
+                          const json& inputs, std::shared_ptr<const EnvRecord> env,
+                          ResultNode* node);
 Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep& step,
                               const json& inputs, Env env, ResultNode* node);
 /// Runs a list of invocations under `scope`; `keep_going` runs every one even after a failure
@@ -237,6 +251,12 @@ Task<Result<std::string>> FetchOciReference(Engine::State& st, const Scope& call
 /// `caller_view` must outlive the returned task (the caller awaits it at once).
 Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
                                        stepfile::Reference ref, const json& caller_view);
+/// The environment made of `layers` (later layers win: Overlay) as an EnvRecord: one of the
+/// job's recent records when it holds exactly that environment (the usual case in a sequence:
+/// compared without building it), else a new one, which becomes the most recent. At most 4
+/// layers.
+std::shared_ptr<const EnvRecord> ShareEnv(Engine::State& st,
+                                          std::initializer_list<const Env*> layers);
 /// The view of `scope` with `env` as its env context: State::View, cached in scope.view.
 const json& ScopeView(Engine::State& st, Scope& scope, const Env& env);
 /// Loads a local reference (static path) relative to `step_dir`, from the run's cache if unchanged.

@@ -210,18 +210,20 @@ Task<StepOutcome> RunStep(Engine::State& st, Scope& caller, LoadedStep step, jso
   ChargeWork(st, inputs);  // the defaults again, as protobuf values
   co_await YieldIfBusy(st);
   node->result.set_status(proto::StepResult::running);
-  Env env = Overlay(Overlay(caller.ambient_env, st.exports), invocation_env);
+  // Usually the environment of the step before: shared with it, not copied (ShareEnv).
+  std::shared_ptr<const EnvRecord> env =
+      ShareEnv(st, {&caller.ambient_env, &st.exports, &invocation_env});
   const auto started = WallNow();
   StepOutcome out;
   if (step.builtin) {
-    out = co_await step.builtin(st, caller, inputs, env, node);
+    out = co_await step.builtin(st, caller, inputs, env->vars, node);
   } else if (step.file.definition.kind == stepfile::Definition::Kind::kExec) {
     out = co_await RunExec(st, caller, step, inputs, std::move(env), node);
   } else {
     // Children see the invocation env as ambient env, under later exports (contract 4.4).
     Scope sequence_caller = CallerScope(caller);
     sequence_caller.ambient_env = Overlay(caller.ambient_env, invocation_env);
-    out = co_await RunSequence(st, sequence_caller, step, inputs, env, node);
+    out = co_await RunSequence(st, sequence_caller, step, inputs, env->vars, node);
     AggregateUsage(started, WallNow(), node);
   }
   if (!out.error) {
@@ -247,7 +249,8 @@ const json& ScopeView(Engine::State& st, Scope& scope, const Env& env) {
 }
 
 void SetStepOutputs(Scope& scope, const std::string& name, json outputs) {
-  json entry = json{{"outputs", std::move(outputs)}};
+  json entry = json::object();
+  entry["outputs"] = std::move(outputs);  // an initializer list would copy them
   if (scope.view.value) (*scope.view.value)["steps"][name] = entry;
   scope.steps[name] = std::move(entry);
 }

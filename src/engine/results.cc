@@ -1,5 +1,8 @@
 #include "engine/results.h"
 
+#include <algorithm>
+#include <array>
+
 #include <google/protobuf/util/json_util.h>
 
 #include "engine/engine.h"
@@ -170,11 +173,74 @@ void AddProcessRecords(const std::vector<ProcessRecord>& records, proto::Termina
 
 proto::StepResult ResultNode::Snapshot() const {
   proto::StepResult out = result;
+  if (env) {
+    auto* vars = out.mutable_env();
+    for (const auto& [k, v] : env->vars) (*vars)[k] = v;
+  }
   if (out.status() == proto::StepResult::running && cancel && cancel->requested()) {
     out.set_status(proto::StepResult::cancelling);
   }
   for (const auto& c : children) *out.add_sub_step_results() = c->Snapshot();
   return out;
+}
+
+namespace {
+
+// Whether `layers` (later ones win) make exactly `vars`: every layer is walked in key order at
+// once, without building the merge.
+bool MergesTo(std::initializer_list<const Env*> layers, const Env& vars) {
+  struct Head {
+    Env::const_iterator at, end;
+  };
+  std::array<Head, 4> heads;
+  size_t n = 0;
+  for (const Env* layer : layers) heads[n++] = {layer->begin(), layer->end()};
+  auto want = vars.begin();
+  for (;;) {
+    const std::string* key = nullptr;
+    for (size_t i = 0; i < n; ++i) {
+      if (heads[i].at != heads[i].end && (!key || heads[i].at->first < *key)) key = &heads[i].at->first;
+    }
+    if (!key) return want == vars.end();
+    if (want == vars.end() || want->first != *key) return false;
+    const std::string* value = nullptr;
+    for (size_t i = 0; i < n; ++i) {
+      if (heads[i].at != heads[i].end && heads[i].at->first == want->first) {
+        value = &heads[i].at->second;  // the last layer that has the key wins
+        ++heads[i].at;
+      }
+    }
+    if (*value != want->second) return false;
+    ++want;
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<const EnvRecord> ShareEnv(Engine::State& st,
+                                          std::initializer_list<const Env*> layers) {
+  auto& recent = st.recent_envs;
+  for (size_t i = 0; i < recent.size(); ++i) {
+    if (recent[i] && MergesTo(layers, recent[i]->vars)) {
+      std::rotate(recent.begin(), recent.begin() + static_cast<long>(i), recent.begin() + static_cast<long>(i) + 1);
+      return recent[0];
+    }
+  }
+  auto record = std::make_shared<EnvRecord>();
+  for (const Env* layer : layers) {
+    for (const auto& [k, v] : *layer) record->vars[k] = v;
+  }
+  auto entries = std::make_shared<std::vector<std::string>>();
+  entries->reserve(record->vars.size());
+  for (const auto& [k, v] : record->vars) {
+    std::string& kv = entries->emplace_back();
+    kv.reserve(k.size() + 1 + v.size());
+    kv.append(k).append(1, '=').append(v);
+  }
+  record->entries = std::move(entries);
+  std::rotate(recent.begin(), recent.end() - 1, recent.end());
+  recent[0] = record;
+  return record;
 }
 
 }  // namespace sr::engine

@@ -28,7 +28,7 @@ Result<std::unique_ptr<EventLoop>> EventLoop::Create() {
   if (::epoll_ctl(loop->epoll_.get(), EPOLL_CTL_ADD, loop->wake_.get(), &ev) != 0) {
     return ErrnoError("epoll_ctl", errno);
   }
-  loop->loop_thread_ = std::this_thread::get_id();
+  loop->loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   return loop;
 }
 
@@ -104,6 +104,10 @@ void EventLoop::Post(Callback cb) {
     std::lock_guard<std::mutex> lock(posted_mu_);
     posted_.push_back(std::move(cb));
   }
+  // The loop thread itself needs no wake-up: it runs what is posted at the end of this turn
+  // (DrainPosted), or does not block in the next wait while something is posted (NextTimeout).
+  // A finished step posts its on_exit this way, once per step.
+  if (InLoopThread()) return;
   uint64_t one = 1;
   [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
 }
@@ -117,14 +121,16 @@ void EventLoop::Stop() {
   [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
 }
 
-bool EventLoop::InLoopThread() const { return std::this_thread::get_id() == loop_thread_; }
+bool EventLoop::InLoopThread() const {
+  return std::this_thread::get_id() == loop_thread_.load(std::memory_order_relaxed);
+}
 
 void EventLoop::Run() {
   RunUntil([] { return false; });
 }
 
 void EventLoop::RunUntil(const std::function<bool()>& done) {
-  loop_thread_ = std::this_thread::get_id();
+  loop_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(posted_mu_);

@@ -5,6 +5,7 @@
 // any number of jobs. Callbacks run on the loop thread and must not block.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -107,7 +108,8 @@ class EventLoop {
   bool pwait2_missing_ = false;
   Duration busy_threshold_{0};
   std::function<void(Duration, Duration)> busy_report_;
-  std::thread::id loop_thread_;
+  // Written by the thread that runs the loop, read by Post() from any thread.
+  std::atomic<std::thread::id> loop_thread_;
 };
 
 }  // namespace sr

@@ -86,7 +86,10 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
 
 void CgroupMembers::Release(bool clean) {
   if (!leaf_) return;
-  if (clean && recycle_ && leaf_->Idle()) {
+  // A clean end was seen `populated 0` in this same turn (Progress), and the supervisor looks
+  // at a recycled leaf again before it serves another tree (it may have been frozen meanwhile),
+  // so it is not read a third time here.
+  if (clean && recycle_) {
     recycle_(std::move(leaf_));
   } else {
     leaf_->Remove();

@@ -334,12 +334,25 @@ Result<Started> Spawner::ForkExec(const ExecRequest& r) {
   SR_ASSIGN_OR_RETURN(const int err, AboveStdio(r.stderr_fd, err_copy));
 
   std::vector<char*> argv = CStrings(r.argv);
-  std::vector<char*> envp = CStrings(r.env);
+  std::vector<char*> envp;
+  if (r.env_list) {
+    envp.reserve(r.env_list->size() + 2);
+    char* const extra = const_cast<char*>(r.env_extra.c_str());
+    if (r.env_extra_at < 0) envp.push_back(extra);
+    for (size_t i = 0; i < r.env_list->size(); ++i) {
+      const bool replaced = static_cast<long>(i) == r.env_extra_at;
+      envp.push_back(replaced ? extra : const_cast<char*>((*r.env_list)[i].c_str()));
+    }
+    envp.push_back(nullptr);
+  } else {
+    envp = CStrings(r.env);
+  }
   ChildPlan plan{r.path.c_str(), argv.data(),       envp.data(),       nullptr, in, out, err,
                  r.cgroup_procs_fd, error_fd,       shared_error,      r.join_fds.data(),
                  r.join_fds.size()};
   if (!r.work_dir.empty()) plan.work_dir = r.work_dir.c_str();
-  plan.parent = ::getpid();
+  if (self_ < 0) self_ = ::getpid();
+  plan.parent = self_;
   if (const rlimit* files = OriginalFileLimit()) {
     plan.files = *files;
     plan.restore_files = true;

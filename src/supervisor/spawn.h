@@ -19,7 +19,13 @@ namespace sr {
 struct ExecRequest {
   std::string path;                // resolved program (LookPath)
   std::vector<std::string> argv;   // argv[0] is passed unchanged
-  std::vector<std::string> env;    // exactly the child's environment
+  std::vector<std::string> env;    // exactly the child's environment...
+  // ...unless `env_list` (not owned) is set: then that list with `env_extra` in place of its
+  // entry `env_extra_at`, or before its first entry when that is -1. The supervisor adds its
+  // marker this way without copying the environment.
+  const std::vector<std::string>* env_list = nullptr;
+  std::string env_extra;
+  long env_extra_at = -1;
   std::string work_dir;            // "" = inherit
   int stdout_fd = -1;              // child ends (pipe write ends or /dev/null)
   int stderr_fd = -1;
@@ -49,6 +55,7 @@ class Spawner {
 
  private:
   bool clone3_works_;  // cleared once the kernel (or a seccomp filter) turns clone3 down
+  pid_t self_ = -1;    // our pid (the children's parent), looked up at the first spawn
   UniqueFd dev_null_;  // every child's stdin, opened once
 };
 

@@ -58,18 +58,22 @@ std::string JoinArgv(const std::vector<std::string>& argv) {
   return out;
 }
 
-// The child's environment: the caller's, plus our marker. A marker already present (a runner
-// started by another runner's step) is kept and ours appended, so both runners can find it.
-std::vector<std::string> WithMarker(std::vector<std::string> env, const std::string& token) {
+// The child's environment: the caller's, plus our marker, first. A marker already present (a
+// runner started by another runner's step) is kept and ours appended, so both runners can find
+// it. The caller's list is not copied (ExecRequest::env_list).
+void AddMarker(const std::vector<std::string>& env, const std::string& token, ExecRequest& r) {
   const std::string prefix = std::string(kMarkerKey) + "=";
-  for (auto& kv : env) {
+  r.env_list = &env;
+  r.env_extra = prefix + token;
+  r.env_extra_at = -1;
+  for (size_t i = 0; i < env.size(); ++i) {
+    const std::string& kv = env[i];
     if (kv.compare(0, prefix.size(), prefix) == 0) {
-      kv += (kv.size() > prefix.size() ? "," : "") + token;
-      return env;
+      r.env_extra = kv + (kv.size() > prefix.size() ? "," : "") + token;
+      r.env_extra_at = static_cast<long>(i);
+      return;
     }
   }
-  env.insert(env.begin(), prefix + token);
-  return env;
 }
 
 // Our live (non-zombie) direct children.
@@ -118,6 +122,7 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   void KillAll() override;
 
   void ReapNow() override;
+  void Reap(bool always);
   void TreeDelivered(uint64_t id) override {
     trees_.erase(id);
     rusage_.erase(id);
@@ -137,6 +142,7 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   // a tree's members may outlive the supervisor in a caller's handle.
   std::shared_ptr<ProcCensus> census_;
   const uint64_t instance_ = InstanceNonce();
+  const std::string self_ = std::to_string(::getpid());  // the runner's pid, in every marker
   uint64_t next_tree_id_ = 1;
   UniqueFd sigchld_fd_;
   EventLoop::WatchId sigchld_watch_ = 0;
@@ -151,6 +157,7 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   std::map<uint64_t, std::shared_ptr<TreeImpl>> trees_;
   std::map<uint64_t, std::shared_ptr<ResourceUsage>> rusage_;  // wait4 totals per live tree
   bool reaping_ = false;
+  bool reaped_once_ = false;  // the first reap looks even without a SIGCHLD (see Reap)
   bool initialized_ = false;
 };
 
@@ -226,12 +233,22 @@ std::vector<std::shared_ptr<TreeImpl>> SupervisorImpl::Snapshot() const {
   return out;
 }
 
-void SupervisorImpl::ReapNow() {
+void SupervisorImpl::ReapNow() { Reap(/*always=*/false); }
+
+void SupervisorImpl::Reap(bool always) {
   if (reaping_) return;
   reaping_ = true;
+  // SIGCHLD is blocked everywhere and consumed only here, and every read of it is followed by
+  // wait4 until nothing is waitable. A child that becomes waitable raises it, so when none is
+  // pending nothing became waitable since the last read and there is nothing to wait for
+  // (SIGCHLD is a standard signal: one read takes it). The first reap and KillAll look anyway.
   signalfd_siginfo info[16];
-  while (::read(sigchld_fd_.get(), info, sizeof info) > 0) {
+  const bool signalled = ::read(sigchld_fd_.get(), info, sizeof info) > 0;
+  if (!signalled && !always && reaped_once_) {
+    reaping_ = false;
+    return;
   }
+  reaped_once_ = true;
   auto trees = Snapshot();  // a tree may finish below; keep them alive meanwhile
   std::vector<TreeImpl*> touched;
   for (;;) {
@@ -264,7 +281,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   if (spec.argv.empty()) return InvalidError("spawn: empty argv");
   const uint64_t id = next_tree_id_++;
   const std::string tree_name = std::to_string(instance_) + "-" + std::to_string(id);
-  const std::string token = std::to_string(::getpid()) + "." + tree_name;
+  const std::string token = self_ + "." + tree_name;
   TreeImpl::Config config;
   config.loop = &loop_;
   config.owner = this;
@@ -281,7 +298,8 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   };
   auto tree = std::make_shared<TreeImpl>(std::move(config));
 
-  auto path = LookPath(spec.argv[0], EnvValue(spec.env, "PATH").value_or(""));
+  const std::vector<std::string>& env = spec.environment();
+  auto path = LookPath(spec.argv[0], EnvValue(env, "PATH").value_or(""));
   if (!path.ok()) {
     trees_[id] = tree;
     rusage_[id] = usage;
@@ -312,16 +330,15 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
     }
   }
 
+  // The child's stdout and stderr. One write end serves both when they are merged (or go to
+  // /dev/null): the child's dup2 onto 1 and 2 makes the two descriptors it needs.
   UniqueFd out_read, out_write, err_read, err_write;
   if (spec.capture_output) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2", errno);
     out_read.Reset(fds[0]);
     out_write.Reset(fds[1]);
-    if (spec.merge_stderr) {
-      err_write.Reset(::fcntl(out_write.get(), F_DUPFD_CLOEXEC, 3));
-      if (!err_write.valid()) return ErrnoError("dup", errno);
-    } else {
+    if (!spec.merge_stderr) {
       if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2", errno);
       err_read.Reset(fds[0]);
       err_write.Reset(fds[1]);
@@ -329,16 +346,15 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   } else {
     out_write.Reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
     if (!out_write.valid()) return ErrnoError("open /dev/null", errno);
-    err_write.Reset(::fcntl(out_write.get(), F_DUPFD_CLOEXEC, 3));
   }
 
   ExecRequest request;
   request.path = *path;
   request.argv = spec.argv;
-  request.env = WithMarker(spec.env, token);
+  AddMarker(env, token, request);
   request.work_dir = spec.work_dir;
   request.stdout_fd = out_write.get();
-  request.stderr_fd = err_write.get();
+  request.stderr_fd = err_write.valid() ? err_write.get() : out_write.get();
   request.cgroup_procs_fd = leaf ? leaf->procs_fd() : -1;
   request.cgroup_dir_fd = leaf ? leaf->dir_fd() : -1;
   if (spec.resources) request.join_fds = spec.resources->join_fds();
@@ -394,7 +410,7 @@ void SupervisorImpl::KillAll() {
   const auto start = Clock::now();
   const auto deadline = start + kKillAllLimit;
   for (;;) {
-    ReapNow();
+    Reap(/*always=*/true);
     census_->RunNow();  // the loop is not running: the fallback's rounds are taken here
     // Shutdown does not wait leftover_grace for a pipe that someone outside the tree holds.
     const bool close_pipes = Clock::now() - start > kKillAllPipeWait;

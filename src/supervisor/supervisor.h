@@ -68,6 +68,10 @@ struct ProcessSpec {
   std::vector<std::string> argv;
   /// Exactly the child's environment, "KEY=value" entries. Nothing is inherited.
   std::vector<std::string> env;
+  /// When set, the child's environment instead of `env`: a caller that starts many processes
+  /// with one environment (the steps of a job) keeps one list instead of a copy per process.
+  std::shared_ptr<const std::vector<std::string>> shared_env;
+  const std::vector<std::string>& environment() const { return shared_env ? *shared_env : env; }
   /// Working directory; empty = the runner's own.
   std::string work_dir;
   /// When false, stdout/stderr go to /dev/null and no output callback is called.

@@ -150,12 +150,23 @@ TEST_P(SpawnTest, EnvironmentIsExactPlusMarker) {
 
 TEST_P(SpawnTest, ExistingMarkerIsKept) {
   Outcome o;
-  ProcessSpec spec = Shell("echo $STEP_RUNNER_TREE");
+  ProcessSpec spec = Shell("echo $STEP_RUNNER_TREE; env | grep -c ^STEP_RUNNER_TREE=");
   spec.env.push_back("STEP_RUNNER_TREE=1.2");
   Start(spec, o);
   ASSERT_TRUE(Wait(o));
   EXPECT_THAT(o.out, ::testing::MatchesRegex("1\\.2," + std::to_string(::getpid()) +
-                                             "\\.[0-9]+-[0-9]+\n"));
+                                             "\\.[0-9]+-[0-9]+\n1\n"));
+}
+
+TEST_P(SpawnTest, SharedEnvironmentReplacesTheOwnOne) {
+  Outcome o;
+  ProcessSpec spec = Shell("echo \"$X $TEST_TAG\"");
+  spec.env.push_back("X=own");
+  spec.shared_env = std::make_shared<const std::vector<std::string>>(
+      std::vector<std::string>{"PATH=/usr/bin:/bin", "X=shared"});
+  Start(spec, o);
+  ASSERT_TRUE(Wait(o));
+  EXPECT_EQ(o.out, "shared \n");
 }
 
 TEST_P(SpawnTest, ChildStartsWithCleanSignalState) {

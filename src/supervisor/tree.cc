@@ -58,18 +58,26 @@ Status TreeImpl::Start(pid_t pid, UniqueFd pidfd, std::unique_ptr<sr::Members> m
   Enter(Phase::kRunning);
   SR_RETURN_IF_ERROR(WatchPipe(out_));
   SR_RETURN_IF_ERROR(WatchPipe(err_));
-  if (members_->event_fd() >= 0) {
-    auto w = loop_->Watch(members_->event_fd(), EPOLLPRI, [this](uint32_t) {
-      // Reading re-arms the notification even when Progress has nothing to do yet.
-      members_->Populated();
-      Progress();
-    });
-    if (!w.ok()) return w.error();
-    events_watch_ = *w;
-  }
   // The fallback's answer to "anyone left?" can come on a later loop turn.
   members_->OnAnswer([this] { Progress(); });
   return Ok();
+}
+
+void TreeImpl::WatchEvents() {
+  // Watched only once the main process has ended and left members behind: until then nothing
+  // waits for the leaf to empty. Progress read cgroup.events just before (which re-arms its
+  // notification), so a change since that read is reported as soon as the watch is added.
+  if (events_watch_ || members_->event_fd() < 0) return;
+  auto w = loop_->Watch(members_->event_fd(), EPOLLPRI, [this](uint32_t) {
+    // Reading re-arms the notification even when Progress has nothing to do yet.
+    members_->Populated();
+    Progress();
+  });
+  if (w.ok()) {
+    events_watch_ = *w;
+  } else {
+    ArmPoll(/*even_with_events=*/true);  // cannot watch (out of memory): look again on a timer
+  }
 }
 
 void TreeImpl::Abandon() {
@@ -221,8 +229,8 @@ void TreeImpl::KillNow(ProcessRecord::Ending ending) {
   if (members_->event_fd() < 0) ArmPoll();
 }
 
-void TreeImpl::ArmPoll() {
-  if (poll_timer_ || !live() || members_->event_fd() >= 0) return;
+void TreeImpl::ArmPoll(bool even_with_events) {
+  if (poll_timer_ || !live() || (members_->event_fd() >= 0 && !even_with_events)) return;
   poll_timer_ = loop_->After(kRescanInterval, [this] {
     poll_timer_ = 0;
     if (phase_ == Phase::kKilling) KillNow(kill_ending_);
@@ -240,6 +248,7 @@ void TreeImpl::Progress() {
   if (phase_ != Phase::kSettling && *populated) {
     // The main process ended by itself but left members behind (a background job, a daemon):
     // they get the leftovers' stop. A tree never outlives its main process.
+    WatchEvents();
     if (phase_ == Phase::kRunning) BeginStop(StopOrder::From(leftovers_), true);
     ArmPoll();
     return;

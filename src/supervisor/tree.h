@@ -117,7 +117,11 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   void ArmPhaseTimer(Clock::time_point deadline, void (TreeImpl::*on_due)());
   void GraceRanOut();
   void PipesWaitedEnough();
-  void ArmPoll();
+  /// The fallback (no event fd): look at the members again after kRescanInterval. With
+  /// `even_with_events`, also in cgroup mode (its events could not be watched).
+  void ArmPoll(bool even_with_events = false);
+  /// cgroup mode: Progress again when the leaf's `populated` changes.
+  void WatchEvents();
   bool Settled();
   void Finish();
   void Deliver(TreeExit exit);

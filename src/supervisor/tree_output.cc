@@ -24,10 +24,9 @@ constexpr size_t kBigRead = 1024 * 1024;
 
 Status TreeImpl::WatchPipe(Pipe& p) {
   if (!p.fd.valid()) return Ok();  // output not captured
-  int flags = ::fcntl(p.fd.get(), F_GETFL);
-  if (flags < 0 || ::fcntl(p.fd.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
-    return ErrnoError("fcntl O_NONBLOCK", errno);
-  }
+  // The read end of a fresh pipe: O_NONBLOCK is its only status flag (the write end, the
+  // child's, stays blocking: pipe2's flags would apply to both).
+  if (::fcntl(p.fd.get(), F_SETFL, O_NONBLOCK) != 0) return ErrnoError("fcntl O_NONBLOCK", errno);
   Pipe* raw = &p;
   auto w = loop_->Watch(p.fd.get(), EPOLLIN, [this, raw](uint32_t) {
     auto self = shared_from_this();  // on_output may drop the caller's last handle
