@@ -118,8 +118,10 @@ std::string Join(const std::set<std::string>& names) {
 
 Status CheckOutputReads(Engine::State& st, const std::string& step_dir,
                         const stepfile::Definition& def) {
-  // Siblings seen so far, with their outputs when known.
-  std::map<std::string, std::optional<std::set<std::string>>> earlier;
+  // Siblings seen so far. Their outputs are looked up (which loads their files) only when
+  // something reads one: most sequences read none.
+  std::map<std::string, const stepfile::Invocation*> earlier;
+  std::map<const stepfile::Invocation*, std::optional<std::set<std::string>>> known;
   auto check = [&](const std::vector<OutputRead>& reads, const stepfile::Mark& mark,
                    const std::string& where) -> Status {
     for (const auto& r : reads) {
@@ -128,10 +130,14 @@ Status CheckOutputReads(Engine::State& st, const std::string& step_dir,
         return InvalidError(mark.ToString() + ": " + where + ": " + r.expression + ": no step \"" +
                             r.step + "\" runs before this one");
       }
-      if (sib->second && !sib->second->count(r.key)) {
+      auto outputs = known.find(sib->second);
+      if (outputs == known.end()) {
+        outputs = known.emplace(sib->second, KnownOutputs(st, step_dir, *sib->second)).first;
+      }
+      if (outputs->second && !outputs->second->count(r.key)) {
         return InvalidError(mark.ToString() + ": " + where + ": " + r.expression + ": step \"" +
                             r.step + "\" has no output \"" + r.key + "\" (its outputs: " +
-                            Join(*sib->second) + ")");
+                            Join(*outputs->second) + ")");
       }
     }
     return Ok();
@@ -149,7 +155,7 @@ Status CheckOutputReads(Engine::State& st, const std::string& step_dir,
         FindOutputReads(value, reads);
         SR_RETURN_IF_ERROR(check(reads, inv.mark, where + ": env \"" + name + "\""));
       }
-      earlier[inv.name] = KnownOutputs(st, step_dir, inv);
+      earlier[inv.name] = &inv;
     }
     return Ok();
   };

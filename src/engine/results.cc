@@ -71,18 +71,25 @@ proto::Step::Reference ToProtoReference(const stepfile::Reference& ref) {
     case P::kDynamic: out.set_protocol(proto::dynamic); break;
     case P::kOci: out.set_protocol(proto::oci); break;
   }
-  out.set_url(ref.url);
+  // proto3 strings: "" is the unset value, and setting it would still allocate (every step's
+  // record has this reference).
+  if (!ref.url.empty()) out.set_url(ref.url);
   // `path` is deprecated in the proto but still what Go clients read; fill both carriers.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  out.mutable_path()->Reserve(static_cast<int>(ref.path.size()));
   for (const auto& p : ref.path) out.add_path(p);
 #pragma GCC diagnostic pop
-  for (const auto& p : ref.path) out.mutable_paths()->add_parts(p);
-  out.set_filename(ref.filename);
-  out.set_version(ref.version);
-  out.set_registry(ref.registry);
-  out.set_repository(ref.repository);
-  out.set_tag(ref.tag);
+  if (!ref.path.empty()) {
+    auto* parts = out.mutable_paths()->mutable_parts();
+    parts->Reserve(static_cast<int>(ref.path.size()));
+    for (const auto& p : ref.path) parts->Add()->assign(p);
+  }
+  if (!ref.filename.empty()) out.set_filename(ref.filename);
+  if (!ref.version.empty()) out.set_version(ref.version);
+  if (!ref.registry.empty()) out.set_registry(ref.registry);
+  if (!ref.repository.empty()) out.set_repository(ref.repository);
+  if (!ref.tag.empty()) out.set_tag(ref.tag);
   return out;
 }
 
@@ -129,7 +136,8 @@ proto::SpecDefinition ToProtoSpecDefinition(const stepfile::StepFile& file) {
   if (d.kind == stepfile::Definition::Kind::kExec) {
     def->set_type(proto::exec);
     for (const auto& c : d.command) def->mutable_exec()->add_command(c);
-    def->mutable_exec()->set_work_dir(d.work_dir);
+    if (!d.work_dir.empty()) def->mutable_exec()->set_work_dir(d.work_dir);
+    def->mutable_exec();  // present even with an empty command
   } else {
     def->set_type(proto::steps);
     for (const auto& inv : d.run) *def->add_steps() = ToProtoStep(inv);

@@ -81,6 +81,8 @@ void EventLoop::Unwatch(WatchId id) {
   watches_.erase(it);
 }
 
+void EventLoop::UnwatchClosing(WatchId id) { watches_.erase(id); }
+
 EventLoop::TimerId EventLoop::After(Duration delay, Callback cb) {
   return At(Clock::now() + delay, std::move(cb));
 }

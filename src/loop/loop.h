@@ -40,6 +40,10 @@ class EventLoop {
   /// The fd is not owned; Unwatch before closing it.
   Result<WatchId> Watch(int fd, uint32_t events, FdCallback cb);
   void Unwatch(WatchId id);
+  /// Unwatch for an fd that the caller closes right after, and whose open file no other
+  /// descriptor refers to (a pipe's read end the runner alone holds): that close takes it out of
+  /// the epoll set, so no epoll_ctl is made here.
+  void UnwatchClosing(WatchId id);
 
   /// Calls `cb` once after `delay` (0 = on the next turn). Returns an id for CancelTimer.
   TimerId After(Duration delay, Callback cb);

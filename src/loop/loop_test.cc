@@ -69,6 +69,52 @@ TEST(EventLoop, WatchReportsReadinessUntilUnwatched) {
   ::close(fds[1]);
 }
 
+// A closed fd whose watch was dropped without epoll_ctl is gone from the epoll set: its hang-up
+// is never reported, and a new fd with the same number is watched normally.
+TEST(EventLoop, UnwatchClosingThenCloseEndsTheWatch) {
+  auto loop = NewLoop();
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  int old_calls = 0;
+  auto w = loop->Watch(fds[0], EPOLLIN, [&](uint32_t) { ++old_calls; });
+  ASSERT_TRUE(w.ok());
+  loop->UnwatchClosing(*w);
+  const int number = fds[0];
+  ::close(fds[0]);
+  ::close(fds[1]);  // a hang-up, had the read end stayed in the set
+  int again[2];
+  ASSERT_EQ(::pipe(again), 0);
+  ASSERT_EQ(again[0], number);  // the lowest free number: the one just closed
+  int calls = 0;
+  auto w2 = loop->Watch(again[0], EPOLLIN, [&](uint32_t) {
+    char c;
+    ASSERT_EQ(::read(again[0], &c, 1), 1);
+    ++calls;
+  });
+  ASSERT_TRUE(w2.ok()) << w2.error().message;
+  ASSERT_EQ(::write(again[1], "x", 1), 1);
+  bool later = false;
+  loop->After(10ms, [&] { later = true; });
+  loop->RunUntil([&] { return later && calls == 1; });
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(old_calls, 0);
+  loop->Unwatch(*w2);
+  ::close(again[0]);
+  ::close(again[1]);
+}
+
+// A callback posted from the loop thread runs in the same turn, without waking the loop.
+TEST(EventLoop, PostFromTheLoopThreadRunsWithoutAWakeUp) {
+  auto loop = NewLoop();
+  int step = 0;
+  loop->Post([&] {
+    step = 1;
+    loop->Post([&] { step = 2; });
+  });
+  loop->RunUntil([&] { return step == 2; });  // would block forever if the second were lost
+  EXPECT_EQ(step, 2);
+}
+
 TEST(EventLoop, StopFromAnotherThreadEndsRun) {
   auto loop = NewLoop();
   std::thread t([&] { loop->Stop(); });

@@ -273,6 +273,7 @@ bool TreeImpl::Settled() {
   // A member can leave the cgroup (and close its pipes) a moment before it becomes a zombie and
   // is re-parented to us. Finish only when every recorded member is reaped, so that once
   // on_exit runs none of their pids exists any more.
+  if (records_.empty()) return true;  // nothing recorded: nothing to wait for
   if (owner_) owner_->ReapNow();
   if (done()) return true;  // the reap finished the tree already
   bool settled = true;

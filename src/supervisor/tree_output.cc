@@ -85,7 +85,9 @@ void TreeImpl::GrowPipe(Pipe& p) {
 }
 
 void TreeImpl::ClosePipe(Pipe& p) {
-  if (p.watch && loop_) loop_->Unwatch(p.watch);
+  // Only the runner holds a read end (close-on-exec, and the loop thread is suspended while a
+  // child that shares the fd table has not exec'd yet), so the close below ends the watch.
+  if (p.watch && loop_) loop_->UnwatchClosing(p.watch);
   p.watch = 0;
   p.fd.Reset();
 }
