@@ -14,8 +14,6 @@
 // it unfollows the log) — no thread per stream, nothing left waiting.
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <optional>
 

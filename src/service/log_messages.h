@@ -1,9 +1,9 @@
 // FollowLogs messages read from one job's log, shared by the streams that send the same bytes.
 //
 // A message is `FollowLogsResponse{data: log[offset, offset + size)}` in wire form (tag, varint
-// length, bytes) in one block that gRPC sends as is. Several followers of one job that are at
-// the same offset — all caught up when the step writes, or moving through the log in step, which
-// message ends on multiples of the message size make likely — send one block: one pread of the
+// length, bytes) in one block that gRPC sends as is. Followers of one job that are at the same
+// offset — all caught up and woken by the same write of the step, or keeping pace with each other
+// (follow_logs.cc ends messages on fixed boundaries for that) — send one block: one pread of the
 // log instead of one per follower. A block lives while some stream still sends it (gRPC holds a
 // slice per stream) and is not kept a moment longer: sharing costs no memory, and each stream
 // still counts its message against the follow budget as before. Blocks of 32 KiB and more are
@@ -64,7 +64,6 @@ class LogMessages : public std::enable_shared_from_this<LogMessages> {
   const std::shared_ptr<JobLog> log_;
   std::mutex mu_;
   std::vector<Block*> live_;  // blocks some stream holds, guarded by mu_ (and their refs)
-
 };
 
 }  // namespace sr::service
