@@ -38,32 +38,36 @@ class Loader {
   std::string error_;
 };
 
-}  // namespace
-
-Result<const CurlLib*> LoadCurl() {
-  static const Result<CurlLib> lib = [] {
-    Loader loader(kCurlSoname);
-    CurlLib t;
-#define SR_CURL_BIND(name) loader.Bind(t.name, "curl_" #name);
-    SR_CURL_FUNCTIONS(SR_CURL_BIND)
-#undef SR_CURL_BIND
-    return loader.Done(t);
+// The table of one library, bound on the first call (a function-local static: thread-safe),
+// then the same table or the same error for the life of the process.
+template <class Table>
+Result<const Table*> LoadedOnce(const char* soname, void (*bind)(Loader&, Table&)) {
+  static const Result<Table> lib = [&] {
+    Loader loader(soname);
+    Table table;
+    bind(loader, table);
+    return loader.Done(table);
   }();
   if (!lib.ok()) return lib.error();
   return &*lib;
 }
 
+}  // namespace
+
+Result<const CurlLib*> LoadCurl() {
+  return LoadedOnce<CurlLib>(kCurlSoname, [](Loader& loader, CurlLib& t) {
+#define SR_CURL_BIND(name) loader.Bind(t.name, "curl_" #name);
+    SR_CURL_FUNCTIONS(SR_CURL_BIND)
+#undef SR_CURL_BIND
+  });
+}
+
 Result<const ArchiveLib*> LoadArchive() {
-  static const Result<ArchiveLib> lib = [] {
-    Loader loader(kArchiveSoname);
-    ArchiveLib t;
+  return LoadedOnce<ArchiveLib>(kArchiveSoname, [](Loader& loader, ArchiveLib& t) {
 #define SR_ARCHIVE_BIND(name) loader.Bind(t.name, "archive_" #name);
     SR_ARCHIVE_FUNCTIONS(SR_ARCHIVE_BIND)
 #undef SR_ARCHIVE_BIND
-    return loader.Done(t);
-  }();
-  if (!lib.ok()) return lib.error();
-  return &*lib;
+  });
 }
 
 }  // namespace sr::oci
