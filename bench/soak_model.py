@@ -191,11 +191,12 @@ def random_invalid(rng, job_id):
 
 # --- the server process, seen from /proc ------------------------------------------------------
 
-# The supervisor keeps up to 16 empty cgroup leaves of finished steps for the next ones (3 fds
-# each: the directory, cgroup.procs, cgroup.events; src/supervisor/supervisor.cc kIdleLeaves): a
+# The supervisor keeps up to 16 empty cgroup leaves of finished steps for the next ones (7 fds
+# each: the directory, cgroup.procs, cgroup.events, and the four files CgroupLeaf::AsCreated
+# reads after each step; src/supervisor/supervisor.cc kIdleLeaves): a
 # bounded cache whose size follows how many steps last ran at once, not a leak. They are counted
 # on their own and checked against that bound; every other fd must come back.
-IDLE_LEAF_FDS_MAX = 16 * 3
+IDLE_LEAF_FDS_MAX = 16 * 7
 
 
 def leaf_fd(target):

@@ -14,7 +14,11 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <sstream>
+#include <string_view>
+#include <tuple>
+#include <utility>
 
 #include "util/owner.h"
 #include "util/tempdir.h"
@@ -59,6 +63,22 @@ bool EventFlag(const std::string& events, const std::string& key) {
   size_t pos = events.find(key + " ");
   return pos != std::string::npos && pos + key.size() + 1 < events.size() &&
          events[pos + key.size() + 1] == '1';
+}
+
+// Deepest first: resource groups (controllers.h) hold leaves of their own.
+bool RemoveEmptyTree(const std::string& dir) {
+  if (DIR* d = ::opendir(dir.c_str())) {
+    std::vector<std::string> subs;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_type == DT_DIR && std::strcmp(e->d_name, ".") != 0 &&
+          std::strcmp(e->d_name, "..") != 0) {
+        subs.push_back(dir + "/" + e->d_name);
+      }
+    }
+    ::closedir(d);
+    for (const auto& s : subs) RemoveEmptyTree(s);
+  }
+  return ::rmdir(dir.c_str()) == 0;
 }
 
 }  // namespace
@@ -108,13 +128,46 @@ bool CgroupLeaf::Idle() {
   return !events.empty() && !EventFlag(events, "populated") && !EventFlag(events, "frozen");
 }
 
+bool CgroupLeaf::AsCreated() {
+  // What a step may change in its own leaf (its files are the runner's user's, as the step is):
+  // the limits on sub-cgroups, the type, and sub-cgroups themselves. A leaf whose every one is
+  // as mkdir made it is as good as a new one; a leaf that cannot be read is not.
+  static constexpr std::pair<const char*, std::string_view> kAsMade[] = {
+      {"cgroup.max.descendants", "max"},
+      {"cgroup.max.depth", "max"},
+      {"cgroup.type", "domain"},
+      {"cgroup.stat", "nr_descendants 0"},
+  };
+  static_assert(std::size(kAsMade) == std::tuple_size_v<decltype(state_fds_)>);
+  for (size_t i = 0; i < std::size(kAsMade); ++i) {
+    UniqueFd& fd = state_fds_[i];
+    if (!fd.valid()) {
+      fd.Reset(dir_fd_.valid() ? ::openat(dir_fd_.get(), kAsMade[i].first, O_RDONLY | O_CLOEXEC)
+                               : ::open((path_ + "/" + kAsMade[i].first).c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd.valid()) return false;
+    }
+    // From offset 0 every time: the file as it is now (a kernfs file is rendered per read).
+    char buf[128];
+    ssize_t n = ::pread(fd.get(), buf, sizeof buf, 0);
+    if (n <= 0) return false;
+    std::string_view text(buf, static_cast<size_t>(n));
+    if (text.substr(0, text.find('\n')) != kAsMade[i].second) return false;
+  }
+  return true;
+}
+
 Status CgroupLeaf::Kill() { return WriteControl(path_ + "/cgroup.kill", "1"); }
 
 void CgroupLeaf::Remove() {
   if (removed_) return;
   procs_fd_.Reset();
   events_fd_.Reset();
-  if (::rmdir(path_.c_str()) == 0 || errno == ENOENT) removed_ = true;
+  for (UniqueFd& fd : state_fds_) fd.Reset();
+  if (::rmdir(path_.c_str()) == 0 || errno == ENOENT) {
+    removed_ = true;
+  } else if (errno == EBUSY && RemoveEmptyTree(path_)) {
+    removed_ = true;  // the step had made sub-cgroups (empty now, as the leaf is)
+  }
 }
 
 Result<std::string> RunnerCgroupDir(pid_t runner) {
@@ -227,24 +280,6 @@ Status CgroupRoot::Probe() {
   if (int err = ProbeChildErrno(pid); err != 0) return ErrnoError("join " + leaf->path(), err);
   return Ok();
 }
-
-namespace {
-// Deepest first: resource groups (controllers.h) hold leaves of their own.
-bool RemoveEmptyTree(const std::string& dir) {
-  if (DIR* d = ::opendir(dir.c_str())) {
-    std::vector<std::string> subs;
-    while (dirent* e = ::readdir(d)) {
-      if (e->d_type == DT_DIR && std::strcmp(e->d_name, ".") != 0 &&
-          std::strcmp(e->d_name, "..") != 0) {
-        subs.push_back(dir + "/" + e->d_name);
-      }
-    }
-    ::closedir(d);
-    for (const auto& s : subs) RemoveEmptyTree(s);
-  }
-  return ::rmdir(dir.c_str()) == 0;
-}
-}  // namespace
 
 CgroupRoot::~CgroupRoot() {
   // Leaves of finished trees are gone already; this catches any left by a tree that could not

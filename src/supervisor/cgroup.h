@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <memory>
+#include <array>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,10 @@ class CgroupLeaf {
   Status Kill();
   /// Empty and not frozen: a new tree can be born into it as into a new leaf.
   bool Idle();
+  /// No sub-cgroup, and the limits and type a step could have changed are as mkdir made them
+  /// (checked once before a leaf is kept for another step: none of it may carry over). The four
+  /// files stay open from the first check on: a leaf that is kept is checked after every step.
+  bool AsCreated();
   /// rmdir; fails while populated. Idempotent.
   void Remove();
 
@@ -55,6 +60,7 @@ class CgroupLeaf {
   UniqueFd procs_fd_;
   UniqueFd dir_fd_;
   UniqueFd events_fd_;
+  std::array<UniqueFd, 4> state_fds_;  // AsCreated's files, opened at its first call
   bool removed_ = false;
 };
 

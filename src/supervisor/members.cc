@@ -88,8 +88,8 @@ void CgroupMembers::Release(bool clean) {
   if (!leaf_) return;
   // A clean end was seen `populated 0` in this same turn (Progress), and the supervisor looks
   // at a recycled leaf again before it serves another tree (it may have been frozen meanwhile),
-  // so it is not read a third time here.
-  if (clean && recycle_) {
+  // so that is not read a third time here; what a step may have changed in its leaf is.
+  if (clean && recycle_ && leaf_->AsCreated()) {
     recycle_(std::move(leaf_));
   } else {
     leaf_->Remove();
