@@ -20,6 +20,9 @@ constexpr int kSignalRounds = 8;
 constexpr int kKillRounds = 64;
 // A walk from the main process stops here (a fork bomb is killed by its group, not walked).
 constexpr size_t kMaxWalk = 4096;
+// Up to this many children of the runner are looked at for a tree's daemons when it is signalled
+// (`run`, a server with few jobs); with more, the census's shared round is cheaper.
+constexpr size_t kQuickOrphans = 16;
 
 // Whether the runner has any child at all, running or a zombie: one waitid, no /proc read.
 bool HasChildren() {
@@ -125,9 +128,6 @@ void GroupMembers::SignalTreeNow(Request& r) {
   // outside the group. What the walk cannot see (members re-parented to us: daemons) the
   // census finds in its next rounds.
   if (main_reaped_) return;
-  // A main process that is exiting has handed (or is handing) its children to us: the walk
-  // would miss group members that the group signal reaches. The census sees them.
-  if (auto main = ReadProcStat(pgid_); !main || main->ending()) return;
   std::vector<std::pair<Found, UniqueFd>> pinned;
   // (pid, the parent it was listed under): a pid read from a children file and opened a moment
   // later is the same process if its parent still is (a recycled pid has another parent).
@@ -138,8 +138,10 @@ void GroupMembers::SignalTreeNow(Request& r) {
     queue.pop_front();
     if (!walked.insert(pid).second) continue;
     UniqueFd fd = OpenPidfd(pid);
-    if (!fd.valid()) continue;
-    auto st = ReadProcStat(pid);
+    auto st = fd.valid() ? ReadProcStat(pid) : std::nullopt;
+    // A main process that is exiting has handed (or is handing) its children to us: the walk
+    // would miss group members that the group signal reaches. The census sees them.
+    if (pid == pgid_ && (!st || st->ending())) return;
     if (!st || (parent != 0 && st->ppid != parent) || st->start_ticks < start_ticks_) continue;
     auto children = ReadChildren(pid, st->threads);
     if (!children && pid == pgid_) return;  // no children files (CONFIG_PROC_CHILDREN): census only
@@ -157,6 +159,10 @@ void GroupMembers::SignalTreeNow(Request& r) {
     if (f.pgrp != pgid_) PidfdSignal(fd.get(), r.signo);
     r.victims.push_back({f.pid, std::move(fd), std::move(f.comm)});
   }
+  // Daemons that left the group (setsid + double fork) are the runner's own children now (it is
+  // their subreaper): with few children, they are found among them at once, without waiting
+  // for the census's pass over /proc (which still runs, for anything this misses).
+  if (auto orphans = census_->Orphans(this, kQuickOrphans)) Signal(r, *orphans);
   // Reported now: the caller counts what it signalled (the cancel's log line) right after.
   Report(r);
 }
@@ -180,6 +186,14 @@ void GroupMembers::OnCensus(ProcCensus::Result result) {
 }
 
 void GroupMembers::Round(Request& r, const std::vector<Found>& members) {
+  const size_t fresh = Signal(r, members);
+  // One group SIGKILL is enough: nothing can join the group after it.
+  if (r.signo == SIGKILL) r.group = GroupSignal::kNone;
+  const int limit = r.signo == SIGKILL ? kKillRounds : kSignalRounds;
+  r.done = fresh == 0 || ++r.rounds >= limit;
+}
+
+size_t GroupMembers::Signal(Request& r, const std::vector<Found>& members) {
   std::vector<std::pair<const Found*, UniqueFd>> fresh;
   // After a group signal, a newcomer to the group was born after it (the group signal is atomic
   // against fork): a trap handler's cleanup, which must not be stopped.
@@ -217,10 +231,7 @@ void GroupMembers::Round(Request& r, const std::vector<Found>& members) {
     PidfdSignal(fd.get(), r.signo);
   }
   for (auto& [f, fd] : fresh) r.victims.push_back({f->pid, std::move(fd), f->comm});
-  // One group SIGKILL is enough: nothing can join the group after it.
-  if (r.signo == SIGKILL) r.group = GroupSignal::kNone;
-  const int limit = r.signo == SIGKILL ? kKillRounds : kSignalRounds;
-  r.done = fresh.empty() || ++r.rounds >= limit;
+  return fresh.size();
 }
 
 void GroupMembers::Report(Request& r) {

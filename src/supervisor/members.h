@@ -143,6 +143,8 @@ class GroupMembers : public Members, private ProcCensus::Subject {
   void SignalTreeNow(Request& r);
   // One census round of a request: signal every member it has not seen.
   void Round(Request& r, const std::vector<Found>& members);
+  // Pins and signals the members of `members` that `r` has not seen; returns how many.
+  size_t Signal(Request& r, const std::vector<Found>& members);
   void Report(Request& r);
   // True when the tree cannot have a live member (known empty, or the runner has no child).
   bool ProvablyEmpty();
