@@ -178,6 +178,10 @@ TEST_F(Faults, FdLimitIsRaisedAndSetupFailuresLeaveNothing) {
   Child limited({"/usr/bin/prlimit", "--nofile=48:48", Binary(), "serve", "--socket", dir / "t.sock"}, o);
   ASSERT_TRUE(limited.WaitForFile(dir / "t.sock"));
   auto channel = grpc::CreateChannel("unix:" + dir / "t.sock", grpc::InsecureChannelCredentials());
+  // The socket file exists from bind(), a moment before listen(): a connect in between is
+  // refused, and gRPC then fails every RPC at once for its reconnect backoff (a second). So the
+  // loop starts once the channel is up.
+  ASSERT_TRUE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(30)));
   auto stub = proto::StepRunner::NewStub(channel);
   int refused = 0, accepted = 0;
   std::vector<std::string> ids;

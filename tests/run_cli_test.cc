@@ -54,6 +54,22 @@ outputs:
   EXPECT_EQ(results["subStepResults"][2]["execResult"]["exitCode"], nullptr);  // 0 is omitted
 }
 
+// libcurl and libarchive (dozens of shared objects) are opened by the first OCI step only: a
+// plain run must not have them mapped (docs/performance.md, finding 6). The step's parent is the
+// runner; the OCI tests (oci_registry) show the lazy load working.
+TEST(RunCli, PlainRunMapsNeitherLibcurlNorLibarchive) {
+  TestDir dir;
+  dir.Write("maps.yml", "spec: {}\n---\nexec:\n  command: [sh, -c, 'cat /proc/$PPID/maps']\n");
+  Output o = RunStepRunner({"run", "-f", dir / "maps.yml"});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("step-runner"));  // the runner's own maps were read
+  EXPECT_THAT(o.out, Not(HasSubstr("libcurl")));
+  EXPECT_THAT(o.out, Not(HasSubstr("libarchive")));
+#ifdef SR_STATIC_GRPC
+  EXPECT_THAT(o.out, Not(HasSubstr("libgrpc")));  // linked statically (STEP_RUNNER_STATIC_GRPC)
+#endif
+}
+
 TEST(RunCli, FailingStepExitsOneAndNamesTheStep) {
   TestDir dir;
   dir.Write("f.yml", "spec: {}\n---\nrun:\n  - name: build\n    script: exit 3\n  - name: never\n    script: touch never\n");

@@ -16,6 +16,18 @@
 
 namespace sr::oci {
 namespace {
+// Removes what earlier downloads of one digest left (".<hex>.tmp-<pid>-<n>"). Only called with
+// the digest's lock held: its holder is the only writer of such files, and flock dies with its
+// process, so every one found then belongs to a download that was killed (a runner ended by
+// SIGKILL or a full disk) and would otherwise stay in the cache for good.
+void RemoveStaleTemps(const std::string& dir, const std::string& hex) {
+  const std::string prefix = "." + hex + ".tmp-";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.path().filename().string().rfind(prefix, 0) == 0) ::unlink(e.path().c_str());
+  }
+}
+
 
 constexpr auto kSlice = std::chrono::milliseconds(5);
 constexpr auto kLockPoll = std::chrono::milliseconds(20);
@@ -109,6 +121,7 @@ Task<Result<std::string>> BlobCache::Get(EventLoop& loop, const std::string& dig
   if (!good.ok()) co_return good.error();
   if (*good) co_return path;
   ::unlink(path.c_str());  // missing or corrupt: fetch it again
+  RemoveStaleTemps(dir_, hex);
 
   static std::atomic<int> counter{0};
   const std::string tmp = dir_ + "/." + hex + ".tmp-" + std::to_string(::getpid()) + "-" +

@@ -1,16 +1,19 @@
 #include "oci/http.h"
 
-#include <curl/curl.h>
 #include <sys/epoll.h>
 
 #include <algorithm>
 #include <cctype>
 #include <optional>
 
+#include "oci/c_libs.h"
+
 namespace sr::oci {
 
 // One request in flight. Owned by the Send coroutine; the multi handle only points at it.
 struct Transfer {
+  explicit Transfer(const CurlLib& l) : curl(l) {}
+  const CurlLib& curl;
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
   HttpRequest request;
@@ -21,35 +24,40 @@ struct Transfer {
   std::function<void(CURLcode)> done;  // posts the coroutine's resumption
   char error_buffer[CURL_ERROR_SIZE] = {0};
   ~Transfer() {
-    if (easy) curl_easy_cleanup(easy);
-    if (headers) curl_slist_free_all(headers);
+    if (easy) curl.easy_cleanup(easy);
+    if (headers) curl.slist_free_all(headers);
   }
 };
 
 struct Http::Impl {
   EventLoop& loop;
   HttpOptions options;
+  Result<const CurlLib*> lib;  // an error when libcurl cannot be loaded: every Send returns it
   CURLM* multi = nullptr;
   std::map<curl_socket_t, EventLoop::WatchId> watches;
   std::optional<EventLoop::TimerId> timer;
   std::map<CURL*, Transfer*> transfers;
 
-  Impl(EventLoop& l, HttpOptions o) : loop(l), options(std::move(o)) {
-    static const CURLcode global = curl_global_init(CURL_GLOBAL_DEFAULT);
+  Impl(EventLoop& l, HttpOptions o) : loop(l), options(std::move(o)), lib(LoadCurl()) {
+    if (!lib.ok()) return;
+    const CurlLib& curl = **lib;
+    static const CURLcode global = curl.global_init(CURL_GLOBAL_DEFAULT);
     (void)global;
-    multi = curl_multi_init();
-    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Impl::OnSocket);
-    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
-    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::OnTimer);
-    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
+    multi = curl.multi_init();
+    curl.multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Impl::OnSocket);
+    curl.multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
+    curl.multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::OnTimer);
+    curl.multi_setopt(multi, CURLMOPT_TIMERDATA, this);
   }
   ~Impl() {
-    for (auto& [easy, t] : transfers) curl_multi_remove_handle(multi, easy);
+    if (!lib.ok()) return;
+    for (auto& [easy, t] : transfers) curl().multi_remove_handle(multi, easy);
     // Cleanup closes cached connections and may still call OnSocket/OnTimer: unhook after it.
-    curl_multi_cleanup(multi);
+    curl().multi_cleanup(multi);
     for (auto& [fd, id] : watches) loop.Unwatch(id);
     if (timer) loop.CancelTimer(*timer);
   }
+  const CurlLib& curl() const { return **lib; }
 
   static int OnSocket(CURL*, curl_socket_t fd, int what, void* self_ptr, void*) {
     auto* self = static_cast<Impl*>(self_ptr);
@@ -87,22 +95,22 @@ struct Http::Impl {
 
   void Act(curl_socket_t fd, int mask) {
     int running = 0;
-    curl_multi_socket_action(multi, fd, mask, &running);
+    curl().multi_socket_action(multi, fd, mask, &running);
     int left = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+    while (CURLMsg* msg = curl().multi_info_read(multi, &left)) {
       if (msg->msg != CURLMSG_DONE) continue;
       auto it = transfers.find(msg->easy_handle);
       if (it == transfers.end()) continue;
       Transfer* t = it->second;
       CURLcode code = msg->data.result;
       transfers.erase(it);
-      curl_multi_remove_handle(multi, t->easy);
+      curl().multi_remove_handle(multi, t->easy);
       t->done(code);
     }
   }
 
   void Remove(Transfer* t) {
-    if (transfers.erase(t->easy) > 0) curl_multi_remove_handle(multi, t->easy);
+    if (transfers.erase(t->easy) > 0) curl().multi_remove_handle(multi, t->easy);
   }
 };
 
@@ -129,7 +137,7 @@ size_t OnHeader(char* data, size_t size, size_t n, void* p) {
 size_t OnBody(char* data, size_t size, size_t n, void* p) {
   auto* t = static_cast<Transfer*>(p);
   long status = 0;
-  curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+  t->curl.easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
   std::string_view chunk(data, size * n);
   if (t->request.on_data && status >= 200 && status < 300) {
     Status ok = t->request.on_data(chunk);
@@ -155,47 +163,49 @@ Http::~Http() = default;
 
 Task<Result<HttpResponse>> Http::Send(HttpRequest request, CancelToken* cancel) {
   if (cancel && cancel->requested()) co_return Error{Error::Kind::kCancelled, "cancelled"};
-  auto t = std::make_unique<Transfer>();
+  if (!impl_->lib.ok()) co_return impl_->lib.error();
+  const CurlLib& curl = impl_->curl();
+  auto t = std::make_unique<Transfer>(curl);
   t->request = std::move(request);
-  t->easy = curl_easy_init();
+  t->easy = curl.easy_init();
   if (!t->easy) co_return InternalError("curl_easy_init failed");
   CURL* e = t->easy;
   const HttpRequest& r = t->request;
-  curl_easy_setopt(e, CURLOPT_URL, r.url.c_str());
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, r.follow_redirects ? 1L : 0L);
-  curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error_buffer);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+  curl.easy_setopt(e, CURLOPT_URL, r.url.c_str());
+  curl.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl.easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl.easy_setopt(e, CURLOPT_FOLLOWLOCATION, r.follow_redirects ? 1L : 0L);
+  curl.easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
+  curl.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl.easy_setopt(e, CURLOPT_ERRORBUFFER, t->error_buffer);
+  curl.easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                          impl_->options.connect_timeout).count()));
   // A stalled transfer (under 1 byte/s for the stall timeout) fails; a slow one may go on.
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
+  curl.easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl.easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
                    static_cast<long>(std::max<int64_t>(
                        1, std::chrono::duration_cast<std::chrono::seconds>(
                               impl_->options.stall_timeout).count())));
-  if (!impl_->options.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, impl_->options.ca_file.c_str());
-  if (!impl_->options.ca_dir.empty()) curl_easy_setopt(e, CURLOPT_CAPATH, impl_->options.ca_dir.c_str());
-  curl_easy_setopt(e, CURLOPT_USERAGENT, "step-runner/" STEP_RUNNER_VERSION);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &OnHeader);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &OnBody);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
-  for (const auto& h : r.headers) t->headers = curl_slist_append(t->headers, h.c_str());
+  if (!impl_->options.ca_file.empty()) curl.easy_setopt(e, CURLOPT_CAINFO, impl_->options.ca_file.c_str());
+  if (!impl_->options.ca_dir.empty()) curl.easy_setopt(e, CURLOPT_CAPATH, impl_->options.ca_dir.c_str());
+  curl.easy_setopt(e, CURLOPT_USERAGENT, "step-runner/" STEP_RUNNER_VERSION);
+  curl.easy_setopt(e, CURLOPT_HEADERFUNCTION, &OnHeader);
+  curl.easy_setopt(e, CURLOPT_HEADERDATA, t.get());
+  curl.easy_setopt(e, CURLOPT_WRITEFUNCTION, &OnBody);
+  curl.easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+  for (const auto& h : r.headers) t->headers = curl.slist_append(t->headers, h.c_str());
   if (r.method == "HEAD") {
-    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    curl.easy_setopt(e, CURLOPT_NOBODY, 1L);
   } else if (r.method == "PUT" || r.method == "POST") {
-    if (r.method == "PUT") curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
-    t->headers = curl_slist_append(t->headers, "Expect:");  // no 100-continue round trip
+    if (r.method == "PUT") curl.easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+    curl.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+    curl.easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
+    t->headers = curl.slist_append(t->headers, "Expect:");  // no 100-continue round trip
   } else if (r.method != "GET") {
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+    curl.easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());
   }
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+  curl.easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
 
   Impl* impl = impl_.get();
   Transfer* tp = t.get();
@@ -210,7 +220,7 @@ Task<Result<HttpResponse>> Http::Send(HttpRequest request, CancelToken* cancel) 
           impl->loop.After(Duration(0), [resume, c] { resume(c); });
         };
         impl->transfers[tp->easy] = tp;
-        if (curl_multi_add_handle(impl->multi, tp->easy) != CURLM_OK) {
+        if (curl.multi_add_handle(impl->multi, tp->easy) != CURLM_OK) {
           impl->transfers.erase(tp->easy);
           tp->finished = true;
           resume(CURLE_FAILED_INIT);
@@ -234,14 +244,14 @@ Task<Result<HttpResponse>> Http::Send(HttpRequest request, CancelToken* cancel) 
                           std::to_string(t->request.max_body) + " bytes");
   }
   if (*code != CURLE_OK) {
-    std::string why = t->error_buffer[0] ? t->error_buffer : curl_easy_strerror(*code);
+    std::string why = t->error_buffer[0] ? t->error_buffer : curl.easy_strerror(*code);
     if (*code == CURLE_COULDNT_CONNECT || *code == CURLE_COULDNT_RESOLVE_HOST ||
         (*code == CURLE_OPERATION_TIMEDOUT && t->response.headers.empty())) {
       why = "unreachable (" + why + ")";
     }
     co_return FailedError(t->request.method + " " + t->request.url + ": " + why);
   }
-  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &t->response.status);
+  curl.easy_getinfo(e, CURLINFO_RESPONSE_CODE, &t->response.status);
   co_return std::move(t->response);
 }
 

@@ -181,5 +181,28 @@ TEST_F(Layers, NotATar) {
   EXPECT_THAT(s.error().message, HasSubstr("layer sha256:test: "));
 }
 
+// A download killed with its runner (SIGKILL, a full disk) leaves its temporary file; the next
+// fetch of that digest, holding the digest's lock, removes it before downloading again.
+TEST_F(Layers, CacheRemovesTheTempFilesOfKilledDownloads) {
+  BlobCache cache(tmp.path() + "/cache");
+  const std::string blob = "hello";
+  const std::string digest = DigestOf(blob);
+  const std::string hex = digest.substr(7);
+  std::filesystem::create_directories(cache.dir());
+  const std::string stale = cache.dir() + "/." + hex + ".tmp-999999-1";
+  const std::string other = cache.dir() + "/.0000.tmp-999999-2";  // another digest's: not ours
+  std::ofstream(stale) << "hel";
+  std::ofstream(other) << "x";
+  bool downloaded = false;
+  auto got = RunOnLoop<Result<std::string>>(
+      *loop, cache.Get(*loop, digest, [&](Sink sink) -> Task<Status> { co_return sink(blob); },
+                       nullptr, &downloaded));
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_TRUE(downloaded);
+  EXPECT_EQ(ReadFile(*got).value(), blob);
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_TRUE(std::filesystem::exists(other));
+}
+
 }  // namespace
 }  // namespace sr::oci

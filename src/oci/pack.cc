@@ -1,7 +1,5 @@
 // Packing an artifact into a layer (see internal.h): libarchive writes a pax tar into memory,
 // libzstd compresses it. The tar's own digest is the image config's diff_id.
-#include <archive.h>
-#include <archive_entry.h>
 #include <sys/stat.h>
 #include <zstd.h>
 
@@ -10,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "oci/c_libs.h"
 #include "oci/digest.h"
 #include "oci/internal.h"
 #include "util/fd.h"
@@ -20,7 +19,8 @@ namespace {
 namespace fs = std::filesystem;
 
 struct WriterCloser {
-  void operator()(archive* a) const { archive_write_free(a); }
+  const ArchiveLib* ar;
+  void operator()(archive* a) const { ar->write_free(a); }
 };
 
 // The destination as tar names: "/app/files/" → {"app", "files"}.
@@ -37,10 +37,10 @@ Result<std::vector<std::string>> DestParts(const std::string& dst) {
 
 class TarWriter {
  public:
-  TarWriter() : a_(archive_write_new()) {
-    archive_write_set_format_pax_restricted(a_.get());
-    archive_write_set_bytes_in_last_block(a_.get(), 1);
-    archive_write_open(a_.get(), this, nullptr, &TarWriter::OnWrite, nullptr);
+  explicit TarWriter(const ArchiveLib& ar) : ar_(ar), a_(ar.write_new(), WriterCloser{&ar}) {
+    ar_.write_set_format_pax_restricted(a_.get());
+    ar_.write_set_bytes_in_last_block(a_.get(), 1);
+    ar_.write_open(a_.get(), this, nullptr, &TarWriter::OnWrite, nullptr);
   }
   Status Dir(const std::string& name) { return Add(name + "/", AE_IFDIR, 0755, ""); }
   Status File(const std::string& name, const std::string& src) {
@@ -51,7 +51,7 @@ class TarWriter {
     return Add(name, AE_IFREG, (sb.st_mode & 0111) ? 0755 : 0644, *data);
   }
   Result<std::string> Finish() {
-    if (archive_write_close(a_.get()) != ARCHIVE_OK) return FailedError(archive_error_string(a_.get()));
+    if (ar_.write_close(a_.get()) != ARCHIVE_OK) return FailedError(ar_.error_string(a_.get()));
     return std::move(out_);
   }
 
@@ -61,18 +61,19 @@ class TarWriter {
     return static_cast<la_ssize_t>(n);
   }
   Status Add(const std::string& name, mode_t type, mode_t perm, const std::string& data) {
-    std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), archive_entry_free);
-    archive_entry_set_pathname(e.get(), name.c_str());
-    archive_entry_set_filetype(e.get(), type);
-    archive_entry_set_perm(e.get(), perm);
-    archive_entry_set_size(e.get(), static_cast<la_int64_t>(data.size()));
-    archive_entry_set_mtime(e.get(), 0, 0);
-    if (archive_write_header(a_.get(), e.get()) != ARCHIVE_OK) return FailedError(archive_error_string(a_.get()));
-    if (!data.empty() && archive_write_data(a_.get(), data.data(), data.size()) < 0) {
-      return FailedError(archive_error_string(a_.get()));
+    std::unique_ptr<archive_entry, decltype(ar_.entry_free)> e(ar_.entry_new(), ar_.entry_free);
+    ar_.entry_set_pathname(e.get(), name.c_str());
+    ar_.entry_set_filetype(e.get(), type);
+    ar_.entry_set_perm(e.get(), perm);
+    ar_.entry_set_size(e.get(), static_cast<la_int64_t>(data.size()));
+    ar_.entry_set_mtime(e.get(), 0, 0);
+    if (ar_.write_header(a_.get(), e.get()) != ARCHIVE_OK) return FailedError(ar_.error_string(a_.get()));
+    if (!data.empty() && ar_.write_data(a_.get(), data.data(), data.size()) < 0) {
+      return FailedError(ar_.error_string(a_.get()));
     }
     return Ok();
   }
+  const ArchiveLib& ar_;
   std::unique_ptr<archive, WriterCloser> a_;
   std::string out_;
 };
@@ -114,7 +115,9 @@ Result<PackedLayer> PackLayer(const Artifact& artifact) {
   if (parts->empty() && !fs::is_directory(status)) {
     return where(FailedError("a file needs a destination path"));
   }
-  TarWriter tar;
+  auto ar = LoadArchive();
+  if (!ar.ok()) return where(ar.error());
+  TarWriter tar(**ar);
   std::string name;
   for (size_t i = 0; i + 1 < parts->size(); ++i) {
     name += (name.empty() ? "" : "/") + (*parts)[i];

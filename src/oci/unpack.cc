@@ -1,7 +1,5 @@
 // Unpacking a layer (see internal.h). libarchive reads the tar and sniffs its compression; we
 // decide what lands on disk: directories and regular files under `dest`, nothing else.
-#include <archive.h>
-#include <archive_entry.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "oci/c_libs.h"
 #include "oci/internal.h"
 #include "util/fd.h"
 
@@ -20,7 +19,8 @@ namespace {
 constexpr int64_t kMaxUnpackedBytes = int64_t{4} << 30;
 
 struct ArchiveCloser {
-  void operator()(archive* a) const { archive_read_free(a); }
+  const ArchiveLib* ar;
+  void operator()(archive* a) const { ar->read_free(a); }
 };
 
 // "./a//b/" → {"a", "b"}; an absolute name or a ".." component is refused.
@@ -59,26 +59,29 @@ Status MakeDirs(const std::string& dest, const std::vector<std::string>& parts, 
 Task<Status> UnpackLayer(EventLoop& loop, const std::string& blob_path, const std::string& digest,
                          const std::string& dest, CancelToken* cancel) {
   auto fail = [&](const std::string& what) { return FailedError("layer " + digest + ": " + what); };
-  std::unique_ptr<archive, ArchiveCloser> a(archive_read_new());
-  archive_read_support_filter_zstd(a.get());
-  archive_read_support_filter_gzip(a.get());
-  archive_read_support_filter_none(a.get());
-  archive_read_support_format_tar(a.get());
-  if (archive_read_open_filename(a.get(), blob_path.c_str(), 1 << 16) != ARCHIVE_OK) {
-    co_return fail(std::string("not a tar archive (zstd, gzip or plain): ") + archive_error_string(a.get()));
+  auto loaded = LoadArchive();
+  if (!loaded.ok()) co_return fail(loaded.error().message);
+  const ArchiveLib& ar = **loaded;
+  std::unique_ptr<archive, ArchiveCloser> a(ar.read_new(), ArchiveCloser{&ar});
+  ar.read_support_filter_zstd(a.get());
+  ar.read_support_filter_gzip(a.get());
+  ar.read_support_filter_none(a.get());
+  ar.read_support_format_tar(a.get());
+  if (ar.read_open_filename(a.get(), blob_path.c_str(), 1 << 16) != ARCHIVE_OK) {
+    co_return fail(std::string("not a tar archive (zstd, gzip or plain): ") + ar.error_string(a.get()));
   }
   Slicer slicer(loop, cancel);
   int64_t total = 0;
   for (;;) {
     archive_entry* entry = nullptr;
-    int r = archive_read_next_header(a.get(), &entry);
+    int r = ar.read_next_header(a.get(), &entry);
     if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) co_return fail(archive_error_string(a.get()));
-    const char* raw_name = archive_entry_pathname(entry);
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) co_return fail(ar.error_string(a.get()));
+    const char* raw_name = ar.entry_pathname(entry);
     const std::string name = raw_name ? raw_name : "";
     auto parts = SafeParts(name);
     if (!parts.ok()) co_return fail("entry \"" + name + "\": " + parts.error().message);
-    const mode_t type = archive_entry_filetype(entry);
+    const mode_t type = ar.entry_filetype(entry);
     if (parts->empty() || (type != AE_IFDIR && type != AE_IFREG)) {
       continue;  // links, devices, fifos are not unpacked (as in Go's fetch)
     }
@@ -91,16 +94,16 @@ Task<Status> UnpackLayer(EventLoop& loop, const std::string& blob_path, const st
     for (const auto& p : *parts) path += "/" + p;
     // A later layer replaces a file of an earlier one.
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) co_return fail(ErrnoError("replace " + path, errno).message);
-    const mode_t mode = (archive_entry_perm(entry) & 0111) ? 0755 : 0644;
+    const mode_t mode = (ar.entry_perm(entry) & 0111) ? 0755 : 0644;
     UniqueFd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
     if (!out.valid()) co_return fail(ErrnoError("create " + path, errno).message);
     for (;;) {
       const void* buf = nullptr;
       size_t size = 0;
       la_int64_t offset = 0;
-      r = archive_read_data_block(a.get(), &buf, &size, &offset);
+      r = ar.read_data_block(a.get(), &buf, &size, &offset);
       if (r == ARCHIVE_EOF) break;
-      if (r != ARCHIVE_OK && r != ARCHIVE_WARN) co_return fail("entry \"" + name + "\": " + archive_error_string(a.get()));
+      if (r != ARCHIVE_OK && r != ARCHIVE_WARN) co_return fail("entry \"" + name + "\": " + ar.error_string(a.get()));
       total += static_cast<int64_t>(size);
       if (total > kMaxUnpackedBytes) co_return fail("unpacks to more than 4 GiB");
       // Sparse entries come with offsets; write where they say.
