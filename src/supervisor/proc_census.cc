@@ -91,9 +91,8 @@ void ProcCensus::Round() {
   auto results = Classify(subjects_, asking);
   // Only after a round for several trees (a burst): one job's steps ending one after the other
   // each get their answer at once.
-  next_round_ = asking.size() > 1
-                    ? Clock::now() + std::min<Duration>((ThreadCpu() - cpu) * kPauseFactor, kMaxPause)
-                    : Clock::time_point{};
+  const Duration pause = std::min<Duration>((ThreadCpu() - cpu) * kPauseFactor, kMaxPause);
+  next_round_ = asking.size() > 1 ? Clock::now() + pause : Clock::time_point{};
   // Signals first, for every tree; reports after. A subject may be removed by another's report
   // (a tree that finishes): look each one up again.
   std::vector<Subject*> order(asking.begin(), asking.end());
@@ -122,9 +121,8 @@ ProcCensus::Subject* ProcCensus::TokenOwner(
     found = &read;
   }
   for (const std::string& t : *found) {
-    if (auto o = token_owner.find(t); o != token_owner.end() && st.start_ticks >= o->second->start_ticks()) {
-      return o->second;
-    }
+    auto o = token_owner.find(t);
+    if (o != token_owner.end() && st.start_ticks >= o->second->start_ticks()) return o->second;
   }
   return nullptr;
 }
