@@ -13,9 +13,7 @@ namespace sr {
 namespace {
 
 constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
-constexpr auto kMaxPause = std::chrono::milliseconds(60);
-// After a round for several trees, the next one waits this many times the CPU the round used.
-constexpr int kPauseFactor = 3;
+constexpr auto kMaxPause = std::chrono::milliseconds(20);
 
 // CPU time of the calling thread: what a round cost, without the time it waited for a CPU.
 Duration ThreadCpu() {
@@ -91,8 +89,8 @@ void ProcCensus::Round() {
   auto results = Classify(subjects_, asking);
   // Only after a round for several trees (a burst): one job's steps ending one after the other
   // each get their answer at once.
-  const Duration pause = std::min<Duration>((ThreadCpu() - cpu) * kPauseFactor, kMaxPause);
-  next_round_ = asking.size() > 1 ? Clock::now() + pause : Clock::time_point{};
+  next_round_ = asking.size() > 1 ? Clock::now() + std::min<Duration>(ThreadCpu() - cpu, kMaxPause)
+                                  : Clock::time_point{};
   // Signals first, for every tree; reports after. A subject may be removed by another's report
   // (a tree that finishes): look each one up again.
   std::vector<Subject*> order(asking.begin(), asking.end());

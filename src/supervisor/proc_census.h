@@ -100,11 +100,9 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   EventLoop* loop_;
   // A round reads the stat file of every process on the machine; with trees asking on every
   // loop turn (a burst of cancels, a burst of reaps) back-to-back rounds would leave the loop
-  // little time for anything else. After a round for several trees, the next round waits three
-  // times as long as the last one used the CPU (at most kMaxPause): in a burst rounds get at
-  // most about a quarter of the loop, the signals and kills that the trees send themselves the
-  // rest (200 jobs cancelled at once: their first signals and last kills came ~10 % sooner than
-  // with half), and every request made meanwhile shares one round.
+  // little time for anything else. After a round for several trees, the next round waits as
+  // long as the last one used the CPU (at most kMaxPause): in a burst rounds get at most about
+  // half of the loop, and every request made meanwhile shares one.
   Clock::time_point next_round_{};
   std::vector<Subject*> subjects_;
   std::unordered_set<Subject*> wanting_;
