@@ -151,18 +151,24 @@ void GroupMembers::SignalTreeNow(Request& r) {
     if (st->ending()) continue;
     pinned.emplace_back(Found{pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)}, std::move(fd));
   }
-  ::kill(-pgid_, r.signo);
+  // The record lists the walk's members first (the main process first of all).
   r.group = GroupSignal::kSent;
+  std::vector<bool> outside;
   for (auto& [f, fd] : pinned) {
     r.seen.insert(f.pid);
     member_groups_.insert(f.pgrp);
-    if (f.pgrp != pgid_) PidfdSignal(fd.get(), r.signo);
+    outside.push_back(f.pgrp != pgid_);
     r.victims.push_back({f.pid, std::move(fd), std::move(f.comm)});
   }
   // Daemons that left the group (setsid + double fork) are the runner's own children now (it is
-  // their subreaper): with few children, they are found among them at once, without waiting
-  // for the census's pass over /proc (which still runs, for anything this misses).
+  // their subreaper): with few children, they are found among them at once and signalled just
+  // before the group, without waiting for the census's pass over /proc (which still runs, for
+  // anything this misses). A group member among them is left to the group signal below.
   if (auto orphans = census_->Orphans(this, kQuickOrphans)) Signal(r, *orphans);
+  ::kill(-pgid_, r.signo);
+  for (size_t i = 0; i < outside.size(); ++i) {
+    if (outside[i]) PidfdSignal(r.victims[i].fd.get(), r.signo);
+  }
   // Reported now: the caller counts what it signalled (the cancel's log line) right after.
   Report(r);
 }
