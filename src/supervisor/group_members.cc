@@ -9,6 +9,7 @@
 
 #include "supervisor/members.h"
 #include "supervisor/proc_scan.h"
+#include "util/owner.h"
 
 namespace sr {
 namespace {
@@ -166,6 +167,7 @@ void GroupMembers::SignalTreeNow(Request& r) {
   // anything this misses). A group member among them is left to the group signal below.
   if (auto orphans = census_->Orphans(this, kQuickOrphans)) Signal(r, *orphans);
   ::kill(-pgid_, r.signo);
+  r.group_ticks = TicksSinceBoot();
   for (size_t i = 0; i < outside.size(); ++i) {
     if (outside[i]) PidfdSignal(r.victims[i].fd.get(), r.signo);
   }
@@ -210,8 +212,12 @@ size_t GroupMembers::Signal(Request& r, const std::vector<Found>& members) {
     if (after_group_signal && f.pgrp == pgid_) {
       // Except a group member re-parented to the runner (`(cmd &)`: its parent exited before
       // the stop), which the walk from the main process could not see: it got the group signal
-      // and belongs in the record, but must not get the signal twice.
+      // and belongs in the record, but must not get the signal twice. Only if it started before
+      // the group signal, though: a trap handler's `( … ) &` whose shell has exited since looks
+      // the same, and never got it. (Start times are in 10 ms ticks: one that started in the
+      // signal's own tick is left out, which the walk and the quick look make rare.)
       if (f.ppid != self || r.signo == SIGKILL) return;
+      if (r.group_ticks != 0 && f.start_ticks >= r.group_ticks) return;
       UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
       if (fd.valid()) r.victims.push_back({f.pid, std::move(fd), f.comm});
       return;
@@ -228,6 +234,7 @@ size_t GroupMembers::Signal(Request& r, const std::vector<Found>& members) {
       if (f.pgrp == pgid_) pin(f);
     }
     ::kill(-pgid_, r.signo);
+    r.group_ticks = TicksSinceBoot();
   }
   for (const Found& f : members) pin(f);
   for (auto& [f, fd] : fresh) {
