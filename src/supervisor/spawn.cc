@@ -96,6 +96,8 @@ bool MoveTo(int fd, int target) {
   // Ignored signals survive exec (the runner ignores SIGPIPE, for one); handlers do not, but
   // reset them before unblocking (the spawner blocked every signal) so that a pending signal
   // cannot run runner code in the child — with shared memory that would corrupt the runner.
+  // All of them: any library may install a handler at any time, so no list kept by the runner
+  // is complete, and asking first costs as much as resetting (docs/performance.md, i17d).
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig = 1; sig < NSIG; ++sig) {

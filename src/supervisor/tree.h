@@ -22,7 +22,8 @@ namespace sr {
 class TreeOwner {
  public:
   virtual ~TreeOwner() = default;
-  /// Reaps every waitable child now (non-reentrant; a no-op while a reap is running).
+  /// Reaps every child that became waitable since the last reap (nothing to do, and no wait4,
+  /// when no SIGCHLD is pending); non-reentrant: a no-op while a reap is running.
   virtual void ReapNow() = 0;
   /// The tree has delivered on_exit and can be forgotten.
   virtual void TreeDelivered(uint64_t id) = 0;
