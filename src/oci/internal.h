@@ -1,6 +1,7 @@
 // Parts of oci/ shared by pull, build and copy. Not part of the public API (see oci.h).
 #pragma once
 
+#include <exception>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -11,6 +12,18 @@
 #include "util/result.h"
 
 namespace sr::oci {
+
+/// The last line of defence of the entry points (Pull, Build, Copy): an exception escaping
+/// `task` (nlohmann::json on a document of an unexpected shape) becomes a failure naming `what`
+/// instead of ending the runner. Expected errors are values and never get here.
+template <class T>
+Task<Result<T>> Guarded(Task<Result<T>> task, std::string what) {
+  try {
+    co_return co_await task;
+  } catch (const std::exception& e) {
+    co_return FailedError(what + ": unexpected error: " + e.what());
+  }
+}
 
 /// Cuts CPU work on the loop thread into slices: Due() after a few milliseconds of work, and
 /// Yield() lets every other fd and timer run before the work goes on (and notices a cancel).

@@ -14,6 +14,7 @@
 #include "oci/internal.h"
 #include "oci/registry.h"
 #include "util/fd.h"
+#include "util/json_field.h"
 #include "util/tempdir.h"
 
 namespace sr::oci {
@@ -99,6 +100,58 @@ T RunOnLoop(EventLoop& loop, Task<T> task) {
   StartTask<T>(std::move(task), [&](T v) { out.emplace(std::move(v)); });
   loop.RunUntil([&] { return out.has_value(); });
   return std::move(*out);
+}
+
+TEST(JsonField, ReadsOnlyTheExpectedTypeAndNamesDocumentAndKey) {
+  const auto doc = nlohmann::json::parse(R"({"s":"x","n":5,"o":{},"a":[],"z":null})");
+  EXPECT_EQ(JsonField<std::string>(doc, "s", "doc").value(), "x");
+  EXPECT_EQ(JsonField<std::string>(doc, "missing", "doc", "dflt").value(), "dflt");
+  EXPECT_EQ(JsonField<std::string>(doc, "z", "doc", "dflt").value(), "dflt");
+  auto n = JsonField<std::string>(doc, "n", "manifest sha256:x");
+  ASSERT_FALSE(n.ok());
+  EXPECT_EQ(n.error().message, "manifest sha256:x: \"n\" is a number, want a string");
+  EXPECT_FALSE(JsonField<nlohmann::json>(doc, "o", "doc", nlohmann::json::array()).ok());
+  EXPECT_TRUE(JsonField<nlohmann::json>(doc, "a", "doc", nlohmann::json::array()).ok());
+  auto not_object = JsonField<std::string>(nlohmann::json::array(), "k", "token reply");
+  ASSERT_FALSE(not_object.ok());
+  EXPECT_EQ(not_object.error().message, "token reply: is an array, want a JSON object");
+}
+
+TEST(Credentials, FieldsOfTheWrongTypeAreAnErrorNamingTheEntry) {
+  std::map<std::string, std::string> env{{"DOCKER_AUTH_CONFIG", R"({"auths":{"reg":{"username":1}}})"}};
+  auto c = FindCredentials(env, "reg");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.error().message, "$DOCKER_AUTH_CONFIG: auths[\"reg\"]: \"username\" is a number, want a string");
+}
+
+TEST(Describe, AnErrorBodyOfTheWrongShapeIsSaidAsSuch) {
+  HttpResponse r;
+  r.status = 404;
+  r.body = R"({"errors":[{"code":404}]})";
+  EXPECT_EQ(DescribeFailure(r), "404 (the registry's error body errors[0]: \"code\" is a number, want a string)");
+  r.body = R"({"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]})";
+  EXPECT_EQ(DescribeFailure(r), "404: MANIFEST_UNKNOWN: manifest unknown");
+}
+
+// Runs a Task to its end on a fresh loop.
+template <class T>
+T RunOnLoop(EventLoop& loop, Task<T> task);
+
+// An exception thrown deep in the coroutines (a json read missed by the checks) reaches the
+// entry point's guard through every awaiter and becomes a failure naming what was done.
+Task<Result<int>> ThrowsInside() {
+  const nlohmann::json number = 5;
+  co_return static_cast<int>(number.get<std::string>().size());  // type_error.302
+}
+Task<Result<int>> AwaitsAThrower() { co_return co_await ThrowsInside(); }
+
+TEST(Guarded, AnEscapedExceptionBecomesAFailureNamingTheWork) {
+  auto loop = std::move(EventLoop::Create().value());
+  auto got = RunOnLoop<Result<int>>(*loop, Guarded(AwaitsAThrower(), "fetching OCI image \"x\""));
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.error().kind, Error::Kind::kFailed);
+  EXPECT_THAT(got.error().message, HasSubstr("fetching OCI image \"x\": unexpected error: "));
+  EXPECT_THAT(got.error().message, HasSubstr("type must be string"));
 }
 
 class Layers : public ::testing::Test {

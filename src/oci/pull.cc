@@ -8,6 +8,7 @@
 #include "oci/internal.h"
 #include "oci/registry.h"
 #include "util/fd.h"
+#include "util/json_field.h"
 #include "util/tempdir.h"
 
 namespace sr::oci {
@@ -29,32 +30,46 @@ std::string MediaTypeOf(const json& doc, const std::string& content_type) {
 
 bool IsIndex(const std::string& type) { return type == kIndexType || type == kDockerListType; }
 
-std::string PlatformName(const json& p) {
-  std::string os = p.value("os", ""), arch = p.value("architecture", "");
-  return arch.empty() ? os : os + "/" + arch;
+// One entry of an index: its digest and platform ("os/arch", or "os" without an architecture).
+struct IndexEntry {
+  std::string digest, os, arch;
+  std::string Platform() const { return arch.empty() ? os : os + "/" + arch; }
+};
+
+Result<IndexEntry> ReadIndexEntry(const json& m, const std::string& what) {
+  IndexEntry e;
+  auto digest = JsonField<std::string>(m, "digest", what);
+  if (!digest.ok()) return digest.error();
+  auto platform = JsonField<json>(m, "platform", what, json::object());
+  if (!platform.ok()) return platform.error();
+  auto os = JsonField<std::string>(*platform, "os", what + " platform");
+  if (!os.ok()) return os.error();
+  auto arch = JsonField<std::string>(*platform, "architecture", what + " platform");
+  if (!arch.ok()) return arch.error();
+  return IndexEntry{*digest, *os, *arch};
 }
 
 // This host first, then OS `generic` with no architecture (Go's fetch, platform.go).
-Result<json> ChooseManifest(const json& index, const ImageRef& ref) {
+Result<IndexEntry> ChooseManifest(const json& index, const std::string& what, const ImageRef& ref) {
   const auto [os, arch] = HostPlatform();
-  const json empty = json::object();
-  if (!index.contains("manifests") || !index["manifests"].is_array()) {
-    return FailedError("the index has no manifests");
+  auto manifests = JsonField<json>(index, "manifests", what, json::array());
+  if (!manifests.ok()) return manifests.error();
+  if (manifests->empty()) return FailedError(what + " has no manifests");
+  std::vector<IndexEntry> entries;
+  for (const json& m : *manifests) {
+    auto e = ReadIndexEntry(m, what + " manifests[" + std::to_string(entries.size()) + "]");
+    if (!e.ok()) return e.error();
+    entries.push_back(std::move(*e));
   }
   std::string seen;
   for (const bool generic : {false, true}) {
-    for (const json& m : index["manifests"]) {
-      if (!m.is_object()) continue;
-      const json& p = m.contains("platform") && m["platform"].is_object() ? m["platform"] : empty;
-      const std::string mos = p.value("os", ""), march = p.value("architecture", "");
-      if (!generic && mos == os && march == arch) return m;
-      if (generic && mos == "generic" && march.empty()) return m;
+    for (const IndexEntry& e : entries) {
+      if (!generic && e.os == os && e.arch == arch) return e;
+      if (generic && e.os == "generic" && e.arch.empty()) return e;
     }
   }
-  for (const json& m : index["manifests"]) {
-    if (m.is_object() && m.contains("platform") && m["platform"].is_object()) {
-      seen += (seen.empty() ? "" : ", ") + PlatformName(m["platform"]);
-    }
+  for (const IndexEntry& e : entries) {
+    if (!e.os.empty()) seen += (seen.empty() ? "" : ", ") + e.Platform();
   }
   return FailedError("no manifest for platform " + os + "/" + arch + " or generic in " +
                      ref.ToString() + " (it has: " + (seen.empty() ? "none" : seen) + ")");
@@ -103,8 +118,9 @@ std::pair<std::string, std::string> HostPlatform() {
   return {"linux", m};
 }
 
-Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, ImageRef ref,
-                              std::string dest, CancelToken* cancel) {
+namespace {
+Task<Result<PullResult>> PullUnguarded(EventLoop& loop, const ClientOptions& options, ImageRef ref,
+                                       std::string dest, CancelToken* cancel) {
   auto fail = [&](const Error& e) {
     return e.kind == Error::Kind::kCancelled ? e : e.Wrap("fetching OCI image \"" + ref.ToString() + "\"");
   };
@@ -149,12 +165,14 @@ Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, Ima
   json manifest = *doc;
   result.digest = header_digest.empty() ? DigestOf(top->body) : header_digest;
   result.platform = "any";
+  std::string what = "the manifest of tag \"" + ref.tag + "\"";
   if (IsIndex(MediaTypeOf(*doc, top->Header("content-type")))) {
-    auto chosen = ChooseManifest(*doc, ref);
+    auto chosen = ChooseManifest(*doc, "the index of tag \"" + ref.tag + "\"", ref);
     if (!chosen.ok()) co_return fail(chosen.error());
-    result.digest = chosen->value("digest", "");
-    result.platform = PlatformName(chosen->value("platform", json::object()));
+    result.digest = chosen->digest;
+    result.platform = chosen->Platform();
     if (result.platform.empty()) result.platform = "generic";
+    what = "manifest " + result.digest;
     auto path = co_await cache.Get(loop, result.digest,
                                    fetch(registry.Path("manifests/" + result.digest), kAcceptManifests), cancel);
     if (!path.ok()) co_return fail(path.error().Wrap("manifest " + result.digest));
@@ -164,8 +182,14 @@ Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, Ima
     if (!parsed.ok()) co_return fail(parsed.error());
     manifest = *parsed;
   }
-  if (!manifest.contains("layers") || !manifest["layers"].is_array()) {
-    co_return fail(FailedError("manifest " + result.digest + " has no layers"));
+  auto layers = JsonField<json>(manifest, "layers", what, json::array());
+  if (!layers.ok()) co_return fail(layers.error());
+  if (!manifest.contains("layers")) co_return fail(FailedError(what + " has no layers"));
+  std::vector<std::string> digests;
+  for (const json& layer : *layers) {
+    auto digest = JsonField<std::string>(layer, "digest", what + " layers[" + std::to_string(digests.size()) + "]");
+    if (!digest.ok()) co_return fail(digest.error());
+    digests.push_back(std::move(*digest));
   }
 
   if (::mkdir(dest.c_str(), 0755) != 0) co_return fail(ErrnoError("creating " + dest, errno));
@@ -173,8 +197,7 @@ Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, Ima
     std::string path;
     ~RemoveUnlessKept() { if (!path.empty()) (void)RemoveTree(path); }
   } guard{dest};
-  for (const json& layer : manifest["layers"]) {
-    const std::string digest = layer.is_object() ? layer.value("digest", "") : "";
+  for (const std::string& digest : digests) {
     bool downloaded = false;
     auto blob = co_await cache.Get(loop, digest, fetch(registry.Path("blobs/" + digest), ""), cancel,
                                    &downloaded);
@@ -186,6 +209,13 @@ Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, Ima
   }
   guard.path.clear();
   co_return result;
+}
+}  // namespace
+
+Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, ImageRef ref,
+                              std::string dest, CancelToken* cancel) {
+  const std::string what = "fetching OCI image \"" + ref.ToString() + "\"";
+  return Guarded(PullUnguarded(loop, options, std::move(ref), std::move(dest), cancel), what);
 }
 
 }  // namespace sr::oci

@@ -9,6 +9,7 @@
 #include "oci/digest.h"
 #include "oci/internal.h"
 #include "oci/registry.h"
+#include "util/json_field.h"
 
 namespace sr::oci {
 namespace {
@@ -95,12 +96,23 @@ Task<Result<HttpResponse>> GetVerified(Registry& reg, const std::string& what, c
 // Copies one image manifest's blobs, then the manifest (by digest, or by `tag`).
 Task<Status> CopyManifest(Registry& from, Registry& to, const HttpResponse& m, const std::string& ref,
                           CancelToken* cancel) {
+  const std::string what = "manifest " + ref;
   json doc = json::parse(m.body, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) co_return FailedError("manifest " + ref + " is not JSON");
+  if (doc.is_discarded() || !doc.is_object()) co_return FailedError(what + " is not JSON");
   std::vector<std::string> blobs;
-  if (doc.contains("config") && doc["config"].is_object()) blobs.push_back(doc["config"].value("digest", ""));
-  if (doc.contains("layers") && doc["layers"].is_array()) {
-    for (const json& l : doc["layers"]) blobs.push_back(l.is_object() ? l.value("digest", "") : "");
+  auto config = JsonField<json>(doc, "config", what, json::object());
+  if (!config.ok()) co_return config.error();
+  if (!config->empty()) {
+    auto digest = JsonField<std::string>(*config, "digest", what + " config");
+    if (!digest.ok()) co_return digest.error();
+    blobs.push_back(*digest);
+  }
+  auto layers = JsonField<json>(doc, "layers", what, json::array());
+  if (!layers.ok()) co_return layers.error();
+  for (const json& l : *layers) {
+    auto digest = JsonField<std::string>(l, "digest", what + " layers[" + std::to_string(blobs.size()) + "]");
+    if (!digest.ok()) co_return digest.error();
+    blobs.push_back(*digest);
   }
   for (const std::string& digest : blobs) {
     if (Status ok = CheckDigest(digest); !ok.ok()) co_return ok.error();
@@ -109,15 +121,14 @@ Task<Status> CopyManifest(Registry& from, Registry& to, const HttpResponse& m, c
     Status pushed = co_await PushBlob(to, digest, blob->body, cancel);
     if (!pushed.ok()) co_return pushed.error();
   }
-  std::string type = doc.value("mediaType", m.Header("content-type"));
-  co_return co_await PutManifest(to, ref, type, m.body, cancel);
+  auto type = JsonField<std::string>(doc, "mediaType", what, m.Header("content-type"));
+  if (!type.ok()) co_return type.error();
+  co_return co_await PutManifest(to, ref, *type, m.body, cancel);
 }
 
-}  // namespace
-
-Task<Result<BuildResult>> Build(EventLoop& loop, const ClientOptions& options, ImageRef ref,
-                                std::vector<Artifact> common,
-                                std::vector<PlatformArtifacts> platforms, CancelToken* cancel) {
+Task<Result<BuildResult>> BuildUnguarded(EventLoop& loop, const ClientOptions& options, ImageRef ref,
+                                         std::vector<Artifact> common,
+                                         std::vector<PlatformArtifacts> platforms, CancelToken* cancel) {
   auto fail = [&](const Error& e) {
     return e.kind == Error::Kind::kCancelled ? e : e.Wrap("building OCI image \"" + ref.ToString() + "\"");
   };
@@ -176,8 +187,8 @@ Task<Result<BuildResult>> Build(EventLoop& loop, const ClientOptions& options, I
   co_return BuildResult{ref, DigestOf(body)};
 }
 
-Task<Result<std::string>> Copy(EventLoop& loop, const ClientOptions& options, ImageRef from,
-                               ImageRef to, CancelToken* cancel) {
+Task<Result<std::string>> CopyUnguarded(EventLoop& loop, const ClientOptions& options, ImageRef from,
+                                        ImageRef to, CancelToken* cancel) {
   auto fail = [&](const Error& e) {
     return e.kind == Error::Kind::kCancelled
                ? e
@@ -188,16 +199,23 @@ Task<Result<std::string>> Copy(EventLoop& loop, const ClientOptions& options, Im
   Registry dst(http, options, to.registry, to.repository, /*push=*/true);
   auto top = co_await GetVerified(src, "manifests", from.tag, cancel);
   if (!top.ok()) co_return fail(top.error());
+  const std::string what = "the manifest of " + from.ToString();
   json doc = json::parse(top->body, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) co_return fail(FailedError("manifest is not JSON"));
-  const std::string type = doc.value("mediaType", top->Header("content-type"));
+  if (doc.is_discarded() || !doc.is_object()) co_return fail(FailedError(what + " is not JSON"));
+  auto media_type = JsonField<std::string>(doc, "mediaType", what, top->Header("content-type"));
+  if (!media_type.ok()) co_return fail(media_type.error());
+  const std::string type = *media_type;
   if (type == kIndexType || type == kDockerListType) {
-    for (const json& m : doc.value("manifests", json::array())) {
-      const std::string digest = m.is_object() ? m.value("digest", "") : "";
-      if (Status ok = CheckDigest(digest); !ok.ok()) co_return fail(ok.error());
-      auto child = co_await GetVerified(src, "manifests", digest, cancel);
+    auto manifests = JsonField<json>(doc, "manifests", what, json::array());
+    if (!manifests.ok()) co_return fail(manifests.error());
+    int i = 0;
+    for (const json& m : *manifests) {
+      auto digest = JsonField<std::string>(m, "digest", what + " manifests[" + std::to_string(i++) + "]");
+      if (!digest.ok()) co_return fail(digest.error());
+      if (Status ok = CheckDigest(*digest); !ok.ok()) co_return fail(ok.error());
+      auto child = co_await GetVerified(src, "manifests", *digest, cancel);
       if (!child.ok()) co_return fail(child.error());
-      Status copied = co_await CopyManifest(src, dst, *child, digest, cancel);
+      Status copied = co_await CopyManifest(src, dst, *child, *digest, cancel);
       if (!copied.ok()) co_return fail(copied.error());
     }
     Status put = co_await PutManifest(dst, to.tag, type, top->body, cancel);
@@ -207,6 +225,22 @@ Task<Result<std::string>> Copy(EventLoop& loop, const ClientOptions& options, Im
     if (!copied.ok()) co_return fail(copied.error());
   }
   co_return DigestOf(top->body);
+}
+
+}  // namespace
+
+Task<Result<BuildResult>> Build(EventLoop& loop, const ClientOptions& options, ImageRef ref,
+                                std::vector<Artifact> common,
+                                std::vector<PlatformArtifacts> platforms, CancelToken* cancel) {
+  const std::string what = "building OCI image \"" + ref.ToString() + "\"";
+  return Guarded(BuildUnguarded(loop, options, std::move(ref), std::move(common), std::move(platforms), cancel),
+                 what);
+}
+
+Task<Result<std::string>> Copy(EventLoop& loop, const ClientOptions& options, ImageRef from,
+                               ImageRef to, CancelToken* cancel) {
+  const std::string what = "copying OCI image \"" + from.ToString() + "\" to \"" + to.ToString() + "\"";
+  return Guarded(CopyUnguarded(loop, options, std::move(from), std::move(to), cancel), what);
 }
 
 }  // namespace sr::oci

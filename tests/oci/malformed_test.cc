@@ -1,0 +1,111 @@
+// JSON of the right syntax but the wrong shape, from a registry, a token service, a docker auth
+// config and step inputs: the step fails with an error naming the document and the key, and the
+// runner lives on (it used to end on nlohmann's type_error, exit 134). The registry documents come
+// from tests/oci/malformed_registry.py: a real registry never sends them.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "support/harness.h"
+
+namespace sr::test {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class Malformed : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::filesystem::create_directories(dir / "tmp");
+    std::filesystem::create_directories(dir / "home");
+  }
+  Output Run(const std::vector<std::string>& args, std::map<std::string, std::string> env = {}) {
+    Options o;
+    o.cwd = dir.path();
+    o.env = std::move(env);
+    o.env["TMPDIR"] = dir / "tmp";
+    o.env["HOME"] = dir / "home";
+    o.unset_env = {"DOCKER_AUTH_CONFIG", "STEP_RUNNER_OCI_INSECURE"};
+    return RunStepRunner(args, o);
+  }
+  /// Starts malformed_registry.py; returns its address.
+  std::string StartRegistry() {
+    server_ = std::make_unique<Child>(
+        std::vector<std::string>{"/usr/bin/python3",
+                                 std::string(STEP_RUNNER_SOURCE_DIR) + "/tests/oci/malformed_registry.py",
+                                 dir / "registry.port"},
+        Options{});
+    EXPECT_TRUE(server_->WaitForFile(dir / "registry.port"));
+    return "127.0.0.1:" + dir.Read("registry.port");
+  }
+  Output Pull(const std::string& reg, const std::string& repo,
+              std::map<std::string, std::string> env = {}) {
+    return Run({"run", "--oci-registry", reg, "--oci-repository", repo, "--oci-tag", "1"}, env);
+  }
+  /// A failure of the step, not of the runner, and nothing left in TMPDIR but the cache.
+  void ExpectCleanFailure(const Output& o) {
+    EXPECT_EQ(o.exit_code, 1) << o.out << o.err;
+    EXPECT_THAT(o.err, Not(HasSubstr("terminate")));
+    for (const auto& e : std::filesystem::directory_iterator(dir / "tmp")) {
+      EXPECT_EQ(e.path().filename(), "step-runner-cache") << "left behind: " << e.path();
+    }
+  }
+  TestDir dir;
+  std::unique_ptr<Child> server_;
+};
+
+// The build step's platform `variant` must be a string; it is checked before any network traffic.
+TEST_F(Malformed, BuildStepVariantOfTheWrongType) {
+  dir.Write("src/step.yml", "spec:\n---\nexec:\n  command: [echo, hi]\n");
+  Output o = Run({"run", "-f", dir.Write("build.yml",
+                  "spec:\n---\nrun:\n  - name: build\n    step: dist://step/oci/build\n    inputs:\n"
+                  "      registry: 127.0.0.1:1\n      repository: r\n      tag: '1'\n"
+                  "      platforms:\n        linux/arm64:\n          files: {src/step.yml: step.yml}\n"
+                  "          variant: 8\n")});
+  ExpectCleanFailure(o);
+  EXPECT_THAT(o.err, HasSubstr("input \"platforms\": linux/arm64: \"variant\" is a number, want a string"));
+  EXPECT_THAT(o.err, HasSubstr("build"));
+}
+
+TEST_F(Malformed, RegistryDocumentsOfTheWrongShape) {
+  const std::string reg = StartRegistry();
+  Output layer = Pull(reg, "badlayer");
+  ExpectCleanFailure(layer);
+  EXPECT_THAT(layer.err, HasSubstr("fetching OCI image \"" + reg + "/badlayer:1\": the manifest of tag "
+                                   "\"1\" layers[0]: \"digest\" is a number, want a string"));
+
+  Output index = Pull(reg, "badindex");
+  ExpectCleanFailure(index);
+  EXPECT_THAT(index.err, HasSubstr("the index of tag \"1\" manifests[0] platform: \"os\" is a number, "
+                                   "want a string"));
+
+  Output error_body = Pull(reg, "nothing");
+  ExpectCleanFailure(error_body);
+  EXPECT_THAT(error_body.err, HasSubstr("404 (the registry's error body errors[0]: \"code\" is a number, "
+                                        "want a string)"));
+
+  Output token = Pull(reg, "token");
+  ExpectCleanFailure(token);
+  EXPECT_THAT(token.err, HasSubstr("registry " + reg + ": token service reply: \"token\" is a number, "
+                                   "want a string"));
+
+  Output auth = Pull(reg, "token", {{"DOCKER_AUTH_CONFIG", R"({"auths":{")" + reg + R"(":{"username":1}}})"}});
+  ExpectCleanFailure(auth);
+  EXPECT_THAT(auth.err, HasSubstr("$DOCKER_AUTH_CONFIG: auths[\"" + reg + "\"]: \"username\" is a number, "
+                                  "want a string"));
+
+  Output promote = Run({"run", "-f", dir.Write("promote.yml",
+                        "spec:\n---\nrun:\n  - name: promote\n    step: dist://step/oci/promote\n"
+                        "    inputs:\n      from_image: " + reg + "/badmanifests:1\n"
+                        "      to_registry: " + reg + "\n      to_repository: copy\n"
+                        "      to_version: 1.0.0\n")});
+  ExpectCleanFailure(promote);
+  EXPECT_THAT(promote.err, HasSubstr("copying OCI image \"" + reg + "/badmanifests:1\" to \"" + reg +
+                                     "/copy:1.0.0\": the manifest of " + reg + "/badmanifests:1 "
+                                     "manifests[0]: \"digest\" is a number, want a string"));
+}
+
+}  // namespace
+}  // namespace sr::test
