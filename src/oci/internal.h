@@ -9,6 +9,7 @@
 #include "loop/loop.h"
 #include "loop/task.h"
 #include "oci/oci.h"
+#include "util/fd.h"
 #include "util/result.h"
 
 namespace sr::oci {
@@ -44,27 +45,40 @@ using Sink = std::function<Status(std::string_view)>;
 /// Streams one blob into the sink (an HTTP GET).
 using Download = std::function<Task<Status>(Sink)>;
 
-/// The content-addressed blob store under <cache_dir>/oci/blobs/sha256 (see oci.h).
+/// A verified blob: the open file whose bytes were hashed (read from it, never reopened by name,
+/// so nobody can swap the file between the check and the use), at offset 0, and its path.
+struct CachedBlob {
+  UniqueFd fd;
+  std::string path;
+};
+
+/// The content-addressed blob store under <cache_dir>/oci/blobs/sha256 (see oci.h). Each
+/// directory of that path from <cache_dir> down is created 0700 and must be a private directory
+/// of this user (util/tempdir.h CheckPrivate): the cache is in a shared $TMPDIR by default.
 class BlobCache {
  public:
   explicit BlobCache(const std::string& cache_dir);
-  /// The path of a verified copy of `digest`. Without a good cached copy, takes the digest's lock
+  /// A verified copy of `digest`. Without a good cached copy, takes the digest's lock
   /// (waiting, cancel-aware, while another job or process holds it), checks again, and else
   /// downloads into a temporary file, hashing as it streams, and renames it into place only when
   /// the digest matches. `downloaded` says whether this call fetched it.
-  Task<Result<std::string>> Get(EventLoop& loop, const std::string& digest, Download download,
-                                CancelToken* cancel, bool* downloaded = nullptr);
+  Task<Result<CachedBlob>> Get(EventLoop& loop, const std::string& digest, Download download,
+                               CancelToken* cancel, bool* downloaded = nullptr);
   const std::string& dir() const { return dir_; }
 
  private:
-  Task<Result<bool>> Verify(EventLoop& loop, const std::string& path, const std::string& digest,
-                            CancelToken* cancel);
-  std::string dir_;
+  /// Creates and checks the directories from the cache root down to dir_.
+  Status Prepare() const;
+  /// The open entry when it matches `digest`; an invalid fd when it is missing or does not.
+  Task<Result<UniqueFd>> Verify(EventLoop& loop, const std::string& path, const std::string& digest,
+                                CancelToken* cancel);
+  std::string root_, dir_;
 };
 
-/// Unpacks one layer (tar, plain or zstd or gzip, sniffed) into `dest`: directories and regular
-/// files only, nothing outside `dest`. Errors name the layer digest and the entry.
-Task<Status> UnpackLayer(EventLoop& loop, const std::string& blob_path, const std::string& digest,
+/// Unpacks one layer (tar, plain or zstd or gzip, sniffed) read from `blob_fd` into `dest`:
+/// directories and regular files only, nothing outside `dest`. Errors name the layer digest and
+/// the entry.
+Task<Status> UnpackLayer(EventLoop& loop, int blob_fd, const std::string& digest,
                          const std::string& dest, CancelToken* cancel);
 
 /// One layer made from an artifact: its compressed bytes and the digest of the plain tar.

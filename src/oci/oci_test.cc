@@ -158,7 +158,8 @@ class Layers : public ::testing::Test {
  protected:
   void SetUp() override { loop = std::move(EventLoop::Create().value()); }
   Status Unpack(const std::string& blob, const std::string& dest) {
-    return RunOnLoop<Status>(*loop, UnpackLayer(*loop, blob, "sha256:test", dest, nullptr));
+    UniqueFd fd(::open(blob.c_str(), O_RDONLY | O_CLOEXEC));
+    return RunOnLoop<Status>(*loop, UnpackLayer(*loop, fd.get(), "sha256:test", dest, nullptr));
   }
   /// Writes a plain tar with the given entries (name, type, data).
   std::string HostileTar(const std::vector<std::tuple<std::string, mode_t, std::string>>& entries) {
@@ -247,14 +248,83 @@ TEST_F(Layers, CacheRemovesTheTempFilesOfKilledDownloads) {
   std::ofstream(stale) << "hel";
   std::ofstream(other) << "x";
   bool downloaded = false;
-  auto got = RunOnLoop<Result<std::string>>(
+  auto got = RunOnLoop<Result<CachedBlob>>(
       *loop, cache.Get(*loop, digest, [&](Sink sink) -> Task<Status> { co_return sink(blob); },
                        nullptr, &downloaded));
   ASSERT_TRUE(got.ok()) << got.error().message;
   EXPECT_TRUE(downloaded);
-  EXPECT_EQ(ReadFile(*got).value(), blob);
+  EXPECT_EQ(ReadFile(got->path).value(), blob);
   EXPECT_FALSE(std::filesystem::exists(stale));
   EXPECT_TRUE(std::filesystem::exists(other));
+}
+
+// The cache lives in a shared $TMPDIR by default: a directory of its path that another user owns
+// or can write to (pre-created to swap a blob in under us) is refused, naming it, before any
+// download; the directories it creates itself are 0700.
+TEST_F(Layers, CacheRefusesADirectoryThatIsNotPrivate) {
+  const std::string blob = "hello";
+  const std::string digest = DigestOf(blob);
+  int downloads = 0;
+  auto get = [&](BlobCache& cache) {
+    return RunOnLoop<Result<CachedBlob>>(
+        *loop, cache.Get(*loop, digest, [&](Sink sink) -> Task<Status> { ++downloads; co_return sink(blob); },
+                         nullptr));
+  };
+  const std::string root = tmp.path() + "/cache";
+  ASSERT_EQ(::mkdir(root.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(root.c_str(), 0777), 0);  // as an attacker would leave it
+  BlobCache cache(root);
+  auto open = get(cache);
+  ASSERT_FALSE(open.ok());
+  EXPECT_EQ(open.error().message, "cache " + root + " is not a private directory of this user (owner uid " +
+                                      std::to_string(::geteuid()) + ", mode 0777)");
+
+  // A private root with a world-writable directory below it.
+  ASSERT_EQ(::chmod(root.c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((root + "/oci").c_str(), 0777), 0);
+  ASSERT_EQ(::chmod((root + "/oci").c_str(), 0777), 0);
+  auto below = get(cache);
+  ASSERT_FALSE(below.ok());
+  EXPECT_THAT(below.error().message, HasSubstr("cache " + root + "/oci is not a private directory"));
+
+  // Owned by another user (nobody), even with a mode nobody else may write to.
+  ASSERT_EQ(::chmod((root + "/oci").c_str(), 0755), 0);
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chown((root + "/oci").c_str(), 65534, 65534), 0);
+    auto other = get(cache);
+    ASSERT_FALSE(other.ok());
+    EXPECT_THAT(other.error().message, HasSubstr("cache " + root + "/oci is not a private directory of "
+                                                 "this user (owner uid 65534, mode 0755)"));
+    ASSERT_EQ(::chown((root + "/oci").c_str(), 0, 0), 0);
+  }
+  EXPECT_EQ(downloads, 0);
+
+  // Fixed: the blob is fetched, and the directories made here are private.
+  auto fetched = get(cache);
+  ASSERT_TRUE(fetched.ok()) << fetched.error().message;
+  EXPECT_EQ(downloads, 1);
+  struct stat st {};
+  ASSERT_EQ(::stat(cache.dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+}
+
+// The blob handed back is the file that was hashed: renaming another file over the entry after
+// the check does not change what the caller reads.
+TEST_F(Layers, CacheHandsBackTheVerifiedFileNotTheName) {
+  BlobCache cache(tmp.path() + "/cache");
+  const std::string blob = "the real layer";
+  const std::string digest = DigestOf(blob);
+  for (int round = 0; round < 2; ++round) {  // downloaded, then from the cache
+    auto got = RunOnLoop<Result<CachedBlob>>(
+        *loop, cache.Get(*loop, digest, [&](Sink sink) -> Task<Status> { co_return sink(blob); }, nullptr));
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    const std::string swapped = tmp.path() + "/swapped";
+    std::ofstream(swapped) << "an attacker's tar";
+    ASSERT_EQ(::rename(swapped.c_str(), got->path.c_str()), 0);
+    char buf[64] = {};
+    ASSERT_EQ(::read(got->fd.get(), buf, sizeof buf), static_cast<ssize_t>(blob.size()));
+    EXPECT_EQ(std::string(buf), blob);
+  }
 }
 
 }  // namespace

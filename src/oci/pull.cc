@@ -1,6 +1,9 @@
 // Pulling a step image: tag → index → this platform's manifest → layers (see oci.h).
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +29,19 @@ Result<json> ParseJson(const std::string& text, const std::string& what) {
 std::string MediaTypeOf(const json& doc, const std::string& content_type) {
   if (doc.contains("mediaType") && doc["mediaType"].is_string()) return doc["mediaType"];
   return content_type.substr(0, content_type.find(';'));
+}
+
+// The rest of an open file (a manifest: small).
+Result<std::string> ReadAll(int fd, const std::string& path) {
+  std::string out;
+  char buf[1 << 14];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("reading " + path, errno);
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
 }
 
 bool IsIndex(const std::string& type) { return type == kIndexType || type == kDockerListType; }
@@ -173,10 +189,10 @@ Task<Result<PullResult>> PullUnguarded(EventLoop& loop, const ClientOptions& opt
     result.platform = chosen->Platform();
     if (result.platform.empty()) result.platform = "generic";
     what = "manifest " + result.digest;
-    auto path = co_await cache.Get(loop, result.digest,
+    auto blob = co_await cache.Get(loop, result.digest,
                                    fetch(registry.Path("manifests/" + result.digest), kAcceptManifests), cancel);
-    if (!path.ok()) co_return fail(path.error().Wrap("manifest " + result.digest));
-    auto text = ReadFile(*path);
+    if (!blob.ok()) co_return fail(blob.error().Wrap("manifest " + result.digest));
+    auto text = ReadAll(blob->fd.get(), blob->path);
     if (!text.ok()) co_return fail(text.error());
     auto parsed = ParseJson(*text, "manifest " + result.digest);
     if (!parsed.ok()) co_return fail(parsed.error());
@@ -204,7 +220,7 @@ Task<Result<PullResult>> PullUnguarded(EventLoop& loop, const ClientOptions& opt
     if (!blob.ok()) co_return fail(blob.error().Wrap("layer " + digest));
     ++result.layers;
     if (downloaded) ++result.layers_downloaded;
-    Status unpacked = co_await UnpackLayer(loop, *blob, digest, dest, cancel);
+    Status unpacked = co_await UnpackLayer(loop, blob->fd.get(), digest, dest, cancel);
     if (!unpacked.ok()) co_return fail(unpacked.error());
   }
   guard.path.clear();

@@ -11,6 +11,7 @@ malformed document (JSON of the right syntax whose fields hold the wrong types).
   /v2/badmanifests/  an index whose manifest digest is a number (for promote)
   /v2/errbody/...    404 with an error whose code is a number
   /v2/token/...      401 with a bearer challenge; /token answers {"token": 1}
+  /v2/onelayer/...   a well-formed manifest with one layer (whose blob it does not have)
 """
 import http.server
 import json
@@ -52,6 +53,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith("/v2/badmanifests/"):
             return self.reply(200, {"schemaVersion": 2, "mediaType": INDEX, "manifests": [{"digest": 5}]},
                               {"Content-Type": INDEX})
+        if path.startswith("/v2/onelayer/manifests/"):
+            return self.reply(200, {"schemaVersion": 2, "mediaType": MANIFEST,
+                                    "layers": [{"digest": "sha256:" + "b" * 64}]}, {"Content-Type": MANIFEST})
         if path.startswith("/v2/token/"):
             realm = f"http://127.0.0.1:{self.server.server_port}/token"
             return self.reply(401, {"errors": [{"code": "UNAUTHORIZED", "message": "token"}]},

@@ -1,9 +1,13 @@
-// JSON of the right syntax but the wrong shape, from a registry, a token service, a docker auth
-// config and step inputs: the step fails with an error naming the document and the key, and the
-// runner lives on (it used to end on nlohmann's type_error, exit 134). The registry documents come
-// from tests/oci/malformed_registry.py: a real registry never sends them.
+// Hostile input to the OCI steps. JSON of the right syntax but the wrong shape, from a registry, a
+// token service, a docker auth config and step inputs: the step fails with an error naming the
+// document and the key, and the runner lives on (it used to end on nlohmann's type_error, exit
+// 134). A blob cache directory in the shared $TMPDIR that another user owns or can write to is
+// refused. The registry documents come from tests/oci/malformed_registry.py: a real registry
+// never sends them.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -105,6 +109,36 @@ TEST_F(Malformed, RegistryDocumentsOfTheWrongShape) {
   EXPECT_THAT(promote.err, HasSubstr("copying OCI image \"" + reg + "/badmanifests:1\" to \"" + reg +
                                      "/copy:1.0.0\": the manifest of " + reg + "/badmanifests:1 "
                                      "manifests[0]: \"digest\" is a number, want a string"));
+}
+
+// The default cache is $TMPDIR/step-runner-cache: one pre-created by someone else (or left
+// world-writable) would let them swap a blob in during the download. It is refused, named.
+TEST_F(Malformed, SharedCacheDirectoryNotPrivateIsRefused) {
+  const std::string reg = StartRegistry();
+  const std::string cache = dir / "tmp/step-runner-cache";
+  std::filesystem::create_directories(cache);
+  std::filesystem::permissions(cache, std::filesystem::perms::all);  // 0777
+  Output open = Pull(reg, "onelayer");
+  ExpectCleanFailure(open);
+  EXPECT_THAT(open.err, HasSubstr("layer sha256:" + std::string(64, 'b') + ": cache " + cache +
+                                  " is not a private directory of this user (owner uid"));
+  EXPECT_THAT(open.err, HasSubstr("mode 0777)"));
+  EXPECT_FALSE(std::filesystem::exists(cache + "/oci"));
+
+  std::filesystem::permissions(cache, std::filesystem::perms::owner_all);  // 0700
+  if (::geteuid() == 0) {
+    ASSERT_EQ(::chown(cache.c_str(), 65534, 65534), 0);  // nobody's
+    Output other = Pull(reg, "onelayer");
+    ExpectCleanFailure(other);
+    EXPECT_THAT(other.err, HasSubstr("cache " + cache + " is not a private directory of this user "
+                                     "(owner uid 65534, mode 0700)"));
+    ASSERT_EQ(::chown(cache.c_str(), 0, 0), 0);
+  }
+  // Private again: the pull gets as far as the registry (which has no such blob).
+  Output mine = Pull(reg, "onelayer");
+  EXPECT_EQ(mine.exit_code, 1);
+  EXPECT_THAT(mine.err, Not(HasSubstr("not a private directory")));
+  EXPECT_THAT(mine.err, HasSubstr("404"));
 }
 
 }  // namespace
