@@ -113,6 +113,31 @@ TEST_F(ServiceCli, CtrlCOnFollowCancelsTheJob) {
   EXPECT_EQ(server_.GetStatusOrDie("c").status(), proto::StepResult::cancelled);
 }
 
+// `client logs ID | head`: once head has left, the client stops following at once (the job goes
+// on; its log stays on the server) instead of reading the rest of the job's life into nothing.
+TEST_F(ServiceCli, LogsIntoAClosedPipeStopFollowingAndTheJobGoesOn) {
+  std::string file = File("l.yml", {{"chatty", "touch " + dir_ / "ready" +
+                                                   "; while :; do echo line; sleep 0.01; done"}});
+  ASSERT_EQ(Client({"run", file, "--id", "l"}).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] { return dir_.Exists("ready"); }));
+  const std::string more = File("l2.yml", {{"more", "while :; do echo more; sleep 0.01; done"}});
+  for (const std::string& cmd : {std::string("logs l"), "run '" + more + "' --id l2 --follow"}) {
+    const std::string line = "'" + Binary() + "' client --socket '" + server_.socket() + "' " +
+                             cmd + " | head -c 4; echo \"rc=${PIPESTATUS[0]}\" >&2";
+    Output o = Child({"/bin/bash", "-c", line}, ClientOptions(dir_.path())).Wait();
+    EXPECT_EQ(o.out.size(), 4u) << cmd;
+    EXPECT_THAT(o.err, HasSubstr("rc=1")) << cmd;
+    EXPECT_THAT(o.err, HasSubstr("writing the job log to stdout: Broken pipe")) << cmd;
+  }
+  // Both jobs still run (a job without end would have kept the pipeline open forever).
+  EXPECT_EQ(server_.GetStatusOrDie("l").status(), proto::StepResult::running);
+  EXPECT_EQ(server_.GetStatusOrDie("l2").status(), proto::StepResult::running);
+  EXPECT_EQ(Client({"cancel", "l"}).exit_code, 0);
+  EXPECT_EQ(Client({"cancel", "l2"}).exit_code, 0);
+  EXPECT_EQ(server_.WaitEnded("l").status(), proto::StepResult::cancelled);
+  EXPECT_EQ(server_.WaitEnded("l2").status(), proto::StepResult::cancelled);
+}
+
 TEST_F(ServiceCli, CancelAnotherJob) {
   std::string file = File("w.yml", {{"wait", "touch " + dir_ / "ready" + "; sleep 60"}, {"never", "true"}});
   Output run = Client({"run", file, "--id", "w", "--grace", "200ms"});

@@ -63,6 +63,36 @@ TEST(Service, FollowLogsIsByteExact) {
   EXPECT_EQ(server.WaitEnded("bytes").status(), proto::StepResult::success);
 }
 
+// Followers at the same offset are sent one shared read of the log (service/log_messages.h):
+// four of them, through a burst that leaves them behind and through small writes that find them
+// waiting, each get the file byte for byte, whatever pieces they shared.
+TEST(Service, FourFollowersSharingReadsEachGetEveryByteInOrder) {
+  TestDir dir;
+  LiveServer server(dir);
+  std::string script =
+      "while [ ! -f " + dir / "release" + " ]; do sleep 0.02; done\n"
+      "seq 1 600000\n"                                              // ~4 MB at once
+      "for i in $(seq 1 40); do seq $i 7 30000; sleep 0.01; done\n"  // then in small pieces
+      "printf 'end-without-newline'";
+  ASSERT_TRUE(server.Run(Request("four", Steps({{"a", script}}), dir.path())).ok());
+  std::vector<std::string> got(4);
+  std::vector<grpc::Status> statuses(4);
+  std::vector<std::thread> followers;
+  for (size_t i = 0; i < got.size(); ++i) {
+    followers.emplace_back([&, i] { got[i] = server.Follow("four", 0, &statuses[i]); });
+  }
+  dir.Write("release", "");
+  for (auto& t : followers) t.join();
+  EXPECT_EQ(server.WaitEnded("four").status(), proto::StepResult::success);
+  const std::string file = dir.Read(JobDir(dir, "four") + "/logs");
+  ASSERT_GT(file.size(), size_t{4} << 20);
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << statuses[i].error_message();
+    EXPECT_TRUE(got[i] == file) << "follower " << i << ": " << got[i].size() << " bytes of "
+                                << file.size();
+  }
+}
+
 TEST(Service, StatusCodes) {
   TestDir dir;
   LiveServer server(dir);

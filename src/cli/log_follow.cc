@@ -11,6 +11,7 @@
 #include <grpcpp/support/sync_stream.h>
 
 #include "proto/step.pb.h"
+#include "util/result.h"
 
 namespace sr::cli {
 namespace {
@@ -89,7 +90,6 @@ grpc::Status FollowLogsTo(const std::shared_ptr<grpc::Channel>& channel, const s
   grpc::ByteBuffer message;
   std::vector<grpc::Slice> slices;
   std::vector<iovec> pieces;
-  bool writable = true;
   while (reader->Read(&message)) {
     slices.clear();
     pieces.clear();
@@ -107,7 +107,17 @@ grpc::Status FollowLogsTo(const std::shared_ptr<grpc::Channel>& channel, const s
       parsed = std::move(*response.mutable_data());
       pieces.assign(1, iovec{parsed.data(), parsed.size()});
     }
-    if (writable) writable = WriteAllPieces(fd, pieces);
+    if (!WriteAllPieces(fd, pieces)) {
+      // The reader went away (`client logs ID | head`) or the disk is full. The log stays on the
+      // server until Close, so nothing is lost by stopping: end the stream now rather than read
+      // the rest of the job's life into nothing.
+      const int err = errno;
+      ctx->TryCancel();
+      (void)reader->Finish();
+      const std::string where = fd == 1 ? "stdout" : "fd " + std::to_string(fd);
+      return grpc::Status(grpc::StatusCode::ABORTED,
+                          ErrnoError("writing the job log to " + where, err).message);
+    }
   }
   return reader->Finish();
 }

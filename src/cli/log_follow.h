@@ -18,7 +18,8 @@ namespace sr::cli {
 bool ResponseDataPieces(const std::vector<grpc::Slice>& slices, std::vector<iovec>* out);
 
 /// Streams the job log of `id` from `offset` to `fd` until the job has ended (or the stream
-/// fails: its status). Write errors on `fd` (a reader that went away) drop the rest quietly.
+/// fails: its status). A write error on `fd` (a reader that went away, a full disk) ends the
+/// stream at once: ABORTED, "writing the job log to stdout: <reason>". The job goes on.
 grpc::Status FollowLogsTo(const std::shared_ptr<grpc::Channel>& channel, const std::string& id,
                           int64_t offset, grpc::ClientContext* ctx, int fd);
 

@@ -3,7 +3,8 @@
 //
 // Each response is a FollowLogsResponse built by hand (field 1, length, bytes): the bytes are
 // pread from the log file into one buffer that gRPC sends as is, so a byte is copied twice on its
-// way from the file to the socket (pread, sendmsg) and the message is never serialised. The next
+// way from the file to the socket (pread, sendmsg) and the message is never serialised; followers
+// of one job at the same offset send the same buffer, read once (log_messages.h). The next
 // message is read on the thread that learns the previous one was sent (OnWriteDone, a gRPC
 // thread) or the loop thread, when the log notifies that bytes arrived for a follower that was
 // waiting for them — never a hop from one thread to the other per message. A follower that is
@@ -13,12 +14,11 @@
 // it unfollows the log) — no thread per stream, nothing left waiting.
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <optional>
 
 #include "service/job_service.h"
+#include "service/log_messages.h"
 #include "service/service.h"
 #include "service/status.h"
 
@@ -27,7 +27,7 @@ namespace {
 
 constexpr size_t kFirstChunk = 64 * 1024;   // bytes in a follower's first message
 constexpr size_t kMaxChunk = 1024 * 1024;   // within gRPC's default 4 MiB receive limit
-constexpr size_t kHeaderRoom = 8;           // tag + varint length (at most 1 + 5 bytes)
+constexpr int64_t kGrid = kFirstChunk;      // where messages end, when they can
 // What all streams together may have in flight beyond kFirstChunk each (JobService::
 // follow_extra_bytes): room for dozens of fast followers, while stalled ones hold 64 KiB each.
 constexpr size_t kExtraBudget = 32 * 1024 * 1024;
@@ -51,30 +51,6 @@ class FinishedWriter : public Writer {
   void OnDone() override { delete this; }
 };
 
-// `FollowLogsResponse{data: log[offset, offset + n)}` in wire form, in one allocation that the
-// message's only slice owns: [header room | bytes]; the header is written just before the bytes.
-Result<grpc::ByteBuffer> ReadMessage(const JobLog& log, int64_t offset, size_t n) {
-  char* block = static_cast<char*>(std::malloc(kHeaderRoom + n));
-  if (block == nullptr) return Error{Error::Kind::kInternal, "out of memory for a log message"};
-  char* data = block + kHeaderRoom;
-  auto got = log.ReadInto(offset, data, n);
-  if (!got.ok() || *got != n) {
-    std::free(block);
-    if (!got.ok()) return got.error();
-    return Error{Error::Kind::kInternal, "job log " + log.path() + " is shorter than its size"};
-  }
-  unsigned char header[kHeaderRoom];
-  size_t h = 0;
-  header[h++] = 0x0a;  // field 1 (data), wire type 2 (length-delimited)
-  for (uint64_t v = n; ; v >>= 7) {
-    header[h++] = static_cast<unsigned char>((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-    if (v <= 0x7f) break;
-  }
-  std::memcpy(data - h, header, h);
-  grpc::Slice slice(data - h, h + n, std::free, block);
-  return grpc::ByteBuffer(&slice, 1);
-}
-
 class LogFollower : public Writer {
  public:
   LogFollower(JobService& service, std::string id, int64_t offset)
@@ -94,7 +70,7 @@ class LogFollower : public Writer {
       } else if (!ok) {
         finished_ = true;  // the client went away
         finish = grpc::Status::CANCELLED;
-      } else if (last_size_ == chunk_ && chunk_ < kMaxChunk) {
+      } else if (last_full_ && chunk_ < kMaxChunk) {
         chunk_ *= 2;  // it took a full message: it is behind, give it more per message
       }
     }
@@ -126,14 +102,15 @@ class LogFollower : public Writer {
   void Start() {
     started_ = true;
     service_.FollowerStarted();
-    auto log = service_.FindLog(id_);
-    if (!log) {
+    auto messages = service_.LogMessagesFor(id_);
+    if (!messages) {
       End(ToGrpcStatus(JobNotFound(id_)));
       return;
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
-      log_ = std::move(log);
+      log_ = messages->log();
+      messages_ = std::move(messages);
     }
     follow_id_ = log_->Follow([this] { Pump(); });
     Pump();
@@ -145,6 +122,7 @@ class LogFollower : public Writer {
   void Pump() {
     int64_t from = 0;
     size_t n = 0;
+    LogMessages::Hold message;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (finished_ || writing_ || !log_) return;
@@ -154,14 +132,24 @@ class LogFollower : public Writer {
         if (!closed) return;
         finished_ = true;
       } else {
-        n = static_cast<size_t>(std::min<int64_t>(available, static_cast<int64_t>(chunk_)));
+        // Messages end on multiples of their size, and short of the log's end on a multiple of
+        // 64 KiB (the rest follows as soon as this one is sent), so followers that are behind or
+        // that woke at different moments fall into the same pieces and can share them.
+        const auto chunk = static_cast<int64_t>(chunk_);
+        const int64_t to_boundary = chunk - offset_ % chunk;
+        int64_t end = offset_ + std::min(available, to_boundary);
+        if (const int64_t grid = end / kGrid * kGrid; grid > offset_) end = grid;
+        n = static_cast<size_t>(end - offset_);
+        message = messages_->Find(offset_, n);  // another stream's message from here?
+        if (message) n = message.size();
         if (n > kFirstChunk) {
           extra_ = ClaimExtra(service_.follow_extra_bytes(), n - kFirstChunk);
+          if (extra_ < n - kFirstChunk) message = {};  // the budget allows less than it holds
           n = kFirstChunk + extra_;
         }
         from = offset_;
         offset_ += static_cast<int64_t>(n);
-        last_size_ = n;
+        last_full_ = static_cast<int64_t>(n) == to_boundary;
         writing_ = true;  // claimed: nobody else touches message_ until OnWriteDone
       }
     }
@@ -169,25 +157,28 @@ class LogFollower : public Writer {
       Finish(grpc::Status::OK);  // every byte of a closed log was sent
       return;
     }
-    auto message = ReadMessage(*log_, from, n);
-    if (!message.ok()) {
-      grpc::Status status = ToGrpcStatus(message.error());
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        writing_ = false;
-        ReleaseExtra();
-        if (finished_) status = std::move(pending_);
-        finished_ = true;
+    if (!message) {
+      auto read = messages_->Read(from, n);
+      if (!read.ok()) {
+        grpc::Status status = ToGrpcStatus(read.error());
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          writing_ = false;
+          ReleaseExtra();
+          if (finished_) status = std::move(pending_);
+          finished_ = true;
+        }
+        Finish(std::move(status));
+        return;
       }
-      Finish(std::move(status));
-      return;
+      message = std::move(*read);
     }
     {
       // Under the lock only for the record: the claim already makes this thread the only writer,
       // but the write that hands message_ over (StartWrite → OnWriteDone on another thread) goes
       // through gRPC, whose synchronisation a thread sanitizer does not see.
       std::lock_guard<std::mutex> lock(mu_);
-      message_ = std::move(*message);
+      message_ = std::move(message).Buffer();
     }
     StartWrite(&message_);
   }
@@ -220,12 +211,14 @@ class LogFollower : public Writer {
   JobLog::FollowerId follow_id_ = 0;
   bool started_ = false;
   // The stream's state, shared by the loop (notify) and gRPC threads (OnWriteDone, OnCancel).
-  // log_ is set once, under mu_, before any write; it keeps the file readable until OnDone.
+  // log_ and messages_ are set once, under mu_, before any write; they keep the file readable
+  // until OnDone (and each message in flight keeps it readable until gRPC releases it).
   std::mutex mu_;
   std::shared_ptr<JobLog> log_;
+  std::shared_ptr<LogMessages> messages_;
   int64_t offset_;
   size_t chunk_ = kFirstChunk;
-  size_t last_size_ = 0;
+  bool last_full_ = false;  // the last message ran up to the boundary of chunk_ (was not short)
   size_t extra_ = 0;  // this stream's share of follow_extra_bytes, while a write is in flight
   bool writing_ = false;
   bool finished_ = false;
@@ -234,6 +227,17 @@ class LogFollower : public Writer {
 };
 
 }  // namespace
+
+std::shared_ptr<LogMessages> JobService::LogMessagesFor(const std::string& id) {
+  auto log = FindLog(id);
+  if (!log) return nullptr;
+  std::erase_if(log_messages_, [](const auto& entry) { return entry.second.expired(); });
+  auto& slot = log_messages_[log.get()];  // a live entry keeps its log: the key is that log's
+  if (auto messages = slot.lock()) return messages;
+  auto messages = std::make_shared<LogMessages>(std::move(log));
+  slot = messages;
+  return messages;
+}
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* JobService::FollowLogs(
     grpc::CallbackServerContext* /*context*/, const grpc::ByteBuffer* raw) {

@@ -29,6 +29,8 @@ using JobServiceBase = proto::StepRunner::WithCallbackMethod_Run<
         proto::StepRunner::WithCallbackMethod_Status<
             proto::StepRunner::WithCallbackMethod_Cancel<proto::StepRunner::Service>>>>>;
 
+class LogMessages;  // log_messages.h
+
 class JobService final : public JobServiceBase {
  public:
   /// `stream_deadline` bounds how long shutdown waits for log streams once every job ended.
@@ -61,6 +63,8 @@ class JobService final : public JobServiceBase {
   EventLoop& loop() { return loop_; }
   /// Loop thread: the log of a registered, set-up job (null if there is none).
   std::shared_ptr<JobLog> FindLog(const std::string& id);
+  /// Loop thread: the messages of that log, shared by all its followers (null if there is none).
+  std::shared_ptr<LogMessages> LogMessagesFor(const std::string& id);
   /// Loop thread: a FollowLogs stream started / was freed.
   void FollowerStarted() { ++followers_; }
   void FollowerGone();
@@ -98,6 +102,7 @@ class JobService final : public JobServiceBase {
   int shutdown_calls_ = 0;
   int followers_ = 0;
   std::atomic<size_t> follow_extra_bytes_{0};
+  std::map<const JobLog*, std::weak_ptr<LogMessages>> log_messages_;
   EventLoop::TimerId stream_timer_ = 0;
   bool stream_deadline_passed_ = false;
 

@@ -61,6 +61,22 @@ bool EventFlag(const std::string& events, const std::string& key) {
          events[pos + key.size() + 1] == '1';
 }
 
+// Deepest first: resource groups (controllers.h) hold leaves of their own.
+bool RemoveEmptyTree(const std::string& dir) {
+  if (DIR* d = ::opendir(dir.c_str())) {
+    std::vector<std::string> subs;
+    while (dirent* e = ::readdir(d)) {
+      if (e->d_type == DT_DIR && std::strcmp(e->d_name, ".") != 0 &&
+          std::strcmp(e->d_name, "..") != 0) {
+        subs.push_back(dir + "/" + e->d_name);
+      }
+    }
+    ::closedir(d);
+    for (const auto& s : subs) RemoveEmptyTree(s);
+  }
+  return ::rmdir(dir.c_str()) == 0;
+}
+
 }  // namespace
 
 Result<std::string> FindCgroup2Mount() {
@@ -108,13 +124,29 @@ bool CgroupLeaf::Idle() {
   return !events.empty() && !EventFlag(events, "populated") && !EventFlag(events, "frozen");
 }
 
+bool CgroupLeaf::AsCreated() const {
+  // What a step may change in its own leaf (its files are the runner's user's, as the step is):
+  // the limits on sub-cgroups, the type, and sub-cgroups themselves. A leaf whose every one is
+  // as mkdir made it is as good as a new one; a leaf that cannot be read is not.
+  auto first_line = [&](const char* file) {
+    auto text = ReadFile(path_ + "/" + file);
+    return text.ok() ? text->substr(0, text->find('\n')) : std::string("?");
+  };
+  return first_line("cgroup.max.descendants") == "max" && first_line("cgroup.max.depth") == "max" &&
+         first_line("cgroup.type") == "domain" && first_line("cgroup.stat") == "nr_descendants 0";
+}
+
 Status CgroupLeaf::Kill() { return WriteControl(path_ + "/cgroup.kill", "1"); }
 
 void CgroupLeaf::Remove() {
   if (removed_) return;
   procs_fd_.Reset();
   events_fd_.Reset();
-  if (::rmdir(path_.c_str()) == 0 || errno == ENOENT) removed_ = true;
+  if (::rmdir(path_.c_str()) == 0 || errno == ENOENT) {
+    removed_ = true;
+  } else if (errno == EBUSY && RemoveEmptyTree(path_)) {
+    removed_ = true;  // the step had made sub-cgroups (empty now, as the leaf is)
+  }
 }
 
 Result<std::string> RunnerCgroupDir(pid_t runner) {
@@ -227,24 +259,6 @@ Status CgroupRoot::Probe() {
   if (int err = ProbeChildErrno(pid); err != 0) return ErrnoError("join " + leaf->path(), err);
   return Ok();
 }
-
-namespace {
-// Deepest first: resource groups (controllers.h) hold leaves of their own.
-bool RemoveEmptyTree(const std::string& dir) {
-  if (DIR* d = ::opendir(dir.c_str())) {
-    std::vector<std::string> subs;
-    while (dirent* e = ::readdir(d)) {
-      if (e->d_type == DT_DIR && std::strcmp(e->d_name, ".") != 0 &&
-          std::strcmp(e->d_name, "..") != 0) {
-        subs.push_back(dir + "/" + e->d_name);
-      }
-    }
-    ::closedir(d);
-    for (const auto& s : subs) RemoveEmptyTree(s);
-  }
-  return ::rmdir(dir.c_str()) == 0;
-}
-}  // namespace
 
 CgroupRoot::~CgroupRoot() {
   // Leaves of finished trees are gone already; this catches any left by a tree that could not

@@ -44,6 +44,9 @@ class CgroupLeaf {
   Status Kill();
   /// Empty and not frozen: a new tree can be born into it as into a new leaf.
   bool Idle();
+  /// No sub-cgroup, and the limits and type a step could have changed are as mkdir made them
+  /// (checked once before a leaf is kept for another step: none of it may carry over).
+  bool AsCreated() const;
   /// rmdir; fails while populated. Idempotent.
   void Remove();
 

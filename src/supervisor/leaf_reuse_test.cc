@@ -59,6 +59,34 @@ TEST_P(LeafReuseTest, FrozenIdleLeafIsNotTaken) {
   EXPECT_FALSE(LeafExists(first));
 }
 
+// A step owns its leaf's files: whatever it changed there (limits on sub-cgroups, a sub-cgroup
+// it made) must not reach the next step, which may be another job's.
+TEST_P(LeafReuseTest, LeafAStepChangedIsNotKeptForTheNext) {
+  // The step's own leaf, from inside it.
+  const std::string own = "$(grep -m1 ' cgroup2 ' /proc/self/mountinfo | cut -d' ' -f5)"
+                          "$(grep '^0::' /proc/self/cgroup | cut -d: -f3)";
+  for (const std::string& change : {"echo 0 > " + own + "/cgroup.max.descendants",
+                                   "echo 1 > " + own + "/cgroup.max.depth",
+                                   "mkdir " + own + "/nested; rmdir " + own + "/nested",
+                                   "mkdir " + own + "/nested"}) {
+    const std::string clean = LeafOf("true");
+    ASSERT_TRUE(LeafExists(clean));
+    const std::string changed = LeafOf(change);
+    EXPECT_EQ(changed, clean) << "the clean leaf was taken again";
+    if (change.find("rmdir") != std::string::npos) {
+      EXPECT_TRUE(LeafExists(changed)) << change << ": as it was, so kept";
+      continue;
+    }
+    EXPECT_FALSE(LeafExists(changed)) << change << ": kept although changed";
+    // The next tree is born in a leaf as mkdir made it.
+    Outcome o;
+    Start(Shell("cat " + own + "/cgroup.max.descendants " + own + "/cgroup.max.depth; ls " + own +
+                " | grep -c nested"), o);
+    ASSERT_TRUE(Wait(o));
+    EXPECT_EQ(o.out, "max\nmax\n0\n") << change;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Mechanisms, LeafReuseTest, ::testing::Values(Mechanism::kCgroup),
                          MechanismName);
 

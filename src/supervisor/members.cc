@@ -86,7 +86,7 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
 
 void CgroupMembers::Release(bool clean) {
   if (!leaf_) return;
-  if (clean && recycle_ && leaf_->Idle()) {
+  if (clean && recycle_ && leaf_->Idle() && leaf_->AsCreated()) {
     recycle_(std::move(leaf_));
   } else {
     leaf_->Remove();
