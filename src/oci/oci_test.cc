@@ -327,5 +327,72 @@ TEST_F(Layers, CacheHandsBackTheVerifiedFileNotTheName) {
   }
 }
 
+// A cancel the test triggers (from a loop timer).
+class TestCancel final : public CancelToken {
+ public:
+  bool requested() const override { return requested_; }
+  std::shared_ptr<void> OnCancel(std::function<void()> fn) override {
+    fns_.push_back(std::move(fn));
+    if (requested_) fns_.back()();
+    return std::make_shared<int>(0);
+  }
+  void Trigger() {
+    requested_ = true;
+    for (auto& fn : fns_) fn();
+  }
+
+ private:
+  bool requested_ = false;
+  std::vector<std::function<void()>> fns_;
+};
+
+// Packing a large artifact happens off the loop thread: a timer due at once fires while the
+// pack is still running (on the loop thread it could only fire after), and the layer is the same
+// as PackLayer's. Ordering only, no durations: 64 MiB take far longer to read, hash and
+// compress than one turn of an idle loop.
+TEST_F(Layers, PackingALargeArtifactLeavesTheLoopTurning) {
+  const std::string big = tmp.path() + "/big";
+  {
+    std::ofstream out(big, std::ios::binary);
+    std::string chunk(1 << 20, '\0');
+    for (int i = 0; i < 64; ++i) {
+      for (size_t j = 0; j < chunk.size(); j += 4096) chunk[j] = static_cast<char>(i + j);
+      out << chunk;
+    }
+  }
+  const Artifact artifact{big, "/big"};
+  bool packed = false, timer_fired_while_packing = false;
+  loop->After(Duration(0), [&] { timer_fired_while_packing = !packed; });
+  auto pack = [&]() -> Task<Result<PackedLayer>> {
+    auto l = co_await PackLayerOffLoop(*loop, artifact, nullptr);
+    packed = true;
+    co_return l;
+  };
+  auto layer = RunOnLoop<Result<PackedLayer>>(*loop, pack());
+  ASSERT_TRUE(layer.ok()) << layer.error().message;
+  EXPECT_TRUE(timer_fired_while_packing);
+  auto inline_layer = PackLayer(artifact);
+  ASSERT_TRUE(inline_layer.ok());
+  EXPECT_EQ(layer->digest, DigestOf(inline_layer->data));
+  EXPECT_EQ(layer->diff_id, inline_layer->diff_id);
+
+  // A cancel during the pack ends the wait at once; the helper's result is dropped.
+  TestCancel cancel;
+  loop->After(Duration(0), [&] { cancel.Trigger(); });
+  auto cancelled = RunOnLoop<Result<PackedLayer>>(*loop, PackLayerOffLoop(*loop, artifact, &cancel));
+  ASSERT_FALSE(cancelled.ok());
+  EXPECT_EQ(cancelled.error().kind, Error::Kind::kCancelled);
+}
+
+TEST_F(Layers, AnArtifactOverTheLimitIsRefusedNamingIt) {
+  const std::string huge = tmp.path() + "/huge";
+  UniqueFd fd(::open(huge.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(kMaxArtifactBytes) + 1), 0);  // sparse
+  auto layer = PackLayer({huge, "/huge"});
+  ASSERT_FALSE(layer.ok());
+  EXPECT_EQ(layer.error().message, huge + " -> /huge: the artifact is larger than the limit of 1073741824 "
+                                   "bytes for one layer (at " + huge + ")");
+}
+
 }  // namespace
 }  // namespace sr::oci

@@ -46,6 +46,11 @@ class TarWriter {
   Status File(const std::string& name, const std::string& src) {
     struct stat sb {};
     if (::stat(src.c_str(), &sb) != 0) return ErrnoError(src, errno);
+    file_bytes_ += static_cast<uint64_t>(sb.st_size);
+    if (file_bytes_ > kMaxArtifactBytes) {
+      return FailedError("the artifact is larger than the limit of " + std::to_string(kMaxArtifactBytes) +
+                         " bytes for one layer (at " + src + ")");
+    }
     auto data = ReadFile(src);
     if (!data.ok()) return data.error();
     return Add(name, AE_IFREG, (sb.st_mode & 0111) ? 0755 : 0644, *data);
@@ -76,6 +81,7 @@ class TarWriter {
   const ArchiveLib& ar_;
   std::unique_ptr<archive, WriterCloser> a_;
   std::string out_;
+  uint64_t file_bytes_ = 0;
 };
 
 // Adds the directory tree `src` as `name` ("" = the root), entries sorted; only directories and
@@ -136,7 +142,14 @@ Result<PackedLayer> PackLayer(const Artifact& artifact) {
   size_t n = ZSTD_compress(layer.data.data(), layer.data.size(), plain->data(), plain->size(), 3);
   if (ZSTD_isError(n)) return where(FailedError(std::string("zstd: ") + ZSTD_getErrorName(n)));
   layer.data.resize(n);
+  layer.digest = DigestOf(layer.data);
   return layer;
+}
+
+Task<Result<PackedLayer>> PackLayerOffLoop(EventLoop& loop, const Artifact& artifact, CancelToken* cancel) {
+  // The work owns its copy: after a cancel it may run on while the caller has moved on.
+  std::function<Result<PackedLayer>()> work = [artifact] { return PackLayer(artifact); };
+  co_return co_await OffLoop<PackedLayer>(loop, cancel, std::move(work));
 }
 
 }  // namespace sr::oci

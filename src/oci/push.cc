@@ -73,13 +73,30 @@ Task<Status> PutManifest(Registry& reg, const std::string& reference, const std:
   co_return Ok();
 }
 
+json Descriptor(const std::string& type, size_t size, const std::string& digest) {
+  return json{{"mediaType", type}, {"size", size}, {"digest", digest}};
+}
 json Descriptor(const std::string& type, const std::string& data) {
-  return json{{"mediaType", type}, {"size", data.size()}, {"digest", DigestOf(data)}};
+  return Descriptor(type, data.size(), DigestOf(data));
+}
+
+// Blobs above this are hashed off the loop thread; below, the thread hop costs more.
+constexpr size_t kInlineHashBytes = size_t{1} << 20;
+
+// The digest of `data`, computed off the loop when it is large (OffLoop). `data` is moved into
+// shared ownership for the hash and back when it is done.
+Task<Result<std::string>> DigestOfLarge(EventLoop& loop, std::string& data, CancelToken* cancel) {
+  if (data.size() <= kInlineHashBytes) co_return DigestOf(data);
+  auto shared = std::make_shared<std::string>(std::move(data));
+  std::function<Result<std::string>()> work = [shared] { return Result<std::string>(DigestOf(*shared)); };
+  auto digest = co_await OffLoop<std::string>(loop, cancel, std::move(work));
+  if (digest.ok()) data = std::move(*shared);  // the hash is done: nobody else reads it now
+  co_return digest;
 }
 
 // GETs a manifest (by tag or digest) or a blob into memory; a digest reference is verified.
-Task<Result<HttpResponse>> GetVerified(Registry& reg, const std::string& what, const std::string& ref,
-                                       CancelToken* cancel) {
+Task<Result<HttpResponse>> GetVerified(EventLoop& loop, Registry& reg, const std::string& what,
+                                       const std::string& ref, CancelToken* cancel) {
   HttpRequest get;
   get.url = reg.Path(what + "/" + ref);
   if (what == "manifests") get.headers.push_back(kAcceptManifests);
@@ -87,14 +104,16 @@ Task<Result<HttpResponse>> GetVerified(Registry& reg, const std::string& what, c
   auto got = co_await reg.Send(get, cancel);
   if (!got.ok()) co_return got.error();
   if (got->status != 200) co_return FailedError("GET " + what + "/" + ref + " from " + reg.name() + ": " + DescribeFailure(*got));
-  if (ref.rfind("sha256:", 0) == 0 && DigestOf(got->body) != ref) {
-    co_return FailedError("digest mismatch: " + ref + " arrived as " + DigestOf(got->body));
+  if (ref.rfind("sha256:", 0) == 0) {
+    auto digest = co_await DigestOfLarge(loop, got->body, cancel);
+    if (!digest.ok()) co_return digest.error();
+    if (*digest != ref) co_return FailedError("digest mismatch: " + ref + " arrived as " + *digest);
   }
   co_return got;
 }
 
 // Copies one image manifest's blobs, then the manifest (by digest, or by `tag`).
-Task<Status> CopyManifest(Registry& from, Registry& to, const HttpResponse& m, const std::string& ref,
+Task<Status> CopyManifest(EventLoop& loop, Registry& from, Registry& to, const HttpResponse& m, const std::string& ref,
                           CancelToken* cancel) {
   const std::string what = "manifest " + ref;
   json doc = json::parse(m.body, nullptr, false);
@@ -116,7 +135,7 @@ Task<Status> CopyManifest(Registry& from, Registry& to, const HttpResponse& m, c
   }
   for (const std::string& digest : blobs) {
     if (Status ok = CheckDigest(digest); !ok.ok()) co_return ok.error();
-    auto blob = co_await GetVerified(from, "blobs", digest, cancel);
+    auto blob = co_await GetVerified(loop, from, "blobs", digest, cancel);
     if (!blob.ok()) co_return blob.error();
     Status pushed = co_await PushBlob(to, digest, blob->body, cancel);
     if (!pushed.ok()) co_return pushed.error();
@@ -155,14 +174,14 @@ Task<Result<BuildResult>> BuildUnguarded(EventLoop& loop, const ClientOptions& o
       if (cancel && cancel->requested()) co_return Error{Error::Kind::kCancelled, "cancelled"};
       const std::string key = a.src + '\0' + a.dst;
       if (!packed.count(key)) {
-        auto layer = PackLayer(a);
+        auto layer = co_await PackLayerOffLoop(loop, a, cancel);
         if (!layer.ok()) co_return fail(layer.error());
         packed[key] = std::move(*layer);
       }
       const PackedLayer& layer = packed[key];
-      Status pushed = co_await PushBlob(reg, DigestOf(layer.data), layer.data, cancel);
+      Status pushed = co_await PushBlob(reg, layer.digest, layer.data, cancel);
       if (!pushed.ok()) co_return fail(pushed.error());
-      layers.push_back(Descriptor(kLayerType, layer.data));
+      layers.push_back(Descriptor(kLayerType, layer.data.size(), layer.digest));
       diff_ids.push_back(layer.diff_id);
     }
     const std::string config = json{{"architecture", ""}, {"os", ""}, {"config", json::object()},
@@ -197,7 +216,7 @@ Task<Result<std::string>> CopyUnguarded(EventLoop& loop, const ClientOptions& op
   Http http(loop, HttpOptionsFor(options));
   Registry src(http, options, from.registry, from.repository, /*push=*/false);
   Registry dst(http, options, to.registry, to.repository, /*push=*/true);
-  auto top = co_await GetVerified(src, "manifests", from.tag, cancel);
+  auto top = co_await GetVerified(loop, src, "manifests", from.tag, cancel);
   if (!top.ok()) co_return fail(top.error());
   const std::string what = "the manifest of " + from.ToString();
   json doc = json::parse(top->body, nullptr, false);
@@ -213,15 +232,15 @@ Task<Result<std::string>> CopyUnguarded(EventLoop& loop, const ClientOptions& op
       auto digest = JsonField<std::string>(m, "digest", what + " manifests[" + std::to_string(i++) + "]");
       if (!digest.ok()) co_return fail(digest.error());
       if (Status ok = CheckDigest(*digest); !ok.ok()) co_return fail(ok.error());
-      auto child = co_await GetVerified(src, "manifests", *digest, cancel);
+      auto child = co_await GetVerified(loop, src, "manifests", *digest, cancel);
       if (!child.ok()) co_return fail(child.error());
-      Status copied = co_await CopyManifest(src, dst, *child, *digest, cancel);
+      Status copied = co_await CopyManifest(loop, src, dst, *child, *digest, cancel);
       if (!copied.ok()) co_return fail(copied.error());
     }
     Status put = co_await PutManifest(dst, to.tag, type, top->body, cancel);
     if (!put.ok()) co_return fail(put.error());
   } else {
-    Status copied = co_await CopyManifest(src, dst, *top, to.tag, cancel);
+    Status copied = co_await CopyManifest(loop, src, dst, *top, to.tag, cancel);
     if (!copied.ok()) co_return fail(copied.error());
   }
   co_return DigestOf(top->body);
