@@ -2,6 +2,7 @@
 #pragma once
 
 #include <exception>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -84,31 +85,43 @@ class BlobCache {
 Task<Status> UnpackLayer(EventLoop& loop, int blob_fd, const std::string& digest,
                          const std::string& dest, CancelToken* cancel);
 
+/// Set by OffLoop when the caller stopped waiting (a cancel): long work checks it between chunks
+/// and gives up, so the helper thread is free soon (and a `run` can exit).
+using StopFlag = std::atomic<bool>;
+
 /// Runs `work` on the loop's helper thread (EventLoop::Offload) while the loop serves every other
 /// job: for CPU work on large data (packing an artifact, hashing a blob). `work` must own all it
-/// touches (captures by value or shared_ptr): on a cancel the caller gets kCancelled at once and
-/// the result is dropped when the work ends. (Arguments by reference: GCC 12 may destroy a
-/// by-value argument of a call inside co_await twice; see engine/expand.cc.)
+/// touches (captures by value or shared_ptr): on a cancel the caller gets kCancelled at once, the
+/// stop flag is set, and the result is dropped when the work ends. (Arguments by reference: GCC
+/// 12 may destroy a by-value argument of a call inside co_await twice; see engine/expand.cc.)
 template <class T>
-Task<Result<T>> OffLoop(EventLoop& loop, CancelToken* cancel, std::function<Result<T>()>&& work) {
+Task<Result<T>> OffLoop(EventLoop& loop, CancelToken* cancel,
+                        std::function<Result<T>(const StopFlag& stop)>&& work) {
   struct Shared {
     std::optional<Result<T>> result;  // written on the helper thread, read after `done` only
+    StopFlag stop{false};
   };
   auto shared = std::make_shared<Shared>();
   std::shared_ptr<void> on_cancel;
   // Only references are captured in the co_await expression (GCC 12, see engine/expand.cc).
   const bool finished = co_await AwaitCallback<bool>([&](std::function<void(bool)> resume) {
     auto resumed = std::make_shared<bool>(false);  // loop thread only
-    loop.Offload([shared, work = std::move(work)] { shared->result.emplace(work()); },
+    loop.Offload([shared, work = std::move(work)] { shared->result.emplace(work(shared->stop)); },
                  [resume, resumed] { if (!std::exchange(*resumed, true)) resume(true); });
     if (cancel) {
-      on_cancel = cancel->OnCancel([resume, resumed] { if (!std::exchange(*resumed, true)) resume(false); });
+      on_cancel = cancel->OnCancel([resume, resumed, shared] {
+        shared->stop = true;
+        if (!std::exchange(*resumed, true)) resume(false);
+      });
     }
   });
   on_cancel.reset();
   if (!finished) co_return Error{Error::Kind::kCancelled, "cancelled"};
   co_return std::move(*shared->result);
 }
+
+/// "sha256:<hex>" of `data`, hashed in chunks; kCancelled once `stop` is set.
+Result<std::string> DigestOf(std::string_view data, const StopFlag* stop);
 
 /// One layer made from an artifact: its compressed bytes, their digest, and the digest of the
 /// plain tar.
@@ -122,8 +135,8 @@ struct PackedLayer {
 constexpr uint64_t kMaxArtifactBytes = uint64_t{1} << 30;
 /// Packs `artifact.src` (a file or a directory) at `artifact.dst` in a zstd tar, with its parent
 /// directories, sorted, mtime 0 (so the same input gives the same digest). Pure computation on
-/// its own data: safe on a helper thread (OffLoop).
-Result<PackedLayer> PackLayer(const Artifact& artifact);
+/// its own data: safe on a helper thread (OffLoop); kCancelled soon after `stop` is set.
+Result<PackedLayer> PackLayer(const Artifact& artifact, const StopFlag* stop = nullptr);
 /// PackLayer off the loop thread (OffLoop): a large artifact takes seconds to read, hash and
 /// compress, during which the loop would serve no other job, cancel or kill deadline.
 /// `artifact` is copied before the first suspension.

@@ -382,6 +382,12 @@ TEST_F(Layers, PackingALargeArtifactLeavesTheLoopTurning) {
   auto cancelled = RunOnLoop<Result<PackedLayer>>(*loop, PackLayerOffLoop(*loop, artifact, &cancel));
   ASSERT_FALSE(cancelled.ok());
   EXPECT_EQ(cancelled.error().kind, Error::Kind::kCancelled);
+
+  // The cancel also sets the helper's stop flag, so it does not pack on for nothing.
+  const StopFlag stop{true};
+  auto stopped = PackLayer(artifact, &stop);
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_EQ(stopped.error().kind, Error::Kind::kCancelled);
 }
 
 TEST_F(Layers, AnArtifactOverTheLimitIsRefusedNamingIt) {

@@ -88,7 +88,9 @@ constexpr size_t kInlineHashBytes = size_t{1} << 20;
 Task<Result<std::string>> DigestOfLarge(EventLoop& loop, std::string& data, CancelToken* cancel) {
   if (data.size() <= kInlineHashBytes) co_return DigestOf(data);
   auto shared = std::make_shared<std::string>(std::move(data));
-  std::function<Result<std::string>()> work = [shared] { return Result<std::string>(DigestOf(*shared)); };
+  std::function<Result<std::string>(const StopFlag&)> work = [shared](const StopFlag& stop) {
+    return DigestOf(*shared, &stop);
+  };
   auto digest = co_await OffLoop<std::string>(loop, cancel, std::move(work));
   if (digest.ok()) data = std::move(*shared);  // the hash is done: nobody else reads it now
   co_return digest;
