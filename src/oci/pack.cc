@@ -49,6 +49,16 @@ class TarWriter {
     ar_.write_set_bytes_in_last_block(a_.get(), 1);
     ar_.write_open(a_.get(), this, nullptr, &TarWriter::OnWrite, nullptr);
   }
+  // An archive given up on (an error, a stop) is not closed cleanly: write_free would pad the
+  // entry in progress (up to its whole stated size: 400 MB of zeros) and end the archive through
+  // OnWrite, after out_ is gone. write_fail tells it not to; OnWrite drops anything anyway.
+  ~TarWriter() {
+    abandoned_ = true;
+    if (!finished_) ar_.write_fail(a_.get());
+    a_.reset();
+  }
+  TarWriter(const TarWriter&) = delete;
+  TarWriter& operator=(const TarWriter&) = delete;
   Status Dir(const std::string& name) { return Header(name + "/", AE_IFDIR, 0755, 0); }
   // Streamed from the file in chunks (no copy of it in memory, and a stop is seen between them).
   Status File(const std::string& name, const std::string& src) {
@@ -82,12 +92,14 @@ class TarWriter {
   }
   Result<std::string> Finish() {
     if (ar_.write_close(a_.get()) != ARCHIVE_OK) return FailedError(ar_.error_string(a_.get()));
+    finished_ = true;
     return std::move(out_);
   }
 
  private:
   static la_ssize_t OnWrite(archive*, void* self, const void* buf, size_t n) {
-    static_cast<TarWriter*>(self)->out_.append(static_cast<const char*>(buf), n);
+    auto* writer = static_cast<TarWriter*>(self);
+    if (!writer->abandoned_) writer->out_.append(static_cast<const char*>(buf), n);
     return static_cast<la_ssize_t>(n);
   }
   Status Header(const std::string& name, mode_t type, mode_t perm, uint64_t size) {
@@ -105,6 +117,7 @@ class TarWriter {
   std::string out_;
   const StopFlag* stop_;
   uint64_t file_bytes_ = 0;
+  bool abandoned_ = false, finished_ = false;
 };
 
 // zstd level 3, streamed in chunks so a stop is seen within one chunk's work.

@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -71,6 +72,32 @@ TEST_F(Malformed, BuildStepVariantOfTheWrongType) {
   ExpectCleanFailure(o);
   EXPECT_THAT(o.err, HasSubstr("input \"platforms\": linux/arm64: \"variant\" is a number, want a string"));
   EXPECT_THAT(o.err, HasSubstr("build"));
+}
+
+// Under `serve` it used to end the server and every job of it: now the job fails with the
+// message, and the server serves the next job.
+TEST_F(Malformed, UnderServeTheJobFailsAndTheServerLivesOn) {
+  Options o;
+  o.env["TMPDIR"] = dir / "tmp";
+  const std::string socket = dir / "s.sock";
+  Child server({Binary(), "serve", "--socket", socket}, o);
+  ASSERT_TRUE(server.WaitForFile(socket));
+  const std::string bad = dir.Write("bad.yml",
+      "spec:\n---\nrun:\n  - name: build\n    step: dist://step/oci/build\n    inputs:\n"
+      "      registry: 127.0.0.1:1\n      repository: r\n      tag: '1'\n"
+      "      platforms: {linux/arm64: {variant: 8}}\n");
+  Output failed = Run({"client", "--socket", socket, "run", bad, "--id", "bad", "--follow"});
+  EXPECT_EQ(failed.exit_code, 1) << failed.out << failed.err;
+  EXPECT_THAT(failed.out + failed.err, HasSubstr("linux/arm64: \"variant\" is a number, want a string"));
+  Output status = Run({"client", "--socket", socket, "status", "bad"});
+  EXPECT_THAT(status.out, HasSubstr("failure")) << status.err;
+
+  const std::string ok = dir.Write("ok.yml", "spec:\n---\nrun:\n  - name: hi\n    script: echo still serving\n");
+  Output next = Run({"client", "--socket", socket, "run", ok, "--id", "ok", "--follow"});
+  EXPECT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_THAT(next.out, HasSubstr("still serving"));
+  server.Signal(SIGTERM);
+  EXPECT_EQ(server.Wait().exit_code, 0);
 }
 
 TEST_F(Malformed, RegistryDocumentsOfTheWrongShape) {
