@@ -53,7 +53,7 @@ Task<Status> PushBlob(Registry& reg, const std::string& digest, const std::strin
   put.method = "PUT";
   put.url = location + (location.find('?') == std::string::npos ? "?" : "&") + "digest=" + Encode(digest);
   put.headers.push_back("Content-Type: application/octet-stream");
-  put.body = data;
+  put.body_view = data;  // `data` outlives this coroutine's awaits: no copy of a large layer
   auto done = co_await reg.Send(put, cancel);
   if (!done.ok()) co_return done.error();
   if (done->status != 201) co_return FailedError("uploading " + digest + ": " + DescribeFailure(*done));
