@@ -18,7 +18,7 @@ namespace sr::oci {
   X(multi_add_handle) X(multi_remove_handle) X(multi_socket_action) X(multi_info_read)
 
 #define SR_ARCHIVE_FUNCTIONS(X)                                                                \
-  X(error_string) X(write_new) X(write_free) X(write_fail) X(write_set_format_pax_restricted)                \
+  X(error_string) X(write_new) X(write_free) X(write_set_format_pax_restricted)                \
   X(write_set_bytes_in_last_block) X(write_open) X(write_header) X(write_data) X(write_close)  \
   X(entry_new) X(entry_free) X(entry_set_pathname) X(entry_set_filetype) X(entry_set_perm)     \
   X(entry_set_size) X(entry_set_mtime) X(entry_pathname)                  \

@@ -49,12 +49,13 @@ class TarWriter {
     ar_.write_set_bytes_in_last_block(a_.get(), 1);
     ar_.write_open(a_.get(), this, nullptr, &TarWriter::OnWrite, nullptr);
   }
-  // An archive given up on (an error, a stop) is not closed cleanly: write_free would pad the
-  // entry in progress (up to its whole stated size: 400 MB of zeros) and end the archive through
-  // OnWrite, after out_ is gone. write_fail tells it not to; OnWrite drops anything anyway.
+  // An archive given up on (an error, a stop) is closed here, while out_ still exists: closing
+  // pads the entry in progress and ends the archive through OnWrite, which drops those bytes.
+  // (archive_write_fail would skip the padding, but then write_free leaks libarchive's block
+  // buffer.) The padding is at most the entry's size, bounded by kMaxArtifactBytes.
   ~TarWriter() {
     abandoned_ = true;
-    if (!finished_) ar_.write_fail(a_.get());
+    if (!finished_) ar_.write_close(a_.get());
     a_.reset();
   }
   TarWriter(const TarWriter&) = delete;
