@@ -9,6 +9,7 @@
 
 #include "supervisor/members.h"
 #include "supervisor/proc_scan.h"
+#include "util/owner.h"
 
 namespace sr {
 namespace {
@@ -20,6 +21,9 @@ constexpr int kSignalRounds = 8;
 constexpr int kKillRounds = 64;
 // A walk from the main process stops here (a fork bomb is killed by its group, not walked).
 constexpr size_t kMaxWalk = 4096;
+// Up to this many children of the runner are looked at for a tree's daemons when it is signalled
+// (`run`, a server with few jobs); with more, the census's shared round is cheaper.
+constexpr size_t kQuickOrphans = 16;
 
 // Whether the runner has any child at all, running or a zombie: one waitid, no /proc read.
 bool HasChildren() {
@@ -125,9 +129,6 @@ void GroupMembers::SignalTreeNow(Request& r) {
   // outside the group. What the walk cannot see (members re-parented to us: daemons) the
   // census finds in its next rounds.
   if (main_reaped_) return;
-  // A main process that is exiting has handed (or is handing) its children to us: the walk
-  // would miss group members that the group signal reaches. The census sees them.
-  if (auto main = ReadProcStat(pgid_); !main || main->ending()) return;
   std::vector<std::pair<Found, UniqueFd>> pinned;
   // (pid, the parent it was listed under): a pid read from a children file and opened a moment
   // later is the same process if its parent still is (a recycled pid has another parent).
@@ -138,8 +139,10 @@ void GroupMembers::SignalTreeNow(Request& r) {
     queue.pop_front();
     if (!walked.insert(pid).second) continue;
     UniqueFd fd = OpenPidfd(pid);
-    if (!fd.valid()) continue;
-    auto st = ReadProcStat(pid);
+    auto st = fd.valid() ? ReadProcStat(pid) : std::nullopt;
+    // A main process that is exiting has handed (or is handing) its children to us: the walk
+    // would miss group members that the group signal reaches. The census sees them.
+    if (pid == pgid_ && (!st || st->ending())) return;
     if (!st || (parent != 0 && st->ppid != parent) || st->start_ticks < start_ticks_) continue;
     auto children = ReadChildren(pid, st->threads);
     if (!children && pid == pgid_) return;  // no children files (CONFIG_PROC_CHILDREN): census only
@@ -149,13 +152,24 @@ void GroupMembers::SignalTreeNow(Request& r) {
     if (st->ending()) continue;
     pinned.emplace_back(Found{pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)}, std::move(fd));
   }
-  ::kill(-pgid_, r.signo);
+  // The record lists the walk's members first (the main process first of all).
   r.group = GroupSignal::kSent;
+  std::vector<bool> outside;
   for (auto& [f, fd] : pinned) {
     r.seen.insert(f.pid);
     member_groups_.insert(f.pgrp);
-    if (f.pgrp != pgid_) PidfdSignal(fd.get(), r.signo);
+    outside.push_back(f.pgrp != pgid_);
     r.victims.push_back({f.pid, std::move(fd), std::move(f.comm)});
+  }
+  // Daemons that left the group (setsid + double fork) are the runner's own children now (it is
+  // their subreaper): with few children, they are found among them at once and signalled just
+  // before the group, without waiting for the census's pass over /proc (which still runs, for
+  // anything this misses). A group member among them is left to the group signal below.
+  if (auto orphans = census_->Orphans(this, kQuickOrphans)) Signal(r, *orphans);
+  ::kill(-pgid_, r.signo);
+  r.group_ticks = TicksSinceBoot();
+  for (size_t i = 0; i < outside.size(); ++i) {
+    if (outside[i]) PidfdSignal(r.victims[i].fd.get(), r.signo);
   }
   // Reported now: the caller counts what it signalled (the cancel's log line) right after.
   Report(r);
@@ -180,6 +194,14 @@ void GroupMembers::OnCensus(ProcCensus::Result result) {
 }
 
 void GroupMembers::Round(Request& r, const std::vector<Found>& members) {
+  const size_t fresh = Signal(r, members);
+  // One group SIGKILL is enough: nothing can join the group after it.
+  if (r.signo == SIGKILL) r.group = GroupSignal::kNone;
+  const int limit = r.signo == SIGKILL ? kKillRounds : kSignalRounds;
+  r.done = fresh == 0 || ++r.rounds >= limit;
+}
+
+size_t GroupMembers::Signal(Request& r, const std::vector<Found>& members) {
   std::vector<std::pair<const Found*, UniqueFd>> fresh;
   // After a group signal, a newcomer to the group was born after it (the group signal is atomic
   // against fork): a trap handler's cleanup, which must not be stopped.
@@ -190,8 +212,12 @@ void GroupMembers::Round(Request& r, const std::vector<Found>& members) {
     if (after_group_signal && f.pgrp == pgid_) {
       // Except a group member re-parented to the runner (`(cmd &)`: its parent exited before
       // the stop), which the walk from the main process could not see: it got the group signal
-      // and belongs in the record, but must not get the signal twice.
+      // and belongs in the record, but must not get the signal twice. Only if it started before
+      // the group signal, though: a trap handler's `( … ) &` whose shell has exited since looks
+      // the same, and never got it. (Start times are in 10 ms ticks: one that started in the
+      // signal's own tick is left out, which the walk and the quick look make rare.)
       if (f.ppid != self || r.signo == SIGKILL) return;
+      if (r.group_ticks != 0 && f.start_ticks >= r.group_ticks) return;
       UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
       if (fd.valid()) r.victims.push_back({f.pid, std::move(fd), f.comm});
       return;
@@ -208,6 +234,7 @@ void GroupMembers::Round(Request& r, const std::vector<Found>& members) {
       if (f.pgrp == pgid_) pin(f);
     }
     ::kill(-pgid_, r.signo);
+    r.group_ticks = TicksSinceBoot();
   }
   for (const Found& f : members) pin(f);
   for (auto& [f, fd] : fresh) {
@@ -217,10 +244,7 @@ void GroupMembers::Round(Request& r, const std::vector<Found>& members) {
     PidfdSignal(fd.get(), r.signo);
   }
   for (auto& [f, fd] : fresh) r.victims.push_back({f->pid, std::move(fd), f->comm});
-  // One group SIGKILL is enough: nothing can join the group after it.
-  if (r.signo == SIGKILL) r.group = GroupSignal::kNone;
-  const int limit = r.signo == SIGKILL ? kKillRounds : kSignalRounds;
-  r.done = fresh.empty() || ++r.rounds >= limit;
+  return fresh.size();
 }
 
 void GroupMembers::Report(Request& r) {

@@ -25,12 +25,17 @@ constexpr auto kSignalBudget = std::chrono::milliseconds(10);
 void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   // No freeze: a frozen leaf is only reported frozen once every member has been scheduled, which
   // on a busy machine takes longer than the whole round below. Each round reads the member list
-  // and pins every new pid with a pidfd. In the first round the main process's group then gets
-  // the signal with one kill(-pgid): atomic, so on a loaded machine the first member to run its
-  // handler cannot delay the others' signal. The list is read again, and each member outside
-  // the group that is still listed gets its own signal (a pid gone between the read and the
-  // open may already belong to a process outside the leaf). A child forked while a round runs
-  // is listed by the next one.
+  // and pins every new pid with a pidfd (so that a member that dies of the signal and is reaped
+  // by its own parent at once is still in the record); getpgid, a syscall rather than a /proc
+  // read, says which of them are in the main process's group. The members outside the group
+  // get their own signal if the leaf still lists them (a pid gone between the read and the open
+  // may already belong to a process outside the leaf), and then, in the first round, the group
+  // gets the signal with one kill(-pgid): atomic, so on a loaded machine the first member to
+  // run its handler cannot delay the others' signal. A group member that left the group around
+  // the group signal may have left before it: it gets a signal of its own, lest it get none.
+  // A child forked while a round runs is listed by the next one. Before the signals only the
+  // task name is read (the one /proc read, the cheapest): the record keeps it for a member
+  // reaped by its own parent before its command line is read.
   const auto give_up = Clock::now() + kSignalBudget;
   std::unordered_set<pid_t> seen;
   struct Victim {
@@ -42,42 +47,45 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   bool group_signalled = false;
   for (int round = 0; round < kSignalRounds; ++round) {
     if (round > 0 && Clock::now() >= give_up) break;
-    struct Fresh {
-      pid_t pid;
-      UniqueFd fd;
-      bool in_group;
-      std::string comm;
-    };
-    std::vector<Fresh> fresh;
+    const bool grouped = round == 0 && !main_reaped_;
+    std::vector<Victim> in_group, own;
+    bool any = false;
     for (pid_t pid : leaf_->Procs()) {
       if (!seen.insert(pid).second) continue;
       UniqueFd fd = OpenPidfd(pid);
       if (!fd.valid()) continue;  // exited meanwhile
-      // One stat read gives the group and the name the record keeps if the member is gone
-      // before its command line is read.
-      auto st = ReadProcStat(pid);
-      if (!st) continue;
-      fresh.push_back({pid, std::move(fd), st->pgrp == pgid_, std::move(st->comm)});
-    }
-    if (fresh.empty()) break;
-    const bool grouped = round == 0 && !main_reaped_;
-    if (grouped) {
-      ::kill(-pgid_, signo);
-      group_signalled = true;
-    }
-    const std::vector<pid_t> listed = leaf_->Procs();
-    const std::unordered_set<pid_t> still(listed.begin(), listed.end());
-    for (auto& f : fresh) {
-      if (grouped && f.in_group) {
-        victims.push_back({f.pid, std::move(f.fd), std::move(f.comm)});  // got the group kill
-        continue;
+      const pid_t group = ::getpgid(pid);
+      std::string comm = group < 0 ? std::string() : ReadComm(pid);
+      if (comm.empty()) continue;  // reaped meanwhile
+      any = true;
+      if (group != pgid_) {
+        own.push_back({pid, std::move(fd), std::move(comm)});
+      } else if (grouped) {
+        in_group.push_back({pid, std::move(fd), std::move(comm)});
+      } else if (!group_signalled) {
+        own.push_back({pid, std::move(fd), std::move(comm)});
       }
-      // A group member that shows up only after the group signal was born after it (the group
-      // signal is atomic against fork): a trap handler's cleanup, which must not be stopped.
-      if (group_signalled && f.in_group) continue;
-      if (!still.count(f.pid)) continue;
-      PidfdSignal(f.fd.get(), signo);
-      victims.push_back({f.pid, std::move(f.fd), std::move(f.comm)});
+      // Else a group member that shows up only after the group signal was born after it (the
+      // group signal is atomic against fork): a trap handler's cleanup, which must not be
+      // stopped.
+    }
+    if (!any) break;
+    if (!own.empty()) {
+      const std::vector<pid_t> listed = leaf_->Procs();
+      const std::unordered_set<pid_t> still(listed.begin(), listed.end());
+      for (auto& v : own) {
+        if (!still.count(v.pid)) continue;
+        PidfdSignal(v.fd.get(), signo);
+        victims.push_back(std::move(v));
+      }
+    }
+    if (!grouped) continue;
+    ::kill(-pgid_, signo);
+    group_signalled = true;
+    for (auto& v : in_group) {
+      const pid_t after = ::getpgid(v.pid);
+      if (after >= 0 && after != pgid_) PidfdSignal(v.fd.get(), signo);
+      victims.push_back(std::move(v));
     }
   }
   // Records last: reading a command line can wait on a process that is busy forking.

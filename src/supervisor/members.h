@@ -125,6 +125,7 @@ class GroupMembers : public Members, private ProcCensus::Subject {
     int signo;
     VictimFn on_victim;
     GroupSignal group = GroupSignal::kSend;
+    unsigned long long group_ticks = 0;  // TicksSinceBoot() just after the group signal
     std::unordered_set<pid_t> seen;
     std::vector<Victim> victims;  // signalled, not reported yet
     int rounds = 0;
@@ -143,6 +144,8 @@ class GroupMembers : public Members, private ProcCensus::Subject {
   void SignalTreeNow(Request& r);
   // One census round of a request: signal every member it has not seen.
   void Round(Request& r, const std::vector<Found>& members);
+  // Pins and signals the members of `members` that `r` has not seen; returns how many.
+  size_t Signal(Request& r, const std::vector<Found>& members);
   void Report(Request& r);
   // True when the tree cannot have a live member (known empty, or the runner has no child).
   bool ProvablyEmpty();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <ctime>
+#include <unordered_set>
 
 #include "supervisor/proc_scan.h"
 
@@ -101,6 +102,65 @@ void ProcCensus::Round() {
   if (!wanting_.empty()) Schedule();
 }
 
+ProcCensus::Subject* ProcCensus::TokenOwner(
+    const std::unordered_map<std::string_view, Subject*>& token_owner, const ProcStat& st,
+    std::unordered_map<pid_t, std::pair<unsigned long long, std::vector<std::string>>>& keep) {
+  auto cached = tokens_.find(st.pid);
+  std::vector<std::string> read;
+  const std::vector<std::string>* found = nullptr;
+  if (cached != tokens_.end() && cached->second.first == st.start_ticks) {
+    found = &cached->second.second;
+    keep.insert(*cached);
+  } else {
+    // An empty read is not remembered: a process in the middle of an exec reads as empty.
+    const std::string environ = ReadEnviron(st.pid);
+    read = TokensOf(environ, kMarkerKey);
+    if (!environ.empty()) keep.insert_or_assign(st.pid, std::make_pair(st.start_ticks, read));
+    found = &read;
+  }
+  for (const std::string& t : *found) {
+    auto o = token_owner.find(t);
+    if (o != token_owner.end() && st.start_ticks >= o->second->start_ticks()) return o->second;
+  }
+  return nullptr;
+}
+
+std::optional<std::vector<ProcCensus::Found>> ProcCensus::Orphans(Subject* s, size_t limit) {
+  // Every live tree's main process is a child of the runner: with more trees than `limit`, the
+  // answer is known without reading anything.
+  if (subjects_.size() > limit) return std::nullopt;
+  const pid_t self = ::getpid();
+  auto children = ReadChildren(self);
+  if (!children || children->size() > limit) return std::nullopt;
+  // The same rules as a round's, for processes whose parent is the runner: the tree whose
+  // process group it is in, else the tree whose marker it carries. A tree's main process is
+  // its own tree's, never an orphan of another.
+  std::unordered_map<pid_t, Subject*> group_owner;
+  std::unordered_map<std::string_view, Subject*> token_owner;
+  std::unordered_set<pid_t> mains;
+  for (Subject* t : subjects_) {
+    for (pid_t g : t->groups()) group_owner.emplace(g, t);
+    token_owner.emplace(t->token(), t);
+    mains.insert(t->pgid());
+  }
+  std::vector<Found> out;
+  for (pid_t pid : *children) {
+    if (mains.count(pid)) continue;
+    auto st = ReadProcStat(pid);
+    // Gone, on its way out, re-parented elsewhere meanwhile, or older than the tree.
+    if (!st || st->ending() || st->ppid != self || st->start_ticks < s->start_ticks()) continue;
+    Subject* owner = nullptr;
+    if (auto g = group_owner.find(st->pgrp);
+        g != group_owner.end() && st->start_ticks >= g->second->start_ticks()) {
+      owner = g->second;
+    } else {
+      owner = TokenOwner(token_owner, *st, tokens_);
+    }
+    if (owner == s) out.push_back({pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)});
+  }
+  return out;
+}
+
 std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classify(
     const std::vector<Subject*>& all, const std::unordered_set<Subject*>& asking) {
   std::unordered_map<Subject*, Result> out;
@@ -150,25 +210,8 @@ std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classif
       return g->second;
     }
     if (y.st.ending()) return kOurs;
-    auto cached = tokens_.find(y.st.pid);
-    std::vector<std::string> read;
-    const std::vector<std::string>* found = nullptr;
-    if (cached != tokens_.end() && cached->second.first == y.st.start_ticks) {
-      found = &cached->second.second;
-      tokens.insert(*cached);
-    } else {
-      // An empty read is not remembered: a process in the middle of an exec reads as empty.
-      const std::string environ = ReadEnviron(y.st.pid);
-      read = TokensOf(environ, kMarkerKey);
-      if (!environ.empty()) tokens.insert_or_assign(y.st.pid, std::make_pair(y.st.start_ticks, read));
-      found = &read;
-    }
-    for (const std::string& t : *found) {
-      if (auto o = token_owner.find(t); o != token_owner.end() && owns(o->second, y.st)) {
-        return o->second;
-      }
-    }
-    return kOurs;
+    Subject* owner = TokenOwner(token_owner, y.st, tokens);
+    return owner ? owner : kOurs;
   };
   auto mark_of = [&](pid_t pid) {
     std::vector<Young*> path;

@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -29,6 +30,8 @@
 #include "util/time.h"
 
 namespace sr {
+
+struct ProcStat;
 
 class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
  public:
@@ -73,6 +76,11 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   void Want(Subject* s);
   /// Runs a round now if anyone wants one (with `s` in it, when given).
   void RunNow(Subject* s = nullptr);
+  /// The runner's own children that are members of `s`: orphans re-parented to the runner, its
+  /// subreaper (a daemon that left the tree's group and session), classified as a round would,
+  /// without a pass over /proc. nullopt when the runner has more than `limit` children: then
+  /// the next round, shared by every tree that asks, is the cheaper way.
+  std::optional<std::vector<Found>> Orphans(Subject* s, size_t limit);
   /// Rounds taken so far (tests and benchmarks).
   uint64_t rounds() const { return rounds_; }
 
@@ -80,6 +88,11 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   explicit ProcCensus(EventLoop* loop) : loop_(loop) {}
   void Schedule();
   void Round();
+  // Whose marker a process carries (its environment read once per process, cached).
+  Subject* TokenOwner(const std::unordered_map<std::string_view, Subject*>& token_owner,
+                      const ProcStat& st,
+                      std::unordered_map<pid_t, std::pair<unsigned long long,
+                                                          std::vector<std::string>>>& keep);
   // Which subject owns every young process; the environment read is cached per process.
   std::unordered_map<Subject*, Result> Classify(const std::vector<Subject*>& all,
                                                 const std::unordered_set<Subject*>& asking);

@@ -138,11 +138,16 @@ std::string ReadCmdline(pid_t pid, size_t limit) {
   return raw;
 }
 
+std::string ReadComm(pid_t pid) {
+  std::string comm = ReadProcFile(ProcPath(pid, "comm"), 64);
+  while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  return comm;
+}
+
 std::string ReadCommand(pid_t pid, size_t limit) {
   std::string cmd = ReadCmdline(pid, limit);
   if (!cmd.empty()) return cmd;
-  std::string comm = ReadProcFile(ProcPath(pid, "comm"), 64);
-  while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+  std::string comm = ReadComm(pid);
   if (comm.size() > limit) comm.resize(limit);
   return comm;
 }

@@ -45,6 +45,8 @@ std::optional<ProcStat> ReadProcStat(pid_t pid);
 std::optional<std::vector<pid_t>> ReadChildren(pid_t pid, long threads = 0);
 /// argv joined with spaces, truncated to `limit` bytes; "" when gone or a kernel thread.
 std::string ReadCmdline(pid_t pid, size_t limit = 256);
+/// The task name (/proc/<pid>/comm: cheaper to read than stat); "" when gone.
+std::string ReadComm(pid_t pid);
 /// The command line, or the task name (/proc/<pid>/comm, kept until the process is reaped) when
 /// the command line is no longer readable, e.g. right after SIGKILL.
 std::string ReadCommand(pid_t pid, size_t limit = 256);

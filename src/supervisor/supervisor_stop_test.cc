@@ -103,6 +103,38 @@ sleep 1000 & wait)"),
   ExpectRecordsGone(o);
 }
 
+// A daemon that left the group and the session gets the stop signal of its own exactly once:
+// found at once (in the leaf, or among the runner's children in the fallback), it must not get a
+// second one from a later round. Its trap counts the signals (separate ones, not merged: the
+// rounds that could repeat it come milliseconds apart), until SIGKILL after the grace.
+TEST_P(StopTest, SetsidDaemonGetsTheStopSignalOnce) {
+  Outcome o;
+  auto tree = Start(Shell(R"(
+( setsid sh -c 'trap "echo term >> \"$D/terms\"" TERM; echo $$ > "$D/daemon"; while :; do sleep 0.01; done' & )
+while [ ! -s "$D/daemon" ]; do sleep 0.01; done
+echo ready
+sleep 1000 & wait)"),
+                    o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  pid_t daemon = ReadPid("daemon");
+  ExpectGoneLater(daemon);
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(500)});
+  ASSERT_TRUE(Wait(o));
+  EXPECT_TRUE(PidGone(daemon));
+  auto terms = ReadFile(dir_ + "/terms");
+  ASSERT_TRUE(terms.ok()) << "the daemon never ran its TERM trap";
+  EXPECT_EQ(*terms, "term\n");
+  bool recorded = false;
+  for (const auto& r : o.exit.records) {
+    if (r.pid != daemon) continue;
+    recorded = true;
+    EXPECT_EQ(r.signal_sent, SIGTERM);
+    EXPECT_EQ(r.ending, Ending::kKilledAfterGrace);
+  }
+  EXPECT_TRUE(recorded);
+  ExpectRecordsGone(o);
+}
+
 // `( cmd & )`: the subshell exits at once, so the sleep is re-parented to the runner while it
 // stays in the tree's process group, out of reach of a walk from the main process. It gets the
 // stop signal once and is in the record, like every other member.

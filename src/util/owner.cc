@@ -1,5 +1,6 @@
 #include "util/owner.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -7,6 +8,14 @@
 #include "util/fd.h"
 
 namespace sr {
+
+unsigned long long TicksSinceBoot() {
+  static const long hz = ::sysconf(_SC_CLK_TCK);
+  timespec ts{};
+  ::clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<unsigned long long>(ts.tv_sec) * static_cast<unsigned long long>(hz) +
+         static_cast<unsigned long long>(ts.tv_nsec) / (1000000000ULL / static_cast<unsigned long long>(hz));
+}
 
 unsigned long long ProcessStartTicks(pid_t pid, bool* zombie) {
   auto text = ReadFilePrefix("/proc/" + std::to_string(pid) + "/stat", 4096);

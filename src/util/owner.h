@@ -35,5 +35,8 @@ Owner OwnerOfDir(const std::string& dir, pid_t* pid = nullptr,
                  unsigned long long* start_ticks = nullptr);
 /// Start time of a process in clock ticks since boot; 0 when it is gone; `*zombie` set if given.
 unsigned long long ProcessStartTicks(pid_t pid, bool* zombie = nullptr);
+/// Now, on the clock of ProcessStartTicks (CLOCK_BOOTTIME in clock ticks, truncated): a process
+/// with a start time below it started before this call.
+unsigned long long TicksSinceBoot();
 
 }  // namespace sr
