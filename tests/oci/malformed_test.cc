@@ -12,6 +12,7 @@
 
 #include <filesystem>
 
+#include "oci/registry_fixture.h"
 #include "support/harness.h"
 
 namespace sr::test {
@@ -20,21 +21,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-class Malformed : public ::testing::Test {
+class Malformed : public IsolatedRunTest {
  protected:
-  void SetUp() override {
-    std::filesystem::create_directories(dir / "tmp");
-    std::filesystem::create_directories(dir / "home");
-  }
-  Output Run(const std::vector<std::string>& args, std::map<std::string, std::string> env = {}) {
-    Options o;
-    o.cwd = dir.path();
-    o.env = std::move(env);
-    o.env["TMPDIR"] = dir / "tmp";
-    o.env["HOME"] = dir / "home";
-    o.unset_env = {"DOCKER_AUTH_CONFIG", "STEP_RUNNER_OCI_INSECURE"};
-    return RunStepRunner(args, o);
-  }
   /// Starts malformed_registry.py; returns its address.
   std::string StartRegistry() {
     server_ = std::make_unique<Child>(
@@ -57,7 +45,6 @@ class Malformed : public ::testing::Test {
       EXPECT_EQ(e.path().filename(), "step-runner-cache") << "left behind: " << e.path();
     }
   }
-  TestDir dir;
   std::unique_ptr<Child> server_;
 };
 
