@@ -46,21 +46,6 @@ std::string FirstLine(const std::string& output, int exit_code) {
   return "exit status " + std::to_string(exit_code);
 }
 
-// The cache is named after $TMPDIR, often a shared /tmp: a cache directory someone else created
-// (or can write to, or a symlink to one) could hand us their checkout of any URL. Refuse it.
-Status CheckPrivate(const std::string& dir) {
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0) return ErrnoError("cache " + dir, errno);
-  if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return FailedError("cache " + dir + " is not a private directory of this user (" +
-                       (S_ISDIR(st.st_mode) ? "" : "not a directory, ") + "owner uid " +
-                       std::to_string(st.st_uid) + ", mode " + mode + ")");
-  }
-  return Ok();
-}
-
 bool Exists(const std::string& p) {
   struct stat st;
   return ::stat(p.c_str(), &st) == 0;

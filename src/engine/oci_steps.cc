@@ -10,6 +10,7 @@
 #include "engine/results.h"
 #include "expr/expr.h"
 #include "oci/oci.h"
+#include "util/json_field.h"
 #include "util/tempdir.h"
 
 namespace sr::engine {
@@ -72,18 +73,32 @@ Task<Result<std::string>> Fetch(Engine::State& st, CancelSource* cancel, const E
   co_return JoinStepPath(dest, step_path);
 }
 
+// The string inputs the spec declares, read type-checked (a value of another type is an error
+// naming the input, never an exception).
+Result<std::vector<std::string>> Inputs(const json& in, std::initializer_list<const char*> names) {
+  std::vector<std::string> out;
+  for (const char* name : names) {
+    auto v = JsonField<std::string>(in, name, "inputs");
+    if (!v.ok()) return v.error();
+    out.push_back(std::move(*v));
+  }
+  return out;
+}
+
 void SetOutput(ResultNode* node, const std::string& name, const json& value) {
   (*node->result.mutable_outputs())[name] = ToProtoValue(value);
 }
 
 Task<StepOutcome> FetchStep(Engine::State& st, Scope& caller, const json& in, const Env& env,
                             ResultNode* node) {
-  oci::ImageRef ref{in.value("registry", ""), in.value("repository", ""), in.value("tag", "")};
+  auto v = Inputs(in, {"registry", "repository", "tag", "step_path"});
+  if (!v.ok()) co_return StepOutcome{true, v.error()};
+  oci::ImageRef ref{(*v)[0], (*v)[1], (*v)[2]};
   if (ref.tag.empty()) ref.tag = "latest";
   if (ref.registry.empty() || ref.repository.empty()) {
     co_return StepOutcome{true, FailedError("inputs \"registry\" and \"repository\" must not be empty")};
   }
-  auto dir = co_await Fetch(st, caller.cancel, env, ref, in.value("step_path", ""));
+  auto dir = co_await Fetch(st, caller.cancel, env, ref, (*v)[3]);
   if (!dir.ok()) co_return StepOutcome{true, dir.error()};
   SetOutput(node, "fetched_step_path", *dir);
   SetOutput(node, "ref", ref.ToString());
@@ -99,9 +114,9 @@ Result<std::vector<oci::Artifact>> Files(const Engine::State& st, const json& gr
       return FailedError(where + ": unknown key \"" + it.key() + "\"");
     }
   }
-  const json files = group.value("files", json::object());
-  if (!files.is_object()) return FailedError(where + ".files: want a map of source: destination");
-  for (auto it = files.begin(); it != files.end(); ++it) {
+  auto files = JsonField<json>(group, "files", where, json::object());
+  if (!files.ok()) return files.error();
+  for (auto it = files->begin(); it != files->end(); ++it) {
     if (!it.value().is_string() || it.value().get<std::string>().empty() || it.key().empty()) {
       return FailedError(where + ".files: \"" + it.key() + "\" needs a destination path");
     }
@@ -114,15 +129,20 @@ Result<std::vector<oci::Artifact>> Files(const Engine::State& st, const json& gr
 
 Task<StepOutcome> BuildStep(Engine::State& st, Scope& caller, const json& in, const Env& env,
                             ResultNode* node) {
-  oci::ImageRef ref{in.value("registry", ""), in.value("repository", ""), in.value("tag", "")};
+  auto v = Inputs(in, {"registry", "repository", "tag"});
+  if (!v.ok()) co_return StepOutcome{true, v.error()};
+  oci::ImageRef ref{(*v)[0], (*v)[1], (*v)[2]};
   if (ref.registry.empty() || ref.repository.empty() || ref.tag.empty()) {
     co_return StepOutcome{true, FailedError("inputs \"registry\", \"repository\" and \"tag\" are required")};
   }
-  auto common = Files(st, in.value("common", json::object()), "common");
+  auto common_input = JsonField<json>(in, "common", "inputs", json::object());
+  if (!common_input.ok()) co_return StepOutcome{true, common_input.error()};
+  auto common = Files(st, *common_input, "common");
   if (!common.ok()) co_return StepOutcome{true, common.error().Wrap("input \"common\"")};
   std::vector<oci::PlatformArtifacts> platforms;
-  const json plats = in.value("platforms", json::object());
-  for (auto it = plats.begin(); it != plats.end(); ++it) {
+  auto plats = JsonField<json>(in, "platforms", "inputs", json::object());
+  if (!plats.ok()) co_return StepOutcome{true, plats.error()};
+  for (auto it = plats->begin(); it != plats->end(); ++it) {
     const std::string& name = it.key();
     const auto slash = name.find('/');
     if (slash == std::string::npos || name.find('/', slash + 1) != std::string::npos) {
@@ -130,8 +150,9 @@ Task<StepOutcome> BuildStep(Engine::State& st, Scope& caller, const json& in, co
     }
     auto files = Files(st, it.value(), name);
     if (!files.ok()) co_return StepOutcome{true, files.error().Wrap("input \"platforms\"")};
-    platforms.push_back({name.substr(0, slash), name.substr(slash + 1),
-                         it.value().value("variant", ""), std::move(*files)});
+    auto variant = JsonField<std::string>(it.value(), "variant", name);
+    if (!variant.ok()) co_return StepOutcome{true, variant.error().Wrap("input \"platforms\"")};
+    platforms.push_back({name.substr(0, slash), name.substr(slash + 1), *variant, std::move(*files)});
   }
   if (platforms.empty()) {
     co_return StepOutcome{true, FailedError("input \"platforms\": must have at least one platform")};
@@ -154,12 +175,14 @@ Task<StepOutcome> BuildStep(Engine::State& st, Scope& caller, const json& in, co
 // Go's promote: `to_version` must be major.minor.patch; the image is copied to that tag.
 Task<StepOutcome> PromoteStep(Engine::State& st, Scope& caller, const json& in, const Env& env,
                               ResultNode*) {
-  const std::string from_text = in.value("from_image", "");
+  auto v = Inputs(in, {"from_image", "to_registry", "to_repository", "to_version"});
+  if (!v.ok()) co_return StepOutcome{true, v.error()};
+  const std::string from_text = (*v)[0];
   auto from = oci::ParseImageRef(from_text);
   if (from_text.empty() || !from.ok()) {
     co_return StepOutcome{true, FailedError("from image: " + (from_text.empty() ? std::string("from image is required") : from.error().message))};
   }
-  oci::ImageRef to{in.value("to_registry", ""), in.value("to_repository", ""), in.value("to_version", "")};
+  oci::ImageRef to{(*v)[1], (*v)[2], (*v)[3]};
   bool semver = !to.tag.empty();
   int dots = 0;
   for (char c : to.tag) {
@@ -176,6 +199,16 @@ Task<StepOutcome> PromoteStep(Engine::State& st, Scope& caller, const json& in, 
   if (!copied.ok()) co_return StepOutcome{true, copied.error()};
   st.Log("step-runner: promoted " + from->ToString() + " to " + to.ToString() + " (" + *copied + ")");
   co_return StepOutcome{true, std::nullopt};
+}
+
+// The last line of defence (see oci::Guarded): an exception escaping a built-in fails its step.
+template <auto Fn>
+Task<StepOutcome> Guarded(Engine::State& st, Scope& caller, const json& in, const Env& env, ResultNode* node) {
+  try {
+    co_return co_await Fn(st, caller, in, env, node);
+  } catch (const std::exception& e) {
+    co_return StepOutcome{true, FailedError(std::string("unexpected error: ") + e.what())};
+  }
 }
 
 LoadedStep Builtin(const std::string& text, const char* source, BuiltinFn fn) {
@@ -201,7 +234,7 @@ std::optional<LoadedStep> FindOciBuiltin(const std::string& name) {
     ref: {type: string}
 ---
 run: []
-)", "dist://step/oci/fetch", FetchStep));
+)", "dist://step/oci/fetch", Guarded<FetchStep>));
     m.emplace("step/oci/build", Builtin("spec:\n  inputs:\n" + image + R"(    common: {type: struct, default: {}}
     platforms: {type: struct}
   outputs:
@@ -209,7 +242,7 @@ run: []
     digest: {type: struct}
 ---
 run: []
-)", "dist://step/oci/build", BuildStep));
+)", "dist://step/oci/build", Guarded<BuildStep>));
     m.emplace("step/oci/promote", Builtin(R"(spec:
   inputs:
     from_image: {type: string}
@@ -218,7 +251,7 @@ run: []
     to_version: {type: string}
 ---
 run: []
-)", "dist://step/oci/promote", PromoteStep));
+)", "dist://step/oci/promote", Guarded<PromoteStep>));
     return m;
   }();
   auto it = steps.find(name);

@@ -3,7 +3,9 @@
 //
 // A Task starts when awaited and resumes its awaiter when it finishes (symmetric transfer, no
 // stack growth). Top-level tasks are started with StartTask(), which calls a callback with the
-// result. Exceptions are not used: an escaping exception terminates.
+// result. Exceptions are not used, but library code (nlohmann::json) may throw: an exception
+// escaping a Task is rethrown to its awaiter, so an edge (src/oci's entry points) can turn it
+// into an error; one reaching a top-level task terminates.
 #pragma once
 
 #include <coroutine>
@@ -19,6 +21,7 @@ class [[nodiscard]] Task {
  public:
   struct promise_type {
     std::optional<T> value;
+    std::exception_ptr exception;
     std::coroutine_handle<> continuation;
 
     Task get_return_object() {
@@ -38,7 +41,7 @@ class [[nodiscard]] Task {
     void return_value(U&& v) {
       value.emplace(std::forward<U>(v));
     }
-    void unhandled_exception() noexcept { std::terminate(); }
+    void unhandled_exception() noexcept { exception = std::current_exception(); }
   };
 
   Task(Task&& other) noexcept : h_(std::exchange(other.h_, {})) {}
@@ -59,7 +62,10 @@ class [[nodiscard]] Task {
     h_.promise().continuation = awaiter;
     return h_;
   }
-  T await_resume() { return std::move(*h_.promise().value); }
+  T await_resume() {
+    if (h_.promise().exception) std::rethrow_exception(h_.promise().exception);
+    return std::move(*h_.promise().value);
+  }
 
  private:
   explicit Task(std::coroutine_handle<promise_type> h) : h_(h) {}

@@ -24,7 +24,7 @@ namespace sr::oci {
   X(entry_set_size) X(entry_set_mtime) X(entry_pathname)                  \
   X(entry_filetype) X(entry_perm) X(read_new) X(read_free) X(read_support_filter_zstd)         \
   X(read_support_filter_gzip) X(read_support_filter_none) X(read_support_format_tar)           \
-  X(read_open_filename) X(read_next_header) X(read_data_block)
+  X(read_open_fd) X(read_next_header) X(read_data_block)
 
 /// curl_NAME is `NAME` here: curl.easy_setopt(...) calls libcurl's curl_easy_setopt.
 struct CurlLib {

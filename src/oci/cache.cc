@@ -69,15 +69,29 @@ Task<Status> Slicer::Yield() {
 }
 
 BlobCache::BlobCache(const std::string& cache_dir)
-    : dir_((cache_dir.empty() ? std::string("/tmp/step-runner-cache") : cache_dir) + "/oci/blobs/sha256") {}
+    : root_(cache_dir.empty() ? std::string("/tmp/step-runner-cache") : cache_dir),
+      dir_(root_ + "/oci/blobs/sha256") {}
 
-Task<Result<bool>> BlobCache::Verify(EventLoop& loop, const std::string& path,
-                                     const std::string& digest, CancelToken* cancel) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+Status BlobCache::Prepare() const {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(root_).parent_path(), ec);
+  for (const std::string& d : {root_, root_ + "/oci", root_ + "/oci/blobs", dir_}) {
+    if (Status ok = MakePrivateDir(d); !ok.ok()) return ok;
+  }
+  return Ok();
+}
+
+Task<Result<UniqueFd>> BlobCache::Verify(EventLoop& loop, const std::string& path,
+                                         const std::string& digest, CancelToken* cancel) {
+  // O_NONBLOCK: something that is not a file (a FIFO) must not block the loop on open.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!fd.valid()) {
-    if (errno == ENOENT) co_return false;
+    if (errno == ENOENT) co_return UniqueFd();
     co_return ErrnoError("reading cached blob " + path, errno);
   }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) co_return ErrnoError("reading cached blob " + path, errno);
+  if (!S_ISREG(st.st_mode)) co_return FailedError("cached blob " + path + " is not a regular file");
   Sha256 hash;
   Slicer slicer(loop, cancel);
   std::string buf(1 << 20, '\0');
@@ -92,26 +106,26 @@ Task<Result<bool>> BlobCache::Verify(EventLoop& loop, const std::string& path,
       if (!ok.ok()) co_return ok.error();
     }
   }
-  co_return hash.Finish() == digest;
+  if (hash.Finish() != digest) co_return UniqueFd();
+  if (::lseek(fd.get(), 0, SEEK_SET) != 0) co_return ErrnoError("reading cached blob " + path, errno);
+  co_return fd;
 }
 
-Task<Result<std::string>> BlobCache::Get(EventLoop& loop, const std::string& digest,
-                                         Download download, CancelToken* cancel,
-                                         bool* downloaded) {
+Task<Result<CachedBlob>> BlobCache::Get(EventLoop& loop, const std::string& digest,
+                                        Download download, CancelToken* cancel,
+                                        bool* downloaded) {
   if (downloaded) *downloaded = false;
   if (Status ok = CheckDigest(digest); !ok.ok()) co_return ok.error();
-  std::error_code ec;
-  std::filesystem::create_directories(dir_, ec);
-  if (ec) co_return InternalError("creating cache " + dir_ + ": " + ec.message());
+  if (Status ok = Prepare(); !ok.ok()) co_return ok.error();
   const std::string hex = digest.substr(7);
   const std::string path = dir_ + "/" + hex;
   // A complete entry is renamed into place, so reading one needs no lock.
   auto good = co_await Verify(loop, path, digest, cancel);
   if (!good.ok()) co_return good.error();
-  if (*good) co_return path;
+  if (good->valid()) co_return CachedBlob{std::move(*good), path};
 
   // One download per digest across jobs and processes: flock on a lock file beside the entry.
-  UniqueFd lock(::open((path + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  UniqueFd lock(::open((path + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!lock.valid()) co_return ErrnoError("cache lock " + path + ".lock", errno);
   while (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno != EWOULDBLOCK && errno != EINTR) co_return ErrnoError("cache lock " + path + ".lock", errno);
@@ -119,14 +133,15 @@ Task<Result<std::string>> BlobCache::Get(EventLoop& loop, const std::string& dig
   }
   good = co_await Verify(loop, path, digest, cancel);  // the holder we waited for may have fetched it
   if (!good.ok()) co_return good.error();
-  if (*good) co_return path;
+  if (good->valid()) co_return CachedBlob{std::move(*good), path};
   ::unlink(path.c_str());  // missing or corrupt: fetch it again
   RemoveStaleTemps(dir_, hex);
 
   static std::atomic<int> counter{0};
   const std::string tmp = dir_ + "/." + hex + ".tmp-" + std::to_string(::getpid()) + "-" +
                           std::to_string(++counter);
-  UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  // Read back through this same fd after the rename: what was hashed is what gets used.
+  UniqueFd out(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!out.valid()) co_return ErrnoError("cache " + tmp, errno);
   struct Unlink {
     std::string path;
@@ -145,11 +160,11 @@ Task<Result<std::string>> BlobCache::Get(EventLoop& loop, const std::string& dig
     co_return FailedError("digest mismatch: blob " + digest + " arrived as " + actual + " (" +
                           std::to_string(size) + " bytes)");
   }
-  out.Reset();
+  if (::lseek(out.get(), 0, SEEK_SET) != 0) co_return ErrnoError("cache " + tmp, errno);
   if (::rename(tmp.c_str(), path.c_str()) != 0) co_return ErrnoError("cache rename " + path, errno);
   cleanup.path.clear();
   if (downloaded) *downloaded = true;
-  co_return path;
+  co_return CachedBlob{std::move(out), path};
 }
 
 }  // namespace sr::oci

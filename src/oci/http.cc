@@ -199,8 +199,9 @@ Task<Result<HttpResponse>> Http::Send(HttpRequest request, CancelToken* cancel) 
     curl.easy_setopt(e, CURLOPT_NOBODY, 1L);
   } else if (r.method == "PUT" || r.method == "POST") {
     if (r.method == "PUT") curl.easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
-    curl.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
-    curl.easy_setopt(e, CURLOPT_POSTFIELDS, r.body.data());
+    const std::string_view body = r.body_view.data() != nullptr ? r.body_view : std::string_view(r.body);
+    curl.easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    curl.easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
     t->headers = curl.slist_append(t->headers, "Expect:");  // no 100-continue round trip
   } else if (r.method != "GET") {
     curl.easy_setopt(e, CURLOPT_CUSTOMREQUEST, r.method.c_str());

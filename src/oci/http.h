@@ -26,6 +26,9 @@ struct HttpRequest {
   std::string url;
   std::vector<std::string> headers;  // "Name: value"
   std::string body;                  // PUT/POST body
+  /// Instead of `body`, when set: bytes the caller keeps alive until Send ends (a layer of
+  /// hundreds of MB is not copied on the loop thread, once per attempt).
+  std::string_view body_view;
   /// Streams the response body (2xx only); returning an error aborts the transfer with it.
   /// Without it the body is buffered, up to max_body bytes.
   std::function<Status(std::string_view)> on_data;

@@ -3,9 +3,11 @@
 // to another repository.
 //
 // Everything runs on the caller's event loop: HTTP goes through curl's multi interface driven
-// by the loop's fds and timers, and the CPU work (hashing, unpacking) is cut into slices of a few
-// milliseconds that yield to the loop. No thread is started. A cancel removes the transfer from
-// curl at once and the pull ends with Error::Kind::kCancelled.
+// by the loop's fds and timers, and the CPU work of a pull (hashing, unpacking) is cut into
+// slices of a few milliseconds that yield to the loop. Packing an artifact for a build, which
+// cannot yield, and hashing a large blob run on the loop's helper thread (EventLoop::Offload).
+// A cancel removes the transfer from curl at once and the work ends with
+// Error::Kind::kCancelled.
 //
 // Format (as GitLab's dist/steps/step/oci/{fetch,build}): the tag names an OCI image index whose
 // entries are image manifests with a `platform`; a manifest's layers are tar archives compressed

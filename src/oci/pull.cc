@@ -1,6 +1,9 @@
 // Pulling a step image: tag → index → this platform's manifest → layers (see oci.h).
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <nlohmann/json.hpp>
 
@@ -8,6 +11,7 @@
 #include "oci/internal.h"
 #include "oci/registry.h"
 #include "util/fd.h"
+#include "util/json_field.h"
 #include "util/tempdir.h"
 
 namespace sr::oci {
@@ -27,34 +31,61 @@ std::string MediaTypeOf(const json& doc, const std::string& content_type) {
   return content_type.substr(0, content_type.find(';'));
 }
 
+// The rest of an open file (a manifest: small).
+Result<std::string> ReadAll(int fd, const std::string& path) {
+  std::string out;
+  char buf[1 << 14];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("reading " + path, errno);
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
 bool IsIndex(const std::string& type) { return type == kIndexType || type == kDockerListType; }
 
-std::string PlatformName(const json& p) {
-  std::string os = p.value("os", ""), arch = p.value("architecture", "");
-  return arch.empty() ? os : os + "/" + arch;
+// One entry of an index: its digest and platform ("os/arch", or "os" without an architecture).
+struct IndexEntry {
+  std::string digest, os, arch;
+  std::string Platform() const { return arch.empty() ? os : os + "/" + arch; }
+};
+
+Result<IndexEntry> ReadIndexEntry(const json& m, const std::string& what) {
+  IndexEntry e;
+  auto digest = JsonField<std::string>(m, "digest", what);
+  if (!digest.ok()) return digest.error();
+  auto platform = JsonField<json>(m, "platform", what, json::object());
+  if (!platform.ok()) return platform.error();
+  auto os = JsonField<std::string>(*platform, "os", what + " platform");
+  if (!os.ok()) return os.error();
+  auto arch = JsonField<std::string>(*platform, "architecture", what + " platform");
+  if (!arch.ok()) return arch.error();
+  return IndexEntry{*digest, *os, *arch};
 }
 
 // This host first, then OS `generic` with no architecture (Go's fetch, platform.go).
-Result<json> ChooseManifest(const json& index, const ImageRef& ref) {
+Result<IndexEntry> ChooseManifest(const json& index, const std::string& what, const ImageRef& ref) {
   const auto [os, arch] = HostPlatform();
-  const json empty = json::object();
-  if (!index.contains("manifests") || !index["manifests"].is_array()) {
-    return FailedError("the index has no manifests");
+  auto manifests = JsonField<json>(index, "manifests", what, json::array());
+  if (!manifests.ok()) return manifests.error();
+  if (manifests->empty()) return FailedError(what + " has no manifests");
+  std::vector<IndexEntry> entries;
+  for (const json& m : *manifests) {
+    auto e = ReadIndexEntry(m, what + " manifests[" + std::to_string(entries.size()) + "]");
+    if (!e.ok()) return e.error();
+    entries.push_back(std::move(*e));
   }
   std::string seen;
   for (const bool generic : {false, true}) {
-    for (const json& m : index["manifests"]) {
-      if (!m.is_object()) continue;
-      const json& p = m.contains("platform") && m["platform"].is_object() ? m["platform"] : empty;
-      const std::string mos = p.value("os", ""), march = p.value("architecture", "");
-      if (!generic && mos == os && march == arch) return m;
-      if (generic && mos == "generic" && march.empty()) return m;
+    for (const IndexEntry& e : entries) {
+      if (!generic && e.os == os && e.arch == arch) return e;
+      if (generic && e.os == "generic" && e.arch.empty()) return e;
     }
   }
-  for (const json& m : index["manifests"]) {
-    if (m.is_object() && m.contains("platform") && m["platform"].is_object()) {
-      seen += (seen.empty() ? "" : ", ") + PlatformName(m["platform"]);
-    }
+  for (const IndexEntry& e : entries) {
+    if (!e.os.empty()) seen += (seen.empty() ? "" : ", ") + e.Platform();
   }
   return FailedError("no manifest for platform " + os + "/" + arch + " or generic in " +
                      ref.ToString() + " (it has: " + (seen.empty() ? "none" : seen) + ")");
@@ -103,8 +134,9 @@ std::pair<std::string, std::string> HostPlatform() {
   return {"linux", m};
 }
 
-Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, ImageRef ref,
-                              std::string dest, CancelToken* cancel) {
+namespace {
+Task<Result<PullResult>> PullUnguarded(EventLoop& loop, const ClientOptions& options, ImageRef ref,
+                                       std::string dest, CancelToken* cancel) {
   auto fail = [&](const Error& e) {
     return e.kind == Error::Kind::kCancelled ? e : e.Wrap("fetching OCI image \"" + ref.ToString() + "\"");
   };
@@ -149,23 +181,31 @@ Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, Ima
   json manifest = *doc;
   result.digest = header_digest.empty() ? DigestOf(top->body) : header_digest;
   result.platform = "any";
+  std::string what = "the manifest of tag \"" + ref.tag + "\"";
   if (IsIndex(MediaTypeOf(*doc, top->Header("content-type")))) {
-    auto chosen = ChooseManifest(*doc, ref);
+    auto chosen = ChooseManifest(*doc, "the index of tag \"" + ref.tag + "\"", ref);
     if (!chosen.ok()) co_return fail(chosen.error());
-    result.digest = chosen->value("digest", "");
-    result.platform = PlatformName(chosen->value("platform", json::object()));
+    result.digest = chosen->digest;
+    result.platform = chosen->Platform();
     if (result.platform.empty()) result.platform = "generic";
-    auto path = co_await cache.Get(loop, result.digest,
+    what = "manifest " + result.digest;
+    auto blob = co_await cache.Get(loop, result.digest,
                                    fetch(registry.Path("manifests/" + result.digest), kAcceptManifests), cancel);
-    if (!path.ok()) co_return fail(path.error().Wrap("manifest " + result.digest));
-    auto text = ReadFile(*path);
+    if (!blob.ok()) co_return fail(blob.error().Wrap("manifest " + result.digest));
+    auto text = ReadAll(blob->fd.get(), blob->path);
     if (!text.ok()) co_return fail(text.error());
     auto parsed = ParseJson(*text, "manifest " + result.digest);
     if (!parsed.ok()) co_return fail(parsed.error());
     manifest = *parsed;
   }
-  if (!manifest.contains("layers") || !manifest["layers"].is_array()) {
-    co_return fail(FailedError("manifest " + result.digest + " has no layers"));
+  auto layers = JsonField<json>(manifest, "layers", what, json::array());
+  if (!layers.ok()) co_return fail(layers.error());
+  if (!manifest.contains("layers")) co_return fail(FailedError(what + " has no layers"));
+  std::vector<std::string> digests;
+  for (const json& layer : *layers) {
+    auto digest = JsonField<std::string>(layer, "digest", what + " layers[" + std::to_string(digests.size()) + "]");
+    if (!digest.ok()) co_return fail(digest.error());
+    digests.push_back(std::move(*digest));
   }
 
   if (::mkdir(dest.c_str(), 0755) != 0) co_return fail(ErrnoError("creating " + dest, errno));
@@ -173,19 +213,25 @@ Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, Ima
     std::string path;
     ~RemoveUnlessKept() { if (!path.empty()) (void)RemoveTree(path); }
   } guard{dest};
-  for (const json& layer : manifest["layers"]) {
-    const std::string digest = layer.is_object() ? layer.value("digest", "") : "";
+  for (const std::string& digest : digests) {
     bool downloaded = false;
     auto blob = co_await cache.Get(loop, digest, fetch(registry.Path("blobs/" + digest), ""), cancel,
                                    &downloaded);
     if (!blob.ok()) co_return fail(blob.error().Wrap("layer " + digest));
     ++result.layers;
     if (downloaded) ++result.layers_downloaded;
-    Status unpacked = co_await UnpackLayer(loop, *blob, digest, dest, cancel);
+    Status unpacked = co_await UnpackLayer(loop, blob->fd.get(), digest, dest, cancel);
     if (!unpacked.ok()) co_return fail(unpacked.error());
   }
   guard.path.clear();
   co_return result;
+}
+}  // namespace
+
+Task<Result<PullResult>> Pull(EventLoop& loop, const ClientOptions& options, ImageRef ref,
+                              std::string dest, CancelToken* cancel) {
+  const std::string what = "fetching OCI image \"" + ref.ToString() + "\"";
+  return Guarded(PullUnguarded(loop, options, std::move(ref), std::move(dest), cancel), what);
 }
 
 }  // namespace sr::oci

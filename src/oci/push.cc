@@ -9,6 +9,7 @@
 #include "oci/digest.h"
 #include "oci/internal.h"
 #include "oci/registry.h"
+#include "util/json_field.h"
 
 namespace sr::oci {
 namespace {
@@ -52,7 +53,7 @@ Task<Status> PushBlob(Registry& reg, const std::string& digest, const std::strin
   put.method = "PUT";
   put.url = location + (location.find('?') == std::string::npos ? "?" : "&") + "digest=" + Encode(digest);
   put.headers.push_back("Content-Type: application/octet-stream");
-  put.body = data;
+  put.body_view = data;  // `data` outlives this coroutine's awaits: no copy of a large layer
   auto done = co_await reg.Send(put, cancel);
   if (!done.ok()) co_return done.error();
   if (done->status != 201) co_return FailedError("uploading " + digest + ": " + DescribeFailure(*done));
@@ -72,13 +73,32 @@ Task<Status> PutManifest(Registry& reg, const std::string& reference, const std:
   co_return Ok();
 }
 
+json Descriptor(const std::string& type, size_t size, const std::string& digest) {
+  return json{{"mediaType", type}, {"size", size}, {"digest", digest}};
+}
 json Descriptor(const std::string& type, const std::string& data) {
-  return json{{"mediaType", type}, {"size", data.size()}, {"digest", DigestOf(data)}};
+  return Descriptor(type, data.size(), DigestOf(data));
+}
+
+// Blobs above this are hashed off the loop thread; below, the thread hop costs more.
+constexpr size_t kInlineHashBytes = size_t{1} << 20;
+
+// The digest of `data`, computed off the loop when it is large (OffLoop). `data` is moved into
+// shared ownership for the hash and back when it is done.
+Task<Result<std::string>> DigestOfLarge(EventLoop& loop, std::string& data, CancelToken* cancel) {
+  if (data.size() <= kInlineHashBytes) co_return DigestOf(data);
+  auto shared = std::make_shared<std::string>(std::move(data));
+  std::function<Result<std::string>(const StopFlag&)> work = [shared](const StopFlag& stop) {
+    return DigestOf(*shared, &stop);
+  };
+  auto digest = co_await OffLoop<std::string>(loop, cancel, std::move(work));
+  if (digest.ok()) data = std::move(*shared);  // the hash is done: nobody else reads it now
+  co_return digest;
 }
 
 // GETs a manifest (by tag or digest) or a blob into memory; a digest reference is verified.
-Task<Result<HttpResponse>> GetVerified(Registry& reg, const std::string& what, const std::string& ref,
-                                       CancelToken* cancel) {
+Task<Result<HttpResponse>> GetVerified(EventLoop& loop, Registry& reg, const std::string& what,
+                                       const std::string& ref, CancelToken* cancel) {
   HttpRequest get;
   get.url = reg.Path(what + "/" + ref);
   if (what == "manifests") get.headers.push_back(kAcceptManifests);
@@ -86,38 +106,50 @@ Task<Result<HttpResponse>> GetVerified(Registry& reg, const std::string& what, c
   auto got = co_await reg.Send(get, cancel);
   if (!got.ok()) co_return got.error();
   if (got->status != 200) co_return FailedError("GET " + what + "/" + ref + " from " + reg.name() + ": " + DescribeFailure(*got));
-  if (ref.rfind("sha256:", 0) == 0 && DigestOf(got->body) != ref) {
-    co_return FailedError("digest mismatch: " + ref + " arrived as " + DigestOf(got->body));
+  if (ref.rfind("sha256:", 0) == 0) {
+    auto digest = co_await DigestOfLarge(loop, got->body, cancel);
+    if (!digest.ok()) co_return digest.error();
+    if (*digest != ref) co_return FailedError("digest mismatch: " + ref + " arrived as " + *digest);
   }
   co_return got;
 }
 
 // Copies one image manifest's blobs, then the manifest (by digest, or by `tag`).
-Task<Status> CopyManifest(Registry& from, Registry& to, const HttpResponse& m, const std::string& ref,
+Task<Status> CopyManifest(EventLoop& loop, Registry& from, Registry& to, const HttpResponse& m, const std::string& ref,
                           CancelToken* cancel) {
+  const std::string what = "manifest " + ref;
   json doc = json::parse(m.body, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) co_return FailedError("manifest " + ref + " is not JSON");
+  if (doc.is_discarded() || !doc.is_object()) co_return FailedError(what + " is not JSON");
   std::vector<std::string> blobs;
-  if (doc.contains("config") && doc["config"].is_object()) blobs.push_back(doc["config"].value("digest", ""));
-  if (doc.contains("layers") && doc["layers"].is_array()) {
-    for (const json& l : doc["layers"]) blobs.push_back(l.is_object() ? l.value("digest", "") : "");
+  auto config = JsonField<json>(doc, "config", what, json::object());
+  if (!config.ok()) co_return config.error();
+  if (!config->empty()) {
+    auto digest = JsonField<std::string>(*config, "digest", what + " config");
+    if (!digest.ok()) co_return digest.error();
+    blobs.push_back(*digest);
+  }
+  auto layers = JsonField<json>(doc, "layers", what, json::array());
+  if (!layers.ok()) co_return layers.error();
+  for (const json& l : *layers) {
+    auto digest = JsonField<std::string>(l, "digest", what + " layers[" + std::to_string(blobs.size()) + "]");
+    if (!digest.ok()) co_return digest.error();
+    blobs.push_back(*digest);
   }
   for (const std::string& digest : blobs) {
     if (Status ok = CheckDigest(digest); !ok.ok()) co_return ok.error();
-    auto blob = co_await GetVerified(from, "blobs", digest, cancel);
+    auto blob = co_await GetVerified(loop, from, "blobs", digest, cancel);
     if (!blob.ok()) co_return blob.error();
     Status pushed = co_await PushBlob(to, digest, blob->body, cancel);
     if (!pushed.ok()) co_return pushed.error();
   }
-  std::string type = doc.value("mediaType", m.Header("content-type"));
-  co_return co_await PutManifest(to, ref, type, m.body, cancel);
+  auto type = JsonField<std::string>(doc, "mediaType", what, m.Header("content-type"));
+  if (!type.ok()) co_return type.error();
+  co_return co_await PutManifest(to, ref, *type, m.body, cancel);
 }
 
-}  // namespace
-
-Task<Result<BuildResult>> Build(EventLoop& loop, const ClientOptions& options, ImageRef ref,
-                                std::vector<Artifact> common,
-                                std::vector<PlatformArtifacts> platforms, CancelToken* cancel) {
+Task<Result<BuildResult>> BuildUnguarded(EventLoop& loop, const ClientOptions& options, ImageRef ref,
+                                         std::vector<Artifact> common,
+                                         std::vector<PlatformArtifacts> platforms, CancelToken* cancel) {
   auto fail = [&](const Error& e) {
     return e.kind == Error::Kind::kCancelled ? e : e.Wrap("building OCI image \"" + ref.ToString() + "\"");
   };
@@ -144,14 +176,14 @@ Task<Result<BuildResult>> Build(EventLoop& loop, const ClientOptions& options, I
       if (cancel && cancel->requested()) co_return Error{Error::Kind::kCancelled, "cancelled"};
       const std::string key = a.src + '\0' + a.dst;
       if (!packed.count(key)) {
-        auto layer = PackLayer(a);
+        auto layer = co_await PackLayerOffLoop(loop, a, cancel);
         if (!layer.ok()) co_return fail(layer.error());
         packed[key] = std::move(*layer);
       }
       const PackedLayer& layer = packed[key];
-      Status pushed = co_await PushBlob(reg, DigestOf(layer.data), layer.data, cancel);
+      Status pushed = co_await PushBlob(reg, layer.digest, layer.data, cancel);
       if (!pushed.ok()) co_return fail(pushed.error());
-      layers.push_back(Descriptor(kLayerType, layer.data));
+      layers.push_back(Descriptor(kLayerType, layer.data.size(), layer.digest));
       diff_ids.push_back(layer.diff_id);
     }
     const std::string config = json{{"architecture", ""}, {"os", ""}, {"config", json::object()},
@@ -176,8 +208,8 @@ Task<Result<BuildResult>> Build(EventLoop& loop, const ClientOptions& options, I
   co_return BuildResult{ref, DigestOf(body)};
 }
 
-Task<Result<std::string>> Copy(EventLoop& loop, const ClientOptions& options, ImageRef from,
-                               ImageRef to, CancelToken* cancel) {
+Task<Result<std::string>> CopyUnguarded(EventLoop& loop, const ClientOptions& options, ImageRef from,
+                                        ImageRef to, CancelToken* cancel) {
   auto fail = [&](const Error& e) {
     return e.kind == Error::Kind::kCancelled
                ? e
@@ -186,27 +218,50 @@ Task<Result<std::string>> Copy(EventLoop& loop, const ClientOptions& options, Im
   Http http(loop, HttpOptionsFor(options));
   Registry src(http, options, from.registry, from.repository, /*push=*/false);
   Registry dst(http, options, to.registry, to.repository, /*push=*/true);
-  auto top = co_await GetVerified(src, "manifests", from.tag, cancel);
+  auto top = co_await GetVerified(loop, src, "manifests", from.tag, cancel);
   if (!top.ok()) co_return fail(top.error());
+  const std::string what = "the manifest of " + from.ToString();
   json doc = json::parse(top->body, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object()) co_return fail(FailedError("manifest is not JSON"));
-  const std::string type = doc.value("mediaType", top->Header("content-type"));
+  if (doc.is_discarded() || !doc.is_object()) co_return fail(FailedError(what + " is not JSON"));
+  auto media_type = JsonField<std::string>(doc, "mediaType", what, top->Header("content-type"));
+  if (!media_type.ok()) co_return fail(media_type.error());
+  const std::string type = *media_type;
   if (type == kIndexType || type == kDockerListType) {
-    for (const json& m : doc.value("manifests", json::array())) {
-      const std::string digest = m.is_object() ? m.value("digest", "") : "";
-      if (Status ok = CheckDigest(digest); !ok.ok()) co_return fail(ok.error());
-      auto child = co_await GetVerified(src, "manifests", digest, cancel);
+    auto manifests = JsonField<json>(doc, "manifests", what, json::array());
+    if (!manifests.ok()) co_return fail(manifests.error());
+    int i = 0;
+    for (const json& m : *manifests) {
+      auto digest = JsonField<std::string>(m, "digest", what + " manifests[" + std::to_string(i++) + "]");
+      if (!digest.ok()) co_return fail(digest.error());
+      if (Status ok = CheckDigest(*digest); !ok.ok()) co_return fail(ok.error());
+      auto child = co_await GetVerified(loop, src, "manifests", *digest, cancel);
       if (!child.ok()) co_return fail(child.error());
-      Status copied = co_await CopyManifest(src, dst, *child, digest, cancel);
+      Status copied = co_await CopyManifest(loop, src, dst, *child, *digest, cancel);
       if (!copied.ok()) co_return fail(copied.error());
     }
     Status put = co_await PutManifest(dst, to.tag, type, top->body, cancel);
     if (!put.ok()) co_return fail(put.error());
   } else {
-    Status copied = co_await CopyManifest(src, dst, *top, to.tag, cancel);
+    Status copied = co_await CopyManifest(loop, src, dst, *top, to.tag, cancel);
     if (!copied.ok()) co_return fail(copied.error());
   }
   co_return DigestOf(top->body);
+}
+
+}  // namespace
+
+Task<Result<BuildResult>> Build(EventLoop& loop, const ClientOptions& options, ImageRef ref,
+                                std::vector<Artifact> common,
+                                std::vector<PlatformArtifacts> platforms, CancelToken* cancel) {
+  const std::string what = "building OCI image \"" + ref.ToString() + "\"";
+  return Guarded(BuildUnguarded(loop, options, std::move(ref), std::move(common), std::move(platforms), cancel),
+                 what);
+}
+
+Task<Result<std::string>> Copy(EventLoop& loop, const ClientOptions& options, ImageRef from,
+                               ImageRef to, CancelToken* cancel) {
+  const std::string what = "copying OCI image \"" + from.ToString() + "\" to \"" + to.ToString() + "\"";
+  return Guarded(CopyUnguarded(loop, options, std::move(from), std::move(to), cancel), what);
 }
 
 }  // namespace sr::oci

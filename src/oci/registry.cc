@@ -4,6 +4,7 @@
 
 #include "oci/digest.h"
 #include "util/fd.h"
+#include "util/json_field.h"
 
 namespace sr::oci {
 namespace {
@@ -85,10 +86,12 @@ Result<std::optional<Credentials>> FindCredentials(const std::map<std::string, s
     std::string host = HostOf(key);
     bool hub = registry == "index.docker.io" && (host == "index.docker.io" || host == "docker.io");
     if (host != registry && !hub) continue;
-    if (!entry.is_object()) continue;
+    const std::string what = source + ": auths[\"" + key + "\"]";
+    auto auth = JsonField<std::string>(entry, "auth", what);
+    if (!auth.ok()) return auth.error();
     Credentials c;
-    if (entry.contains("auth") && entry["auth"].is_string() && !entry["auth"].get<std::string>().empty()) {
-      auto decoded = DecodeBase64(entry["auth"].get<std::string>());
+    if (!auth->empty()) {
+      auto decoded = DecodeBase64(*auth);
       auto colon = decoded.ok() ? decoded->find(':') : std::string::npos;
       if (colon == std::string::npos) {
         return FailedError(source + ": auths[\"" + key + "\"].auth is not base64 of user:password");
@@ -96,8 +99,12 @@ Result<std::optional<Credentials>> FindCredentials(const std::map<std::string, s
       c.username = decoded->substr(0, colon);
       c.password = decoded->substr(colon + 1);
     } else {
-      c.username = entry.value("username", "");
-      c.password = entry.value("password", "");
+      auto username = JsonField<std::string>(entry, "username", what);
+      if (!username.ok()) return username.error();
+      auto password = JsonField<std::string>(entry, "password", what);
+      if (!password.ok()) return password.error();
+      c.username = *username;
+      c.password = *password;
     }
     if (!c.username.empty()) return std::optional<Credentials>(c);
   }
@@ -131,8 +138,13 @@ std::string DescribeFailure(const HttpResponse& r) {
   json body = json::parse(r.body, nullptr, false);
   if (!body.is_discarded() && body.is_object() && body.contains("errors") &&
       body["errors"].is_array() && !body["errors"].empty() && body["errors"][0].is_object()) {
+    // Only a description: a malformed body is said as such rather than failing on its own.
     const json& e = body["errors"][0];
-    out += ": " + e.value("code", std::string()) + ": " + e.value("message", std::string());
+    auto code = JsonField<std::string>(e, "code", "the registry's error body errors[0]");
+    auto message = JsonField<std::string>(e, "message", "the registry's error body errors[0]");
+    if (!code.ok()) return out + " (" + code.error().message + ")";
+    if (!message.ok()) return out + " (" + message.error().message + ")";
+    out += ": " + *code + ": " + *message;
   }
   return out;
 }
@@ -218,8 +230,11 @@ Task<Status> Registry::Authenticate(const std::string& challenge, CancelToken* c
   json body = json::parse(response->body, nullptr, false);
   std::string token;
   if (!body.is_discarded() && body.is_object()) {
-    token = body.value("token", std::string());
-    if (token.empty()) token = body.value("access_token", std::string());
+    const std::string what = "registry " + registry_ + ": token service reply";
+    auto got = JsonField<std::string>(body, "token", what);
+    if (got.ok() && got->empty()) got = JsonField<std::string>(body, "access_token", what);
+    if (!got.ok()) co_return got.error();
+    token = *got;
   }
   if (token.empty()) co_return FailedError("registry " + registry_ + ": token service sent no token");
   auth_header_ = "Authorization: Bearer " + token;

@@ -56,7 +56,7 @@ Status MakeDirs(const std::string& dest, const std::vector<std::string>& parts, 
 
 }  // namespace
 
-Task<Status> UnpackLayer(EventLoop& loop, const std::string& blob_path, const std::string& digest,
+Task<Status> UnpackLayer(EventLoop& loop, int blob_fd, const std::string& digest,
                          const std::string& dest, CancelToken* cancel) {
   auto fail = [&](const std::string& what) { return FailedError("layer " + digest + ": " + what); };
   auto loaded = LoadArchive();
@@ -67,7 +67,7 @@ Task<Status> UnpackLayer(EventLoop& loop, const std::string& blob_path, const st
   ar.read_support_filter_gzip(a.get());
   ar.read_support_filter_none(a.get());
   ar.read_support_format_tar(a.get());
-  if (ar.read_open_filename(a.get(), blob_path.c_str(), 1 << 16) != ARCHIVE_OK) {
+  if (ar.read_open_fd(a.get(), blob_fd, 1 << 16) != ARCHIVE_OK) {
     co_return fail(std::string("not a tar archive (zstd, gzip or plain): ") + ar.error_string(a.get()));
   }
   Slicer slicer(loop, cancel);

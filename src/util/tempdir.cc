@@ -1,6 +1,10 @@
 #include "util/tempdir.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>  // mkdtemp
 #include <filesystem>
 #include <utility>
@@ -13,6 +17,24 @@ Status RemoveTree(const std::string& path) {
   std::filesystem::remove_all(path, ec);
   if (ec) return InternalError("removing " + path + ": " + ec.message());
   return Ok();
+}
+
+Status CheckPrivate(const std::string& dir) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return ErrnoError("cache " + dir, errno);
+  if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return FailedError("cache " + dir + " is not a private directory of this user (" +
+                       (S_ISDIR(st.st_mode) ? "" : "not a directory, ") + "owner uid " +
+                       std::to_string(st.st_uid) + ", mode " + mode + ")");
+  }
+  return Ok();
+}
+
+Status MakePrivateDir(const std::string& dir) {
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoError("creating cache " + dir, errno);
+  return CheckPrivate(dir);
 }
 
 Result<TempDir> TempDir::Create(const std::string& prefix, const std::string& base) {

@@ -30,4 +30,12 @@ class TempDir {
 /// Removes a file or a directory tree; missing paths are fine.
 Status RemoveTree(const std::string& path);
 
+/// Caches are named after $TMPDIR, often a shared /tmp: a cache directory someone else created
+/// (or can write to, or a symlink to one) could hand us their files. Ok when `dir` is a real
+/// directory of this user that nobody else can write to; else `cache <dir> is not a private
+/// directory of this user (owner uid N, mode 0777)`.
+Status CheckPrivate(const std::string& dir);
+/// Creates `dir` with mode 0700 unless it exists (its parent must), then CheckPrivate(dir).
+Status MakePrivateDir(const std::string& dir);
+
 }  // namespace sr

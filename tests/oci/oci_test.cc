@@ -53,22 +53,8 @@ std::string AuthConfig(const std::string& registry, const std::string& user, con
   return R"({"auths":{")" + registry + R"(":{"auth":")" + encoded + R"("}}})";
 }
 
-class OciTest : public ::testing::Test {
+class OciTest : public IsolatedRunTest {
  protected:
-  void SetUp() override {
-    std::filesystem::create_directories(dir / "tmp");
-    std::filesystem::create_directories(dir / "home");
-  }
-  /// Runs step-runner in the test dir with its own TMPDIR (so its own cache) and HOME.
-  Output Run(const std::vector<std::string>& args, std::map<std::string, std::string> env = {}) {
-    Options o;
-    o.cwd = dir.path();
-    o.env = std::move(env);
-    o.env["TMPDIR"] = dir / "tmp";
-    o.env.emplace("HOME", dir / "home");
-    o.unset_env = {"DOCKER_AUTH_CONFIG", "STEP_RUNNER_OCI_INSECURE"};
-    return RunStepRunner(args, o);
-  }
   Output RunFile(const std::string& text, std::map<std::string, std::string> env = {}) {
     return Run({"run", "-f", dir.Write("pipeline-" + std::to_string(++files_) + ".yml", text)}, env);
   }
@@ -87,7 +73,6 @@ class OciTest : public ::testing::Test {
     dir.Write("src/" + name + "/step.yml", "spec:\n---\nexec:\n  command: [echo, \"" + text + "\"]\n");
     return dir / ("src/" + name);
   }
-  TestDir dir;
   int files_ = 0;
 };
 

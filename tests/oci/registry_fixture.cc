@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -32,6 +33,22 @@ std::string ReadAll(const std::string& path) {
 }
 
 }  // namespace
+
+IsolatedRunTest::IsolatedRunTest() {
+  std::filesystem::create_directories(dir / "tmp");
+  std::filesystem::create_directories(dir / "home");
+}
+
+Output IsolatedRunTest::Run(const std::vector<std::string>& args,
+                            std::map<std::string, std::string> env) {
+  Options o;
+  o.cwd = dir.path();
+  o.env = std::move(env);
+  o.env["TMPDIR"] = dir / "tmp";
+  o.env.emplace("HOME", dir / "home");
+  o.unset_env = {"DOCKER_AUTH_CONFIG", "STEP_RUNNER_OCI_INSECURE"};
+  return RunStepRunner(args, o);
+}
 
 int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -4,10 +4,13 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "support/harness.h"
 
@@ -15,6 +18,16 @@ namespace sr::test {
 
 /// A free TCP port on 127.0.0.1 (bound and released: good enough for a test).
 int FreePort();
+
+/// A test with a directory of its own, in which Run() starts step-runner with a TMPDIR (so a
+/// blob cache) and a HOME of its own and no registry credentials or insecure list from the test's
+/// environment; `env` adds variables (and may set HOME).
+class IsolatedRunTest : public ::testing::Test {
+ protected:
+  IsolatedRunTest();
+  Output Run(const std::vector<std::string>& args, std::map<std::string, std::string> env = {});
+  TestDir dir;
+};
 
 class Registry {
  public:
