@@ -213,6 +213,7 @@ class LogFollower : public Writer {
   // The stream's state, shared by the loop (notify) and gRPC threads (OnWriteDone, OnCancel).
   // log_ and messages_ are set once, under mu_, before any write; they keep the file readable
   // until OnDone (and each message in flight keeps it readable until gRPC releases it).
+  LogMessages::PoolUser pool_user_;  // message blocks are recycled while any stream is open
   std::mutex mu_;
   std::shared_ptr<JobLog> log_;
   std::shared_ptr<LogMessages> messages_;

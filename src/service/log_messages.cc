@@ -23,6 +23,7 @@ struct Pool {
   char* free[kClasses][kPerClass];
   int count[kClasses];
   size_t bytes;
+  int users;  // live PoolUsers: with none, freed blocks go back to malloc
 };
 Pool g_pool;
 
@@ -49,7 +50,8 @@ char* Allocate(size_t n, size_t c) {
 void Recycle(char* mem, size_t c) {
   if (c < kClasses) {
     std::lock_guard<std::mutex> lock(g_pool.mu);
-    if (g_pool.count[c] < kPerClass && g_pool.bytes + Capacity(c) <= LogMessages::kPoolBytes) {
+    if (g_pool.users > 0 && g_pool.count[c] < kPerClass &&
+        g_pool.bytes + Capacity(c) <= LogMessages::kPoolBytes) {
       g_pool.free[c][g_pool.count[c]++] = mem;
       g_pool.bytes += Capacity(c);
       return;
@@ -59,6 +61,20 @@ void Recycle(char* mem, size_t c) {
 }
 
 }  // namespace
+
+LogMessages::PoolUser::PoolUser() {
+  std::lock_guard<std::mutex> lock(g_pool.mu);
+  ++g_pool.users;
+}
+
+LogMessages::PoolUser::~PoolUser() {
+  std::lock_guard<std::mutex> lock(g_pool.mu);
+  if (--g_pool.users > 0) return;
+  for (size_t c = 0; c < kClasses; ++c) {
+    while (g_pool.count[c] > 0) std::free(g_pool.free[c][--g_pool.count[c]]);
+  }
+  g_pool.bytes = 0;
+}
 
 struct LogMessages::Block {
   std::shared_ptr<LogMessages> owner;  // keeps the log open while any stream sends this

@@ -57,6 +57,16 @@ class LogMessages : public std::enable_shared_from_this<LogMessages> {
   /// Bytes of free blocks kept for reuse by all jobs, at most.
   static constexpr size_t kPoolBytes = 8 * 1024 * 1024;
 
+  /// One per FollowLogs stream. Freed blocks are kept for reuse only while one exists; when the
+  /// last goes the pool is emptied, so an idle server holds no message buffers.
+  class PoolUser {
+   public:
+    PoolUser();
+    ~PoolUser();
+    PoolUser(const PoolUser&) = delete;
+    PoolUser& operator=(const PoolUser&) = delete;
+  };
+
  private:
   static void Unref(void* block);
   void Release(Block* b);

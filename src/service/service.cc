@@ -1,4 +1,6 @@
 // Run, Status, Cancel, Close and the job registry (FollowLogs: follow_logs.cc).
+#include <malloc.h>
+
 #include <utility>
 
 #include "service/job_service.h"
@@ -144,12 +146,18 @@ void JobService::Forget(const std::shared_ptr<Job>& job) {
   if (job->retention_timer) loop_.CancelTimer(job->retention_timer);
   job->retention_timer = 0;
   job->RemoveFiles();
+  bool idle = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = jobs_.find(job->id());
     if (it != jobs_.end() && it->second == job) jobs_.erase(it);
+    idle = jobs_.empty();
   }
   job->ReleaseRecords(loop_);
+  // The last job is gone: give back what malloc keeps of the freed records, results and
+  // buffers (free pages in every thread's arena), after the release above (same helper, in
+  // order). A server that was busy then idles holds its idle size, not its peak.
+  if (idle) loop_.Offload([] { ::malloc_trim(0); }, [] {});
 }
 
 // --- Status ----------------------------------------------------------------------------------
