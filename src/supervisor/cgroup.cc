@@ -197,18 +197,7 @@ bool KillCgroupTree(const std::string& dir, std::chrono::milliseconds wait) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
     ::usleep(2000);
   }
-  if (DIR* d = ::opendir(dir.c_str())) {
-    std::vector<std::string> leaves;
-    while (dirent* e = ::readdir(d)) {
-      if (e->d_type == DT_DIR && std::strcmp(e->d_name, ".") != 0 &&
-          std::strcmp(e->d_name, "..") != 0) {
-        leaves.push_back(dir + "/" + e->d_name);
-      }
-    }
-    ::closedir(d);
-    for (const auto& l : leaves) ::rmdir(l.c_str());
-  }
-  return ::rmdir(dir.c_str()) == 0 || errno == ENOENT;
+  return RemoveEmptyTree(dir) || errno == ENOENT;
 }
 
 Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create(const std::string& record_dir) {
