@@ -201,6 +201,7 @@ bool MergesTo(std::initializer_list<const Env*> layers, const Env& vars) {
     Env::const_iterator at, end;
   };
   std::array<Head, 4> heads;
+  if (layers.size() > heads.size()) return false;  // no sharing then, never a write past heads
   size_t n = 0;
   for (const Env* layer : layers) heads[n++] = {layer->begin(), layer->end()};
   auto want = vars.begin();
