@@ -5,11 +5,15 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <sys/syscall.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
@@ -39,14 +43,6 @@ std::string Unescape(const std::string& s) {
     }
   }
   return out;
-}
-
-std::vector<pid_t> ParsePids(const std::string& text) {
-  std::vector<pid_t> pids;
-  std::istringstream in(text);
-  long v;
-  while (in >> v) pids.push_back(static_cast<pid_t>(v));
-  return pids;
 }
 
 Status WriteControl(const std::string& path, const char* value) {
@@ -105,8 +101,72 @@ Result<std::string> FindCgroup2Mount() {
 CgroupLeaf::~CgroupLeaf() { Remove(); }
 
 std::vector<pid_t> CgroupLeaf::Procs() const {
-  auto text = ReadFile(path_ + "/cgroup.procs");
-  return text.ok() ? ParsePids(*text) : std::vector<pid_t>{};
+  // On the stop's critical path (read before the first signal): no fstat, no stream parsing.
+  std::vector<pid_t> pids;
+  UniqueFd fd(::open((path_ + "/cgroup.procs").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return pids;
+  char buf[16384];
+  size_t kept = 0;  // the start of a pid cut by the end of the last read
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf + kept, sizeof buf - kept);
+    if (n < 0 && errno == EINTR) continue;
+    const size_t end = kept + static_cast<size_t>(std::max<ssize_t>(n, 0));
+    const char* p = buf;
+    const char* stop = buf + end;
+    for (;;) {
+      while (p < stop && (*p < '0' || *p > '9')) ++p;
+      const char* digits = p;
+      while (p < stop && *p >= '0' && *p <= '9') ++p;
+      if (digits == p) break;
+      if (p == stop && n > 0) {  // maybe cut: parse it with the next read
+        p = digits;
+        break;
+      }
+      long v = 0;
+      std::from_chars(digits, p, v);
+      if (v > 0) pids.push_back(static_cast<pid_t>(v));
+    }
+    if (n <= 0) break;
+    kept = static_cast<size_t>(stop - p);
+    std::memmove(buf, p, kept);
+  }
+  return pids;
+}
+
+std::optional<bool> CgroupLeaf::HasLive(int pidfd) {
+  // struct pidfd_info of <linux/pidfd.h> (Linux 6.13), whose header glibc 2.36 does not have.
+  struct PidfdInfo {
+    uint64_t mask;
+    uint64_t cgroupid;
+    uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+    int32_t exit_code;
+    uint32_t coredump_mask, spare;
+  };
+  constexpr uint64_t kInfoCgroupId = 2;  // PIDFD_INFO_CGROUPID
+  constexpr unsigned long kGetInfo = _IOWR(0xFF, 11, PidfdInfo);  // PIDFD_GET_INFO
+  if (no_pidfd_info_) return std::nullopt;
+  if (id_ == 0) {
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) != 0) return std::nullopt;
+    id_ = st.st_ino;
+  }
+  PidfdInfo info{};
+  info.mask = kInfoCgroupId;
+  if (::ioctl(pidfd, kGetInfo, &info) != 0) {
+    if (errno == ESRCH) return false;  // reaped
+    no_pidfd_info_ = errno == ENOTTY || errno == EINVAL || errno == EOPNOTSUPP;
+    return std::nullopt;
+  }
+  if (!(info.mask & kInfoCgroupId)) {
+    no_pidfd_info_ = true;
+    return std::nullopt;
+  }
+  if (info.cgroupid != id_) return false;
+  // A pidfd polls readable once its process has exited: a zombie, which cgroup.procs omits.
+  pollfd p{pidfd, POLLIN, 0};
+  const int r = ::poll(&p, 1, 0);
+  if (r < 0) return std::nullopt;
+  return r == 0;
 }
 
 std::string CgroupLeaf::ReadEvents() {

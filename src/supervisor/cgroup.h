@@ -10,6 +10,7 @@
 #include <chrono>
 #include <memory>
 #include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,10 @@ class CgroupLeaf {
 
   /// Live members (zombies are not listed by the kernel).
   std::vector<pid_t> Procs() const;
+  /// Whether the process a pidfd pins is a live member, asked through the pidfd (its cgroup id
+  /// from PIDFD_GET_INFO, Linux 6.13; its liveness from poll): no read of cgroup.procs.
+  /// nullopt when the kernel cannot say (then read Procs()).
+  std::optional<bool> HasLive(int pidfd);
   /// "populated 1" in cgroup.events. Also re-arms the EPOLLPRI notification.
   bool Populated();
   /// Writes "1" to cgroup.kill: SIGKILL to every member, fork races included.
@@ -62,6 +67,8 @@ class CgroupLeaf {
   UniqueFd events_fd_;
   std::array<UniqueFd, 4> state_fds_;  // AsCreated's files, opened at its first call
   bool removed_ = false;
+  uint64_t id_ = 0;  // the leaf's cgroup id (its inode number), once HasLive needed it
+  bool no_pidfd_info_ = false;  // the kernel has no PIDFD_GET_INFO (or no cgroup id in it)
 };
 
 class CgroupRoot {

@@ -28,10 +28,11 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   // and pins every new pid with a pidfd (so that a member that dies of the signal and is reaped
   // by its own parent at once is still in the record); getpgid, a syscall rather than a /proc
   // read, says which of them are in the main process's group. The members outside the group
-  // get their own signal if the leaf still lists them (a pid gone between the read and the open
-  // may already belong to a process outside the leaf), and then, in the first round, the group
-  // gets the signal with one kill(-pgid): atomic, so on a loaded machine the first member to
-  // run its handler cannot delay the others' signal. A group member that left the group around
+  // get their own signal if the leaf still has them alive (a pid gone between the read and the
+  // open may already belong to a process outside the leaf; asked through the pidfd, or by
+  // reading the leaf again on a kernel without PIDFD_GET_INFO), and then, in the first round,
+  // the group gets the signal with one kill(-pgid): atomic, so on a loaded machine the first
+  // member to run its handler cannot delay the others' signal. A group member that left the group around
   // the group signal may have left before it: it gets a signal of its own, lest it get none.
   // A child forked while a round runs is listed by the next one. Before the signals only the
   // task name is read (the one /proc read, the cheapest): the record keeps it for a member
@@ -71,10 +72,18 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
     }
     if (!any) break;
     if (!own.empty()) {
-      const std::vector<pid_t> listed = leaf_->Procs();
-      const std::unordered_set<pid_t> still(listed.begin(), listed.end());
+      // Asked through each pidfd when the kernel can say (two syscalls, not a re-read).
+      std::optional<std::unordered_set<pid_t>> still;
       for (auto& v : own) {
-        if (!still.count(v.pid)) continue;
+        std::optional<bool> listed = leaf_->HasLive(v.fd.get());
+        if (!listed) {
+          if (!still) {
+            const std::vector<pid_t> procs = leaf_->Procs();
+            still.emplace(procs.begin(), procs.end());
+          }
+          listed = still->count(v.pid) > 0;
+        }
+        if (!*listed) continue;
         PidfdSignal(v.fd.get(), signo);
         victims.push_back(std::move(v));
       }

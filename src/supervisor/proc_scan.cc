@@ -5,8 +5,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 namespace sr {
@@ -17,9 +20,49 @@ struct DirCloser {
 };
 using DirPtr = std::unique_ptr<DIR, DirCloser>;
 
-// Reads up to `limit` bytes of a /proc file; "" when it cannot be opened.
-std::string ReadProcFile(const std::string& path, size_t limit) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+// /proc, opened once per process: a file is opened relative to it (no lookup of "/proc" each
+// time) under a path formatted on the stack, not in a string. -1 when /proc cannot be opened.
+int ProcDir() {
+  static const int fd = ::open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  return fd;
+}
+
+// "<pid>/<leaf>" into `out` (NUL-terminated).
+void FormatProcPath(pid_t pid, std::string_view leaf, char (&out)[96]) {
+  auto [end, ec] = std::to_chars(out, out + 16, pid);
+  (void)ec;
+  *end++ = '/';
+  const size_t n = std::min(leaf.size(), static_cast<size_t>(out + sizeof out - 1 - end));
+  std::memcpy(end, leaf.data(), n);
+  end[n] = '\0';
+}
+
+// Opens /proc/<pid>/<leaf> (leaf may itself contain slashes: "task/12/children").
+UniqueFd OpenProcFile(pid_t pid, std::string_view leaf) {
+  char path[96];
+  FormatProcPath(pid, leaf, path);
+  const int dir = ProcDir();
+  if (dir >= 0) return UniqueFd(::openat(dir, path, O_RDONLY | O_CLOEXEC));
+  return UniqueFd(::open(("/proc/" + std::string(path)).c_str(), O_RDONLY | O_CLOEXEC));
+}
+
+// Reads a small /proc file (stat, comm: generated whole at the first read) with one read into
+// `buf`; the byte count, or -1 when it cannot be opened or read. A file that fills the buffer is
+// reported as unreadable rather than truncated.
+ssize_t ReadSmallProcFile(pid_t pid, std::string_view leaf, char* buf, size_t size) {
+  UniqueFd fd = OpenProcFile(pid, leaf);
+  if (!fd.valid()) return -1;
+  ssize_t n;
+  do {
+    n = ::read(fd.get(), buf, size);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 || static_cast<size_t>(n) >= size) return -1;
+  return n;
+}
+
+// Reads up to `limit` bytes of /proc/<pid>/<leaf>; "" when it cannot be opened.
+std::string ReadProcFile(pid_t pid, std::string_view leaf, size_t limit) {
+  UniqueFd fd = OpenProcFile(pid, leaf);
   if (!fd.valid()) return "";
   std::string out;
   char buf[16384];
@@ -31,10 +74,6 @@ std::string ReadProcFile(const std::string& path, size_t limit) {
   }
   if (out.size() > limit) out.resize(limit);
   return out;
-}
-
-std::string ProcPath(pid_t pid, const char* leaf) {
-  return "/proc/" + std::to_string(pid) + "/" + leaf;
 }
 
 }  // namespace
@@ -53,16 +92,21 @@ std::vector<pid_t> ListPids() {
 }
 
 std::optional<ProcStat> ReadProcStat(pid_t pid) {
-  std::string text = ReadProcFile(ProcPath(pid, "stat"), 4096);
+  // One read: the census reads this file for every process on the machine.
+  char buf[4096];
+  const ssize_t len = ReadSmallProcFile(pid, "stat", buf, sizeof buf);
+  if (len <= 0) return std::nullopt;
+  buf[len] = '\0';
+  const std::string_view text(buf, static_cast<size_t>(len));
   // The command name may contain spaces and parentheses: fields start after the last ')'.
   size_t close = text.rfind(')');
-  if (close == std::string::npos || close + 2 >= text.size()) return std::nullopt;
+  if (close == std::string_view::npos || close + 2 >= text.size()) return std::nullopt;
   ProcStat st;
   st.pid = pid;
-  if (size_t open = text.find('('); open != std::string::npos && open < close) {
-    st.comm = text.substr(open + 1, close - open - 1);
+  if (size_t open = text.find('('); open != std::string_view::npos && open < close) {
+    st.comm.assign(text.substr(open + 1, close - open - 1));
   }
-  const char* p = text.c_str() + close + 2;
+  const char* p = buf + close + 2;
   st.state = *p;
   ++p;
   // Fields after the state, counted from 1: ppid pgrp session ... starttime is the 19th.
@@ -85,8 +129,8 @@ std::optional<ProcStat> ReadProcStat(pid_t pid) {
 namespace {
 
 // Appends the pids listed in one task's children file; false when it cannot be opened.
-bool AppendChildren(const std::string& path, std::vector<pid_t>& out) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+bool AppendChildren(pid_t pid, std::string_view leaf, std::vector<pid_t>& out) {
+  UniqueFd fd = OpenProcFile(pid, leaf);
   if (!fd.valid()) return false;
   std::string text;
   char buf[4096];
@@ -110,26 +154,29 @@ bool AppendChildren(const std::string& path, std::vector<pid_t>& out) {
 }  // namespace
 
 std::optional<std::vector<pid_t>> ReadChildren(pid_t pid, long threads) {
-  const std::string task = ProcPath(pid, "task");
   std::vector<pid_t> out;
+  char leaf[64] = "task/";
   if (threads == 1) {
-    const std::string self = task + "/" + std::to_string(pid) + "/children";
-    if (AppendChildren(self, out)) return out;
+    auto [end, ec] = std::to_chars(leaf + 5, leaf + 21, pid);
+    (void)ec;
+    std::memcpy(end, "/children", sizeof "/children");
+    if (AppendChildren(pid, leaf, out)) return out;
   }
+  const std::string task = "/proc/" + std::to_string(pid) + "/task";
   DirPtr dir(::opendir(task.c_str()));
   if (!dir) return std::nullopt;
   bool any = false;
   while (dirent* e = ::readdir(dir.get())) {
     if (e->d_name[0] == '.') continue;
     // A thread that just ended has no file any more; a kernel without them has none at all.
-    any = AppendChildren(task + "/" + e->d_name + "/children", out) || any;
+    any = AppendChildren(pid, "task/" + std::string(e->d_name) + "/children", out) || any;
   }
   if (!any) return std::nullopt;
   return out;
 }
 
 std::string ReadCmdline(pid_t pid, size_t limit) {
-  std::string raw = ReadProcFile(ProcPath(pid, "cmdline"), limit + 1);
+  std::string raw = ReadProcFile(pid, "cmdline", limit + 1);
   while (!raw.empty() && raw.back() == '\0') raw.pop_back();
   for (char& c : raw) {
     if (c == '\0') c = ' ';
@@ -139,9 +186,11 @@ std::string ReadCmdline(pid_t pid, size_t limit) {
 }
 
 std::string ReadComm(pid_t pid) {
-  std::string comm = ReadProcFile(ProcPath(pid, "comm"), 64);
-  while (!comm.empty() && comm.back() == '\n') comm.pop_back();
-  return comm;
+  // The task name is at most 15 bytes and a newline: one read.
+  char buf[64];
+  ssize_t n = ReadSmallProcFile(pid, "comm", buf, sizeof buf);
+  while (n > 0 && buf[n - 1] == '\n') --n;
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
 }
 
 std::string ReadCommand(pid_t pid, size_t limit) {
@@ -154,7 +203,7 @@ std::string ReadCommand(pid_t pid, size_t limit) {
 
 std::string ReadEnviron(pid_t pid) {
   // Bounded so a process with a huge environment cannot make a scan slow without limit.
-  return ReadProcFile(ProcPath(pid, "environ"), 1 << 20);
+  return ReadProcFile(pid, "environ", 1 << 20);
 }
 
 std::vector<std::string_view> EnvironTokens(std::string_view environ, std::string_view key) {
