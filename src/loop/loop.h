@@ -51,6 +51,11 @@ class EventLoop {
   TimerId At(Clock::time_point deadline, Callback cb);
   /// Cancelling an unknown or already-fired timer is a no-op.
   void CancelTimer(TimerId id);
+  /// When the earliest timer is due; nullopt when none is armed. Loop thread only.
+  std::optional<Clock::time_point> NextTimerDue() const {
+    if (timers_.empty()) return std::nullopt;
+    return timers_.begin()->first;
+  }
 
   /// Thread-safe: runs `cb` on the loop thread soon.
   void Post(Callback cb);

@@ -14,6 +14,7 @@ namespace {
 
 constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
 constexpr auto kMaxPause = std::chrono::milliseconds(20);
+constexpr auto kMaxYield = std::chrono::milliseconds(30);
 
 // CPU time of the calling thread: what a round cost, without the time it waited for a CPU.
 Duration ThreadCpu() {
@@ -51,7 +52,7 @@ void ProcCensus::Want(Subject* s) {
 }
 
 void ProcCensus::Schedule() {
-  if (!loop_ || posted_) return;
+  if (!loop_ || posted_ || timed_) return;
   // A posted task runs after the fd events and timers of this loop turn: every stop requested
   // in the same turn (a burst of Cancel RPCs) shares the round.
   if (Clock::now() >= next_round_) {
@@ -59,7 +60,7 @@ void ProcCensus::Schedule() {
     loop_->Post([weak = weak_from_this()] {
       if (auto self = weak.lock()) {
         self->posted_ = false;
-        self->Round();
+        self->ScheduledRound();
       }
     });
   } else if (!timed_) {
@@ -67,10 +68,34 @@ void ProcCensus::Schedule() {
     loop_->At(next_round_, [weak = weak_from_this()] {
       if (auto self = weak.lock()) {
         self->timed_ = false;
-        self->Round();
+        self->ScheduledRound();
       }
     });
   }
+}
+
+void ProcCensus::ScheduledRound() {
+  if (!YieldToTimers()) Round();
+}
+
+bool ProcCensus::YieldToTimers() {
+  if (running_ || wanting_.empty() || last_cpu_ == Duration(0)) return false;
+  const auto now = Clock::now();
+  if (yield_from_ == Clock::time_point{}) yield_from_ = now;
+  const auto due = loop_->NextTimerDue();
+  if (now - yield_from_ >= kMaxYield || !due || *due > now + last_cpu_) {
+    yield_from_ = {};
+    return false;
+  }
+  // Armed after the timer that is due (timers due at the same moment fire in the order armed).
+  timed_ = true;
+  loop_->At(*due, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) {
+      self->timed_ = false;
+      self->ScheduledRound();
+    }
+  });
+  return true;
 }
 
 void ProcCensus::RunNow(Subject* s) {
@@ -89,8 +114,8 @@ void ProcCensus::Round() {
   auto results = Classify(subjects_, asking);
   // Only after a round for several trees (a burst): one job's steps ending one after the other
   // each get their answer at once.
-  next_round_ = asking.size() > 1 ? Clock::now() + std::min<Duration>(ThreadCpu() - cpu, kMaxPause)
-                                  : Clock::time_point{};
+  last_cpu_ = std::min<Duration>(ThreadCpu() - cpu, kMaxPause);
+  next_round_ = asking.size() > 1 ? Clock::now() + last_cpu_ : Clock::time_point{};
   // Signals first, for every tree; reports after. A subject may be removed by another's report
   // (a tree that finishes): look each one up again.
   std::vector<Subject*> order(asking.begin(), asking.end());

@@ -87,6 +87,10 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
  private:
   explicit ProcCensus(EventLoop* loop) : loop_(loop) {}
   void Schedule();
+  // A round the loop runs (posted or timed), unless it yields to timers first.
+  void ScheduledRound();
+  // Whether the round is put off because a loop timer is due before it would end.
+  bool YieldToTimers();
   void Round();
   // Whose marker a process carries (its environment read once per process, cached).
   Subject* TokenOwner(const std::unordered_map<std::string_view, Subject*>& token_owner,
@@ -109,6 +113,11 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   bool posted_ = false;  // a round is posted to the loop
   bool timed_ = false;   // a round waits for next_round_
   bool running_ = false;
+  // A round costs loop time (a stat read per process on the machine); timers that come due
+  // meanwhile (a burst of grace deadlines: each a tree's SIGKILL) go first. The round waits for
+  // them, at most kMaxYield after it first yielded. last_cpu_: the last round's CPU time.
+  Duration last_cpu_{};
+  Clock::time_point yield_from_{};
   uint64_t rounds_ = 0;
   // pid -> (start time, its STEP_RUNNER_TREE tokens): a process's marker never changes, so its
   // environment is read once, not once per round. Pruned to the processes of the last round.
