@@ -46,13 +46,15 @@ TEST(ProcScan, CommAndCommandOfALiveProcess) {
     ::execlp("sleep", "sleep", "30", static_cast<char*>(nullptr));
     ::_exit(127);
   }
-  std::string comm;
-  for (int i = 0; i < 2000 && comm != "sleep"; ++i) {
-    comm = ReadComm(child);
-    if (comm != "sleep") ::usleep(1000);
+  // The exec is done once its arguments are readable (the task name is set before them).
+  std::string cmdline;
+  for (int i = 0; i < 2000 && cmdline != "sleep 30"; ++i) {
+    cmdline = ReadCmdline(child);
+    if (cmdline != "sleep 30") ::usleep(1000);
   }
-  EXPECT_EQ(comm, "sleep");
-  EXPECT_EQ(ReadCmdline(child), "sleep 30");
+  EXPECT_EQ(cmdline, "sleep 30");
+  EXPECT_EQ(ReadComm(child), "sleep");
+  EXPECT_EQ(ReadCommand(child), "sleep 30");
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
   EXPECT_EQ(ReadComm(child), "");
