@@ -32,8 +32,9 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   // open may already belong to a process outside the leaf; asked through the pidfd, or by
   // reading the leaf again on a kernel without PIDFD_GET_INFO), and then, in the first round,
   // the group gets the signal with one kill(-pgid): atomic, so on a loaded machine the first
-  // member to run its handler cannot delay the others' signal. A group member that left the group around
-  // the group signal may have left before it: it gets a signal of its own, lest it get none.
+  // member to run its handler cannot delay the others' signal. A group member that left the
+  // group around the group signal may have left before it: it gets a signal of its own, lest it
+  // get none.
   // A child forked while a round runs is listed by the next one. Before the signals only the
   // task name is read (the one /proc read, the cheapest): the record keeps it for a member
   // reaped by its own parent before its command line is read.
