@@ -27,6 +27,10 @@ class TreeOwner {
   virtual void ReapNow() = 0;
   /// The tree has delivered on_exit and can be forgotten.
   virtual void TreeDelivered(uint64_t id) = 0;
+  /// Takes a pipe's read end that reached EOF (no writer is left, none can come) and is no
+  /// longer watched, and closes it later: after the next spawn, off the path between one
+  /// step's end and the next step's start, or at the latest when a few have gathered.
+  virtual void CloseLater(UniqueFd fd) = 0;
 };
 
 class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<TreeImpl> {
@@ -140,7 +144,8 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   Status WatchPipe(Pipe& p);
   void ReadPipe(Pipe& p, bool drain);
   void GrowPipe(Pipe& p);
-  void ClosePipe(Pipe& p);
+  /// `at_eof`: every writer is gone, so nobody can tell when the read end closes (CloseLater).
+  void ClosePipe(Pipe& p, bool at_eof = false);
   void DrainPipes();
   bool PipesClosed() const { return !out_.fd.valid() && !err_.fd.valid(); }
 
