@@ -278,6 +278,24 @@ TEST(Service, FailedStepIsAStepFailure) {
   EXPECT_FALSE(end.has_cancel_time());
 }
 
+// Status(id) brings the result tree up to date when asked (a step only marks it stale): one
+// Status, without polling, already shows every step that ended and the one running.
+TEST(Service, StatusOfARunningJobShowsEveryStepSoFar) {
+  TestDir dir;
+  LiveServer server(dir);
+  ASSERT_TRUE(server.Run(Request("tree", Steps({{"one", "true"}, {"two", "exit 0"},
+                                               {"three", "touch " + dir / "ready" + "; sleep 300"}}),
+                                 dir.path())).ok());
+  ASSERT_TRUE(WaitFor([&] { return dir.Exists("ready"); }));
+  proto::Status now = server.GetStatusOrDie("tree");
+  EXPECT_EQ(now.status(), proto::StepResult::running);
+  ASSERT_EQ(now.result().sub_step_results_size(), 3) << now.DebugString();
+  EXPECT_EQ(now.result().sub_step_results(0).status(), proto::StepResult::success);
+  EXPECT_EQ(now.result().sub_step_results(1).status(), proto::StepResult::success);
+  EXPECT_EQ(now.result().sub_step_results(2).status(), proto::StepResult::running);
+  ASSERT_TRUE(server.CloseJob("tree").ok());
+}
+
 TEST(Service, CloseOfARunningJobLeavesNoProcessAndNoFiles) {
   TestDir dir;
   LiveServer server(dir);

@@ -220,21 +220,16 @@ void Job::ReleaseRecords(EventLoop& loop) {
   loop.Offload([records = std::move(records)]() mutable { records.reset(); }, [] {});
 }
 
-void Job::StepStarted(const std::string& /*name*/) { PublishSoon(); }
+void Job::StepStarted(const std::string& /*name*/) { stale_ = true; }
 
 void Job::StepFinished(const std::string& /*name*/, proto::StepResult::Status /*status*/,
                        Duration /*took*/, const proto::StepResult& /*result*/) {
-  PublishSoon();
+  stale_ = true;
 }
 
-void Job::PublishSoon() {
-  if (publish_pending_ || !loop_) return;
-  publish_pending_ = true;
-  loop_->Post([self = std::weak_ptr<Job*>(self_)] {
-    auto job = self.lock();
-    if (!job || !(*job)->publish_pending_) return;  // gone, or published since
-    (*job)->Publish();
-  });
+std::shared_ptr<const proto::Status> Job::FreshSnapshot() {
+  if (stale_) Publish();
+  return Snapshot();
 }
 
 void Job::Finish(RunOutcome outcome) {
@@ -280,7 +275,7 @@ void Job::Finish(RunOutcome outcome) {
 }
 
 void Job::Publish() {
-  publish_pending_ = false;
+  stale_ = false;
   proto::Status s;
   s.set_id(id_);
   s.set_status(state_);
