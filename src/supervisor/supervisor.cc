@@ -368,8 +368,9 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   if (spec.resources) request.join_fds = spec.resources->join_fds();
   SR_ASSIGN_OR_RETURN(Started started, spawner_.ForkExec(request));
   // From here on the child exists: every path must hand it to a tree so it gets reaped.
-  out_write.Reset();  // only the child holds the write ends, so EOF means "all writers gone"
-  err_write.Reset();
+  // Besides the child, only the tree holds the pipes' write ends, until the main process is
+  // reaped (TreeImpl::Pipe::held_write): EOF then means "all writers gone".
+  if (!spec.capture_output) out_write.Reset();
   // A leaf that may serve again keeps its fds for the next child; the others never need them.
   if (leaf && !recyclable) leaf->CloseProcsFd();
   WorkAfterSpawn(!spec.capture_output ? 0 : spec.merge_stderr ? 1 : 2);
@@ -392,7 +393,8 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   trees_[id] = tree;
   rusage_[id] = usage;
   Status ok = tree->Start(started.pid, std::move(pidfd), std::move(members), std::move(out_read),
-                          std::move(err_read), std::move(started.exec_error));
+                          std::move(err_read), std::move(started.exec_error),
+                          std::move(out_write), std::move(err_write));
   if (!ok.ok()) {
     tree->Abandon();  // killed and reaped quietly; the caller gets the error instead of on_exit
     return ok.error().Wrap("spawn");
