@@ -70,6 +70,43 @@ TEST(RunCli, PlainRunMapsNeitherLibcurlNorLibarchive) {
 #endif
 }
 
+// The runner asks the kernel once which signals it did not get at their default (here: ignored
+// by the shell that started it, as `nohup` or a background job would), and every step's
+// process sets exactly those back before exec (spawn.cc): a step starts with nothing ignored
+// or blocked, however the runner was started (no handler survives exec anyway).
+TEST(RunCli, StepsStartWithDefaultSignalsWhenTheRunnerInheritedIgnoredOnes) {
+  TestDir dir;
+  dir.Write("status/step.yml", R"(spec: {}
+---
+exec:
+  command: [grep, -E, '^Sig(Blk|Ign)', /proc/self/status]
+)");
+  dir.Write("pipeline.yml", R"(spec: {}
+---
+run:
+  - name: first
+    step: ./status
+  - name: second
+    step: ./status
+)");
+  // The shell ignores three signals and execs the runner, which inherits that; the runner's own
+  // SigIgn is recorded to show the test sets up what it means to.
+  Child child({"/bin/sh", "-c",
+               "trap '' HUP USR2 WINCH; grep '^SigIgn' /proc/$$/status > \"$0/runner-sigign\"; "
+               "exec \"$1\" run -f \"$0/pipeline.yml\"",
+               dir.path(), Binary()},
+              {});
+  Output o = child.Wait();
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  const std::string clean =
+      "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n";
+  EXPECT_EQ(o.out, "Running step \"first\"\n" + clean + "Running step \"second\"\n" + clean);
+  // SIGHUP (1), SIGUSR2 (12) and SIGWINCH (28), and whatever the test itself inherited.
+  const std::string runner = dir.Read("runner-sigign");
+  ASSERT_EQ(runner.rfind("SigIgn:\t", 0), 0u) << runner;
+  EXPECT_EQ(std::stoull(runner.substr(8), nullptr, 16) & 0x8000801, 0x8000801u) << runner;
+}
+
 TEST(RunCli, FailingStepExitsOneAndNamesTheStep) {
   TestDir dir;
   dir.Write("f.yml", "spec: {}\n---\nrun:\n  - name: build\n    script: exit 3\n  - name: never\n    script: touch never\n");

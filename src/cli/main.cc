@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/cli.h"
+#include "util/signals.h"
 
 int main(int argc, char** argv) {
   // No fastbins (tcache still serves small sizes): glibc merges every fastbin chunk whenever a
@@ -17,7 +18,7 @@ int main(int argc, char** argv) {
   ::mallopt(M_MXFAST, 0);
   // A closed stdout (`run … | head`) is an error the job reports and cleans up after, never a
   // death that leaves its temp dir behind. Steps get the default back (spawn.cc resets it).
-  std::signal(SIGPIPE, SIG_IGN);
+  sr::SetSignalDisposition(SIGPIPE, SIG_IGN);
   CLI::App app{"step-runner: runs CI steps; graceful cancellation that leaves nothing behind"};
   app.require_subcommand(0, 1);
   int exit_code = 0;

@@ -14,6 +14,7 @@
 #include "cli/switches.h"
 #include "service/service.h"
 #include "util/fd.h"
+#include "util/signals.h"
 #include "util/tempdir.h"
 #include "util/time.h"
 
@@ -85,7 +86,7 @@ int ProxyCommand(const std::string& path) {
   if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     return Fail("connecting to " + path + ": " + std::strerror(errno), 1);
   }
-  std::signal(SIGPIPE, SIG_IGN);  // a closed stdout is an error return, not a death
+  SetSignalDisposition(SIGPIPE, SIG_IGN);  // a closed stdout is an error return, not a death
   bool stdin_open = true;
   char buf[65536];
   for (;;) {

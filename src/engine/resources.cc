@@ -29,10 +29,18 @@ std::string JoinPath(const std::vector<std::string>& parts) {
 std::string DirOf(const std::string& dir, const std::string& parent) {
   if (dir.empty()) return parent.empty() ? "." : parent;
   if (dir[0] == '/' || parent.empty()) return dir;
+  // A run of steps names the same directory from the same place again and again, and
+  // lexically_normal costs more than the rest of loading a cached step file (issue 17 round 3).
+  thread_local std::string last_dir, last_parent, last_joined;
+  if (dir == last_dir && parent == last_parent) return last_joined;
   // "./steps/x" under "." is "steps/x", not "././steps/x" (paths appear in errors and results).
   std::string joined = std::filesystem::path(parent + "/" + dir).lexically_normal().string();
   if (joined.size() > 1 && joined.back() == '/') joined.pop_back();
-  return joined.empty() ? "." : joined;
+  if (joined.empty()) joined = ".";
+  last_dir = dir;
+  last_parent = parent;
+  last_joined = joined;
+  return joined;
 }
 
 Result<LoadedStep> LoadFile(Engine::State& st, const std::string& dir, const std::string& filename) {

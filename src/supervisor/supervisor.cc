@@ -24,6 +24,7 @@
 #include "supervisor/proc_scan.h"
 #include "supervisor/spawn.h"
 #include "supervisor/tree.h"
+#include "util/signals.h"
 
 namespace sr {
 namespace {
@@ -127,10 +128,19 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
     trees_.erase(id);
     rusage_.erase(id);
   }
+  void CloseLater(UniqueFd fd) override {
+    close_later_.push_back(std::move(fd));
+    // A busy `serve` ends trees faster than it starts them: never hold more than a few.
+    if (close_later_.size() > kCloseLaterMax) close_later_.clear();
+  }
 
  private:
   std::vector<std::shared_ptr<TreeImpl>> Snapshot() const;
   void KillOrphans();
+  /// A pipe for a child's output: one made ahead if there is one, else a new one.
+  Status TakePipe(UniqueFd& read_end, UniqueFd& write_end);
+  /// After a spawn, while its child runs: the next spawn's pipes, and the closes put off.
+  void WorkAfterSpawn(size_t pipes);
   void DebugLog(const std::string& message) const {
     if (options_.debug_log) options_.debug_log(message);
   }
@@ -156,6 +166,13 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   std::unique_ptr<Controllers> controllers_;
   std::map<uint64_t, std::shared_ptr<TreeImpl>> trees_;
   std::map<uint64_t, std::shared_ptr<ResourceUsage>> rusage_;  // wait4 totals per live tree
+  // Work kept off the path between one tree's end and the next tree's start, done after the
+  // next spawn instead (docs/performance.md, issue 17 round 3): pipes made ahead, each pair
+  // (read, write) close-on-exec, and the read ends of ended trees' pipes, closed then.
+  static constexpr size_t kSparePipes = 2;
+  static constexpr size_t kCloseLaterMax = 8;
+  std::vector<std::pair<UniqueFd, UniqueFd>> spare_pipes_;
+  std::vector<UniqueFd> close_later_;
   bool reaping_ = false;
   bool reaped_once_ = false;  // the first reap looks even without a SIGCHLD (see Reap)
   bool initialized_ = false;
@@ -171,9 +188,7 @@ Status SupervisorImpl::Init() {
     return ErrnoError("pthread_sigmask", err);
   }
   // SIG_IGN or SA_NOCLDWAIT would make the kernel reap for us and lose every exit status.
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  ::sigaction(SIGCHLD, &dfl, nullptr);
+  SetSignalDisposition(SIGCHLD, SIG_DFL);
   // Orphans (daemons, children of killed members) are re-parented to us instead of init, so
   // they stay reachable and we reap them.
   if (::prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return ErrnoError("PR_SET_CHILD_SUBREAPER", errno);
@@ -334,15 +349,8 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   // /dev/null): the child's dup2 onto 1 and 2 makes the two descriptors it needs.
   UniqueFd out_read, out_write, err_read, err_write;
   if (spec.capture_output) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2", errno);
-    out_read.Reset(fds[0]);
-    out_write.Reset(fds[1]);
-    if (!spec.merge_stderr) {
-      if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2", errno);
-      err_read.Reset(fds[0]);
-      err_write.Reset(fds[1]);
-    }
+    SR_RETURN_IF_ERROR(TakePipe(out_read, out_write));
+    if (!spec.merge_stderr) SR_RETURN_IF_ERROR(TakePipe(err_read, err_write));
   } else {
     out_write.Reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
     if (!out_write.valid()) return ErrnoError("open /dev/null", errno);
@@ -360,10 +368,12 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   if (spec.resources) request.join_fds = spec.resources->join_fds();
   SR_ASSIGN_OR_RETURN(Started started, spawner_.ForkExec(request));
   // From here on the child exists: every path must hand it to a tree so it gets reaped.
-  out_write.Reset();  // only the child holds the write ends, so EOF means "all writers gone"
-  err_write.Reset();
+  // Besides the child, only the tree holds the pipes' write ends, until the main process is
+  // reaped (TreeImpl::Pipe::held_write): EOF then means "all writers gone".
+  if (!spec.capture_output) out_write.Reset();
   // A leaf that may serve again keeps its fds for the next child; the others never need them.
   if (leaf && !recyclable) leaf->CloseProcsFd();
+  WorkAfterSpawn(!spec.capture_output ? 0 : spec.merge_stderr ? 1 : 2);
 
   // No pidfd for the main process: until we reap it, its pid cannot name another process.
   UniqueFd pidfd;
@@ -383,12 +393,38 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   trees_[id] = tree;
   rusage_[id] = usage;
   Status ok = tree->Start(started.pid, std::move(pidfd), std::move(members), std::move(out_read),
-                          std::move(err_read), std::move(started.exec_error));
+                          std::move(err_read), std::move(started.exec_error),
+                          std::move(out_write), std::move(err_write));
   if (!ok.ok()) {
     tree->Abandon();  // killed and reaped quietly; the caller gets the error instead of on_exit
     return ok.error().Wrap("spawn");
   }
   return std::shared_ptr<ProcessTree>(tree);
+}
+
+Status SupervisorImpl::TakePipe(UniqueFd& read_end, UniqueFd& write_end) {
+  if (!spare_pipes_.empty()) {
+    read_end = std::move(spare_pipes_.back().first);
+    write_end = std::move(spare_pipes_.back().second);
+    spare_pipes_.pop_back();
+    return Ok();
+  }
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2", errno);
+  read_end.Reset(fds[0]);
+  write_end.Reset(fds[1]);
+  return Ok();
+}
+
+void SupervisorImpl::WorkAfterSpawn(size_t pipes) {
+  close_later_.clear();
+  // As many as this spawn took: a run of alike steps finds its pipes made. Failing here costs
+  // nothing; TakePipe makes them then.
+  while (spare_pipes_.size() < std::min(pipes, kSparePipes)) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) break;
+    spare_pipes_.emplace_back(UniqueFd(fds[0]), UniqueFd(fds[1]));
+  }
 }
 
 void SupervisorImpl::KillOrphans() {

@@ -10,6 +10,7 @@
 
 #include "supervisor/spawn.h"
 #include "supervisor/supervisor_test_util.h"
+#include "util/signals.h"
 
 namespace sr::testing {
 namespace {
@@ -179,6 +180,29 @@ TEST_P(SpawnTest, ChildStartsWithCleanSignalState) {
   Start(Shell("grep -E '^(SigBlk|SigIgn)' /proc/self/status"), o);
   ASSERT_TRUE(Wait(o));
   ::sigaction(SIGPIPE, &old, nullptr);
+  EXPECT_EQ(o.out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
+
+// The child sets back only the signals that are not at their default (SignalsToReset), so a
+// disposition the runner changes after its first spawn must reach that set: ignored ones would
+// otherwise be inherited by the step, and a handler could run in a child that shares memory.
+TEST_P(SpawnTest, DispositionsSetAfterTheFirstSpawnAreResetToo) {
+  Outcome first;
+  Start(Shell("true"), first);  // the kernel has been asked by now
+  ASSERT_TRUE(Wait(first));
+  const int realtime = SIGRTMIN + 5;  // a bit past 32 in the mask
+  SetSignalDisposition(SIGHUP, SIG_IGN);
+  SetSignalDisposition(realtime, SIG_IGN);
+  SetSignalDisposition(SIGUSR1, [](int) {});
+  const uint64_t reset = SignalsToReset();
+  EXPECT_NE(reset & (uint64_t{1} << (SIGHUP - 1)), 0u);
+  EXPECT_NE(reset & (uint64_t{1} << (realtime - 1)), 0u);
+  EXPECT_NE(reset & (uint64_t{1} << (SIGUSR1 - 1)), 0u);
+  EXPECT_EQ(reset & (uint64_t{1} << (SIGKILL - 1)), 0u);
+  Outcome o;
+  Start(Shell("grep -E '^(SigBlk|SigIgn)' /proc/self/status"), o);
+  ASSERT_TRUE(Wait(o));
+  for (int sig : {SIGHUP, realtime, SIGUSR1}) SetSignalDisposition(sig, SIG_DFL);
   EXPECT_EQ(o.out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
 }
 

@@ -48,13 +48,16 @@ void TreeImpl::FailToStart(Error error) {
 }
 
 Status TreeImpl::Start(pid_t pid, UniqueFd pidfd, std::unique_ptr<sr::Members> members,
-                       UniqueFd out, UniqueFd err, std::optional<Error> exec_error) {
+                       UniqueFd out, UniqueFd err, std::optional<Error> exec_error,
+                       UniqueFd out_write, UniqueFd err_write) {
   pid_ = pid;
   main_pidfd_ = std::move(pidfd);
   members_ = std::move(members);
   spawn_error_ = std::move(exec_error);
   out_.fd = std::move(out);
   err_.fd = std::move(err);
+  out_.held_write = std::move(out_write);
+  err_.held_write = std::move(err_write);
   Enter(Phase::kRunning);
   SR_RETURN_IF_ERROR(WatchPipe(out_));
   SR_RETURN_IF_ERROR(WatchPipe(err_));
@@ -97,6 +100,9 @@ void TreeImpl::OnReaped(pid_t pid, int status) {
   if (pid == pid_ && !main_reaped()) {
     main_status_ = status;
     main_pidfd_.Reset();
+    // The pipes may end now; Progress (after this batch of reaps) drains them and finds out.
+    out_.held_write.Reset();
+    err_.held_write.Reset();
     if (members_) members_->MainReaped();
   }
   if (Member* m = Find(pid)) ApplyStatus(*m, status);

@@ -27,6 +27,10 @@ class TreeOwner {
   virtual void ReapNow() = 0;
   /// The tree has delivered on_exit and can be forgotten.
   virtual void TreeDelivered(uint64_t id) = 0;
+  /// Takes a pipe's read end that reached EOF (no writer is left, none can come) and is no
+  /// longer watched, and closes it later: after the next spawn, off the path between one
+  /// step's end and the next step's start, or at the latest when a few have gathered.
+  virtual void CloseLater(UniqueFd fd) = 0;
 };
 
 class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<TreeImpl> {
@@ -48,9 +52,11 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   /// The program could not be started at all (LookPath failed): finish on the next loop turn.
   void FailToStart(Error error);
   /// The main process runs (or failed to exec: `exec_error`). Pipe fds may be invalid when
-  /// output is not captured.
+  /// output is not captured. `out_write`/`err_write`: the runner's copies of the pipes' write
+  /// ends, held until the main process is reaped (Pipe::held_write), or invalid.
   Status Start(pid_t pid, UniqueFd pidfd, std::unique_ptr<sr::Members> members, UniqueFd out,
-               UniqueFd err, std::optional<Error> exec_error);
+               UniqueFd err, std::optional<Error> exec_error, UniqueFd out_write = {},
+               UniqueFd err_write = {});
   /// Start() failed after the fork: kill the process quietly, never call back.
   void Abandon();
 
@@ -97,6 +103,12 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
     bool grown = false;
     std::unique_ptr<char[]> big;
     bool refused_move = false;  // move_output said kRefused: read from now on
+    // The runner's own write end, closed when the main process is reaped: until then the pipe
+    // cannot hang up. Its hang-up at the main process's exit woke the loop a moment before the
+    // SIGCHLD did, on the same CPU as the exiting child more often than not: two more context
+    // switches per step (docs/performance.md, issue 17 round 3). The drain after the reap
+    // finds the end instead.
+    UniqueFd held_write;
   };
 
   // Where the tree is. Each phase waits for one thing; these are the only transitions:
@@ -140,7 +152,8 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   Status WatchPipe(Pipe& p);
   void ReadPipe(Pipe& p, bool drain);
   void GrowPipe(Pipe& p);
-  void ClosePipe(Pipe& p);
+  /// `at_eof`: every writer is gone, so nobody can tell when the read end closes (CloseLater).
+  void ClosePipe(Pipe& p, bool at_eof = false);
   void DrainPipes();
   bool PipesClosed() const { return !out_.fd.valid() && !err_.fd.valid(); }
 

@@ -52,7 +52,7 @@ void TreeImpl::ReadPipe(Pipe& p, bool drain) {
       }
       if (m.kind == OutputMove::Kind::kEmpty) return;
       if (m.kind == OutputMove::Kind::kEnd) {
-        ClosePipe(p);
+        ClosePipe(p, /*at_eof=*/true);
         return;
       }
       p.refused_move = true;  // and read what is there
@@ -69,7 +69,7 @@ void TreeImpl::ReadPipe(Pipe& p, bool drain) {
     }
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && errno == EAGAIN) return;
-    ClosePipe(p);  // EOF (or an error, which ends the stream just the same)
+    ClosePipe(p, /*at_eof=*/r == 0);  // EOF (or an error, which ends the stream just the same)
     return;
   }
 }
@@ -84,7 +84,16 @@ void TreeImpl::GrowPipe(Pipe& p) {
   p.grown = true;
 }
 
-void TreeImpl::ClosePipe(Pipe& p) {
+void TreeImpl::ClosePipe(Pipe& p, bool at_eof) {
+  if (at_eof && p.watch && loop_ && owner_) {
+    // Closing the last handle of a pipe frees it (its inode, its buffers, the epoll entry):
+    // ~5 us that the next step would wait for. Out of the epoll set now, closed after the next
+    // spawn (docs/performance.md, issue 17 round 3).
+    loop_->Unwatch(p.watch);
+    p.watch = 0;
+    owner_->CloseLater(std::move(p.fd));
+    return;
+  }
   // Only the runner holds a read end (close-on-exec, and the loop thread is suspended while a
   // child that shares the fd table has not exec'd yet), so the close below ends the watch.
   if (p.watch && loop_) loop_->UnwatchClosing(p.watch);

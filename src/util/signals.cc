@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <csignal>
 
@@ -27,7 +28,41 @@ constexpr Named kSignals[] = {
     {"SIGIO", SIGIO},       {"SIGPWR", SIGPWR},       {"SIGSYS", SIGSYS},
 };
 
+constexpr uint64_t Bit(int signo) { return uint64_t{1} << (signo - 1); }
+
+// Signals set away from SIG_DFL through SetSignalDisposition (and, once seeded, every one that
+// was not at SIG_DFL then).
+std::atomic<uint64_t> g_not_default{Bit(SIGPIPE) | Bit(SIGALRM)};
+
 }  // namespace
+
+void SetSignalDisposition(int signo, void (*handler)(int)) {
+  // Marked before the change: a spawn on another thread may see a bit too many, never too few.
+  if (handler != SIG_DFL && signo > 0 && signo <= 64) g_not_default.fetch_or(Bit(signo));
+  struct sigaction sa {};
+  sa.sa_handler = handler;
+  ::sigemptyset(&sa.sa_mask);
+  ::sigaction(signo, &sa, nullptr);
+}
+
+uint64_t SignalsToReset() {
+  // Once per process: what was set before anything could go through SetSignalDisposition
+  // (inherited SIG_IGN: `nohup`, a shell's background job; a library's start-up).
+  static const bool seeded = [] {
+    uint64_t found = 0;
+    for (int sig = 1; sig < NSIG && sig <= 64; ++sig) {
+      struct sigaction old {};
+      // The C library refuses its internal signals (EINVAL); their handlers are its own.
+      if (::sigaction(sig, nullptr, &old) != 0) continue;
+      const bool dfl = (old.sa_flags & SA_SIGINFO) == 0 && old.sa_handler == SIG_DFL;
+      if (!dfl) found |= Bit(sig);
+    }
+    g_not_default.fetch_or(found);
+    return true;
+  }();
+  (void)seeded;
+  return g_not_default.load() & ~(Bit(SIGKILL) | Bit(SIGSTOP));
+}
 
 Result<int> ParseSignal(std::string_view name) {
   std::string upper(name);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <csignal>
+#include <cstdint>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -15,6 +16,20 @@ namespace sr {
 Result<int> ParseSignal(std::string_view name);
 /// "SIGTERM" for 15; "signal 42" when there is no name.
 std::string SignalName(int signo);
+
+/// Sets `signo`'s disposition for the whole process: SIG_IGN, SIG_DFL or a handler. Every change
+/// of a disposition in the runner goes through here, so that a spawn knows which signals its
+/// child must set back to SIG_DFL (SignalsToReset) without asking the kernel about all 64.
+void SetSignalDisposition(int signo, void (*handler)(int));
+
+/// The signals, as bit (signo - 1), that a child must set back to SIG_DFL before it execs so that
+/// it starts with every disposition at its default and no runner handler can run in it: every
+/// signal that was not at SIG_DFL when this was first called (inherited SIG_IGN, anything set
+/// before: the kernel is asked once per process), every one set through SetSignalDisposition
+/// since, and the two a library loaded on demand may change later (libcurl ignores SIGPIPE
+/// around its sends; its resolver without threads catches SIGALRM). Never SIGKILL, SIGSTOP or the
+/// C library's internal signals. The first call is not async-signal-safe; later ones are.
+uint64_t SignalsToReset();
 
 /// Blocks `signals` in the calling thread, and so in every thread it starts afterwards, and
 /// returns them as a set: a process that takes its signals in one place (sigtimedwait or a
