@@ -132,6 +132,14 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
     close_later_.push_back(std::move(fd));
     // A busy `serve` ends trees faster than it starts them: never hold more than a few.
     if (close_later_.size() > kCloseLaterMax) close_later_.clear();
+    // Nor for long when no spawn follows: an idle server keeps no fd of an ended tree (the
+    // soak compares an idle server's fds before and after).
+    if (close_timer_ == 0) {
+      close_timer_ = loop_.At(Clock::now() + kCloseLaterFor, [this] {
+        close_timer_ = 0;
+        close_later_.clear();
+      });
+    }
   }
 
  private:
@@ -171,6 +179,8 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   // (read, write) close-on-exec, and the read ends of ended trees' pipes, closed then.
   static constexpr size_t kSparePipes = 2;
   static constexpr size_t kCloseLaterMax = 8;
+  static constexpr auto kCloseLaterFor = std::chrono::milliseconds(100);
+  EventLoop::TimerId close_timer_ = 0;  // closes what is put off once no spawn came for a while
   std::vector<std::pair<UniqueFd, UniqueFd>> spare_pipes_;
   std::vector<UniqueFd> close_later_;
   bool reaping_ = false;
@@ -231,6 +241,7 @@ SupervisorImpl::~SupervisorImpl() {
   // other children.
   if (initialized_) KillAll();
   if (sigchld_watch_) loop_.Unwatch(sigchld_watch_);
+  if (close_timer_) loop_.CancelTimer(close_timer_);
   // on_exit callbacks not delivered yet are dropped: the caller is shutting down.
   for (auto& t : Snapshot()) t->Detach();
   trees_.clear();
