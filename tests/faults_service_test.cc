@@ -216,7 +216,8 @@ TEST_F(Faults, FdLimitIsRaisedAndSetupFailuresLeaveNothing) {
     }
   }
   limited.Signal(SIGTERM);
-  EXPECT_EQ(limited.Wait().exit_code, 0);
+  Output limited_end = limited.Wait();
+  EXPECT_EQ(limited_end.exit_code, 0) << limited_end.err;
   std::printf("fd limit 48: %d accepted, %d refused\n", accepted, refused);
 }
 
