@@ -413,17 +413,20 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   return std::shared_ptr<ProcessTree>(tree);
 }
 
-Status SupervisorImpl::TakePipe(UniqueFd& read_end, UniqueFd& write_end) {
-  if (!spare_pipes_.empty()) {
-    read_end = std::move(spare_pipes_.back().first);
-    write_end = std::move(spare_pipes_.back().second);
-    spare_pipes_.pop_back();
-    return Ok();
-  }
+// A close-on-exec pipe for a child's output.
+static Status MakePipe(UniqueFd& read_end, UniqueFd& write_end) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return ErrnoError("pipe2", errno);
   read_end.Reset(fds[0]);
   write_end.Reset(fds[1]);
+  return Ok();
+}
+
+Status SupervisorImpl::TakePipe(UniqueFd& read_end, UniqueFd& write_end) {
+  if (spare_pipes_.empty()) return MakePipe(read_end, write_end);
+  read_end = std::move(spare_pipes_.back().first);
+  write_end = std::move(spare_pipes_.back().second);
+  spare_pipes_.pop_back();
   return Ok();
 }
 
@@ -432,9 +435,9 @@ void SupervisorImpl::WorkAfterSpawn(size_t pipes) {
   // As many as this spawn took: a run of alike steps finds its pipes made. Failing here costs
   // nothing; TakePipe makes them then.
   while (spare_pipes_.size() < std::min(pipes, kSparePipes)) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) break;
-    spare_pipes_.emplace_back(UniqueFd(fds[0]), UniqueFd(fds[1]));
+    UniqueFd read_end, write_end;
+    if (!MakePipe(read_end, write_end).ok()) break;
+    spare_pipes_.emplace_back(std::move(read_end), std::move(write_end));
   }
 }
 
