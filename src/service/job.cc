@@ -220,30 +220,16 @@ void Job::ReleaseRecords(EventLoop& loop) {
   loop.Offload([records = std::move(records)]() mutable { records.reset(); }, [] {});
 }
 
-void Job::StepStarted(const std::string& /*name*/) { PublishSoon(); }
+void Job::StepStarted(const std::string& /*name*/) { stale_ = true; }
 
 void Job::StepFinished(const std::string& /*name*/, proto::StepResult::Status /*status*/,
                        Duration /*took*/, const proto::StepResult& /*result*/) {
-  PublishSoon();
+  stale_ = true;
 }
 
-void Job::PublishSoon() {
-  if (publish_pending_ || !loop_) return;
-  publish_pending_ = true;
-  auto publish = [self = std::weak_ptr<Job*>(self_)] {
-    auto job = self.lock();
-    if (!job || !(*job)->publish_pending_) return;  // gone, or published since
-    (*job)->Publish();
-  };
-  // At most one copy of the result tree per kPublishEvery: a job of n quick steps copied n
-  // trees of up to n results when each step's end was published (2 000 trivial steps: 42 s
-  // through serve against 3 s under run -f).
-  const auto due = last_publish_ + kPublishEvery;
-  if (Clock::now() >= due) {
-    loop_->Post(std::move(publish));
-  } else {
-    loop_->At(due, std::move(publish));
-  }
+std::shared_ptr<const proto::Status> Job::FreshSnapshot() {
+  if (stale_) Publish();
+  return Snapshot();
 }
 
 void Job::Finish(RunOutcome outcome) {
@@ -289,8 +275,7 @@ void Job::Finish(RunOutcome outcome) {
 }
 
 void Job::Publish() {
-  publish_pending_ = false;
-  last_publish_ = Clock::now();
+  stale_ = false;
   proto::Status s;
   s.set_id(id_);
   s.set_status(state_);

@@ -2,9 +2,11 @@
 // clients read. The run itself — timeout, warning, cancel, termination record — is the engine's
 // JobRun; this class is its edge. Internal to src/service (see service.h for the behaviour).
 //
-// Threading: everything runs on the event-loop thread except Snapshot(), which any gRPC thread
-// may call: it copies the proto::Status the loop publishes (under the job's mutex) after every
-// change — a step starting or ending, a cancel, the end.
+// Threading: everything runs on the event-loop thread except Snapshot() and Summary(), which any
+// gRPC thread may call: they read the proto::Status the loop publishes (under the job's mutex) at
+// every change of state — the start, a cancel, the end. A step starting or ending only marks the
+// result tree stale: the tree is copied when someone asks (FreshSnapshot), not at every step,
+// which made a job of n steps copy n trees of up to n results each.
 #pragma once
 
 #include <atomic>
@@ -69,13 +71,17 @@ class Job : private Observer {
   const std::string& id() const { return id_; }
 
   /// Any thread: the latest published status. Shared and never changed once published, so a
-  /// caller copies it outside every lock.
+  /// caller copies it outside every lock. Its result tree may be behind by the steps that
+  /// started or ended since the last publish; FreshSnapshot() is never behind.
   std::shared_ptr<const proto::Status> Snapshot() const;
   /// Any thread: the latest published status without its `result` and `termination` trees, for
   /// the listing of all jobs (whose size must not grow with the jobs' step counts).
   proto::Status Summary() const;
 
   // ---- loop thread only ----
+
+  /// The status as of now: publishes first if a step started or ended since the last publish.
+  std::shared_ptr<const proto::Status> FreshSnapshot();
 
   /// Creates the work dir, the job dir, the log and the file variables. On error, removes what
   /// it created and returns the error.
@@ -112,15 +118,9 @@ class Job : private Observer {
   void StepStarted(const std::string& name) override;
   void StepFinished(const std::string& name, proto::StepResult::Status status,
                     Duration took, const proto::StepResult& result) override;
-  void Warned() override { PublishSoon(); }
+  void Warned() override { stale_ = true; }
   void Finish(RunOutcome outcome);
   void Publish();
-  /// Publish() on a later turn, once for any number of calls until then, and at most once per
-  /// kPublishEvery: a job whose steps start and end quickly copies its result tree 50 times a
-  /// second at most, and the copy (megabytes, for large values) is a turn of its own (contract
-  /// 7.4). Status may thus be up to 20 ms behind a running job's steps; the end is published at
-  /// once (Finish).
-  void PublishSoon();
 
   const std::string id_;
   std::string dir_;                 // the job dir once Setup created it
@@ -130,10 +130,7 @@ class Job : private Observer {
   std::unique_ptr<JobRun> run_;
   EventLoop* loop_ = nullptr;
   bool running_ = false, ended_ = false;
-  bool publish_pending_ = false;
-  static constexpr auto kPublishEvery = std::chrono::milliseconds(20);
-  Clock::time_point last_publish_{};
-  std::shared_ptr<Job*> self_ = std::make_shared<Job*>(this);  // for posted callbacks
+  bool stale_ = false;  // the published result tree or termination record is behind
 
   // What Publish() turns into a proto::Status.
   proto::StepResult::Status state_ = proto::StepResult::unspecified;

@@ -12,8 +12,9 @@
 //
 // Architecture: one event-loop thread owns every engine, supervisor and cancel source; the gRPC
 // server uses the callback API, so no thread is spent per job or per stream. Handlers validate,
-// then post work to the loop; unary RPCs finish from the loop when the work is done. Status reads
-// a per-job snapshot that the loop refreshes on every change, under a mutex.
+// then post work to the loop; unary RPCs finish from the loop when the work is done. Status(id)
+// too: the loop brings the job's result tree up to date when asked, not at every step. The
+// listing reads per-job summaries the loop publishes at every change of state, under a mutex.
 //
 // Files of a job: `$TMPDIR/step-runner-output-<id>/` (0700) holds the log `logs`, file variables
 // (0600) and the steps' output files. Finished jobs nobody closes are reaped after `retention`.
