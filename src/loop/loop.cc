@@ -199,6 +199,10 @@ void EventLoop::RunOnce() {
   const bool timed = static_cast<bool>(busy_report_);
   const Clock::time_point woke = timed ? Clock::now() : Clock::time_point();
   const Duration cpu_at_wake = timed ? ThreadCpuTime() : Duration(0);
+  // Timers that came due while the loop slept or worked go first: a deadline (a grace's
+  // SIGKILL) must not wait behind a batch of fd events, which can be the reaping of hundreds
+  // of processes killed just before it.
+  FireDueTimers();
   for (int i = 0; i < n; ++i) {
     uint64_t tag = events[i].data.u64;
     if (tag == kWakeTag) {

@@ -46,6 +46,7 @@ class EventLoop {
   void UnwatchClosing(WatchId id);
 
   /// Calls `cb` once after `delay` (0 = on the next turn). Returns an id for CancelTimer.
+  /// In each turn, timers already due run before the turn's fd events, and again after them.
   TimerId After(Duration delay, Callback cb);
   /// Calls `cb` once at `deadline`.
   TimerId At(Clock::time_point deadline, Callback cb);

@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -65,6 +66,29 @@ TEST(EventLoop, WatchReportsReadinessUntilUnwatched) {
   loop->After(10ms, [&] { later = true; });
   loop->RunUntil([&] { return later; });
   EXPECT_EQ(calls, 2);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+// A deadline that came due while the loop was busy runs before the fd events of the turn that
+// finds it due: a grace's SIGKILL must not wait behind a batch of reaping.
+TEST(EventLoop, DueTimersRunBeforeTheFdEventsOfTheSameTurn) {
+  auto loop = NewLoop();
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::vector<std::string> order;
+  auto w = loop->Watch(fds[0], EPOLLIN, [&](uint32_t) {
+    char c;
+    ASSERT_EQ(::read(fds[0], &c, 1), 1);
+    order.push_back("fd");
+  });
+  ASSERT_TRUE(w.ok());
+  loop->After(1ms, [&] { order.push_back("timer"); });
+  ASSERT_EQ(::write(fds[1], "a", 1), 1);
+  std::this_thread::sleep_for(20ms);  // both are ready before the loop's first wait
+  loop->RunUntil([&] { return order.size() == 2; });
+  EXPECT_EQ(order, (std::vector<std::string>{"timer", "fd"}));
+  loop->Unwatch(*w);
   ::close(fds[0]);
   ::close(fds[1]);
 }
