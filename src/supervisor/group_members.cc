@@ -25,6 +25,12 @@ constexpr size_t kMaxWalk = 4096;
 // (`run`, a server with few jobs); with more, the census's shared round is cheaper.
 constexpr size_t kQuickOrphans = 16;
 
+// The clock tick that decides which of the group's re-parented members got its signal: only one
+// that started in an earlier tick did. Read before the signal, never after: a runner preempted
+// between the two (the signal has just woken every handler of the group) would read a later tick,
+// and a trap handler's `( … ) &` that started meanwhile would be recorded as signalled.
+unsigned long long TicksBeforeGroupSignal() { return TicksSinceBoot(); }
+
 // Whether the runner has any child at all, running or a zombie: one waitid, no /proc read.
 bool HasChildren() {
   siginfo_t info{};
@@ -166,8 +172,8 @@ void GroupMembers::SignalTreeNow(Request& r) {
   // before the group, without waiting for the census's pass over /proc (which still runs, for
   // anything this misses). A group member among them is left to the group signal below.
   if (auto orphans = census_->Orphans(this, kQuickOrphans)) Signal(r, *orphans);
+  r.group_ticks = TicksBeforeGroupSignal();
   ::kill(-pgid_, r.signo);
-  r.group_ticks = TicksSinceBoot();
   for (size_t i = 0; i < outside.size(); ++i) {
     if (outside[i]) PidfdSignal(r.victims[i].fd.get(), r.signo);
   }
@@ -215,7 +221,8 @@ size_t GroupMembers::Signal(Request& r, const std::vector<Found>& members) {
       // and belongs in the record, but must not get the signal twice. Only if it started before
       // the group signal, though: a trap handler's `( … ) &` whose shell has exited since looks
       // the same, and never got it. (Start times are in 10 ms ticks: one that started in the
-      // signal's own tick is left out, which the walk and the quick look make rare.)
+      // tick of the clock read just before the signal is left out, which the walk and the quick
+      // look make rare.)
       if (f.ppid != self || r.signo == SIGKILL) return;
       if (r.group_ticks != 0 && f.start_ticks >= r.group_ticks) return;
       UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
@@ -233,8 +240,8 @@ size_t GroupMembers::Signal(Request& r, const std::vector<Found>& members) {
     for (const Found& f : members) {
       if (f.pgrp == pgid_) pin(f);
     }
+    r.group_ticks = TicksBeforeGroupSignal();
     ::kill(-pgid_, r.signo);
-    r.group_ticks = TicksSinceBoot();
   }
   for (const Found& f : members) pin(f);
   for (auto& [f, fd] : fresh) {

@@ -125,7 +125,7 @@ class GroupMembers : public Members, private ProcCensus::Subject {
     int signo;
     VictimFn on_victim;
     GroupSignal group = GroupSignal::kSend;
-    unsigned long long group_ticks = 0;  // TicksSinceBoot() just after the group signal
+    unsigned long long group_ticks = 0;  // TicksSinceBoot() just before the group signal
     std::unordered_set<pid_t> seen;
     std::vector<Victim> victims;  // signalled, not reported yet
     int rounds = 0;
