@@ -25,11 +25,16 @@ constexpr size_t kMaxWalk = 4096;
 // (`run`, a server with few jobs); with more, the census's shared round is cheaper.
 constexpr size_t kQuickOrphans = 16;
 
-// The clock tick that decides which of the group's re-parented members got its signal: only one
-// that started in an earlier tick did. Read before the signal, never after: a runner preempted
-// between the two (the signal has just woken every handler of the group) would read a later tick,
-// and a trap handler's `( … ) &` that started meanwhile would be recorded as signalled.
-unsigned long long TicksBeforeGroupSignal() { return TicksSinceBoot(); }
+// Signals the whole group and returns the clock tick that decides which of its re-parented
+// members got that signal: only one that started in an earlier tick did. The tick is read before
+// the signal, never after: a runner preempted between the two (the signal has just woken every
+// handler of the group) would read a later tick, and a trap handler's `( … ) &` that started
+// meanwhile would be recorded as signalled.
+unsigned long long SignalGroup(pid_t pgid, int signo) {
+  const unsigned long long ticks = TicksSinceBoot();
+  ::kill(-pgid, signo);
+  return ticks;
+}
 
 // Whether the runner has any child at all, running or a zombie: one waitid, no /proc read.
 bool HasChildren() {
@@ -172,8 +177,7 @@ void GroupMembers::SignalTreeNow(Request& r) {
   // before the group, without waiting for the census's pass over /proc (which still runs, for
   // anything this misses). A group member among them is left to the group signal below.
   if (auto orphans = census_->Orphans(this, kQuickOrphans)) Signal(r, *orphans);
-  r.group_ticks = TicksBeforeGroupSignal();
-  ::kill(-pgid_, r.signo);
+  r.group_ticks = SignalGroup(pgid_, r.signo);
   for (size_t i = 0; i < outside.size(); ++i) {
     if (outside[i]) PidfdSignal(r.victims[i].fd.get(), r.signo);
   }
@@ -240,8 +244,7 @@ size_t GroupMembers::Signal(Request& r, const std::vector<Found>& members) {
     for (const Found& f : members) {
       if (f.pgrp == pgid_) pin(f);
     }
-    r.group_ticks = TicksBeforeGroupSignal();
-    ::kill(-pgid_, r.signo);
+    r.group_ticks = SignalGroup(pgid_, r.signo);
   }
   for (const Found& f : members) pin(f);
   for (auto& [f, fd] : fresh) {

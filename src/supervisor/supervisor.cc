@@ -133,7 +133,9 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
     // A busy `serve` ends trees faster than it starts them: never hold more than a few.
     if (close_later_.size() > kCloseLaterMax) close_later_.clear();
     // Nor for long when no spawn follows: an idle server keeps no fd of an ended tree (the
-    // soak compares an idle server's fds before and after).
+    // soak compares an idle server's fds before and after). The timer is left armed across the
+    // flushes after spawns (arming and cancelling one per step costs more than it saves): what
+    // is put off is closed by the next spawn or within kCloseLaterFor, whichever comes first.
     if (close_timer_ == 0) {
       close_timer_ = loop_.At(Clock::now() + kCloseLaterFor, [this] {
         close_timer_ = 0;
@@ -180,7 +182,7 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   static constexpr size_t kSparePipes = 2;
   static constexpr size_t kCloseLaterMax = 8;
   static constexpr auto kCloseLaterFor = std::chrono::milliseconds(100);
-  EventLoop::TimerId close_timer_ = 0;  // closes what is put off once no spawn came for a while
+  EventLoop::TimerId close_timer_ = 0;  // closes what is put off, at most kCloseLaterFor after
   std::vector<std::pair<UniqueFd, UniqueFd>> spare_pipes_;
   std::vector<UniqueFd> close_later_;
   bool reaping_ = false;
