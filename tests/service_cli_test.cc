@@ -113,6 +113,28 @@ TEST_F(ServiceCli, CtrlCOnFollowCancelsTheJob) {
   EXPECT_EQ(server_.GetStatusOrDie("c").status(), proto::StepResult::cancelled);
 }
 
+// The second Ctrl-C forces: the signal thread takes every signal, not only the first, and the
+// processes that ignore SIGTERM are killed long before the 60 s grace.
+TEST_F(ServiceCli, SecondCtrlCOnFollowForcesTheKill) {
+  std::string file = File("k.yml", {{"stuck", "trap '' TERM; touch " + dir_ / "ready" +
+                                                  "; while :; do sleep 0.02; done"}});
+  Child client({Binary(), "client", "--socket", server_.socket(), "run", file, "--id", "k",
+                "--follow", "--grace", "60s"},
+               ClientOptions(dir_.path()));
+  ASSERT_TRUE(client.WaitForFile(dir_ / "ready"));
+  client.Signal(SIGINT);
+  ASSERT_TRUE(WaitFor([&] {  // the first one took effect: the job is in its grace
+    return server_.GetStatusOrDie("k").status() == proto::StepResult::cancelling;
+  }));
+  client.Signal(SIGINT);
+  Output out = client.Wait();
+  EXPECT_EQ(out.exit_code, 130) << out.err;
+  EXPECT_THAT(out.err, HasSubstr("cancelling job \"k\""));
+  EXPECT_THAT(out.err, HasSubstr("killing job \"k\" now"));
+  EXPECT_THAT(out.out, HasSubstr("forced cancel"));
+  EXPECT_EQ(server_.GetStatusOrDie("k").status(), proto::StepResult::cancelled);
+}
+
 // `client logs ID | head`: once head has left, the client stops following at once (the job goes
 // on; its log stays on the server) instead of reading the rest of the job's life into nothing.
 TEST_F(ServiceCli, LogsIntoAClosedPipeStopFollowingAndTheJobGoesOn) {

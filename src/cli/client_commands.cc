@@ -5,11 +5,19 @@
 #include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
 
-#include <atomic>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "cli/cli.h"
@@ -141,10 +149,14 @@ Result<proto::RunRequest> BuildRunRequest(const ClientArgs& a) {
 int RunCommand(const ClientArgs& a) {
   auto req = BuildRunRequest(a);
   if (!req.ok()) return Fail(req.error().message, 2);
-  // Ctrl-C while following cancels the job: signals are taken by one thread with sigtimedwait,
-  // so they are blocked before gRPC creates its threads.
-  const sigset_t mask = a.follow ? BlockSignals({SIGINT, SIGTERM}) : sigset_t{};
-
+  // Ctrl-C while following cancels the job: the signals are blocked before gRPC creates its
+  // threads and read through a signalfd by one thread (below).
+  UniqueFd signal_fd;
+  if (a.follow) {
+    auto fd = BlockedSignalFd({SIGINT, SIGTERM});
+    if (!fd.ok()) return Fail(fd.error().message, 1);
+    signal_fd = std::move(fd).value();
+  }
   Client client(a.socket);
   {
     // Run with an id the server already has does nothing (as in Go): say so, so that nobody
@@ -165,13 +177,20 @@ int RunCommand(const ClientArgs& a) {
   if (!s.ok()) return client.Fail(s);
   if (!a.follow) return 0;
 
-  std::atomic<bool> done{false};
+  // The signal thread waits for a signal or for the follow's end, whichever comes first, so the
+  // command exits as soon as the job's log has ended (a polling tick here kept every follow alive
+  // up to 100 ms past its last byte).
+  UniqueFd follow_over(::eventfd(0, EFD_CLOEXEC));
+  if (!follow_over.valid()) return Fail(std::string("eventfd: ") + std::strerror(errno), 1);
   std::thread signals([&] {
     int seen = 0;
-    const timespec tick{0, 100 * 1000 * 1000};
-    while (!done.load()) {
-      siginfo_t info;
-      if (::sigtimedwait(&mask, &info, &tick) < 0) continue;
+    for (;;) {
+      pollfd fds[2] = {{signal_fd.get(), POLLIN, 0}, {follow_over.get(), POLLIN, 0}};
+      const int ready = ::poll(fds, 2, -1);
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready < 0 || fds[1].revents != 0) return;  // the follow is over (or poll failed)
+      signalfd_siginfo info{};
+      if (::read(signal_fd.get(), &info, sizeof info) != static_cast<ssize_t>(sizeof info)) continue;
       proto::CancelRequest cancel;
       cancel.set_id(a.id);
       cancel.set_force(++seen > 1);
@@ -184,12 +203,17 @@ int RunCommand(const ClientArgs& a) {
       if (!cs.ok()) std::fprintf(stderr, "step-runner: cancel: %s\n", cs.error_message().c_str());
     }
   });
-  // Progress on a terminal, as `run` prints it: from the job's result tree, polled.
+  // Progress on a terminal, as `run` prints it: from the job's result tree, polled every 200 ms
+  // until the follow ends (which wakes the poller at once).
   SnapshotProgress progress;
   const bool show_progress = ::isatty(2);
-  std::atomic<bool> followed{false};
+  std::mutex follow_mu;
+  std::condition_variable follow_cv;
+  bool followed = false;
   std::thread poller([&] {
-    while (show_progress && !followed.load()) {
+    std::unique_lock<std::mutex> lock(follow_mu);
+    while (show_progress && !followed) {
+      lock.unlock();
       grpc::ClientContext ctx;
       proto::StatusRequest sreq;
       sreq.set_id(a.id);
@@ -197,12 +221,17 @@ int RunCommand(const ClientArgs& a) {
       if (client.stub().Status(&ctx, sreq, &now).ok() && now.jobs_size() == 1) {
         progress.Update(now.jobs(0).result(), /*final=*/false);
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      lock.lock();
+      follow_cv.wait_for(lock, std::chrono::milliseconds(200), [&] { return followed; });
     }
   });
   grpc::ClientContext follow_ctx;
   grpc::Status fs = client.Follow(a.id, 0, &follow_ctx);
-  followed = true;
+  {
+    std::lock_guard<std::mutex> lock(follow_mu);
+    followed = true;
+  }
+  follow_cv.notify_all();
   poller.join();
   proto::StatusResponse status;
   grpc::Status ss = grpc::Status::OK;
@@ -212,7 +241,8 @@ int RunCommand(const ClientArgs& a) {
     sreq.set_id(a.id);
     ss = client.stub().Status(&ctx, sreq, &status);
   }
-  done = true;
+  const uint64_t one = 1;
+  [[maybe_unused]] ssize_t woke = ::write(follow_over.get(), &one, sizeof one);
   signals.join();
   if (show_progress && ss.ok() && fs.ok() && status.jobs_size() == 1) {
     const proto::Status& job = status.jobs(0);
