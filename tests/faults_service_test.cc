@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -22,6 +23,7 @@
 #include "support/harness.h"
 #include "support/hostile.h"
 #include "support/service_client.h"
+#include "util/fd.h"
 
 namespace sr::test {
 namespace {
@@ -160,6 +162,19 @@ TEST_F(Faults, NulAndEqualsInVariablesAreRefused) {
   EXPECT_EQ(server.All().jobs_size(), 0);
 }
 
+// Options for a server whose fd table is full on purpose. UBSan checks a vtable pointer it has
+// not seen before by writing the vtable's bytes into a pipe, and calls the object invalid when
+// pipe() fails: in such a server each check is a false "object has invalid vptr" (seen as
+// StatusRequest and StatusResponse "used after free"; docs/testing.md, "Sanitizers and a full fd
+// table"). The vptr check is off in these servers; ASan's own use-after-free detection stays on.
+void FullFdTable([[maybe_unused]] TestDir& dir, [[maybe_unused]] Options& o) {
+#ifdef SR_SANITIZED
+  dir.Write("ubsan.supp", "vptr_check:*\n");
+  const char* ubsan = std::getenv("UBSAN_OPTIONS");
+  o.env["UBSAN_OPTIONS"] = std::string(ubsan ? ubsan : "") + ":suppressions=" + dir / "ubsan.supp";
+#endif
+}
+
 TEST_F(Faults, FdLimitIsRaisedAndSetupFailuresLeaveNothing) {
   // Soft 64, hard 4096: the server raises its own soft limit, steps get the original one.
   dir.Write("fd.yml", "spec: {}\n---\nrun:\n  - name: n\n    script: ulimit -n > " + dir / "n" + "\n");
@@ -175,16 +190,7 @@ TEST_F(Faults, FdLimitIsRaisedAndSetupFailuresLeaveNothing) {
 
   // Hard 64: 100 concurrent Runs. Each either runs or is refused with RESOURCE_EXHAUSTED; no
   // directory of a refused job stays, and no accepted job fails as the user's step failure.
-#ifdef SR_SANITIZED
-  // UBSan checks a vtable pointer it has not seen before by writing the vtable's bytes into a
-  // pipe, and calls the object invalid when pipe() fails: in a server whose fd table is full on
-  // purpose, each such check is a false "object has invalid vptr" (seen here as StatusRequest
-  // and StatusResponse "used after free"; docs/testing.md, "Sanitizers and a full fd table").
-  // The vptr check is off in this one server; ASan's own use-after-free detection stays on.
-  dir.Write("ubsan.supp", "vptr_check:*\n");
-  const char* ubsan = std::getenv("UBSAN_OPTIONS");
-  o.env["UBSAN_OPTIONS"] = std::string(ubsan ? ubsan : "") + ":suppressions=" + dir / "ubsan.supp";
-#endif
+  FullFdTable(dir, o);
   Child limited({"/usr/bin/prlimit", "--nofile=48:48", Binary(), "serve", "--socket", dir / "t.sock"}, o);
   ASSERT_TRUE(limited.WaitForFile(dir / "t.sock"));
   auto channel = grpc::CreateChannel("unix:" + dir / "t.sock", grpc::InsecureChannelCredentials());
@@ -229,6 +235,46 @@ TEST_F(Faults, FdLimitIsRaisedAndSetupFailuresLeaveNothing) {
   Output limited_end = limited.Wait();
   EXPECT_EQ(limited_end.exit_code, 0) << limited_end.err;
   std::printf("fd limit 48: %d accepted, %d refused\n", accepted, refused);
+}
+
+// gRPC's own listener gave up for good at the first accept4 that failed with EMFILE: a server
+// whose fd table had filled up once never took a connection again. The server's accept loop
+// pauses instead (src/service/listener.h): once the connections that filled the table are gone,
+// a new client is served.
+TEST_F(Faults, ServerTakesConnectionsAgainAfterItsFdTableWasFull) {
+  Options o = ServerOptions(dir);
+  FullFdTable(dir, o);
+  Child limited({"/usr/bin/prlimit", "--nofile=32:32", Binary(), "serve", "--socket", dir / "f.sock"}, o);
+  ASSERT_TRUE(limited.WaitForFile(dir / "f.sock"));
+  auto open_fds = [&] {
+    std::error_code ec;
+    auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(limited.pid()) + "/fd", ec);
+    return ec ? 0 : std::distance(it, std::filesystem::directory_iterator());
+  };
+  {
+    // 40 connections for a table of 32 (plain sockets: the server takes each before any byte).
+    std::vector<UniqueFd> conns;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    const std::string path = dir / "f.sock";
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    for (int i = 0; i < 40; ++i) {
+      conns.emplace_back(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      ASSERT_EQ(::connect(conns.back().get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    }
+    ASSERT_TRUE(WaitFor([&] { return open_fds() >= 32; })) << open_fds() << " fds open";
+  }  // every connection closes here
+  auto channel = grpc::CreateChannel("unix:" + dir / "f.sock", grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(60)))
+      << "the server took no connection after its fd table was full";
+  grpc::ClientContext ctx;
+  proto::StatusRequest req;
+  proto::StatusResponse resp;
+  EXPECT_TRUE(proto::StepRunner::NewStub(channel)->Status(&ctx, req, &resp).ok());
+  limited.Signal(SIGTERM);
+  Output end = limited.Wait();
+  EXPECT_EQ(end.exit_code, 0) << end.err;
+  EXPECT_THAT(end.err, HasSubstr("accepting a connection failed (Too many open files)"));
 }
 
 TEST_F(Faults, AliasBombStaysBounded) {

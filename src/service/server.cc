@@ -17,6 +17,7 @@
 
 #include "docker/docker.h"
 #include "service/job_service.h"
+#include "service/listener.h"
 #include "service/service.h"
 #include "supervisor/runner_start.h"
 #include "util/fd.h"
@@ -81,14 +82,20 @@ Status Serve(const ServeOptions& options) {
   SR_RETURN_IF_ERROR(PrepareSocket(path));
   JobService service(*loop, *supervisor, options.env, options.temp_base, options.retention,
                      options.shutdown_deadline);
+  // The socket is ours, not gRPC's: its accept loop survives a full fd table (listener.h).
+  SR_ASSIGN_OR_RETURN(auto listener, Listener::Open(*loop, path));
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("unix:" + path, grpc::InsecureServerCredentials());
   builder.RegisterService(&service);
-  const mode_t old_umask = ::umask(0177);  // the socket is born 0600
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ::umask(old_umask);
-  if (!server) return InternalError("serving step-runner: could not listen on " + path);
-  ::chmod(path.c_str(), 0600);
+  if (!server) {
+    ::unlink(path.c_str());
+    return InternalError("serving step-runner: could not start the gRPC server on " + path);
+  }
+  if (Status s = listener->Start(server.get()); !s.ok()) {
+    server->Shutdown(std::chrono::system_clock::now());
+    ::unlink(path.c_str());
+    return s;
+  }
   std::fprintf(stderr, "step-runner: listening on unix:%s (%s)\n", path.c_str(),
                supervisor->mechanism().c_str());
 
@@ -108,6 +115,7 @@ Status Serve(const ServeOptions& options) {
   std::thread shutdown_thread;
   auto drained = [&] {
     std::fprintf(stderr, "step-runner: every job and log stream has ended; stopping the server\n");
+    listener->Close();
     shutdown_thread = std::thread([&] {
       server->Shutdown(std::chrono::system_clock::now());
       loop->Post([&] { loop->Stop(); });
