@@ -19,6 +19,7 @@
 
 #include "supervisor/runner_start.h"
 #include "supervisor/supervisor.h"
+#include "util/clone3.h"
 #include "util/signals.h"
 
 // Sanitizer runtimes keep per-thread state (shadow stacks, intercepted signal tables) that a
@@ -135,37 +136,6 @@ char* ChildStackTop() {
   return reinterpret_cast<char*>(top & ~uintptr_t{15});
 }
 
-#if defined(__x86_64__)
-// clone3 returns in the child on the new stack with every other register as it was, so the
-// child's half cannot be C++ (the compiler's frame would be gone): it calls fn(arg) from here.
-// glibc (2.36) has no public clone3 wrapper.
-pid_t Clone3(clone_args* args, int (*fn)(void*), void* arg) {
-  long ret = SYS_clone3;
-  register int (*fn_reg)(void*) asm("r12") = fn;
-  register void* arg_reg asm("r13") = arg;
-  asm volatile(
-      "syscall\n\t"
-      "testq %%rax, %%rax\n\t"
-      "jnz 1f\n\t"
-      "xorl %%ebp, %%ebp\n\t"  // the child: no caller frame to unwind into
-      "movq %%r13, %%rdi\n\t"
-      "callq *%%r12\n\t"
-      "movq %%rax, %%rdi\n\t"  // not reached: ChildMain never returns
-      "movl %[exit_nr], %%eax\n\t"
-      "syscall\n\t"
-      "hlt\n\t"
-      "1:\n\t"
-      : "+a"(ret)
-      : "D"(args), "S"(sizeof *args), "r"(fn_reg), "r"(arg_reg), [exit_nr] "i"(SYS_exit)
-      : "rcx", "r11", "memory", "cc");
-  if (ret < 0) {
-    errno = static_cast<int>(-ret);
-    return -1;
-  }
-  return static_cast<pid_t>(ret);
-}
-#define SR_HAVE_CLONE3 1
-#endif
 #endif  // SR_SPAWN_FORK_ONLY
 
 // Blocks every signal for the lifetime of the object (restoring the previous mask), so that no
