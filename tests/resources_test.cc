@@ -289,6 +289,24 @@ TEST_F(Resources, StepTimeoutFailsTheStepAndRunsFinally) {
   EXPECT_EQ(slow["termination"]["processes"][0]["signal"], "SIGTERM");
 }
 
+// A step's own timeout is a cancel like the job's: its first log line says whom it signalled,
+// its last (written before `finally:` runs) which process needed SIGKILL.
+TEST_F(Resources, StepTimeoutLogsTheEndOfItsCancel) {
+  dir.Write("k.yml", "spec: {}\n---\nrun:\n  - name: stubborn\n    timeout: 1s\n"
+                     "    script: \"trap '' TERM; sleep 60\"\n"
+                     "finally:\n  - name: cleanup\n    script: echo cleanup ran\n");
+  Output o = RunStepRunner({"run", "-f", dir / "k.yml", "--grace", "500ms"});
+  EXPECT_EQ(o.exit_code, 1) << o.err;
+  const std::string first = "step-runner: step \"stubborn\" timed out after 1s: cancel signal to 2";
+  const std::string last = "step-runner: step \"stubborn\": cancel finished: 2 processes; "
+                           "0 ended on the signal, 0 exited; needed SIGKILL: pid ";
+  ASSERT_THAT(o.out, HasSubstr(first));
+  ASSERT_THAT(o.out, HasSubstr(last));
+  EXPECT_THAT(o.out, HasSubstr(" (sleep 60)"));
+  EXPECT_LT(o.out.find(first), o.out.find(last));
+  EXPECT_LT(o.out.find(last), o.out.find("cleanup ran")) << o.out;
+}
+
 TEST_F(Resources, LimitsWithoutControllersAreRefusedBeforeAnythingRuns) {
   dir.Write("l.yml", "spec: {}\n---\nrun:\n  - name: big\n    resources: {memory: 64Mi}\n"
                      "    script: touch " + dir / "ran" + "\n");

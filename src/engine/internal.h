@@ -223,9 +223,12 @@ proto::Termination StepTermination(const TreeExit& exit, const CancelSource& can
 proto::Termination OomTermination(const TreeExit& exit, pid_t main_pid, const std::string& command);
 /// The termination record as a `${{ run.termination }}` value: protobuf's JSON names, as Status.
 json TerminationValue(const Engine::State& st);
-/// Log lines: the step's leftovers (one line), the end of the job's cancel.
+/// The process records of the steps a cancel of `node`'s subtree reached (its own timeout's), masked.
+proto::Termination SubtreeTermination(const Engine::State& st, const ResultNode& node);
+/// Log lines: the step's leftovers (one line), the end of a cancel: the job's, or with `step`
+/// set the end of that step's own (its `timeout:`).
 std::string LeftoversLine(const std::string& step, const proto::Termination& t);
-std::string CancelFinishedLine(const proto::Termination& t);
+std::string CancelFinishedLine(const proto::Termination& t, const std::string& step = "");
 /// The scope a step sees itself in: its own directory and inputs, its caller's cancel and `run`.
 Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs);
 /// What a callee needs of its caller's scope: the caller's, minus `steps` and `inputs` (copying

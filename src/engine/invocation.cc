@@ -174,6 +174,9 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   StepOutcome out =
       co_await RunStep(st, *scope, std::move(*loaded), std::move(inputs), std::move(inv_env), node);
   if (timer) st.loop.CancelTimer(*timer);
+  // Every cancel that wrote its first line writes its last (contract 2, termination record):
+  // for the item's own timeout, once its subtree has ended, before `finally:` runs.
+  if (timed_out) st.Log(CancelFinishedLine(SubtreeTermination(st, *node), inv.name));
   if (timed_out && out.error && !caller.cancel->requested()) {
     // Contract 8.4: the step failed because its own time ran out, whatever its processes said.
     out.error = FailedError("timed out after " + FormatDuration(*inv.timeout));

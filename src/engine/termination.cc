@@ -110,6 +110,13 @@ std::optional<proto::Termination> JobTermination(const Engine::State& st) {
   return t;
 }
 
+proto::Termination SubtreeTermination(const Engine::State& st, const ResultNode& node) {
+  proto::Termination t;
+  CollectProcesses(node, &t);
+  st.MaskMessage(&t);
+  return t;
+}
+
 json TerminationValue(const Engine::State& st) {
   auto t = JobTermination(st);
   if (!t) return json::object();
@@ -130,7 +137,7 @@ std::string LeftoversLine(const std::string& step, const proto::Termination& t) 
   return line;
 }
 
-std::string CancelFinishedLine(const proto::Termination& t) {
+std::string CancelFinishedLine(const proto::Termination& t, const std::string& step) {
   int on_signal = 0, exited = 0;
   std::string killed;
   for (const auto& p : t.processes()) {
@@ -140,7 +147,9 @@ std::string CancelFinishedLine(const proto::Termination& t) {
       killed += (killed.empty() ? "" : ", ") + ProcessName(p);
     }
   }
-  return "step-runner: cancel finished: " + std::to_string(t.processes_size()) + " processes; " +
+  const std::string whose = step.empty() ? "" : "step \"" + step + "\": ";
+  return "step-runner: " + whose + "cancel finished: " + std::to_string(t.processes_size()) +
+         " processes; " +
          std::to_string(on_signal) + " ended on the signal, " + std::to_string(exited) +
          " exited; " + (killed.empty() ? "none needed SIGKILL" : "needed SIGKILL: " + killed);
 }
