@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -88,6 +89,30 @@ TEST_F(CleanupCli, SecondCtrlCKillsTheCleanupToo) {
   Output o = child.Wait();
   EXPECT_EQ(o.exit_code, 130) << o.err;
   for (pid_t p : ReadPids(dir / "cleanup.pid")) EXPECT_FALSE(ProcessAlive(p)) << p;
+}
+
+// A forced cancel that comes while the main steps are still in their grace skips `finally:`:
+// the user asked for everything to stop now (as a force-cancelled GitLab job skips
+// after_script). README "Cleanup" says so.
+TEST_F(CleanupCli, ForcedCancelBeforeFinallySkipsIt) {
+  dir.Write("p.yml", "spec: {}\n---\nrun:\n  - name: main\n    script: trap '' TERM INT; touch " +
+                         dir / "started" + "; sleep 100\nfinally:\n  - name: cleanup\n    script: touch " +
+                         dir / "cleanup-ran" + "\n");
+  Child child({Binary(), "run", "-f", dir / "p.yml"}, {});
+  ASSERT_TRUE(child.WaitForFile(dir / "started"));
+  child.Signal(SIGINT);
+  // Two SIGINTs sent back to back may reach the runner as one: the second goes once the first
+  // has started the graceful cancel.
+  for (int i = 0; i < 1000 && child.StdoutSoFar().find("cancelling (") == std::string::npos; ++i) {
+    ::usleep(10'000);
+  }
+  child.Signal(SIGINT);
+  Output o = child.Wait();
+  EXPECT_EQ(o.exit_code, 130) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("forced cancel"));
+  EXPECT_THAT(o.out, HasSubstr("needed SIGKILL"));
+  EXPECT_THAT(o.out, Not(HasSubstr("Running step \"cleanup\"")));
+  EXPECT_FALSE(dir.Exists("cleanup-ran"));
 }
 
 TEST_F(CleanupCli, PerStepCancelSignalIsSentAndObservedByATrap) {
