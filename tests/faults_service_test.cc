@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 #include <pwd.h>
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,6 +22,7 @@
 #include "support/harness.h"
 #include "support/hostile.h"
 #include "support/service_client.h"
+#include "support/small_disk.h"
 #include "util/fd.h"
 
 namespace sr::test {
@@ -46,23 +46,6 @@ std::string ProcLine(pid_t pid, const std::string& file, const std::string& key)
   }
   return "";
 }
-
-// A 2 MB tmpfs mounted for the test, unmounted at its end.
-class SmallDisk {
- public:
-  explicit SmallDisk(const std::string& path) : path_(path) {
-    ::mkdir(path.c_str(), 0700);
-    mounted_ = ::mount("tmpfs", path.c_str(), "tmpfs", 0, "size=2m,mode=0700") == 0;
-  }
-  ~SmallDisk() {
-    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
-  }
-  bool mounted() const { return mounted_; }
-
- private:
-  std::string path_;
-  bool mounted_ = false;
-};
 
 TEST_F(Faults, LostOutputOnAFullDiskFailsTheJob) {
   SmallDisk disk(dir / "disk");

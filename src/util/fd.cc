@@ -55,10 +55,21 @@ Result<std::string> ReadFilePrefix(const std::string& path, size_t max_bytes, bo
 }
 
 Status WriteFile(const std::string& path, std::string_view data, int mode) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  // Created here, or replaced: only a file this call created is removed when the write fails
+  // (a full disk must not leave an empty or cut file behind; a device or someone else's file
+  // stays where it was).
+  bool created = true;
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+  if (!fd.valid() && errno == EEXIST) {
+    created = false;
+    fd.Reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+  }
   if (!fd.valid()) return ErrnoError("open " + path, errno);
   Status s = WriteAll(fd.get(), data);
-  if (!s.ok()) return s.error().Wrap(path);
+  if (!s.ok()) {
+    if (created) ::unlink(path.c_str());
+    return s.error().Wrap(path);
+  }
   return Ok();
 }
 

@@ -44,7 +44,8 @@ Result<std::string> ReadFile(const std::string& path);
 /// from fstat (for regular files; otherwise -1).
 Result<std::string> ReadFilePrefix(const std::string& path, size_t max_bytes,
                                    bool regular_only = false, long long* size = nullptr);
-/// Writes a whole file with the given mode, replacing it.
+/// Writes a whole file with the given mode, replacing it. When the write fails (a full disk) a
+/// file this call created is removed again: no empty or cut file is left behind.
 Status WriteFile(const std::string& path, std::string_view data, int mode = 0600);
 
 }  // namespace sr

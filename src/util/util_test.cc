@@ -1,6 +1,10 @@
 // The shared small types: durations, signals, deadlines, temp dirs, errors.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include "util/fd.h"
 #include "util/kill_deadline.h"
@@ -68,6 +72,33 @@ TEST(TempDir, IsPrivateAndGoesAway) {
   auto missing = TempDir::Create("x-", "/nonexistent-sr-base");
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message.find("/nonexistent-sr-base"), std::string::npos);
+}
+
+// A write that fails half way (here: the file-size limit, as a full disk would) leaves no cut
+// file behind when the file is new; an existing file or a device is never removed.
+TEST(WriteFile, AFailedWriteRemovesTheFileItCreated) {
+  TempDir dir = TempDir::Create("sr-writefile-").value();
+  const std::string fresh = dir.path() + "/fresh";
+  const std::string old = dir.path() + "/old";
+  ASSERT_TRUE(WriteFile(old, "before").ok());
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto previous = std::signal(SIGXFSZ, SIG_IGN);  // EFBIG instead of the signal
+  rlimit small = saved;
+  small.rlim_cur = 4;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  const Status to_fresh = WriteFile(fresh, "more than four bytes");
+  const Status to_old = WriteFile(old, "more than four bytes");
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, previous);
+  ASSERT_FALSE(to_fresh.ok());
+  EXPECT_NE(to_fresh.error().message.find(fresh), std::string::npos) << to_fresh.error().message;
+  EXPECT_NE(::access(fresh.c_str(), F_OK), 0) << "a cut new file was left behind";
+  ASSERT_FALSE(to_old.ok());
+  EXPECT_EQ(::access(old.c_str(), F_OK), 0) << "a file this call did not create was removed";
+  // A device: ENOSPC on every write, and it stays.
+  EXPECT_FALSE(WriteFile("/dev/full", "x").ok());
+  EXPECT_EQ(::access("/dev/full", F_OK), 0);
 }
 
 TEST(Error, WrapKeepsTheKindAndPrefixes) {
