@@ -69,7 +69,12 @@ Status KeepSecretsOffArgv(Engine::State& st, const LoadedStep& step, StepFiles& 
                           const std::string& name, std::vector<std::string>& argv) {
   if (step.file.source == "dist://script" && argv.size() == 3 && argv[1] == "-c") {
     std::string path = files.script();
-    SR_RETURN_IF_ERROR(WriteFile(path, argv[2], 0600));
+    Status written = WriteFile(path, argv[2], 0600);
+    if (!written.ok() && written.error().kind == Error::Kind::kExhausted) {
+      st.sup.ReleaseSpareFds();  // the supervisor's fds kept for speed, then once more
+      written = WriteFile(path, argv[2], 0600);
+    }
+    SR_RETURN_IF_ERROR(written);
     argv = {argv[0], path};
     return Ok();
   }

@@ -228,6 +228,9 @@ void CgroupLeaf::Remove() {
   } else if (errno == EBUSY && RemoveEmptyTree(path_)) {
     removed_ = true;  // the step had made sub-cgroups (empty now, as the leaf is)
   }
+  // A removed leaf serves nobody: its directory's fd goes too, not when the tree that owned it
+  // is freed (a runner at its fd limit needs it for the next step's leaf).
+  if (removed_) dir_fd_.Reset();
 }
 
 Result<std::string> RunnerCgroupDir(pid_t runner) {

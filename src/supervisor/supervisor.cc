@@ -128,6 +128,11 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
     trees_.erase(id);
     rusage_.erase(id);
   }
+  void ReleaseSpareFds() override {
+    close_later_.clear();
+    spare_pipes_.clear();
+    for (auto& leaf : idle_leaves_) leaf->CloseStateFds();
+  }
   void CloseLater(UniqueFd fd) override {
     close_later_.push_back(std::move(fd));
     // A busy `serve` ends trees faster than it starts them: never hold more than a few.
@@ -148,7 +153,9 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   std::vector<std::shared_ptr<TreeImpl>> Snapshot() const;
   void KillOrphans();
   /// A pipe for a child's output: one made ahead if there is one, else a new one.
-  Status TakePipe(UniqueFd& read_end, UniqueFd& write_end);
+  /// Short of fds, the ones kept for speed give way first (ReleaseSpareFds, and the state files
+  /// of `leaf`, the tree's own leaf when it has one).
+  Status TakePipe(UniqueFd& read_end, UniqueFd& write_end, CgroupLeaf* leaf);
   /// After a spawn, while its child runs: the next spawn's pipes, and the closes put off.
   void WorkAfterSpawn(size_t pipes);
   void DebugLog(const std::string& message) const {
@@ -362,8 +369,8 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   // /dev/null): the child's dup2 onto 1 and 2 makes the two descriptors it needs.
   UniqueFd out_read, out_write, err_read, err_write;
   if (spec.capture_output) {
-    SR_RETURN_IF_ERROR(TakePipe(out_read, out_write));
-    if (!spec.merge_stderr) SR_RETURN_IF_ERROR(TakePipe(err_read, err_write));
+    SR_RETURN_IF_ERROR(TakePipe(out_read, out_write, leaf.get()));
+    if (!spec.merge_stderr) SR_RETURN_IF_ERROR(TakePipe(err_read, err_write, leaf.get()));
   } else {
     out_write.Reset(::open("/dev/null", O_WRONLY | O_CLOEXEC));
     if (!out_write.valid()) return ErrnoError("open /dev/null", errno);
@@ -424,8 +431,16 @@ static Status MakePipe(UniqueFd& read_end, UniqueFd& write_end) {
   return Ok();
 }
 
-Status SupervisorImpl::TakePipe(UniqueFd& read_end, UniqueFd& write_end) {
-  if (spare_pipes_.empty()) return MakePipe(read_end, write_end);
+Status SupervisorImpl::TakePipe(UniqueFd& read_end, UniqueFd& write_end, CgroupLeaf* leaf) {
+  if (spare_pipes_.empty()) {
+    // Short of fds: the ones kept for speed go first, so that what a step needs is never
+    // refused for them (a runner whose limit fits one step runs every step).
+    Status made = MakePipe(read_end, write_end);
+    if (made.ok() || made.error().kind != Error::Kind::kExhausted) return made;
+    ReleaseSpareFds();
+    if (leaf) leaf->CloseStateFds();
+    return MakePipe(read_end, write_end);
+  }
   read_end = std::move(spare_pipes_.back().first);
   write_end = std::move(spare_pipes_.back().second);
   spare_pipes_.pop_back();

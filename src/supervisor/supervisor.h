@@ -224,6 +224,10 @@ class Supervisor {
   virtual size_t live_trees() const = 0;
   /// SIGKILLs every live tree and any re-parented orphan, and reaps them (shutdown path).
   virtual void KillAll() = 0;
+  /// Closes the descriptors kept only for speed (pipes made ahead, ended trees' read ends whose
+  /// close is put off until the next spawn): what a caller short of fds (EMFILE) does before it
+  /// tries once more. Spawn does it itself.
+  virtual void ReleaseSpareFds() = 0;
 };
 
 /// Resolves a bare program name against a PATH value ("a:b:c"); a name with '/' is returned as

@@ -1,5 +1,7 @@
-// `run` on a full disk (a real tmpfs filled to the last byte): a clear error naming the file,
-// and nothing left behind on the disk — no empty record, no cut results file, no temp dir.
+// `run` when the machine is short of something: on a full disk (a real tmpfs filled to the last
+// byte) a clear error naming the file and nothing left behind on the disk — no empty record, no
+// cut results file, no temp dir; under a tight open-files limit (`prlimit`), every step runs if
+// one does (the fds the runner keeps for speed give way).
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -18,7 +20,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-class DiskFaults : public ::testing::Test {
+class RunFaults : public ::testing::Test {
  protected:
   void SetUp() override { BecomeSubreaper(); }
   void TearDown() override { ReapOrphans(); }
@@ -45,7 +47,7 @@ std::vector<std::string> Entries(const std::string& path) {
   return out;
 }
 
-TEST_F(DiskFaults, RunOnAFullTmpdirFailsClearlyAndLeavesNothing) {
+TEST_F(RunFaults, RunOnAFullTmpdirFailsClearlyAndLeavesNothing) {
   SmallDisk disk(dir / "disk", "256k");
   if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs (not root?)";
   FillUp(dir / "disk/fill");
@@ -64,7 +66,7 @@ TEST_F(DiskFaults, RunOnAFullTmpdirFailsClearlyAndLeavesNothing) {
   EXPECT_TRUE(Entries(dir / "disk").empty());
 }
 
-TEST_F(DiskFaults, ResultsFileOnAFullDiskIsAnErrorAndNoCutFile) {
+TEST_F(RunFaults, ResultsFileOnAFullDiskIsAnErrorAndNoCutFile) {
   SmallDisk disk(dir / "disk", "256k");
   if (!disk.mounted()) GTEST_SKIP() << "cannot mount a tmpfs (not root?)";
   FillUp(dir / "disk/fill");
@@ -76,6 +78,33 @@ TEST_F(DiskFaults, ResultsFileOnAFullDiskIsAnErrorAndNoCutFile) {
   EXPECT_THAT(o.err, HasSubstr(dir / "disk/r.json"));
   EXPECT_THAT(o.err, HasSubstr("No space left on device"));
   EXPECT_FALSE(dir.Exists("disk/r.json")) << "a cut results file was left behind";
+}
+
+// `run -f file` with soft and hard open-files limits `n`, set by the real prlimit.
+Output RunWithFdLimit(int n, const std::string& file, const std::string& cgroup) {
+  const std::string limit = "--nofile=" + std::to_string(n) + ":" + std::to_string(n);
+  Options o;
+  if (!cgroup.empty()) o.env["STEP_RUNNER_CGROUP"] = cgroup;
+  return Child({"/usr/bin/prlimit", limit, Binary(), "run", "-f", file}, o).Wait();
+}
+
+TEST_F(RunFaults, UnderAnFdLimitThatFitsOneStepEveryStepRuns) {
+  if (::access("/usr/bin/prlimit", X_OK) != 0) GTEST_SKIP() << "no prlimit";
+  std::string one = "spec: {}\n---\nrun:\n  - name: s0\n    script: echo s0\n";
+  std::string five = "spec: {}\n---\nrun:\n";
+  for (int i = 0; i < 5; ++i) {
+    five += "  - name: s" + std::to_string(i) + "\n    script: echo s" + std::to_string(i) + "\n";
+  }
+  const std::string one_file = dir.Write("one.yml", one);
+  const std::string five_file = dir.Write("five.yml", five);
+  for (const std::string cgroup : {"", "off"}) {
+    int n = 6;
+    while (n <= 64 && RunWithFdLimit(n, one_file, cgroup).exit_code != 0) ++n;
+    ASSERT_LE(n, 64) << "not even one step ran under 64 fds, cgroup=" << cgroup;
+    Output o = RunWithFdLimit(n, five_file, cgroup);
+    EXPECT_EQ(o.exit_code, 0) << "cgroup=" << cgroup << ", limit " << n << ": " << o.err;
+    EXPECT_THAT(o.out, HasSubstr("s4"));
+  }
 }
 
 }  // namespace
