@@ -134,6 +134,23 @@ TEST_P(RunnerDeath, SigkillOfRunLeavesNoProcess) {
   }
 }
 
+// The way an operator kills a runner by its command line — `pkill -9 -f "step-runner run …"` —
+// matches every process with that command line: the guardian, a fork of the runner, must not be
+// one of them, or nothing is left to kill the job's processes.
+TEST_P(RunnerDeath, PkillOfTheRunnersCommandLineSparesTheGuardian) {
+  if (!GetParam().guardian) GTEST_SKIP() << "about the guardian";
+  dir.Write("t.yml", TreeFile(dir));
+  Child run({Binary(), "run", "-f", dir / "t.yml"}, RunnerOptions(dir, GetParam()));
+  ASSERT_TRUE(run.WaitForFile(dir / "started"));
+  Output pkill = Child({"/usr/bin/pkill", "-KILL", "-f", Binary() + " run -f " + dir / "t.yml"}, {}).Wait();
+  EXPECT_EQ(pkill.exit_code, 0) << pkill.err;
+  run.Wait();
+  std::vector<pid_t> pids = ReadPids(dir / "pids");
+  ASSERT_EQ(pids.size(), 3u);
+  EXPECT_TRUE(WaitFor([&] { return AllGone(pids); })) << "the guardian was killed with the runner";
+  NextStartCleansUp(dir, GetParam(), run.pid());
+}
+
 TEST_P(RunnerDeath, SigkillOfServeLeavesNoProcess) {
   std::vector<pid_t> pids;
   pid_t server_pid = 0;

@@ -11,11 +11,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "supervisor/cgroup.h"
 #include "supervisor/proc_scan.h"
+#include "util/fd.h"
 #include "util/owner.h"
 
 namespace sr {
@@ -76,6 +79,30 @@ int KillMarkedOnce(const Runner& r) {
   return killed;
 }
 
+// `pkill -9 -f "step-runner serve"` — the way an operator kills a runner by its command line —
+// must not take the guardian with the runner it guards: the guardian is a fork, so its
+// /proc/<pid>/cmdline is the runner's. That text lives in our own memory (the stack's top, from
+// arg_start to arg_end, fields 48 and 49 of /proc/self/stat) and is overwritten in place, as
+// setproctitle does; the rest of the area is zeroed. (PR_SET_NAME only renames `comm`.)
+void ReplaceCommandLine(std::string_view name) {
+  auto stat = ReadFile("/proc/self/stat");
+  if (!stat.ok()) return;
+  const size_t close = stat->rfind(')');
+  if (close == std::string::npos) return;
+  std::istringstream fields(stat->substr(close + 1));
+  std::string field;
+  unsigned long long start = 0, end = 0;
+  for (int i = 3; i <= 49 && fields >> field; ++i) {
+    if (i == 48) start = std::strtoull(field.c_str(), nullptr, 10);
+    if (i == 49) end = std::strtoull(field.c_str(), nullptr, 10);
+  }
+  if (start == 0 || end <= start) return;
+  char* area = reinterpret_cast<char*>(static_cast<uintptr_t>(start));
+  const size_t size = static_cast<size_t>(end - start);
+  std::memset(area, 0, size);
+  std::memcpy(area, name.data(), std::min(size - 1, name.size()));
+}
+
 [[noreturn]] void GuardianMain(int runner_fd, const Runner& r) {
   ::setsid();
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGTTOU, SIGTTIN, SIGTSTP}) {
@@ -85,6 +112,7 @@ int KillMarkedOnce(const Runner& r) {
   ::sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   ::prctl(PR_SET_NAME, "sr-guardian");
+  ReplaceCommandLine("sr-guardian");
   if (::chdir("/") != 0) ::_exit(1);
   int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null_fd < 0) ::_exit(1);
