@@ -174,6 +174,22 @@ TEST_F(ServiceCli, CancelAnotherJob) {
   EXPECT_EQ(Client({"cancel", "w", "--force"}).exit_code, 0);  // finished: OK, no change
 }
 
+// A follow whose server dies under it says it lost the server, not that it could not reach it
+// (it did: the job was taken), and exits 1. The guardian ends the job's processes.
+TEST_F(ServiceCli, FollowThatLosesItsServerSaysSo) {
+  TestDir other;
+  LiveServer doomed(other);
+  std::string file = File("long.yml", {{"long", "touch " + dir_ / "started" + "; sleep 100"}});
+  Child follow({Binary(), "client", "--socket", doomed.socket(), "run", file, "--id", "long", "--follow"},
+               ClientOptions(dir_.path()));
+  ASSERT_TRUE(follow.WaitForFile(dir_ / "started"));
+  doomed.child().Signal(SIGKILL);
+  Output o = follow.Wait();
+  EXPECT_EQ(o.exit_code, 1) << o.err;
+  EXPECT_THAT(o.err, HasSubstr("step-runner: lost step-runner at " + doomed.socket() +
+                               " while following job \"long\""));
+}
+
 TEST_F(ServiceCli, Errors) {
   std::string file = File("ok.yml", {{"a", "true"}});
   Output no_id = Client({"run", file});

@@ -65,6 +65,15 @@ class Client {
     }
     return cli::Fail(s.error_message(), s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 1);
   }
+  /// The same for a follow of a job the server took: it was reached, then lost (it stopped).
+  int FailFollow(const grpc::Status& s, const std::string& id) const {
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      return cli::Fail("lost step-runner at " + path_ + " while following job \"" + id + "\": " +
+                           s.error_message(),
+                       1);
+    }
+    return Fail(s);
+  }
 
   /// Streams the job log from `offset` to stdout until the job has ended.
   grpc::Status Follow(const std::string& id, int64_t offset, grpc::ClientContext* ctx) {
@@ -250,7 +259,7 @@ int RunCommand(const ClientArgs& a) {
     progress.Done(job.status(), std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(
                                     job.end_time() - job.start_time())));
   }
-  if (!fs.ok()) return client.Fail(fs);
+  if (!fs.ok()) return client.FailFollow(fs, a.id);
   if (!ss.ok()) return client.Fail(ss);
   if (status.jobs_size() != 1) return Fail("no status for job \"" + a.id + "\"", 1);
   const proto::Status& job = status.jobs(0);
