@@ -88,12 +88,18 @@ std::vector<ProcStat> LiveChildren() {
   return out;
 }
 
-// wait4's figures for one reaped process, added to a tree's totals.
-void AddRusage(const struct rusage& ru, ResourceUsage& u) {
+// wait4's figures for one reaped process, added to a tree's totals. A process the runner started
+// itself shared the runner's memory until its exec (CLONE_VM | CLONE_VFORK), and the kernel
+// counts that memory's high-water mark into the process's own maxrss at the exec: its ru_maxrss is
+// at least the runner's. Up to the runner's own mark (`own_peak_kib`, read now: it only grows)
+// it says nothing about the step, and no peak is taken from it; above, it is the step's.
+void AddRusage(const struct rusage& ru, ResourceUsage& u, long own_peak_kib) {
   auto usec = [](const timeval& tv) { return int64_t{tv.tv_sec} * 1000000 + tv.tv_usec; };
   u.cpu_user_usec = u.cpu_user_usec.value_or(0) + usec(ru.ru_utime);
   u.cpu_system_usec = u.cpu_system_usec.value_or(0) + usec(ru.ru_stime);
-  u.memory_peak_bytes = std::max<int64_t>(u.memory_peak_bytes.value_or(0), int64_t{ru.ru_maxrss} * 1024);
+  if (ru.ru_maxrss > own_peak_kib) {
+    u.memory_peak_bytes = std::max<int64_t>(u.memory_peak_bytes.value_or(0), int64_t{ru.ru_maxrss} * 1024);
+  }
   u.io_read_bytes = u.io_read_bytes.value_or(0) + int64_t{ru.ru_inblock} * 512;
   u.io_write_bytes = u.io_write_bytes.value_or(0) + int64_t{ru.ru_oublock} * 512;
 }
@@ -294,7 +300,14 @@ void SupervisorImpl::Reap(bool always) {
     if (pid <= 0) break;  // 0: none waitable now; ECHILD: no children at all
     for (auto& t : trees) {
       if (!t->done() && t->Owns(pid)) {
-        if (auto it = rusage_.find(t->id()); it != rusage_.end()) AddRusage(ru, *it->second);
+        if (auto it = rusage_.find(t->id()); it != rusage_.end()) {
+          long own_peak_kib = 0;  // only the main process was started by the runner
+          if (pid == t->pid()) {
+            struct rusage self {};
+            if (::getrusage(RUSAGE_SELF, &self) == 0) own_peak_kib = self.ru_maxrss;
+          }
+          AddRusage(ru, *it->second, own_peak_kib);
+        }
         t->OnReaped(pid, status);
         if (std::find(touched.begin(), touched.end(), t.get()) == touched.end()) {
           touched.push_back(t.get());
