@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "support/harness.h"
-#include "support/small_disk.h"
+#include "support/scarce.h"
 
 namespace sr::test {
 namespace {
@@ -81,9 +81,10 @@ TEST_F(RunFaults, ResultsFileOnAFullDiskIsAnErrorAndNoCutFile) {
 }
 
 // `run -f file` with soft and hard open-files limits `n`, set by the real prlimit.
-Output RunWithFdLimit(int n, const std::string& file, const std::string& cgroup) {
+Output RunWithFdLimit(const TestDir& dir, int n, const std::string& file, const std::string& cgroup) {
   const std::string limit = "--nofile=" + std::to_string(n) + ":" + std::to_string(n);
   Options o;
+  FullFdTable(dir, o);
   if (!cgroup.empty()) o.env["STEP_RUNNER_CGROUP"] = cgroup;
   return Child({"/usr/bin/prlimit", limit, Binary(), "run", "-f", file}, o).Wait();
 }
@@ -99,9 +100,9 @@ TEST_F(RunFaults, UnderAnFdLimitThatFitsOneStepEveryStepRuns) {
   const std::string five_file = dir.Write("five.yml", five);
   for (const std::string cgroup : {"", "off"}) {
     int n = 6;
-    while (n <= 64 && RunWithFdLimit(n, one_file, cgroup).exit_code != 0) ++n;
+    while (n <= 64 && RunWithFdLimit(dir, n, one_file, cgroup).exit_code != 0) ++n;
     ASSERT_LE(n, 64) << "not even one step ran under 64 fds, cgroup=" << cgroup;
-    Output o = RunWithFdLimit(n, five_file, cgroup);
+    Output o = RunWithFdLimit(dir, n, five_file, cgroup);
     EXPECT_EQ(o.exit_code, 0) << "cgroup=" << cgroup << ", limit " << n << ": " << o.err;
     EXPECT_THAT(o.out, HasSubstr("s4"));
   }

@@ -22,7 +22,7 @@
 #include "support/harness.h"
 #include "support/hostile.h"
 #include "support/service_client.h"
-#include "support/small_disk.h"
+#include "support/scarce.h"
 #include "util/fd.h"
 
 namespace sr::test {
@@ -143,19 +143,6 @@ TEST_F(Faults, NulAndEqualsInVariablesAreRefused) {
   }
   EXPECT_FALSE(dir.Exists(JobDir(dir, "v")));
   EXPECT_EQ(server.All().jobs_size(), 0);
-}
-
-// Options for a server whose fd table is full on purpose. UBSan checks a vtable pointer it has
-// not seen before by writing the vtable's bytes into a pipe, and calls the object invalid when
-// pipe() fails: in such a server each check is a false "object has invalid vptr" (seen as
-// StatusRequest and StatusResponse "used after free"; docs/testing.md, "Sanitizers and a full fd
-// table"). The vptr check is off in these servers; ASan's own use-after-free detection stays on.
-void FullFdTable([[maybe_unused]] TestDir& dir, [[maybe_unused]] Options& o) {
-#ifdef SR_SANITIZED
-  dir.Write("ubsan.supp", "vptr_check:*\n");
-  const char* ubsan = std::getenv("UBSAN_OPTIONS");
-  o.env["UBSAN_OPTIONS"] = std::string(ubsan ? ubsan : "") + ":suppressions=" + dir / "ubsan.supp";
-#endif
 }
 
 TEST_F(Faults, FdLimitIsRaisedAndSetupFailuresLeaveNothing) {

@@ -399,7 +399,15 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   request.cgroup_procs_fd = leaf ? leaf->procs_fd() : -1;
   request.cgroup_dir_fd = leaf ? leaf->dir_fd() : -1;
   if (spec.resources) request.join_fds = spec.resources->join_fds();
-  SR_ASSIGN_OR_RETURN(Started started, spawner_.ForkExec(request));
+  auto forked = spawner_.ForkExec(request);
+  if (!forked.ok() && forked.error().kind == Error::Kind::kExhausted) {
+    // Its own copies and (sanitizer builds) error pipe: the fds kept for speed give way first.
+    ReleaseSpareFds();
+    if (leaf) leaf->CloseStateFds();
+    forked = spawner_.ForkExec(request);
+  }
+  if (!forked.ok()) return forked.error();
+  Started started = std::move(*forked);
   // From here on the child exists: every path must hand it to a tree so it gets reaped.
   // Besides the child, only the tree holds the pipes' write ends, until the main process is
   // reaped (TreeImpl::Pipe::held_write): EOF then means "all writers gone".
