@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/harness.h"
+#include "support/hostile.h"  // SR_SANITIZED
 #include "support/service_client.h"
 
 namespace sr::test {
@@ -152,11 +153,19 @@ TEST_F(Resources, TheSmallestEnclosingLimitWins) {
 
 TEST_F(Resources, TerminalEndLineShowsCpuAndPeak) {
   // Progress lines are for terminals only: `script` gives the run one.
-  dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: build\n    script: head -c 30000000 /dev/zero | wc -c\n");
+  // 48 MiB held (dd's block): more than the runner itself, below which wait4 cannot tell a
+  // step's peak (docs/resources.md). A sanitized runner forks and is ~275 MiB: no peak there.
+  dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: build\n    script: head -c 30000000 /dev/zero | wc -c; "
+                     "dd if=/dev/zero of=/dev/null bs=48M count=1 2>/dev/null\n");
   Child child({"/usr/bin/script", "-qec", Binary() + " run -f " + dir / "t.yml", "/dev/null"}, {});
   Output o = child.Wait();
   ASSERT_EQ(o.exit_code, 0) << o.out << o.err;
-  EXPECT_THAT(o.out, ::testing::ContainsRegex("✔ build \\(success, [0-9.]+m?s, cpu [0-9.]+s, peak [0-9.]+ [KMG]?i?B\\)"))
+#ifdef SR_SANITIZED
+  const std::string peak = "(, peak [0-9.]+ [KMG]?i?B)?";
+#else
+  const std::string peak = ", peak [0-9.]+ [KMG]?i?B";
+#endif
+  EXPECT_THAT(o.out, ::testing::ContainsRegex("✔ build \\(success, [0-9.]+m?s, cpu [0-9.]+s" + peak + "\\)"))
       << o.out;
 }
 
@@ -209,13 +218,14 @@ TEST_F(Resources, HalfACpuHalvesTheCpuTimeOfABusyLoop) {
   ASSERT_GT(half_cpu, 0);
   // The quota caps the limited step at half a CPU of its own wall time, whatever the load: 2 s
   // of loop plus Python's start, which a loaded machine stretches (at load 10 it once took the
-  // step past 2.6 s, and a fixed 1.3 s bound failed). Slack: one 100 ms quota period.
+  // step past 2.6 s, and a fixed 1.3 s bound failed). Slack: two 100 ms quota periods (with one,
+  // an idle machine once measured 1.2 ms over it).
   const json& half_usage = r["subStepResults"][1]["usage"];
   google::protobuf::Timestamp start, end;
   ASSERT_TRUE(TimeUtil::FromString(half_usage["startTime"].get<std::string>(), &start));
   ASSERT_TRUE(TimeUtil::FromString(half_usage["endTime"].get<std::string>(), &end));
   const double wall = static_cast<double>(TimeUtil::DurationToMicroseconds(end - start));
-  EXPECT_LT(half_cpu, 0.5 * wall + 100000) << "limited step used " << half_cpu << " us of CPU in "
+  EXPECT_LT(half_cpu, 0.5 * wall + 200000) << "limited step used " << half_cpu << " us of CPU in "
                                             << wall << " us";
   // Against the free loop, when the machine let that one have most of a CPU.
   if (free_cpu > 1.5e6) {
@@ -260,7 +270,9 @@ TEST_F(Resources, UsageFieldsAreConsistent) {
   ASSERT_EQ(d.exit_code, 0) << d.err;
   const json d_r = json::parse(dir.Read("d.json"));
   const json& du = d_r["subStepResults"][0]["subStepResults"][0]["usage"];
+#ifndef SR_SANITIZED  // a sanitized runner is ~275 MiB itself: wait4 shows no step peak below that
   EXPECT_GT(Num(du, "memoryPeakBytes"), 40 << 20) << du.dump();
+#endif
   EXPECT_GT(Num(du, "cpuUserUsec") + Num(du, "cpuSystemUsec"), 0) << du.dump();
   // Where wait4 is the source, a step's own processes are what it measures: `echo` never holds
   // 8 MiB (it used to show the runner's own high-water mark, which its first process inherits
@@ -274,7 +286,9 @@ TEST_F(Resources, UsageFieldsAreConsistent) {
   ASSERT_EQ(off.exit_code, 0) << off.err;
   const json off_r = json::parse(dir.Read("off.json"));
   const json& u = off_r["subStepResults"][0]["subStepResults"][0]["usage"];
+#ifndef SR_SANITIZED
   EXPECT_GT(Num(u, "memoryPeakBytes"), 40 << 20) << u.dump();
+#endif
   EXPECT_FALSE(u.contains("pidsPeak")) << u.dump();
   const json& u2 = off_r["subStepResults"][0]["subStepResults"][1]["usage"];
   EXPECT_LT(Num(u2, "memoryPeakBytes"), 8 << 20) << u2.dump();
