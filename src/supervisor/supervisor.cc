@@ -159,9 +159,18 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   std::vector<std::shared_ptr<TreeImpl>> Snapshot() const;
   void KillOrphans();
   /// A pipe for a child's output: one made ahead if there is one, else a new one.
-  /// Short of fds, the ones kept for speed give way first (ReleaseSpareFds, and the state files
-  /// of `leaf`, the tree's own leaf when it has one).
   Status TakePipe(UniqueFd& read_end, UniqueFd& write_end, CgroupLeaf* leaf);
+  /// Runs `attempt`; when it is refused for lack of fds (kExhausted), the fds kept only for speed
+  /// give way (ReleaseSpareFds, and the state files of `leaf`, the tree's own leaf) and it runs
+  /// once more: what a step needs is never refused for them.
+  template <class Attempt>
+  auto WithFdsToSpare(CgroupLeaf* leaf, const Attempt& attempt) {
+    auto result = attempt();
+    if (result.ok() || result.error().kind != Error::Kind::kExhausted) return result;
+    ReleaseSpareFds();
+    if (leaf) leaf->CloseStateFds();
+    return attempt();
+  }
   /// After a spawn, while its child runs: the next spawn's pipes, and the closes put off.
   void WorkAfterSpawn(size_t pipes);
   void DebugLog(const std::string& message) const {
@@ -399,15 +408,9 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   request.cgroup_procs_fd = leaf ? leaf->procs_fd() : -1;
   request.cgroup_dir_fd = leaf ? leaf->dir_fd() : -1;
   if (spec.resources) request.join_fds = spec.resources->join_fds();
-  auto forked = spawner_.ForkExec(request);
-  if (!forked.ok() && forked.error().kind == Error::Kind::kExhausted) {
-    // Its own copies and (sanitizer builds) error pipe: the fds kept for speed give way first.
-    ReleaseSpareFds();
-    if (leaf) leaf->CloseStateFds();
-    forked = spawner_.ForkExec(request);
-  }
-  if (!forked.ok()) return forked.error();
-  Started started = std::move(*forked);
+  // The spawn's own fds too: its copies of the child's ends, the sanitizer builds' error pipe.
+  SR_ASSIGN_OR_RETURN(Started started,
+                      WithFdsToSpare(leaf.get(), [&] { return spawner_.ForkExec(request); }));
   // From here on the child exists: every path must hand it to a tree so it gets reaped.
   // Besides the child, only the tree holds the pipes' write ends, until the main process is
   // reaped (TreeImpl::Pipe::held_write): EOF then means "all writers gone".
@@ -454,13 +457,7 @@ static Status MakePipe(UniqueFd& read_end, UniqueFd& write_end) {
 
 Status SupervisorImpl::TakePipe(UniqueFd& read_end, UniqueFd& write_end, CgroupLeaf* leaf) {
   if (spare_pipes_.empty()) {
-    // Short of fds: the ones kept for speed go first, so that what a step needs is never
-    // refused for them (a runner whose limit fits one step runs every step).
-    Status made = MakePipe(read_end, write_end);
-    if (made.ok() || made.error().kind != Error::Kind::kExhausted) return made;
-    ReleaseSpareFds();
-    if (leaf) leaf->CloseStateFds();
-    return MakePipe(read_end, write_end);
+    return WithFdsToSpare(leaf, [&] { return MakePipe(read_end, write_end); });
   }
   read_end = std::move(spare_pipes_.back().first);
   write_end = std::move(spare_pipes_.back().second);
