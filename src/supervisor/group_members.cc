@@ -36,13 +36,6 @@ unsigned long long SignalGroup(pid_t pgid, int signo) {
   return ticks;
 }
 
-// Whether the runner has any child at all, running or a zombie: one waitid, no /proc read.
-bool HasChildren() {
-  siginfo_t info{};
-  const int r = ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL);
-  return !(r == -1 && errno == ECHILD);
-}
-
 }  // namespace
 
 // Every live descendant of the runner has a live ancestor that is the runner's own child

@@ -7,12 +7,12 @@
 #include <ctime>
 #include <unordered_set>
 
+#include "supervisor/guardian.h"
 #include "supervisor/proc_scan.h"
 
 namespace sr {
 namespace {
 
-constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
 constexpr auto kMaxPause = std::chrono::milliseconds(20);
 constexpr auto kMaxYield = std::chrono::milliseconds(30);
 
@@ -139,7 +139,7 @@ ProcCensus::Subject* ProcCensus::TokenOwner(
   } else {
     // An empty read is not remembered: a process in the middle of an exec reads as empty.
     const std::string environ = ReadEnviron(st.pid);
-    read = TokensOf(environ, kMarkerKey);
+    read = TokensOf(environ, kTreeMarkerKey);
     if (!environ.empty()) keep.insert_or_assign(st.pid, std::make_pair(st.start_ticks, read));
     found = &read;
   }

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -253,6 +254,22 @@ UniqueFd OpenVerifiedPidfd(pid_t pid, unsigned long long start_ticks) {
   auto st = ReadProcStat(pid);
   if (!st || st->start_ticks != start_ticks) return UniqueFd();
   return fd;
+}
+
+std::vector<ProcStat> LiveChildren() {
+  std::vector<ProcStat> out;
+  const pid_t self = ::getpid();
+  for (pid_t pid : ListPids()) {
+    auto st = ReadProcStat(pid);
+    if (st && st->ppid == self && !st->dead()) out.push_back(*st);
+  }
+  return out;
+}
+
+bool HasChildren() {
+  siginfo_t info{};
+  const int r = ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL);
+  return !(r == -1 && errno == ECHILD);
 }
 
 }  // namespace sr

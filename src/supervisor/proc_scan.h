@@ -36,6 +36,10 @@ struct ProcStat {
 std::vector<pid_t> ListPids();
 /// nullopt when the process is gone (or /proc is unreadable).
 std::optional<ProcStat> ReadProcStat(pid_t pid);
+/// Our live (non-zombie) direct children: one pass over /proc.
+std::vector<ProcStat> LiveChildren();
+/// Whether this process has any child at all, running or a zombie: one waitid, no /proc read.
+bool HasChildren();
 /// The children of every thread of `pid` (/proc/<pid>/task/<tid>/children): a walk over one
 /// tree instead of a pass over all of /proc. nullopt when the kernel has no such file
 /// (CONFIG_PROC_CHILDREN) or the process is gone. A snapshot like any other: a child being

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <memory>
 
+#include "supervisor/guardian.h"
 #include "supervisor/runner_start.h"
 #include "supervisor/supervisor.h"
 #include "util/clone3.h"
@@ -279,6 +280,21 @@ Result<std::string> LookPath(const std::string& program, const std::string& path
     }
   }
   return FailedError(prefix + "executable file not found in $PATH");
+}
+
+void AddTreeMarker(const std::vector<std::string>& env, const std::string& token, ExecRequest& r) {
+  const std::string prefix = std::string(kTreeMarkerKey) + "=";
+  r.env_list = &env;
+  r.env_extra = prefix + token;
+  r.env_extra_at = -1;
+  for (size_t i = 0; i < env.size(); ++i) {
+    const std::string& kv = env[i];
+    if (kv.compare(0, prefix.size(), prefix) == 0) {
+      r.env_extra = kv + (kv.size() > prefix.size() ? "," : "") + token;
+      r.env_extra_at = static_cast<long>(i);
+      return;
+    }
+  }
 }
 
 Result<Started> Spawner::ForkExec(const ExecRequest& r) {

@@ -59,6 +59,11 @@ class Spawner {
   UniqueFd dev_null_;  // every child's stdin, opened once
 };
 
+/// Sets `r`'s environment to `env` (not copied: ExecRequest::env_list) plus the tree's marker
+/// STEP_RUNNER_TREE=`token`, first. A marker already there (a runner started by another runner's
+/// step) is kept and the token appended, so both runners can find the process.
+void AddTreeMarker(const std::vector<std::string>& env, const std::string& token, ExecRequest& r);
+
 /// The value of `key` in a "K=V" list (first match), or nullopt.
 std::optional<std::string> EnvValue(const std::vector<std::string>& env, const std::string& key);
 

@@ -19,6 +19,7 @@
 #include <map>
 
 #include "supervisor/cgroup.h"
+#include "supervisor/guardian.h"
 #include "supervisor/members.h"
 #include "supervisor/proc_census.h"
 #include "supervisor/proc_scan.h"
@@ -29,7 +30,6 @@
 namespace sr {
 namespace {
 
-constexpr char kMarkerKey[] = "STEP_RUNNER_TREE";
 // KillAll waits at most this long for SIGKILLed processes to be reaped; a process stuck in
 // uninterruptible sleep must not hang the runner's shutdown forever.
 constexpr auto kKillAllLimit = std::chrono::seconds(5);
@@ -59,35 +59,6 @@ std::string JoinArgv(const std::vector<std::string>& argv) {
   return out;
 }
 
-// The child's environment: the caller's, plus our marker, first. A marker already present (a
-// runner started by another runner's step) is kept and ours appended, so both runners can find
-// it. The caller's list is not copied (ExecRequest::env_list).
-void AddMarker(const std::vector<std::string>& env, const std::string& token, ExecRequest& r) {
-  const std::string prefix = std::string(kMarkerKey) + "=";
-  r.env_list = &env;
-  r.env_extra = prefix + token;
-  r.env_extra_at = -1;
-  for (size_t i = 0; i < env.size(); ++i) {
-    const std::string& kv = env[i];
-    if (kv.compare(0, prefix.size(), prefix) == 0) {
-      r.env_extra = kv + (kv.size() > prefix.size() ? "," : "") + token;
-      r.env_extra_at = static_cast<long>(i);
-      return;
-    }
-  }
-}
-
-// Our live (non-zombie) direct children.
-std::vector<ProcStat> LiveChildren() {
-  std::vector<ProcStat> out;
-  const pid_t self = ::getpid();
-  for (pid_t pid : ListPids()) {
-    auto st = ReadProcStat(pid);
-    if (st && st->ppid == self && !st->dead()) out.push_back(*st);
-  }
-  return out;
-}
-
 // wait4's figures for one reaped process, added to a tree's totals. A process the runner started
 // itself shared the runner's memory until its exec (CLONE_VM | CLONE_VFORK), and the kernel
 // counts that memory's high-water mark into the process's own maxrss at the exec: its ru_maxrss is
@@ -102,13 +73,6 @@ void AddRusage(const struct rusage& ru, ResourceUsage& u, long own_peak_kib) {
   }
   u.io_read_bytes = u.io_read_bytes.value_or(0) + int64_t{ru.ru_inblock} * 512;
   u.io_write_bytes = u.io_write_bytes.value_or(0) + int64_t{ru.ru_oublock} * 512;
-}
-
-// Whether the process has any child at all (running or a zombie), without a /proc scan.
-bool HasChildren() {
-  siginfo_t info{};
-  int r = ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT | __WALL);
-  return !(r == -1 && errno == ECHILD);
 }
 
 class SupervisorImpl final : public Supervisor, public TreeOwner {
@@ -401,7 +365,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   ExecRequest request;
   request.path = *path;
   request.argv = spec.argv;
-  AddMarker(env, token, request);
+  AddTreeMarker(env, token, request);
   request.work_dir = spec.work_dir;
   request.stdout_fd = out_write.get();
   request.stderr_fd = err_write.valid() ? err_write.get() : out_write.get();
