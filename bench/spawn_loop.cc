@@ -121,28 +121,29 @@ int main(int argc, char** argv) {
 
   int failures = 0;
   for (long k = 0; k < n; ++k) {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     int out[2] = {-1, -1}, err[2] = {-1, -1};
-    if (capture) {
-      if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
-        std::perror("pipe2");
-        return 1;
-      }
-      posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-      posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+    if (capture && (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)) {
+      std::perror("pipe2");
+      return 1;
     }
     pid_t pid = 0;
     int rc = 0;
     if (cgroup_fd != -1) {
+      // The clone3 loop does its file actions in the child: no posix_spawn actions to build.
       const Child child{child_argv, dev_null, capture ? out[1] : -1, capture ? err[1] : -1};
       pid = SpawnInCgroup(child, cgroup_fd);
       rc = pid < 0 ? errno : 0;
     } else {
+      posix_spawn_file_actions_t actions;
+      posix_spawn_file_actions_init(&actions);
+      posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+      if (capture) {
+        posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+        posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+      }
       rc = ::posix_spawn(&pid, child_argv[0], &actions, nullptr, child_argv, environ);
+      posix_spawn_file_actions_destroy(&actions);
     }
-    posix_spawn_file_actions_destroy(&actions);
     if (rc != 0) {
       std::fprintf(stderr, "spawn_loop: posix_spawn %s: %s\n", child_argv[0], std::strerror(rc));
       return 1;
