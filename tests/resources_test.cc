@@ -322,7 +322,7 @@ TEST_F(Resources, StepTimeoutLogsTheEndOfItsCancel) {
   EXPECT_EQ(o.exit_code, 1) << o.err;
   const std::string first = "step-runner: step \"stubborn\" timed out after 1s: cancel signal to 2";
   const std::string last = "step-runner: step \"stubborn\": cancel finished: 2 processes; "
-                           "0 ended on the signal, 0 exited; needed SIGKILL: pid ";
+                           "0 ended on a signal, 0 exited; needed SIGKILL: pid ";
   ASSERT_THAT(o.out, HasSubstr(first));
   ASSERT_THAT(o.out, HasSubstr(last));
   EXPECT_THAT(o.out, HasSubstr(" (sleep 60)"));

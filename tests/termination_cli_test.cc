@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/harness.h"
+#include "support/records.h"
 
 namespace sr::test {
 namespace {
@@ -20,13 +21,6 @@ class TerminationCli : public ::testing::Test {
   void TearDown() override { ReapOrphans(); }
   TestDir dir;
 };
-
-const json* FindPid(const json& processes, int pid) {
-  for (const auto& p : processes) {
-    if (p.value("pid", 0) == pid) return &p;
-  }
-  return nullptr;
-}
 
 TEST_F(TerminationCli, RecordSaysHowEachProcessEnded) {
   // Each process writes its pid once its trap is in place, and the step says "started" only

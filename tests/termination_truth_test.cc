@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/harness.h"
+#include "support/records.h"
 #include "support/service_client.h"
 
 namespace sr::test {
@@ -183,6 +184,33 @@ TEST_F(TerminationTruthCli, CleanupChildBornAfterTheSignalIsNotRecordedAsSignall
     for (const auto& p : t["processes"]) {
       EXPECT_NE(p.value("pid", 0), cleanup) << mechanism << ": " << t.dump(1);
     }
+  }
+}
+
+// A shell's child that exits from its own trap, and is reaped by that shell, not by the runner:
+// the record says it exited and with what code (the kernel keeps the status for a pidfd holder
+// since Linux 6.15). It used to be guessed from what the runner did: "ended_by_signal".
+TEST_F(TerminationTruthCli, ChildReapedByItsOwnShellIsRecordedAsItEnded) {
+  if (!KernelAtLeast(6, 15)) GTEST_SKIP() << "PIDFD_INFO_EXIT needs Linux 6.15";
+  dir.Write("t.yml", Steps({{"nested", "trap 'wait $c; exit 0' TERM\n"
+                                       "bash -c 'trap \"exit 7\" TERM; echo $$ > child.pid; "
+                                       ": > ready; while :; do sleep 0.05; done' &\n"
+                                       "c=$!\nwait $c"}}));
+  for (const std::string mechanism : {"cgroup", "off"}) {
+    std::map<std::string, std::string> env;
+    if (mechanism == "off") env["STEP_RUNNER_CGROUP"] = "off";
+    ::unlink((dir / "ready").c_str());
+    Output o = CancelWhenReady("t.yml", {"--grace", "5s"}, env);
+    ASSERT_EQ(o.exit_code, 130) << mechanism << o.err;
+    const pid_t child = ReadPids(dir / "child.pid").at(0);
+    const json t = StepRecord();
+    const json* rec = FindPid(t["processes"], child);
+    ASSERT_TRUE(rec) << mechanism << ": " << t.dump(1);
+    EXPECT_EQ((*rec)["signal"], "SIGTERM") << mechanism;
+    EXPECT_EQ((*rec)["ending"], "exited") << mechanism << ": " << rec->dump();
+    EXPECT_EQ(rec->value("exitCode", 0), 7) << mechanism;
+    EXPECT_EQ(t["processes"][0]["ending"], "exited") << mechanism << ": the shell's trap";
+    EXPECT_THAT(o.out, HasSubstr(" 2 exited; none needed SIGKILL")) << mechanism << o.out;
   }
 }
 

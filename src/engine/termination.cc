@@ -1,5 +1,7 @@
 // The termination record (contract section 2): built here, once, from the supervisor's facts.
 // Status, step-results.json, the log lines and `${{ run.termination }}` are renderings of it.
+#include <algorithm>
+
 #include <google/protobuf/util/json_util.h>
 
 #include "engine/internal.h"
@@ -138,20 +140,34 @@ std::string LeftoversLine(const std::string& step, const proto::Termination& t) 
 }
 
 std::string CancelFinishedLine(const proto::Termination& t, const std::string& step) {
-  int on_signal = 0, exited = 0;
+  // Deaths by signal are counted per signal: after a deadline warning, a process may have died
+  // of the warning signal, and "ended on the signal" would credit the cancel with it. A member
+  // whose own parent reaped it has no known end signal; it is counted under the one we sent.
+  std::vector<std::pair<std::string, int>> by_signal;
+  int exited = 0;
   std::string killed;
   for (const auto& p : t.processes()) {
-    if (p.ending() == Ending::ended_by_signal) ++on_signal;
+    if (p.ending() == Ending::ended_by_signal) {
+      const std::string& sig = !p.end_signal().empty() ? p.end_signal() : p.signal();
+      const std::string name = sig.empty() ? "a signal" : sig;
+      auto it = std::find_if(by_signal.begin(), by_signal.end(),
+                             [&](const auto& e) { return e.first == name; });
+      if (it == by_signal.end()) by_signal.emplace_back(name, 1); else ++it->second;
+    }
     if (p.ending() == Ending::exited) ++exited;
     if (p.ending() == Ending::killed_after_grace || p.ending() == Ending::killed_forced) {
       killed += (killed.empty() ? "" : ", ") + ProcessName(p);
     }
   }
+  std::string on_signal = by_signal.empty() ? "0 ended on a signal" : "";
+  for (const auto& [name, n] : by_signal) {
+    on_signal += (on_signal.empty() ? std::to_string(n) + " ended on " : ", " + std::to_string(n) +
+                                                                           " on ") + name;
+  }
   const std::string whose = step.empty() ? "" : "step \"" + step + "\": ";
   return "step-runner: " + whose + "cancel finished: " + std::to_string(t.processes_size()) +
-         " processes; " +
-         std::to_string(on_signal) + " ended on the signal, " + std::to_string(exited) +
-         " exited; " + (killed.empty() ? "none needed SIGKILL" : "needed SIGKILL: " + killed);
+         " processes; " + on_signal + ", " + std::to_string(exited) + " exited; " +
+         (killed.empty() ? "none needed SIGKILL" : "needed SIGKILL: " + killed);
 }
 
 }  // namespace sr::engine

@@ -6,7 +6,6 @@
 #include <sched.h>
 #include <sys/syscall.h>
 #include <poll.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +23,7 @@
 #include <tuple>
 #include <utility>
 
+#include "supervisor/proc_scan.h"
 #include "util/owner.h"
 #include "util/tempdir.h"
 
@@ -134,34 +134,19 @@ std::vector<pid_t> CgroupLeaf::Procs() const {
 }
 
 std::optional<bool> CgroupLeaf::HasLive(int pidfd) {
-  // struct pidfd_info of <linux/pidfd.h> (Linux 6.13), whose header glibc 2.36 does not have.
-  struct PidfdInfo {
-    uint64_t mask;
-    uint64_t cgroupid;
-    uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
-    int32_t exit_code;
-    uint32_t coredump_mask, spare;
-  };
-  constexpr uint64_t kInfoCgroupId = 2;  // PIDFD_INFO_CGROUPID
-  constexpr unsigned long kGetInfo = _IOWR(0xFF, 11, PidfdInfo);  // PIDFD_GET_INFO
   if (no_pidfd_info_) return std::nullopt;
   if (id_ == 0) {
     struct stat st {};
     if (::stat(path_.c_str(), &st) != 0) return std::nullopt;
     id_ = st.st_ino;
   }
-  PidfdInfo info{};
-  info.mask = kInfoCgroupId;
-  if (::ioctl(pidfd, kGetInfo, &info) != 0) {
-    if (errno == ESRCH) return false;  // reaped
-    no_pidfd_info_ = errno == ENOTTY || errno == EINVAL || errno == EOPNOTSUPP;
+  const PidfdInfo info = QueryPidfd(pidfd);
+  if (info.answer == PidfdInfo::Answer::kReaped) return false;
+  if (!info.cgroup_id) {
+    no_pidfd_info_ = true;  // no PIDFD_GET_INFO, or no cgroup id in it
     return std::nullopt;
   }
-  if (!(info.mask & kInfoCgroupId)) {
-    no_pidfd_info_ = true;
-    return std::nullopt;
-  }
-  if (info.cgroupid != id_) return false;
+  if (*info.cgroup_id != id_) return false;
   // A pidfd polls readable once its process has exited: a zombie, which cgroup.procs omits.
   pollfd p{pidfd, POLLIN, 0};
   const int r = ::poll(&p, 1, 0);

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -244,6 +245,36 @@ UniqueFd OpenPidfd(pid_t pid) {
 
 bool PidfdSignal(int pidfd, int signo) {
   return ::syscall(SYS_pidfd_send_signal, pidfd, signo, nullptr, 0) == 0;
+}
+
+PidfdInfo QueryPidfd(int pidfd) {
+  // struct pidfd_info of <linux/pidfd.h> (Linux 6.15), whose header glibc 2.36 does not have.
+  struct Raw {
+    uint64_t mask;
+    uint64_t cgroupid;
+    uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+    int32_t exit_code;
+    uint32_t coredump_mask, spare;
+  };
+  constexpr uint64_t kCgroupId = 1u << 2;  // PIDFD_INFO_CGROUPID: sent whenever known
+  constexpr uint64_t kExit = 1u << 3;      // PIDFD_INFO_EXIT: sent only when asked, once reaped
+  constexpr unsigned long kGetInfo = _IOWR(0xFF, 11, Raw);  // PIDFD_GET_INFO
+  PidfdInfo out;
+  Raw raw{};
+  raw.mask = kCgroupId | kExit;
+  if (::ioctl(pidfd, kGetInfo, &raw) != 0) {
+    // ESRCH: reaped, on a kernel that keeps no exit status (6.13, 6.14).
+    out.answer = errno == ESRCH ? PidfdInfo::Answer::kReaped : PidfdInfo::Answer::kUnsupported;
+    return out;
+  }
+  if (raw.mask & kExit) {
+    out.answer = PidfdInfo::Answer::kReaped;
+    out.reaped_status = raw.exit_code;
+    return out;
+  }
+  out.answer = PidfdInfo::Answer::kAnswered;
+  if (raw.mask & kCgroupId) out.cgroup_id = raw.cgroupid;
+  return out;
 }
 
 UniqueFd OpenVerifiedPidfd(pid_t pid, unsigned long long start_ticks) {

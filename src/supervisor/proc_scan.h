@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -65,6 +66,15 @@ bool EnvironHasToken(std::string_view environ, std::string_view key, std::string
 UniqueFd OpenPidfd(pid_t pid);
 /// Sends `signo` through a pidfd; false (errno set) when the process is gone.
 bool PidfdSignal(int pidfd, int signo);
+/// PIDFD_GET_INFO (Linux 6.13) about a pidfd's process: its cgroup id, and from Linux 6.15 the
+/// wait status of a process that has been reaped, by us or by its own parent.
+struct PidfdInfo {
+  enum class Answer { kAnswered, kReaped, kUnsupported };
+  Answer answer = Answer::kUnsupported;
+  std::optional<uint64_t> cgroup_id;    // while it lives (or is a zombie)
+  std::optional<int> reaped_status;     // a wait(2) status, once reaped (Linux 6.15)
+};
+PidfdInfo QueryPidfd(int pidfd);
 /// Opens a pidfd for `pid` and checks that it still names the process that started at
 /// `start_ticks` (so a recycled pid is never signalled). Invalid fd otherwise.
 UniqueFd OpenVerifiedPidfd(pid_t pid, unsigned long long start_ticks);

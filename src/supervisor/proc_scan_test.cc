@@ -62,5 +62,51 @@ TEST(ProcScan, CommAndCommandOfALiveProcess) {
   EXPECT_EQ(ReadComm(child), "");
 }
 
+// A grandchild that exits 7 and is reaped by its own parent (our child), not by us: a pidfd held
+// on it answers with its cgroup while it lives, and with its wait status once reaped (6.15).
+TEST(ProcScan, PidfdOfAProcessReapedByItsOwnParentGivesItsStatus) {
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  const pid_t parent = ::fork();
+  ASSERT_GE(parent, 0);
+  if (parent == 0) {
+    const pid_t child = ::fork();
+    if (child == 0) {
+      char c;
+      (void)!::read(go[0], &c, 1);
+      ::_exit(7);
+    }
+    (void)!::write(ready[1], &child, sizeof child);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    (void)!::write(ready[1], &child, sizeof child);
+    char c;
+    (void)!::read(go[0], &c, 1);  // stays until the test is done with its grandchild's pidfd
+    ::_exit(0);
+  }
+  pid_t child = 0;
+  ASSERT_EQ(::read(ready[0], &child, sizeof child), static_cast<ssize_t>(sizeof child));
+  UniqueFd pidfd = OpenPidfd(child);
+  ASSERT_TRUE(pidfd.valid());
+  const PidfdInfo live = QueryPidfd(pidfd.get());
+  if (live.answer == PidfdInfo::Answer::kUnsupported) GTEST_SKIP() << "no PIDFD_GET_INFO (< 6.13)";
+  EXPECT_EQ(live.answer, PidfdInfo::Answer::kAnswered);
+  EXPECT_TRUE(live.cgroup_id.has_value());
+  EXPECT_FALSE(live.reaped_status.has_value());
+  ASSERT_EQ(::write(go[1], "x", 1), 1);  // the grandchild exits and its parent reaps it
+  ASSERT_EQ(::read(ready[0], &child, sizeof child), static_cast<ssize_t>(sizeof child));
+  const PidfdInfo reaped = QueryPidfd(pidfd.get());
+  EXPECT_EQ(reaped.answer, PidfdInfo::Answer::kReaped);
+  if (reaped.reaped_status) {
+    EXPECT_TRUE(WIFEXITED(*reaped.reaped_status));
+    EXPECT_EQ(WEXITSTATUS(*reaped.reaped_status), 7);
+  }
+  ASSERT_EQ(::write(go[1], "x", 1), 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(parent, &status, 0), parent);
+  for (int fd : {ready[0], ready[1], go[0], go[1]}) ::close(fd);
+}
+
 }  // namespace
 }  // namespace sr

@@ -148,6 +148,8 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   Member* Find(pid_t pid);
   void ApplyStatus(Member& m, int status);
   void MarkGone(Member& m);
+  void SetStatus(Member& m, int status);
+  void LearnReapedStatus(Member& m);
 
   Status WatchPipe(Pipe& p);
   void ReadPipe(Pipe& p, bool drain);

@@ -51,6 +51,11 @@ size_t TreeImpl::signalled() const {
 }
 
 void TreeImpl::ApplyStatus(Member& m, int status) {
+  SetStatus(m, status);
+  MarkGone(m);
+}
+
+void TreeImpl::SetStatus(Member& m, int status) {
   m.status_known = true;
   if (WIFEXITED(status)) {
     m.rec.ending = ProcessRecord::Ending::kExited;
@@ -61,7 +66,13 @@ void TreeImpl::ApplyStatus(Member& m, int status) {
     m.rec.ending = m.rec.end_signal == SIGKILL && m.killed ? kill_ending_
                                                             : ProcessRecord::Ending::kEndedBySignal;
   }
-  MarkGone(m);
+}
+
+void TreeImpl::LearnReapedStatus(Member& m) {
+  if (m.status_known || !m.pidfd.valid()) return;
+  // A member its own parent reaped: the kernel keeps its wait status for pidfd holders (Linux
+  // 6.15), so a shell's child that exited from its trap is recorded as exited, not guessed.
+  if (auto status = QueryPidfd(m.pidfd.get()).reaped_status) SetStatus(m, *status);
 }
 
 void TreeImpl::MarkGone(Member& m) {
@@ -70,7 +81,9 @@ void TreeImpl::MarkGone(Member& m) {
   if (m.rec.end_time == std::chrono::system_clock::time_point{}) m.rec.end_time = WallNow();
   if (m.exit_watch && loop_) loop_->Unwatch(m.exit_watch);
   m.exit_watch = 0;
-  m.pidfd.Reset();
+  LearnReapedStatus(m);
+  // A zombie waiting for its own parent keeps its pidfd: BuildExit asks again once it is reaped.
+  if (m.status_known) m.pidfd.Reset();
 }
 
 TreeExit TreeImpl::BuildExit() {
@@ -92,6 +105,8 @@ TreeExit TreeImpl::BuildExit() {
   // SIGKILLed while alive = killed, gone before that = ended by the stop signal.
   for (auto& m : records_) {
     MarkGone(*m);
+    LearnReapedStatus(*m);
+    m->pidfd.Reset();
     if (!m->status_known) {
       m->rec.ending = m->killed ? kill_ending_ : ProcessRecord::Ending::kEndedBySignal;
     }

@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -194,6 +196,14 @@ void BecomeSubreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
 void ReapOrphans() {
   while (::waitpid(-1, nullptr, WNOHANG) > 0) {
   }
+}
+
+bool KernelAtLeast(int major, int minor) {
+  utsname u{};
+  if (::uname(&u) != 0) return false;
+  int ma = 0, mi = 0;
+  if (std::sscanf(u.release, "%d.%d", &ma, &mi) != 2) return false;
+  return ma > major || (ma == major && mi >= minor);
 }
 
 }  // namespace sr::test

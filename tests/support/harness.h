@@ -72,6 +72,8 @@ Output RunStepRunner(const std::vector<std::string>& args, const Options& option
 bool ProcessAlive(pid_t pid);
 /// Reads whitespace-separated pids from a file (missing file → empty).
 std::vector<pid_t> ReadPids(const std::string& path);
+/// Whether the running kernel is at least `major`.`minor` (uname).
+bool KernelAtLeast(int major, int minor);
 /// Makes the test process a child subreaper and reaps orphans, so trees leave no zombies.
 void BecomeSubreaper();
 /// Reaps every exited child that nobody else waits for.
