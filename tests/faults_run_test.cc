@@ -80,6 +80,24 @@ TEST_F(RunFaults, ResultsFileOnAFullDiskIsAnErrorAndNoCutFile) {
   EXPECT_FALSE(dir.Exists("disk/r.json")) << "a cut results file was left behind";
 }
 
+// A results file that cannot be written is found out before the job runs, not after: nothing
+// has run, so nothing is lost.
+TEST_F(RunFaults, ResultsFileInAMissingDirectoryIsRefusedBeforeAnythingRuns) {
+  dir.Write("p.yml", "spec: {}\n---\nrun:\n  - name: hello\n    script: touch " + dir / "ran" + "\n");
+  dir.Write("plain", "");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {dir / "missing/r.json", dir / "missing: No such file or directory"},
+      {dir / "plain/r.json", dir / "plain: not a directory"},
+      {dir.path(), dir.path() + ": is a directory"}};
+  for (const auto& [file, why] : cases) {
+    Output o = RunStepRunner({"run", "-f", dir / "p.yml", "--step-results-file", file});
+    EXPECT_EQ(o.exit_code, 2) << file << ": " << o.err;
+    EXPECT_THAT(o.err, HasSubstr("step-runner: step results file " + file));
+    EXPECT_THAT(o.err, HasSubstr(why + " (nothing was run)"));
+    EXPECT_FALSE(dir.Exists("ran")) << file;
+  }
+}
+
 // `run -f file` with soft and hard open-files limits `n`, set by the real prlimit.
 Output RunWithFdLimit(const TestDir& dir, int n, const std::string& file, const std::string& cgroup) {
   const std::string limit = "--nofile=" + std::to_string(n) + ":" + std::to_string(n);

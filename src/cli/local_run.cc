@@ -3,6 +3,7 @@
 
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -112,6 +113,26 @@ std::string ResultsFile(const LocalRunRequest& req) {
   return results_file;
 }
 
+// A results file that could not be written would be found out only after the job has run, and
+// its results lost: its directory is checked before anything runs.
+Status CheckResultsFileDir(const std::string& results_file) {
+  if (results_file.empty()) return Ok();
+  const size_t slash = results_file.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : results_file.substr(0, slash);
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    return InvalidError(results_file + ": " + dir + ": " + std::strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode)) return InvalidError(results_file + ": " + dir + ": not a directory");
+  if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    return InvalidError(results_file + ": " + dir + ": " + std::strerror(errno));
+  }
+  if (::stat(results_file.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return InvalidError(results_file + ": is a directory");
+  }
+  return Ok();
+}
+
 // step-results.json (or .txtpb), when asked for.
 Status WriteResults(const LocalRunRequest& req, const proto::StepResult& result) {
   const bool text_format = req.flags.step_results_format == "prototext";
@@ -134,6 +155,9 @@ Status WriteResults(const LocalRunRequest& req, const proto::StepResult& result)
 int RunLocally(LocalRunRequest req) {
   if (req.flags.step_results_format != "json" && req.flags.step_results_format != "prototext") {
     return Fail("unsupported format: " + req.flags.step_results_format, 2);
+  }
+  if (Status dir = CheckResultsFileDir(ResultsFile(req)); !dir.ok()) {
+    return Fail("step results file " + dir.error().message + " (nothing was run)", 2);
   }
   auto limits = LimitsFromFlags(req.flags);
   if (!limits.ok()) return Fail(limits.error().message, 2);
