@@ -134,10 +134,11 @@ Status CheckResultsFileDir(const std::string& results_file) {
 }
 
 // step-results.json (or .txtpb), when asked for.
-Status WriteResults(const LocalRunRequest& req, const proto::StepResult& result) {
+Status WriteResults(const LocalRunRequest& req, proto::StepResult result) {
   const bool text_format = req.flags.step_results_format == "prototext";
   const std::string results_file = ResultsFile(req);
   if (results_file.empty()) return Ok();
+  MakeValidUtf8(&result);
   std::string body;
   if (text_format) {
     google::protobuf::TextFormat::PrintToString(result, &body);

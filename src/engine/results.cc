@@ -8,6 +8,7 @@
 #include "engine/engine.h"
 #include "engine/internal.h"
 #include "util/signals.h"
+#include "util/utf8.h"
 
 namespace sr::engine {
 
@@ -157,7 +158,8 @@ void AddProcessRecords(const std::vector<ProcessRecord>& records, proto::Termina
   for (const auto& r : records) {
     auto* p = out->add_processes();
     p->set_pid(r.pid);
-    p->set_command(r.command);
+    // A command line is bytes (argv may be in any encoding); the record's strings are UTF-8.
+    p->set_command(IsValidUtf8(r.command) ? r.command : EscapeInvalidUtf8(r.command));
     if (r.signal_sent) {
       p->set_signal(SignalName(r.signal_sent));
       *p->mutable_signal_time() = ToTimestamp(r.signal_time);

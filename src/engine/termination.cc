@@ -7,6 +7,7 @@
 #include "engine/internal.h"
 #include "engine/results.h"
 #include "util/signals.h"
+#include "util/utf8.h"
 
 namespace sr::engine {
 namespace {
@@ -72,7 +73,7 @@ proto::Termination OomTermination(const TreeExit& exit, pid_t main_pid, const st
   t.set_reason(proto::Termination::oom_killed);
   auto* main = t.add_processes();
   main->set_pid(main_pid);
-  main->set_command(command.substr(0, 256));
+  main->set_command(EscapeInvalidUtf8(command.substr(0, 256)));
   *main->mutable_end_time() = ToTimestamp(WallNow());
   if (exit.term_signal == SIGKILL) {
     main->set_ending(Ending::killed_by_oom);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "expr/expr.h"
+#include "util/utf8.h"
 
 namespace sr::expr {
 namespace {
@@ -18,34 +19,6 @@ constexpr char kHex[] = "0123456789abcdef";
 void AppendUnicodeEscape(uint32_t code, std::string& out) {
   out += "\\u";
   for (int shift = 12; shift >= 0; shift -= 4) out += kHex[(code >> shift) & 0xF];
-}
-
-// Decodes one UTF-8 sequence at s[i]. Returns its length, or 0 if the bytes there are not valid
-// UTF-8 (overlong forms, surrogates and values above U+10FFFF are invalid, as in Go).
-size_t DecodeUtf8(std::string_view s, size_t i, uint32_t& code) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  size_t len;
-  uint32_t min;
-  if (b0 < 0x80) {
-    code = b0;
-    return 1;
-  } else if ((b0 & 0xE0) == 0xC0) {
-    len = 2, min = 0x80, code = b0 & 0x1F;
-  } else if ((b0 & 0xF0) == 0xE0) {
-    len = 3, min = 0x800, code = b0 & 0x0F;
-  } else if ((b0 & 0xF8) == 0xF0) {
-    len = 4, min = 0x10000, code = b0 & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  for (size_t k = 1; k < len; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    if ((b & 0xC0) != 0x80) return 0;
-    code = (code << 6) | (b & 0x3F);
-  }
-  if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return 0;
-  return len;
 }
 
 // Printable ASCII other than the characters Go escapes.

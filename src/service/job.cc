@@ -296,6 +296,8 @@ void Job::Publish() {
     }
     if (auto termination = run_->Termination()) *s.mutable_termination() = *termination;
   }
+  // Once per change, not per Status call: every answer and listing is built from this copy.
+  MakeValidUtf8(&s);
   auto shared = std::make_shared<const proto::Status>(std::move(s));
   std::shared_ptr<const proto::Status> old;  // freed outside the lock
   std::lock_guard<std::mutex> lock(mu_);

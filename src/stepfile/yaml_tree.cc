@@ -12,6 +12,8 @@
 #include <optional>
 #include <sstream>
 
+#include "util/utf8.h"
+
 namespace sr::stepfile::internal {
 namespace {
 
@@ -46,18 +48,9 @@ std::optional<std::pair<size_t, std::string>> CheckText(std::string_view t) {
       ++i;
       continue;
     }
-    size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-    uint32_t cp = len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    bool ok = len != 0 && i + len <= t.size();
-    for (size_t k = 1; ok && k < len; ++k) {
-      auto cc = static_cast<unsigned char>(t[i + k]);
-      ok = (cc & 0xC0) == 0x80;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8 either.
-    ok = ok && !(len == 2 && cp < 0x80) && !(len == 3 && cp < 0x800) &&
-         !(len == 4 && cp < 0x10000) && !(cp >= 0xD800 && cp <= 0xDFFF) && cp <= 0x10FFFF;
-    if (!ok) {
+    uint32_t cp = 0;
+    const size_t len = DecodeUtf8(t, i, cp);
+    if (len == 0) {
       std::snprintf(hex, sizeof hex, "0x%02X", c);
       return std::pair{i, std::string("invalid UTF-8 (byte ") + hex + "): step text must be UTF-8"};
     }

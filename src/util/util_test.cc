@@ -12,6 +12,7 @@
 #include "util/signals.h"
 #include "util/tempdir.h"
 #include "util/time.h"
+#include "util/utf8.h"
 
 namespace sr {
 namespace {
@@ -105,6 +106,20 @@ TEST(Error, WrapKeepsTheKindAndPrefixes) {
   Error e = InvalidError("bad key").Wrap("step \"a\"");
   EXPECT_EQ(e.kind, Error::Kind::kInvalid);
   EXPECT_EQ(e.message, "step \"a\": bad key");
+}
+
+TEST(Utf8, StrayBytesAreEscapedAndValidTextIsKept) {
+  EXPECT_TRUE(IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(IsValidUtf8("caf\xc3\xa9 \xe2\x9c\x94 \xf0\x9f\x98\x80"));
+  EXPECT_EQ(EscapeInvalidUtf8("caf\xc3\xa9"), "caf\xc3\xa9");
+  EXPECT_FALSE(IsValidUtf8("caf\xe9"));
+  EXPECT_EQ(EscapeInvalidUtf8("caf\xe9!"), "caf\\xe9!");
+  // A sequence cut short, an overlong form, a surrogate, a value past U+10FFFF.
+  EXPECT_EQ(EscapeInvalidUtf8("\xe2\x9c"), "\\xe2\\x9c");
+  EXPECT_EQ(EscapeInvalidUtf8("\xc0\xaf"), "\\xc0\\xaf");
+  EXPECT_EQ(EscapeInvalidUtf8("\xed\xa0\x80"), "\\xed\\xa0\\x80");
+  EXPECT_EQ(EscapeInvalidUtf8("\xf4\x90\x80\x80"), "\\xf4\\x90\\x80\\x80");
+  EXPECT_TRUE(IsValidUtf8(EscapeInvalidUtf8("\xff\xfe any \x80")));
 }
 
 }  // namespace
