@@ -1,13 +1,17 @@
 // `run` when the machine is short of something: on a full disk (a real tmpfs filled to the last
 // byte) a clear error naming the file and nothing left behind on the disk — no empty record, no
 // cut results file, no temp dir; under a tight open-files limit (`prlimit`), every step runs
-// where one does, give or take two fds (the fds the runner keeps for speed give way).
+// where one does, give or take two fds (the fds the runner keeps for speed give way); with
+// a stdout nobody reads, a Ctrl-C and a timeout still stop the job.
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -95,6 +99,57 @@ TEST_F(RunFaults, ResultsFileInAMissingDirectoryIsRefusedBeforeAnythingRuns) {
     EXPECT_THAT(o.err, HasSubstr("step-runner: step results file " + file));
     EXPECT_THAT(o.err, HasSubstr(why + " (nothing was run)"));
     EXPECT_FALSE(dir.Exists("ran")) << file;
+  }
+}
+
+// Polls for `path` for at most `limit`; a test that fails here must not wait 120 s.
+bool AppearsWithin(const std::string& path, std::chrono::seconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (::access(path.c_str(), F_OK) != 0) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+// `run … | reader` whose reader stops reading (a paused terminal, `less`, a stuck CI agent):
+// the runner used to sit in write(2) on its full stdout, so neither Ctrl-C nor --timeout
+// acted, and the step ran on. Now the step waits on its own full pipe while the runner serves
+// the cancel; only the runner's last output waits for the reader (a second Ctrl-C gives up).
+TEST_F(RunFaults, CtrlCAndTimeoutActWhileStdoutIsNotRead) {
+  dir.Write("noisy.yml", "spec: {}\n---\nrun:\n  - name: noisy\n"
+                         "    script: echo $$ > step.pid; exec yes some output to fill the pipe\n");
+  for (const std::string how : {"ctrl-c", "timeout"}) {
+    for (const char* f : {"r.json", "step.pid", "runner.pid", "out.fifo"}) ::unlink((dir / f).c_str());
+    const std::string timeout = how == "timeout" ? " --timeout 1s" : "";
+    // The reader takes the first bytes (the step is running), then holds the FIFO unread.
+    Options o;
+    o.cwd = dir.path();
+    Child shell({"/bin/bash", "-c",
+                 "mkfifo out.fifo\n\"" + Binary() + "\" run -f noisy.yml --grace 500ms" + timeout +
+                     " --step-results-file r.json > out.fifo 2> err.txt &\n"
+                     "echo $! > runner.pid\nexec 3< out.fifo\nhead -c 100 <&3 > first.txt\nwait $!"},
+                o);
+    ASSERT_TRUE(AppearsWithin(dir / "step.pid", std::chrono::seconds(30))) << how;
+    ASSERT_TRUE(AppearsWithin(dir / "runner.pid", std::chrono::seconds(30))) << how;
+    const pid_t runner = ReadPids(dir / "runner.pid").at(0);
+    const pid_t step = ReadPids(dir / "step.pid").at(0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let the pipe fill up
+    if (how == "ctrl-c") ::kill(runner, SIGINT);
+    const bool ended = AppearsWithin(dir / "r.json", std::chrono::seconds(20));
+    EXPECT_TRUE(ended) << how << ": the job did not end while stdout was full";
+    if (ended) {
+      const std::string results = dir.Read("r.json");
+      EXPECT_THAT(results, HasSubstr(how == "timeout" ? "timed_out" : "cancel_requested")) << how;
+      // Reaped by us (the subreaper) once the runner is gone at the latest; not running now.
+      EXPECT_FALSE(ProcessAlive(step)) << how << ": the step still runs";
+    }
+    // The runner waits to hand its last output to the reader; a second signal gives up on it.
+    ::kill(runner, ended ? SIGINT : SIGKILL);
+    Output out = shell.Wait();
+    EXPECT_EQ(out.exit_code, ended ? (how == "timeout" ? 124 : 130) : -1) << how << out.err;
+    EXPECT_THAT(dir.Read("err.txt"), HasSubstr(how == "timeout" ? "(timed out)" : "(cancelled)")) << how;
+    ReapOrphans();
   }
 }
 

@@ -1,5 +1,6 @@
 #include "cli/local_run.h"
 #include "cli/progress.h"
+#include "cli/stdio_sink.h"
 
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -28,35 +29,6 @@
 namespace sr::cli {
 namespace {
 
-// The job's output on our stdout/stderr. When they are files and the disk is full (or EIO), the
-// output is lost: the job fails with kind internal (contract section 7 item 2). So does a reader
-// that went away (EPIPE, `run … | head`): the job is cancelled and cleaned up, as any lost output,
-// instead of running on with nobody reading (SIGPIPE is ignored: main.cc).
-class StdioSink : public OutputSink {
- public:
-  void Write(OutputStream stream, std::string_view bytes) override {
-    const int fd = stream == OutputStream::kStdout ? 1 : 2;
-    while (!bytes.empty()) {
-      ssize_t n = ::write(fd, bytes.data(), bytes.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        if (on_error) {
-          on_error(ErrnoError(std::string("writing the job's output to ") +
-                                  (fd == 1 ? "stdout" : "stderr"), errno));
-        }
-        return;
-      }
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-  }
-  // Pipe to our stdout/stderr without a copy. Where splice cannot (a file opened for appending,
-  // a full pipe, an error), Write takes over and reports what needs reporting.
-  OutputMove Move(OutputStream stream, int fd, size_t max) override {
-    return SpliceOut(fd, stream == OutputStream::kStdout ? 1 : 2, nullptr, max);
-  }
-  std::function<void(Error)> on_error;
-};
-
 // The job's timing from the flags; errors name the flag (exit 2).
 Result<JobOptions> TimingFromFlags(const RunFlags& flags) {
   JobOptions o;
@@ -83,22 +55,22 @@ Result<JobOptions> TimingFromFlags(const RunFlags& flags) {
   return o;
 }
 
-// The terminal's part of a cancel: the first Ctrl-C cancels, the second forces.
-void OnTerminalSignals(int sigfd, JobRun& run, int& seen) {
+// The terminal's part of a cancel: the first Ctrl-C cancels, the second forces. What it says
+// goes through the sink: a paused terminal must not hold up the loop.
+void OnTerminalSignals(int sigfd, JobRun& run, int& seen, StdioSink& sink) {
   signalfd_siginfo info;
   while (::read(sigfd, &info, sizeof info) == sizeof info) {
     const bool force = ++seen > 1;
     // Act first, then say so: a slow terminal must not delay the signals.
     CancelSource::Effect e = run.Cancel(CancelReason::kRequested, force);
     if (force) {
-      std::fprintf(stderr, "step-runner: second signal: killing every process now\n");
+      sink.Note("step-runner: second signal: killing every process now\n");
     } else {
       const Duration grace = e.grace.value_or(run.cancel_request() ? run.cancel_request()->grace()
                                                                    : Duration(0));
-      std::fprintf(stderr,
-                   "step-runner: %s received: cancelling (grace %s); press Ctrl-C again to force\n",
-                   SignalName(static_cast<int>(info.ssi_signo)).c_str(),
-                   FormatDuration(grace).c_str());
+      sink.Note("step-runner: " + SignalName(static_cast<int>(info.ssi_signo)) +
+                " received: cancelling (grace " + FormatDuration(grace) +
+                "); press Ctrl-C again to force\n");
     }
   }
 }
@@ -184,8 +156,9 @@ int RunLocally(LocalRunRequest req) {
     return Fail(ok.error().message, 2);
   }
 
-  StdioSink sink;
+  StdioSink sink(**loop);
   TerminalProgress progress;
+  progress.PrintTo([&sink](std::string_view line) { sink.Note(line); });
   JobRun run(**loop, **sup, sink, ::isatty(2) ? &progress : nullptr);
   sink.on_error = [&run](Error e) { run.FailInternal(std::move(e)); };
   options.run.work_dir = req.work_dir;
@@ -209,7 +182,7 @@ int RunLocally(LocalRunRequest req) {
     docker::RemoveDeadInstanceLeftovers(**loop, *daemon, [&](auto removed) {
       cleanup_done = true;
       if (removed.ok() && !removed->empty()) {
-        std::fprintf(stderr, "step-runner: %s\n", removed->Line().c_str());
+        sink.Note("step-runner: " + removed->Line() + "\n");
       }
     });
   }
@@ -219,7 +192,7 @@ int RunLocally(LocalRunRequest req) {
 
   int signals_seen = 0;
   auto watch = (*loop)->Watch(sigfd.get(), EPOLLIN,
-                              [&](uint32_t) { OnTerminalSignals(sigfd.get(), run, signals_seen); });
+                              [&](uint32_t) { OnTerminalSignals(sigfd.get(), run, signals_seen, sink); });
   if (!watch.ok()) return Fail(watch.error().message, 1);
   std::optional<RunOutcome> outcome;
   const auto run_started = Clock::now();
@@ -236,9 +209,19 @@ int RunLocally(LocalRunRequest req) {
   (*sup)->KillAll();
   if (::isatty(2)) progress.Done(OutcomeStatus(outcome->error), Clock::now() - run_started);
 
-  if (Status w = WriteResults(req, outcome->result); !w.ok()) return Fail(w.error().message, 1);
-  if (outcome->error) return Fail(outcome->error->message, ExitCodeFor(outcome->error));
-  return 0;
+  int code = 0;
+  if (Status w = WriteResults(req, outcome->result); !w.ok()) {
+    sink.Note("step-runner: " + w.error().message + "\n");
+    code = 1;
+  } else if (outcome->error) {
+    sink.Note("step-runner: " + outcome->error->message + "\n");
+    code = ExitCodeFor(outcome->error);
+  }
+  // Everything else is done (processes, files, results): only our own output may still wait for
+  // its reader, as long as it takes, or until a signal says to give up on it.
+  sink.on_error = nullptr;  // the job is over: a reader gone now changes nothing
+  sink.Drain(sigfd.get());
+  return code;
 }
 
 }  // namespace sr::cli

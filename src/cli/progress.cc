@@ -20,8 +20,16 @@ bool Ended(proto::StepResult::Status s) {
 
 }  // namespace
 
+void ProgressPrinter::Print(const std::string& line) {
+  if (print_) {
+    print_(line);
+  } else {
+    std::fputs(line.c_str(), stderr);
+  }
+}
+
 void ProgressPrinter::Started(const std::string& name) {
-  std::fprintf(stderr, "step-runner: ▶ %s\n", Label(name).c_str());
+  Print("step-runner: ▶ " + Label(name) + "\n");
 }
 
 void ProgressPrinter::Finished(const std::string& name, proto::StepResult::Status status,
@@ -30,17 +38,17 @@ void ProgressPrinter::Finished(const std::string& name, proto::StepResult::Statu
   std::string how = proto::StepResult::Status_Name(status);
   if (took) how += ", " + Millis(*took);
   if (usage) how += UsageSummary(*usage);
-  std::fprintf(stderr, "step-runner: %s %s (%s)\n", status == proto::StepResult::success ? "✔" : "✘",
-               Label(name).c_str(), how.c_str());
+  Print(std::string("step-runner: ") + (status == proto::StepResult::success ? "✔" : "✘") + " " +
+        Label(name) + " (" + how + ")\n");
 }
 
 void ProgressPrinter::Skipped(const std::string& name) {
-  std::fprintf(stderr, "step-runner: - %s (skipped)\n", Label(name).c_str());
+  Print("step-runner: - " + Label(name) + " (skipped)\n");
 }
 
 void ProgressPrinter::Done(proto::StepResult::Status status, Duration total) {
-  std::fprintf(stderr, "step-runner: finished: %s after %s\n",
-               proto::StepResult::Status_Name(status).c_str(), Millis(total).c_str());
+  Print("step-runner: finished: " + proto::StepResult::Status_Name(status) + " after " +
+        Millis(total) + "\n");
 }
 
 proto::StepResult::Status OutcomeStatus(const std::optional<Error>& error) {

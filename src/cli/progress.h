@@ -4,10 +4,12 @@
 // (successive Status snapshots of the job's result tree).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "engine/engine.h"
 #include "proto/step.pb.h"
@@ -15,9 +17,11 @@
 
 namespace sr::cli {
 
-/// Prints the lines; all on stderr.
+/// Prints the lines; all on stderr, or to PrintTo's function.
 class ProgressPrinter {
  public:
+  /// Where the lines go instead of stderr (`run`: the sink that never blocks the loop).
+  void PrintTo(std::function<void(std::string_view)> print) { print_ = std::move(print); }
   void Started(const std::string& name);
   /// With `usage`, the line carries CPU time and peak memory (contract 8.2).
   void Finished(const std::string& name, proto::StepResult::Status status,
@@ -25,6 +29,10 @@ class ProgressPrinter {
   void Skipped(const std::string& name);
   /// The last line: `step-runner: finished: failure after 1.204s`.
   void Done(proto::StepResult::Status status, Duration total);
+
+ private:
+  void Print(const std::string& line);
+  std::function<void(std::string_view)> print_;
 };
 
 /// Engine observer for `run`/`ci`.

@@ -38,6 +38,12 @@ class OutputSink {
   virtual OutputMove Move(OutputStream /*stream*/, int /*fd*/, size_t /*max*/) {
     return {OutputMove::Kind::kRefused};
   }
+  /// True while the destination cannot take more bytes without waiting (a terminal or a pipe
+  /// nobody reads): the steps' output then stays in their pipes, and the steps wait on their
+  /// own writes, while the runner goes on serving cancels and timers. Asked often: keep it cheap.
+  virtual bool Full() { return false; }
+  /// After Full() said true: calls `resume` on the loop once there is room again.
+  virtual void WhenRoom(std::function<void()> /*resume*/) {}
 };
 
 /// Optional progress callbacks (the CLI prints a line per step on a terminal).

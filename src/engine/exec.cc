@@ -171,6 +171,8 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   auto out_mask = std::make_shared<expr::Masker>(st.options.secrets);
   auto err_mask = std::make_shared<expr::Masker>(st.options.secrets);
   OutputSink& sink = st.sink;
+  spec.output_paused = [&sink] { return sink.Full(); };
+  spec.when_output_room = [&sink](std::function<void()> resume) { sink.WhenRoom(std::move(resume)); };
   if (out_mask->passthrough() && err_mask->passthrough()) {
     spec.move_output = [&sink](OutputStream s, int fd, size_t max) { return sink.Move(s, fd, max); };
   }

@@ -311,7 +311,13 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   config.leftovers = spec.leftovers.value_or(StopPolicy{SIGTERM, options_.leftover_grace});
   config.leftover_grace = options_.leftover_grace;
   config.on_output = spec.capture_output ? std::move(on_output) : nullptr;
-  if (config.on_output) config.move_output = spec.move_output;
+  if (config.on_output) {
+    config.move_output = spec.move_output;
+    if (spec.output_paused && spec.when_output_room) {
+      config.output_paused = spec.output_paused;
+      config.when_output_room = spec.when_output_room;
+    }
+  }
   auto usage = std::make_shared<ResourceUsage>();
   config.on_exit = [usage, on_exit = std::move(on_exit)](TreeExit e) {
     e.rusage = *usage;

@@ -90,6 +90,14 @@ struct ProcessSpec {
   /// straight to where they go (splice), instead of reading them for on_output. Once it answers
   /// kRefused for a pipe, that pipe is read and on_output gets its bytes from then on.
   std::function<OutputMove(OutputStream, int fd, size_t max)> move_output;
+  /// Optional, with capture_output: true while the output's destination cannot take more (a
+  /// terminal or pipe nobody reads). The tree then leaves its pipes unread, so the step blocks
+  /// on its own writes, and hands `when_output_room` a callback to call (on the loop) once there
+  /// is room; the loop itself never waits, so a cancel, a timeout and a grace still act. Once no
+  /// member is left the pipes are drained whatever it says (what is left is bounded by their
+  /// size).
+  std::function<bool()> output_paused;
+  std::function<void(std::function<void()>)> when_output_room;
 };
 
 /// How one member of a tree ended, for the termination record.

@@ -121,6 +121,50 @@ TEST_P(SpawnTest, MegabyteBurstOnBothStreams) {
   EXPECT_EQ(o.exit.exit_code, 0);
 }
 
+// A destination that cannot take more (output_paused): the tree stops reading, so the step
+// waits on its own full pipe, until the sink calls back; a stop still acts meanwhile, and once
+// nobody is left the pipes are drained whatever the sink says.
+TEST_P(SpawnTest, PausedOutputWaitsForRoomAndAStopStillActs) {
+  bool paused = true;
+  std::function<void()> resume;
+  int asked = 0;
+  auto spec_with = [&](ProcessSpec spec) {
+    spec.output_paused = [&paused] { return paused; };
+    spec.when_output_room = [&](std::function<void()> r) {
+      ++asked;
+      resume = std::move(r);
+    };
+    return spec;
+  };
+  Outcome o;
+  Start(spec_with(Shell("echo first; seq 1 100000; echo $$ > \"$D/done\"")), o);
+  // Paused from the first read: nothing arrives, and the writer is held by its full pipe.
+  RunUntil([&] { return asked > 0; });
+  ASSERT_EQ(asked, 1);
+  EXPECT_EQ(o.out, "");
+  EXPECT_FALSE(FileExists("done"));
+  paused = false;
+  resume();
+  ASSERT_TRUE(Wait(o));
+  std::string expected = "first\n";
+  for (int i = 1; i <= 100000; ++i) expected += std::to_string(i) + "\n";
+  EXPECT_TRUE(o.out == expected) << o.out.size();
+  EXPECT_TRUE(FileExists("done"));
+
+  // Paused for good: a stop kills the writer, and what its pipe still held is delivered.
+  paused = true;
+  asked = 0;
+  Outcome stopped;
+  auto tree = Start(spec_with(Shell("echo $$ > \"$D/writer\"; exec yes")), stopped);
+  RunUntil([&] { return asked > 0; });
+  ASSERT_EQ(asked, 1);
+  ExpectGoneLater(ReadPid("writer"));
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(100)});
+  ASSERT_TRUE(Wait(stopped));
+  EXPECT_EQ(stopped.exit.term_signal, SIGTERM);
+  EXPECT_GT(stopped.out.size(), 0u) << "the pipe's content was drained after the stop";
+}
+
 TEST_P(SpawnTest, CaptureOffSendsOutputNowhere) {
   Outcome o;
   ProcessSpec spec = Shell("echo out; echo err >&2; exit 5");

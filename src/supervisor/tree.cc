@@ -27,6 +27,8 @@ TreeImpl::TreeImpl(Config c)
       leftover_grace_(c.leftover_grace),
       on_output_(std::move(c.on_output)),
       move_output_(std::move(c.move_output)),
+      output_paused_(std::move(c.output_paused)),
+      when_output_room_(std::move(c.when_output_room)),
       on_exit_(std::move(c.on_exit)) {}
 
 TreeImpl::~TreeImpl() { Disarm(); }
@@ -87,6 +89,8 @@ void TreeImpl::Abandon() {
   on_exit_ = nullptr;
   on_output_ = nullptr;
   move_output_ = nullptr;
+  output_paused_ = nullptr;
+  when_output_room_ = nullptr;
   KillNow(ProcessRecord::Ending::kKilledForced);
 }
 
@@ -338,6 +342,8 @@ void TreeImpl::Deliver(TreeExit exit) {
   on_exit_ = nullptr;
   on_output_ = nullptr;
   move_output_ = nullptr;
+  output_paused_ = nullptr;
+  when_output_room_ = nullptr;
   if (owner_) owner_->TreeDelivered(id_);  // live_trees() drops before the callback runs
   owner_ = nullptr;
   loop_ = nullptr;
@@ -367,6 +373,8 @@ void TreeImpl::Detach() {
   on_exit_ = nullptr;
   on_output_ = nullptr;
   move_output_ = nullptr;
+  output_paused_ = nullptr;
+  when_output_room_ = nullptr;
   owner_ = nullptr;
   loop_ = nullptr;
 }

@@ -44,6 +44,8 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
     Duration leftover_grace{};  // also: how long to wait for pipes held outside the tree
     Supervisor::OutputCallback on_output;
     std::function<OutputMove(OutputStream, int, size_t)> move_output;  // ProcessSpec::move_output
+    std::function<bool()> output_paused;                               // ProcessSpec::output_paused
+    std::function<void(std::function<void()>)> when_output_room;       // and when_output_room
     Supervisor::ExitCallback on_exit;
   };
   explicit TreeImpl(Config config);
@@ -103,6 +105,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
     bool grown = false;
     std::unique_ptr<char[]> big;
     bool refused_move = false;  // move_output said kRefused: read from now on
+    bool paused = false;        // unwatched while the output's destination is full
     // The runner's own write end, closed when the main process is reaped: until then the pipe
     // cannot hang up. Its hang-up at the main process's exit woke the loop a moment before the
     // SIGCHLD did, on the same CPU as the exiting child more often than not: two more context
@@ -152,11 +155,15 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   void LearnReapedStatus(Member& m);
 
   Status WatchPipe(Pipe& p);
+  Status WatchReadable(Pipe& p);
   void ReadPipe(Pipe& p, bool drain);
   void GrowPipe(Pipe& p);
   /// `at_eof`: every writer is gone, so nobody can tell when the read end closes (CloseLater).
   void ClosePipe(Pipe& p, bool at_eof = false);
   void DrainPipes();
+  /// The destination is full: both pipes leave the epoll set until ResumeOutput finds room.
+  void PauseOutput();
+  void ResumeOutput();
   bool PipesClosed() const { return !out_.fd.valid() && !err_.fd.valid(); }
 
   EventLoop* loop_;
@@ -167,6 +174,9 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   const Duration leftover_grace_;
   Supervisor::OutputCallback on_output_;
   std::function<OutputMove(OutputStream, int, size_t)> move_output_;
+  std::function<bool()> output_paused_;
+  std::function<void(std::function<void()>)> when_output_room_;
+  bool awaiting_room_ = false;  // a resume is registered with when_output_room_
   Supervisor::ExitCallback on_exit_;
 
   Phase phase_ = Phase::kNew;

@@ -27,6 +27,10 @@ Status TreeImpl::WatchPipe(Pipe& p) {
   // The read end of a fresh pipe: O_NONBLOCK is its only status flag (the write end, the
   // child's, stays blocking: pipe2's flags would apply to both).
   if (::fcntl(p.fd.get(), F_SETFL, O_NONBLOCK) != 0) return ErrnoError("fcntl O_NONBLOCK", errno);
+  return WatchReadable(p);
+}
+
+Status TreeImpl::WatchReadable(Pipe& p) {
   Pipe* raw = &p;
   auto w = loop_->Watch(p.fd.get(), EPOLLIN, [this, raw](uint32_t) {
     auto self = shared_from_this();  // on_output may drop the caller's last handle
@@ -38,11 +42,55 @@ Status TreeImpl::WatchPipe(Pipe& p) {
   return Ok();
 }
 
+void TreeImpl::PauseOutput() {
+  for (Pipe* p : {&out_, &err_}) {
+    if (!p->watch) continue;
+    loop_->Unwatch(p->watch);
+    p->watch = 0;
+    p->paused = true;
+  }
+  if (awaiting_room_ || !when_output_room_) return;
+  awaiting_room_ = true;
+  // The sink calls back on the loop once its destination can take bytes again; a tree gone by
+  // then is not resumed.
+  when_output_room_([weak = weak_from_this()] {
+    auto self = weak.lock();
+    if (!self) return;
+    self->awaiting_room_ = false;
+    self->ResumeOutput();
+  });
+}
+
+void TreeImpl::ResumeOutput() {
+  if (!live()) return;
+  if (output_paused_ && output_paused_()) {
+    PauseOutput();
+    return;
+  }
+  auto self = shared_from_this();
+  for (Pipe* p : {&out_, &err_}) {
+    if (!p->paused) continue;
+    p->paused = false;
+    if (!p->fd.valid()) continue;
+    if (!WatchReadable(*p).ok()) {
+      ClosePipe(*p);  // cannot watch it: the stream ends here, as a read error would end it
+      continue;
+    }
+    ReadPipe(*p, false);
+  }
+  if (PipesClosed()) Progress();
+}
+
 void TreeImpl::ReadPipe(Pipe& p, bool drain) {
   char small[kSmallRead];
   const size_t budget = drain ? kBytesPerDrain : kBytesPerWakeup;
   for (size_t done = 0; done < budget;) {
     if (!p.fd.valid()) return;
+    // A drain comes once no member is left: what is in the pipes then is bounded, and taken.
+    if (!drain && output_paused_ && output_paused_()) {
+      PauseOutput();
+      return;
+    }
     if (move_output_ && on_output_ && !p.refused_move) {
       OutputMove m = move_output_(p.stream, p.fd.get(), p.grown ? kBigRead : kSmallRead);
       if (m.kind == OutputMove::Kind::kMoved) {
@@ -55,7 +103,11 @@ void TreeImpl::ReadPipe(Pipe& p, bool drain) {
         ClosePipe(p, /*at_eof=*/true);
         return;
       }
-      p.refused_move = true;  // and read what is there
+      if (m.kind == OutputMove::Kind::kFull && output_paused_ && !drain) {
+        PauseOutput();
+        return;
+      }
+      p.refused_move = true;  // and read what is there (Write then waits for room, if it must)
     }
     if (p.grown && !p.big) p.big = std::make_unique_for_overwrite<char[]>(kBigRead);
     char* buf = p.grown ? p.big.get() : small;

@@ -27,7 +27,7 @@ OutputMove SpliceOut(int from, int to, int64_t* offset, size_t max) {
     // again before concluding that the destination is full.
     int queued = 0;
     if (::ioctl(from, FIONREAD, &queued) == 0 && queued == 0) return {OutputMove::Kind::kEmpty};
-    if (++full_destination == 3) return {OutputMove::Kind::kRefused};
+    if (++full_destination == 3) return {OutputMove::Kind::kFull};
   }
 }
 
