@@ -203,12 +203,13 @@ int RunCommand(const ClientArgs& a) {
       proto::CancelRequest cancel;
       cancel.set_id(a.id);
       cancel.set_force(++seen > 1);
-      std::fprintf(stderr, seen == 1 ? "step-runner: cancelling job \"%s\"; press Ctrl-C again to force\n"
-                                     : "step-runner: killing job \"%s\" now\n",
-                   a.id.c_str());
+      // Act first, then say so: a stderr nobody reads must not hold up the cancel.
       grpc::ClientContext ctx;
       proto::CancelResponse resp;
       grpc::Status cs = client.stub().Cancel(&ctx, cancel, &resp);
+      std::fprintf(stderr, seen == 1 ? "step-runner: cancelling job \"%s\"; press Ctrl-C again to force\n"
+                                     : "step-runner: killing job \"%s\" now\n",
+                   a.id.c_str());
       if (!cs.ok()) std::fprintf(stderr, "step-runner: cancel: %s\n", cs.error_message().c_str());
     }
   });
