@@ -116,39 +116,56 @@ bool AppearsWithin(const std::string& path, std::chrono::seconds limit) {
 // the runner used to sit in write(2) on its full stdout, so neither Ctrl-C nor --timeout
 // acted, and the step ran on. Now the step waits on its own full pipe while the runner serves
 // the cancel; only the runner's last output waits for the reader (a second Ctrl-C gives up).
+// The reader is a pipe or a socket, read for 100 bytes (the step is running), then held.
 TEST_F(RunFaults, CtrlCAndTimeoutActWhileStdoutIsNotRead) {
   dir.Write("noisy.yml", "spec: {}\n---\nrun:\n  - name: noisy\n"
                          "    script: echo $$ > step.pid; exec yes some output to fill the pipe\n");
-  for (const std::string how : {"ctrl-c", "timeout"}) {
-    for (const char* f : {"r.json", "step.pid", "runner.pid", "out.fifo"}) ::unlink((dir / f).c_str());
-    const std::string timeout = how == "timeout" ? " --timeout 1s" : "";
-    // The reader takes the first bytes (the step is running), then holds the FIFO unread.
+  dir.Write("reader.py",
+            "import os, socket, subprocess, sys\n"
+            "kind, extra = sys.argv[1], sys.argv[2:]\n"
+            "if kind == 'socket':\n"
+            "    ours, theirs = socket.socketpair()\n"
+            "    read = lambda: ours.recv(100)\n"
+            "else:\n"
+            "    r, theirs = os.pipe()\n"
+            "    read = lambda: os.read(r, 100)\n"
+            "p = subprocess.Popen(['" + Binary() + "', 'run', '-f', 'noisy.yml', '--grace', '500ms',"
+            " '--step-results-file', 'r.json'] + extra, stdout=theirs, stderr=open('err.txt', 'w'))\n"
+            "theirs.close() if kind == 'socket' else os.close(theirs)\n"
+            "open('runner.pid', 'w').write(str(p.pid))\n"
+            "read()\n"
+            "sys.exit(p.wait())\n");
+  struct Case {
+    std::string reader, how;
+  };
+  for (const Case& c : {Case{"pipe", "ctrl-c"}, Case{"pipe", "timeout"}, Case{"socket", "ctrl-c"}}) {
+    const std::string what = c.reader + ", " + c.how;
+    for (const char* f : {"r.json", "step.pid", "runner.pid"}) ::unlink((dir / f).c_str());
+    std::vector<std::string> argv{"/usr/bin/python3", dir / "reader.py", c.reader};
+    if (c.how == "timeout") argv.insert(argv.end(), {"--timeout", "1s"});
     Options o;
     o.cwd = dir.path();
-    Child shell({"/bin/bash", "-c",
-                 "mkfifo out.fifo\n\"" + Binary() + "\" run -f noisy.yml --grace 500ms" + timeout +
-                     " --step-results-file r.json > out.fifo 2> err.txt &\n"
-                     "echo $! > runner.pid\nexec 3< out.fifo\nhead -c 100 <&3 > first.txt\nwait $!"},
-                o);
-    ASSERT_TRUE(AppearsWithin(dir / "step.pid", std::chrono::seconds(30))) << how;
-    ASSERT_TRUE(AppearsWithin(dir / "runner.pid", std::chrono::seconds(30))) << how;
+    Child reader(argv, o);
+    ASSERT_TRUE(AppearsWithin(dir / "step.pid", std::chrono::seconds(30))) << what;
+    ASSERT_TRUE(AppearsWithin(dir / "runner.pid", std::chrono::seconds(30))) << what;
     const pid_t runner = ReadPids(dir / "runner.pid").at(0);
     const pid_t step = ReadPids(dir / "step.pid").at(0);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let the pipe fill up
-    if (how == "ctrl-c") ::kill(runner, SIGINT);
+    if (c.how == "ctrl-c") ::kill(runner, SIGINT);
     const bool ended = AppearsWithin(dir / "r.json", std::chrono::seconds(20));
-    EXPECT_TRUE(ended) << how << ": the job did not end while stdout was full";
+    EXPECT_TRUE(ended) << what << ": the job did not end while stdout was full";
     if (ended) {
       const std::string results = dir.Read("r.json");
-      EXPECT_THAT(results, HasSubstr(how == "timeout" ? "timed_out" : "cancel_requested")) << how;
-      // Reaped by us (the subreaper) once the runner is gone at the latest; not running now.
-      EXPECT_FALSE(ProcessAlive(step)) << how << ": the step still runs";
+      EXPECT_THAT(results, HasSubstr(c.how == "timeout" ? "timed_out" : "cancel_requested")) << what;
+      // Reaped by the runner before it wrote the results: not running now.
+      EXPECT_FALSE(ProcessAlive(step)) << what << ": the step still runs";
     }
     // The runner waits to hand its last output to the reader; a second signal gives up on it.
     ::kill(runner, ended ? SIGINT : SIGKILL);
-    Output out = shell.Wait();
-    EXPECT_EQ(out.exit_code, ended ? (how == "timeout" ? 124 : 130) : -1) << how << out.err;
-    EXPECT_THAT(dir.Read("err.txt"), HasSubstr(how == "timeout" ? "(timed out)" : "(cancelled)")) << how;
+    Output out = reader.Wait();
+    EXPECT_EQ(out.exit_code, ended ? (c.how == "timeout" ? 124 : 130) : 255 - 8) << what << out.err;
+    EXPECT_THAT(dir.Read("err.txt"), HasSubstr(c.how == "timeout" ? "(timed out)" : "(cancelled)"))
+        << what;
     ReapOrphans();
   }
 }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@ StdioSink::StdioSink(EventLoop& loop) : loop_(loop) {
   if (out_known) {
     out_.own = OpenNonBlocking(1, st_out);
     if (out_.own.valid()) out_.fd = out_.own.get();
+    out_.socket = S_ISSOCK(st_out.st_mode);
   }
   // `2>&1` into a pipe or a terminal: one queue keeps the two streams in the order written.
   if (out_known && err_known && out_.own.valid() && st_out.st_dev == st_err.st_dev &&
@@ -44,6 +46,7 @@ StdioSink::StdioSink(EventLoop& loop) : loop_(loop) {
   if (err_known) {
     err_own_.own = OpenNonBlocking(2, st_err);
     if (err_own_.own.valid()) err_own_.fd = err_own_.own.get();
+    err_own_.socket = S_ISSOCK(st_err.st_mode);
   }
 }
 
@@ -56,7 +59,10 @@ void StdioSink::Failed(Out& o, int err) {
 bool StdioSink::Push(Out& o) {
   size_t done = 0;
   while (done < o.queued.size()) {
-    const ssize_t n = ::write(o.fd, o.queued.data() + done, o.queued.size() - done);
+    // A socket cannot be opened again, but send(2) takes "do not wait" per call.
+    const ssize_t n = o.socket ? ::send(o.fd, o.queued.data() + done, o.queued.size() - done,
+                                        MSG_DONTWAIT | MSG_NOSIGNAL)
+                               : ::write(o.fd, o.queued.data() + done, o.queued.size() - done);
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;
@@ -81,7 +87,7 @@ void StdioSink::Write(OutputStream stream, std::string_view bytes) {
 
 OutputMove StdioSink::Move(OutputStream stream, int fd, size_t max) {
   Out& o = For(stream);
-  if (o.failed) return {OutputMove::Kind::kRefused};
+  if (o.failed || o.socket) return {OutputMove::Kind::kRefused};  // a socket: read, then send
   if (!o.queued.empty() && !Push(o)) {
     waiting_ = true;
     return {OutputMove::Kind::kFull};

@@ -4,7 +4,7 @@
 // writes through its own non-blocking open of them (the shell's open file, which others share,
 // is left blocking); what does not fit waits in a queue, and while it waits the sink reports
 // itself Full(), so the steps' output stays in their pipes and the steps wait on their writes.
-// Files and sockets are written as before (a file does not wait for a reader).
+// A socket is written with send(MSG_DONTWAIT); a file as before (it does not wait for a reader).
 #pragma once
 
 #include <functional>
@@ -52,6 +52,7 @@ class StdioSink : public OutputSink {
     std::string queued;     // bytes that found no room yet, in order
     bool full = false;      // a splice found no room; cleared once poll says there is
     bool failed = false;    // reported once through on_error; later bytes are dropped
+    bool socket = false;    // written with send(MSG_DONTWAIT) instead
     EventLoop::WatchId watch = 0;  // EPOLLOUT, while trees wait for room
   };
   Out& For(OutputStream stream) { return stream == OutputStream::kStdout ? out_ : *err_; }
