@@ -12,6 +12,7 @@ namespace sr::test {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class ServiceCli : public ::testing::Test {
  protected:
@@ -203,6 +204,25 @@ TEST_F(ServiceCli, Errors) {
   Output no_server = RunStepRunner({"client", "--socket", dir_ / "none.sock", "status"}, ClientOptions(dir_.path()));
   EXPECT_EQ(no_server.exit_code, 1);
   EXPECT_THAT(no_server.err, HasSubstr("cannot reach step-runner at " + dir_ / "none.sock"));
+}
+
+// A request with bytes that are not UTF-8 cannot be sent (gRPC strings are UTF-8): protobuf
+// refused it with a log line and the client said "step-runner: " and nothing else. Now the
+// client names the flag or the file's line, as the server would for the step text.
+TEST_F(ServiceCli, BytesThatAreNotUtf8AreNamedBeforeSending) {
+  std::string file = File("ok.yml", {{"a", "true"}});
+  Output env = Client({"run", file, "--id", "e", "--env", "K=caf\xe9"});
+  EXPECT_EQ(env.exit_code, 2);
+  EXPECT_THAT(env.err, HasSubstr("step-runner: --env K: not UTF-8 (byte 0xE9 at offset 5)"));
+  Output job = Client({"run", file, "--id", "j", "--job", "J=\xff"});
+  EXPECT_EQ(job.exit_code, 2);
+  EXPECT_THAT(job.err, HasSubstr("step-runner: --job J: not UTF-8 (byte 0xFF"));
+  const std::string latin = dir_.Write("latin.yml", "spec: {}\n---\nrun:\n  - name: a\n    script: echo caf\xe9\n");
+  Output text = Client({"run", latin, "--id", "t"});
+  EXPECT_EQ(text.exit_code, 2);
+  EXPECT_THAT(text.err, HasSubstr(latin + ":5:21: invalid UTF-8 (byte 0xE9): step text must be UTF-8"));
+  for (const Output* o : {&env, &job, &text}) EXPECT_THAT(o->err, Not(HasSubstr("libprotobuf"))) << o->err;
+  EXPECT_EQ(server_.All().jobs_size(), 0) << "nothing was submitted";
 }
 
 }  // namespace

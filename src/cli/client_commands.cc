@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <condition_variable>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -29,6 +30,7 @@
 #include "util/fd.h"
 #include "util/signals.h"
 #include "util/time.h"
+#include "util/utf8.h"
 
 namespace sr::cli {
 
@@ -111,10 +113,34 @@ int ExitCodeForStatus(const proto::Status& s) {
   }
 }
 
+// gRPC strings are UTF-8: a request holding other bytes cannot even be sent (protobuf refuses
+// it with a log line and the call fails without a message), so they are caught here.
+std::string ByteName(char c) {
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(c));
+  return hex;
+}
+
+Status RequireUtf8(std::string_view value, const std::string& what) {
+  const size_t bad = FirstInvalidUtf8(value);
+  if (bad == value.size()) return Ok();
+  return InvalidError(what + ": not UTF-8 (byte " + ByteName(value[bad]) +
+                      " at offset " + std::to_string(bad) + "); the service takes UTF-8 text only");
+}
+
 Result<proto::RunRequest> BuildRunRequest(const ClientArgs& a) {
   proto::RunRequest req;
   auto text = stepfile::ReadStepText(a.file, /*regular_only=*/false);  // the server's limit
   if (!text.ok()) return InvalidError(text.error().message);
+  if (const size_t bad = FirstInvalidUtf8(*text); bad != text->size()) {
+    const size_t line = 1 + static_cast<size_t>(std::count(text->begin(), text->begin() + bad, '\n'));
+    const size_t start = text->rfind('\n', bad == 0 ? 0 : bad - 1);
+    const size_t column = bad - (start == std::string::npos || bad == 0 ? 0 : start + 1) + 1;
+    return InvalidError(a.file + ":" + std::to_string(line) + ":" + std::to_string(column) +
+                        ": invalid UTF-8 (byte " + ByteName((*text)[bad]) +
+                        "): step text must be UTF-8");
+  }
+  SR_RETURN_IF_ERROR(RequireUtf8(a.id, "--id"));
   req.set_id(a.id);
   req.set_steps(*text);
   std::error_code ec;
@@ -122,6 +148,7 @@ Result<proto::RunRequest> BuildRunRequest(const ClientArgs& a) {
                                       : std::filesystem::absolute(a.work_dir, ec).string());
   for (const auto& kv : a.env) {
     SR_ASSIGN_OR_RETURN(auto p, SplitPair(kv, "--env"));
+    SR_RETURN_IF_ERROR(RequireUtf8(kv, "--env " + EscapeInvalidUtf8(p.first)));
     (*req.mutable_env())[p.first] = p.second;
   }
   for (const auto* list : {&a.job, &a.masked_job}) {
@@ -133,6 +160,9 @@ Result<proto::RunRequest> BuildRunRequest(const ClientArgs& a) {
       } else {
         SR_ASSIGN_OR_RETURN(p, SplitPair(kv, list == &a.job ? "--job" : "--masked-job"));
       }
+      SR_RETURN_IF_ERROR(RequireUtf8(p.first + "=" + p.second,
+                                     std::string(list == &a.job ? "--job " : "--masked-job ") +
+                                         EscapeInvalidUtf8(p.first)));
       proto::Variable* v = req.mutable_job()->add_variables();
       v->set_key(p.first);
       v->set_value(p.second);
@@ -145,6 +175,7 @@ Result<proto::RunRequest> BuildRunRequest(const ClientArgs& a) {
   if (!f.warn_before.empty()) {
     SR_RETURN_IF_ERROR(SetDuration(f.warn_before, "--warn-before", req.mutable_warn_before()));
   }
+  SR_RETURN_IF_ERROR(RequireUtf8(req.work_dir(), "the work dir " + EscapeInvalidUtf8(req.work_dir())));
   req.set_warn_signal(f.warn_signal);
   SR_ASSIGN_OR_RETURN(ResourceLimits limits, LimitsFromFlags(f));
   if (limits.any()) {

@@ -28,7 +28,7 @@ size_t DecodeUtf8(std::string_view s, size_t i, uint32_t& code) {
   return len;
 }
 
-bool IsValidUtf8(std::string_view s) {
+size_t FirstInvalidUtf8(std::string_view s) {
   size_t i = 0;
   // ASCII runs are the common case: no decoding for them.
   while (i < s.size()) {
@@ -38,10 +38,10 @@ bool IsValidUtf8(std::string_view s) {
     }
     uint32_t code = 0;
     const size_t len = DecodeUtf8(s, i, code);
-    if (len == 0) return false;
+    if (len == 0) return i;
     i += len;
   }
-  return true;
+  return s.size();
 }
 
 std::string EscapeInvalidUtf8(std::string_view s) {

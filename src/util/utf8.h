@@ -15,8 +15,10 @@ namespace sr {
 /// are not valid UTF-8 (overlong forms, surrogates and values above U+10FFFF are invalid, as in Go).
 size_t DecodeUtf8(std::string_view s, size_t i, uint32_t& code);
 
+/// The offset of the first byte of `s` that is not part of valid UTF-8; s.size() when none.
+size_t FirstInvalidUtf8(std::string_view s);
 /// Whether every byte of `s` belongs to a valid UTF-8 sequence.
-bool IsValidUtf8(std::string_view s);
+inline bool IsValidUtf8(std::string_view s) { return FirstInvalidUtf8(s) == s.size(); }
 
 /// `s` with each byte that is not part of valid UTF-8 written as `\xNN` (lower-case hex).
 std::string EscapeInvalidUtf8(std::string_view s);
