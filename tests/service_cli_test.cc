@@ -221,7 +221,10 @@ TEST_F(ServiceCli, BytesThatAreNotUtf8AreNamedBeforeSending) {
   Output text = Client({"run", latin, "--id", "t"});
   EXPECT_EQ(text.exit_code, 2);
   EXPECT_THAT(text.err, HasSubstr(latin + ":5:21: invalid UTF-8 (byte 0xE9): step text must be UTF-8"));
-  for (const Output* o : {&env, &job, &text}) EXPECT_THAT(o->err, Not(HasSubstr("libprotobuf"))) << o->err;
+  Output id = Client({"cancel", "caf\xe9"});
+  EXPECT_EQ(id.exit_code, 2);
+  EXPECT_THAT(id.err, HasSubstr("step-runner: job id: not UTF-8 (byte 0xE9 at offset 3)"));
+  for (const Output* o : {&env, &job, &text, &id}) EXPECT_THAT(o->err, Not(HasSubstr("libprotobuf"))) << o->err;
   EXPECT_EQ(server_.All().jobs_size(), 0) << "nothing was submitted";
 }
 

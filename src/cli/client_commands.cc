@@ -140,7 +140,6 @@ Result<proto::RunRequest> BuildRunRequest(const ClientArgs& a) {
                         ": invalid UTF-8 (byte " + ByteName((*text)[bad]) +
                         "): step text must be UTF-8");
   }
-  SR_RETURN_IF_ERROR(RequireUtf8(a.id, "--id"));
   req.set_id(a.id);
   req.set_steps(*text);
   std::error_code ec;
@@ -373,6 +372,10 @@ void RegisterClientCommands(CLI::App& app, int& exit_code) {
       if (a->socket.empty()) a->socket = DefaultSocketPath();
       if (Status owner = CheckSocketOwner(a->socket); !owner.ok()) {
         exit_code = Fail(owner.error().message, 1);
+        return;
+      }
+      if (Status id = RequireUtf8(a->id, "job id"); !id.ok()) {
+        exit_code = Fail(id.error().message, 2);
         return;
       }
       exit_code = cmd(*a);
