@@ -3,6 +3,12 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -145,6 +151,55 @@ TEST(RunCli, CtrlCCancelsGracefullyAndExits130) {
   EXPECT_EQ(o.exit_code, 130) << o.err;
   EXPECT_THAT(o.err, HasSubstr("again to force"));
   ReapOrphans();
+}
+
+// The state letter of /proc/<pid>/stat ('T' stopped), or 0 when it is gone.
+char ProcessState(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = text.rfind(')');
+  return paren == std::string::npos || paren + 2 >= text.size() ? 0 : text[paren + 2];
+}
+
+// Polls until every pid's state is (or, with `is` false, is no longer) `state`; safety limit only.
+bool StatesBecome(const std::vector<pid_t>& pids, char state, bool is) {
+  for (int i = 0; i < 3000; ++i) {
+    bool all = true;
+    for (pid_t p : pids) all = all && ((ProcessState(p) == state) == is);
+    if (all) return true;
+    ::usleep(10000);
+  }
+  return false;
+}
+
+// Ctrl-Z: the steps are in process groups (and cgroups) of their own, so the terminal stopped
+// only the runner and the steps ran on. The runner now stops them with itself, and lets them go
+// on at `fg` (SIGCONT); a Ctrl-C afterwards cancels as usual. Both mechanisms.
+TEST(RunCli, CtrlZStopsTheStepsWithTheRunnerAndFgLetsThemGoOn) {
+  BecomeSubreaper();
+  for (const std::string cgroup : {"", "off"}) {
+    TestDir dir;
+    dir.Write("s.yml", "spec: {}\n---\nrun:\n  - name: ticker\n    script: |\n"
+                       "      (sleep 300) &\n      echo $$ $! > " + dir / "pids" + "\n"
+                       "      while :; do sleep 0.05; done\n");
+    Options o;
+    if (!cgroup.empty()) o.env["STEP_RUNNER_CGROUP"] = cgroup;
+    Child child({Binary(), "run", "-f", dir / "s.yml"}, o);
+    ASSERT_TRUE(child.WaitForFile(dir / "pids"));
+    std::vector<pid_t> pids;
+    for (int i = 0; i < 200 && pids.size() < 2; ++i, ::usleep(10000)) pids = ReadPids(dir / "pids");
+    ASSERT_EQ(pids.size(), 2u);
+    child.Signal(SIGTSTP);
+    EXPECT_TRUE(StatesBecome({child.pid(), pids[0], pids[1]}, 'T', true)) << cgroup;
+    child.Signal(SIGCONT);
+    EXPECT_TRUE(StatesBecome({child.pid(), pids[0], pids[1]}, 'T', false)) << cgroup;
+    child.Signal(SIGINT);
+    Output out = child.Wait();
+    EXPECT_EQ(out.exit_code, 130) << cgroup << out.err;
+    EXPECT_THAT(out.err, HasSubstr("step-runner: stopped, with the ")) << cgroup;
+    EXPECT_THAT(out.err, HasSubstr("step-runner: continued")) << cgroup;
+    ReapOrphans();
+  }
 }
 
 TEST(RunCli, TrappedTermRunsCleanupAndIsCancelled) {

@@ -55,11 +55,27 @@ Result<JobOptions> TimingFromFlags(const RunFlags& flags) {
   return o;
 }
 
+// Ctrl-Z: the steps run in process groups (and cgroups) of their own, which the terminal does
+// not stop with the runner's. So the runner stops them itself, then stops, and on `fg` (SIGCONT)
+// lets them go on. A deadline keeps counting meanwhile (a timeout that passed fires at once).
+void StopWithTheSteps(JobRun& run, StdioSink& sink) {
+  const size_t stopped = run.SignalRunning(SIGSTOP);
+  sink.Note("step-runner: stopped, with the " + std::to_string(stopped) +
+            " processes of the running steps; `fg` lets them go on\n");
+  ::raise(SIGSTOP);  // returns once continued
+  run.SignalRunning(SIGCONT);
+  sink.Note("step-runner: continued\n");
+}
+
 // The terminal's part of a cancel: the first Ctrl-C cancels, the second forces. What it says
 // goes through the sink: a paused terminal must not hold up the loop.
 void OnTerminalSignals(int sigfd, JobRun& run, int& seen, StdioSink& sink) {
   signalfd_siginfo info;
   while (::read(sigfd, &info, sizeof info) == sizeof info) {
+    if (info.ssi_signo == SIGTSTP) {
+      StopWithTheSteps(run, sink);
+      continue;
+    }
     const bool force = ++seen > 1;
     // Act first, then say so: a slow terminal must not delay the signals.
     CancelSource::Effect e = run.Cancel(CancelReason::kRequested, force);
@@ -139,8 +155,9 @@ int RunLocally(LocalRunRequest req) {
   JobOptions options = std::move(*timing);
 
   // SIGINT and SIGTERM are consumed in one place, synchronously, through a signalfd on the loop.
-  // A closed terminal (SIGHUP) and SIGQUIT cancel like Ctrl-C and SIGTERM.
-  auto signals = BlockedSignalFd({SIGINT, SIGTERM, SIGHUP, SIGQUIT});
+  // A closed terminal (SIGHUP) and SIGQUIT cancel like Ctrl-C and SIGTERM; Ctrl-Z (SIGTSTP)
+  // stops the steps with the runner.
+  auto signals = BlockedSignalFd({SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP});
   if (!signals.ok()) return Fail(signals.error().message, 1);
   const UniqueFd sigfd = std::move(*signals);
   auto loop = EventLoop::Create();

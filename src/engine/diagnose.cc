@@ -62,6 +62,15 @@ void StartDiagnose(Engine::State& st) {
 
 namespace sr {
 
+size_t Engine::SignalRunning(int signo) {
+  size_t reached = 0;
+  engine::ForEachRunningTree(state_->root, [&](ProcessTree& t) {
+    reached += t.Members().size();
+    t.Signal(signo);
+  });
+  return reached;
+}
+
 void Engine::Warn(int signo) {
   State& st = *state_;
   st.warned_at = WallNow();

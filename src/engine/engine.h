@@ -128,6 +128,11 @@ class Engine {
   /// and starts the `diagnose:` steps of the running sequences, with `${{ run.pids }}`.
   void Warn(int signo);
 
+  /// Sends `signo` to every process of every running exec step, recording nothing: job control
+  /// (SIGSTOP when the runner is stopped with Ctrl-Z, SIGCONT when it goes on). Returns how
+  /// many processes it reached.
+  size_t SignalRunning(int signo);
+
   /// The termination record, masked: the cancel request (reason, forced, time, effective
   /// grace), the warning, and, for every step a cancel reached, which process got which signal
   /// and how it ended. Unset when no cancel or warning happened.

@@ -61,6 +61,8 @@ class JobRun {
   void FailInternal(Error error);
 
   bool running() const { return running_; }
+  /// Engine::SignalRunning: job control for `run` (Ctrl-Z stops the steps with the runner).
+  size_t SignalRunning(int signo) { return running_ ? engine_.SignalRunning(signo) : 0; }
   /// The cancel request, once there is one.
   const std::optional<CancelRequest>& cancel_request() const { return engine_.cancel_request(); }
   /// The result tree so far (masked).
