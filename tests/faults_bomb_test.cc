@@ -52,9 +52,7 @@ std::pair<long, long> LongestTurnMs(const std::string& err) {
 TEST(FaultsBomb, OtherClientsAreServedDuringFiveBombs) {
   BecomeSubreaper();
   TestDir dir;
-  Options o = ServerOptions(dir);
-  o.env["STEP_RUNNER_DEBUG"] = "1";
-  LiveServer server(dir, {}, o);
+  LiveServer server(dir, {}, ServerOptions(dir, {{"STEP_RUNNER_DEBUG", "1"}}));
   const std::string bomb = AliasBombSteps(20);
   const std::string small = Steps({{"s", "true"}});
 

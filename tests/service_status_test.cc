@@ -38,9 +38,7 @@ TEST(Service, StatusRightAfterRunIsNeverUnspecified) {
 TEST(Service, StatusOfAJobWithBytesThatAreNotUtf8CanBeRead) {
   BecomeSubreaper();
   TestDir dir;
-  Options options = ServerOptions(dir);
-  options.env["SR_LATIN"] = "caf\xe9";
-  LiveServer server(dir, {}, options);
+  LiveServer server(dir, {}, ServerOptions(dir, {{"SR_LATIN", "caf\xe9"}}));
   // The child ignores SIGTERM (kept across exec), so its command line is read while it lives.
   proto::RunRequest req = Request("latin", Steps({{"latin", "bash -c 'trap \"\" TERM; "
                                                              "exec -a \"$(printf \"sl\\xe9ep\")\" sleep 60' &\n"

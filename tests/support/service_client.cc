@@ -16,8 +16,9 @@ extern "C" const char* __tsan_default_options() { return SR_TSAN_OPTIONS; }
 
 namespace sr::test {
 
-Options ServerOptions(const TestDir& dir) {
+Options ServerOptions(const TestDir& dir, const std::map<std::string, std::string>& env) {
   Options o;
+  o.env = env;
   o.env["TMPDIR"] = dir.path();
   o.env["TSAN_OPTIONS"] = SR_TSAN_OPTIONS;
   o.timeout = std::chrono::seconds(300);

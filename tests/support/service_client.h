@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -16,8 +17,9 @@
 
 namespace sr::test {
 
-/// Child options for a server: TMPDIR is the test dir, so job dirs land (and are checked) there.
-Options ServerOptions(const TestDir& dir);
+/// Child options for a server: TMPDIR is the test dir, so job dirs land (and are checked) there;
+/// `env` adds to the server's environment.
+Options ServerOptions(const TestDir& dir, const std::map<std::string, std::string>& env = {});
 /// Child options for a `client` command run in `cwd`.
 Options ClientOptions(const std::string& cwd);
 
