@@ -12,7 +12,6 @@
 
 #include <cerrno>
 #include <condition_variable>
-#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -115,16 +114,10 @@ int ExitCodeForStatus(const proto::Status& s) {
 
 // gRPC strings are UTF-8: a request holding other bytes cannot even be sent (protobuf refuses
 // it with a log line and the call fails without a message), so they are caught here.
-std::string ByteName(char c) {
-  char hex[8];
-  std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(c));
-  return hex;
-}
-
 Status RequireUtf8(std::string_view value, const std::string& what) {
   const size_t bad = FirstInvalidUtf8(value);
   if (bad == value.size()) return Ok();
-  return InvalidError(what + ": not UTF-8 (byte " + ByteName(value[bad]) +
+  return InvalidError(what + ": not UTF-8 (byte " + ByteName(static_cast<unsigned char>(value[bad])) +
                       " at offset " + std::to_string(bad) + "); the service takes UTF-8 text only");
 }
 
@@ -133,11 +126,9 @@ Result<proto::RunRequest> BuildRunRequest(const ClientArgs& a) {
   auto text = stepfile::ReadStepText(a.file, /*regular_only=*/false);  // the server's limit
   if (!text.ok()) return InvalidError(text.error().message);
   if (const size_t bad = FirstInvalidUtf8(*text); bad != text->size()) {
-    const size_t line = 1 + static_cast<size_t>(std::count(text->begin(), text->begin() + bad, '\n'));
-    const size_t start = text->rfind('\n', bad == 0 ? 0 : bad - 1);
-    const size_t column = bad - (start == std::string::npos || bad == 0 ? 0 : start + 1) + 1;
-    return InvalidError(a.file + ":" + std::to_string(line) + ":" + std::to_string(column) +
-                        ": invalid UTF-8 (byte " + ByteName((*text)[bad]) +
+    // The server's words for it (stepfile's text check), with the file's name.
+    return InvalidError(stepfile::TextPosition(*text, bad, a.file) + ": invalid UTF-8 (byte " +
+                        ByteName(static_cast<unsigned char>((*text)[bad])) +
                         "): step text must be UTF-8");
   }
   req.set_id(a.id);

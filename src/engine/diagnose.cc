@@ -75,11 +75,7 @@ void Engine::Warn(int signo) {
   State& st = *state_;
   st.warned_at = WallNow();
   st.warning_signal = signo;
-  size_t signalled = 0;
-  engine::ForEachRunningTree(st.root, [&](ProcessTree& t) {
-    signalled += t.Members().size();
-    if (signo) t.Signal(signo);
-  });
+  const size_t signalled = signo ? SignalRunning(signo) : 0;
   st.Log("step-runner: deadline warning: " +
          (signo ? SignalName(signo) + " sent to " + std::to_string(signalled) + " processes"
                 : std::string("no warning signal")) +

@@ -143,6 +143,10 @@ struct StepFile {
 /// block the runner forever). Errors name the path.
 Result<std::string> ReadStepText(const std::string& path, bool regular_only);
 
+/// "<source>:<line>:<column>" (1-based) of the byte at `offset` of `text`, as step-file errors
+/// name places.
+std::string TextPosition(std::string_view text, size_t offset, const std::string& source);
+
 /// Parses a full two-document step file. `source` names it in errors.
 Result<StepFile> ParseStepFile(std::string_view text, const std::string& source);
 

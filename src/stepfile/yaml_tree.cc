@@ -12,6 +12,7 @@
 #include <optional>
 #include <sstream>
 
+#include "stepfile/stepfile.h"
 #include "util/utf8.h"
 
 namespace sr::stepfile::internal {
@@ -51,8 +52,7 @@ std::optional<std::pair<size_t, std::string>> CheckText(std::string_view t) {
     uint32_t cp = 0;
     const size_t len = DecodeUtf8(t, i, cp);
     if (len == 0) {
-      std::snprintf(hex, sizeof hex, "0x%02X", c);
-      return std::pair{i, std::string("invalid UTF-8 (byte ") + hex + "): step text must be UTF-8"};
+      return std::pair{i, "invalid UTF-8 (byte " + ByteName(c) + "): step text must be UTF-8"};
     }
     if ((cp >= 0x80 && cp <= 0x9F && cp != 0x85) || cp == 0xFFFE || cp == 0xFFFF) {
       std::snprintf(hex, sizeof hex, "U+%04X", cp);
@@ -234,11 +234,7 @@ Result<std::unique_ptr<Tree>> LoadYaml(std::string_view text, const std::string&
                         " bytes, more than the limit of " + std::to_string(kMaxTextBytes));
   }
   if (auto bad = CheckText(text)) {
-    std::string_view before = text.substr(0, bad->first);
-    int line = 1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
-    size_t nl = before.rfind('\n');
-    int column = static_cast<int>(bad->first - (nl == std::string_view::npos ? 0 : nl + 1)) + 1;
-    return InvalidError(Position(source, line, column) + ": " + bad->second);
+    return InvalidError(TextPosition(text, bad->first, source) + ": " + bad->second);
   }
   auto tree = std::make_unique<Tree>();
   try {
@@ -264,3 +260,15 @@ Result<std::unique_ptr<Tree>> LoadYaml(std::string_view text, const std::string&
 }
 
 }  // namespace sr::stepfile::internal
+
+namespace sr::stepfile {
+
+std::string TextPosition(std::string_view text, size_t offset, const std::string& source) {
+  const std::string_view before = text.substr(0, offset);
+  const int line = 1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+  const size_t nl = before.rfind('\n');
+  const int column = static_cast<int>(offset - (nl == std::string_view::npos ? 0 : nl + 1)) + 1;
+  return internal::Position(source, line, column);
+}
+
+}  // namespace sr::stepfile

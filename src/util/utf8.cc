@@ -44,6 +44,11 @@ size_t FirstInvalidUtf8(std::string_view s) {
   return s.size();
 }
 
+std::string ByteName(unsigned char byte) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  return std::string("0x") + kHex[byte >> 4] + kHex[byte & 0xF];
+}
+
 std::string EscapeInvalidUtf8(std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;

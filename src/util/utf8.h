@@ -20,6 +20,9 @@ size_t FirstInvalidUtf8(std::string_view s);
 /// Whether every byte of `s` belongs to a valid UTF-8 sequence.
 inline bool IsValidUtf8(std::string_view s) { return FirstInvalidUtf8(s) == s.size(); }
 
+/// "0xE9": how error messages name a byte (one that is not UTF-8, say).
+std::string ByteName(unsigned char byte);
+
 /// `s` with each byte that is not part of valid UTF-8 written as `\xNN` (lower-case hex).
 std::string EscapeInvalidUtf8(std::string_view s);
 
