@@ -227,7 +227,7 @@ int RunLocally(LocalRunRequest req) {
   if (::isatty(2)) progress.Done(OutcomeStatus(outcome->error), Clock::now() - run_started);
 
   int code = 0;
-  if (Status w = WriteResults(req, outcome->result); !w.ok()) {
+  if (Status w = WriteResults(req, std::move(outcome->result)); !w.ok()) {
     sink.Note("step-runner: " + w.error().message + "\n");
     code = 1;
   } else if (outcome->error) {

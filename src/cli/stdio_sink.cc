@@ -119,6 +119,7 @@ bool StdioSink::Full() {
 }
 
 StdioSink::~StdioSink() {
+  if (look_again_) loop_.CancelTimer(look_again_);
   Unwatch(out_);
   Unwatch(err_own_);
 }
@@ -147,9 +148,12 @@ void StdioSink::WhenRoom(std::function<void()> resume) {
 }
 
 void StdioSink::WaitForRoom() {
-  if (ArmWatches()) return;
+  if (ArmWatches() || look_again_) return;
   // Room came meanwhile, or a destination cannot be watched: look again shortly.
-  loop_.After(Full() ? Duration(std::chrono::milliseconds(10)) : Duration(0), [this] { OnRoom(out_); });
+  look_again_ = loop_.After(Full() ? Duration(std::chrono::milliseconds(10)) : Duration(0), [this] {
+    look_again_ = 0;
+    OnRoom(out_);
+  });
 }
 
 void StdioSink::OnRoom(Out& o) {
@@ -166,7 +170,7 @@ void StdioSink::OnRoom(Out& o) {
   for (auto& resume : resumes) resume();
 }
 
-bool StdioSink::Drain(int interrupt_fd) {
+void StdioSink::Drain(int interrupt_fd) {
   Unwatch(out_);
   Unwatch(err_own_);
   for (Out* o : {&out_, &err_own_}) {
@@ -174,11 +178,10 @@ bool StdioSink::Drain(int interrupt_fd) {
       pollfd p[2] = {{o->fd, POLLOUT, 0}, {interrupt_fd, POLLIN, 0}};
       const int r = ::poll(p, interrupt_fd >= 0 ? 2 : 1, -1);
       if (r < 0 && errno == EINTR) continue;
-      if (r < 0 || (p[1].revents & POLLIN)) return false;
+      if (r < 0 || (p[1].revents & POLLIN)) return;
     }
   }
   waiting_ = false;
-  return true;
 }
 
 }  // namespace sr::cli

@@ -37,9 +37,8 @@ class StdioSink : public OutputSink {
   void Note(std::string_view line) { Write(OutputStream::kStderr, line); }
 
   /// At the end: writes what is still queued, waiting for room as long as it takes, unless
-  /// `interrupt_fd` becomes readable first (a signal: the user gave up on the reader). Returns
-  /// false if bytes were left unwritten.
-  bool Drain(int interrupt_fd);
+  /// `interrupt_fd` becomes readable first (a signal: the user gave up on the reader).
+  void Drain(int interrupt_fd);
 
   /// A write failed (a full disk, a reader gone): the job cannot go on (contract 7.2).
   std::function<void(Error)> on_error;
@@ -70,6 +69,7 @@ class StdioSink : public OutputSink {
   Out err_own_;
   Out* err_ = &err_own_;  // stdout's when both are the same pipe or terminal: one order
   bool waiting_ = false;  // some Out is queued or full: Full() looks closer
+  EventLoop::TimerId look_again_ = 0;  // WaitForRoom's timer, when no watch could be armed
   std::vector<std::function<void()>> resumes_;  // trees waiting for room
 };
 

@@ -159,8 +159,8 @@ Status CheckRequiredInputs(const stepfile::Spec& spec, const nlohmann::json& pro
 /// Rewrites every string field of `message` (map keys and values, nested messages too) that is
 /// not valid UTF-8, each stray byte as `\xNN`: proto3 clients refuse a message with such a
 /// string, and the JSON printer would drop the byte. Process names and the runner's environment
-/// are bytes. Returns whether anything changed.
-bool MakeValidUtf8(google::protobuf::Message* message);
+/// are bytes.
+void MakeValidUtf8(google::protobuf::Message* message);
 
 /// Serialises a StepResult as step-results.json (protobuf JSON, lowerCamelCase field names).
 std::string ResultToJson(const proto::StepResult& result);

@@ -40,11 +40,11 @@ bool AllValid(const Message& m) {
   return true;
 }
 
-bool Fix(Message* m);
+void Fix(Message* m);
 
 // A map's entries are rebuilt from fixed copies: editing entries in place through reflection
 // desynchronises protobuf's map storage.
-bool FixMap(Message* m, const FieldDescriptor* f) {
+void FixMap(Message* m, const FieldDescriptor* f) {
   const auto* refl = m->GetReflection();
   const int size = refl->FieldSize(*m, f);
   std::vector<std::unique_ptr<Message>> entries;
@@ -55,11 +55,10 @@ bool FixMap(Message* m, const FieldDescriptor* f) {
   }
   refl->ClearField(m, f);
   for (const auto& entry : entries) refl->AddMessage(m, f)->CopyFrom(*entry);
-  return true;
 }
 
-bool Fix(Message* m) {
-  if (AllValid(*m)) return false;
+void Fix(Message* m) {
+  if (AllValid(*m)) return;
   const auto* refl = m->GetReflection();
   std::vector<const FieldDescriptor*> fields;
   refl->ListFields(*m, &fields);
@@ -89,11 +88,10 @@ bool Fix(Message* m) {
       }
     }
   }
-  return true;
 }
 
 }  // namespace
 
-bool MakeValidUtf8(google::protobuf::Message* message) { return Fix(message); }
+void MakeValidUtf8(google::protobuf::Message* message) { Fix(message); }
 
 }  // namespace sr
