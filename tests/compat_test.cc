@@ -2,11 +2,15 @@
 // unchanged. Everything through the built binary (`run`, `client`) and a live server over gRPC.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+#include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -157,6 +161,70 @@ TEST(Compat, ReadmePipelineRunsAsWritten) {
   Output o = RunIn(dir, {"run", "-f", "pipeline.yml"});
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_EQ(o.out, expected);
+}
+
+// README "Cleanup that survives Ctrl-C": its step file and its console block, exactly as
+// written. The command runs, gets SIGINT where the block shows `^C`, and prints the lines the
+// block shows (stdout and stderr together; their order between the two streams is not kept by
+// two files) and exits with the code shown after `$ echo $?`.
+TEST(Compat, ReadmeCtrlCExampleRunsAsWritten) {
+  BecomeSubreaper();
+  TestDir dir;
+  std::ifstream in(std::string(STEP_RUNNER_SOURCE_DIR) + "/README.md");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string readme = buffer.str();
+  const size_t section = readme.find("## Cleanup that survives Ctrl-C");
+  ASSERT_NE(section, std::string::npos);
+  auto block = [&](const std::string& lang) {
+    const std::string open = "```" + lang + "\n";
+    const size_t at = readme.find(open, section) + open.size();
+    return readme.substr(at, readme.find("```", at) - at);
+  };
+  dir.Write("pipeline.yml", block("yaml"));
+  std::vector<std::string> console;
+  std::istringstream lines(block("console"));
+  for (std::string line; std::getline(lines, line);) console.push_back(line);
+  const std::string prompt = "$ build/step-runner ";
+  ASSERT_GE(console.size(), 4u);
+  ASSERT_EQ(console[0].rfind(prompt, 0), 0u) << console[0];
+  std::vector<std::string> argv{Binary()};
+  std::istringstream words(console[0].substr(prompt.size()));
+  for (std::string w; words >> w;) argv.push_back(w);
+  std::vector<std::string> expected;
+  std::string interrupt_after;
+  size_t i = 1;
+  for (; i < console.size() && console[i].rfind("$ ", 0) != 0; ++i) {
+    std::string line = console[i];
+    if (line.rfind("^C", 0) == 0) {
+      interrupt_after = console[i - 1];
+      line = line.substr(2);
+    }
+    expected.push_back(line);
+  }
+  ASSERT_FALSE(interrupt_after.empty());
+  ASSERT_EQ(console.at(i), "$ echo $?");
+  const int code = std::stoi(console.at(i + 1));
+
+  Options o;
+  o.cwd = dir.path();
+  Child run(argv, o);
+  bool seen = false;
+  for (int n = 0; n < 3000 && !seen; ++n) {
+    seen = run.StdoutSoFar().find(interrupt_after + "\n") != std::string::npos;
+    if (!seen) ::usleep(20000);
+  }
+  ASSERT_TRUE(seen) << "never printed: " << interrupt_after;
+  run.Signal(SIGINT);
+  Output out = run.Wait();
+  EXPECT_EQ(out.exit_code, code) << out.err;
+  std::vector<std::string> got;
+  std::istringstream all(out.out + out.err);
+  for (std::string line; std::getline(all, line);) got.push_back(line);
+  std::sort(expected.begin(), expected.end());
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, expected) << "stdout:\n" << out.out << "stderr:\n" << out.err;
+  ReapOrphans();
 }
 
 TEST(Compat, ScriptStepWritesOutputsOfAnyTypeAndExports) {
