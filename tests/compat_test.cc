@@ -133,6 +133,13 @@ TEST(Compat, SensitiveRootInputIsMaskedOverGrpc) {
 
 // ---- 3: outputs and exports of script steps, the README example -------------------------------
 
+std::string ReadReadme() {
+  std::ifstream in(std::string(STEP_RUNNER_SOURCE_DIR) + "/README.md");
+  std::stringstream readme;
+  readme << in.rdbuf();
+  return readme.str();
+}
+
 std::string ReadmeBlock(const std::string& readme, const std::string& label, const std::string& lang) {
   std::string open = "`" + label + "`:\n\n```" + lang + "\n";
   size_t at = readme.find(open);
@@ -141,23 +148,42 @@ std::string ReadmeBlock(const std::string& readme, const std::string& label, con
   return readme.substr(at, readme.find("```", at) - at);
 }
 
+// What the README shows `$ build/step-runner <args>` printing, in the first console block after
+// `after` that starts with that command (the block minus its `$ ` line); "" when there is none.
+std::string ReadmeConsoleOutput(const std::string& readme, const std::string& after,
+                                const std::string& args) {
+  const std::string open = "```console\n$ build/step-runner " + args + "\n";
+  size_t at = readme.find(open, readme.find(after) + after.size());
+  if (at == std::string::npos) return "";
+  at += open.size();
+  return readme.substr(at, readme.find("```", at) - at);
+}
+
+TEST(Compat, ReadmeFirstStepRunsAsWritten) {
+  TestDir dir;
+  const std::string readme = ReadReadme();
+  const std::string hello = ReadmeBlock(readme, "hello.yml", "yaml");
+  ASSERT_FALSE(hello.empty());
+  dir.Write("hello.yml", hello);
+  const std::string expected = ReadmeConsoleOutput(readme, hello, "run -f hello.yml --inputs who=CI");
+  ASSERT_FALSE(expected.empty());
+  Output o = RunIn(dir, {"run", "-f", "hello.yml", "--inputs", "who=CI"});
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_EQ(o.out, expected);
+}
+
 TEST(Compat, ReadmePipelineRunsAsWritten) {
   TestDir dir;
-  std::ifstream in(std::string(STEP_RUNNER_SOURCE_DIR) + "/README.md");
-  std::stringstream readme;
-  readme << in.rdbuf();
-  std::string pipeline = ReadmeBlock(readme.str(), "pipeline.yml", "yaml");
-  std::string build = ReadmeBlock(readme.str(), "steps/build/step.yml", "yaml");
+  const std::string readme = ReadReadme();
+  std::string pipeline = ReadmeBlock(readme, "pipeline.yml", "yaml");
+  std::string build = ReadmeBlock(readme, "steps/build/step.yml", "yaml");
   ASSERT_FALSE(pipeline.empty());
   ASSERT_FALSE(build.empty());
   dir.Write("pipeline.yml", pipeline);
   dir.Write("steps/build/step.yml", build);
-  // The console block right after the step file, minus its `$ ` line.
-  std::string after = readme.str().substr(readme.str().find(build) + build.size());
-  size_t console = after.find("```console\n$ build/step-runner run -f pipeline.yml\n");
-  ASSERT_NE(console, std::string::npos);
-  after = after.substr(console + std::string("```console\n$ build/step-runner run -f pipeline.yml\n").size());
-  std::string expected = after.substr(0, after.find("```"));
+  // The console block right after the step file.
+  const std::string expected = ReadmeConsoleOutput(readme, build, "run -f pipeline.yml");
+  ASSERT_FALSE(expected.empty());
   Output o = RunIn(dir, {"run", "-f", "pipeline.yml"});
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_EQ(o.out, expected);
@@ -170,10 +196,7 @@ TEST(Compat, ReadmePipelineRunsAsWritten) {
 TEST(Compat, ReadmeCtrlCExampleRunsAsWritten) {
   BecomeSubreaper();
   TestDir dir;
-  std::ifstream in(std::string(STEP_RUNNER_SOURCE_DIR) + "/README.md");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string readme = buffer.str();
+  const std::string readme = ReadReadme();
   const size_t section = readme.find("## Cleanup that survives Ctrl-C");
   ASSERT_NE(section, std::string::npos);
   auto block = [&](const std::string& lang) {
