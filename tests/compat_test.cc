@@ -6,8 +6,10 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -189,6 +191,29 @@ TEST(Compat, ReadmePipelineRunsAsWritten) {
   EXPECT_EQ(o.out, expected);
 }
 
+// Pids whose parent's parent is `pid` and whose argv is `argv`.
+std::vector<pid_t> GrandchildrenRunning(pid_t pid, const std::vector<std::string>& argv) {
+  std::string cmdline;
+  for (const auto& a : argv) cmdline += a + std::string(1, '\0');
+  auto parent_of = [](const std::string& p) {
+    std::ifstream stat("/proc/" + p + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const size_t paren = text.rfind(')');
+    return paren == std::string::npos ? -1 : std::atoi(text.c_str() + paren + 4);  // ") S <ppid>"
+  };
+  std::vector<pid_t> out;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in("/proc/" + name + "/cmdline");
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text != cmdline) continue;
+    const int parent = parent_of(name);
+    if (parent > 0 && parent_of(std::to_string(parent)) == pid) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
 // README "Cleanup that survives Ctrl-C": its step file and its console block, exactly as
 // written. The command runs, gets SIGINT where the block shows `^C`, and prints the lines the
 // block shows (stdout and stderr together; their order between the two streams is not kept by
@@ -238,6 +263,14 @@ TEST(Compat, ReadmeCtrlCExampleRunsAsWritten) {
     if (!seen) ::usleep(20000);
   }
   ASSERT_TRUE(seen) << "never printed: " << interrupt_after;
+  // A user presses Ctrl-C while the step sleeps ("press Ctrl-C here"), not the moment its name
+  // is printed: before that, its shell may not have started `sleep` yet.
+  bool sleeping = false;
+  for (int n = 0; n < 3000 && !sleeping; ++n) {
+    sleeping = !GrandchildrenRunning(run.pid(), {"sleep", "600"}).empty();
+    if (!sleeping) ::usleep(10000);
+  }
+  ASSERT_TRUE(sleeping) << "the step never started sleep 600";
   run.Signal(SIGINT);
   Output out = run.Wait();
   EXPECT_EQ(out.exit_code, code) << out.err;
