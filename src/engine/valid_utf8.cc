@@ -2,10 +2,11 @@
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/reflection.h>
 
-#include <memory>
+#include <climits>
 #include <vector>
 
 #include "engine/engine.h"
+#include "util/proto_map.h"
 #include "util/utf8.h"
 
 namespace sr {
@@ -40,23 +41,6 @@ bool AllValid(const Message& m) {
   return true;
 }
 
-void Fix(Message* m);
-
-// A map's entries are rebuilt from fixed copies: editing entries in place through reflection
-// desynchronises protobuf's map storage.
-void FixMap(Message* m, const FieldDescriptor* f) {
-  const auto* refl = m->GetReflection();
-  const int size = refl->FieldSize(*m, f);
-  std::vector<std::unique_ptr<Message>> entries;
-  for (int i = 0; i < size; ++i) {
-    entries.emplace_back(refl->GetRepeatedMessage(*m, f, i).New());
-    entries.back()->CopyFrom(refl->GetRepeatedMessage(*m, f, i));
-    Fix(entries.back().get());
-  }
-  refl->ClearField(m, f);
-  for (const auto& entry : entries) refl->AddMessage(m, f)->CopyFrom(*entry);
-}
-
 void Fix(Message* m) {
   if (AllValid(*m)) return;
   const auto* refl = m->GetReflection();
@@ -80,7 +64,7 @@ void Fix(Message* m) {
         for (int i = 0; valid && i < refl->FieldSize(*m, f); ++i) {
           valid = AllValid(refl->GetRepeatedMessage(*m, f, i));
         }
-        if (!valid) FixMap(m, f);
+        if (!valid) RebuildMap(m, f, INT_MAX, Fix);
       } else if (f->is_repeated()) {
         for (int i = 0; i < refl->FieldSize(*m, f); ++i) Fix(refl->MutableRepeatedMessage(m, f, i));
       } else {

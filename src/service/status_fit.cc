@@ -5,10 +5,10 @@
 #include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/struct.pb.h>
 
-#include <memory>
 #include <vector>
 
 #include "service/status.h"
+#include "util/proto_map.h"
 
 namespace sr::service {
 namespace {
@@ -44,18 +44,9 @@ void Shrink(Message* m, const Caps& caps) {
         refl->SetString(m, f, Cut(refl->GetString(*m, f), caps.string_bytes));
       }
     } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE && f->is_map()) {
-      // Rebuilt from copies: editing entries in place desynchronises protobuf's map storage.
       const int size = refl->FieldSize(*m, f);
       const bool cut = m->GetDescriptor() == google::protobuf::Struct::descriptor() && size > caps.items;
-      std::vector<std::unique_ptr<Message>> entries;
-      for (int i = 0; i < size && (!cut || i < caps.items); ++i) {
-        const auto& entry = refl->GetRepeatedMessage(*m, f, i);
-        entries.emplace_back(entry.New());
-        entries.back()->CopyFrom(entry);
-        Shrink(entries.back().get(), caps);
-      }
-      refl->ClearField(m, f);
-      for (const auto& entry : entries) refl->AddMessage(m, f)->CopyFrom(*entry);
+      RebuildMap(m, f, cut ? caps.items : size, [&caps](Message* entry) { Shrink(entry, caps); });
       if (cut) {
         auto& s = static_cast<google::protobuf::Struct&>(*m);
         (*s.mutable_fields())["…"].set_string_value("[truncated " + std::to_string(size - caps.items) +
