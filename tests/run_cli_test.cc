@@ -277,6 +277,27 @@ TEST(RunCli, RunsAReferenceWithInputsFromFlags) {
   EXPECT_THAT(bad.err, HasSubstr("input \"n\": declared number, got \"x\" (not a number)"));
 }
 
+// `run step.yml` is a remote reference in Go's grammar (no "./"): when a file of that name is
+// there, the error says how to run it.
+TEST(RunCli, AFileNamedWithoutDotSlashGetsAHint) {
+  TestDir dir;
+  dir.Write("step.yml", "spec: {}\n---\nexec:\n  command: [echo, ran]\n");
+  Output o = RunStepRunner({"run", "step.yml"}, {.cwd = dir.path()});
+  EXPECT_EQ(o.exit_code, 2);
+  EXPECT_THAT(o.err, HasSubstr("expecting url@rev. got \"step.yml\" (to run the file step.yml, give "
+                               "./step.yml or -f step.yml)"));
+  Output elsewhere = RunStepRunner({"run", "step.yml"});
+  EXPECT_EQ(elsewhere.exit_code, 2);
+  EXPECT_THAT(elsewhere.err, Not(HasSubstr("to run the file")));
+  for (const char* form : {"./step.yml", "-f"}) {
+    std::vector<std::string> args = {"run", form};
+    if (args[1] == "-f") args.push_back("step.yml");
+    Output ok = RunStepRunner(args, {.cwd = dir.path()});
+    EXPECT_EQ(ok.exit_code, 0) << form << ": " << ok.err;
+    EXPECT_THAT(ok.out, HasSubstr("ran")) << form;
+  }
+}
+
 TEST(RunCli, JobVariablesAreNotInTheEnvironment) {
   TestDir dir;
   dir.Write("j.yml", "spec: {}\n---\nrun:\n  - name: j\n    script: echo \"job=${{ job.TOKEN }} env=${TOKEN:-unset}\"\n");

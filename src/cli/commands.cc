@@ -131,7 +131,15 @@ int RunCommand(const RunArgs& a) {
       inv = (*list)[0];
     } else if (!a.ref.empty()) {
       auto ref = stepfile::ParseShortReference(a.ref);
-      if (!ref.ok()) return Fail(ref.error().message, 2);
+      if (!ref.ok()) {
+        // Go's words, and the likeliest cause when they come: a file named without "./".
+        std::error_code ec;
+        const bool here = a.ref.find('/') == std::string::npos && std::filesystem::exists(a.ref, ec);
+        return Fail(ref.error().message + (here ? " (to run the file " + a.ref + ", give ./" + a.ref +
+                                                      " or -f " + a.ref + ")"
+                                                : ""),
+                    2);
+      }
       inv.step = *ref;
     } else if (!a.git_url.empty()) {
       std::string yaml = "- step: {git: {url: \"" + a.git_url + "\", rev: \"" + a.git_rev + "\"" +

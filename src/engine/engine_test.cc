@@ -191,6 +191,18 @@ TEST_F(EngineTest, StepsInvokingThemselvesAreBounded) {
   ASSERT_TRUE(out.error);
   EXPECT_EQ(out.error->kind, Error::Kind::kFailed);
   EXPECT_THAT(out.error->message, HasSubstr("steps nested more than 64 levels deep"));
+  // The name is counted, not repeated once per level.
+  EXPECT_THAT(out.error->message, HasSubstr("step \"again\" (nested 64 times): steps nested"));
+  EXPECT_LT(out.error->message.size(), 200u) << out.error->message;
+}
+
+TEST_F(EngineTest, ADifferentlyNamedStepBetweenTwoOfTheSameNameIsNotCounted) {
+  Write("inner/step.yml", "spec: {}\n---\nexec:\n  command: [sh, -c, 'exit 4']\n");
+  Write("mid/step.yml", "spec: {}\n---\nrun:\n  - name: a\n    step: " + dir_.path() + "/inner\n");
+  Write("outer/step.yml", "spec: {}\n---\nrun:\n  - name: b\n    step: " + dir_.path() + "/mid\n");
+  auto out = Run("spec: {}\n---\nrun:\n  - name: a\n    step: ./outer\n");
+  ASSERT_TRUE(out.error);
+  EXPECT_THAT(out.error->message, HasSubstr("step \"a\": step \"b\": step \"a\": "));
 }
 
 // A referenced step "file" that is a FIFO nobody writes to would block the event loop (the whole

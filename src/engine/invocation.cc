@@ -1,5 +1,8 @@
 // Running one invocation: load the referenced step, check and expand its inputs and env in the
 // caller's view, then run it and record the result (reference.md 3.2, contract 4.6).
+#include <charconv>
+#include <string_view>
+
 #include "engine/internal.h"
 #include "engine/results.h"
 #include "engine/usage.h"
@@ -11,6 +14,24 @@ namespace {
 // An error keeps its kind unless it is a plain load failure (then the step failed).
 Error LoadError(const std::string& name, const Error& e) {
   return e.Wrap("step \"" + name + "\": failed to load");
+}
+
+// "step "<name>": <message>". A step that invokes itself would repeat its name once per level
+// (64 before the nesting limit stops it): a run of the same name is counted instead.
+Error WrapInStep(const std::string& name, const Error& e) {
+  const std::string head = "step \"" + name + "\"";
+  const std::string& m = e.message;
+  if (m.rfind(head + ": ", 0) == 0) return {e.kind, head + " (nested 2 times): " + m.substr(head.size() + 2)};
+  static constexpr std::string_view kOpen = " (nested ", kTail = " times): ";
+  if (m.rfind(head, 0) == 0 && std::string_view(m).substr(head.size()).starts_with(kOpen)) {
+    const char* last = m.data() + m.size();
+    int levels = 0;
+    auto [after, ec] = std::from_chars(m.data() + head.size() + kOpen.size(), last, levels);
+    if (ec == std::errc() && std::string_view(after, last - after).starts_with(kTail)) {
+      return {e.kind, head + " (nested " + std::to_string(levels + 1) + " times): " + (after + kTail.size())};
+    }
+  }
+  return e.Wrap(head);
 }
 
 // A step file that is not there: the error names the file:line that references it.
@@ -185,7 +206,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   if (st.observer) {
     st.observer->StepFinished(inv.name, node->result.status(), Clock::now() - started, node->result);
   }
-  if (out.error) out.error = out.error->Wrap("step \"" + inv.name + "\"");
+  if (out.error) out.error = WrapInStep(inv.name, *out.error);
   out.has_result = true;
   out.node = node;
   co_return out;
