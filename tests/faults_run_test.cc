@@ -102,6 +102,28 @@ TEST_F(RunFaults, ResultsFileInAMissingDirectoryIsRefusedBeforeAnythingRuns) {
   }
 }
 
+// A TMPDIR that is gone or not a directory: `run` and `serve` refuse to start, naming TMPDIR
+// (before, `run` said "mkdtemp <dir>/step-runner-XXXXXX" and `serve` started, then failed every job).
+TEST_F(RunFaults, UnusableTmpdirIsRefusedByNameBeforeAnythingRuns) {
+  dir.Write("p.yml", "spec: {}\n---\nrun:\n  - name: hello\n    script: touch " + dir / "ran" + "\n");
+  dir.Write("plain", "");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {dir / "missing", "No such file or directory"}, {dir / "plain", "Not a directory"}};
+  for (const auto& [tmpdir, why] : cases) {
+    const std::string expected = "step-runner: TMPDIR " + tmpdir + ": " + why;
+    Output run = RunStepRunner({"run", "-f", dir / "p.yml"}, {.env = {{"TMPDIR", tmpdir}}});
+    EXPECT_EQ(run.exit_code, 2) << tmpdir << ": " << run.err;
+    EXPECT_THAT(run.err, HasSubstr(expected));
+    EXPECT_FALSE(dir.Exists("ran")) << tmpdir;
+    // The safety net ends a server that started after all (the old behaviour).
+    Output serve = RunStepRunner({"serve", "--socket", dir / "s.sock"},
+                                 {.env = {{"TMPDIR", tmpdir}}, .timeout = std::chrono::seconds(10)});
+    EXPECT_EQ(serve.exit_code, 2) << tmpdir << ": " << serve.err;
+    EXPECT_THAT(serve.err, HasSubstr(expected));
+    EXPECT_FALSE(dir.Exists("s.sock")) << tmpdir;
+  }
+}
+
 // Polls for `path` for at most `limit`; a test that fails here must not wait 120 s.
 bool AppearsWithin(const std::string& path, std::chrono::seconds limit) {
   const auto until = std::chrono::steady_clock::now() + limit;

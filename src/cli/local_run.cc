@@ -163,6 +163,7 @@ int RunLocally(LocalRunRequest req) {
   auto loop = EventLoop::Create();
   if (!loop.ok()) return Fail(loop.error().message, 1);
   const Switches switches = ReadSwitches(ProcessEnv());
+  if (Status usable = CheckTempBase(switches); !usable.ok()) return Fail(usable.error().message, 2);
   if (Status ready = PrepareRunner(switches.temp_base, !switches.guardian_off); !ready.ok()) return Fail(ready.error().message, 1);
   auto sup = Supervisor::Create(**loop, SupervisorOptionsFor(switches));
   if (!sup.ok()) return Fail(sup.error().message, 1);

@@ -65,6 +65,7 @@ int ServeCommand(const ServeArgs& a) {
   if (!retention.ok()) return Fail("--retention: " + retention.error().message, 2);
   options.retention = *retention;
   const Switches switches = ReadSwitches(ProcessEnv());
+  if (Status usable = CheckTempBase(switches); !usable.ok()) return Fail(usable.error().message, 2);
   options.env = switches.env;
   options.temp_base = switches.temp_base;
   options.guardian = !switches.guardian_off;

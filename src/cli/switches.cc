@@ -1,6 +1,11 @@
 #include "cli/switches.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 extern char** environ;
 
@@ -31,6 +36,24 @@ Switches ReadSwitches(std::map<std::string, std::string> env) {
   s.guardian_off = value("STEP_RUNNER_GUARDIAN") == "off";
   s.env = std::move(env);
   return s;
+}
+
+Status CheckTempBase(const Switches& switches) {
+  const std::string& dir = switches.temp_base;
+  struct stat st {};
+  int err = 0;
+  if (::stat(dir.c_str(), &st) != 0) {
+    err = errno;
+  } else if (!S_ISDIR(st.st_mode)) {
+    err = ENOTDIR;
+  } else if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+    err = errno;
+  }
+  if (err == 0) return Ok();
+  auto set = switches.env.find("TMPDIR");
+  const bool from_env = set != switches.env.end() && !set->second.empty();
+  return InvalidError((from_env ? "TMPDIR " + dir : dir + " (TMPDIR is not set)") + ": " +
+                      std::strerror(err) + " (the runner keeps its jobs' files there)");
 }
 
 Supervisor::Options SupervisorOptionsFor(const Switches& switches) {

@@ -30,6 +30,9 @@ struct Switches {
 std::map<std::string, std::string> ProcessEnv();
 /// The switches `env` sets.
 Switches ReadSwitches(std::map<std::string, std::string> env);
+/// Refuses a temp base (TMPDIR) that is not a directory this user can write: every job keeps
+/// its files there, so a runner started with one would fail every job. The error names TMPDIR.
+Status CheckTempBase(const Switches& switches);
 /// The supervisor's options under `switches`.
 Supervisor::Options SupervisorOptionsFor(const Switches& switches);
 
