@@ -4,7 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <cstring>
+#include <ctime>
+#include <functional>
 #include <vector>
 
 #include "supervisor/cgroup.h"
@@ -19,8 +23,24 @@ namespace {
 constexpr char kRunnerPrefix[] = "step-runner-";
 constexpr char kJobDirPrefix[] = "step-runner-output-";
 constexpr auto kCgroupWait = std::chrono::seconds(2);
+// A runner's cgroup unchanged this long, of a pid that no longer runs, is a dead runner's even
+// without its record (RemoveDeadRunnerCgroups). A runner's cgroup changes with every step.
+constexpr auto kUnrecordedCgroupAge = std::chrono::seconds(60);
 
 bool StartsWith(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+// The names in directory `dir` that `keep` accepts ("." and ".." never); none when it cannot be read.
+std::vector<std::string> ListNames(const std::string& dir, const std::function<bool(const std::string&)>& keep) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string name = e->d_name;
+      if (name != "." && name != ".." && keep(name)) names.push_back(std::move(name));
+    }
+    ::closedir(d);
+  }
+  return names;
+}
 
 // Ours (this user's) and of the expected type, not a symlink.
 bool OwnedByUs(const std::string& path, bool dir) {
@@ -78,30 +98,18 @@ void RemoveDir(const std::string& path, int& counter, LeftoverReport& report) {
 // of the cache, engine/git_cache.cc): a runner killed during a clone leaves them half made.
 void RemoveGitTemps(const std::string& cache, LeftoverReport& report) {
   if (!OwnedByUs(cache, true)) return;
-  std::vector<std::string> repos;
-  if (DIR* d = ::opendir(cache.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      std::string name = e->d_name;
-      if (name != "." && name != "..") repos.push_back(cache + "/" + name);
-    }
-    ::closedir(d);
-  }
-  for (const auto& repo : repos) {
+  for (const auto& name : ListNames(cache, [](const std::string&) { return true; })) {
+    const std::string repo = cache + "/" + name;
     if (!OwnedByUs(repo, true)) continue;
-    std::vector<std::string> temps;
-    if (DIR* d = ::opendir(repo.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        std::string name = e->d_name;
-        if (StartsWith(name, kGitCloneTemp) || StartsWith(name, kGitTreeTemp)) temps.push_back(name);
-      }
-      ::closedir(d);
-    }
-    for (const auto& name : temps) RemoveDir(repo + "/" + name, report.git_temps, report);
+    auto temps = ListNames(repo, [](const std::string& n) {
+      return StartsWith(n, kGitCloneTemp) || StartsWith(n, kGitTreeTemp);
+    });
+    for (const auto& temp : temps) RemoveDir(repo + "/" + temp, report.git_temps, report);
   }
 }
 
-std::string Count(int n, const char* what) {
-  return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
+std::string Count(int n, const std::string& what) {
+  return std::to_string(n) + " " + what + (n == 1 ? "" : what.ends_with('s') ? "es" : "s");
 }
 
 }  // namespace
@@ -118,22 +126,50 @@ std::string LeftoverReport::Line(const std::string& base) const {
   add(cgroups, "cgroup");
   add(git_temps, "temporary git clone");
   add(processes, "process");
-  return "removed what dead step-runner instances (pid " + pids + ") left in " + base + ": " + what;
+  std::string line = "removed what dead step-runner instances (pid " + pids + ") left";
+  if (!what.empty()) line += " in " + base + ": " + what;
+  if (unrecorded_cgroups > 0) {
+    line += (what.empty() ? ": " : "; ") + Count(unrecorded_cgroups, "cgroup") + " in " +
+            unrecorded_parent + " (found by name: " + (unrecorded_cgroups == 1 ? "its" : "their") +
+            " record went with another TMPDIR)";
+  }
+  return line;
+}
+
+void RemoveDeadRunnerCgroups(const std::string& parent, std::chrono::seconds min_age,
+                             LeftoverReport& report) {
+  timespec began{};
+  ::clock_gettime(CLOCK_REALTIME, &began);
+  constexpr size_t kDigitsAt = sizeof kRunnerPrefix - 1;
+  auto names = ListNames(parent, [](const std::string& n) {
+    return StartsWith(n, kRunnerPrefix) && n.size() > kDigitsAt &&
+           n.find_first_not_of("0123456789", kDigitsAt) == std::string::npos;
+  });
+  for (const auto& name : names) {
+    const pid_t pid = static_cast<pid_t>(std::strtol(name.c_str() + kDigitsAt, nullptr, 10));
+    if (pid <= 0 || pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    const std::string dir = parent + "/" + name;
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() ||
+        st.st_ctime > began.tv_sec - min_age.count()) {
+      continue;
+    }
+    if (!KillCgroupTree(dir, kCgroupWait)) continue;  // still busy: the next start tries again
+    ++report.unrecorded_cgroups;
+    report.unrecorded_parent = parent;
+    report.owners.insert(pid);
+  }
 }
 
 LeftoverReport RemoveDeadLeftovers(const std::string& base) {
   LeftoverReport report;
-  std::vector<std::string> records, dirs;
-  if (DIR* d = ::opendir(base.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      std::string name = e->d_name;
-      if (StartsWith(name, kCgroupRecordPrefix)) records.push_back(name);
-      else if (StartsWith(name, kRunnerPrefix)) dirs.push_back(name);
-    }
-    ::closedir(d);
-  }
+  auto records = ListNames(base, [](const std::string& n) { return StartsWith(n, kCgroupRecordPrefix); });
+  auto dirs = ListNames(base, [](const std::string& n) { return StartsWith(n, kRunnerPrefix); });
   // Cgroups first: their processes must be gone before the files they may use go.
   for (const auto& name : records) RemoveCgroup(base + "/" + name, report);
+  if (auto own = RunnerCgroupDir(::getpid()); own.ok()) {
+    RemoveDeadRunnerCgroups(own->substr(0, own->rfind('/')), kUnrecordedCgroupAge, report);
+  }
   for (const auto& name : dirs) {
     RemoveDir(base + "/" + name, StartsWith(name, kJobDirPrefix) ? report.job_dirs : report.temp_dirs,
               report);

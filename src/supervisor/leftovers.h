@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <map>
 #include <set>
 #include <string>
@@ -26,15 +27,25 @@ inline constexpr char kGitTreeTemp[] = ".tree-";
 
 struct LeftoverReport {
   int job_dirs = 0, temp_dirs = 0, cgroups = 0, processes = 0, git_temps = 0;
+  int unrecorded_cgroups = 0;     // found by name in unrecorded_parent (RemoveDeadRunnerCgroups)
+  std::string unrecorded_parent;
   std::set<pid_t> owners;
   std::map<pid_t, unsigned long long> dead;  // dead owners seen: pid -> start ticks
-  bool empty() const { return job_dirs + temp_dirs + cgroups + processes + git_temps == 0; }
+  bool empty() const { return job_dirs + temp_dirs + cgroups + processes + git_temps + unrecorded_cgroups == 0; }
   /// One log line naming what was removed and whose it was.
   std::string Line(const std::string& base) const;
 };
 
-/// Removes what dead runners left in `base` (TMPDIR). Never fails: what cannot be removed stays
-/// for the next start.
+/// Removes what dead runners left in `base` (TMPDIR), then the unrecorded cgroups beside this
+/// runner's own (below). Never fails: what cannot be removed stays for the next start.
 LeftoverReport RemoveDeadLeftovers(const std::string& base);
+
+/// A dead runner's cgroup whose record went with its TMPDIR (a per-job TMPDIR deleted after the
+/// runner and its guardian were both killed) is found by its name in `parent`:
+/// `step-runner-<pid>`, of this user, of a pid that no longer runs, unchanged for `min_age`
+/// (a runner that got the same pid since made its directory after; a live runner's changes with
+/// every step). Its processes are killed and it is removed, counted in `report`.
+void RemoveDeadRunnerCgroups(const std::string& parent, std::chrono::seconds min_age,
+                             LeftoverReport& report);
 
 }  // namespace sr

@@ -6,9 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 
+#include "supervisor/cgroup.h"
 #include "supervisor/guardian.h"
 #include "util/fd.h"
 #include "util/owner.h"
@@ -81,6 +83,63 @@ TEST(Leftovers, OnlyDeadOwnersDirectoriesGo) {
   }
   EXPECT_NE(r.Line(b).find("1 job dir, 1 temp dir, 1 temporary git clone"), std::string::npos) << r.Line(b);
   EXPECT_TRUE(RemoveDeadLeftovers(b).empty());
+}
+
+// A dead runner's cgroup whose record is gone (its TMPDIR deleted) is found by name; a live
+// runner's, a fresh one, and other names stay.
+TEST(Leftovers, DeadRunnersCgroupWithoutARecordGoes) {
+  auto own = RunnerCgroupDir(::getpid());
+  if (!own.ok()) GTEST_SKIP() << own.error().message;
+  const std::string parent = own->substr(0, own->rfind('/')) + "/sr-test-unrecorded-" + std::to_string(::getpid());
+  if (::mkdir(parent.c_str(), 0755) != 0) GTEST_SKIP() << "cgroup v2 not writable here: " << parent;
+  const std::string dead_mark = DeadMark();
+  const std::string dead_pid = dead_mark.substr(0, dead_mark.find(' '));
+  pid_t live = ::fork();
+  if (live == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  pid_t inside = ::fork();  // left in the dead runner's cgroup: must be killed
+  if (inside == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  const std::string dead_dir = parent + "/step-runner-" + dead_pid;
+  const std::string live_dir = parent + "/step-runner-" + std::to_string(live);
+  const std::string other_dir = parent + "/step-runner-abc";
+  for (const auto& d : {dead_dir, dead_dir + "/leaf", live_dir, other_dir}) {
+    ASSERT_EQ(::mkdir(d.c_str(), 0755), 0) << d;
+  }
+  ASSERT_TRUE(WriteFile(dead_dir + "/leaf/cgroup.procs", std::to_string(inside)).ok());
+
+  LeftoverReport young;
+  RemoveDeadRunnerCgroups(parent, std::chrono::seconds(60), young);
+  EXPECT_TRUE(young.empty());
+  EXPECT_TRUE(std::filesystem::exists(dead_dir)) << "changed within the minute: kept";
+
+  LeftoverReport r;
+  RemoveDeadRunnerCgroups(parent, std::chrono::seconds(0), r);
+  EXPECT_EQ(r.unrecorded_cgroups, 1);
+  EXPECT_EQ(r.owners.count(std::stoi(dead_pid)), 1u);
+  EXPECT_EQ(r.Line("/tmp/x"), "removed what dead step-runner instances (pid " + dead_pid + ") left: 1 cgroup in " +
+                                  parent + " (found by name: its record went with another TMPDIR)");
+  r.processes = 2;
+  EXPECT_EQ(r.Line("/tmp/x"), "removed what dead step-runner instances (pid " + dead_pid +
+                                  ") left in /tmp/x: 2 processes; 1 cgroup in " + parent +
+                                  " (found by name: its record went with another TMPDIR)");
+  EXPECT_FALSE(std::filesystem::exists(dead_dir));
+  int status = 0;
+  ASSERT_EQ(::waitpid(inside, &status, 0), inside);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_TRUE(std::filesystem::exists(live_dir));
+  EXPECT_TRUE(std::filesystem::exists(other_dir));
+
+  ::kill(live, SIGKILL);
+  ::waitpid(live, &status, 0);
+  ::rmdir(live_dir.c_str());
+  ::rmdir(other_dir.c_str());
+  ::rmdir(dead_dir.c_str());
+  EXPECT_EQ(::rmdir(parent.c_str()), 0) << parent;
 }
 
 TEST(Guardian, MarkerOfARunner) {
