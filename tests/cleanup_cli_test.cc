@@ -185,5 +185,34 @@ TEST_F(CleanupCli, SensitiveInputsAreMasked) {
   EXPECT_THAT(dir.Read("r.json"), Not(HasSubstr("correct-horse")));
 }
 
+// A secret shown inside a JSON object or array is escaped (`&` as \u0026, a newline as \n), and
+// only its raw form was masked: `${{ inputs }}` and an echoed struct output showed it whole.
+TEST_F(CleanupCli, SecretsInsideRenderedObjectsAreMasked) {
+  dir.Write("p.yml", R"yml(spec:
+  inputs:
+    token: {type: string, sensitive: true, default: "abc&def"}
+---
+run:
+  - name: whole
+    script: echo 'inputs=${{ inputs }}'
+  - name: cfg
+    script: |
+      printf '{"name":"cfg","value":{"key":"%s"}}\n' "${KEYV//$'\n'/\\n}" > "${{ output_file }}"
+    env: {KEYV: "${{ job.KEY }}"}
+  - name: shown
+    script: echo 'cfg=${{ steps.cfg.outputs.cfg }}'
+)yml");
+  const std::string key = "line-one-secret\nline-two-secret";
+  Output o = RunStepRunner({"run", "-f", dir / "p.yml", "--masked-job", "KEY=" + key,
+                            "--step-results-file", dir / "r.json"});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  const std::string results = dir.Read("r.json");
+  for (const std::string& where : {o.out, o.err, results}) {
+    for (const char* part : {"abc", "line-one", "line-two"}) EXPECT_THAT(where, Not(HasSubstr(part))) << where;
+  }
+  EXPECT_THAT(o.out, HasSubstr("inputs={\"token\":\"[MASKED]\"}"));
+  EXPECT_THAT(o.out, HasSubstr("cfg={\"key\":\"[MASKED]\"}"));
+}
+
 }  // namespace
 }  // namespace sr::test

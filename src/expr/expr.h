@@ -64,6 +64,10 @@ std::string Render(const Value& value);
 /// Render(), appending to `out` (saves a copy when concatenating many pieces).
 void RenderTo(const Value& value, std::string& out);
 
+/// The text of `s` inside a JSON string, without the quotes, as Render writes a string held in an
+/// object or array (Go's escaping: `"` `\` and control characters, and <, >, & as \u003c...).
+std::string JsonStringBody(std::string_view s);
+
 /// Evaluates one expression body such as "steps.build.outputs.version" against the view.
 /// Errors (Go's wording): `<expr>: the "<key>" was not found`, and for digging into a non-object
 /// `<expr>: "<key>" is not map to get <key> key`-style messages.

@@ -5,14 +5,45 @@
 // is emitted, and the rest (shorter than the longest secret) is held for the next Feed().
 #include "expr/mask.h"
 
+#include "expr/expr.h"
+
 #include <algorithm>
 
 namespace sr::expr {
 namespace {
 constexpr std::string_view kMasked = "[MASKED]";
+
+// A secret shown inside a JSON object or array (`${{ inputs }}`, a struct output echoed) is
+// escaped, so its raw bytes never appear there: a newline is `\n`, `"` is `\"`, and Render (as
+// Go) writes <, >, & as \u003c, \u003e, \u0026. Each secret that escaping changes is also
+// masked in that form, and in the form of JSON writers that leave <, >, & as they are (jq,
+// nlohmann): `a&b"` is `a\u0026b\"` and `a&b\"`.
+void AddJsonForms(std::vector<std::string>& secrets) {
+  const size_t raw = secrets.size();
+  for (size_t i = 0; i < raw; ++i) {
+    std::string go = JsonStringBody(secrets[i]);
+    if (go == secrets[i]) continue;
+    std::string plain;  // the same without Go's HTML escapes
+    for (size_t k = 0; k < go.size();) {
+      const std::string_view rest = std::string_view(go).substr(k);
+      if (rest.starts_with(R"(\\)")) {  // an escaped backslash: not the start of an escape
+        plain += R"(\\)";
+        k += 2;
+      } else if (rest.starts_with("\\u003c") || rest.starts_with("\\u003e") || rest.starts_with("\\u0026")) {
+        plain += static_cast<char>(std::stoi(std::string(rest.substr(2, 4)), nullptr, 16));
+        k += 6;
+      } else {
+        plain += go[k++];
+      }
+    }
+    if (plain != go) secrets.push_back(std::move(plain));
+    secrets.push_back(std::move(go));
+  }
+}
 }  // namespace
 
 Masker::Masker(std::vector<std::string> secrets) {
+  AddJsonForms(secrets);
   std::sort(secrets.begin(), secrets.end());
   secrets.erase(std::unique(secrets.begin(), secrets.end()), secrets.end());
   for (auto& text : secrets) {

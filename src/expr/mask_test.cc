@@ -20,6 +20,19 @@ TEST(Mask, InsideJson) {
             R"({"password":"[MASKED]","user":"me"})");
 }
 
+// A secret held in an object or array is rendered JSON-escaped: its raw bytes never appear, so
+// each escaped form is masked too (the raw form alone leaked `abc\u0026def`).
+TEST(Mask, EscapedFormsInsideJson) {
+  EXPECT_EQ(MaskAll(R"({"token":"abc\u0026def"})", {"abc&def"}), R"({"token":"[MASKED]"})");
+  EXPECT_EQ(MaskAll(R"({"k":"line-one\nline-two"})", {"line-one\nline-two"}), R"({"k":"[MASKED]"})");
+  EXPECT_EQ(MaskAll(R"(["q\"uo\\te<"] ["q\"uo\\te\u003c"])", {R"(q"uo\te<)"}), R"(["[MASKED]"] ["[MASKED]"])");
+  // The raw form is still masked, and a secret escaping does not change has one form.
+  EXPECT_EQ(MaskAll("abc&def", {"abc&def"}), "[MASKED]");
+  EXPECT_EQ(MaskAll(R"({"k":"plain-secret"})", {"plain-secret"}), R"({"k":"[MASKED]"})");
+  // An escaped backslash before "u0026" is text, not an escape.
+  EXPECT_EQ(MaskAll(R"(a\\u0026b)", {R"(a\u0026b)"}), "[MASKED]");
+}
+
 TEST(Mask, TwoSecretsAndOverlaps) {
   EXPECT_EQ(MaskAll("x alpha1 y beta22 z", {"alpha1", "beta22"}), "x [MASKED] y [MASKED] z");
   // Longest match at one position wins, whatever the order of the list.

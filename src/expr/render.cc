@@ -184,6 +184,12 @@ void RenderTo(const Value& value, std::string& out) {
   }
 }
 
+std::string JsonStringBody(std::string_view s) {
+  std::string out;
+  AppendJsonString(s, out);
+  return out.substr(1, out.size() - 2);
+}
+
 std::string Render(const Value& value) {
   std::string out;
   RenderTo(value, out);
