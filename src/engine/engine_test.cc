@@ -205,6 +205,27 @@ TEST_F(EngineTest, ADifferentlyNamedStepBetweenTwoOfTheSameNameIsNotCounted) {
   EXPECT_THAT(out.error->message, HasSubstr("step \"a\": step \"b\": step \"a\": "));
 }
 
+// Contract 7.5: a NUL byte in an argument, the work dir or the environment would be cut where
+// the process receives it; the step fails naming the value, and nothing runs.
+TEST_F(EngineTest, ANulByteInWhatAProcessReceivesFailsTheStepNamingIt) {
+  const std::string ran = dir_.path() + "/ran";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"spec: {}\n---\nexec:\n  command: [touch, \"" + ran + "\", \"x\\0y\"]\n",
+       "exec: command argument 2 \"x\\0y\" contains a NUL byte"},
+      {"spec: {}\n---\nenv:\n  A: \"before\\0after\"\nexec:\n  command: [touch, \"" + ran + "\"]\n",
+       "exec: environment variable \"A\" contains a NUL byte"},
+      {"spec: {}\n---\nrun:\n  - name: exporter\n    script: printf '%s\\n' '{\"name\":\"V\",\"value\":\"a\\u0000b\"}' > ${{ export_file }}\n"
+       "  - name: user\n    script: touch " + ran + "\n",
+       "step \"user\": exec: environment variable \"V\" contains a NUL byte"}};
+  for (const auto& [text, expected] : cases) {
+    auto out = Run(text);
+    ASSERT_TRUE(out.error) << text;
+    EXPECT_EQ(out.error->kind, Error::Kind::kFailed);
+    EXPECT_THAT(out.error->message, HasSubstr(expected));
+    EXPECT_FALSE(std::filesystem::exists(ran)) << text;
+  }
+}
+
 // A referenced step "file" that is a FIFO nobody writes to would block the event loop (the whole
 // server) in open(); one that is endless would be read until memory ran out.
 TEST_F(EngineTest, ReferencedStepFileMustBeARegularFile) {

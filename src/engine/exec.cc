@@ -62,6 +62,30 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, bool any_out
   return Ok();
 }
 
+// A process receives its arguments and environment as C strings: a NUL byte would silently cut
+// the value there (contract 7.5), so the step fails instead, naming the value, as Go's exec
+// refuses it ("invalid argument").
+Status RefuseNul(const ProcessSpec& spec, const EnvRecord& env) {
+  auto shown = [](const std::string& s) {
+    std::string out;
+    for (char c : s.substr(0, 200)) out += c == '\0' ? std::string("\\0") : std::string(1, c);
+    return out + (s.size() > 200 ? "..." : "");
+  };
+  constexpr char kWhy[] = " contains a NUL byte, which a process cannot receive";
+  for (size_t i = 0; i < spec.argv.size(); ++i) {
+    if (spec.argv[i].find('\0') != std::string::npos) {
+      return FailedError("exec: command argument " + std::to_string(i) + " \"" + shown(spec.argv[i]) + "\"" + kWhy);
+    }
+  }
+  if (spec.work_dir.find('\0') != std::string::npos) {
+    return FailedError("exec: workdir \"" + shown(spec.work_dir) + "\"" + kWhy);
+  }
+  if (!env.nul_key.empty()) {
+    return FailedError("exec: environment variable \"" + shown(env.nul_key) + "\"" + kWhy);
+  }
+  return Ok();
+}
+
 // /proc/<pid>/cmdline is readable by every local user. A script (dist://script, `SHELL -c
 // TEXT`) reaches the shell through a 0600 file in the step's private temp dir instead; an exec
 // step whose own command carries a masked value gets a warning in the log.
@@ -145,6 +169,7 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
     co_return StepOutcome{true, work_dir.error().Wrap("exec: interpolate workdir \"" + def.work_dir + "\"")};
   }
   spec.work_dir = work_dir->empty() ? st.options.work_dir : *work_dir;
+  if (Status whole = RefuseNul(spec, *node->env); !whole.ok()) co_return StepOutcome{true, whole.error()};
   spec.shared_env = node->env->entries;
   spec.merge_stderr = st.options.merge_stderr;
   auto* exec_result = node->result.mutable_exec_result();

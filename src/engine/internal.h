@@ -43,6 +43,7 @@ inline Env Overlay(Env base, const Env& top) {
 struct EnvRecord {
   Env vars;
   std::shared_ptr<const std::vector<std::string>> entries;  // "KEY=value", in the order of vars
+  std::string nul_key;  // the first variable whose name or value holds a NUL byte, if any
 };
 
 /// One node of the live result tree. Children are kept apart from the proto so a snapshot can

@@ -247,6 +247,7 @@ std::shared_ptr<const EnvRecord> ShareEnv(Engine::State& st,
     std::string& kv = entries->emplace_back();
     kv.reserve(k.size() + 1 + v.size());
     kv.append(k).append(1, '=').append(v);
+    if (record->nul_key.empty() && kv.find('\0') != std::string::npos) record->nul_key = k;
   }
   record->entries = std::move(entries);
   std::rotate(recent.begin(), recent.end() - 1, recent.end());
