@@ -4,7 +4,11 @@
 #include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <set>
 
@@ -13,11 +17,13 @@
 #include "support/harness.h"
 #include "support/records.h"
 #include "support/service_client.h"
+#include "util/fd.h"
 
 namespace sr::test {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using json = nlohmann::json;
 
 // A step whose definition stops it with SIGINT and a 1 s grace; it ignores SIGINT (the ignore
@@ -225,6 +231,61 @@ TEST_F(TerminationTruthCli, RunTerminationHasTheNamesOfTheResults) {
   Keys(StepRecord(), &from_results);
   EXPECT_EQ(from_run, from_results) << seen.dump(1);
   EXPECT_EQ(seen["grace"], "1s");
+}
+
+// A TCP listener that never answers: git's HTTP fetch from it waits until it is stopped.
+class SilentServer {
+ public:
+  SilentServer() {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    EXPECT_EQ(::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
+    EXPECT_EQ(::listen(fd_.get(), 8), 0);
+    EXPECT_EQ(::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    port_ = ntohs(addr.sin_port);
+  }
+  int port() const { return port_; }
+  // True once a client (git) has connected: the fetch is under way.
+  bool Connected() {
+    pollfd p{fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 60000) != 1) return false;
+    conns_.emplace_back(::accept(fd_.get(), nullptr, nullptr));
+    return conns_.back().valid();
+  }
+
+ private:
+  UniqueFd fd_{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+  std::vector<UniqueFd> conns_;
+  int port_ = 0;
+};
+
+// A cancel or timeout while git fetches a step's repository is the job's cancel or timeout, not
+// a step failure (it exited 1 with "git clone: exit status -1"), and the job's record names the
+// git processes it killed (the log said "SIGKILL to 3 processes", then "cancel finished: 0").
+TEST_F(TerminationTruthCli, CancelOrTimeoutDuringAGitFetchIsNotAStepFailure) {
+  SilentServer server;
+  dir.Write("t.yml", WithReport("spec: {}\n---\nrun:\n  - name: fetch\n    step: http://127.0.0.1:" +
+                                    std::to_string(server.port()) + "/repo.git@main\n",
+                                dir / "final.json"));
+  Options o;
+  o.cwd = dir.path();
+  Child child({Binary(), "run", "-f", dir / "t.yml"}, o);
+  ASSERT_TRUE(server.Connected());
+  child.Signal(SIGINT);
+  Output cancelled = child.Wait();
+  EXPECT_EQ(cancelled.exit_code, 130) << cancelled.err;
+  EXPECT_THAT(cancelled.err, HasSubstr("fetching git step: git clone (cancelled)"));
+  EXPECT_THAT(cancelled.out, Not(HasSubstr("cancel finished: 0 processes")));
+  const json t = json::parse(dir.Read("final.json"));
+  EXPECT_EQ(t["reason"], "cancel_requested") << t.dump(1);
+  ASSERT_FALSE(t["processes"].empty()) << t.dump(1);
+  EXPECT_THAT(t["processes"][0]["command"].get<std::string>(), HasSubstr("git clone")) << t.dump(1);
+
+  Output timed = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "1s"}, o);
+  EXPECT_EQ(timed.exit_code, 124) << timed.err;
+  EXPECT_THAT(timed.err, HasSubstr("fetching git step: git clone (timed out)"));
 }
 
 // ---- the same through the service ------------------------------------------------------------

@@ -45,7 +45,11 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options) {
   for (const auto& [k, v] : st.options.base_env) git_env.push_back(k + "=" + v);
   // Never let git stop to ask for credentials on a terminal: a CI step has no one to answer.
   git_env.push_back("GIT_TERMINAL_PROMPT=0");
-  st.git = std::make_unique<engine::GitCache>(st.sup, st.options.cache_dir, std::move(git_env));
+  st.git = std::make_unique<engine::GitCache>(
+      st.sup, st.options.cache_dir, std::move(git_env),
+      [&st](const TreeExit& exit, const CancelSource& cancel) {
+        st.helper_stops.push_back(engine::StepTermination(exit, cancel));
+      });
 
   engine::Scope top;
   top.step_dir = st.options.root_step_dir;

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "engine/command.h"
+#include "engine/internal.h"
 #include "supervisor/leftovers.h"
 #include "util/owner.h"
 #include "util/tempdir.h"
@@ -62,9 +63,9 @@ Result<TempDir> OwnedTemp(const char* prefix, const std::string& parent) {
 
 }  // namespace
 
-GitCache::GitCache(Supervisor& sup, std::string dir, std::vector<std::string> env)
+GitCache::GitCache(Supervisor& sup, std::string dir, std::vector<std::string> env, StoppedFn on_stopped)
     : sup_(sup), dir_(dir.empty() ? "/tmp/step-runner-cache" : std::move(dir)),
-      env_(std::move(env)) {}
+      env_(std::move(env)), on_stopped_(std::move(on_stopped)) {}
 
 Task<Result<std::string>> GitCache::Git(std::vector<std::string> args, CancelSource* cancel,
                                         std::string extra_env) {
@@ -75,11 +76,18 @@ Task<Result<std::string>> GitCache::Git(std::vector<std::string> args, CancelSou
   if (!extra_env.empty()) spec.env.push_back(extra_env);
   auto run = co_await RunCommand(sup_, spec, cancel);
   if (!run.ok()) co_return run.error();
+  // The subcommand (after `--git-dir DIR`) names what was stopped or failed.
+  const std::string& command = args.size() > 2 && args[0] == "--git-dir" ? args[2] : args[0];
+  // Killed by the job's cancel or timeout: the job was cancelled, not the step failed (contract
+  // section 2: what the runner did decides, whatever git said as it died).
+  if (cancel && cancel->requested()) {
+    if (run->exit.stop && on_stopped_) on_stopped_(run->exit, *cancel);
+    co_return CancelError(*cancel, "git " + command);
+  }
   if (run->exit.spawn_error) co_return run->exit.spawn_error->Wrap("git");
   if (run->exit.exit_code != 0) {
-    // One line, naming the subcommand (after `--git-dir DIR`): errors are one line on stderr
-    // (contract section 5), and git's first line ("fatal: …") says what went wrong.
-    const std::string& command = args.size() > 2 && args[0] == "--git-dir" ? args[2] : args[0];
+    // One line: errors are one line on stderr (contract section 5), and git's first line
+    // ("fatal: …") says what went wrong.
     co_return FailedError("git " + command + ": " + FirstLine(run->output, run->exit.exit_code));
   }
   co_return std::move(run->output);
@@ -118,22 +126,25 @@ Task<Result<std::string>> GitCache::Checkout(std::string url, std::string rev,
   const std::vector<std::string> resolve{"--git-dir", bare, "rev-parse", "--verify", "--quiet",
                                          "--end-of-options", rev + "^{commit}"};
   auto commit = co_await Git(resolve, cancel);
-  if (!commit.ok()) {
+  if (!commit.ok() && commit.error().kind == Error::Kind::kFailed) {
     const std::vector<std::string> fetch{"--git-dir", bare,     "fetch",  "--quiet", "--force",
                                          "--tags",    "--", "origin", "+refs/heads/*:refs/heads/*"};
     auto fetched = co_await Git(fetch, cancel);
     if (!fetched.ok()) co_return fetched.error().Wrap("fetching git step");
     commit = co_await Git(resolve, cancel);
-    if (!commit.ok()) co_return fail("cannot find version \"" + rev + "\"");
+    if (!commit.ok() && commit.error().kind == Error::Kind::kFailed) {
+      co_return fail("cannot find version \"" + rev + "\"");
+    }
   }
+  if (!commit.ok()) co_return commit.error().Wrap("fetching git step");
   std::string hash = *commit;
   while (!hash.empty() && (hash.back() == '\n' || hash.back() == ' ')) hash.pop_back();
   // A short hash must have at least 8 characters, as in the Go runner.
   if (rev.size() < 8 && hash.rfind(rev, 0) == 0 && rev != hash) {
     const std::vector<std::string> show{"--git-dir", bare, "show-ref", "--", rev};
     auto shown = co_await Git(show, cancel);
-    bool is_ref = shown.ok();
-    if (!is_ref) co_return fail("cannot find version \"" + rev + "\"");
+    if (!shown.ok() && shown.error().kind != Error::Kind::kFailed) co_return shown.error().Wrap("fetching git step");
+    if (!shown.ok()) co_return fail("cannot find version \"" + rev + "\"");
   }
   const std::string tree_dir = repo_dir + "/" + hash;
   if (Exists(tree_dir)) co_return tree_dir;

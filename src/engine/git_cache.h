@@ -2,6 +2,7 @@
 // tree per commit (reused). Everything runs `git` under the supervisor, so a cancel stops it.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "loop/task.h"
@@ -13,8 +14,12 @@ namespace sr::engine {
 
 class GitCache {
  public:
+  /// What a cancel did to a git process: its tree's exit, records included, for the job's
+  /// termination record.
+  using StoppedFn = std::function<void(const TreeExit&, const CancelSource&)>;
+
   /// `dir` "" = $TMPDIR/step-runner-cache. `env` is the environment git runs with.
-  GitCache(Supervisor& sup, std::string dir, std::vector<std::string> env);
+  GitCache(Supervisor& sup, std::string dir, std::vector<std::string> env, StoppedFn on_stopped);
 
   /// Returns the directory of a checkout of `url` at `rev` (a tag, branch, or commit hash
   /// prefix of at least 8 characters). Errors start with "fetching git step: ".
@@ -26,6 +31,7 @@ class GitCache {
   Supervisor& sup_;
   std::string dir_;
   std::vector<std::string> env_;
+  StoppedFn on_stopped_;
 };
 
 }  // namespace sr::engine

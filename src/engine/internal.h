@@ -155,6 +155,9 @@ struct Engine::State {
   size_t expanded_bytes = 0;  // every value expansion produced so far (ChargeExpansion)
   size_t work_since_yield = 0;  // bytes copied or made since the job last let the loop go
   std::unique_ptr<engine::GitCache> git;
+  /// What a cancel did to the runner's own helpers (git fetching a step): no step's record holds
+  /// these processes, the job's does (JobTermination).
+  std::vector<proto::Termination> helper_stops;
   std::vector<engine::Scope*> running_sequences;  // innermost last, for diagnose steps
   int pending_diagnose = 0;                        // diagnose lists still running
   std::set<CancelSource*> diagnose_cancels;        // their cancel sources, while they run

@@ -66,6 +66,8 @@ Task<Result<std::string>> Fetch(Engine::State& st, CancelSource* cancel, const E
   const std::string dest = NewFetchDir(st);
   Cancel token(cancel);
   auto pulled = co_await oci::Pull(st.loop, ClientOptionsFor(st, env), ref, dest, &token);
+  // oci/ says "cancelled" for any stop; the job's request says whether it was its timeout.
+  if (!pulled.ok() && cancel && cancel->requested()) co_return CancelError(*cancel, "pulling " + ref.ToString());
   if (!pulled.ok()) co_return pulled.error();
   st.Log("step-runner: fetched step image=" + ref.ToString() + " digest=" + pulled->digest +
          " platform=" + pulled->platform + " layers=" + std::to_string(pulled->layers) +

@@ -109,6 +109,9 @@ std::optional<proto::Termination> JobTermination(const Engine::State& st) {
     if (st.warning_signal) t.set_warning_signal(SignalName(st.warning_signal));
   }
   CollectProcesses(st.root, &t);
+  for (const auto& helper : st.helper_stops) {
+    for (const auto& p : helper.processes()) *t.add_processes() = p;
+  }
   st.MaskMessage(&t);
   return t;
 }

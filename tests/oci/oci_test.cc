@@ -355,6 +355,12 @@ TEST_F(OciTest, CancelDuringASlowPull) {
     EXPECT_THAT(e.path().filename().string(), Not(HasSubstr(".tmp-"))) << e.path();
     EXPECT_THAT(e.path().string(), Not(HasSubstr("/oci-"))) << e.path();
   }
+  // The job's timeout during a pull is a timeout (exit 124), not a cancel (it exited 130).
+  Output timed = RunStepRunner({"run", "--oci-registry", "127.0.0.1:" + std::to_string(proxy.port()),
+                                "--oci-repository", "big", "--oci-tag", "1", "--timeout", "1s"},
+                               o);
+  EXPECT_EQ(timed.exit_code, 124) << timed.err;
+  EXPECT_THAT(timed.err, HasSubstr("(timed out)"));
 }
 
 TEST_F(OciTest, PromoteCopiesToASemverTag) {
