@@ -114,6 +114,24 @@ TEST_F(ServiceCli, CtrlCOnFollowCancelsTheJob) {
   EXPECT_EQ(server_.GetStatusOrDie("c").status(), proto::StepResult::cancelled);
 }
 
+// A server shut down while `client run --follow` follows a job: the job is cancelled, and the
+// client exits with the cancelled job's code (130). The Status it asks after the log's end was
+// refused (UNAVAILABLE) and the client exited 1, "cannot reach step-runner".
+TEST_F(ServiceCli, FollowOfAJobCancelledByTheServersShutdownExitsWithItsCode) {
+  std::string file = File("s.yml", {{"wait", "trap 'exit 1' TERM; touch " + dir_ / "ready" +
+                                                 "; while :; do sleep 0.02; done"}});
+  Child client({Binary(), "client", "--socket", server_.socket(), "run", file, "--id", "s", "--follow"},
+               ClientOptions(dir_.path()));
+  ASSERT_TRUE(client.WaitForFile(dir_ / "ready"));
+  server_.child().Signal(SIGTERM);
+  Output out = client.Wait();
+  EXPECT_EQ(out.exit_code, 130) << out.err;
+  EXPECT_THAT(out.out, HasSubstr("cancelling (server_shutdown)"));
+  EXPECT_THAT(out.err, Not(HasSubstr("cannot reach")));
+  Output server = server_.child().Wait();
+  EXPECT_EQ(server.exit_code, 0) << server.err;
+}
+
 // The second Ctrl-C forces: the signal thread takes every signal, not only the first, and the
 // processes that ignore SIGTERM are killed long before the 60 s grace.
 TEST_F(ServiceCli, SecondCtrlCOnFollowForcesTheKill) {

@@ -3,6 +3,9 @@
 // `unspecified`. Every Status of a registered job must say running, cancelling or an end state.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include <google/protobuf/util/json_util.h>
 
 #include <string>
@@ -47,6 +50,15 @@ TEST(Service, StatusOfAJobWithBytesThatAreNotUtf8CanBeRead) {
   req.mutable_graceful_exit_timeout()->set_nanos(300'000'000);
   ASSERT_TRUE(server.Run(req).ok());
   ASSERT_TRUE(WaitFor([&] { return dir.Exists("ready"); }));
+  // "ready" comes before the background bash has exec'd the renamed sleep: wait for it.
+  ASSERT_TRUE(WaitFor([] {
+    for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+      std::ifstream cmdline(e.path() / "cmdline");
+      std::string argv0;
+      if (std::getline(cmdline, argv0, '\0') && argv0 == "sl\xe9" "ep") return true;
+    }
+    return false;
+  }));
   proto::Status running;
   ASSERT_TRUE(server.GetStatus("latin", &running).ok()) << "a running job's Status";
   EXPECT_EQ(running.result().env().at("SR_LATIN"), "caf\\xe9");

@@ -421,8 +421,13 @@ TEST(Service, ASecondSignalKillsJobsThatIgnoreTheFirst) {
   ASSERT_TRUE(WaitFor([&] { return dir.Exists("pid"); }));
   pid_t pid = ReadPids(dir / "pid").at(0);
   server.child().Signal(SIGTERM);
-  // Once shutting down, the server answers UNAVAILABLE.
-  ASSERT_TRUE(WaitFor([&] { return server.GetStatus("deaf").error_code() == grpc::StatusCode::UNAVAILABLE; }));
+  // Once shutting down, the server refuses new jobs (UNAVAILABLE); the job's Status is still
+  // answered, and says it is being cancelled.
+  ASSERT_TRUE(WaitFor([&] {
+    return server.Run(Request("late", Steps({{"a", "true"}}), dir.path())).error_code() ==
+           grpc::StatusCode::UNAVAILABLE;
+  }));
+  EXPECT_EQ(server.GetStatusOrDie("deaf").status(), proto::StepResult::cancelling);
   EXPECT_TRUE(ProcessAlive(pid));
   server.child().Signal(SIGTERM);
   Output out = server.child().Wait();

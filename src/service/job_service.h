@@ -80,9 +80,11 @@ class JobService final : public JobServiceBase {
   // A unary RPC on job `id`: a bad id or a shutting-down server answers at once, an unknown id
   // answers `if_unknown`; otherwise `work` runs on the loop (posted under mu_, so in the order
   // the registry saw the requests) and finishes the reactor.
+  // `during_shutdown`: answered while the server drains too (Status).
   grpc::ServerUnaryReactor* OnRegisteredJob(grpc::CallbackServerContext* context,
                                             const std::string& id, grpc::Status if_unknown,
-                                            std::function<void(grpc::ServerUnaryReactor*)> work);
+                                            std::function<void(grpc::ServerUnaryReactor*)> work,
+                                            bool during_shutdown = false);
   // Loop thread.
   void StartJob(const std::shared_ptr<Job>& job, JobRequest& request,
                 grpc::ServerUnaryReactor* reactor);
@@ -90,6 +92,7 @@ class JobService final : public JobServiceBase {
   void OnJobEnd(const std::shared_ptr<Job>& job);
   void Forget(const std::shared_ptr<Job>& job);  // removes files and the registry entry
   void MaybeDrained();
+  void ArmStatusLinger();
 
   EventLoop& loop_;
   Supervisor& supervisor_;
@@ -105,6 +108,11 @@ class JobService final : public JobServiceBase {
   std::map<const JobLog*, std::weak_ptr<LogMessages>> log_messages_;
   EventLoop::TimerId stream_timer_ = 0;
   bool stream_deadline_passed_ = false;
+  // Once every job and stream has ended, the jobs' Status is still answered until no call came
+  // for a moment (ArmStatusLinger): a client that followed a job to its end asks for it next.
+  EventLoop::TimerId linger_timer_ = 0;
+  std::optional<Clock::time_point> linger_started_;
+  bool linger_over_ = false;
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Job>> jobs_;  // guarded by mu_

@@ -193,18 +193,20 @@ grpc::ServerUnaryReactor* JobService::Status(grpc::CallbackServerContext* contex
                            *response->add_jobs() = *job->FreshSnapshot();
                            FitStatus(response->mutable_jobs(0), kStatusLimit);
                            reactor->Finish(grpc::Status::OK);
-                         });
+                           if (linger_timer_) ArmStatusLinger();
+                         },
+                         /*during_shutdown=*/true);
 }
 
 grpc::ServerUnaryReactor* JobService::OnRegisteredJob(
     grpc::CallbackServerContext* context, const std::string& id, grpc::Status if_unknown,
-    std::function<void(grpc::ServerUnaryReactor*)> work) {
+    std::function<void(grpc::ServerUnaryReactor*)> work, bool during_shutdown) {
   if (auto valid = ValidateJobId(id); !valid.ok()) {
     return FinishNow(context, ToGrpcStatus(valid.error()));
   }
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::lock_guard<std::mutex> lock(mu_);
-  if (shutting_down_) {
+  if (shutting_down_ && !during_shutdown) {
     reactor->Finish(ShuttingDown());
   } else if (!jobs_.count(id)) {
     reactor->Finish(std::move(if_unknown));
@@ -284,6 +286,22 @@ void JobService::BeginShutdown(std::function<void()> drained) {
   MaybeDrained();
 }
 
+// The Status linger: over once no Status came for kQuiet, or kMost after it began (a client
+// polling Status must not hold the shutdown).
+void JobService::ArmStatusLinger() {
+  constexpr auto kQuiet = std::chrono::milliseconds(500);
+  constexpr auto kMost = std::chrono::seconds(3);
+  const Clock::time_point now = Clock::now();
+  if (!linger_started_) linger_started_ = now;
+  if (linger_timer_) loop_.CancelTimer(linger_timer_);
+  const auto wait = std::min<Duration>(kQuiet, std::max<Duration>(Duration::zero(), *linger_started_ + kMost - now));
+  linger_timer_ = loop_.After(wait, [this] {
+    linger_timer_ = 0;
+    linger_over_ = true;
+    MaybeDrained();
+  });
+}
+
 void JobService::FollowerGone() {
   --followers_;
   MaybeDrained();
@@ -300,8 +318,14 @@ void JobService::MaybeDrained() {
       jobs.push_back(job);
     }
   }
-  // Nobody can Close these any more: their files go with the server.
+  // A Close still waiting is answered once the job's files are gone; the other jobs' files go
+  // with the server (nobody can Close them any more), after the Status linger below.
+  std::vector<std::shared_ptr<Job>> kept;
   for (const auto& job : jobs) {
+    if (job->end_waiters.empty()) {
+      kept.push_back(job);
+      continue;
+    }
     auto waiters = std::move(job->end_waiters);
     Forget(job);
     for (auto& w : waiters) w();
@@ -320,6 +344,16 @@ void JobService::MaybeDrained() {
   }
   if (stream_timer_) loop_.CancelTimer(stream_timer_);
   stream_timer_ = 0;
+  // `client run --follow` exits with the job's code, read by a Status after the log's end: it
+  // was refused here (UNAVAILABLE), and a job cancelled by the shutdown exited 1, "cannot
+  // reach". A second signal does not wait.
+  if (!linger_over_ && shutdown_calls_ == 1 && !kept.empty()) {
+    if (!linger_timer_) ArmStatusLinger();
+    return;
+  }
+  if (linger_timer_) loop_.CancelTimer(linger_timer_);
+  linger_timer_ = 0;
+  for (const auto& job : kept) Forget(job);
   auto cb = std::move(drained_);
   drained_ = nullptr;
   cb();
