@@ -112,6 +112,17 @@ TEST_F(TerminationTruthCli, RecordAndLogStateTheEffectiveGrace) {
   EXPECT_EQ(t["processes"][0]["ending"], "killed_after_grace");
 }
 
+// A grace of zero sends SIGKILL alone; the log said "SIGTERM to N processes, grace 0s".
+TEST_F(TerminationTruthCli, AZeroGraceIsLoggedAsTheSigkillItIs) {
+  dir.Write("t.yml", Steps({{"t", "trap ': > got-term; exit 3' TERM\n: > ready\nwhile :; do sleep 0.05; done"}}));
+  Output o = CancelWhenReady("t.yml", {"--grace", "0s"});
+  ASSERT_EQ(o.exit_code, 130) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("cancelling (cancel_requested): SIGKILL to "));
+  EXPECT_THAT(o.out, Not(HasSubstr("SIGTERM to")));
+  EXPECT_FALSE(dir.Exists("got-term"));
+  for (const auto& p : StepRecord()["processes"]) EXPECT_EQ(p["signal"], "SIGKILL") << p.dump();
+}
+
 TEST_F(TerminationTruthCli, WarningSignalIsKeptApartFromTheCancelSignal) {
   dir.Write("t.yml", Steps({{"w", kWarnedScript}}));
   Options opts;

@@ -104,7 +104,8 @@ void CancelSource::StopTree(const Tree& t, Effect* effect) const {
   const StopOrder order = StopOrderFor(*current_, t.stop);
   t.tree->Stop(order);
   effect->processes += t.tree->signalled();
-  effect->signals.insert(order.kill.forced ? SIGKILL : order.signal);
+  // What the tree sent: a grace of zero is SIGKILL alone, not the order's signal.
+  if (const int sent = t.tree->stop_signal()) effect->signals.insert(sent);
   const Duration grace = order.kill.Left(order.issued_at);
   effect->grace = std::max(effect->grace.value_or(Duration(0)), grace);
 }

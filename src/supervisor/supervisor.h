@@ -167,6 +167,9 @@ class ProcessTree {
   /// How many members the supervisor has sent a stop signal or SIGKILL to so far. Cheap: counts
   /// what Stop recorded, without looking at /proc.
   virtual size_t signalled() const = 0;
+  /// The signal the stop in progress sent first: its order's signal, or SIGKILL when the order's
+  /// deadline had already come (a zero grace); 0 before any stop.
+  virtual int stop_signal() const = 0;
   /// Applies a stop order: order.signal to every member at once, SIGKILL to every member when
   /// order.kill comes (at once when forced or passed). An order while a stop is in progress only
   /// tightens its deadline (KillDeadline::Tighten); its signal is not sent again. After the
