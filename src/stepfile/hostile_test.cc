@@ -42,6 +42,29 @@ TEST(Hostile, BillionLaughsInOutputsAndDefaults) {
               HasSubstr("value too large"));
 }
 
+TEST(Hostile, MergeKeysCountEveryPairTheyCopy) {
+  // Merging a 1000-key mapping 2000 times looks at 2 000 000 pairs: over the node limit, and
+  // refused at once rather than after gigabytes of copies. Both a list of merged mappings and a
+  // merge of a long list of aliases.
+  std::string big = "&m {";
+  for (int i = 0; i < 1000; ++i) big += (i ? ", k" : "k") + std::to_string(i) + ": 1";
+  big += "}";
+  std::string many = "[" + big;
+  std::string aliases = "[*m";
+  for (int i = 0; i < 2000; ++i) {
+    many += ", {<<: *m}";
+    aliases += ", *m";
+  }
+  many += "]";
+  aliases += "]";
+  for (const std::string& v : {many, "[" + big + ", {<<: " + aliases + "}]"}) {
+    auto start = std::chrono::steady_clock::now();
+    std::string text = "spec:\n---\nrun:\n  - {name: x, step: ./x, inputs: {v: " + v + "}}\n";
+    EXPECT_THAT(Both(text), HasSubstr("too many YAML nodes (more than 1000000)"));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  }
+}
+
 TEST(Hostile, AliasedItemsShareOneBudget) {
   // Each item is small, but 101 items with a 10 000-element input are over 1 000 000 nodes.
   std::string big = "[";

@@ -12,8 +12,9 @@
 //   * a step file is exactly two documents, an invocation list exactly one (or empty text);
 //   * yaml-cpp errors are caught and reported with their position; no exception leaves here.
 // Strictness beyond the Go runner, on purpose: unknown keys anywhere, duplicate mapping keys and
-// duplicate step names in one list are errors; merge keys (<<), custom tags and .inf/.nan are
-// not accepted; `sensitive` takes only true/false.
+// duplicate step names in one list are errors; custom tags and .inf/.nan are not accepted;
+// `sensitive` takes only true/false. Merge keys (<<) are applied as yaml.v3 applies them
+// (yaml_tree.cc), before any of these checks.
 #include "stepfile/stepfile.h"
 
 #include "stepfile/walk.h"

@@ -344,8 +344,9 @@ INSTANTIATE_TEST_SUITE_P(
                  "s.yml:6:13: run[0] \"a\" inputs must be a mapping, got array"},
         DefError{"run:\n  - name: a\n    step: ./a\n    inputs: {x: .inf}\n",
                  "s.yml:6:17: \".inf\" is not a finite number (quote it to use it as a string)"},
-        DefError{"run:\n  - name: a\n    step: ./a\n    inputs: {x: {<<: {a: 1}}}\n",
-                 "s.yml:6:18: merge keys (<<) are not supported"},
+        DefError{"run:\n  - name: a\n    step: ./a\n    inputs: {x: {<<: a}}\n",
+                 "s.yml:6:18: the value of a merge key (<<) must be a mapping or a list of "
+                 "mappings, got a scalar"},
         DefError{"run:\n  - name: a\n    step: ./a\n    inputs: {x: {k: 1, k: 2}}\n",
                  "s.yml:6:24: duplicate key \"k\" (first at line 6)"},
         DefError{"run:\n  - name: a\n    step: ./a\n    inputs: {x: !custom 1}\n",

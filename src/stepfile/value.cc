@@ -9,8 +9,8 @@
 //     strconv.ParseInt(s, 0, 64) (so 0x1F, 0o17, 0b101 and C-style octal 017 are integers), then
 //     ParseUint, then as a decimal float (`1.5`, `1e3`, `.5`); integers stay integers (3 is not
 //     3.0); anything else (dates, versions such as 1.2.3) stays a string.
-// Differences, both on purpose: .inf/.nan are errors (JSON and our outputs cannot carry them),
-// and merge keys (`<<`) are errors (yaml-cpp does not implement them).
+// Difference, on purpose: .inf/.nan are errors (JSON and our outputs cannot carry them).
+// Merge keys (`<<`) never get here: yaml_tree.cc has applied them, as yaml.v3 does.
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
@@ -315,9 +315,6 @@ Result<Value> ToValue(Ctx& ctx, const Node& n, int depth) {
     const Node& key = *n.items[i];
     if (key.kind != Node::Kind::kScalar) {
       return Err(ctx, key, "mapping keys must be strings, got " + NodeTypeName(key));
-    }
-    if (!key.quoted && key.tag.empty() && key.text == "<<") {
-      return Err(ctx, key, "merge keys (<<) are not supported");
     }
     if (out.contains(key.text)) {
       int first = 0;  // rare: look the first one up only now

@@ -79,10 +79,13 @@ INSTANTIATE_TEST_SUITE_P(
         Row{"!!timestamp 2001-12-14",
             "error: t.yml:3:8: unsupported tag \"tag:yaml.org,2002:timestamp\""},
         Row{"!!set {a}", "error: t.yml:3:8: unsupported tag \"tag:yaml.org,2002:set\""},
-        Row{"{[a]: 1}", "error: t.yml:3:9: mapping keys must be strings, got array"},
-        Row{"{<<: {a: 1}}", "error: t.yml:3:9: merge keys (<<) are not supported"}));
+        Row{"{[a]: 1}", "error: t.yml:3:9: mapping keys must be strings, got array"}));
 
 TEST(Values, QuotedMergeKeyIsAPlainKey) { EXPECT_EQ(ValueOf("{'<<': 1}"), "{\"<<\":1}"); }
+
+TEST(Values, MergeKeysAreApplied) {
+  EXPECT_EQ(ValueOf("{<<: {a: 1, b: 1}, b: 2}"), "{\"a\":1,\"b\":2}");
+}
 
 TEST(Values, AliasesAreCopied) {
   auto list = ParseInvocationList(

@@ -10,6 +10,7 @@
 #include <map>
 #include <new>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "stepfile/stepfile.h"
@@ -121,6 +122,7 @@ class Builder : public YAML::EventHandler {
                  OneBased(mark.column)};
     }
     Count(mark);
+    CheckMergeAlias(*it->second);
     Attach(it->second, /*fresh=*/false);
   }
 
@@ -149,10 +151,11 @@ class Builder : public YAML::EventHandler {
   void OnMapEnd() override { Close(); }
 
  private:
-  void Count(const YAML::Mark& mark) {
+  void Count(const YAML::Mark& mark) { Count(OneBased(mark.line), OneBased(mark.column)); }
+  void Count(int line, int column) {
     if (++count_ > kMaxNodes) {
-      throw Stop{"too many YAML nodes (more than " + std::to_string(kMaxNodes) + ")",
-                 OneBased(mark.line), OneBased(mark.column)};
+      throw Stop{"too many YAML nodes (more than " + std::to_string(kMaxNodes) + ")", line,
+                 column};
     }
   }
 
@@ -212,8 +215,112 @@ class Builder : public YAML::EventHandler {
   }
 
   void Close() {
-    stack_.back()->complete = true;
+    Node* n = stack_.back();
+    if (n->kind == Node::Kind::kMapping) ApplyMerge(*n);
+    n->complete = true;
     stack_.pop_back();
+  }
+
+  // YAML 1.1 merge keys, applied as Go's yaml.v3 applies them before its strict known-fields
+  // check, so that every reader of the tree sees the merged mapping and nothing else:
+  // `<<: *a` (or an inline mapping) adds the pairs of that mapping, `<<: [*a, *b]` those of
+  // each; a key written in the mapping itself wins over a merged one, and within a list an
+  // earlier mapping wins over a later one. The mapping is rewritten once, when it is complete;
+  // a mapping merged from was completed (and merged itself) before, so nested merges need no
+  // recursion here.
+  // Positions: merged pairs are the very nodes of the mapping they came from, so an error about
+  // a merged key or value names where it was written (inside the anchored mapping), not the
+  // `<<`. Errors about the merge itself name the `<<` key.
+  // Duplicates: the mapping's own pairs are all kept, so an explicit key written twice is still
+  // the readers' duplicate-key error; a merged key equal to an explicit one, or to a key of an
+  // earlier merged mapping, is dropped and so is no duplicate.
+  void ApplyMerge(Node& map) {
+    const Node* merge_key = nullptr;
+    const Node* merge_value = nullptr;
+    std::vector<const Node*> items;
+    items.reserve(map.items.size());
+    for (size_t i = 0; i + 1 < map.items.size(); i += 2) {
+      const Node* key = map.items[i];
+      if (!IsMergeKey(*key)) {
+        items.push_back(key);
+        items.push_back(map.items[i + 1]);
+        continue;
+      }
+      // yaml.v3 refuses a key written twice, `<<` included ("already defined").
+      if (merge_key != nullptr) {
+        throw Stop{"duplicate key \"<<\" (first at line " + std::to_string(merge_key->line) + ")",
+                   key->line, key->column};
+      }
+      merge_key = key;
+      merge_value = map.items[i + 1];
+    }
+    if (merge_key == nullptr) return;
+    std::set<std::string_view> present;
+    for (size_t i = 0; i < items.size(); i += 2) {
+      if (items[i]->kind == Node::Kind::kScalar) present.insert(items[i]->text);
+    }
+    for (const Node* source : MergeSources(*merge_key, *merge_value)) {
+      for (size_t i = 0; i + 1 < source->items.size(); i += 2) {
+        // Every pair looked at costs a node, so merging a big mapping many times stays within
+        // the node limit in time and memory (the pairs are shared, only pointers are copied).
+        Count(merge_key->line, merge_key->column);
+        const Node* key = source->items[i];
+        // A key that is not a string is kept for the readers to refuse, with its position.
+        if (key->kind == Node::Kind::kScalar && !present.insert(key->text).second) continue;
+        items.push_back(key);
+        items.push_back(source->items[i + 1]);
+      }
+    }
+    map.items = std::move(items);
+  }
+
+  // The mappings a `<<` value names, in order: itself, or the items of a list of mappings.
+  static std::vector<const Node*> MergeSources(const Node& key, const Node& value) {
+    if (value.kind == Node::Kind::kMapping) return {&value};
+    if (value.kind != Node::Kind::kSequence) throw BadMerge(key, KindName(value.kind));
+    for (size_t i = 0; i < value.items.size(); ++i) {
+      if (value.items[i]->kind != Node::Kind::kMapping) {
+        throw BadMerge(key, "a list whose item " + std::to_string(i) + " is " +
+                                KindName(value.items[i]->kind));
+      }
+    }
+    return value.items;
+  }
+
+  // yaml.v3 takes an alias as a merge value only if it names a mapping: not even a list of
+  // mappings. The tree no longer tells an alias from the node it names, so this is checked as
+  // the alias is read.
+  void CheckMergeAlias(const Node& target) const {
+    if (stack_.empty() || target.kind == Node::Kind::kMapping) return;
+    const Node& parent = *stack_.back();
+    if (parent.kind != Node::Kind::kMapping || parent.items.size() % 2 == 0) return;
+    const Node& key = *parent.items.back();
+    if (IsMergeKey(key)) throw BadMerge(key, "an alias to " + KindName(target.kind));
+  }
+
+  // `<<` plain and untagged, or tagged !!merge; a quoted '<<' is an ordinary key (as in yaml.v3).
+  static bool IsMergeKey(const Node& key) {
+    if (key.kind != Node::Kind::kScalar || key.text != "<<") return false;
+    return key.tag == "tag:yaml.org,2002:merge" || (!key.quoted && key.tag.empty());
+  }
+
+  static Stop BadMerge(const Node& key, const std::string& got) {
+    return Stop{"the value of a merge key (<<) must be a mapping or a list of mappings, got " + got,
+                key.line, key.column};
+  }
+
+  static std::string KindName(Node::Kind kind) {
+    switch (kind) {
+      case Node::Kind::kNull:
+        return "null";
+      case Node::Kind::kScalar:
+        return "a scalar";
+      case Node::Kind::kSequence:
+        return "a list";
+      case Node::Kind::kMapping:
+        break;
+    }
+    return "a mapping";
   }
 
   Tree& tree_;
