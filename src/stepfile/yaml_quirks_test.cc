@@ -30,5 +30,20 @@ TEST(YamlQuirks, LocalAndMalformedTagsAreErrors) {
   EXPECT_EQ(ErrorOf("exec:\n  command: [a, ! b, !!str c]\n"), "");
 }
 
+TEST(YamlQuirks, NextLineAndNoBreakSpaceEscapesAreUtf8) {
+  // yaml-cpp writes \N and \_ as the single bytes 0x85 and 0xA0 (not UTF-8); YAML means the
+  // characters U+0085 and U+00A0, which Go has as C2 85 and C2 A0.
+  auto f = ParseStepFile("spec: {}\n---\nexec: {command: [printf, \"%s\", \"\\N\\_\"]}\n", "q.yml");
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  ASSERT_EQ(f->definition.command.size(), 3u);
+  EXPECT_EQ(f->definition.command[2], "\xC2\x85\xC2\xA0");
+  // 0x85 and 0xA0 inside other characters (Å, à, …) are left alone, beside the escapes too.
+  f = ParseStepFile(
+      "spec: {}\n---\nexec: {command: [\"\xC3\x85\\N\xC3\xA0\\_\xE2\x80\xA6\", '\\N']}\n", "q.yml");
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  EXPECT_EQ(f->definition.command[0], "\xC3\x85\xC2\x85\xC3\xA0\xC2\xA0\xE2\x80\xA6");
+  EXPECT_EQ(f->definition.command[1], "\\N");  // single-quoted: no escapes
+}
+
 }  // namespace
 }  // namespace sr::stepfile

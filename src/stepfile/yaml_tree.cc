@@ -93,6 +93,31 @@ bool QuoteClosed(std::string_view text, size_t pos) {
   return false;
 }
 
+// yaml-cpp decodes the escapes \N (U+0085) and \_ (U+00A0) of a double-quoted scalar to the
+// single bytes 0x85 and 0xA0, which are not UTF-8; every other escape comes out as UTF-8.
+// LoadYaml checks the whole text is UTF-8 (CheckText) before yaml-cpp sees it, so a byte of a
+// decoded scalar that is not part of valid UTF-8 can only be one of these two: it is replaced by
+// the character's UTF-8 (C2 85, C2 A0), as Go's yaml.v3 has it. Returns false if anything else
+// is left that is not UTF-8 (it cannot be, but a scalar must never leave here that way).
+bool RepairEscapes(std::string& value) {
+  size_t bad = FirstInvalidUtf8(value);
+  if (bad == value.size()) return true;
+  std::string out = value.substr(0, bad);
+  out.reserve(value.size() + 8);
+  while (bad < value.size()) {
+    const auto byte = static_cast<unsigned char>(value[bad]);
+    if (byte != 0x85 && byte != 0xA0) return false;
+    out += '\xC2';
+    out += value[bad];
+    const size_t rest = bad + 1;
+    const size_t next = rest + FirstInvalidUtf8(std::string_view(value).substr(rest));
+    out.append(value, rest, next - rest);
+    bad = next;
+  }
+  value = std::move(out);
+  return true;
+}
+
 class Builder : public YAML::EventHandler {
  public:
   Builder(Tree& tree, size_t max_documents, const std::string& too_many, std::string_view text)
@@ -135,6 +160,10 @@ class Builder : public YAML::EventHandler {
     }
     Node* n = New(Node::Kind::kScalar, mark, anchor, tag);
     n->text = value;
+    if (!RepairEscapes(n->text)) {
+      throw Stop{"invalid UTF-8 in a scalar after decoding its escapes", OneBased(mark.line),
+                 OneBased(mark.column)};
+    }
     Attach(n, /*fresh=*/true);
   }
 
