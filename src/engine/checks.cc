@@ -160,9 +160,14 @@ Status CheckOutputReads(Engine::State& st, const std::string& step_dir,
     return Ok();
   };
   SR_RETURN_IF_ERROR(check_list(def.run));
-  std::vector<OutputRead> reads;
-  FindOutputReads(def.outputs, reads);
-  SR_RETURN_IF_ERROR(check(reads, def.mark, "outputs"));
+  // Entry by entry, so an error names the line of the entry that reads the unknown output.
+  for (const auto& [name, value] : def.outputs.items()) {
+    std::vector<OutputRead> reads;
+    FindOutputReads(value, reads);
+    auto mark = def.output_marks.find(name);
+    SR_RETURN_IF_ERROR(
+        check(reads, mark != def.output_marks.end() ? mark->second : def.mark, "outputs"));
+  }
   // finally/diagnose see the `run:` steps (some may not have run; that is known only later).
   auto run_steps = earlier;
   SR_RETURN_IF_ERROR(check_list(def.finally));

@@ -226,6 +226,21 @@ TEST_F(EngineTest, ANulByteInWhatAProcessReceivesFailsTheStepNamingIt) {
   }
 }
 
+// The static check of a sequence's `outputs:` names the offending entry's line, not the
+// definition's start.
+TEST_F(EngineTest, UnknownOutputReadInOutputsNamesItsEntry) {
+  Write("sub/step.yml", "spec: {}\n---\nexec:\n  command: [echo, sub]\n");
+  auto out = Run(
+      "spec:\n  outputs:\n    y: {type: string}\n    z: {type: string}\n---\n"
+      "run:\n  - name: a\n    step: ./sub\n"
+      "outputs:\n  y: fine\n  z: \"${{ steps.a.outputs.q }}\"\n");
+  ASSERT_TRUE(out.error);
+  EXPECT_EQ(out.error->kind, Error::Kind::kInvalid);
+  EXPECT_THAT(out.error->message,
+              HasSubstr("root.yml:11:3: outputs: ${{ steps.a.outputs.q }}: step \"a\" has no "
+                        "output \"q\" (its outputs: none)"));
+}
+
 // A referenced step "file" that is a FIFO nobody writes to would block the event loop (the whole
 // server) in open(); one that is endless would be read until memory ran out.
 TEST_F(EngineTest, ReferencedStepFileMustBeARegularFile) {

@@ -194,6 +194,12 @@ Status ReadSequence(Ctx& ctx, const Fields& f, Definition& def) {
                  "outputs must be a mapping, got " + internal::NodeTypeName(*o->value));
     }
     SR_ASSIGN_OR_RETURN(def.outputs, internal::ToValue(ctx, *o->value));
+    // Checks made later (the engine's static check of output reads) name the entry at fault.
+    // ToValue has refused non-string and duplicate keys, so each key is one entry.
+    const auto& items = o->value->items;
+    for (size_t i = 0; i + 1 < items.size(); i += 2) {
+      def.output_marks.emplace(items[i]->text, internal::MarkOf(ctx, *items[i]));
+    }
   }
   if (const Field* d = Find(f, "delegate")) {
     SR_ASSIGN_OR_RETURN(std::string name, internal::ReadString(ctx, *d->value, "delegate"));

@@ -123,6 +123,7 @@ struct Definition {
   std::vector<Invocation> diagnose;  // contract 4.10: started at the pre-deadline warning
   std::optional<Duration> finally_timeout;
   Value outputs = Value::object();   // sequence outputs, unexpanded
+  std::map<std::string, Mark> output_marks;  // where each of `outputs` was written (its key)
   std::optional<std::string> delegate;
   // both
   std::map<std::string, std::string> env;

@@ -355,5 +355,15 @@ INSTANTIATE_TEST_SUITE_P(
                  "s.yml:6:15: unknown key \"scrip\" in run[0] \"b\" (allowed: name, step, script, "
                  "action, inputs, env, resources, timeout)"}));
 
+TEST(StepFile, SequenceOutputsKeepWhereEachWasWritten) {
+  auto f = ParseStepFile(
+      "spec: {}\n---\nrun: []\noutputs:\n  a: 1\n  b: {c: \"${{ x }}\"}\n", "s.yml");
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  const auto& marks = f->definition.output_marks;
+  ASSERT_EQ(marks.size(), 2u);
+  EXPECT_EQ(marks.at("a").ToString(), "s.yml:5:3");
+  EXPECT_EQ(marks.at("b").ToString(), "s.yml:6:3");
+}
+
 }  // namespace
 }  // namespace sr::stepfile
