@@ -286,6 +286,13 @@ TEST(RunCli, AFileNamedWithoutDotSlashGetsAHint) {
   EXPECT_EQ(o.exit_code, 2);
   EXPECT_THAT(o.err, HasSubstr("expecting url@rev. got \"step.yml\" (to run the file step.yml, give "
                                "./step.yml or -f step.yml)"));
+  dir.Write("sub/x.yml", "spec: {}\n---\nexec:\n  command: [echo, ran]\n");
+  Output nested = RunStepRunner({"run", "sub/x.yml"}, {.cwd = dir.path()});
+  EXPECT_EQ(nested.exit_code, 2);
+  EXPECT_THAT(nested.err, HasSubstr("(to run the file sub/x.yml, give ./sub/x.yml or -f sub/x.yml)"));
+  Output directory = RunStepRunner({"run", "sub"}, {.cwd = dir.path()});
+  EXPECT_EQ(directory.exit_code, 2);
+  EXPECT_THAT(directory.err, HasSubstr("(to run the step in the directory sub, give ./sub)"));
   Output elsewhere = RunStepRunner({"run", "step.yml"});
   EXPECT_EQ(elsewhere.exit_code, 2);
   EXPECT_THAT(elsewhere.err, Not(HasSubstr("to run the file")));

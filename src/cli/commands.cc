@@ -132,13 +132,15 @@ int RunCommand(const RunArgs& a) {
     } else if (!a.ref.empty()) {
       auto ref = stepfile::ParseShortReference(a.ref);
       if (!ref.ok()) {
-        // Go's words, and the likeliest cause when they come: a file named without "./".
+        // Go's words, and the likeliest cause when they come: a local path written without "./".
         std::error_code ec;
-        const bool here = a.ref.find('/') == std::string::npos && std::filesystem::exists(a.ref, ec);
-        return Fail(ref.error().message + (here ? " (to run the file " + a.ref + ", give ./" + a.ref +
-                                                      " or -f " + a.ref + ")"
-                                                : ""),
-                    2);
+        std::string hint;
+        if (std::filesystem::is_directory(a.ref, ec)) {
+          hint = " (to run the step in the directory " + a.ref + ", give ./" + a.ref + ")";
+        } else if (std::filesystem::exists(a.ref, ec)) {
+          hint = " (to run the file " + a.ref + ", give ./" + a.ref + " or -f " + a.ref + ")";
+        }
+        return Fail(ref.error().message + hint, 2);
       }
       inv.step = *ref;
     } else if (!a.git_url.empty()) {
@@ -286,7 +288,7 @@ void RegisterCommands(CLI::App& app, int& exit_code) {
 
   auto run_args = std::make_shared<RunArgs>();
   CLI::App* run = app.add_subcommand("run", "run a step (a reference, or -f FILE)");
-  run->add_option("ref", run_args->ref, "step reference: ./dir, dir/file.yml, url@rev, dist://...");
+  run->add_option("ref", run_args->ref, "step reference: ./dir, ./dir/file.yml, /abs/dir, url@rev, dist://...");
   run->add_option("-f,--file", run_args->file, "a full two-document step file");
   run->add_option("--git-url", run_args->git_url, "git repository of the step");
   run->add_option("--git-rev", run_args->git_rev, "git revision");
