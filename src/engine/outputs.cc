@@ -1,8 +1,8 @@
 #include "engine/outputs.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstdio>
+
+#include "expr/expr.h"
 
 namespace sr::engine {
 namespace {
@@ -13,17 +13,10 @@ std::string LineError(size_t line, const std::string& what) {
   return "failed to unmarshal JSON at line " + std::to_string(line) + ": " + what;
 }
 
-// Go prints export numbers in plain decimal without an exponent.
+// Go prints export numbers in plain decimal, without an exponent (reference.md 3.6).
 std::string PlainNumber(const json& v) {
   if (v.is_number_integer()) return v.dump();
-  double d = v.get<double>();
-  if (std::floor(d) == d && std::fabs(d) < 1e300) {
-    char buf[400];
-    std::snprintf(buf, sizeof buf, "%.0f", d);
-    return buf;
-  }
-  std::string s = json(d).dump();
-  return s;
+  return expr::PlainDecimal(v.get<double>());
 }
 
 // Deepest nesting of [ and { outside strings. Only a bound: the line may still be invalid JSON.

@@ -89,6 +89,16 @@ TEST(Exports, ConvertToStrings) {
   EXPECT_EQ((*env)["F"], "56.99");
   EXPECT_EQ((*env)["B"], "true");
   EXPECT_EQ((*env)["L"], "1000000000000000000000");
+  // Small and large fractions and big non-integral values: plain, shortest digits (they came
+  // out as 1e-07, and %.0f printed 1.2345678901234568e20 exactly: ...683968).
+  auto more = ExportsToEnv({{"T", 1e-7}, {"M", 0.000001}, {"N", -2.5e-9}, {"G", 1.2345678901234568e20},
+                            {"H", 1.5e300}});
+  ASSERT_TRUE(more.ok());
+  EXPECT_EQ((*more)["T"], "0.0000001");
+  EXPECT_EQ((*more)["M"], "0.000001");
+  EXPECT_EQ((*more)["N"], "-0.0000000025");
+  EXPECT_EQ((*more)["G"], "123456789012345680000");
+  EXPECT_EQ((*more)["H"], "15" + std::string(299, '0'));
   auto bad = ExportsToEnv({{"O", json::object()}});
   EXPECT_THAT(bad.error().message, HasSubstr("cannot convert value type \"struct\" to string"));
 }

@@ -64,6 +64,10 @@ std::string Render(const Value& value);
 /// Render(), appending to `out` (saves a copy when concatenating many pieces).
 void RenderTo(const Value& value, std::string& out);
 
+/// `d` in plain decimal with the shortest digits that read back as `d`, never an exponent:
+/// 1e-7 is "0.0000001", 1e21 "1000000000000000000000" (Go's FormatFloat(d, 'f', -1, 64)).
+std::string PlainDecimal(double d);
+
 /// The text of `s` inside a JSON string, without the quotes, as Render writes a string held in an
 /// object or array (Go's escaping: `"` `\` and control characters, and <, >, & as \u003c...).
 std::string JsonStringBody(std::string_view s);

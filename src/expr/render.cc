@@ -85,7 +85,8 @@ void AppendJsonString(std::string_view s, std::string& out) {
 // |x| >= 1e21, and exponents without a leading zero ("1e-7", not "1e-07"). Plain notation is
 // built from the shortest scientific digits because to_chars(fixed) prints large integral values
 // exactly (1.2345678901234568e20 -> ...683968) where Go pads the shortest digits with zeros.
-void AppendDouble(double d, std::string& out) {
+// `exponent` false: always plain notation, Go's strconv.FormatFloat(d, 'f', -1, 64).
+void AppendDouble(double d, std::string& out, bool exponent = true) {
   // Go refuses to encode NaN/Inf; a rendering cannot fail here, so we print what nlohmann's
   // dump() prints for them: null.
   if (!std::isfinite(d)) {
@@ -105,7 +106,7 @@ void AppendDouble(double d, std::string& out) {
   std::from_chars(sci.data() + e + 2, sci.data() + sci.size(), exp);
   if (sci[e + 1] == '-') exp = -exp;
   const double abs = std::fabs(d);
-  if (abs != 0 && (abs < 1e-6 || abs >= 1e21)) {
+  if (exponent && abs != 0 && (abs < 1e-6 || abs >= 1e21)) {
     out.append(sci.substr(0, e + 2));
     out += std::to_string(exp < 0 ? -exp : exp);
     return;
@@ -182,6 +183,12 @@ void RenderTo(const Value& value, std::string& out) {
   } else {
     AppendJson(value, out);
   }
+}
+
+std::string PlainDecimal(double d) {
+  std::string out;
+  AppendDouble(d, out, /*exponent=*/false);
+  return out;
 }
 
 std::string JsonStringBody(std::string_view s) {
