@@ -184,6 +184,19 @@ TEST_F(EngineTest, MissingProgramIsAFailureNamingIt) {
   EXPECT_EQ(out.result.status(), proto::StepResult::failure);
 }
 
+// A delegating exec step whose output file is not a step result: one line naming why.
+TEST_F(EngineTest, ABadDelegatedResultIsAOneLineError) {
+  for (const auto& [script, why] : std::vector<std::pair<std::string, std::string>>{
+           {"true", "the step wrote nothing to it"}, {"echo {outputs: > $OUT", ": "}}) {
+    auto out = Run("spec:\n  outputs: delegate\n---\nenv:\n  OUT: ${{ output_file }}\n"
+                   "exec:\n  command: [sh, -c, '" + script + "']\n");
+    ASSERT_TRUE(out.error) << script;
+    EXPECT_THAT(out.error->message, HasSubstr("delegate: reading output_file as a step result: "));
+    EXPECT_EQ(out.error->message.find('\n'), std::string::npos) << out.error->message;
+    EXPECT_THAT(out.error->message, HasSubstr(why));
+  }
+}
+
 // Hostile input (issue 9): a step that invokes itself recursed until memory ran out.
 TEST_F(EngineTest, StepsInvokingThemselvesAreBounded) {
   Write("self/step.yml", "spec: {}\n---\nrun:\n  - name: again\n    step: " + dir_.path() + "/self\n");

@@ -28,8 +28,12 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, bool any_out
     proto::StepResult delegated;
     auto parsed = google::protobuf::util::JsonStringToMessage(*out_text, &delegated);
     if (!parsed.ok()) {
-      return FailedError("output file: delegate: reading output_file as a step result: " +
-                         std::string(parsed.message()));
+      // protobuf's message points at the place with a caret on lines of its own: errors are
+      // one line (contract section 5), and its first line says what is wrong.
+      std::string why(parsed.message());
+      why = why.substr(0, why.find('\n'));
+      if (out_text->empty()) why = "the step wrote nothing to it";
+      return FailedError("output file: delegate: reading output_file as a step result: " + why);
     }
     *node->result.mutable_outputs() = delegated.outputs();
   } else {
