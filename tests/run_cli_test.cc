@@ -305,6 +305,18 @@ TEST(RunCli, AFileNamedWithoutDotSlashGetsAHint) {
   }
 }
 
+// Go's CI_STEPS_DEBUG=true quotes the line of an output file that could not be read.
+TEST(RunCli, StepsDebugQuotesTheBadOutputLine) {
+  TestDir dir;
+  dir.Write("d.yml", "spec: {}\n---\nrun:\n  - name: a\n    script: echo 'not json' > \"${{ output_file }}\"\n");
+  Output plain = RunStepRunner({"run", "-f", dir / "d.yml"}, {.cwd = dir.path()});
+  EXPECT_EQ(plain.exit_code, 1);
+  EXPECT_THAT(plain.err, HasSubstr("failed to unmarshal JSON at line 1: invalid JSON\n"));
+  Output debug = RunStepRunner({"run", "-f", dir / "d.yml"}, {.cwd = dir.path(), .env = {{"CI_STEPS_DEBUG", "true"}}});
+  EXPECT_EQ(debug.exit_code, 1);
+  EXPECT_THAT(debug.err, HasSubstr("failed to unmarshal JSON at line 1: invalid JSON, line: not json\n"));
+}
+
 TEST(RunCli, JobVariablesAreNotInTheEnvironment) {
   TestDir dir;
   dir.Write("j.yml", "spec: {}\n---\nrun:\n  - name: j\n    script: echo \"job=${{ job.TOKEN }} env=${TOKEN:-unset}\"\n");

@@ -194,6 +194,9 @@ int RunLocally(LocalRunRequest req) {
   // Containers the job starts through Docker stop with it (contract section 9), and those a
   // killed runner left behind go now (7.1), while the job runs.
   const auto runner_env = ProcessEnv();
+  if (auto debug = runner_env.find("CI_STEPS_DEBUG"); debug != runner_env.end()) {
+    options.run.steps_debug = debug->second == "true";
+  }
   const std::optional<std::string> daemon = docker::DaemonSocket(runner_env);
   bool cleanup_done = !daemon.has_value();
   if (daemon) {

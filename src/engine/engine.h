@@ -93,6 +93,10 @@ struct RunOptions {
   /// results file reads nothing of it, and for a long sequence the copy is a sizeable part of
   /// the runner's work per step.
   bool final_result = true;
+  /// Go's CI_STEPS_DEBUG=true in the runner's own environment (`run` keeps CI_* variables out
+  /// of the steps'): output and export file errors quote the offending line. The job's
+  /// variables and environment are read for it too.
+  bool steps_debug = false;
 };
 
 /// The end of a run: the root StepResult (unless RunOptions::final_result is off) and, unless it

@@ -44,7 +44,7 @@ int NestingDepth(std::string_view line) {
 
 }  // namespace
 
-Result<std::map<std::string, json>> ParseJsonLines(std::string_view text) {
+Result<std::map<std::string, json>> ParseJsonLines(std::string_view text, bool quote_line) {
   std::map<std::string, json> out;
   size_t line_no = 0;
   while (!text.empty()) {
@@ -53,23 +53,26 @@ Result<std::map<std::string, json>> ParseJsonLines(std::string_view text) {
     text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
     ++line_no;
     if (line.empty() || line == "\r") continue;
+    auto fail = [&](const std::string& what) {
+      std::string message = LineError(line_no, what);
+      // At most 1 KiB of it: a bad line may be megabytes.
+      if (quote_line) message += ", line: " + std::string(line.substr(0, 1024)) + (line.size() > 1024 ? "..." : "");
+      return FailedError(std::move(message));
+    };
     if (NestingDepth(line) > kMaxOutputDepth) {
-      return FailedError(LineError(line_no, "nested deeper than " + std::to_string(kMaxOutputDepth) +
-                                                " levels"));
+      return fail("nested deeper than " + std::to_string(kMaxOutputDepth) + " levels");
     }
     json obj = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
-    if (obj.is_discarded()) return FailedError(LineError(line_no, "invalid JSON"));
-    if (!obj.is_object()) return FailedError(LineError(line_no, "not a JSON object"));
+    if (obj.is_discarded()) return fail("invalid JSON");
+    if (!obj.is_object()) return fail("not a JSON object");
     auto name = obj.find("name");
-    if (name == obj.end()) return FailedError(LineError(line_no, "\"name\" field is missing"));
-    if (name->is_null()) return FailedError(LineError(line_no, "\"name\" value is null"));
-    if (!name->is_string()) return FailedError(LineError(line_no, "\"name\" must be a string"));
-    if (name->get<std::string>().empty()) {
-      return FailedError(LineError(line_no, "\"name\" value is empty"));
-    }
+    if (name == obj.end()) return fail("\"name\" field is missing");
+    if (name->is_null()) return fail("\"name\" value is null");
+    if (!name->is_string()) return fail("\"name\" must be a string");
+    if (name->get<std::string>().empty()) return fail("\"name\" value is empty");
     auto value = obj.find("value");
-    if (value == obj.end()) return FailedError(LineError(line_no, "\"value\" field is missing"));
-    if (value->is_null()) return FailedError(LineError(line_no, "\"value\" value is null"));
+    if (value == obj.end()) return fail("\"value\" field is missing");
+    if (value->is_null()) return fail("\"value\" value is null");
     out[name->get<std::string>()] = *value;
   }
   return out;

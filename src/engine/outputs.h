@@ -14,8 +14,9 @@
 namespace sr::engine {
 
 /// Parses JSON Lines into name → value (duplicate names: last wins). Errors name the line:
-/// `failed to unmarshal JSON at line 3: "name" field is missing`.
-Result<std::map<std::string, nlohmann::json>> ParseJsonLines(std::string_view text);
+/// `failed to unmarshal JSON at line 3: "name" field is missing`; with `quote_line` (Go's
+/// CI_STEPS_DEBUG=true) the line itself follows: `…, line: <raw line>`.
+Result<std::map<std::string, nlohmann::json>> ParseJsonLines(std::string_view text, bool quote_line = false);
 
 /// Checks outputs against the spec (declared names, exact types, defaults for missing ones).
 Result<std::map<std::string, nlohmann::json>> ValidateOutputs(

@@ -81,6 +81,18 @@ TEST(ValidateOutputs, ChecksNamesTypesAndDefaults) {
   EXPECT_THAT(missing.error().message, HasSubstr("key \"n\": missing output"));
 }
 
+// CI_STEPS_DEBUG=true (reference.md 3.6): the offending line follows the error.
+TEST(JsonLines, TheBadLineIsQuotedOnlyWhenAsked) {
+  const std::string text = "{\"name\":\"a\",\"value\":1}\n{\"value\":2}\n";
+  EXPECT_EQ(ParseJsonLines(text).error().message, "failed to unmarshal JSON at line 2: \"name\" field is missing");
+  EXPECT_EQ(ParseJsonLines(text, true).error().message,
+            "failed to unmarshal JSON at line 2: \"name\" field is missing, line: {\"value\":2}");
+  const std::string long_line = "x" + std::string(5000, 'y');
+  const std::string quoted = ParseJsonLines(long_line, true).error().message;
+  EXPECT_LT(quoted.size(), 1200u);
+  EXPECT_TRUE(quoted.ends_with("...")) << quoted;
+}
+
 TEST(Exports, ConvertToStrings) {
   auto env = ExportsToEnv({{"S", "x"}, {"I", 42}, {"F", 56.99}, {"B", true}, {"L", 1e21}});
   ASSERT_TRUE(env.ok());
