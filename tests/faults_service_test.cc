@@ -307,6 +307,22 @@ TEST_F(Faults, LargeValuesInStatusAreCutToFit) {
   EXPECT_THAT(end.result().DebugString(), HasSubstr("[truncated"));
 }
 
+// 19 000 environment variables of 100 bytes: cutting strings was not enough, and Status(id)
+// lost the whole result tree. Large maps are cut to fit too, with a marker entry.
+TEST_F(Faults, ManyEnvironmentVariablesInStatusAreCutNotTheTree) {
+  proto::RunRequest req = Request("env", Steps({{"s", "exit 0"}}), dir.path());
+  for (int i = 0; i < 19000; ++i) (*req.mutable_env())["K" + std::to_string(i)] = std::string(100, 'x');
+  LiveServer server(dir);
+  ASSERT_TRUE(server.Run(req).ok());
+  proto::Status end = server.WaitEnded("env");  // a default client: 4 MiB receive limit
+  EXPECT_LT(end.ByteSizeLong(), 4u << 20);
+  ASSERT_TRUE(end.has_result()) << end.ShortDebugString().substr(0, 400);
+  ASSERT_EQ(end.result().sub_step_results_size(), 1);
+  const auto& env = end.result().sub_step_results(0).env();
+  ASSERT_TRUE(env.count("…")) << env.size();
+  EXPECT_THAT(env.at("…"), HasSubstr("more entries]"));
+}
+
 TEST_F(Faults, MaskedValueNeverInAScriptsCommandLine) {
   const std::string secret = "s3cr3t-" + std::to_string(::getpid()) + "-value";
   dir.Write("s.yml", "spec: {}\n---\nrun:\n  - name: s\n    script: |\n"
