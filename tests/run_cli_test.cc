@@ -305,6 +305,25 @@ TEST(RunCli, AFileNamedWithoutDotSlashGetsAHint) {
   }
 }
 
+// The inputs an item gives a step are wrong in three ways; each is the same kind of error: a
+// step failure found while running (exit 1, as Go), in Go's words, naming the item's line. A
+// missing input was exit 2 without Go's "failed to load:", and none named the line.
+TEST(RunCli, WrongInputsOfAnItemAreOneKindOfErrorNamingItsLine) {
+  TestDir dir;
+  dir.Write("steps/echo/step.yml", "spec:\n  inputs:\n    v: {type: string}\n---\nexec:\n  command: [echo, \"${{ inputs.v }}\"]\n");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "failed to parse spec definition: input \"v\" required, but not defined"},
+      {"    inputs: {v: x, extra: 1}\n", "step does not accept input with name \"extra\""},
+      {"    inputs: {v: 5}\n", "input \"v\": declared string, got number"}};
+  for (const auto& [inputs, why] : cases) {
+    dir.Write("i.yml", "spec: {}\n---\nrun:\n  - name: first\n    script: echo first\n  - name: a\n    step: ./steps/echo\n" + inputs);
+    Output o = RunStepRunner({"run", "-f", dir / "i.yml"}, {.cwd = dir.path()});
+    EXPECT_EQ(o.exit_code, 1) << o.err;
+    EXPECT_THAT(o.err, HasSubstr("i.yml:6:5: step \"a\": failed to load: " + why));
+    EXPECT_THAT(o.out, HasSubstr("first"));
+  }
+}
+
 // Go's CI_STEPS_DEBUG=true quotes the line of an output file that could not be read.
 TEST(RunCli, StepsDebugQuotesTheBadOutputLine) {
   TestDir dir;

@@ -34,13 +34,17 @@ Error WrapInStep(const std::string& name, const Error& e) {
   return e.Wrap(head);
 }
 
+// A load failure that lies in the invocation itself (its inputs): the error names the file:line
+// of the item that is wrong.
+Error AtInvocation(const stepfile::Invocation& inv, const Error& e) {
+  Error out = LoadError(inv.name, e);
+  if (inv.mark.line > 0) out.message = inv.mark.ToString() + ": " + out.message;
+  return out;
+}
+
 // A step file that is not there: the error names the file:line that references it.
 Error NotFound(const stepfile::Invocation& inv, const Error& e) {
-  Error out = LoadError(inv.name, e);
-  if (inv.mark.line > 0 && e.message.rfind("loading file \"", 0) == 0) {
-    out.message = inv.mark.ToString() + ": " + out.message;
-  }
-  return out;
+  return e.message.rfind("loading file \"", 0) == 0 ? AtInvocation(inv, e) : LoadError(inv.name, e);
 }
 
 }  // namespace
@@ -105,8 +109,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     }
     if (decl == spec.inputs.end()) {
       co_return StepOutcome{
-          false, LoadError(inv.name, FailedError("step does not accept input with name \"" +
-                                                 name + "\""))};
+          false, AtInvocation(inv, FailedError("step does not accept input with name \"" + name + "\""))};
     }
     Result<json> value = json();
     if (auto text = inv.text_inputs.find(name); text != inv.text_inputs.end()) {
@@ -117,8 +120,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
       } else if (auto typed = stepfile::ValueFromText(decl->second.type, *expanded); typed.ok()) {
         value = std::move(*typed);
       } else {
-        co_return StepOutcome{
-            false, LoadError(inv.name, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
+        co_return StepOutcome{false, AtInvocation(inv, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
       }
     } else {
       value = co_await ExpandCharged(st, raw, *view_ptr);
@@ -129,9 +131,17 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     }
     auto typed = stepfile::CheckType(decl->second.type, *value);
     if (!typed.ok()) {
-      co_return StepOutcome{false, LoadError(inv.name, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
+      co_return StepOutcome{false, AtInvocation(inv, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
     }
     inputs[name] = std::move(*value);
+  }
+  // Go's words and kind: a step failure found while running (RunStep refuses a root step's
+  // missing input as a usage error).
+  for (const auto& [name, decl] : spec.inputs) {
+    if (!loaded->any_inputs && !decl.default_value && !inputs.contains(name)) {
+      co_return StepOutcome{false, AtInvocation(inv, FailedError("failed to parse spec definition: input \"" +
+                                                                 name + "\" required, but not defined"))};
+    }
   }
   Env inv_env;
   for (const auto& [k, raw] : inv.env) {
