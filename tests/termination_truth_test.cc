@@ -3,6 +3,7 @@
 // a command for every process, and `${{ run.termination }}` with Status's names.
 #include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,6 +11,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -110,6 +112,28 @@ TEST_F(TerminationTruthCli, RecordAndLogStateTheEffectiveGrace) {
   ASSERT_EQ(t["processes"].size(), 1u) << t.dump(1);
   EXPECT_EQ(t["processes"][0]["signal"], "SIGINT");
   EXPECT_EQ(t["processes"][0]["ending"], "killed_after_grace");
+}
+
+// A member that obeyed (or ended) during the grace is dated when it ended, even when its own
+// parent reaped it: a TERM-ignoring daemon's `sleep 0.1` was dated at the daemon's SIGKILL.
+TEST_F(TerminationTruthCli, AMemberReapedByItsParentIsDatedWhenItEnded) {
+  dir.Write("t.yml", Steps({{"t", "setsid bash -c 'trap \"\" TERM; : > ready; while :; do sleep 0.1; done' &\nwait"}}));
+  Output o = CancelWhenReady("t.yml", {"--grace", "2s"});
+  ASSERT_EQ(o.exit_code, 130) << o.err;
+  auto when = [](const json& p) {
+    google::protobuf::Timestamp t;
+    EXPECT_TRUE(google::protobuf::util::TimeUtil::FromString(p.value("endTime", ""), &t)) << p.dump();
+    return google::protobuf::util::TimeUtil::TimestampToNanoseconds(t);
+  };
+  const json t = StepRecord();
+  std::optional<int64_t> killed_at, sleep_ended_at;
+  for (const auto& p : t["processes"]) {
+    const std::string command = p.value("command", "");
+    if (p["ending"] == "killed_after_grace" && command.starts_with("bash -c")) killed_at = when(p);
+    if (p["ending"] == "exited" && command == "sleep 0.1") sleep_ended_at = when(p);
+  }
+  ASSERT_TRUE(killed_at && sleep_ended_at) << t.dump(1);
+  EXPECT_LT(*sleep_ended_at, *killed_at) << t.dump(1);
 }
 
 // A grace of zero sends SIGKILL alone; the log said "SIGTERM to N processes, grace 0s".

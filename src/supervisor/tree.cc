@@ -166,6 +166,9 @@ void TreeImpl::BeginStop(const StopOrder& order, bool leftovers) {
     members_->SignalAll(signo, [this, signo](pid_t p, int fd, const std::string& seen) {
       OnVictim(p, fd, signo, true, seen);
     });
+    for (auto& m : records_) {
+      if (m->rec.signal_sent != 0) WatchEnd(*m);
+    }
     if (main_reaped()) ArmPoll();
   }
   ArmPhaseTimer(stop_->kill.at, &TreeImpl::GraceRanOut);

@@ -151,6 +151,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   void OnVictim(pid_t pid, int pidfd, int signo, bool stop, const std::string& seen_as);
   Member* Find(pid_t pid);
   void ApplyStatus(Member& m, int status);
+  void WatchEnd(Member& m);
   void MarkGone(Member& m);
   void SetStatus(Member& m, int status);
   void LearnReapedStatus(Member& m);

@@ -1,5 +1,6 @@
 // The termination record of a tree: who was signalled, how each one ended, and the TreeExit.
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/wait.h>
 
 #include <csignal>
@@ -42,6 +43,21 @@ void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop, const std::s
     m->rec.signal_time = WallNow();
   }
   if (kill) m->killed = true;
+}
+
+// A signalled member's end is dated when it comes, whoever reaps it: a shell's child that obeyed
+// at once was dated when the tree next looked, often the SIGKILL at the grace's end. Watched
+// once every member has its signal (an epoll_ctl each would hold up the later ones' signals).
+void TreeImpl::WatchEnd(Member& m) {
+  if (!loop_ || m.gone || m.exit_watch || !m.pidfd.valid()) return;
+  Member* raw = &m;
+  auto w = loop_->Watch(m.pidfd.get(), EPOLLIN, [this, raw](uint32_t) {
+    loop_->Unwatch(raw->exit_watch);
+    raw->exit_watch = 0;
+    if (raw->rec.end_time == std::chrono::system_clock::time_point{}) raw->rec.end_time = WallNow();
+    Progress();
+  });
+  if (w.ok()) m.exit_watch = *w;
 }
 
 size_t TreeImpl::signalled() const {
