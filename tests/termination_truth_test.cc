@@ -351,6 +351,36 @@ TEST_F(TerminationTruthService, RecordAndLogStateTheEffectiveGrace) {
   EXPECT_THAT(server.Follow("g", 0, &fs), HasSubstr("SIGINT to 1 processes, grace 1s"));
 }
 
+// Status read during the grace has the processes the cancel signalled: the one still running
+// as still_running, the one that obeyed as it ended (the record had no processes until the end).
+TEST_F(TerminationTruthService, StatusDuringTheGraceListsWhatTheCancelDid) {
+  proto::RunRequest req = Request(
+      "d", Steps({{"d", "(trap '' TERM; : > ready; while :; do sleep 0.05; done) &\nwait"}}), dir.path());
+  req.mutable_graceful_exit_timeout()->set_seconds(600);
+  ASSERT_TRUE(server.Run(req).ok());
+  ASSERT_TRUE(WaitFor([&] { return dir.Exists("ready"); }));
+  ASSERT_TRUE(server.CancelJob("d").ok());
+  // The shell obeys SIGTERM; its TERM-ignoring subshell runs on until the forced cancel.
+  proto::Status during;
+  ASSERT_TRUE(WaitFor([&] {
+    during = server.GetStatusOrDie("d");
+    int ended = 0, running = 0;
+    for (const auto& p : during.termination().processes()) {
+      ended += p.ending() == proto::Termination::ProcessRecord::ended_by_signal;
+      running += p.ending() == proto::Termination::ProcessRecord::still_running;
+    }
+    return ended >= 1 && running >= 1;
+  })) << during.termination().DebugString();
+  EXPECT_EQ(during.status(), proto::StepResult::cancelling);
+  for (const auto& p : during.termination().processes()) EXPECT_EQ(p.signal(), "SIGTERM") << p.DebugString();
+  ASSERT_TRUE(server.CancelJob("d", true).ok());
+  const proto::Status end = server.WaitEnded("d");
+  EXPECT_EQ(end.status(), proto::StepResult::cancelled);
+  for (const auto& p : end.termination().processes()) {
+    EXPECT_NE(p.ending(), proto::Termination::ProcessRecord::still_running) << p.DebugString();
+  }
+}
+
 TEST_F(TerminationTruthService, WarningSignalIsKeptApartFromTheCancelSignal) {
   proto::RunRequest req = Request("w", Steps({{"w", kWarnedScript}}), dir.path());
   req.mutable_timeout()->set_seconds(300);

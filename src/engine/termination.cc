@@ -37,6 +37,10 @@ void CollectProcesses(const ResultNode& node, proto::Termination* out) {
   const auto& t = node.result.termination();
   if (node.result.has_termination() && t.reason() != proto::Termination::step_ended) {
     for (const auto& p : t.processes()) *out->add_processes() = p;
+  } else if (!node.result.has_termination() && node.tree && node.cancel && node.cancel->requested()) {
+    // Still inside its grace: what the cancel has done to the step so far (still_running for
+    // those not seen to end yet), so a Status read while cancelling shows it.
+    AddProcessRecords(node.tree->StopRecords(), out);
   }
   for (const auto& c : node.children) CollectProcesses(*c, out);
 }

@@ -228,7 +228,8 @@ void Job::StepFinished(const std::string& /*name*/, proto::StepResult::Status /*
 }
 
 std::shared_ptr<const proto::Status> Job::FreshSnapshot() {
-  if (stale_) Publish();
+  // While cancelling, the termination record changes as processes end within the grace.
+  if (stale_ || (running_ && state_ == proto::StepResult::cancelling)) Publish();
   return Snapshot();
 }
 

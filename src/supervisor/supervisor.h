@@ -170,6 +170,9 @@ class ProcessTree {
   /// The signal the stop in progress sent first: its order's signal, or SIGKILL when the order's
   /// deadline had already come (a zero grace); 0 before any stop.
   virtual int stop_signal() const = 0;
+  /// What the stop in progress has done so far, for a record read during the grace: every
+  /// member it signalled, as known now; one not seen to end yet is kStillRunning.
+  virtual std::vector<ProcessRecord> StopRecords() const = 0;
   /// Applies a stop order: order.signal to every member at once, SIGKILL to every member when
   /// order.kill comes (at once when forced or passed). An order while a stop is in progress only
   /// tightens its deadline (KillDeadline::Tighten); its signal is not sent again. After the

@@ -82,6 +82,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   void Signal(int signo) override;
   size_t signalled() const override;
   int stop_signal() const override { return stop_ ? stop_facts_.signal : 0; }
+  std::vector<ProcessRecord> StopRecords() const override;
   using ProcessTree::Stop;
   void Stop(StopOrder order) override;
   bool finished() const override { return phase_ == Phase::kDelivered; }

@@ -60,6 +60,22 @@ void TreeImpl::WatchEnd(Member& m) {
   if (w.ok()) m.exit_watch = *w;
 }
 
+std::vector<ProcessRecord> TreeImpl::StopRecords() const {
+  std::vector<ProcessRecord> out;
+  for (const auto& m : records_) {
+    if (m->rec.signal_sent == 0) continue;
+    ProcessRecord r = m->rec;
+    const bool ended = m->gone || r.end_time != std::chrono::system_clock::time_point{};  // WatchEnd
+    if (!ended) {
+      r.ending = ProcessRecord::Ending::kStillRunning;
+    } else if (!m->status_known) {
+      r.ending = m->killed ? kill_ending_ : ProcessRecord::Ending::kEndedBySignal;  // as BuildExit
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
 size_t TreeImpl::signalled() const {
   size_t n = 0;
   for (const auto& m : records_) n += m->rec.signal_sent != 0;
