@@ -141,6 +141,13 @@ TEST(HostileDurations, NegativeAndHugeFlagsAreUsageErrors) {
       {{"--timeout", "10s", "--warn-before", "20s"}, "--warn-before must be shorter than --timeout"},
       {{"--timeout", "10s", "--warn-signal", "SIGNOPE"}, "--warn-signal: unknown signal \"SIGNOPE\""},
       {{"--timeout", "10s", "--warn-signal", "-9"}, "--warn-signal: unknown signal \"-9\""},
+      // A warning is for diagnosing a stuck job: one that kills or freezes it is refused.
+      {{"--timeout", "10s", "--warn-before", "5s", "--warn-signal", "SIGKILL"},
+       "--warn-signal: SIGKILL cannot be a warning: it ends the process (use --timeout)"},
+      {{"--timeout", "10s", "--warn-before", "5s", "--warn-signal", "9"},
+       "--warn-signal: SIGKILL cannot be a warning"},
+      {{"--timeout", "10s", "--warn-before", "5s", "--warn-signal", "SIGSTOP"},
+       "--warn-signal: SIGSTOP cannot be a warning: it freezes the process"},
   };
   for (const auto& c : cases) {
     std::vector<std::string> args{"run", "-f", path};

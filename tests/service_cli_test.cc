@@ -224,6 +224,20 @@ TEST_F(ServiceCli, Errors) {
   EXPECT_THAT(no_server.err, HasSubstr("cannot reach step-runner at " + dir_ / "none.sock"));
 }
 
+// SIGKILL as the warning killed the step at the warning (`exec: signal: SIGKILL`, a failure with
+// a termination record without reason): refused, and nothing is submitted.
+TEST_F(ServiceCli, AWarningSignalThatKillsOrFreezesIsRefused) {
+  std::string file = File("w.yml", {{"a", "touch " + dir_ / "ran"}});
+  for (const char* sig : {"SIGKILL", "SIGSTOP"}) {
+    Output o = Client({"run", file, "--id", "w", "--follow", "--timeout", "10s", "--warn-before",
+                       "5s", "--warn-signal", sig});
+    EXPECT_EQ(o.exit_code, 2) << sig << ": " << o.err;
+    EXPECT_THAT(o.err, HasSubstr(std::string(sig) + " cannot be a warning"));
+  }
+  EXPECT_EQ(server_.All().jobs_size(), 0) << "nothing was submitted";
+  EXPECT_FALSE(dir_.Exists("ran"));
+}
+
 // A request with bytes that are not UTF-8 cannot be sent (gRPC strings are UTF-8): protobuf
 // refused it with a log line and the client said "step-runner: " and nothing else. Now the
 // client names the flag or the file's line, as the server would for the step text.

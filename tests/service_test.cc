@@ -147,6 +147,16 @@ TEST(Service, StatusCodes) {
   neg = Request("neg", Steps({{"a", "true"}}), dir.path());
   neg.set_warn_signal("SIGNOPE");
   EXPECT_EQ(server.Run(neg).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // A warning that would kill (or freeze) the step instead of letting it report.
+  neg.mutable_timeout()->set_seconds(10);
+  neg.mutable_warn_before()->set_seconds(5);
+  neg.set_warn_signal("SIGKILL");
+  grpc::Status kill_warning = server.Run(neg);
+  EXPECT_EQ(kill_warning.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(kill_warning.error_message(),
+            "warn_signal: SIGKILL cannot be a warning: it ends the process (use timeout)");
+  neg.set_warn_signal("SIGSTOP");
+  EXPECT_EQ(server.Run(neg).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   server.Follow("nope", -1, &fs);
   EXPECT_EQ(fs.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 

@@ -48,7 +48,7 @@ Result<JobOptions> TimingFromFlags(const RunFlags& flags) {
     o.warn_before = *w;
   }
   if (!flags.warn_signal.empty()) {
-    auto s = ParseSignal(flags.warn_signal);
+    auto s = ParseWarningSignal(flags.warn_signal, "--timeout");
     if (!s.ok()) return s.error().Wrap("--warn-signal");
     o.warn_signal = *s;
   }

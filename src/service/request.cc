@@ -99,7 +99,7 @@ Result<JobRequest> ParseRunRequest(const proto::RunRequest& request,
     job.resources = {r.memory_bytes(), r.pids(), r.cpus()};
   }
   if (!request.warn_signal().empty()) {
-    auto sig = ParseSignal(request.warn_signal());
+    auto sig = ParseWarningSignal(request.warn_signal(), "timeout");
     if (!sig.ok()) return InvalidError("warn_signal: " + sig.error().message);
     job.warn_signal = *sig;
   }

@@ -55,6 +55,25 @@ TEST(ParseRunRequest, WarningNeedsAShorterTimeoutAndAKnownSignal) {
   EXPECT_EQ(ok->warn_signal, SIGQUIT);
 }
 
+// SIGKILL at the warning killed the step (a failure, and a termination record without a reason)
+// instead of letting it be diagnosed; SIGSTOP froze it until the deadline.
+TEST(ParseRunRequest, TheWarningSignalCannotEndOrFreezeTheStep) {
+  proto::RunRequest r = Minimal("w");
+  r.mutable_timeout()->set_seconds(10);
+  r.mutable_warn_before()->set_seconds(5);
+  for (const char* sig : {"SIGKILL", "9", "SIGSTOP", "stop"}) {
+    r.set_warn_signal(sig);
+    auto job = ParseRunRequest(r, {});
+    ASSERT_FALSE(job.ok()) << sig;
+    EXPECT_EQ(job.error().kind, Error::Kind::kInvalid) << sig;
+    EXPECT_EQ(job.error().message.rfind("warn_signal: SIG", 0), 0u) << job.error().message;
+    EXPECT_NE(job.error().message.find("cannot be a warning"), std::string::npos) << sig;
+  }
+  r.set_warn_signal("SIGKILL");
+  EXPECT_EQ(ParseRunRequest(r, {}).error().message,
+            "warn_signal: SIGKILL cannot be a warning: it ends the process (use timeout)");
+}
+
 TEST(ParseRunRequest, VariablesSplitIntoJobFileAndSecret) {
   proto::RunRequest r = Minimal("v");
   auto* plain = r.mutable_job()->add_variables();

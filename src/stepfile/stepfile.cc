@@ -149,7 +149,7 @@ Result<std::optional<CancelOverride>> ReadCancel(Ctx& ctx, const Node& node) {
   CancelOverride c;
   if (const Field* s = Find(f, "signal")) {
     SR_ASSIGN_OR_RETURN(std::string name, internal::ReadString(ctx, *s->value, "cancel signal"));
-    auto signo = ParseSignal(name);
+    auto signo = ParseCancelSignal(name);
     if (!signo.ok()) return Err(ctx, *s->value, "cancel signal: " + signo.error().message);
     c.signal = *signo;
   }

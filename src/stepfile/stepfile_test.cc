@@ -315,6 +315,10 @@ INSTANTIATE_TEST_SUITE_P(
         DefError{"run: []\nenv: [A]\n", "s.yml:4:6: env must be a mapping, got array"},
         DefError{"run: []\ncancel: {signal: SIGFOO}\n",
                  "s.yml:4:18: cancel signal: unknown signal \"SIGFOO\""},
+        // SIGSTOP froze the step for its whole grace, then SIGKILL; SIGKILL itself is allowed.
+        DefError{"run: []\ncancel: {signal: SIGSTOP}\n",
+                 "s.yml:4:18: cancel signal: SIGSTOP cannot be a cancel signal: it freezes the "
+                 "processes, which then clean up nothing and are killed when the grace ends"},
         DefError{
             "run: []\ncancel: {grace: 5 seconds}\n",
             "s.yml:4:17: cancel grace: invalid duration \"5 seconds\": missing or unknown unit "

@@ -79,6 +79,28 @@ Result<int> ParseSignal(std::string_view name) {
   return InvalidError("unknown signal \"" + std::string(name) + "\"");
 }
 
+Result<int> ParseWarningSignal(std::string_view name, std::string_view timeout) {
+  SR_ASSIGN_OR_RETURN(int signo, ParseSignal(name));
+  if (signo == SIGKILL) {
+    return InvalidError("SIGKILL cannot be a warning: it ends the process (use " +
+                        std::string(timeout) + ")");
+  }
+  if (signo == SIGSTOP) {
+    return InvalidError("SIGSTOP cannot be a warning: it freezes the process, which then cannot "
+                        "report anything");
+  }
+  return signo;
+}
+
+Result<int> ParseCancelSignal(std::string_view name) {
+  SR_ASSIGN_OR_RETURN(int signo, ParseSignal(name));
+  if (signo == SIGSTOP) {
+    return InvalidError("SIGSTOP cannot be a cancel signal: it freezes the processes, which then "
+                        "clean up nothing and are killed when the grace ends");
+  }
+  return signo;
+}
+
 std::string SignalName(int signo) {
   for (const Named& s : kSignals) {
     if (s.signo == signo) return s.name;

@@ -14,6 +14,15 @@ namespace sr {
 
 /// Accepts "SIGTERM", "TERM", "sigterm" or "15". Unknown names are an error naming the text.
 Result<int> ParseSignal(std::string_view name);
+/// ParseSignal for the signal sent as a warning before the deadline, which exists so that a stuck
+/// job can be diagnosed before it dies: the process must live on to answer it. SIGKILL (it ends
+/// the process) and SIGSTOP (it freezes it until the deadline) are errors; `timeout` names the
+/// setting that does end the job (`--timeout`, `timeout`), for the hint.
+Result<int> ParseWarningSignal(std::string_view name, std::string_view timeout);
+/// ParseSignal for a step's cancel signal (`cancel: {signal: ...}`). SIGSTOP is an error: the
+/// processes would be frozen for the whole grace, clean up nothing and then be killed. SIGKILL is
+/// allowed: it asks for what it says, a kill without grace.
+Result<int> ParseCancelSignal(std::string_view name);
 /// "SIGTERM" for 15; "signal 42" when there is no name.
 std::string SignalName(int signo);
 

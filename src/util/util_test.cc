@@ -43,6 +43,35 @@ TEST(Signals, NamesAndNumbersBothWays) {
   EXPECT_NE(bad.error().message.find("SIGWHAT"), std::string::npos);
 }
 
+// A warning exists so that a stuck job can be diagnosed before it dies: SIGKILL ended the step at
+// the warning (a failure with no termination reason) and SIGSTOP froze it until the deadline.
+TEST(Signals, AWarningSignalLeavesTheProcessAbleToReport) {
+  EXPECT_EQ(ParseWarningSignal("SIGQUIT", "--timeout").value(), SIGQUIT);
+  for (const char* kill : {"SIGKILL", "kill", "9"}) {
+    auto r = ParseWarningSignal(kill, "--timeout");
+    ASSERT_FALSE(r.ok()) << kill;
+    EXPECT_EQ(r.error().kind, Error::Kind::kInvalid);
+    EXPECT_EQ(r.error().message, "SIGKILL cannot be a warning: it ends the process (use --timeout)");
+  }
+  for (const char* stop : {"SIGSTOP", "19"}) {
+    auto r = ParseWarningSignal(stop, "timeout");
+    ASSERT_FALSE(r.ok()) << stop;
+    EXPECT_NE(r.error().message.find("SIGSTOP cannot be a warning"), std::string::npos);
+  }
+  EXPECT_NE(ParseWarningSignal("SIGBOGUS", "timeout").error().message.find("SIGBOGUS"),
+            std::string::npos);
+}
+
+// A cancel signal of SIGKILL is a kill without grace, as asked; SIGSTOP would freeze the
+// processes for the whole grace, with nothing cleaned up.
+TEST(Signals, ACancelSignalMayKillButNotFreeze) {
+  EXPECT_EQ(ParseCancelSignal("SIGKILL").value(), SIGKILL);
+  EXPECT_EQ(ParseCancelSignal("SIGINT").value(), SIGINT);
+  auto stop = ParseCancelSignal("STOP");
+  ASSERT_FALSE(stop.ok());
+  EXPECT_NE(stop.error().message.find("SIGSTOP cannot be a cancel signal"), std::string::npos);
+}
+
 TEST(KillDeadline, OnlyTightens) {
   const auto t0 = Clock::now();
   KillDeadline d = KillDeadline::After(t0, 30s);
