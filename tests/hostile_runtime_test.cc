@@ -139,6 +139,7 @@ TEST(HostileDurations, NegativeAndHugeFlagsAreUsageErrors) {
       {{"--grace", "87600h0.001s"}, "--grace: invalid duration \"87600h0.001s\": too large"},
       {{"--timeout", "10s", "--warn-before", "-1s"}, "--warn-before: invalid duration"},
       {{"--timeout", "10s", "--warn-before", "20s"}, "--warn-before must be shorter than --timeout"},
+      {{"--warn-before", "1s"}, "--warn-before needs --timeout"},
       {{"--timeout", "10s", "--warn-signal", "SIGNOPE"}, "--warn-signal: unknown signal \"SIGNOPE\""},
       {{"--timeout", "10s", "--warn-signal", "-9"}, "--warn-signal: unknown signal \"-9\""},
       // A warning is for diagnosing a stuck job: one that kills or freezes it is refused.

@@ -215,13 +215,71 @@ TEST_F(ServiceCli, Errors) {
   EXPECT_EQ(no_id.exit_code, 2);
   Output bad = Client({"run", dir_.Write("bad.yml", "spec: {}\n---\nrun:\n  - nam: a\n"), "--id", "bad"});
   EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_THAT(bad.err, HasSubstr("<request>:4"));
+  EXPECT_THAT(bad.err, HasSubstr(dir_ / "bad.yml:4"));
   Output unknown = Client({"cancel", "nope"});
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_THAT(unknown.err, HasSubstr("step-runner: no job with id \"nope\""));
   Output no_server = RunStepRunner({"client", "--socket", dir_ / "none.sock", "status"}, ClientOptions(dir_.path()));
   EXPECT_EQ(no_server.exit_code, 1);
   EXPECT_THAT(no_server.err, HasSubstr("cannot reach step-runner at " + dir_ / "none.sock"));
+}
+
+// The service names the step text `<request>`; the user gave a file, and the client names it as
+// given (relative here), in Run's error and in the final message of a followed job.
+TEST_F(ServiceCli, StepTextErrorsNameTheFileNotTheRequest) {
+  dir_.Write("bad.yml", "spec: {}\n---\nrun:\n  - name: a\n    scrip: true\n");
+  Output bad = Client({"run", "bad.yml", "--id", "bad"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("step-runner: loading step: bad.yml:5:5: unknown key \"scrip\""));
+  EXPECT_THAT(bad.err, Not(HasSubstr("<request>")));
+  EXPECT_EQ(server_.All().jobs_size(), 0);
+
+  // Checked when the job starts: the job's message names a place in the text too.
+  dir_.Write("late.yml", "spec: {}\n---\nrun:\n  - name: a\n    script: \"true\"\n"
+                         "outputs:\n  x: ${{ steps.nope.outputs.y }}\n");
+  Output late = Client({"run", "late.yml", "--id", "late", "--follow"});
+  EXPECT_EQ(late.exit_code, 1);
+  EXPECT_THAT(late.err, HasSubstr("step-runner: late.yml:7:3: outputs: ${{ steps.nope.outputs.y }}: "
+                                  "no step \"nope\""));
+  // The id's job exists: its message is about the text it was sent, not about this file.
+  File("other.yml", {{"a", "true"}});
+  Output replayed = Client({"run", "other.yml", "--id", "late", "--follow"});
+  EXPECT_THAT(replayed.err, HasSubstr("<request>:7:3: outputs:"));
+  EXPECT_THAT(replayed.err, Not(HasSubstr("other.yml:7")));
+}
+
+// The service's words name RunRequest's fields (`warn_before needs a timeout`); the user typed
+// flags, and is told which, before anything is sent.
+TEST_F(ServiceCli, TimingErrorsNameTheFlags) {
+  std::string file = File("t.yml", {{"a", "touch " + dir_ / "ran"}});
+  struct Case {
+    std::vector<std::string> flags;
+    std::string error;
+  } cases[] = {
+      {{"--warn-before", "1s"}, "step-runner: --warn-before needs --timeout\n"},
+      {{"--timeout", "0", "--warn-before", "1s"}, "step-runner: --warn-before needs --timeout\n"},
+      {{"--timeout", "5s", "--warn-before", "5s"},
+       "step-runner: --warn-before must be shorter than --timeout\n"},
+      {{"--warn-signal", "SIGBOGUS"}, "step-runner: --warn-signal: unknown signal \"SIGBOGUS\"\n"},
+      {{"--timeout", "10s", "--warn-before", "5s", "--warn-signal", "SIGKILL"},
+       "step-runner: --warn-signal: SIGKILL cannot be a warning: it ends the process (use "
+       "--timeout)\n"},
+      {{"--timeout", "-1s"}, "step-runner: --timeout: invalid duration \"-1s\""},
+      {{"--grace", "soon"}, "step-runner: --grace: invalid duration \"soon\""},
+      {{"--memory", "lots"}, "step-runner: --memory: \"lots\" is not a size"},
+      {{"--pids", "0"}, "step-runner: --pids: \"0\" is not a positive whole number"},
+      {{"--cpus", "-1"}, "step-runner: --cpus: \"-1\" is not a positive number of CPUs"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args{"run", file, "--id", "t"};
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    Output o = Client(args);
+    EXPECT_EQ(o.exit_code, 2) << c.error << o.err;
+    EXPECT_THAT(o.err, HasSubstr(c.error));
+    EXPECT_THAT(o.err, Not(HasSubstr("warn_"))) << "a proto field name";
+  }
+  EXPECT_EQ(server_.All().jobs_size(), 0) << "nothing was submitted";
+  EXPECT_FALSE(dir_.Exists("ran"));
 }
 
 // SIGKILL as the warning killed the step at the warning (`exec: signal: SIGKILL`, a failure with
@@ -232,7 +290,8 @@ TEST_F(ServiceCli, AWarningSignalThatKillsOrFreezesIsRefused) {
     Output o = Client({"run", file, "--id", "w", "--follow", "--timeout", "10s", "--warn-before",
                        "5s", "--warn-signal", sig});
     EXPECT_EQ(o.exit_code, 2) << sig << ": " << o.err;
-    EXPECT_THAT(o.err, HasSubstr(std::string(sig) + " cannot be a warning"));
+    EXPECT_THAT(o.err, HasSubstr("step-runner: --warn-signal: " + std::string(sig) +
+                                 " cannot be a warning"));
   }
   EXPECT_EQ(server_.All().jobs_size(), 0) << "nothing was submitted";
   EXPECT_FALSE(dir_.Exists("ran"));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -11,11 +12,17 @@
 
 #include "supervisor/controllers.h"
 #include "util/result.h"
+#include "util/time.h"
 
 namespace sr::cli {
 
 /// Registers every command on `app`; `exit_code` receives the chosen command's result.
 void RegisterCommands(CLI::App& app, int& exit_code);
+
+/// The message for a command line CLI11 refused: an unknown word where a command was expected is
+/// named with the commands there are (`unknown client command "bogus" (commands: run, …)`);
+/// anything else keeps CLI11's words.
+std::string UsageErrorMessage(const CLI::App& app, const CLI::ParseError& error);
 
 /// Prints `step-runner: <message>` to stderr and returns `code`.
 int Fail(const std::string& message, int code);
@@ -48,6 +55,20 @@ void AddJobFlags(CLI::App* cmd, JobFlags& flags);
 
 /// --memory, --pids and --cpus parsed; an error naming the flag.
 Result<ResourceLimits> LimitsFromFlags(const JobFlags& flags);
+
+/// The job's timing from the flags, checked as the service checks RunRequest's fields so that
+/// `client run` says which flag is wrong before anything is sent (the service's words name the
+/// proto fields, which the user never typed).
+struct JobTiming {
+  std::optional<Duration> grace;  // unset: --grace not given (the service's default)
+  Duration timeout{0};            // 0 = none
+  Duration warn_before{0};        // 0 = no warning
+  int warn_signal = 0;            // 0 = none
+};
+
+/// --timeout, --grace, --warn-before and --warn-signal parsed and checked together; an error
+/// naming the flag.
+Result<JobTiming> TimingFromFlags(const JobFlags& flags);
 
 /// Options shared by `run` and `ci`.
 struct RunFlags : JobFlags {

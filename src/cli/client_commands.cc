@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <condition_variable>
 #include <csignal>
@@ -95,12 +96,37 @@ Result<std::pair<std::string, std::string>> SplitPair(const std::string& kv, con
   return std::make_pair(kv.substr(0, eq), kv.substr(eq + 1));
 }
 
-Status SetDuration(const std::string& text, const char* flag, google::protobuf::Duration* out) {
-  auto d = ParseDuration(text);
-  if (!d.ok()) return InvalidError(std::string(flag) + ": " + d.error().message);
-  out->set_seconds(d->count() / 1000000000);
-  out->set_nanos(static_cast<int32_t>(d->count() % 1000000000));
+void SetDuration(Duration d, google::protobuf::Duration* out) {
+  out->set_seconds(d.count() / 1000000000);
+  out->set_nanos(static_cast<int32_t>(d.count() % 1000000000));
+}
+
+// The timing flags, checked here as the service would check them, so that an error names the
+// flag (`--warn-before needs --timeout`), not the proto field the service would name.
+Status SetTiming(const JobFlags& f, proto::RunRequest& req) {
+  SR_ASSIGN_OR_RETURN(JobTiming t, TimingFromFlags(f));
+  if (t.grace) SetDuration(*t.grace, req.mutable_graceful_exit_timeout());
+  if (!f.timeout.empty()) SetDuration(t.timeout, req.mutable_timeout());
+  if (!f.warn_before.empty()) SetDuration(t.warn_before, req.mutable_warn_before());
+  req.set_warn_signal(f.warn_signal);  // as typed: the service parses it the same way
   return Ok();
+}
+
+// The service names the step text it was sent `<request>` (it has no file name): in what it says
+// about the text this client sent, the path the user gave takes its place. Only a place
+// (`<request>:` and a line number) is replaced, not the word anywhere.
+std::string NameTheFile(std::string message, const std::string& file) {
+  const std::string label = std::string(stepfile::kRequestSource) + ":";
+  for (size_t at = message.find(label); at != std::string::npos; at = message.find(label, at)) {
+    const size_t after = at + label.size();
+    if (after < message.size() && std::isdigit(static_cast<unsigned char>(message[after]))) {
+      message.replace(at, label.size(), file + ":");
+      at += file.size() + 1;
+    } else {
+      at = after;
+    }
+  }
+  return message;
 }
 
 // The exit code of `client run --follow` from the job's final status (contract section 5).
@@ -159,15 +185,9 @@ Result<proto::RunRequest> BuildRunRequest(const ClientArgs& a) {
       v->set_masked(list == &a.masked_job);
     }
   }
-  const JobFlags& f = a.flags;
-  if (!f.grace.empty()) SR_RETURN_IF_ERROR(SetDuration(f.grace, "--grace", req.mutable_graceful_exit_timeout()));
-  if (!f.timeout.empty()) SR_RETURN_IF_ERROR(SetDuration(f.timeout, "--timeout", req.mutable_timeout()));
-  if (!f.warn_before.empty()) {
-    SR_RETURN_IF_ERROR(SetDuration(f.warn_before, "--warn-before", req.mutable_warn_before()));
-  }
+  SR_RETURN_IF_ERROR(SetTiming(a.flags, req));
   SR_RETURN_IF_ERROR(RequireUtf8(req.work_dir(), "the work dir " + EscapeInvalidUtf8(req.work_dir())));
-  req.set_warn_signal(f.warn_signal);
-  SR_ASSIGN_OR_RETURN(ResourceLimits limits, LimitsFromFlags(f));
+  SR_ASSIGN_OR_RETURN(ResourceLimits limits, LimitsFromFlags(a.flags));
   if (limits.any()) {
     req.mutable_resources()->set_memory_bytes(limits.memory_bytes);
     req.mutable_resources()->set_pids(limits.pids);
@@ -188,6 +208,7 @@ int RunCommand(const ClientArgs& a) {
     signal_fd = std::move(fd).value();
   }
   Client client(a.socket);
+  bool replayed = false;  // the id's job exists: what the service says is about another text
   {
     // Run with an id the server already has does nothing (as in Go): say so, so that nobody
     // takes the replayed log for a run of FILE.
@@ -196,6 +217,7 @@ int RunCommand(const ClientArgs& a) {
     sreq.set_id(a.id);
     proto::StatusResponse existing;
     if (client.stub().Status(&ctx, sreq, &existing).ok() && existing.jobs_size() == 1) {
+      replayed = true;
       std::fprintf(stderr, "step-runner: job \"%s\" already exists (%s); %s was not run%s\n",
                    a.id.c_str(), proto::StepResult::Status_Name(existing.jobs(0).status()).c_str(),
                    a.file.c_str(), a.follow ? ", following the existing job's log" : "");
@@ -204,7 +226,9 @@ int RunCommand(const ClientArgs& a) {
   grpc::ClientContext run_ctx;
   proto::RunResponse run_resp;
   grpc::Status s = client.stub().Run(&run_ctx, *req, &run_resp);
-  if (!s.ok()) return client.Fail(s);
+  if (!s.ok()) {
+    return client.Fail(grpc::Status(s.error_code(), NameTheFile(s.error_message(), a.file)));
+  }
   if (!a.follow) return 0;
 
   // The signal thread waits for a signal or for the follow's end, whichever comes first, so the
@@ -286,9 +310,11 @@ int RunCommand(const ClientArgs& a) {
   if (status.jobs_size() != 1) return Fail("no status for job \"" + a.id + "\"", 1);
   const proto::Status& job = status.jobs(0);
   int code = ExitCodeForStatus(job);
-  if (code != 0) return Fail(job.message().empty() ? "job " + job.id() + " " +
-                                 proto::StepResult::Status_Name(job.status()) : job.message(), code);
-  return 0;
+  if (code == 0) return 0;
+  if (job.message().empty()) {
+    return Fail("job " + job.id() + " " + proto::StepResult::Status_Name(job.status()), code);
+  }
+  return Fail(replayed ? job.message() : NameTheFile(job.message(), a.file), code);
 }
 
 int StatusCommand(const ClientArgs& a) {

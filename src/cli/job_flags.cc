@@ -1,6 +1,7 @@
 // The job's timing and limit flags, declared once for `run`, `ci` and `client run`.
 #include "cli/cli.h"
 #include "stepfile/stepfile.h"
+#include "util/signals.h"
 
 namespace sr::cli {
 
@@ -12,6 +13,39 @@ void AddJobFlags(CLI::App* cmd, JobFlags& f) {
   cmd->add_option("--memory", f.memory, "job-wide memory limit, e.g. 2Gi, 512M or bytes");
   cmd->add_option("--pids", f.pids, "job-wide limit on the number of processes");
   cmd->add_option("--cpus", f.cpus, "job-wide CPU limit as a number of CPUs, e.g. 1.5");
+}
+
+namespace {
+
+Result<Duration> DurationFlag(const std::string& text, const char* flag) {
+  auto d = ParseDuration(text);
+  if (!d.ok()) return d.error().Wrap(flag);
+  return *d;
+}
+
+}  // namespace
+
+Result<JobTiming> TimingFromFlags(const JobFlags& f) {
+  JobTiming t;
+  if (!f.grace.empty()) {
+    SR_ASSIGN_OR_RETURN(t.grace, DurationFlag(f.grace, "--grace"));
+  }
+  if (!f.timeout.empty()) {
+    SR_ASSIGN_OR_RETURN(t.timeout, DurationFlag(f.timeout, "--timeout"));
+  }
+  if (!f.warn_before.empty()) {
+    SR_ASSIGN_OR_RETURN(t.warn_before, DurationFlag(f.warn_before, "--warn-before"));
+    if (t.timeout.count() == 0) return InvalidError("--warn-before needs --timeout");
+    if (t.warn_before >= t.timeout) {
+      return InvalidError("--warn-before must be shorter than --timeout");
+    }
+  }
+  if (!f.warn_signal.empty()) {
+    auto s = ParseWarningSignal(f.warn_signal, "--timeout");
+    if (!s.ok()) return s.error().Wrap("--warn-signal");
+    t.warn_signal = *s;
+  }
+  return t;
 }
 
 Result<ResourceLimits> LimitsFromFlags(const JobFlags& f) {

@@ -29,29 +29,14 @@
 namespace sr::cli {
 namespace {
 
-// The job's timing from the flags; errors name the flag (exit 2).
-Result<JobOptions> TimingFromFlags(const RunFlags& flags) {
+// The job's options from the flags' timing; errors name the flag (exit 2).
+Result<JobOptions> OptionsFromFlags(const RunFlags& flags) {
+  SR_ASSIGN_OR_RETURN(JobTiming t, TimingFromFlags(flags));
   JobOptions o;
-  auto grace = ParseDuration(flags.grace);
-  if (!grace.ok()) return grace.error().Wrap("--grace");
-  o.run.grace = *grace;
-  if (!flags.timeout.empty()) {
-    auto t = ParseDuration(flags.timeout);
-    if (!t.ok()) return t.error().Wrap("--timeout");
-    o.timeout = *t;
-  }
-  if (!flags.warn_before.empty()) {
-    auto w = ParseDuration(flags.warn_before);
-    if (!w.ok()) return w.error().Wrap("--warn-before");
-    if (o.timeout.count() == 0) return InvalidError("--warn-before needs --timeout");
-    if (*w >= o.timeout) return InvalidError("--warn-before must be shorter than --timeout");
-    o.warn_before = *w;
-  }
-  if (!flags.warn_signal.empty()) {
-    auto s = ParseWarningSignal(flags.warn_signal, "--timeout");
-    if (!s.ok()) return s.error().Wrap("--warn-signal");
-    o.warn_signal = *s;
-  }
+  if (t.grace) o.run.grace = *t.grace;
+  o.timeout = t.timeout;
+  o.warn_before = t.warn_before;
+  o.warn_signal = t.warn_signal;
   return o;
 }
 
@@ -150,7 +135,7 @@ int RunLocally(LocalRunRequest req) {
   }
   auto limits = LimitsFromFlags(req.flags);
   if (!limits.ok()) return Fail(limits.error().message, 2);
-  auto timing = TimingFromFlags(req.flags);
+  auto timing = OptionsFromFlags(req.flags);
   if (!timing.ok()) return Fail(timing.error().message, 2);
   JobOptions options = std::move(*timing);
 

@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    return sr::cli::Fail(e.what(), 2);
+    return sr::cli::Fail(sr::cli::UsageErrorMessage(app, e), 2);
   }
   if (app.get_subcommands().empty()) {
     std::fputs(app.help().c_str(), stdout);

@@ -69,7 +69,7 @@ Result<JobRequest> ParseRunRequest(const proto::RunRequest& request,
   SR_RETURN_IF_ERROR(ValidateJobId(request.id()));
   job.id = request.id();
 
-  auto root = stepfile::ParseStepFile(request.steps(), "<request>");
+  auto root = stepfile::ParseStepFile(request.steps(), std::string(stepfile::kRequestSource));
   if (!root.ok()) {
     Error e = root.error().Wrap("loading step");
     e.kind = Error::Kind::kInvalid;

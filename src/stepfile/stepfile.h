@@ -24,6 +24,10 @@ namespace sr::stepfile {
 
 using Value = nlohmann::json;
 
+/// The source name of the step text of a RunRequest, which has no file name: errors say
+/// `<request>:5:5: …`, and `client run` puts its file's path in its place.
+inline constexpr std::string_view kRequestSource = "<request>";
+
 /// Where a node was written. line/column are 1-based; 0 when unknown (e.g. synthesised items).
 struct Mark {
   std::string source;  // file path, "<request>", "STEPS", ...
