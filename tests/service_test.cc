@@ -157,6 +157,17 @@ TEST(Service, StatusCodes) {
             "warn_signal: SIGKILL cannot be a warning: it ends the process (use timeout)");
   neg.set_warn_signal("SIGSTOP");
   EXPECT_EQ(server.Run(neg).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Not a protobuf Duration at all: nanos out of ±999,999,999 (it was taken as 2 s).
+  for (auto field : {&proto::RunRequest::mutable_timeout, &proto::RunRequest::mutable_warn_before,
+                     &proto::RunRequest::mutable_graceful_exit_timeout}) {
+    proto::RunRequest invalid = Request("invalid", Steps({{"a", "true"}}), dir.path());
+    invalid.mutable_timeout()->set_seconds(100);
+    (invalid.*field)()->set_seconds(0);
+    (invalid.*field)()->set_nanos(2000000000);
+    grpc::Status s = server.Run(invalid);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr(": invalid duration: nanos 2000000000 out of range"));
+  }
   server.Follow("nope", -1, &fs);
   EXPECT_EQ(fs.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 

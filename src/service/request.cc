@@ -1,4 +1,5 @@
 // RunRequest → JobRequest: everything Run can check before touching the disk.
+#include <cstdint>
 #include <string>
 
 #include "service/job.h"
@@ -10,8 +11,25 @@
 namespace sr::service {
 namespace {
 
-// A proto Duration as nanoseconds; negative values are an error naming the field.
+// protobuf's rules for a Duration: nanos within ±999,999,999 and of the sign of seconds. A value
+// outside them is no duration at all ({seconds: 0, nanos: 2000000000} was taken as 2 s), so it is
+// refused, not normalised; the other fields of the request are held to their rules too.
+Status CheckValidProto(const google::protobuf::Duration& d, const std::string& field) {
+  constexpr int32_t kMaxNanos = 999999999;
+  if (d.nanos() < -kMaxNanos || d.nanos() > kMaxNanos) {
+    return InvalidError(field + ": invalid duration: nanos " + std::to_string(d.nanos()) +
+                        " out of range [-999999999, 999999999]");
+  }
+  if ((d.seconds() > 0 && d.nanos() < 0) || (d.seconds() < 0 && d.nanos() > 0)) {
+    return InvalidError(field + ": invalid duration: seconds (" + std::to_string(d.seconds()) +
+                        ") and nanos (" + std::to_string(d.nanos()) + ") differ in sign");
+  }
+  return Ok();
+}
+
+// A proto Duration as nanoseconds; invalid and negative values are errors naming the field.
 Result<Duration> FromProto(const google::protobuf::Duration& d, const char* field) {
+  SR_RETURN_IF_ERROR(CheckValidProto(d, field));
   if (d.seconds() < 0 || d.nanos() < 0) {
     return InvalidError(std::string(field) + ": negative duration (" + std::to_string(d.seconds()) +
                         "s " + std::to_string(d.nanos()) + "ns)");

@@ -1,4 +1,6 @@
 // RunRequest validation and the error edge, without a server.
+#include <cstdint>
+
 #include <gtest/gtest.h>
 
 #include "service/job.h"
@@ -72,6 +74,42 @@ TEST(ParseRunRequest, TheWarningSignalCannotEndOrFreezeTheStep) {
   r.set_warn_signal("SIGKILL");
   EXPECT_EQ(ParseRunRequest(r, {}).error().message,
             "warn_signal: SIGKILL cannot be a warning: it ends the process (use timeout)");
+}
+
+// protobuf's Duration holds nanos within ±999,999,999, of the sign of seconds; {0 s, 2e9 ns} was
+// taken as 2 s. Every Duration field of RunRequest is checked, and the error names it.
+TEST(ParseRunRequest, AnInvalidDurationIsRefusedNamingTheField) {
+  using Field = google::protobuf::Duration* (proto::RunRequest::*)();
+  const std::pair<Field, std::string> fields[] = {
+      {&proto::RunRequest::mutable_timeout, "timeout"},
+      {&proto::RunRequest::mutable_graceful_exit_timeout, "graceful_exit_timeout"},
+      {&proto::RunRequest::mutable_warn_before, "warn_before"},
+  };
+  const std::pair<int64_t, int32_t> invalid[] = {{0, 2000000000}, {1, 1000000000}, {0, -1000000000},
+                                                 {1, -5},         {-1, 5},         {0, INT32_MIN}};
+  for (const auto& [field, name] : fields) {
+    for (const auto& [seconds, nanos] : invalid) {
+      proto::RunRequest r = Minimal("d");
+      r.mutable_timeout()->set_seconds(100);  // so that warn_before is otherwise acceptable
+      (r.*field)()->set_seconds(seconds);
+      (r.*field)()->set_nanos(nanos);
+      auto job = ParseRunRequest(r, {});
+      ASSERT_FALSE(job.ok()) << name << " " << seconds << "s " << nanos << "ns";
+      EXPECT_EQ(job.error().kind, Error::Kind::kInvalid);
+      EXPECT_EQ(job.error().message.rfind(name + ": invalid duration: ", 0), 0u)
+          << job.error().message;
+    }
+  }
+  proto::RunRequest r = Minimal("d");
+  r.mutable_timeout()->set_nanos(2000000000);
+  EXPECT_EQ(ParseRunRequest(r, {}).error().message,
+            "timeout: invalid duration: nanos 2000000000 out of range [-999999999, 999999999]");
+  // The largest valid nanos is still a duration.
+  r.mutable_timeout()->set_seconds(1);
+  r.mutable_timeout()->set_nanos(999999999);
+  auto ok = ParseRunRequest(r, {});
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ok->timeout, std::chrono::nanoseconds(1999999999));
 }
 
 TEST(ParseRunRequest, VariablesSplitIntoJobFileAndSecret) {
