@@ -113,6 +113,7 @@ class JobService final : public JobServiceBase {
   EventLoop::TimerId linger_timer_ = 0;
   std::optional<Clock::time_point> linger_started_;
   bool linger_over_ = false;
+  bool followed_at_shutdown_ = false;  // a log stream was open when the shutdown began
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Job>> jobs_;  // guarded by mu_

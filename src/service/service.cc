@@ -282,6 +282,7 @@ void JobService::BeginShutdown(std::function<void()> drained) {
     for (const auto& [id, job] : jobs_) jobs.push_back(job);
   }
   if (!force) drained_ = std::move(drained);
+  if (followers_ > 0) followed_at_shutdown_ = true;
   for (const auto& job : jobs) job->Cancel(CancelReason::kServerShutdown, force);
   MaybeDrained();
 }
@@ -346,8 +347,8 @@ void JobService::MaybeDrained() {
   stream_timer_ = 0;
   // `client run --follow` exits with the job's code, read by a Status after the log's end: it
   // was refused here (UNAVAILABLE), and a job cancelled by the shutdown exited 1, "cannot
-  // reach". A second signal does not wait.
-  if (!linger_over_ && shutdown_calls_ == 1 && !kept.empty()) {
+  // reach". Only followers wait for it; a second signal does not.
+  if (!linger_over_ && shutdown_calls_ == 1 && followed_at_shutdown_ && !kept.empty()) {
     if (!linger_timer_) ArmStatusLinger();
     return;
   }
