@@ -5,6 +5,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <thread>
+
 #include <nlohmann/json.hpp>
 
 #include "support/harness.h"
@@ -75,6 +78,39 @@ finally:
   Output o = RunStepRunner({"run", "-f", dir / "p.yml"});
   EXPECT_EQ(o.exit_code, 1);
   EXPECT_THAT(o.out, HasSubstr("removing /tmp/some-resource"));
+}
+
+// A cancel or timeout that comes while finally: runs (the run: steps succeeded): the cleanup
+// goes on, every finally step runs, and the job still ends cancelled (130) or timed out (124).
+// It exited 0, and the results said success.
+TEST_F(CleanupCli, ACancelDuringFinallyStillEndsTheJobAsOne) {
+  dir.Write("f.yml", "spec: {}\n---\nrun:\n  - name: main\n    script: echo main\nfinally:\n"
+                     "  - name: f1\n    script: touch " + dir / "in-f1" + "; while [ ! -e " + dir / "go" + " ]; do sleep 0.02; done\n"
+                     "  - name: f2\n    script: touch " + dir / "f2-ran" + "\n");
+  Child child({Binary(), "run", "-f", dir / "f.yml", "--step-results-file", dir / "r.json"}, {});
+  ASSERT_TRUE(child.WaitForFile(dir / "in-f1"));
+  child.Signal(SIGINT);
+  dir.Write("go", "");
+  Output o = child.Wait();
+  EXPECT_EQ(o.exit_code, 130) << o.err;
+  EXPECT_THAT(o.err, HasSubstr("stopped while finally: ran (cancelled)"));
+  EXPECT_TRUE(dir.Exists("f2-ran"));
+  EXPECT_NE(json::parse(dir.Read("r.json"))["status"], "success");
+
+  ::unlink((dir / "in-f1").c_str());
+  ::unlink((dir / "go").c_str());
+  ::unlink((dir / "f2-ran").c_str());
+  Child timed({Binary(), "run", "-f", dir / "f.yml", "--timeout", "1s"}, {});
+  ASSERT_TRUE(timed.WaitForFile(dir / "in-f1"));
+  // The timeout comes while f1 waits; then f1 is let go.
+  for (int i = 0; i < 600 && timed.StdoutSoFar().find("cancelling (timed_out)") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  dir.Write("go", "");
+  Output t = timed.Wait();
+  EXPECT_EQ(t.exit_code, 124) << t.err;
+  EXPECT_THAT(t.err, HasSubstr("stopped while finally: ran (timed out)"));
+  EXPECT_TRUE(dir.Exists("f2-ran"));
 }
 
 TEST_F(CleanupCli, SecondCtrlCKillsTheCleanupToo) {

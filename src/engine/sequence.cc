@@ -112,6 +112,10 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
     self.view = {};
     // A failing cleanup fails a successful run, but never turns a cancel into anything else.
     if (!error && cleanup_error) error = cleanup_error;
+    // A cancel or timeout that came while the cleanup ran still ends the job as one (contract
+    // section 2: 130 / 124): the cleanup ran on, as it does for any cancel, but the run did not
+    // succeed (it exited 0).
+    if (!error && caller.cancel->requested()) error = CancelError(*caller.cancel, "stopped while finally: ran");
   }
   st.running_sequences.pop_back();
   if (error) co_return StepOutcome{true, error};
