@@ -436,6 +436,11 @@ TEST(Compat, TerminalProgressShowsSkippedStepsAndATotal) {
   EXPECT_THAT(o.out, HasSubstr("▶ (step)"));
   EXPECT_THAT(o.out, HasSubstr("✔ (step) (success, "));
   EXPECT_THAT(o.out, HasSubstr("finished: success after "));
+  // A timeout's last line says so (it said "cancelled" while the exit code was 124).
+  dir.Write("slow.yml", "spec: {}\n---\nexec:\n  command: [sleep, '30']\n");
+  o = Shell(dir, "script -qec \"" + Bin() + " run -f slow.yml --timeout 1s\" /dev/null");
+  EXPECT_EQ(o.exit_code, 124) << o.out;
+  EXPECT_THAT(o.out, HasSubstr("finished: timed out after "));
 }
 
 TEST(Compat, ClientFollowProgressExistingIdAndStatusColumns) {

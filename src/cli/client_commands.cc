@@ -302,7 +302,7 @@ int RunCommand(const ClientArgs& a) {
   if (show_progress && ss.ok() && fs.ok() && status.jobs_size() == 1) {
     const proto::Status& job = status.jobs(0);
     progress.Update(job.result(), /*final=*/true);
-    progress.Done(job.status(), std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(
+    progress.Done(OutcomeName(job), std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(
                                     job.end_time() - job.start_time())));
   }
   if (!fs.ok()) return client.FailFollow(fs, a.id);

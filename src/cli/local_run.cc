@@ -213,7 +213,7 @@ int RunLocally(LocalRunRequest req) {
   }
   (*loop)->Unwatch(*watch);
   (*sup)->KillAll();
-  if (::isatty(2)) progress.Done(OutcomeStatus(outcome->error), Clock::now() - run_started);
+  if (::isatty(2)) progress.Done(OutcomeName(outcome->error), Clock::now() - run_started);
 
   int code = 0;
   if (Status w = WriteResults(req, std::move(outcome->result)); !w.ok()) {

@@ -46,17 +46,19 @@ void ProgressPrinter::Skipped(const std::string& name) {
   Print("step-runner: - " + Label(name) + " (skipped)\n");
 }
 
-void ProgressPrinter::Done(proto::StepResult::Status status, Duration total) {
-  Print("step-runner: finished: " + proto::StepResult::Status_Name(status) + " after " +
-        Millis(total) + "\n");
+void ProgressPrinter::Done(const std::string& outcome, Duration total) {
+  Print("step-runner: finished: " + outcome + " after " + Millis(total) + "\n");
 }
 
-proto::StepResult::Status OutcomeStatus(const std::optional<Error>& error) {
-  if (!error) return proto::StepResult::success;
-  if (error->kind == Error::Kind::kCancelled || error->kind == Error::Kind::kTimedOut) {
-    return proto::StepResult::cancelled;
-  }
-  return proto::StepResult::failure;
+std::string OutcomeName(const std::optional<Error>& error) {
+  if (!error) return "success";
+  if (error->kind == Error::Kind::kTimedOut) return "timed out";
+  return error->kind == Error::Kind::kCancelled ? "cancelled" : "failure";
+}
+
+std::string OutcomeName(const proto::Status& job) {
+  if (job.error().kind() == proto::StatusError::timed_out) return "timed out";
+  return proto::StepResult::Status_Name(job.status());
 }
 
 void SnapshotProgress::Update(const proto::StepResult& root, bool final) {

@@ -27,8 +27,8 @@ class ProgressPrinter {
   void Finished(const std::string& name, proto::StepResult::Status status,
                 std::optional<Duration> took, const proto::ResourceUsage* usage = nullptr);
   void Skipped(const std::string& name);
-  /// The last line: `step-runner: finished: failure after 1.204s`.
-  void Done(proto::StepResult::Status status, Duration total);
+  /// The last line: `step-runner: finished: failure after 1.204s` (`outcome` as OutcomeName).
+  void Done(const std::string& outcome, Duration total);
 
  private:
   void Print(const std::string& line);
@@ -57,7 +57,10 @@ class SnapshotProgress : public ProgressPrinter {
   std::set<std::string> finished_;
 };
 
-/// The status a run's outcome is shown with in the last line.
-proto::StepResult::Status OutcomeStatus(const std::optional<Error>& error);
+/// How a run's outcome is shown in the last line: success, failure, cancelled or "timed out"
+/// (a timeout's state is failure, and its steps were cancelled: neither word says it).
+std::string OutcomeName(const std::optional<Error>& error);
+/// The same for a job's final Status.
+std::string OutcomeName(const proto::Status& job);
 
 }  // namespace sr::cli
