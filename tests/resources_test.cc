@@ -298,10 +298,16 @@ TEST_F(Resources, StepTimeoutFailsTheStepAndRunsFinally) {
   dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: slow\n    timeout: 1s\n"
                      "    script: \"trap 'echo got TERM; exit 3' TERM; sleep 60 & wait\"\n"
                      "  - name: never\n    script: touch " + dir / "never" + "\n"
-                     "finally:\n  - name: cleanup\n    script: echo ${{ run.status }} > " + dir / "final" + "\n");
+                     "finally:\n  - name: cleanup\n    script: echo ${{ run.status }} > " + dir / "final" + "\n"
+                     "  - name: record\n    script: printf '%s' \"$T\" > " + dir / "record.json" + "\n"
+                     "    env: {T: \"${{ run.termination }}\"}\n");
   Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--step-results-file", dir / "r.json"});
   EXPECT_EQ(o.exit_code, 1) << o.err;
   EXPECT_THAT(o.err, HasSubstr("step \"slow\": timed out after 1s"));
+  // The cleanup reads the step's record (it read {}: no job-wide cancel came).
+  const json seen = json::parse(dir.Read("record.json"));
+  EXPECT_EQ(seen["reason"], "step_timed_out") << seen.dump();
+  EXPECT_FALSE(seen["processes"].empty()) << seen.dump();
   EXPECT_THAT(o.out, HasSubstr("got TERM"));
   EXPECT_FALSE(dir.Exists("never"));
   EXPECT_EQ(dir.Read("final"), "failure\n");

@@ -226,7 +226,9 @@ proto::Termination StepTermination(const TreeExit& exit, const CancelSource& can
 /// The record of a step the kernel's OOM killer ended (contract 8.3): reason oom_killed.
 proto::Termination OomTermination(const TreeExit& exit, pid_t main_pid, const std::string& command);
 /// The termination record as a `${{ run.termination }}` value: protobuf's JSON names, as Status.
-json TerminationValue(const Engine::State& st);
+/// The job's; without a job-wide cancel, that of the first step under `scope` that was stopped
+/// (its own timeout, the OOM killer); else {}.
+json TerminationValue(const Engine::State& st, const ResultNode& scope);
 /// The process records of the steps a cancel of `node`'s subtree reached (its own timeout's), masked.
 proto::Termination SubtreeTermination(const Engine::State& st, const ResultNode& node);
 /// Log lines: the step's leftovers (one line), the end of a cancel: the job's, or with `step`

@@ -103,7 +103,7 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
     Scope cleanup_scope = self;
     cleanup_scope.cancel = &cleanup;
     cleanup_scope.run["status"] = RunStatusName(error);
-    cleanup_scope.run["termination"] = TerminationValue(st);
+    cleanup_scope.run["termination"] = TerminationValue(st, *node);
     std::optional<Error> cleanup_error =
         co_await RunList(st, cleanup_scope, def.finally, /*keep_going=*/true);
     start_budget = {};

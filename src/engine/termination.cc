@@ -127,8 +127,31 @@ proto::Termination SubtreeTermination(const Engine::State& st, const ResultNode&
   return t;
 }
 
-json TerminationValue(const Engine::State& st) {
-  auto t = JobTermination(st);
+namespace {
+
+// The first record under `node` of a step that did not end by itself: a step timeout's or an
+// OOM kill's (a leftovers' stop, step_ended, is part of an ending that went as planned).
+const proto::Termination* StoppedStepRecord(const ResultNode& node) {
+  const auto& t = node.result.termination();
+  if (node.result.has_termination() && t.reason() != proto::Termination::step_ended) return &t;
+  for (const auto& c : node.children) {
+    if (const auto* found = StoppedStepRecord(*c)) return found;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+json TerminationValue(const Engine::State& st, const ResultNode& scope) {
+  std::optional<proto::Termination> t = JobTermination(st);
+  // No job-wide cancel: a step of this sequence may still have been stopped, by its own
+  // timeout or the OOM killer, and the cleanup reads that record (it read {}).
+  if (!t) {
+    if (const auto* step = StoppedStepRecord(scope)) {
+      t = *step;
+      st.MaskMessage(&*t);
+    }
+  }
   if (!t) return json::object();
   std::string text;
   (void)google::protobuf::util::MessageToJsonString(*t, &text);
