@@ -72,8 +72,10 @@ Result<std::shared_ptr<ResourceGroup>> EnterGroup(Engine::State& st, Scope& scop
                                                   const std::string& who) {
   auto group = st.sup.controllers().Create(scope.group, limits);
   if (!group.ok()) {
-    Error e = group.error().Wrap((who.empty() ? "" : who + " ") + "resources (" +
-                                 DescribeLimits(limits) + ")");
+    // A group with no limit of its own (accounting) names the limits it sits within.
+    const std::string own = DescribeLimits(limits);
+    const std::string label = !own.empty() ? own : "within " + DescribeLimits(scope.limits);
+    Error e = group.error().Wrap((who.empty() ? "" : who + " ") + "resources (" + label + ")");
     // A limit the host cannot enforce is a usage error (exit 2), as it is before the run.
     if (!st.sup.controllers().CanEnforce(limits).ok()) e.kind = Error::Kind::kInvalid;
     return e;

@@ -1,5 +1,6 @@
 // RunRequest → JobRequest: everything Run can check before touching the disk.
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 #include "service/job.h"
@@ -113,6 +114,15 @@ Result<JobRequest> ParseRunRequest(const proto::RunRequest& request,
     const auto& r = request.resources();
     if (r.memory_bytes() < 0 || r.pids() < 0 || !(r.cpus() >= 0) || r.cpus() > 1e6) {
       return InvalidError("resources: memory_bytes, pids and cpus must be 0 (no limit) or positive");
+    }
+    if (r.memory_bytes() > 0 && r.memory_bytes() < stepfile::kMinMemoryBytes) {
+      return InvalidError("resources: memory_bytes " + std::to_string(r.memory_bytes()) +
+                          " is below the smallest memory limit, 1048576 (1Mi)");
+    }
+    if (r.cpus() > 0 && r.cpus() < stepfile::kMinCpus) {
+      char cpus[32];
+      std::snprintf(cpus, sizeof cpus, "%g", r.cpus());
+      return InvalidError(std::string("resources: cpus ") + cpus + " is below the smallest CPU limit, 0.01");
     }
     job.resources = {r.memory_bytes(), r.pids(), r.cpus()};
   }

@@ -78,6 +78,20 @@ TEST(ParseRunRequest, TheWarningSignalCannotEndOrFreezeTheStep) {
 
 // protobuf's Duration holds nanos within ±999,999,999, of the sign of seconds; {0 s, 2e9 ns} was
 // taken as 2 s. Every Duration field of RunRequest is checked, and the error names it.
+// Limits below what a process can run in are refused before the job exists (a 1-byte memory
+// limit failed the step with "resources (): mkdir ...: Cannot allocate memory").
+TEST(ParseRunRequest, LimitsBelowTheSmallestAreRefused) {
+  proto::RunRequest r = Minimal("l");
+  r.mutable_resources()->set_memory_bytes(4096);
+  EXPECT_EQ(ParseRunRequest(r, {}).error().message,
+            "resources: memory_bytes 4096 is below the smallest memory limit, 1048576 (1Mi)");
+  r.mutable_resources()->set_memory_bytes(1 << 20);
+  r.mutable_resources()->set_cpus(0.005);
+  EXPECT_EQ(ParseRunRequest(r, {}).error().message, "resources: cpus 0.005 is below the smallest CPU limit, 0.01");
+  r.mutable_resources()->set_cpus(0.01);
+  EXPECT_TRUE(ParseRunRequest(r, {}).ok());
+}
+
 TEST(ParseRunRequest, AnInvalidDurationIsRefusedNamingTheField) {
   using Field = google::protobuf::Duration* (proto::RunRequest::*)();
   const std::pair<Field, std::string> fields[] = {

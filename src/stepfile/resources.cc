@@ -46,7 +46,9 @@ Result<int64_t> ParseMemory(std::string_view text) {
                         kMemorySyntax + ")");
   }
   const double bytes = std::floor(value * unit);
-  if (bytes < 1) return InvalidError(quoted + " must be at least 1 byte");
+  // Below 1 MiB the kernel cannot even make the step's group (mkdir: Cannot allocate memory),
+  // let alone start a process in it.
+  if (bytes < kMinMemoryBytes) return InvalidError(quoted + " is below the smallest memory limit, 1Mi");
   if (bytes > 1e18) return InvalidError(quoted + " is too large");
   return static_cast<int64_t>(bytes);
 }
@@ -56,6 +58,11 @@ Result<double> ParseCpus(std::string_view text) {
   std::string_view suffix;
   if (!SplitNumber(text, value, suffix) || !suffix.empty() || !(value > 0) || value > 1e6) {
     return InvalidError("\"" + std::string(text) + "\" is not a positive number of CPUs");
+  }
+  // The kernel's CFS quota is at least 1 ms per 100 ms period: a smaller limit was raised to it
+  // without a word.
+  if (value < kMinCpus) {
+    return InvalidError("\"" + std::string(text) + "\" is below the smallest CPU limit, 0.01");
   }
   return value;
 }

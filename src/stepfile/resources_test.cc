@@ -10,11 +10,14 @@ TEST(ResourcesSyntax, MemoryUnits) {
   EXPECT_EQ(*ParseMemory("512Mi"), 512LL << 20);
   EXPECT_EQ(*ParseMemory("2Gi"), 2LL << 30);
   EXPECT_EQ(*ParseMemory("1.5Gi"), 3LL << 29);
-  EXPECT_EQ(*ParseMemory("64Ki"), 64 * 1024);
+  EXPECT_EQ(*ParseMemory("2048Ki"), 2048 * 1024);
   EXPECT_EQ(*ParseMemory("2G"), 2000000000);
   EXPECT_EQ(*ParseMemory("3M"), 3000000);
-  EXPECT_EQ(*ParseMemory("7K"), 7000);
-  for (const char* bad : {"lots", "", "-1", "0", "1Ti", "1 Mi", "Mi", "0x10", "inf", "1e9"}) {
+  EXPECT_EQ(*ParseMemory("7000K"), 7000000);
+  EXPECT_EQ(*ParseMemory("1Mi"), 1 << 20);
+  // Below 1 MiB the step's group cannot even be made (it said "resources (): mkdir ...").
+  EXPECT_EQ(ParseMemory("4K").error().message, "\"4K\" is below the smallest memory limit, 1Mi");
+  for (const char* bad : {"lots", "", "-1", "0", "1", "1Ti", "1 Mi", "Mi", "0x10", "inf", "1e9"}) {
     EXPECT_FALSE(ParseMemory(bad).ok()) << bad;
   }
   EXPECT_EQ(ParseMemory("lots").error().message,
@@ -24,7 +27,10 @@ TEST(ResourcesSyntax, MemoryUnits) {
 TEST(ResourcesSyntax, CpusAndPids) {
   EXPECT_DOUBLE_EQ(*ParseCpus("1.5"), 1.5);
   EXPECT_DOUBLE_EQ(*ParseCpus("2"), 2);
-  for (const char* bad : {"-1", "0", "x", "", "1.5cpu"}) EXPECT_FALSE(ParseCpus(bad).ok()) << bad;
+  EXPECT_DOUBLE_EQ(*ParseCpus("0.01"), 0.01);
+  for (const char* bad : {"-1", "0", "x", "", "1.5cpu", "0.005"}) EXPECT_FALSE(ParseCpus(bad).ok()) << bad;
+  // The kernel's least quota is 1 ms per 100 ms: 0.005 was raised to 0.01 without a word.
+  EXPECT_EQ(ParseCpus("0.005").error().message, "\"0.005\" is below the smallest CPU limit, 0.01");
   EXPECT_EQ(*ParsePids("20"), 20);
   for (const char* bad : {"-1", "0", "1.5", "", "99999999999"}) EXPECT_FALSE(ParsePids(bad).ok()) << bad;
 }

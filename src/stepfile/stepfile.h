@@ -93,6 +93,10 @@ struct Limits {
   bool any() const { return memory_bytes > 0 || pids > 0 || cpus > 0; }
 };
 
+/// The smallest limits a step can get: below them the kernel cannot run a process in the group.
+inline constexpr int64_t kMinMemoryBytes = 1 << 20;
+inline constexpr double kMinCpus = 0.01;
+
 /// "512Mi", "2G", "1048576": bytes, with K M G (powers of 1000) or Ki Mi Gi (powers of 1024).
 /// Error text like `"lots" is not a size (bytes, or a number with K M G Ki Mi Gi)`.
 Result<int64_t> ParseMemory(std::string_view text);
