@@ -66,7 +66,9 @@ std::vector<ProcessRecord> TreeImpl::StopRecords() const {
     if (m->rec.signal_sent == 0) continue;
     ProcessRecord r = m->rec;
     const bool ended = m->gone || r.end_time != std::chrono::system_clock::time_point{};  // WatchEnd
-    if (!ended) {
+    if (!ended && m->killed) {
+      r.ending = kill_ending_;  // SIGKILL sent: it ends that way, reaped or not yet
+    } else if (!ended) {
       r.ending = ProcessRecord::Ending::kStillRunning;
     } else if (!m->status_known) {
       r.ending = m->killed ? kill_ending_ : ProcessRecord::Ending::kEndedBySignal;  // as BuildExit
