@@ -33,6 +33,12 @@ TEST(InvocationList, EmptyAndErrors) {
   ASSERT_FALSE(two.ok());
   EXPECT_EQ(two.error().message,
             "STEPS:2:1: expected one YAML document (a list of steps); another one starts here");
+  // A key after the list is not a `---`, though yaml-cpp starts a document there.
+  auto key_after = ParseInvocationList("- name: a\n  script: echo a\nfinally: []\n", "STEPS");
+  ASSERT_FALSE(key_after.ok());
+  EXPECT_EQ(key_after.error().message,
+            "STEPS:3:1: expected one YAML document (a list of steps); another one starts here (no "
+            "`---` here: this line cannot continue the document above it)");
   auto strict = ParseInvocationList("- script: a\n  bogus: 1\n", "STEPS");
   ASSERT_FALSE(strict.ok());
   EXPECT_EQ(strict.error().message,

@@ -125,7 +125,11 @@ class Builder : public YAML::EventHandler {
 
   void OnDocumentStart(const YAML::Mark& mark) override {
     if (tree_.documents.size() >= max_documents_) {
-      throw Stop{too_many_, OneBased(mark.line), OneBased(mark.column)};
+      // Without a `---`, yaml-cpp starts a document where a line cannot continue the one above
+      // (a key after a top-level list): "another one starts here" alone pointed at no `---`.
+      const bool marker = mark.pos >= 0 && text_.substr(static_cast<size_t>(mark.pos)).starts_with("---");
+      throw Stop{too_many_ + (marker ? "" : " (no `---` here: this line cannot continue the document above it)"),
+                 OneBased(mark.line), OneBased(mark.column)};
     }
     // Anchors are scoped to their document.
     anchors_.clear();
