@@ -117,8 +117,11 @@ TEST_F(TerminationTruthCli, RecordAndLogStateTheEffectiveGrace) {
 // A member that obeyed (or ended) during the grace is dated when it ended, even when its own
 // parent reaped it: a TERM-ignoring daemon's `sleep 0.1` was dated at the daemon's SIGKILL.
 TEST_F(TerminationTruthCli, AMemberReapedByItsParentIsDatedWhenItEnded) {
-  dir.Write("t.yml", Steps({{"t", "setsid bash -c 'trap \"\" TERM; : > ready; while :; do sleep 0.1; done' &\nwait"}}));
-  Output o = CancelWhenReady("t.yml", {"--grace", "2s"});
+  // The daemon's `sleep 1` exists before "ready" (forked by `&`), ignores SIGTERM as the daemon
+  // does, and ends by itself within the grace; the daemon reaps it and is killed at the end.
+  dir.Write("t.yml", Steps({{"t", "setsid bash -c 'trap \"\" TERM; sleep 1 & : > ready; wait; "
+                                  "while :; do sleep 0.1; done' &\nwait"}}));
+  Output o = CancelWhenReady("t.yml", {"--grace", "3s"});
   ASSERT_EQ(o.exit_code, 130) << o.err;
   auto when = [](const json& p) {
     google::protobuf::Timestamp t;
@@ -130,10 +133,21 @@ TEST_F(TerminationTruthCli, AMemberReapedByItsParentIsDatedWhenItEnded) {
   for (const auto& p : t["processes"]) {
     const std::string command = p.value("command", "");
     if (p["ending"] == "killed_after_grace" && command.starts_with("bash -c")) killed_at = when(p);
-    if (p["ending"] == "exited" && command == "sleep 0.1") sleep_ended_at = when(p);
+    // Recorded as the daemon's command when signalled before its exec: matched by how it ended.
+    if (p["ending"] == "exited") sleep_ended_at = when(p);
   }
   ASSERT_TRUE(killed_at && sleep_ended_at) << t.dump(1);
   EXPECT_LT(*sleep_ended_at, *killed_at) << t.dump(1);
+}
+
+// The job's timeout reaches a step that has a timeout of its own through that step's cancel
+// domain: the start line counts its processes (it said "cancel signal to 0 processes").
+TEST_F(TerminationTruthCli, TheStartLineCountsProcessesOfStepsWithTheirOwnTimeout) {
+  dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: s\n    timeout: 5m\n    script: \": > ready; sleep 300\"\n");
+  Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "1s", "--grace", "1s"}, {.cwd = dir.path()});
+  ASSERT_EQ(o.exit_code, 124) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("cancelling (timed_out): SIGTERM to 2 processes, grace 1s"));
+  EXPECT_THAT(o.out, HasSubstr("cancel finished: 2 processes"));
 }
 
 // A grace of zero sends SIGKILL alone; the log said "SIGTERM to N processes, grace 0s".

@@ -126,9 +126,15 @@ void CancelSource::Deliver(Effect* effect) {
     auto it = children_.find(id);
     if (it == children_.end()) continue;
     auto [child, follow] = it->second;
-    if (follow == Follow::kAsForced) child->Cancel(CancelRequest::Forced(effective.reason));
-    if (follow == Follow::kForcedOnly && effective.forced()) child->Cancel(effective);
-    if (follow == Follow::kAll) child->Cancel(effective);
+    Effect reached;
+    if (follow == Follow::kAsForced) reached = child->Cancel(CancelRequest::Forced(effective.reason));
+    if (follow == Follow::kForcedOnly && effective.forced()) reached = child->Cancel(effective);
+    if (follow == Follow::kAll) reached = child->Cancel(effective);
+    // What the child domains did is part of what this cancel did: a step with its own timeout,
+    // a finally: list under a forced cancel (the log said "to 0 processes").
+    effect->processes += reached.processes;
+    effect->signals.insert(reached.signals.begin(), reached.signals.end());
+    if (reached.grace) effect->grace = std::max(effect->grace.value_or(Duration(0)), *reached.grace);
   }
   ids.clear();
   for (const auto& [id, l] : listeners_) ids.push_back(id);
