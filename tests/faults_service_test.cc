@@ -230,7 +230,8 @@ TEST_F(Faults, ServerTakesConnectionsAgainAfterItsFdTableWasFull) {
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
     for (int i = 0; i < 40; ++i) {
       conns.emplace_back(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      ASSERT_EQ(::connect(conns.back().get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+      ASSERT_EQ(::connect(conns.back().get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0)
+          << "connection " << i << ": " << std::strerror(errno) << "; the server: " << limited.StdoutSoFar();
     }
     ASSERT_TRUE(WaitFor([&] { return open_fds() >= 32; })) << open_fds() << " fds open";
   }  // every connection closes here

@@ -158,7 +158,8 @@ TEST_F(TerminationTruthCli, AZeroGraceIsLoggedAsTheSigkillItIs) {
   EXPECT_THAT(o.out, HasSubstr("cancelling (cancel_requested): SIGKILL to "));
   EXPECT_THAT(o.out, Not(HasSubstr("SIGTERM to")));
   EXPECT_FALSE(dir.Exists("got-term"));
-  for (const auto& p : StepRecord()["processes"]) EXPECT_EQ(p["signal"], "SIGKILL") << p.dump();
+  const json record = StepRecord();
+  for (const auto& p : record["processes"]) EXPECT_EQ(p["signal"], "SIGKILL") << p.dump();
 }
 
 TEST_F(TerminationTruthCli, WarningSignalIsKeptApartFromTheCancelSignal) {
