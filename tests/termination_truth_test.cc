@@ -183,6 +183,19 @@ TEST_F(TerminationTruthCli, WarningSignalIsKeptApartFromTheCancelSignal) {
     EXPECT_EQ(main.value("endSignal", ""), "SIGTERM") << main.dump();
   }
   EXPECT_THAT(o.out, HasSubstr("deadline warning: SIGQUIT sent"));
+  // No sequence here has diagnose: steps: none is said to start.
+  EXPECT_THAT(o.out, Not(HasSubstr("starting diagnose steps")));
+}
+
+// A cleanup's budget that runs out is said: the finally: steps still to come are skipped.
+TEST_F(TerminationTruthCli, AFinallyBudgetThatRunsOutIsSaid) {
+  dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: main\n    script: \": > ready; sleep 300\"\n"
+                     "finally:\n  - name: slow\n    script: sleep 300\n  - name: never\n    script: touch never\n"
+                     "finally_timeout: 1s\n");
+  Output o = CancelWhenReady("t.yml", {"--grace", "1s"});
+  ASSERT_EQ(o.exit_code, 130) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("step-runner: finally: its budget of 1s (finally_timeout) ran out: cancelling the cleanup"));
+  EXPECT_FALSE(dir.Exists("never"));
 }
 
 TEST_F(TerminationTruthCli, LeftoverDaemonIsStoppedRecordedAndNamed) {

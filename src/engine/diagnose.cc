@@ -76,10 +76,14 @@ void Engine::Warn(int signo) {
   st.warned_at = WallNow();
   st.warning_signal = signo;
   const size_t signalled = signo ? SignalRunning(signo) : 0;
+  bool diagnose = false;
+  for (const engine::Scope* seq : st.running_sequences) {
+    diagnose |= seq->definition && !seq->definition->diagnose.empty();
+  }
   st.Log("step-runner: deadline warning: " +
          (signo ? SignalName(signo) + " sent to " + std::to_string(signalled) + " processes"
                 : std::string("no warning signal")) +
-         "; starting diagnose steps");
+         (diagnose ? "; starting diagnose steps" : ""));
   engine::StartDiagnose(st);
   if (st.observer) st.observer->Warned();
 }

@@ -96,7 +96,10 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
     const Duration grace = st.options.grace;
     CancelSource::Subscription start_budget = caller.cancel->Subscribe([&](const CancelRequest&) {
       if (budget_timer) return;
-      budget_timer = loop.After(budget, [&cleanup, grace] {
+      budget_timer = loop.After(budget, [&cleanup, &st, budget, grace] {
+        // Said, because the finally: steps still to come are then skipped.
+        st.Log("step-runner: finally: its budget of " + FormatDuration(budget) +
+               " (finally_timeout) ran out: cancelling the cleanup");
         cleanup.Cancel(CancelRequest::Graceful(CancelReason::kTimedOut, grace));
       });
     });
