@@ -12,15 +12,18 @@
 namespace sr::expr {
 namespace {
 constexpr std::string_view kMasked = "[MASKED]";
+}  // namespace
 
 // A secret shown inside a JSON object or array (`${{ inputs }}`, a struct output echoed) is
 // escaped, so its raw bytes never appear there: a newline is `\n`, `"` is `\"`, and Render (as
 // Go) writes <, >, & as \u003c, \u003e, \u0026. Each secret that escaping changes is also
 // masked in that form, and in the form of JSON writers that leave <, >, & as they are (jq,
 // nlohmann): `a&b"` is `a\u0026b\"` and `a&b\"`.
-void AddJsonForms(std::vector<std::string>& secrets) {
+std::vector<std::string> WithJsonForms(std::vector<std::string> secrets) {
   const size_t raw = secrets.size();
   for (size_t i = 0; i < raw; ++i) {
+    // A secret too short to mask stays unmasked in every form ("\0" escapes to 6 bytes).
+    if (secrets[i].size() < Masker::kMinSecretLength) continue;
     std::string go = JsonStringBody(secrets[i]);
     if (go == secrets[i]) continue;
     std::string plain;  // the same without Go's HTML escapes
@@ -39,11 +42,11 @@ void AddJsonForms(std::vector<std::string>& secrets) {
     if (plain != go) secrets.push_back(std::move(plain));
     secrets.push_back(std::move(go));
   }
+  return secrets;
 }
-}  // namespace
 
 Masker::Masker(std::vector<std::string> secrets) {
-  AddJsonForms(secrets);
+  secrets = WithJsonForms(std::move(secrets));
   std::sort(secrets.begin(), secrets.end());
   secrets.erase(std::unique(secrets.begin(), secrets.end()), secrets.end());
   for (auto& text : secrets) {

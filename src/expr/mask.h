@@ -42,6 +42,10 @@ class Masker {
   std::vector<size_t> best_;  // best_[i]: longest secret known to start at pending_[i], or 0
 };
 
+/// `secrets` and, for each that JSON escaping changes, its escaped forms: a secret shown inside a
+/// JSON object or array never shows its raw bytes (Masker masks these forms too).
+std::vector<std::string> WithJsonForms(std::vector<std::string> secrets);
+
 /// Masks a whole text at once.
 std::string MaskAll(std::string_view text, const std::vector<std::string>& secrets);
 

@@ -29,6 +29,8 @@ TEST(Mask, EscapedFormsInsideJson) {
   // The raw form is still masked, and a secret escaping does not change has one form.
   EXPECT_EQ(MaskAll("abc&def", {"abc&def"}), "[MASKED]");
   EXPECT_EQ(MaskAll(R"({"k":"plain-secret"})", {"plain-secret"}), R"({"k":"[MASKED]"})");
+  // A secret too short to mask stays unmasked in its escaped form too ("\0" is 6 bytes there).
+  EXPECT_EQ(MaskAll(R"({"k":"\u0000"})", {std::string(1, '\0')}), R"({"k":"\u0000"})");
   // An escaped backslash before "u0026" is text, not an escape.
   EXPECT_EQ(MaskAll(R"(a\\u0026b)", {R"(a\u0026b)"}), "[MASKED]");
 }
