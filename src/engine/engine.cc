@@ -41,6 +41,15 @@ void Engine::State::Log(const std::string& line) {
 Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options) {
   State& st = *state_;
   st.options = std::move(options);
+  // Go's CI_STEPS_DEBUG=true may also come as a job variable or in the job's environment:
+  // settled once here, not looked up again for every step's output and export files.
+  for (const auto* vars : {&st.options.job_vars, &st.options.base_env}) {
+    if (st.options.steps_debug) break;
+    if (auto it = vars->find("CI_STEPS_DEBUG"); it != vars->end()) {
+      st.options.steps_debug = it->second == "true";
+      break;
+    }
+  }
   std::vector<std::string> git_env;
   for (const auto& [k, v] : st.options.base_env) git_env.push_back(k + "=" + v);
   // Never let git stop to ask for credentials on a terminal: a CI step has no one to answer.

@@ -19,16 +19,6 @@
 namespace sr::engine {
 namespace {
 
-// Go's CI_STEPS_DEBUG=true (RunOptions::steps_debug): output and export file errors quote the
-// offending line.
-bool StepsDebug(const RunOptions& o) {
-  if (o.steps_debug) return true;
-  for (const auto* vars : {&o.job_vars, &o.base_env}) {
-    if (auto it = vars->find("CI_STEPS_DEBUG"); it != vars->end()) return it->second == "true";
-  }
-  return false;
-}
-
 // Reads outputs (validated against the spec, or delegated as a StepResult) and exports.
 Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, bool any_outputs,
                      const StepFiles& files, ResultNode* node) {
@@ -47,7 +37,7 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, bool any_out
     }
     *node->result.mutable_outputs() = delegated.outputs();
   } else {
-    auto written = ParseJsonLines(*out_text, StepsDebug(st.options));
+    auto written = ParseJsonLines(*out_text, st.options.steps_debug);
     if (!written.ok()) return AsFailure(written.error()).Wrap("output file: read output file");
     if (any_outputs) {  // a script step: whatever it wrote, unchecked (docs/step-language.md)
       for (const auto& [k, v] : *written) (*node->result.mutable_outputs())[k] = ToProtoValue(v);
@@ -65,7 +55,7 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, bool any_out
   }
   auto exp_text = files.ReadExports();
   if (!exp_text.ok()) return FailedError("export file: " + exp_text.error().message);
-  auto exported = ParseJsonLines(*exp_text, StepsDebug(st.options));
+  auto exported = ParseJsonLines(*exp_text, st.options.steps_debug);
   if (!exported.ok()) return AsFailure(exported.error()).Wrap("export file: read env file");
   auto env = ExportsToEnv(*exported);
   if (!env.ok()) return AsFailure(env.error()).Wrap("export file");
