@@ -8,6 +8,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "engine/internal.h"
+#include "util/utf8.h"
 #include "engine/outputs.h"
 #include "engine/results.h"
 #include "engine/usage.h"
@@ -70,11 +71,7 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, bool any_out
 // the value there (contract 7.5), so the step fails instead, naming the value, as Go's exec
 // refuses it ("invalid argument").
 Status RefuseNul(const ProcessSpec& spec, const EnvRecord& env) {
-  auto shown = [](const std::string& s) {
-    std::string out;
-    for (char c : s.substr(0, 200)) out += c == '\0' ? std::string("\\0") : std::string(1, c);
-    return out + (s.size() > 200 ? "..." : "");
-  };
+  auto shown = [](const std::string& s) { return ShowNul(s, 200) + (s.size() > 200 ? "..." : ""); };
   constexpr char kWhy[] = " contains a NUL byte, which a process cannot receive";
   for (size_t i = 0; i < spec.argv.size(); ++i) {
     if (spec.argv[i].find('\0') != std::string::npos) {

@@ -8,6 +8,7 @@
 #include "util/signals.h"
 #include "util/tempdir.h"
 #include "util/time.h"
+#include "util/utf8.h"
 
 namespace sr::service {
 namespace {
@@ -61,8 +62,7 @@ Status ValidateFileKey(const std::string& key) {
 // boundary between key and value: both are refused, never cut. The key is quoted with NUL as
 // \0 so the message stays one line.
 Status ValidateVariable(const char* what, const std::string& key, const std::string& value) {
-  std::string shown;
-  for (char c : key.substr(0, 128)) shown += c == '\0' ? std::string("\\0") : std::string(1, c);
+  const std::string shown = ShowNul(key, 128);
   if (key.empty()) return InvalidError(std::string(what) + " with an empty key");
   if (key.find('\0') != std::string::npos) {
     return InvalidError(std::string(what) + " \"" + shown + "\": the key contains NUL");

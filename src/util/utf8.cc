@@ -71,4 +71,16 @@ std::string EscapeInvalidUtf8(std::string_view s) {
   return out;
 }
 
+std::string ShowNul(std::string_view s, size_t max) {
+  std::string out;
+  for (char c : s.substr(0, max)) {
+    if (c == '\0') {
+      out += "\\0";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace sr
