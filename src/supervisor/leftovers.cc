@@ -163,8 +163,13 @@ void RemoveDeadRunnerCgroups(const std::string& parent, std::chrono::seconds min
 
 LeftoverReport RemoveDeadLeftovers(const std::string& base) {
   LeftoverReport report;
-  auto records = ListNames(base, [](const std::string& n) { return StartsWith(n, kCgroupRecordPrefix); });
-  auto dirs = ListNames(base, [](const std::string& n) { return StartsWith(n, kRunnerPrefix); });
+  // One pass over TMPDIR for both kinds (a runner's every start reads it).
+  std::vector<std::string> records, dirs;
+  for (auto& name : ListNames(base, [](const std::string& n) {
+         return StartsWith(n, kCgroupRecordPrefix) || StartsWith(n, kRunnerPrefix);
+       })) {
+    (StartsWith(name, kCgroupRecordPrefix) ? records : dirs).push_back(std::move(name));
+  }
   // Cgroups first: their processes must be gone before the files they may use go.
   for (const auto& name : records) RemoveCgroup(base + "/" + name, report);
   if (auto own = RunnerCgroupDir(::getpid()); own.ok()) {
