@@ -124,6 +124,27 @@ TEST_F(RunFaults, UnusableTmpdirIsRefusedByNameBeforeAnythingRuns) {
   }
 }
 
+TEST_F(RunFaults, ClosedStdoutOrStderrIsNullNotTheNextFdOpened) {
+  // `run … >&-`: fd 1 used to be taken by the runner's signalfd, its output written there
+  // (EINVAL) failed the job after the first step; with `2>&-` the runner's own lines went into
+  // whatever fd took number 2. Closed standard fds are /dev/null now, as in Go since 1.22.
+  dir.Write("p.yml", "spec: {}\n---\nrun:\n  - name: one\n    script: echo one; echo err >&2\n"
+                     "  - name: two\n    script: touch " + dir / "two-ran" + "\n");
+  for (const std::string closed : {">&-", "2>&-", "<&- >&- 2>&-"}) {
+    std::filesystem::remove(dir / "two-ran");
+    Output o = Child({"/bin/sh", "-c", "exec \"$0\" run -f \"$1\" " + closed, Binary(), dir / "p.yml"}, {})
+                   .Wait();
+    EXPECT_EQ(o.exit_code, 0) << closed << ": " << o.err;
+    EXPECT_TRUE(dir.Exists("two-ran")) << closed;
+    if (closed == "2>&-") {
+      EXPECT_THAT(o.out, HasSubstr("one\n"));
+    }
+    if (closed == ">&-") {
+      EXPECT_THAT(o.err, HasSubstr("err\n"));
+    }
+  }
+}
+
 // Polls for `path` for at most `limit`; a test that fails here must not wait 120 s.
 bool AppearsWithin(const std::string& path, std::chrono::seconds limit) {
   const auto until = std::chrono::steady_clock::now() + limit;

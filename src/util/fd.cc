@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 namespace sr {
 
@@ -69,6 +70,20 @@ Status WriteFile(const std::string& path, std::string_view data, int mode) {
   if (!s.ok()) {
     if (created) ::unlink(path.c_str());
     return s.error().Wrap(path);
+  }
+  return Ok();
+}
+
+Status OpenClosedStandardFds() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;
+    // The lowest free number is `fd` itself: every lower one is open by now.
+    const int opened = ::open("/dev/null", O_RDWR);
+    if (opened != fd) {
+      const std::string why = opened < 0 ? std::strerror(errno) : "got fd " + std::to_string(opened);
+      if (opened >= 0) ::close(opened);
+      return InternalError("fd " + std::to_string(fd) + " is closed and /dev/null cannot take its place: " + why);
+    }
   }
   return Ok();
 }

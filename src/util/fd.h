@@ -48,4 +48,10 @@ Result<std::string> ReadFilePrefix(const std::string& path, size_t max_bytes,
 /// file this call created is removed again: no empty or cut file is left behind.
 Status WriteFile(const std::string& path, std::string_view data, int mode = 0600);
 
+/// Opens /dev/null on each of fds 0, 1 and 2 that the process was started without (`run … >&-`),
+/// as Go's runtime does for every program since 1.22. Otherwise the first fd the program opens
+/// (a signalfd, a job log) takes that number, and writes meant for stdout or stderr land in it.
+/// An error (naming the fd) only when /dev/null cannot be opened.
+Status OpenClosedStandardFds();
+
 }  // namespace sr
