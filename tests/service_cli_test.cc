@@ -132,6 +132,21 @@ TEST_F(ServiceCli, FollowOfAJobCancelledByTheServersShutdownExitsWithItsCode) {
   EXPECT_EQ(server.exit_code, 0) << server.err;
 }
 
+// Another client Closes the followed job: the job is forgotten by the time the follower asks
+// for its status (NOT_FOUND), so the outcome comes with the log's end (trailing metadata). The
+// follower used to exit 1 with `no job with id "c"` for a job that was cancelled.
+TEST_F(ServiceCli, FollowOfAJobAnotherClientClosesExitsWithItsCode) {
+  std::string file = File("c.yml", {{"wait", "touch " + dir_ / "ready" + "; sleep 100"}});
+  Child client({Binary(), "client", "--socket", server_.socket(), "run", file, "--id", "c", "--follow"},
+               ClientOptions(dir_.path()));
+  ASSERT_TRUE(client.WaitForFile(dir_ / "ready"));
+  ASSERT_EQ(Client({"close", "c"}).exit_code, 0);
+  Output out = client.Wait();
+  EXPECT_EQ(out.exit_code, 130) << out.err;
+  EXPECT_THAT(out.out, HasSubstr("cancelling (closed)"));
+  EXPECT_THAT(out.err, Not(HasSubstr("no job with id")));
+}
+
 // The second Ctrl-C forces: the signal thread takes every signal, not only the first, and the
 // processes that ignore SIGTERM are killed long before the 60 s grace.
 TEST_F(ServiceCli, SecondCtrlCOnFollowForcesTheKill) {

@@ -26,6 +26,7 @@
 #include "cli/progress.h"
 #include "cli/status_text.h"
 #include "proto/step.grpc.pb.h"
+#include "service/service.h"
 #include "util/fd.h"
 #include "util/signals.h"
 #include "util/time.h"
@@ -81,6 +82,17 @@ int ExitCodeForStatus(const proto::Status& s) {
     case proto::StepResult::cancelled: return 130;
     default: return s.error().kind() == proto::StatusError::timed_out ? 124 : 1;
   }
+}
+
+// The job's outcome from FollowLogs' trailing metadata, as a one-job StatusResponse.
+bool JobEndFromTrailer(const grpc::ClientContext& follow, proto::StatusResponse& out) {
+  const auto& trailer = follow.GetServerTrailingMetadata();
+  auto it = trailer.find(service::kJobEndTrailer);
+  if (it == trailer.end()) return false;
+  proto::Status job;
+  if (!job.ParseFromArray(it->second.data(), static_cast<int>(it->second.size()))) return false;
+  *out.add_jobs() = std::move(job);
+  return true;
 }
 
 int RunCommand(const ClientArgs& a) {
@@ -182,6 +194,11 @@ int RunCommand(const ClientArgs& a) {
     proto::StatusRequest sreq;
     sreq.set_id(a.id);
     ss = client.stub().Status(&ctx, sreq, &status);
+    // Another client Closed the job between its end and this Status: its outcome came with the
+    // log's end (service.h kJobEndTrailer), without the result tree.
+    if (ss.error_code() == grpc::StatusCode::NOT_FOUND && JobEndFromTrailer(follow_ctx, status)) {
+      ss = grpc::Status::OK;
+    }
   }
   const uint64_t one = 1;
   [[maybe_unused]] ssize_t woke = ::write(follow_over.get(), &one, sizeof one);

@@ -45,8 +45,9 @@ OutputMove JobLog::MoveFrom(int fd, size_t max) {
   return m;
 }
 
-void JobLog::Close() {
+void JobLog::Close(std::string end_note) {
   if (closed_.load(std::memory_order_relaxed)) return;
+  end_note_ = std::move(end_note);
   closed_.store(true, std::memory_order_release);
   NotifyAll();
 }

@@ -48,10 +48,13 @@ class JobLog {
   OutputMove MoveFrom(int fd, size_t max);
 
   /// The job ended: no more bytes will come. Notifies followers (they finish once they have read
-  /// up to size()). Idempotent; Append after Close is ignored.
-  void Close();
+  /// up to size()). Idempotent; Append after Close is ignored. `end_note` is the owner's word on
+  /// how the job ended (opaque here), for followers that finish after the job is forgotten.
+  void Close(std::string end_note = {});
   /// Any thread. Once true, size() is final: read closed() first, then size().
   bool closed() const { return closed_.load(std::memory_order_acquire); }
+  /// Any thread, once closed() was seen true: the note given to Close (empty if none).
+  const std::string& end_note() const { return end_note_; }
 
   /// Bytes in the file. Any thread.
   int64_t size() const { return size_.load(std::memory_order_acquire); }
@@ -78,6 +81,7 @@ class JobLog {
   UniqueFd fd_;
   std::atomic<int64_t> size_{0};
   std::atomic<bool> closed_{false};
+  std::string end_note_;  // written once, before closed_ is set (release)
   std::map<FollowerId, Notify> followers_;
   FollowerId next_id_ = 1;
 };

@@ -53,8 +53,8 @@ class FinishedWriter : public Writer {
 
 class LogFollower : public Writer {
  public:
-  LogFollower(JobService& service, std::string id, int64_t offset)
-      : service_(service), loop_(service.loop()), id_(std::move(id)), offset_(offset) {
+  LogFollower(JobService& service, grpc::CallbackServerContext* context, std::string id, int64_t offset)
+      : service_(service), loop_(service.loop()), context_(context), id_(std::move(id)), offset_(offset) {
     loop_.Post([this] { Start(); });
   }
 
@@ -154,7 +154,10 @@ class LogFollower : public Writer {
       }
     }
     if (n == 0) {
-      Finish(grpc::Status::OK);  // every byte of a closed log was sent
+      // Every byte of a closed log was sent. The job's outcome goes with the end: a client whose
+      // Status(id) comes after someone Closed the job (and so NOT_FOUND) still learns it.
+      if (!log_->end_note().empty()) context_->AddTrailingMetadata(kJobEndTrailer, log_->end_note());
+      Finish(grpc::Status::OK);
       return;
     }
     if (!message) {
@@ -206,6 +209,7 @@ class LogFollower : public Writer {
 
   JobService& service_;
   EventLoop& loop_;
+  grpc::CallbackServerContext* const context_;
   const std::string id_;
   // Loop thread only.
   JobLog::FollowerId follow_id_ = 0;
@@ -241,7 +245,7 @@ std::shared_ptr<LogMessages> JobService::LogMessagesFor(const std::string& id) {
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* JobService::FollowLogs(
-    grpc::CallbackServerContext* /*context*/, const grpc::ByteBuffer* raw) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* raw) {
   proto::FollowLogsRequest request;
   grpc::ByteBuffer copy(*raw);  // Deserialize consumes its buffer
   if (grpc::Status parsed = grpc::SerializationTraits<proto::FollowLogsRequest>::Deserialize(
@@ -261,7 +265,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* JobService::FollowLogs(
   if (shutting_down_) return new FinishedWriter(ShuttingDown());
   if (!jobs_.count(request.id())) return new FinishedWriter(ToGrpcStatus(JobNotFound(request.id())));
   // Constructed under the lock: its Start reaches the loop after the job's own setup.
-  return new LogFollower(*this, request.id(), request.offset());
+  return new LogFollower(*this, context, request.id(), request.offset());
 }
 
 }  // namespace sr::service

@@ -267,7 +267,7 @@ void Job::Finish(RunOutcome outcome) {
   }
   // Publish before closing the log: a follower that sees the end then asks for the final status.
   Publish();
-  log_->Close();
+  log_->Close(Outline().SerializeAsString());
   // Run the end callback outside the engine's task: it may destroy this job.
   loop_->Post([this] {
     auto cb = std::move(on_end_);
@@ -275,8 +275,7 @@ void Job::Finish(RunOutcome outcome) {
   });
 }
 
-void Job::Publish() {
-  stale_ = false;
+proto::Status Job::Outline() const {
   proto::Status s;
   s.set_id(id_);
   s.set_status(state_);
@@ -286,6 +285,12 @@ void Job::Publish() {
   }
   if (start_time_) *s.mutable_start_time() = ToTimestamp(*start_time_);
   if (end_time_) *s.mutable_end_time() = ToTimestamp(*end_time_);
+  return s;
+}
+
+void Job::Publish() {
+  stale_ = false;
+  proto::Status s = Outline();
   if (final_result_) {
     *s.mutable_result() = *final_result_;
   } else if (run_) {

@@ -121,6 +121,9 @@ class Job : private Observer {
   void Warned() override { stale_ = true; }
   void Finish(RunOutcome outcome);
   void Publish();
+  // State, error and times: the start of every snapshot, and alone the log's end note
+  // (service.h kJobEndTrailer).
+  proto::Status Outline() const;
 
   const std::string id_;
   std::string dir_;                 // the job dir once Setup created it

@@ -35,6 +35,11 @@
 
 namespace sr::service {
 
+/// FollowLogs' trailing metadata when a stream ends because its job ended: the job's final
+/// Status without its result and termination trees (a serialized proto::Status). A client whose
+/// Status(id) comes after another client Closed the job (NOT_FOUND) reads the outcome here.
+inline constexpr char kJobEndTrailer[] = "step-runner-job-end-bin";
+
 struct ServeOptions {
   /// Unix socket to listen on. A stale socket file (no listener) is replaced; a live one is an
   /// error. The socket is created with mode 0600.
