@@ -500,7 +500,7 @@ TEST(Compat, ReadingAnUndeclaredOutputIsAnErrorBeforeAnythingRuns) {
             "  - name: deploy\n    script: echo ${{ steps.build.outputs.version }}\n");
   Output o = RunIn(dir, {"run", "-f", "s.yml"});
   EXPECT_EQ(o.exit_code, 2);
-  EXPECT_THAT(o.err, HasSubstr("s.yml:6:5: step \"deploy\": input \"script\": ${{ steps.build.outputs.version }}: "
+  EXPECT_THAT(o.err, HasSubstr("s.yml:7:5: step \"deploy\": input \"script\": ${{ steps.build.outputs.version }}: "
                                "step \"build\" has no output \"version\" (its outputs: v)"));
   EXPECT_FALSE(dir.Exists("ran")) << "nothing may run";
   // A typo in a step name is found the same way.

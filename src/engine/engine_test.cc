@@ -254,6 +254,29 @@ TEST_F(EngineTest, UnknownOutputReadInOutputsNamesItsEntry) {
                         "output \"q\" (its outputs: none)"));
 }
 
+// The static checks of an item's `inputs:` and `env:` name the offending entry's line:column
+// (its key; a script's `script:`), not the item's, as `outputs:` does above.
+TEST_F(EngineTest, UnknownOutputReadInInputsOrEnvNamesItsEntry) {
+  Write("sub/step.yml", "spec:\n  inputs:\n    a: {type: string}\n    b: {type: string}\n---\n"
+                        "exec:\n  command: [echo, sub]\n");
+  const std::string head = "spec: {}\n---\nrun:\n  - name: w\n    step: ./sub\n    inputs: {a: x, b: y}\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"  - name: r\n    step: ./sub\n    inputs:\n      a: fine\n      b: \"${{ steps.w.outputs.q }}\"\n",
+       "root.yml:11:7: step \"r\": input \"b\": "},
+      {"  - name: r\n    step: ./sub\n    inputs: {a: x, b: y}\n    env:\n      OK: fine\n"
+       "      X: \"${{ steps.w.outputs.q }}\"\n",
+       "root.yml:12:7: step \"r\": env \"X\": "},
+      {"  - name: r\n    env: {A: b}\n    script: echo ${{ steps.w.outputs.q }}\n",
+       "root.yml:9:5: step \"r\": input \"script\": "}};
+  for (const auto& [item, where] : cases) {
+    auto out = Run(head + item);
+    ASSERT_TRUE(out.error) << item;
+    EXPECT_EQ(out.error->kind, Error::Kind::kInvalid);
+    EXPECT_THAT(out.error->message,
+                HasSubstr(where + "${{ steps.w.outputs.q }}: step \"w\" has no output \"q\""));
+  }
+}
+
 // A referenced step "file" that is a FIFO nobody writes to would block the event loop (the whole
 // server) in open(); one that is endless would be read until memory ran out.
 TEST_F(EngineTest, ReferencedStepFileMustBeARegularFile) {

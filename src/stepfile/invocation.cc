@@ -79,10 +79,11 @@ Result<Invocation> ReadInvocation(Ctx& ctx, const Node& node, const std::string&
       SR_ASSIGN_OR_RETURN(Value v, ToValue(ctx, *i.value));
       if (action != nullptr) input_object[i.key] = v;
       inv.inputs[i.key] = std::move(v);
+      inv.input_marks[i.key] = MarkOf(ctx, *i.key_node);
     }
   }
   if (const Field* env = Find(f, "env")) {
-    SR_ASSIGN_OR_RETURN(inv.env, ReadEnv(ctx, *env->value, label + " env"));
+    SR_ASSIGN_OR_RETURN(inv.env, ReadEnv(ctx, *env->value, label + " env", &inv.env_marks));
   }
   if (const Field* res = Find(f, "resources")) {
     SR_ASSIGN_OR_RETURN(inv.resources, ReadResources(ctx, *res->value, label + " resources"));
@@ -108,6 +109,7 @@ Result<Invocation> ReadInvocation(Ctx& ctx, const Node& node, const std::string&
     inv.step.protocol = Reference::Protocol::kDist;
     inv.step.path = {"script"};
     inv.inputs = {{"script", Value(text)}};
+    inv.input_marks = {{"script", MarkOf(ctx, *script->key_node)}};
   } else {
     // Actions run through GitLab's action-runner component, which takes the action and its
     // inputs as two inputs of its own.
@@ -115,6 +117,8 @@ Result<Invocation> ReadInvocation(Ctx& ctx, const Node& node, const std::string&
     inv.step.url = kActionRunnerUrl;
     inv.step.version = "main";
     inv.inputs = {{"action", Value(text)}, {"inputs", std::move(input_object)}};
+    inv.input_marks = {{"action", MarkOf(ctx, *action->key_node)}};
+    if (inputs != nullptr) inv.input_marks["inputs"] = MarkOf(ctx, *inputs->key_node);
   }
   return inv;
 }

@@ -114,6 +114,11 @@ struct Invocation {
   std::optional<Limits> resources;  // contract 8.1, for this item's whole subtree
   std::optional<Duration> timeout;  // contract 8.4
   Mark mark;
+  /// Where each entry of `inputs` and `env` was written (its key; a `script:` or `action:`
+  /// item's inputs at that keyword), so that an error about one entry names its line. An entry
+  /// without one (items made from the command line) is named by `mark`.
+  std::map<std::string, Mark> input_marks;
+  std::map<std::string, Mark> env_marks;
   /// Inputs given as text on the command line (`run REF --inputs k=v`): typed by the callee's
   /// declared type once it is loaded (ValueFromText), not guessed.
   std::map<std::string, std::string> text_inputs;

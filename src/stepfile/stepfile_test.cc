@@ -369,5 +369,24 @@ TEST(StepFile, SequenceOutputsKeepWhereEachWasWritten) {
   EXPECT_EQ(marks.at("b").ToString(), "s.yml:6:3");
 }
 
+// An item's inputs and env keep where each was written (its key), so that checks made later name
+// the entry; the sugar's inputs are named by its keyword.
+TEST(StepFile, ItemInputsAndEnvKeepWhereEachWasWritten) {
+  auto f = ParseStepFile(
+      "spec: {}\n---\nrun:\n  - name: a\n    step: ./a\n    inputs:\n      x: 1\n      y: 2\n"
+      "    env: {E: v}\n  - name: s\n    script: echo\n  - name: c\n    action: act\n"
+      "    inputs: {z: 3}\n",
+      "s.yml");
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  const auto& run = f->definition.run;
+  ASSERT_EQ(run.size(), 3u);
+  EXPECT_EQ(run[0].input_marks.at("x").ToString(), "s.yml:7:7");
+  EXPECT_EQ(run[0].input_marks.at("y").ToString(), "s.yml:8:7");
+  EXPECT_EQ(run[0].env_marks.at("E").ToString(), "s.yml:9:11");
+  EXPECT_EQ(run[1].input_marks.at("script").ToString(), "s.yml:11:5");
+  EXPECT_EQ(run[2].input_marks.at("action").ToString(), "s.yml:13:5");
+  EXPECT_EQ(run[2].input_marks.at("inputs").ToString(), "s.yml:14:5");
+}
+
 }  // namespace
 }  // namespace sr::stepfile

@@ -101,7 +101,8 @@ Result<std::vector<const Node*>> ReadList(Ctx& ctx, const Node& node, const std:
 }
 
 Result<std::map<std::string, std::string>> ReadEnv(Ctx& ctx, const Node& node,
-                                                   const std::string& where) {
+                                                   const std::string& where,
+                                                   std::map<std::string, Mark>* marks) {
   SR_ASSIGN_OR_RETURN(Fields fields, ReadAnyFields(ctx, node, where));
   std::map<std::string, std::string> env;
   for (const Field& f : fields) {
@@ -111,6 +112,7 @@ Result<std::map<std::string, std::string>> ReadEnv(Ctx& ctx, const Node& node,
                      kIdentifierPattern);
     }
     SR_ASSIGN_OR_RETURN(env[f.key], ReadString(ctx, *f.value, where + " \"" + f.key + "\""));
+    if (marks != nullptr) (*marks)[f.key] = MarkOf(ctx, *f.key_node);
   }
   return env;
 }

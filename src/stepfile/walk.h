@@ -58,9 +58,11 @@ const Field* Find(const Fields& fields, std::string_view key);
 Result<std::string> ReadString(Ctx& ctx, const Node& node, const std::string& what);
 /// The items of a sequence; anything else is `<what> must be a list, got <type>`.
 Result<std::vector<const Node*>> ReadList(Ctx& ctx, const Node& node, const std::string& what);
-/// A `NAME: string` map (env); names must be identifiers, values as ReadString.
+/// A `NAME: string` map (env); names must be identifiers, values as ReadString. With `marks`,
+/// where each name was written.
 Result<std::map<std::string, std::string>> ReadEnv(Ctx& ctx, const Node& node,
-                                                   const std::string& where);
+                                                   const std::string& where,
+                                                   std::map<std::string, Mark>* marks = nullptr);
 
 /// ^[a-zA-Z_][a-zA-Z0-9_]*$
 bool IsIdentifier(std::string_view s);
