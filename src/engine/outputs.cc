@@ -1,8 +1,10 @@
 #include "engine/outputs.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "expr/expr.h"
+#include "util/utf8.h"
 
 namespace sr::engine {
 namespace {
@@ -42,6 +44,76 @@ int NestingDepth(std::string_view line) {
   return deepest;
 }
 
+// The value of the four hex digits at line[i], or -1 if they are not four hex digits.
+int Hex4(std::string_view line, size_t i) {
+  if (i + 4 > line.size()) return -1;
+  int v = 0;
+  for (size_t k = i; k < i + 4; ++k) {
+    const char c = line[k];
+    const int d = c >= '0' && c <= '9'   ? c - '0'
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                         : -1;
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+// Go's encoding/json, which read these files in the Go runner, decodes a string's lone surrogate
+// escape (`"\ud800"`, a high one not followed by a low one, or a low one alone) and each byte of
+// it that does not start valid UTF-8 to U+FFFD; nlohmann refuses the whole line. So such a line
+// is rewritten the way Go reads it before nlohmann parses it: a lone surrogate escape becomes
+// `\ufffd`, a bad byte the three bytes of U+FFFD (one per byte, as Go's utf8.DecodeRune goes).
+// Outside strings nothing changes: a bad byte there is invalid JSON to Go too, and so is a
+// malformed escape, left for nlohmann to refuse. nullopt when nothing needs rewriting.
+std::optional<std::string> AsGoReadsIt(std::string_view line) {
+  std::string out;
+  size_t copied = 0;  // line[0, copied) is in `out`
+  auto replace = [&](size_t at, size_t length, std::string_view with) {
+    out.append(line, copied, at - copied);
+    out.append(with);
+    copied = at + length;
+  };
+  bool in_string = false;
+  size_t i = 0;
+  while (i < line.size()) {
+    const auto c = static_cast<unsigned char>(line[i]);
+    if (!in_string) {
+      in_string = c == '"';
+      ++i;
+    } else if (c == '"') {
+      in_string = false;
+      ++i;
+    } else if (c == '\\') {
+      const int unit = i + 1 < line.size() && line[i + 1] == 'u' ? Hex4(line, i + 2) : -1;
+      if (unit >= 0xD800 && unit <= 0xDBFF && i + 7 < line.size() && line[i + 6] == '\\' &&
+          line[i + 7] == 'u' && Hex4(line, i + 8) >= 0xDC00 && Hex4(line, i + 8) <= 0xDFFF) {
+        i += 12;  // a pair: nlohmann decodes it
+      } else if (unit >= 0xD800 && unit <= 0xDFFF) {
+        replace(i, 6, "\\ufffd");
+        i += 6;
+      } else {
+        i += 2;  // any other escape (a bad one stays bad)
+      }
+    } else if (c < 0x80) {
+      ++i;
+    } else {
+      uint32_t code = 0;
+      const size_t length = DecodeUtf8(line, i, code);
+      if (length == 0) {
+        replace(i, 1, "\xEF\xBF\xBD");
+        ++i;
+      } else {
+        i += length;
+      }
+    }
+  }
+  if (copied == 0) return std::nullopt;
+  out.append(line, copied);
+  return out;
+}
+
 }  // namespace
 
 Result<std::map<std::string, json>> ParseJsonLines(std::string_view text, bool quote_line) {
@@ -62,7 +134,9 @@ Result<std::map<std::string, json>> ParseJsonLines(std::string_view text, bool q
     if (NestingDepth(line) > kMaxOutputDepth) {
       return fail("nested deeper than " + std::to_string(kMaxOutputDepth) + " levels");
     }
-    json obj = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+    const std::optional<std::string> as_go = AsGoReadsIt(line);
+    const std::string_view parsed = as_go ? std::string_view(*as_go) : line;
+    json obj = json::parse(parsed.begin(), parsed.end(), nullptr, /*allow_exceptions=*/false);
     if (obj.is_discarded()) return fail("invalid JSON");
     if (!obj.is_object()) return fail("not a JSON object");
     auto name = obj.find("name");

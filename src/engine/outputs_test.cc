@@ -57,6 +57,39 @@ TEST(JsonLines, NestingIsBounded) {
   EXPECT_EQ((*text)["x"][0], "\"" + std::string(1000, '['));
 }
 
+// Go's encoding/json reads a string's lone surrogate escape and each byte that is not UTF-8 as
+// U+FFFD (it does not refuse the line, as nlohmann does); names too. Outside a string such a byte
+// is still an error.
+TEST(JsonLines, LoneSurrogatesAndInvalidUtf8BecomeReplacementCharactersAsInGo) {
+  const std::string fffd = "\xEF\xBF\xBD";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"("x\ud800y")", "x" + fffd + "y"},
+      {R"("\udc00")", fffd},
+      {R"("\ud800\u0041")", fffd + "A"},
+      {R"("\uD800\uD800\uDC00")", fffd + "\xF0\x90\x80\x80"},  // a lone one, then a pair
+      {R"("\ud83d\ude00")", "\xF0\x9F\x98\x80"},               // a pair, as before
+      {R"("\\ud800")", "\\ud800"},                              // an escaped backslash: text
+      {"\"x\xFFy\"", "x" + fffd + "y"},
+      {"\"\xE2\x82\"", fffd + fffd},             // cut short: one for each byte, as in Go
+      {"\"\xED\xA0\x80\"", fffd + fffd + fffd},  // a surrogate written as UTF-8
+      {"[\"\xC0\x80\", \"\xEF\xBF\xBD\"]", "[\"" + fffd + fffd + "\",\"" + fffd + "\"]"},
+  };
+  for (const auto& [value, want] : cases) {
+    auto r = ParseJsonLines("{\"name\":\"a\",\"value\":" + value + "}\n");
+    ASSERT_TRUE(r.ok()) << value << ": " << r.error().message;
+    EXPECT_EQ((*r)["a"].is_string() ? (*r)["a"].get<std::string>() : (*r)["a"].dump(), want) << value;
+  }
+  auto name = ParseJsonLines("{\"name\":\"n\xFF\",\"value\":1}\n");
+  ASSERT_TRUE(name.ok()) << name.error().message;
+  EXPECT_EQ(name->count("n" + fffd), 1u);
+  for (const char* bad : {"{\"name\":\"a\",\"value\":1}\xFF\n", "{\"name\":\"a\",\"value\":\"\\u12\"}\n",
+                          "{\"name\":\"a\",\"value\":\"\\ud80\"}\n"}) {
+    auto r = ParseJsonLines(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_THAT(r.error().message, HasSubstr("at line 1: invalid JSON")) << bad;
+  }
+}
+
 stepfile::Spec SpecWith(std::map<std::string, stepfile::OutputSpec> outputs) {
   stepfile::Spec spec;
   spec.outputs = std::move(outputs);
