@@ -33,6 +33,12 @@ TEST(InvocationList, EmptyAndErrors) {
   ASSERT_FALSE(two.ok());
   EXPECT_EQ(two.error().message,
             "STEPS:2:1: expected one YAML document (a list of steps); another one starts here");
+  // A trailing empty document is nothing, as for a step file (yaml.v3 reads the first only).
+  for (const char* trailer : {"---\n", "---\n# end\n"}) {
+    auto trailing = ParseInvocationList(std::string("- script: a\n") + trailer, "STEPS");
+    ASSERT_TRUE(trailing.ok()) << trailer << ": " << trailing.error().message;
+    EXPECT_EQ(trailing->size(), 1u);
+  }
   // A key after the list is not a `---`, though yaml-cpp starts a document there.
   auto key_after = ParseInvocationList("- name: a\n  script: echo a\nfinally: []\n", "STEPS");
   ASSERT_FALSE(key_after.ok());

@@ -10,6 +10,7 @@
 //     counting an alias every time it is expanded ("billion laughs" stops there); an alias inside
 //     the node it refers to is an error;
 //   * a step file is exactly two documents, an invocation list exactly one (or empty text);
+//     empty documents after those (a trailing `---`) are ignored, as in Go;
 //   * yaml-cpp errors are caught and reported with their position; no exception leaves here.
 // Strictness beyond the Go runner, on purpose: unknown keys anywhere, duplicate mapping keys and
 // duplicate step names in one list are errors; custom tags and .inf/.nan are not accepted;

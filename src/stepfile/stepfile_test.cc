@@ -1,5 +1,5 @@
-// Step files: documents, the spec (reference.md 1.2), definitions (1.3), invocations (1.4),
-// cancel / finally / diagnose (contract.md 4.7, 4.10) and invocation lists (1.8).
+// Step files: the spec (reference.md 1.2), definitions (1.3), invocations (1.4),
+// cancel / finally / diagnose (contract.md 4.7, 4.10); the documents in documents_test.cc.
 #include "stepfile/stepfile.h"
 
 #include <gmock/gmock.h>
@@ -22,50 +22,6 @@ std::string ErrorOf(const Result<StepFile>& r) {
   if (r.ok()) return "<ok>";
   EXPECT_EQ(r.error().kind, Error::Kind::kInvalid);
   return r.error().message;
-}
-
-// --- documents -----------------------------------------------------------------------------------
-
-TEST(Documents, EmptySpecForms) {
-  for (const char* text :
-       {"spec:\n---\nexec: {command: [a]}\n", "{}\n---\nexec: {command: [a]}\n",
-        "---\n---\nexec: {command: [a]}\n", "spec: {}\n---\nexec: {command: [a]}\n",
-        "spec: ~\n---\nexec: {command: [a]}\n"}) {
-    auto f = Parse(text);
-    ASSERT_TRUE(f.ok()) << text << ": " << f.error().message;
-    EXPECT_TRUE(f->spec.inputs.empty());
-    EXPECT_FALSE(f->spec.delegate_outputs);
-    EXPECT_EQ(f->source, "s.yml");
-    EXPECT_EQ(f->definition.command, std::vector<std::string>{"a"});
-  }
-}
-
-TEST(Documents, MissingDefinition) {
-  for (const char* text : {"", "spec:\n", "spec: {}\n...\n"}) {
-    std::string e = ErrorOf(Parse(text));
-    EXPECT_THAT(e, StartsWith("s.yml:1:1: the definition document is missing")) << text;
-    EXPECT_THAT(e, HasSubstr("`---`"));
-  }
-  // A definition without its spec says so.
-  EXPECT_THAT(ErrorOf(Parse("exec: {command: [a]}\n")), HasSubstr("looks like a definition alone"));
-}
-
-TEST(Documents, ThirdDocumentIsAnError) {
-  EXPECT_EQ(ErrorOf(Parse("spec:\n---\nrun: []\n---\nrun: []\n")),
-            "s.yml:4:1: a step file has exactly two documents (the spec, then the definition); a "
-            "third one starts here");
-  EXPECT_THAT(ErrorOf(Parse("spec:\n---\nrun: []\n---\n")), StartsWith("s.yml:4:1: "));
-}
-
-TEST(Documents, OutOfOrder) {
-  EXPECT_THAT(ErrorOf(Parse("exec: {command: [a]}\n---\nspec:\n")),
-              StartsWith("s.yml:1:1: unknown key \"exec\" in the spec document (allowed: spec)"));
-}
-
-TEST(Documents, YamlSyntaxErrorHasPosition) {
-  EXPECT_THAT(ErrorOf(Def("exec: {command: [a\n")), StartsWith("s.yml:"));
-  EXPECT_THAT(ErrorOf(Def("run:\n  - name: a\n   script: b\n")), HasSubstr("invalid YAML"));
-  EXPECT_THAT(ErrorOf(Def("run: *nope\n")), StartsWith("s.yml:3:6: invalid YAML"));
 }
 
 // --- the spec (1.2) ------------------------------------------------------------------------------

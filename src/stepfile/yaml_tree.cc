@@ -32,15 +32,19 @@ class Builder : public YAML::EventHandler {
       : tree_(tree), max_documents_(max_documents), too_many_(too_many), text_(text) {}
 
   void OnDocumentStart(const YAML::Mark& mark) override {
-    if (tree_.documents.size() >= max_documents_) {
-      // Without a `---`, yaml-cpp starts a document where a line cannot continue the one above
-      // (a key after a top-level list): "another one starts here" alone pointed at no `---`.
-      const bool marker = mark.pos >= 0 && text_.substr(static_cast<size_t>(mark.pos)).starts_with("---");
-      throw Stop{too_many_ + (marker ? "" : " (no `---` here: this line cannot continue the document above it)"),
-                 OneBased(mark.line), OneBased(mark.column)};
-    }
     // Anchors are scoped to their document.
     anchors_.clear();
+    if (tree_.documents.size() >= max_documents_) {
+      // Go's decoder never reads past the documents it wants, so an empty one there (a trailing
+      // `---`) is no error: one too many is refused only once its root shows it holds a value
+      // (Attach). Without a `---`, yaml-cpp starts a document where a line cannot continue the
+      // one above (a key after a top-level list): "another one starts here" alone pointed at no
+      // `---`.
+      const bool marker = mark.pos >= 0 && text_.substr(static_cast<size_t>(mark.pos)).starts_with("---");
+      extra_ = Stop{too_many_ + (marker ? "" : " (no `---` here: this line cannot continue the document above it)"),
+                    OneBased(mark.line), OneBased(mark.column)};
+      return;
+    }
     tree_.documents.push_back({nullptr, OneBased(mark.line), OneBased(mark.column)});
   }
   void OnDocumentEnd() override {}
@@ -130,6 +134,11 @@ class Builder : public YAML::EventHandler {
 
   void Attach(Node* n, bool fresh) {
     if (stack_.empty()) {
+      if (extra_) {
+        // yaml-cpp reads an empty document, `~` and `null` alike as a null root: nothing lost.
+        if (n->kind == Node::Kind::kNull) return;
+        throw *extra_;
+      }
       tree_.documents.back().root = n;
       return;
     }
@@ -271,6 +280,7 @@ class Builder : public YAML::EventHandler {
   std::vector<Node*> stack_;
   std::map<YAML::anchor_t, Node*> anchors_;
   long count_ = 0;
+  std::optional<Stop> extra_;  // set while in a document past max_documents_: its error
 };
 
 }  // namespace

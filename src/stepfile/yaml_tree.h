@@ -59,8 +59,9 @@ struct Tree {
   std::deque<Node> nodes;  // deque: stable addresses while growing
 };
 
-/// Parses `text` into a tree of at most `max_documents` documents. A further document is an
-/// error `<source>:<line>:<col>: <too_many>` at its start. Never throws: YAML syntax errors,
+/// Parses `text` into a tree of at most `max_documents` documents. A further document that holds
+/// a value is an error `<source>:<line>:<col>: <too_many>` at its start; a further empty (null)
+/// one is dropped, as Go's decoder never reads it. Never throws: YAML syntax errors,
 /// limits, invalid UTF-8 and control characters all come back as kInvalid errors with a position.
 Result<std::unique_ptr<Tree>> LoadYaml(std::string_view text, const std::string& source,
                                        size_t max_documents, const std::string& too_many);
