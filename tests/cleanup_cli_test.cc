@@ -113,6 +113,43 @@ TEST_F(CleanupCli, ACancelDuringFinallyStillEndsTheJobAsOne) {
   EXPECT_TRUE(dir.Exists("f2-ran"));
 }
 
+// Every finally: step that fails to load is said, each naming its file:line and step, and the
+// steps between them still run; the job's error and exit code are those of before (the first
+// failure, or run:'s). Only the first was said: a load failure leaves no result, only its error.
+TEST_F(CleanupCli, EveryFinallyStepThatFailsToLoadIsReported) {
+  dir.Write("steps/echo/step.yml", "spec:\n  inputs:\n    v: {type: string}\n---\nexec:\n  command: [echo, x]\n");
+  dir.Write("bad/step.yml", "spec: {}\n---\nexec:\n  comand: [echo]\n");
+  const std::string finally = "finally:\n  - name: a\n    step: ./nope\n  - name: b\n    script: touch " +
+                              dir / "b-ran" + "\n  - name: c\n    step: ./steps/echo\n  - name: d\n    step: ./bad\n";
+  const std::string a = "p.yml:7:5: step \"a\": failed to load: loading file \"nope/step.yml\"";
+  const std::string c = "p.yml:11:5: step \"c\": failed to load: failed to parse spec definition: input \"v\" required";
+  const std::string d = "p.yml:13:5: step \"d\": failed to load: bad/step.yml:4:3: unknown key \"comand\" in exec";
+  auto count = [](const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  for (const bool run_fails : {false, true}) {
+    SCOPED_TRACE(run_fails ? "after a failed run:" : "after a successful run:");
+    ::unlink((dir / "b-ran").c_str());
+    dir.Write("p.yml", "spec: {}\n---\nrun:\n  - name: main\n    script: " +
+                           std::string(run_fails ? "exit 7" : "echo main") + "\n" + finally);
+    Output o = RunStepRunner({"run", "-f", "p.yml"}, {.cwd = dir.path()});
+    EXPECT_EQ(o.exit_code, 1) << o.err;
+    EXPECT_TRUE(dir.Exists("b-ran"));
+    const std::string all = o.out + o.err;
+    if (run_fails) {
+      EXPECT_THAT(o.err, HasSubstr("step-runner: step \"main\": exec: exit status 7"));
+      EXPECT_THAT(o.out, HasSubstr("step-runner: finally: " + a));
+    } else {
+      EXPECT_THAT(o.err, HasSubstr("step-runner: " + a));  // the job's error, as before
+    }
+    EXPECT_THAT(o.out, HasSubstr("step-runner: finally: " + c));
+    EXPECT_THAT(o.out, HasSubstr("step-runner: finally: " + d));
+    for (const auto& each : {a, c, d}) EXPECT_EQ(count(all, each), 1u) << each << " in\n" << all;
+  }
+}
+
 TEST_F(CleanupCli, SecondCtrlCKillsTheCleanupToo) {
   dir.Write("p.yml", "spec: {}\n---\nrun:\n  - name: main\n    script: touch " + dir / "started" +
                          "; sleep 100\nfinally:\n  - name: slow_cleanup\n    script: echo $$ > " +

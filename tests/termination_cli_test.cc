@@ -101,12 +101,16 @@ TEST_F(TerminationCli, WarningSignalAndDiagnoseComeBeforeTheTimeout) {
                      "      trap 'echo usr1 >> " + signals + "' USR1\n"
                      "      trap 'echo term >> " + signals + "; exit 0' TERM\n"
                      "      while :; do sleep 0.05; done\n"
-                     "diagnose:\n  - name: dump\n    script: echo \"diagnose pids=${{ run.pids }}\"\n");
+                     "diagnose:\n  - name: missing\n    step: ./nope\n"
+                     "  - name: dump\n    script: echo \"diagnose pids=${{ run.pids }}\"\n");
   Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "2s", "--warn-before", "1s",
                             "--warn-signal", "SIGUSR1", "--grace", "5s"});
   EXPECT_EQ(o.exit_code, 124) << o.err;
   EXPECT_EQ(dir.Read("signals"), "usr1\nterm\n");
   EXPECT_THAT(o.out, HasSubstr("diagnose pids=["));
+  // A diagnose: step that fails to load is said (its error was dropped), and the next one runs.
+  EXPECT_THAT(o.out, HasSubstr("step-runner: diagnose: " + dir / "t.yml" +
+                               ":10:5: step \"missing\": failed to load: loading file"));
   EXPECT_THAT(o.out, HasSubstr("deadline warning: SIGUSR1 sent"));
 }
 

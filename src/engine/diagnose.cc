@@ -15,7 +15,7 @@ struct DiagnoseRun {
 };
 
 Task<bool> RunDiagnose(Engine::State& st, std::shared_ptr<DiagnoseRun> run) {
-  (void)co_await RunList(st, run->scope, run->list, /*keep_going=*/true);
+  (void)co_await RunList(st, run->scope, run->list, ListKind::kDiagnose);
   co_return true;
 }
 

@@ -210,10 +210,19 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
                           ResultNode* node);
 Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep& step,
                               const json& inputs, Env env, ResultNode* node);
-/// Runs a list of invocations under `scope`; `keep_going` runs every one even after a failure
-/// (cleanup and diagnose lists). Returns the first error.
+/// Which list RunList runs, and so how it goes on after a failure.
+enum class ListKind {
+  kRun,                  // `run:`: the first failure ends it, the items after it are skipped
+  kFinally,              // `finally:` after a `run:` that succeeded: its first error is the run's
+  kFinallyAfterFailure,  // `finally:` after a `run:` that failed or was cancelled
+  kDiagnose,             // `diagnose:` lists, whose errors no one reports
+};
+/// Runs a list of invocations under `scope`; all but kRun run every item even after a failure.
+/// Returns the first error. An item that fails to load leaves no result, only its error: in the
+/// lists that run on, each such error that is not the one returned to be reported (every one
+/// after `run:` failed, and in `diagnose:`) is logged as it happens, naming the item's file:line.
 Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
-                                   const std::vector<stepfile::Invocation>& list, bool keep_going);
+                                   const std::vector<stepfile::Invocation>& list, ListKind kind);
 /// Starts the `diagnose:` lists of the running sequences (pre-deadline warning).
 void StartDiagnose(Engine::State& st);
 /// The job's termination record so far, masked: the cancel request, the warning, and every

@@ -20,11 +20,21 @@ const char* RunStatusName(const std::optional<Error>& e) {
   return "failure";
 }
 
+// A load failure's message names the item's file:line (most do: a missing file, wrong inputs);
+// one that does not (an expression, a referenced file that does not parse) gets it in front.
+std::string AtItem(const stepfile::Invocation& inv, const std::string& message) {
+  if (inv.mark.line <= 0) return message;
+  const std::string at = inv.mark.ToString() + ": ";
+  return message.starts_with(at) ? message : at + message;
+}
 
 }  // namespace
 
 Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
-                                   const std::vector<stepfile::Invocation>& list, bool keep_going) {
+                                   const std::vector<stepfile::Invocation>& list, ListKind kind) {
+  const bool keep_going = kind != ListKind::kRun;
+  // Whether the list's first error is reported by the caller (the rest would be lost).
+  const bool first_reported = kind == ListKind::kRun || kind == ListKind::kFinally;
   std::optional<Error> first_error;
   auto skip_rest = [&st, &list](size_t from) {
     if (!st.observer) return;
@@ -45,6 +55,12 @@ Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
       SetStepOutputs(scope, inv.name, std::move(outputs));
     }
     if (out.error) {
+      // A step that ran has its result (status, output) whatever becomes of its error; one that
+      // failed to load has only the error: said here unless it is the one to be reported.
+      if (!out.has_result && keep_going && (first_error || !first_reported)) {
+        st.Log(std::string("step-runner: ") + (kind == ListKind::kDiagnose ? "diagnose" : "finally") +
+               ": " + AtItem(inv, out.error->message));
+      }
       if (!first_error) first_error = out.error;
       if (!keep_going) {
         skip_rest(index + 1);
@@ -84,7 +100,7 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
 
   node->cancel = caller.cancel;
   st.running_sequences.push_back(&self);
-  std::optional<Error> error = co_await RunList(st, self, def.run, /*keep_going=*/false);
+  std::optional<Error> error = co_await RunList(st, self, def.run, ListKind::kRun);
 
   if (!def.finally.empty()) {
     // Cleanup has its own cancel domain: the cancel that ended `run:` does not stop it, but a
@@ -107,8 +123,8 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
     cleanup_scope.cancel = &cleanup;
     cleanup_scope.run["status"] = RunStatusName(error);
     cleanup_scope.run["termination"] = TerminationValue(st, *node);
-    std::optional<Error> cleanup_error =
-        co_await RunList(st, cleanup_scope, def.finally, /*keep_going=*/true);
+    std::optional<Error> cleanup_error = co_await RunList(
+        st, cleanup_scope, def.finally, error ? ListKind::kFinallyAfterFailure : ListKind::kFinally);
     start_budget = {};
     if (budget_timer) loop.CancelTimer(*budget_timer);
     self.steps = std::move(cleanup_scope.steps);
