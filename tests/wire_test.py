@@ -270,6 +270,9 @@ class WireTest(unittest.TestCase):
         self.assertEqual(step_pb2.Termination.step_timed_out, 5)
         self.assertEqual(step_pb2.Termination.oom_killed, 6)
         self.assertEqual(step_pb2.Termination.ProcessRecord.killed_by_oom, 6)
+        # The deadline warning's own record (docs/cancellation.md, "The deadline warning").
+        self.assertEqual(step_pb2.Termination.deadline_warning, 9)
+        self.assertEqual(number(step_pb2.Termination.ProcessRecord, "warning_signal"), 9)
 
     def test_resources_usage_and_oom(self):
         # A job-wide memory limit of 64 MiB against a 200 MB allocation, from an independent stack.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "engine/engine.h"  // FormatBytes
@@ -60,12 +61,14 @@ void PrintSteps(const proto::StepResult& r, int depth) {
   }
 }
 
-// Steps the runner stopped for a reason of their own (OOM kill, own timeout): which processes.
+// Steps the runner stopped for a reason of their own (OOM kill, own timeout, the deadline
+// warning signal): which processes.
 void PrintStepTerminations(const proto::StepResult& r) {
   for (const auto& sub : r.sub_step_results()) {
     const auto& t = sub.termination();
     if (sub.has_termination() && (t.reason() == proto::Termination::oom_killed ||
-                                  t.reason() == proto::Termination::step_timed_out)) {
+                                  t.reason() == proto::Termination::step_timed_out ||
+                                  t.reason() == proto::Termination::deadline_warning)) {
       std::printf("step %s: %s\n", sub.step().name().c_str(),
                   proto::Termination::Reason_Name(t.reason()).c_str());
       for (const auto& p : t.processes()) {
@@ -105,8 +108,11 @@ void PrintJobDetail(const proto::Status& s) {
                   Time(t.warning_time()).c_str());
     }
     for (const auto& p : t.processes()) {
-      std::printf("  pid %d %s: %s -> %s\n", p.pid(), p.command().c_str(),
-                  p.signal().empty() ? "no signal" : p.signal().c_str(),
+      // A process only the warning reached says so: "no signal" and then ended_by_signal hid it.
+      const std::string sent = !p.signal().empty()           ? p.signal()
+                               : !p.warning_signal().empty() ? p.warning_signal() + " (warning)"
+                                                             : "no signal";
+      std::printf("  pid %d %s: %s -> %s\n", p.pid(), p.command().c_str(), sent.c_str(),
                   proto::Termination::ProcessRecord::Ending_Name(p.ending()).c_str());
     }
   }

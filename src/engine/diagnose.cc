@@ -75,7 +75,15 @@ void Engine::Warn(int signo) {
   State& st = *state_;
   st.warned_at = WallNow();
   st.warning_signal = signo;
-  const size_t signalled = signo ? SignalRunning(signo) : 0;
+  size_t signalled = 0;
+  if (signo) {
+    // ProcessTree::Warn, not Signal: each process's record keeps the warning, so a step whose
+    // process dies of it says the runner's signal ended it (engine/exec.cc).
+    engine::ForEachRunningTree(st.root, [&](ProcessTree& t) {
+      signalled += t.Members().size();
+      t.Warn(signo);
+    });
+  }
   bool diagnose = false;
   for (const engine::Scope* seq : st.running_sequences) {
     diagnose |= seq->definition && !seq->definition->diagnose.empty();

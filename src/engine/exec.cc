@@ -243,6 +243,10 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   if (exit.stop) {
     *node->result.mutable_termination() = StepTermination(exit, cancel);
     if (!exit.stop_requested) st.Log(LeftoversLine(node->result.step().name(), node->result.termination()));
+  } else if (auto warned = WarningTermination(exit)) {
+    // Nobody stopped the step, yet the runner's warning signal ended some of it: recorded.
+    *node->result.mutable_termination() = std::move(*warned);
+    st.Log(WarningLine(node->result.step().name(), node->result.termination()));
   }
   if (exit.stop_requested) {
     std::string how = exit.term_signal ? "signal: " + SignalName(exit.term_signal)
@@ -251,7 +255,12 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   }
   if (exit.spawn_error) co_return StepOutcome{true, exit.spawn_error->Wrap("exec")};
   if (exit.term_signal) {
-    co_return StepOutcome{true, FailedError("exec: signal: " + SignalName(exit.term_signal))};
+    // The main process died of the warning signal the runner sent before the deadline: the
+    // step failed (no cancel came, the deadline had not), and the message says whose signal.
+    const bool warning = !exit.records.empty() && exit.records.front().pid == main_pid &&
+                         exit.records.front().warning_signal == exit.term_signal;
+    co_return StepOutcome{true, FailedError("exec: signal: " + SignalName(exit.term_signal) +
+                                            (warning ? " (the runner's deadline warning signal)" : ""))};
   }
   if (exit.exit_code != 0) {
     co_return StepOutcome{true, FailedError("exec: exit status " + std::to_string(exit.exit_code))};

@@ -232,6 +232,10 @@ std::optional<proto::Termination> JobTermination(const Engine::State& st);
 /// A step's record, from its tree's stop facts: reason (the domain's cancel, or step_ended for
 /// processes left behind), effective grace, and how each process ended.
 proto::Termination StepTermination(const TreeExit& exit, const CancelSource& cancel);
+/// The record of a step that was not stopped but one of whose processes died of the warning
+/// signal sent before the deadline (Engine::Warn): reason deadline_warning, the warned
+/// processes. Unset when none died of it.
+std::optional<proto::Termination> WarningTermination(const TreeExit& exit);
 /// The record of a step the kernel's OOM killer ended (contract 8.3): reason oom_killed.
 proto::Termination OomTermination(const TreeExit& exit, pid_t main_pid, const std::string& command);
 /// The termination record as a `${{ run.termination }}` value: protobuf's JSON names, as Status.
@@ -243,6 +247,8 @@ proto::Termination SubtreeTermination(const Engine::State& st, const ResultNode&
 /// Log lines: the step's leftovers (one line), the end of a cancel: the job's, or with `step`
 /// set the end of that step's own (its `timeout:`).
 std::string LeftoversLine(const std::string& step, const proto::Termination& t);
+/// The processes of `step` that died of the warning signal (a WarningTermination), one line.
+std::string WarningLine(const std::string& step, const proto::Termination& t);
 std::string CancelFinishedLine(const proto::Termination& t, const std::string& step = "");
 /// The scope a step sees itself in: its own directory and inputs, its caller's cancel and `run`.
 Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs);

@@ -178,6 +178,7 @@ void AddProcessRecords(const std::vector<ProcessRecord>& records, proto::Termina
     }
     p->set_exit_code(r.exit_code);
     if (r.end_signal) p->set_end_signal(SignalName(r.end_signal));
+    if (r.warning_signal) p->set_warning_signal(SignalName(r.warning_signal));
   }
 }
 

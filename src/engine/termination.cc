@@ -53,14 +53,33 @@ std::string ProcessName(const proto::Termination::ProcessRecord& p) {
   return "pid " + std::to_string(p.pid()) + " (" + p.command() + ")";
 }
 
+// The warning the step's processes got, on its record (the job's record has it too, but a
+// step's record is read alone: step-results.json). True if a process died of it.
+bool AddWarning(const TreeExit& exit, proto::Termination* t) {
+  bool died = false;
+  for (const ProcessRecord& r : exit.records) {
+    if (!r.warning_signal) continue;
+    if (!t->has_warning_time()) {
+      *t->mutable_warning_time() = ToTimestamp(r.warning_time);
+      t->set_warning_signal(SignalName(r.warning_signal));
+    }
+    died |= r.ending == ProcessRecord::Ending::kEndedBySignal && r.end_signal == r.warning_signal;
+  }
+  return died;
+}
+
 }  // namespace
 
 proto::Termination StepTermination(const TreeExit& exit, const CancelSource& cancel) {
   proto::Termination t;
   const StopFacts& stop = *exit.stop;
   const auto& request = cancel.current();
+  const bool warning_killed = AddWarning(exit, &t);
   if (stop.leftovers || !request) {
-    t.set_reason(proto::Termination::step_ended);
+    // Processes left when the main process ended. If the warning killed one (the main process,
+    // usually), the warning is why the step ended: the leftovers' stop followed from it.
+    t.set_reason(warning_killed ? proto::Termination::deadline_warning
+                                : proto::Termination::step_ended);
     *t.mutable_requested_time() = ToTimestamp(stop.started);
   } else {
     SetReason(request->reason, &t);
@@ -69,6 +88,19 @@ proto::Termination StepTermination(const TreeExit& exit, const CancelSource& can
   t.set_forced(stop.forced);
   SetDuration(stop.grace, t.mutable_grace());
   AddProcessRecords(exit.records, &t);
+  return t;
+}
+
+std::optional<proto::Termination> WarningTermination(const TreeExit& exit) {
+  proto::Termination t;
+  if (!AddWarning(exit, &t)) return std::nullopt;
+  t.set_reason(proto::Termination::deadline_warning);
+  // Only the warned processes: the others got no signal from the runner.
+  std::vector<ProcessRecord> warned;
+  for (const ProcessRecord& r : exit.records) {
+    if (r.warning_signal) warned.push_back(r);
+  }
+  AddProcessRecords(warned, &t);
   return t;
 }
 
@@ -165,6 +197,17 @@ std::string LeftoversLine(const std::string& step, const proto::Termination& t) 
   for (const auto& p : t.processes()) {
     if (p.signal().empty()) continue;  // the main process, ended by itself
     line += " " + ProcessName(p) + " " + p.signal() + " -> " + Ending::Ending_Name(p.ending()) + ";";
+  }
+  line.pop_back();
+  return line;
+}
+
+std::string WarningLine(const std::string& step, const proto::Termination& t) {
+  std::string line = "step-runner: step \"" + step + "\": the deadline warning signal " +
+                     t.warning_signal() + " ended";
+  for (const auto& p : t.processes()) {
+    if (p.ending() != Ending::ended_by_signal || p.end_signal() != p.warning_signal()) continue;
+    line += " " + ProcessName(p) + ",";
   }
   line.pop_back();
   return line;

@@ -113,6 +113,10 @@ struct ProcessRecord {
   /// is not a stop signal and is not recorded here.
   int signal_sent = 0;
   std::chrono::system_clock::time_point signal_time{};
+  /// The warning signal it got from ProcessTree::Warn, and when; 0 = none. Kept apart: a
+  /// process that dies of it was ended by the runner, though no stop was asked for.
+  int warning_signal = 0;
+  std::chrono::system_clock::time_point warning_time{};
   std::chrono::system_clock::time_point end_time{};
   Ending ending = Ending::kExited;
   int exit_code = 0;   // with kExited
@@ -161,9 +165,12 @@ class ProcessTree {
   virtual pid_t pid() const = 0;
   /// The pids of every live member (main process and descendants, including daemonized ones).
   virtual std::vector<pid_t> Members() const = 0;
-  /// Sends `signo` to every live member now, outside any stop (the pre-deadline warning). The
-  /// members are recorded (their command lines read) but `signal_sent` stays the stop signal.
+  /// Sends `signo` to every live member now, outside any stop (job control: SIGSTOP, SIGCONT).
+  /// The members are recorded (their command lines read) but `signal_sent` stays the stop signal.
   virtual void Signal(int signo) = 0;
+  /// Signal, as the pre-deadline warning: each member's record also keeps `warning_signal`, so
+  /// one that dies of it is known to have died of the runner's signal.
+  virtual void Warn(int signo) = 0;
   /// How many members the supervisor has sent a stop signal or SIGKILL to so far. Cheap: counts
   /// what Stop recorded, without looking at /proc.
   virtual size_t signalled() const = 0;

@@ -312,6 +312,28 @@ while :; do sleep 0.01; done)"),
   tree->Kill();
   ASSERT_TRUE(Wait(o));
   ExpectRecordsGone(o);
+  for (const auto& r : o.exit.records) EXPECT_EQ(r.warning_signal, 0) << "job control, no warning";
+}
+
+// A member that dies of the warning signal is known to have died of the runner's signal,
+// though no stop was asked for (the step said only "signal: SIGUSR1").
+TEST_P(StopTest, WarnIsKeptInTheRecordOfEachMemberItReached) {
+  Outcome o;
+  auto tree = Start(Shell("echo ready; while :; do sleep 0.01; done"), o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  tree->Warn(SIGUSR1);
+  ASSERT_TRUE(Wait(o));
+  EXPECT_FALSE(o.exit.stop_requested);
+  EXPECT_EQ(o.exit.term_signal, SIGUSR1);
+  ASSERT_FALSE(o.exit.records.empty());
+  const ProcessRecord& main = o.exit.records[0];
+  EXPECT_EQ(main.pid, tree->pid());
+  EXPECT_EQ(main.warning_signal, SIGUSR1);
+  EXPECT_NE(main.warning_time, std::chrono::system_clock::time_point{});
+  EXPECT_EQ(main.signal_sent, 0) << "a warning is not a stop signal";
+  EXPECT_EQ(main.ending, Ending::kEndedBySignal);
+  EXPECT_EQ(main.end_signal, SIGUSR1);
+  ExpectRecordsGone(o);
 }
 
 TEST_P(StopTest, KillAllKillsTreesAndOrphans) {

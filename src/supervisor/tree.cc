@@ -136,6 +136,17 @@ void TreeImpl::Signal(int signo) {
   });
 }
 
+void TreeImpl::Warn(int signo) {
+  if (!live()) return;
+  members_->SignalAll(signo, [this, signo](pid_t p, int fd, const std::string& seen) {
+    Member* m = OnVictim(p, fd, signo, false, seen);
+    if (m && m->rec.warning_signal == 0) {
+      m->rec.warning_signal = signo;
+      m->rec.warning_time = WallNow();
+    }
+  });
+}
+
 void TreeImpl::Stop(StopOrder order) {
   if (!live()) return;
   if (!main_reaped()) stop_requested_ = true;

@@ -80,6 +80,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   pid_t pid() const override { return pid_; }
   std::vector<pid_t> Members() const override;
   void Signal(int signo) override;
+  void Warn(int signo) override;
   size_t signalled() const override;
   int stop_signal() const override { return stop_ ? stop_facts_.signal : 0; }
   std::vector<ProcessRecord> StopRecords() const override;
@@ -147,9 +148,10 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   void Disarm();
   TreeExit BuildExit();
 
-  // A member got `signo` from us: a stop signal or SIGKILL (`stop`), or a warning.
-  // `seen_as` is the task name a scan saw before the signal ("" when none did).
-  void OnVictim(pid_t pid, int pidfd, int signo, bool stop, const std::string& seen_as);
+  // A member got `signo` from us: a stop signal or SIGKILL (`stop`), or another (Signal, Warn).
+  // `seen_as` is the task name a scan saw before the signal ("" when none did). The member's
+  // record, or null past kMaxRecords.
+  Member* OnVictim(pid_t pid, int pidfd, int signo, bool stop, const std::string& seen_as);
   Member* Find(pid_t pid);
   void ApplyStatus(Member& m, int status);
   void WatchEnd(Member& m);

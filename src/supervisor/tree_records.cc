@@ -23,12 +23,13 @@ TreeImpl::Member* TreeImpl::Find(pid_t pid) {
   return it->second;
 }
 
-void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop, const std::string& seen_as) {
+TreeImpl::Member* TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop,
+                                     const std::string& seen_as) {
   const bool kill = stop && signo == SIGKILL;
   if (kill) any_killed_ = true;
   Member* m = Find(pid);
   if (!m) {
-    if (records_.size() >= kMaxRecords) return;
+    if (records_.size() >= kMaxRecords) return nullptr;
     auto fresh = std::make_unique<Member>();
     fresh->rec.pid = pid;
     fresh->rec.command = pid == pid_ ? command_ : ReadCommand(pid);
@@ -43,6 +44,7 @@ void TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop, const std::s
     m->rec.signal_time = WallNow();
   }
   if (kill) m->killed = true;
+  return m;
 }
 
 // A signalled member's end is dated when it comes, whoever reaps it: a shell's child that obeyed
