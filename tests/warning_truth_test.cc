@@ -1,6 +1,8 @@
 // The deadline warning tells the truth about what it did: a step that dies of the warning signal
 // the runner sent is recorded as such and fails saying so (it failed as a bare
-// "exec: signal: SIGTERM", with no record that the runner had sent that signal).
+// "exec: signal: SIGTERM", with no record that the runner had sent that signal); a diagnose
+// step still running when the job's steps end by themselves is killed with reason job_ended
+// (its record said timed_out, though no timeout had come).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -18,6 +20,14 @@ using json = nlohmann::json;
 
 // Does not handle SIGTERM: the warning's default action ends it (bash and its sleep).
 constexpr char kUnhandledWarning[] = "echo $$ > main.pid\nsleep 300";
+
+// The job's step waits for its diagnose step to be running, then ends by itself (no warning
+// signal: the diagnose steps start all the same) with `exit_code`.
+std::string WithSlowDiagnose(int exit_code) {
+  return Steps({{"main", "while [ ! -s diag.pid ]; do sleep 0.05; done\nexit " +
+                             std::to_string(exit_code)}}) +
+         "diagnose:\n  - name: dump\n    script: |\n      echo $$ > diag.pid\n      sleep 300\n";
+}
 
 class WarningTruthCli : public ::testing::Test {
  protected:
@@ -55,6 +65,29 @@ TEST_F(WarningTruthCli, AStepKilledByTheWarningSignalFailsSayingSoAndIsRecorded)
                                std::to_string(main) + " ("));
 }
 
+TEST_F(WarningTruthCli, ADiagnoseStepKilledAtTheJobsEndIsNotATimeout) {
+  dir.Write("t.yml", WithSlowDiagnose(0));
+  Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "300s", "--warn-before",
+                            "299s", "--step-results-file", dir / "r.json"},
+                           {.cwd = dir.path()});
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  const pid_t diag = ReadPids(dir / "diag.pid").at(0);
+  EXPECT_FALSE(ProcessAlive(diag));
+  const json r = json::parse(dir.Read("r.json"));
+  const json* dump = nullptr;
+  for (const auto& s : r["subStepResults"]) {
+    if (s["step"].value("name", "") == "dump") dump = &s;
+  }
+  ASSERT_TRUE(dump) << r.dump(1);
+  const json t = dump->value("termination", json::object());
+  EXPECT_EQ(t.value("reason", ""), "job_ended") << t.dump(1);
+  ASSERT_TRUE(t.contains("processes")) << t.dump(1);
+  const json* rec = FindPid(t["processes"], diag);
+  ASSERT_TRUE(rec) << t.dump(1);
+  EXPECT_EQ(rec->value("ending", ""), "killed_forced") << rec->dump();
+  EXPECT_THAT(o.out, HasSubstr("processes of diagnose steps still running (job_ended)"));
+}
+
 class WarningTruthService : public ::testing::Test {
  protected:
   void SetUp() override { BecomeSubreaper(); }
@@ -89,6 +122,30 @@ TEST_F(WarningTruthService, AStepKilledByTheWarningSignalFailsSayingSoAndIsRecor
   EXPECT_TRUE(found) << t.DebugString();
   EXPECT_EQ(end.result().sub_step_results(0).termination().reason(),
             proto::Termination::deadline_warning);
+}
+
+// The job fails by itself; its diagnose step, killed at its end, makes it neither cancelled nor
+// timed out, and is not in the job's record (it has its own).
+TEST_F(WarningTruthService, ADiagnoseStepKilledAtTheJobsEndIsNotATimeout) {
+  proto::RunRequest req = Request("d", WithSlowDiagnose(3), dir.path());
+  req.mutable_timeout()->set_seconds(300);
+  req.mutable_warn_before()->set_seconds(299);
+  ASSERT_TRUE(server.Run(req).ok());
+  const proto::Status end = server.WaitEnded("d");
+  EXPECT_EQ(end.status(), proto::StepResult::failure);
+  EXPECT_EQ(end.error().kind(), proto::StatusError::step_failure) << end.error().DebugString();
+  EXPECT_THAT(end.error().message(), HasSubstr("exit status 3"));
+  EXPECT_FALSE(end.has_cancel_time());
+  const pid_t diag = ReadPids(dir / "diag.pid").at(0);
+  EXPECT_NE(end.termination().reason(), proto::Termination::timed_out);
+  for (const auto& p : end.termination().processes()) EXPECT_NE(p.pid(), diag) << p.DebugString();
+  bool found = false;
+  for (const auto& s : end.result().sub_step_results()) {
+    if (s.step().name() != "dump") continue;
+    found = true;
+    EXPECT_EQ(s.termination().reason(), proto::Termination::job_ended) << s.DebugString();
+  }
+  EXPECT_TRUE(found) << end.result().DebugString();
 }
 
 }  // namespace

@@ -273,6 +273,7 @@ class WireTest(unittest.TestCase):
         # The deadline warning's own record (docs/cancellation.md, "The deadline warning").
         self.assertEqual(step_pb2.Termination.deadline_warning, 9)
         self.assertEqual(number(step_pb2.Termination.ProcessRecord, "warning_signal"), 9)
+        self.assertEqual(step_pb2.Termination.job_ended, 10)
 
     def test_resources_usage_and_oom(self):
         # A job-wide memory limit of 64 MiB against a 200 MB allocation, from an independent stack.

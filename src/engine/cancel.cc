@@ -12,6 +12,7 @@ const char* CancelReasonName(CancelReason r) {
     case CancelReason::kClosed: return "closed";
     case CancelReason::kInternalError: return "internal_error";
     case CancelReason::kStepTimedOut: return "step_timed_out";
+    case CancelReason::kJobEnded: return "job_ended";
   }
   return "cancel_requested";
 }

@@ -29,7 +29,17 @@ namespace sr {
 // kInternalError: the runner could not go on with the job (its log or a result file could not be
 // written; contract section 7 item 2).
 /// kStepTimedOut: a `run:` item's own `timeout:` (contract 8.4), in that item's own domain.
-enum class CancelReason { kRequested, kTimedOut, kServerShutdown, kClosed, kInternalError, kStepTimedOut };
+/// kJobEnded: the job's steps ended by themselves while `diagnose:` steps still ran; those are
+/// killed then (they never outlive the job), and no timeout or cancel was the cause.
+enum class CancelReason {
+  kRequested,
+  kTimedOut,
+  kServerShutdown,
+  kClosed,
+  kInternalError,
+  kStepTimedOut,
+  kJobEnded,
+};
 const char* CancelReasonName(CancelReason r);  // "cancel_requested", "timed_out", ...
 
 /// One cancel request of a job. A later request may escalate it (KillDeadline::Tighten): force

@@ -82,6 +82,20 @@ TEST(CancelSource, ChildDomainsFollowAsTheySaid) {
   EXPECT_TRUE(late.forced());
 }
 
+// The kill of diagnose steps at the job's end (engine.cc) is job_ended only when no cancel of
+// the job reached them first: after the timeout they were killed by it, and say so.
+TEST(CancelSource, TheJobsEndDoesNotRenameAnEarlierCancel) {
+  EXPECT_STREQ(CancelReasonName(CancelReason::kJobEnded), "job_ended");
+  CancelSource job;
+  CancelSource ended(job, CancelSource::Follow::kAsForced);
+  ended.Cancel(CancelRequest::Forced(CancelReason::kJobEnded));
+  EXPECT_EQ(ended.current()->reason, CancelReason::kJobEnded);
+  CancelSource timed(job, CancelSource::Follow::kAsForced);
+  job.Cancel(CancelRequest::Graceful(CancelReason::kTimedOut, 5s));
+  EXPECT_FALSE(timed.Cancel(CancelRequest::Forced(CancelReason::kJobEnded)).changed);
+  EXPECT_EQ(timed.current()->reason, CancelReason::kTimedOut);
+}
+
 TEST(CancelPolicy, TheStepGraceOnlyShortensWhatTheJobHasLeft) {
   const auto t0 = Clock::now();
   const CancelRequest job = CancelRequest::Graceful(CancelReason::kRequested, 30s, t0);

@@ -104,9 +104,18 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options) {
                               st.root.result);
   }
   if (st.pending_diagnose > 0) {
-    // Diagnose steps never outlive the job: kill what is left and wait for it.
+    // Diagnose steps never outlive the job: kill what is left and wait for it. Reason job_ended:
+    // the job's steps ended by themselves. (After a cancel or the timeout, that cancel reached
+    // them first, and its reason stays: CancelSource keeps a request's first reason.)
     std::set<CancelSource*> running = st.diagnose_cancels;
-    for (CancelSource* c : running) c->Cancel(CancelRequest::Forced(CancelReason::kTimedOut));
+    size_t killed = 0;
+    for (CancelSource* c : running) {
+      killed += c->Cancel(CancelRequest::Forced(CancelReason::kJobEnded)).processes;
+    }
+    if (killed) {
+      st.Log("step-runner: the job's steps have ended: SIGKILL to " + std::to_string(killed) +
+             " processes of diagnose steps still running (job_ended)");
+    }
     co_await AwaitCallback<bool>([&st](std::function<void(bool)> resume) {
       if (st.pending_diagnose == 0) return resume(true);
       st.on_diagnose_drained = [resume] { resume(true); };

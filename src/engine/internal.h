@@ -261,7 +261,8 @@ Scope ItemScope(const Scope& caller);
 /// to the job (ExpandStringCharged).
 Task<Result<Env>> ExpandDefinitionEnv(Engine::State& st, const stepfile::Definition& def,
                                       const json& view);
-/// The error of a step stopped by `cancel`: kind cancelled or timed out, "<what> (cancelled)".
+/// The error of a step stopped by `cancel`: kind cancelled or timed out, "<what> (cancelled)";
+/// a step's own timeout is its failure, a diagnose step killed at the job's end "(job ended)".
 Error CancelError(const CancelSource& cancel, const std::string& what);
 /// The in-process builtin named `name` (path after dist://), if there is one.
 std::optional<LoadedStep> FindBuiltin(const std::string& name);

@@ -327,6 +327,9 @@ Error CancelError(const CancelSource& cancel, const std::string& what) {
   const auto reason = cancel.current() ? cancel.current()->reason : CancelReason::kRequested;
   // A step's own timeout is that step's failure (contract 8.4), not the job's cancel.
   if (reason == CancelReason::kStepTimedOut) return FailedError(what + " (timed out)");
+  // A diagnose step killed at the job's end: stopped by the runner, like a cancelled step; the
+  // job's outcome is its steps', never this (diagnose errors are not the job's).
+  if (reason == CancelReason::kJobEnded) return Error{Error::Kind::kCancelled, what + " (job ended)"};
   bool timed_out = reason == CancelReason::kTimedOut;
   return Error{timed_out ? Error::Kind::kTimedOut : Error::Kind::kCancelled,
                what + (timed_out ? " (timed out)" : " (cancelled)")};

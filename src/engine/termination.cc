@@ -28,14 +28,22 @@ void SetReason(CancelReason reason, proto::Termination* out) {
     case CancelReason::kClosed: out->set_reason(proto::Termination::closed); break;
     case CancelReason::kInternalError: out->set_reason(proto::Termination::internal_error); break;
     case CancelReason::kStepTimedOut: out->set_reason(proto::Termination::step_timed_out); break;
+    case CancelReason::kJobEnded: out->set_reason(proto::Termination::job_ended); break;
   }
 }
 
+// A record of a stop that is part of an ending that went as planned: the leftovers of a step
+// whose main process ended (step_ended), diagnose steps outliving the job's steps (job_ended).
+// Such a record stays its step's own, out of the job's.
+bool PlannedStop(const proto::Termination& t) {
+  return t.reason() == proto::Termination::step_ended || t.reason() == proto::Termination::job_ended;
+}
+
 // The processes of every step the job's cancel reached (not the leftovers of steps that had
-// ended before it: those have records of their own, reason step_ended).
+// ended before it, nor diagnose steps killed at the job's end: PlannedStop).
 void CollectProcesses(const ResultNode& node, proto::Termination* out) {
   const auto& t = node.result.termination();
-  if (node.result.has_termination() && t.reason() != proto::Termination::step_ended) {
+  if (node.result.has_termination() && !PlannedStop(t)) {
     for (const auto& p : t.processes()) *out->add_processes() = p;
   } else if (!node.result.has_termination() && node.tree && node.cancel && node.cancel->requested()) {
     // Still inside its grace: what the cancel has done to the step so far (still_running for
@@ -161,11 +169,11 @@ proto::Termination SubtreeTermination(const Engine::State& st, const ResultNode&
 
 namespace {
 
-// The first record under `node` of a step that did not end by itself: a step timeout's or an
-// OOM kill's (a leftovers' stop, step_ended, is part of an ending that went as planned).
+// The first record under `node` of a step that did not end by itself: a step timeout's, an
+// OOM kill's or the deadline warning's (not a PlannedStop).
 const proto::Termination* StoppedStepRecord(const ResultNode& node) {
   const auto& t = node.result.termination();
-  if (node.result.has_termination() && t.reason() != proto::Termination::step_ended) return &t;
+  if (node.result.has_termination() && !PlannedStop(t)) return &t;
   for (const auto& c : node.children) {
     if (const auto* found = StoppedStepRecord(*c)) return found;
   }
