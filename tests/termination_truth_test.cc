@@ -196,6 +196,15 @@ TEST_F(TerminationTruthCli, AFinallyBudgetThatRunsOutIsSaid) {
   ASSERT_EQ(o.exit_code, 130) << o.err;
   EXPECT_THAT(o.out, HasSubstr("step-runner: finally: its budget of 1s (finally_timeout) ran out: cancelling the cleanup"));
   EXPECT_FALSE(dir.Exists("never"));
+  // The cleanup's own timeout, not the job's (there is none here): it was `timed_out`.
+  bool found = false;
+  const json results = json::parse(dir.Read("r.json"));
+  for (const auto& step : results["subStepResults"]) {
+    if (step["step"]["name"] != "slow") continue;
+    found = true;
+    EXPECT_EQ(step["termination"]["reason"], "step_timed_out") << step.dump(1);
+  }
+  EXPECT_TRUE(found) << results.dump(1);
 }
 
 TEST_F(TerminationTruthCli, LeftoverDaemonIsStoppedRecordedAndNamed) {

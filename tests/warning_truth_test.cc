@@ -111,6 +111,8 @@ TEST_F(WarningTruthService, AStepKilledByTheWarningSignalFailsSayingSoAndIsRecor
   ASSERT_TRUE(end.has_termination());
   const auto& t = end.termination();
   EXPECT_EQ(t.warning_signal(), "SIGTERM") << t.DebugString();
+  // Warned, never cancelled: the job's record says so (it said reason_unspecified).
+  EXPECT_EQ(t.reason(), proto::Termination::deadline_warning) << t.DebugString();
   bool found = false;
   for (const auto& p : t.processes()) {
     if (p.pid() != main) continue;
@@ -137,7 +139,8 @@ TEST_F(WarningTruthService, ADiagnoseStepKilledAtTheJobsEndIsNotATimeout) {
   EXPECT_THAT(end.error().message(), HasSubstr("exit status 3"));
   EXPECT_FALSE(end.has_cancel_time());
   const pid_t diag = ReadPids(dir / "diag.pid").at(0);
-  EXPECT_NE(end.termination().reason(), proto::Termination::timed_out);
+  EXPECT_EQ(end.termination().reason(), proto::Termination::deadline_warning)
+      << end.termination().DebugString();
   for (const auto& p : end.termination().processes()) EXPECT_NE(p.pid(), diag) << p.DebugString();
   bool found = false;
   for (const auto& s : end.result().sub_step_results()) {

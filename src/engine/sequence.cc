@@ -116,7 +116,8 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
         // Said, because the finally: steps still to come are then skipped.
         st.Log("step-runner: finally: its budget of " + FormatDuration(budget) +
                " (finally_timeout) ran out: cancelling the cleanup");
-        cleanup.Cancel(CancelRequest::Graceful(CancelReason::kTimedOut, grace));
+        // The cleanup's own timeout ran out, as a step's own `timeout:` does: not the job's.
+        cleanup.Cancel(CancelRequest::Graceful(CancelReason::kStepTimedOut, grace));
       });
     });
     Scope cleanup_scope = self;

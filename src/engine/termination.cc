@@ -141,6 +141,8 @@ std::optional<proto::Termination> JobTermination(const Engine::State& st) {
   const auto& request = st.job_cancel.current();
   if (!request && !st.warned_at) return std::nullopt;
   proto::Termination t;
+  // Warned, never cancelled (the job ended before its deadline): the warning is what happened.
+  if (!request) t.set_reason(proto::Termination::deadline_warning);
   if (request) {
     SetReason(request->reason, &t);
     t.set_forced(request->forced());
