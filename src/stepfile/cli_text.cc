@@ -1,7 +1,5 @@
 // Values typed on the command line (`run --inputs k=v,...`): split as Go's flag package does
 // (one CSV record), and typed by the input's declared type rather than guessed.
-#include <cstdlib>
-
 #include "stepfile/stepfile.h"
 
 namespace sr::stepfile {
@@ -49,13 +47,10 @@ Value GuessScalar(const std::string& text) {
   if (text == "true") return true;
   if (text == "false") return false;
   if (text == "null" || text == "~") return nullptr;
-  if (!text.empty()) {
-    char* end = nullptr;
-    long long i = std::strtoll(text.c_str(), &end, 10);
-    if (*end == '\0') return i;
-    double d = std::strtod(text.c_str(), &end);
-    if (*end == '\0') return d;
-  }
+  // Go pasted the text into YAML: a number is what yaml.v3 reads as one. (strtoll/strtod
+  // clamped 9223372036854775808 to int64's maximum and read inf, nan and 1e999 as non-finite
+  // doubles, which render as null.)
+  if (auto number = YamlNumber(text)) return *number;
   return text;
 }
 
@@ -64,8 +59,11 @@ Result<Value> ValueFromText(ValueType type, const std::string& text) {
     case ValueType::kString:
       return Value(text);
     case ValueType::kNumber: {
-      Value v = GuessScalar(text);
-      if (v.is_number()) return v;
+      bool out_of_range = false;
+      if (auto number = YamlNumber(text, &out_of_range)) return *number;
+      if (out_of_range) {
+        return InvalidError("declared number, got \"" + text + "\" (out of the range of a 64-bit float)");
+      }
       break;
     }
     case ValueType::kBoolean:

@@ -38,5 +38,35 @@ TEST(ValueFromText, TypedByTheDeclaredType) {
   EXPECT_EQ(GuessScalar("x"), Value("x"));
 }
 
+// `--inputs n=TEXT` for a number input means what Go meant: it pasted TEXT into YAML, so the
+// number is the one a plain YAML scalar is (value.cc), never clamped, never a non-finite double
+// (which renders as null).
+TEST(ValueFromText, NumbersAreReadAsYamlReadsThem) {
+  auto number = [](const std::string& text) {
+    auto v = ValueFromText(ValueType::kNumber, text);
+    return v.ok() ? v->dump() : "error: " + v.error().message;
+  };
+  EXPECT_EQ(number("9223372036854775807"), "9223372036854775807");
+  EXPECT_EQ(number("9223372036854775808"), "9223372036854775808");  // a uint64, as in YAML
+  EXPECT_EQ(number("-9223372036854775808"), "-9223372036854775808");
+  EXPECT_EQ(number("-9223372036854775809"), "-9.223372036854776e+18");  // a float
+  EXPECT_EQ(number("99999999999999999999"), "1e+20");
+  EXPECT_EQ(number("1_000"), "1000");
+  EXPECT_EQ(number("0x10"), "16");  // yaml.v3: strconv.ParseInt(s, 0, 64)
+  EXPECT_EQ(number("-2.5e3"), "-2500.0");
+  EXPECT_EQ(number("inf"), "error: declared number, got \"inf\" (not a number)");
+  EXPECT_EQ(number("nan"), "error: declared number, got \"nan\" (not a number)");
+  EXPECT_EQ(number(".inf"), "error: declared number, got \".inf\" (not a number)");
+  EXPECT_EQ(number("infinity"), "error: declared number, got \"infinity\" (not a number)");
+  EXPECT_EQ(number("0x1p3"), "error: declared number, got \"0x1p3\" (not a number)");
+  EXPECT_EQ(number(" 3"), "error: declared number, got \" 3\" (not a number)");
+  EXPECT_EQ(number("1e999"),
+            "error: declared number, got \"1e999\" (out of the range of a 64-bit float)");
+  // Undeclared inputs (builtins) are guessed the same way; what is no number stays text.
+  EXPECT_EQ(GuessScalar("9223372036854775808").dump(), "9223372036854775808");
+  EXPECT_EQ(GuessScalar("inf"), Value("inf"));
+  EXPECT_EQ(GuessScalar("1e999"), Value("1e999"));
+}
+
 }  // namespace
 }  // namespace sr::stepfile

@@ -174,8 +174,15 @@ Result<std::vector<Invocation>> ParseInvocationList(std::string_view text,
 Result<std::vector<std::string>> SplitCsvRecord(std::string_view text);
 
 /// Command-line text as a value of a declared type: a string input takes the text as is
-/// (`who=123` is "123"), number/boolean parse it, struct/array read it as JSON.
+/// (`who=123` is "123"), number/boolean parse it, struct/array read it as JSON. A number is
+/// read as a plain YAML scalar is (YamlNumber): text that is no finite number is an error.
 Result<Value> ValueFromText(ValueType type, const std::string& text);
+
+/// The number a plain YAML scalar is, as Go's yaml.v3 resolves it (value.cc): int64, then
+/// uint64 (base 0: 0x1F, 0o17, 017, 0b101; '_' removed), then a decimal float; nullopt when it
+/// is none of these (`inf`, `1.2.3`). A float out of range (`1e999`) is nullopt too, with
+/// `*out_of_range` set: yaml.v3 keeps that text as a string.
+std::optional<Value> YamlNumber(std::string_view text, bool* out_of_range = nullptr);
 
 /// Command-line text typed as the Go runner's YAML pasting does: 3 a number, true a bool.
 /// For inputs whose declared type is not known.

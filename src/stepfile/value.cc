@@ -156,34 +156,7 @@ Result<std::optional<Value>> ResolvePlain(const Ctx& ctx, const Node& n) {
       return Err(ctx, n, "\"" + in + "\" is not a finite number (quote it to use it as a string)");
     }
   }
-  char first = in[0];
-  if (!IsDigit(first) && first != '+' && first != '-' && first != '.')
-    return std::optional<Value>();
-  std::string plain;
-  if (first == '.') {
-    plain = in;  // yaml.v3 hands these to ParseFloat unchanged: no '_' removal, no sign
-  } else {
-    for (char c : in) {
-      if (c != '_') plain += c;
-    }
-    bool negative = false;
-    uint64_t m = 0;
-    if (ParseGoInteger(plain, true, negative, m)) {
-      constexpr uint64_t kMaxInt = std::numeric_limits<int64_t>::max();
-      if (!negative && m <= kMaxInt) return std::optional<Value>(static_cast<int64_t>(m));
-      if (negative && m <= kMaxInt + 1) {
-        return std::optional<Value>(m == kMaxInt + 1 ? std::numeric_limits<int64_t>::min()
-                                                     : -static_cast<int64_t>(m));
-      }
-    }
-    if (ParseGoInteger(plain, false, negative, m)) return std::optional<Value>(m);
-  }
-  if (!IsYamlFloat(plain)) return std::optional<Value>();
-  errno = 0;
-  double d = std::strtod(plain.c_str(), nullptr);
-  // Go's ParseFloat fails on overflow and yaml.v3 then keeps the text as a string.
-  if (errno == ERANGE && (d > 1 || d < -1)) return std::optional<Value>();
-  return std::optional<Value>(d);
+  return YamlNumber(in);
 }
 
 // How many nodes `n` expands to, aliases included, capped at limit + 1. Shared (aliased)
@@ -332,4 +305,40 @@ Result<Value> ToValue(Ctx& ctx, const Node& n, int depth) {
 }
 
 }  // namespace internal
+
+std::optional<Value> YamlNumber(std::string_view in, bool* out_of_range) {
+  using internal::IsDigit;
+  if (out_of_range) *out_of_range = false;
+  if (in.empty()) return std::nullopt;
+  const char first = in[0];
+  if (!IsDigit(first) && first != '+' && first != '-' && first != '.') return std::nullopt;
+  std::string plain;
+  if (first == '.') {
+    plain = in;  // yaml.v3 hands these to ParseFloat unchanged: no '_' removal, no sign
+  } else {
+    for (char c : in) {
+      if (c != '_') plain += c;
+    }
+    bool negative = false;
+    uint64_t m = 0;
+    if (internal::ParseGoInteger(plain, true, negative, m)) {
+      constexpr uint64_t kMaxInt = std::numeric_limits<int64_t>::max();
+      if (!negative && m <= kMaxInt) return Value(static_cast<int64_t>(m));
+      if (negative && m <= kMaxInt + 1) {
+        return Value(m == kMaxInt + 1 ? std::numeric_limits<int64_t>::min() : -static_cast<int64_t>(m));
+      }
+    }
+    if (internal::ParseGoInteger(plain, false, negative, m)) return Value(m);
+  }
+  if (!internal::IsYamlFloat(plain)) return std::nullopt;
+  errno = 0;
+  double d = std::strtod(plain.c_str(), nullptr);
+  // Go's ParseFloat fails on overflow and yaml.v3 then keeps the text as a string.
+  if (errno == ERANGE && (d > 1 || d < -1)) {
+    if (out_of_range) *out_of_range = true;
+    return std::nullopt;
+  }
+  return Value(d);
+}
+
 }  // namespace sr::stepfile
