@@ -63,6 +63,23 @@ TEST(HostileOutputs, InvalidJson) {
   EXPECT_THAT(box.Leftovers(), ::testing::IsEmpty());
 }
 
+// An export the environment cannot hold (a NUL in its value or name) fails the step that wrote
+// it, naming the key; the next step is not started (it used to be blamed: "exec: environment
+// variable "NV" contains a NUL byte", and every later exec step with it).
+TEST(HostileOutputs, ExportWithANulFailsTheStepThatWroteIt) {
+  Sandbox box;
+  for (const std::string line : {R"({"name":"NV","value":"a\u0000b"})", R"({"name":"N\u0000V","value":"ab"})"}) {
+    const std::string path = box.Write("n.yml", "spec: {}\n---\nrun:\n  - name: exp\n    script: echo '" + line +
+                                                    "' > \"${{ export_file }}\"\n  - name: show\n    script: echo shown\n");
+    Output o = box.Run({"run", "-f", path});
+    EXPECT_EQ(o.exit_code, 1) << line << "\n" << o.err;
+    EXPECT_THAT(o.err, HasSubstr("step \"exp\": export file: read env file: key \"N")) << line;
+    EXPECT_THAT(o.err, HasSubstr("contains a NUL byte")) << line;
+    EXPECT_THAT(o.out, Not(HasSubstr("shown"))) << line;
+  }
+  EXPECT_THAT(box.Leftovers(), ::testing::IsEmpty());
+}
+
 TEST(HostileOutputs, EndlessWriterIsEndedByTheTimeout) {
   Sandbox box;
   // Writes its output file forever (in small lines, so the disk is not filled in a second).

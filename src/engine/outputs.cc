@@ -184,7 +184,21 @@ Result<std::map<std::string, json>> ValidateOutputs(const stepfile::Spec& spec,
 Result<std::map<std::string, std::string>> ExportsToEnv(const std::map<std::string, json>& exports) {
   std::map<std::string, std::string> env;
   for (auto& [name, value] : exports) {
+    // An export becomes `NAME=value` in the environment of every later exec step: a NUL would
+    // cut it there, an `=` would move the rest of the name into the value. Refused here, where
+    // the step that wrote it fails, not the next exec step (contract 7.5).
+    const std::string key =
+        "read env file: key \"" + ShowNul(name, 200) + (name.size() > 200 ? "..." : "") + "\": ";
+    if (name.find('\0') != std::string::npos) {
+      return FailedError(key + "the name contains a NUL byte, which a process cannot receive");
+    }
+    if (name.find('=') != std::string::npos) {
+      return FailedError(key + "the name contains \"=\", which cannot be in an environment variable's name");
+    }
     if (value.is_string()) {
+      if (value.get_ref<const std::string&>().find('\0') != std::string::npos) {
+        return FailedError(key + "the value contains a NUL byte, which a process cannot receive");
+      }
       env[name] = value.get<std::string>();
     } else if (value.is_number()) {
       env[name] = PlainNumber(value);

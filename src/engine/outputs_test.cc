@@ -148,5 +148,25 @@ TEST(Exports, ConvertToStrings) {
   EXPECT_THAT(bad.error().message, HasSubstr("cannot convert value type \"struct\" to string"));
 }
 
+// Refused where they are written: the step that exports them fails, naming the key, instead of
+// every later exec step failing to start with it in its environment.
+TEST(Exports, NulBytesAndEqualsSignsThatAnEnvironmentCannotHoldAreErrors) {
+  using namespace std::string_literals;
+  auto value = ExportsToEnv({{"NV", "a\0b"s}});
+  ASSERT_FALSE(value.ok());
+  EXPECT_EQ(value.error().message,
+            "read env file: key \"NV\": the value contains a NUL byte, which a process cannot receive");
+  auto name = ExportsToEnv({{"N\0V"s, "ab"}});
+  ASSERT_FALSE(name.ok());
+  EXPECT_EQ(name.error().message,
+            "read env file: key \"N\\0V\": the name contains a NUL byte, which a process cannot receive");
+  auto equals = ExportsToEnv({{"A=B", "c"}});
+  ASSERT_FALSE(equals.ok());
+  EXPECT_EQ(equals.error().message,
+            "read env file: key \"A=B\": the name contains \"=\", which cannot be in an environment "
+            "variable's name");
+  EXPECT_TRUE(ExportsToEnv({{"OK", "a=b"}}).ok());  // in a value, '=' is fine
+}
+
 }  // namespace
 }  // namespace sr::engine
