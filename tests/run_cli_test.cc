@@ -245,9 +245,23 @@ TEST(RunCli, ClosedStdoutCancelsTheJobAndLeavesNothing) {
 TEST(RunCli, TimeoutExits124) {
   TestDir dir;
   dir.Write("s.yml", "spec: {}\n---\nrun:\n  - name: slow\n    script: sleep 100\n");
-  Output o = RunStepRunner({"run", "-f", dir / "s.yml", "--timeout", "200ms", "--grace", "1s"});
+  Output o = RunStepRunner({"run", "-f", dir / "s.yml", "--timeout", "200ms", "--grace", "1s",
+                            "--step-results-file", dir / "r.json"});
   EXPECT_EQ(o.exit_code, 124) << o.err;
   EXPECT_THAT(o.err, HasSubstr("timed out"));
+  // The root is the job, which a timeout ends `failure` (it said `cancelled`); the step the
+  // deadline stopped stays `cancelled` (docs/cancellation.md, "What the results say").
+  auto results = nlohmann::json::parse(dir.Read("r.json"));
+  EXPECT_EQ(results["status"], "failure");
+  ASSERT_EQ(results["subStepResults"].size(), 1u);
+  EXPECT_EQ(results["subStepResults"][0]["status"], "cancelled");
+
+  // A root exec step is the root: `failure` too.
+  dir.Write("e.yml", "spec: {}\n---\nexec:\n  command: [sleep, \"100\"]\n");
+  Output e = RunStepRunner({"run", "-f", dir / "e.yml", "--timeout", "200ms", "--grace", "1s",
+                            "--step-results-file", dir / "e.json"});
+  EXPECT_EQ(e.exit_code, 124) << e.err;
+  EXPECT_EQ(nlohmann::json::parse(dir.Read("e.json"))["status"], "failure");
 }
 
 TEST(RunCli, GitReferencedStepFromFileRepository) {

@@ -285,6 +285,10 @@ TEST(Service, TimeoutIsAFailureOfKindTimedOut) {
   EXPECT_EQ(end.error().kind(), proto::StatusError::timed_out);
   EXPECT_TRUE(end.has_cancel_time());
   EXPECT_EQ(end.termination().reason(), proto::Termination::timed_out);
+  // The root result agrees with the job's state; the step the deadline stopped is `cancelled`.
+  EXPECT_EQ(end.result().status(), proto::StepResult::failure);
+  ASSERT_EQ(end.result().sub_step_results_size(), 1) << end.DebugString();
+  EXPECT_EQ(end.result().sub_step_results(0).status(), proto::StepResult::cancelled);
 }
 
 TEST(Service, FailedStepIsAStepFailure) {

@@ -127,6 +127,14 @@ void JobRun::End(RunOutcome outcome) {
     outcome.error = *internal_error_;
     succeeded_ = false;
   }
+  // The root result stands for the job: its status is the job's final state (contract 2), so
+  // a timeout or an internal error, which end the job `failure`, leave the root `failure` too
+  // (it said `cancelled` beside a job `failure`). The steps the cancel stopped inside the tree
+  // stay `cancelled`: that is what happened to them (docs/cancellation.md).
+  if (outcome.error && outcome.error->kind != Error::Kind::kCancelled &&
+      outcome.result.status() == proto::StepResult::cancelled) {
+    outcome.result.set_status(proto::StepResult::failure);
+  }
   if (docker_) return StopContainers(std::move(outcome));
   Finish(std::move(outcome));
 }
