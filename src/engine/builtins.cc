@@ -16,10 +16,16 @@ LoadedStep WithSpec(const std::string& text, const std::string& source, BuiltinF
   return step;
 }
 
+Result<Duration> SleepDuration(const json& inputs) {
+  auto d = ParseDuration(inputs.value("duration", ""));
+  if (!d.ok()) return d.error().Wrap("input \"duration\"");
+  return d;
+}
+
 Task<StepOutcome> Sleep(Engine::State& st, Scope& caller, const json& inputs, const Env&,
                         ResultNode*) {
-  auto d = ParseDuration(inputs.value("duration", ""));
-  if (!d.ok()) co_return StepOutcome{true, d.error().Wrap("input \"duration\"")};
+  auto d = SleepDuration(inputs);  // checked when the item loaded (check_inputs)
+  if (!d.ok()) co_return StepOutcome{true, d.error()};
   CancelSource& cancel = *caller.cancel;
   EventLoop& loop = st.loop;
   std::optional<EventLoop::TimerId> timer;
@@ -59,8 +65,16 @@ Task<StepOutcome> Outputs(Engine::State&, Scope&, const json& inputs, const Env&
 std::optional<LoadedStep> FindBuiltin(const std::string& name) {
   // Parsed once per process (yaml-cpp costs more than the builtin itself); callers get copies.
   if (name == "sleep") {
-    static const LoadedStep sleep = WithSpec(
-        "spec:\n  inputs:\n    duration: {type: string}\n---\nrun: []\n", "dist://sleep", Sleep);
+    static const LoadedStep sleep = [] {
+      LoadedStep step = WithSpec("spec:\n  inputs:\n    duration: {type: string}\n---\nrun: []\n",
+                                 "dist://sleep", Sleep);
+      step.check_inputs = [](const json& inputs) -> Status {
+        auto d = SleepDuration(inputs);
+        if (!d.ok()) return d.error();
+        return Ok();
+      };
+      return step;
+    }();
     return sleep;
   }
   if (name == "outputs") {

@@ -11,11 +11,6 @@
 namespace sr::engine {
 namespace {
 
-// An error keeps its kind unless it is a plain load failure (then the step failed).
-Error LoadError(const std::string& name, const Error& e) {
-  return e.Wrap("step \"" + name + "\": failed to load");
-}
-
 // "step "<name>": <message>". A step that invokes itself would repeat its name once per level
 // (64 before the nesting limit stops it): a run of the same name is counted instead.
 Error WrapInStep(const std::string& name, const Error& e) {
@@ -34,17 +29,12 @@ Error WrapInStep(const std::string& name, const Error& e) {
   return e.Wrap(head);
 }
 
-// A load failure that lies in the invocation itself (its inputs): the error names the file:line
-// of the item that is wrong.
+// A load failure lies in the invocation itself (its reference, its inputs, their expressions,
+// its env): the error names the file:line of the item that is wrong. It keeps its kind.
 Error AtInvocation(const stepfile::Invocation& inv, const Error& e) {
-  Error out = LoadError(inv.name, e);
+  Error out = e.Wrap("step \"" + inv.name + "\": failed to load");
   if (inv.mark.line > 0) out.message = inv.mark.ToString() + ": " + out.message;
   return out;
-}
-
-// A step file that is not there: the error names the file:line that references it.
-Error NotFound(const stepfile::Invocation& inv, const Error& e) {
-  return e.message.rfind("loading file \"", 0) == 0 ? AtInvocation(inv, e) : LoadError(inv.name, e);
 }
 
 }  // namespace
@@ -62,7 +52,9 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
   co_await YieldIfBusy(st);
 
   auto loaded = co_await LoadReference(st, caller, inv.step, *view_ptr);
-  if (!loaded.ok()) co_return StepOutcome{false, NotFound(inv, loaded.error())};
+  // Whatever keeps the step from loading (a file that is not there, a dist name that is not
+  // one, a dynamic reference's expression, a git fetch) is found at this item: its file:line.
+  if (!loaded.ok()) co_return StepOutcome{false, AtInvocation(inv, loaded.error())};
   const stepfile::Spec& spec = loaded->file.spec;
 
   // A script step's text sees the script step's own output and export files: that is how a
@@ -102,7 +94,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     if (loaded->any_inputs) {
       auto value = co_await ExpandCharged(st, raw, *view_ptr);
       if (!value.ok()) {
-        co_return StepOutcome{false, LoadError(inv.name, value.error().Wrap("expand input \"" + name + "\""))};
+        co_return StepOutcome{false, AtInvocation(inv, AsFailure(value.error()).Wrap("expand input \"" + name + "\""))};
       }
       inputs[name] = std::move(*value);
       continue;
@@ -127,7 +119,7 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     }
     if (!value.ok()) {
       co_return StepOutcome{false,
-                            LoadError(inv.name, AsFailure(value.error()).Wrap("expand input \"" + name + "\""))};
+                            AtInvocation(inv, AsFailure(value.error()).Wrap("expand input \"" + name + "\""))};
     }
     auto typed = stepfile::CheckType(decl->second.type, *value);
     if (!typed.ok()) {
@@ -143,11 +135,16 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
                                                                  name + "\" required, but not defined"))};
     }
   }
+  if (loaded->check_inputs) {
+    if (Status valid = loaded->check_inputs(inputs); !valid.ok()) {
+      co_return StepOutcome{false, AtInvocation(inv, AsFailure(valid.error()))};
+    }
+  }
   Env inv_env;
   for (const auto& [k, raw] : inv.env) {
     auto value = co_await ExpandStringCharged(st, raw, *view_ptr);
     if (!value.ok()) {
-      co_return StepOutcome{false, LoadError(inv.name, value.error().Wrap("env \"" + k + "\""))};
+      co_return StepOutcome{false, AtInvocation(inv, AsFailure(value.error()).Wrap("env \"" + k + "\""))};
     }
     inv_env[k] = std::move(*value);
   }

@@ -133,8 +133,9 @@ Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
         co_return LoadFile(st, *dir, ref.filename);
       }
       case Protocol::kGit: {
+        // An expression that fails at run time is the step's failure (exit 1), as in inputs.
         auto url = expr::ExpandString(ref.url, view);
-        if (!url.ok()) co_return url.error().Wrap("expanding git url");
+        if (!url.ok()) co_return AsFailure(url.error()).Wrap("expanding git url");
         auto checkout = co_await st.git->Checkout(*url, ref.version, caller.cancel);
         if (!checkout.ok()) co_return checkout.error();
         std::string dir = *checkout;
@@ -147,9 +148,9 @@ Task<Result<LoadedStep>> LoadReference(Engine::State& st, const Scope& caller,
       }
       case Protocol::kDynamic: {
         auto text = expr::ExpandString(ref.url, view);
-        if (!text.ok()) co_return text.error();
+        if (!text.ok()) co_return AsFailure(text.error());
         auto parsed = stepfile::ParseShortReference(*text);
-        if (!parsed.ok()) co_return parsed.error();
+        if (!parsed.ok()) co_return AsFailure(parsed.error());  // the text is the run's
         ref = *parsed;
         // Relative dynamic references resolve against the process cwd, as in the Go runner.
         if (ref.protocol == Protocol::kLocal) {

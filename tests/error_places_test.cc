@@ -1,0 +1,64 @@
+// Errors say where: every error of a `run:` item names the item's file:line, as the real binary
+// prints them.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "support/harness.h"
+
+namespace sr::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+// An item's expressions (in its inputs, its env, its dynamic reference) fail while it loads, like
+// its other load errors: each names the item's line (they named only the step), and each is a
+// step failure, exit 1 (a builtin's inputs and a dynamic reference were exit 2).
+TEST(ErrorPlaces, ExpressionErrorsOfAnItemNameItsLine) {
+  TestDir dir;
+  dir.Write("steps/echo/step.yml",
+            "spec:\n  inputs:\n    v: {type: string}\n---\nexec:\n  command: [echo, \"${{ inputs.v }}\"]\n");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"    step: ./steps/echo\n    inputs: {v: \"${{ inputs.nope }}\"}\n",
+       "expand input \"v\": inputs.nope: the \"nope\" was not found"},
+      {"    step: ./steps/echo\n    inputs: {v: \"x ${{ job.nope }}\"}\n",
+       "expand input \"v\": job.nope: the \"nope\" was not found"},
+      {"    step: ./steps/echo\n    inputs: {v: x}\n    env: {A: \"${{ env.NOPE }}\"}\n",
+       "env \"A\": env.NOPE: the \"NOPE\" was not found"},
+      {"    step: dist://outputs\n    inputs: {a: \"${{ inputs.nope }}\"}\n",
+       "expand input \"a\": inputs.nope: the \"nope\" was not found"},
+      {"    step: \"${{ env.NOPE }}/echo\"\n", "env.NOPE: the \"NOPE\" was not found"},
+      {"    step: dist://nope\n", "fetching dist step: fetch: distributed step \"nope\" not found"},
+  };
+  for (const auto& [item, why] : cases) {
+    dir.Write("j.yml", "spec: {}\n---\nrun:\n  - name: first\n    script: echo first\n  - name: x\n" + item);
+    Output o = RunStepRunner({"run", "-f", dir / "j.yml"}, {.cwd = dir.path()});
+    EXPECT_EQ(o.exit_code, 1) << item << o.err;
+    EXPECT_THAT(o.err, HasSubstr("j.yml:6:5: step \"x\": failed to load: " + why)) << item;
+    EXPECT_THAT(o.out, HasSubstr("first"));
+  }
+}
+
+// A value a builtin cannot use is the same error as a value of the wrong type beside it: found
+// when the item loads, naming its line, a step failure (it was exit 2 with no line).
+TEST(ErrorPlaces, ABuiltinsBadInputNamesTheItemsLineAsItsTypeErrorDoes) {
+  TestDir dir;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"abc", "input \"duration\": invalid duration \"abc\": expected a number at \"abc\""},
+      {"-1s", "input \"duration\": invalid duration \"-1s\": negative durations are not allowed"},
+      {"5", "input \"duration\": declared string, got number"},
+  };
+  for (const auto& [duration, why] : cases) {
+    dir.Write("s.yml", "spec: {}\n---\nrun:\n  - name: nap\n    step: dist://sleep\n    inputs: {duration: " +
+                           duration + "}\n");
+    Output o = RunStepRunner({"run", "-f", dir / "s.yml"}, {.cwd = dir.path()});
+    EXPECT_EQ(o.exit_code, 1) << duration << ": " << o.err;
+    EXPECT_THAT(o.err, HasSubstr("s.yml:4:5: step \"nap\": failed to load: " + why)) << duration;
+  }
+}
+
+}  // namespace
+}  // namespace sr::test
