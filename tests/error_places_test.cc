@@ -1,5 +1,5 @@
-// Errors say where: every error of a `run:` item names the item's file:line, as the real binary
-// prints them.
+// Errors say where: every error of a `run:` item names the item's file:line, and every error of
+// a root exec step names its file and the step, as the real binary prints them.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -57,6 +57,24 @@ TEST(ErrorPlaces, ABuiltinsBadInputNamesTheItemsLineAsItsTypeErrorDoes) {
     Output o = RunStepRunner({"run", "-f", dir / "s.yml"}, {.cwd = dir.path()});
     EXPECT_EQ(o.exit_code, 1) << duration << ": " << o.err;
     EXPECT_THAT(o.err, HasSubstr("s.yml:4:5: step \"nap\": failed to load: " + why)) << duration;
+  }
+}
+
+// A root exec step (`run -f` of a file whose definition is `exec:`) has no item to name it: its
+// errors name the file and the step as Go names the root step, `""` (they named neither).
+TEST(ErrorPlaces, RootExecStepErrorsNameTheFileAndTheStep) {
+  TestDir dir;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"  command: [echo, hi]\n  work_dir: /nonexistent-sr/x\n",
+       "exec: chdir /nonexistent-sr/x: no such file or directory"},
+      {"  command: [/nonexistent-sr/prog]\n", "exec: fork/exec /nonexistent-sr/prog: no such file or directory"},
+      {"  command: [sh, -c, 'exit 3']\n", "exec: exit status 3"},
+  };
+  for (const auto& [exec, why] : cases) {
+    dir.Write("r.yml", "spec: {}\n---\nexec:\n" + exec);
+    Output o = RunStepRunner({"run", "-f", dir / "r.yml"}, {.cwd = dir.path()});
+    EXPECT_EQ(o.exit_code, 1) << exec << o.err;
+    EXPECT_THAT(o.err, HasSubstr("step-runner: " + dir / "r.yml" + ":3:1: step \"\": " + why + "\n")) << exec;
   }
 }
 

@@ -88,6 +88,7 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options) {
   step.dir = st.options.root_step_dir;
   // A root exec step is a step too (a root sequence only holds its steps).
   const bool root_exec = step.file.definition.kind == stepfile::Definition::Kind::kExec;
+  const std::string root_place = step.file.definition.mark.ToString();
   if (root_exec && st.observer) st.observer->StepStarted("");
   const auto root_started = Clock::now();
   // The steps start on a turn of their own: several jobs started in one turn (the service posts
@@ -96,6 +97,12 @@ Task<RunOutcome> Engine::Run(stepfile::StepFile root, RunOptions options) {
   co_await engine::YieldIfBusy(st);
   engine::StepOutcome outcome =
       co_await engine::RunStep(st, top, std::move(step), std::move(inputs), engine::Env(), &st.root);
+  if (root_exec && outcome.error) {
+    // No item names a root exec step: its errors name its file and, as Go names the root step
+    // (`Running step ""`), the step `""` — `s.yml:3:1: step "": exec: exit status 3`, as a
+    // nested step's say `step "build": …`.
+    outcome.error->message = root_place + ": step \"\": " + outcome.error->message;
+  }
   // And the record of the end on one more: the steps' scopes and values were just freed.
   engine::ChargeWork(st, engine::kWorkSlice);
   co_await engine::YieldIfBusy(st);
