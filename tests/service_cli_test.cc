@@ -208,6 +208,24 @@ TEST_F(ServiceCli, CancelAnotherJob) {
   EXPECT_EQ(Client({"cancel", "w", "--force"}).exit_code, 0);  // finished: OK, no change
 }
 
+// `client run` with the id of a job whose Close is in progress: one line, the server's refusal
+// (it said "already exists (cancelling); … was not run", then "is closing").
+TEST_F(ServiceCli, RunWithTheIdOfAClosingJobSaysOneThing) {
+  // The cancel's trap holds the job, and so the Close, until the test releases it.
+  std::string file = File("c.yml", {{"s", "trap 'touch " + dir_ / "trapped" + "; while [ ! -e " + dir_ / "release" +
+                                              " ]; do sleep 0.05; done; exit 0' TERM; touch " + dir_ / "ready" +
+                                              "; sleep 60 & wait"}});
+  ASSERT_EQ(Client({"run", file, "--id", "c"}).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] { return dir_.Exists("ready"); }));
+  Child closer({Binary(), "client", "--socket", server_.socket(), "close", "c"}, ClientOptions(dir_.path()));
+  ASSERT_TRUE(closer.WaitForFile(dir_ / "trapped"));  // the Close has begun: it sent the signal
+  Output run = Client({"run", file, "--id", "c"});
+  dir_.Write("release", "");
+  EXPECT_EQ(closer.Wait().exit_code, 0);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.err, "step-runner: job \"c\" is closing; " + file + " was not run\n");
+}
+
 // A follow whose server dies under it says it lost the server, not that it could not reach it
 // (it did: the job was taken), and exits 1. The guardian ends the job's processes.
 TEST_F(ServiceCli, FollowThatLosesItsServerSaysSo) {

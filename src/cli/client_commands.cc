@@ -108,25 +108,29 @@ int RunCommand(const ClientArgs& a) {
   }
   Client client(a.socket);
   bool replayed = false;  // the id's job exists: what the service says is about another text
+  proto::StatusResponse existing;
   {
-    // Run with an id the server already has does nothing (as in Go): say so, so that nobody
-    // takes the replayed log for a run of FILE.
     grpc::ClientContext ctx;
     proto::StatusRequest sreq;
     sreq.set_id(a.id);
-    proto::StatusResponse existing;
-    if (client.stub().Status(&ctx, sreq, &existing).ok() && existing.jobs_size() == 1) {
-      replayed = true;
-      std::fprintf(stderr, "step-runner: job \"%s\" already exists (%s); %s was not run%s\n",
-                   a.id.c_str(), proto::StepResult::Status_Name(existing.jobs(0).status()).c_str(),
-                   a.file.c_str(), a.follow ? ", following the existing job's log" : "");
-    }
+    replayed = client.stub().Status(&ctx, sreq, &existing).ok() && existing.jobs_size() == 1;
   }
   grpc::ClientContext run_ctx;
   proto::RunResponse run_resp;
   grpc::Status s = client.stub().Run(&run_ctx, *req, &run_resp);
   if (!s.ok()) {
-    return client.Fail(grpc::Status(s.error_code(), NameTheFile(s.error_message(), a.file)));
+    // The one line is the server's answer: a job being closed refuses the id (contract 7.5), and
+    // "already exists" before it said the opposite.
+    std::string why = NameTheFile(s.error_message(), a.file);
+    if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) why += "; " + a.file + " was not run";
+    return client.Fail(grpc::Status(s.error_code(), why));
+  }
+  if (replayed) {
+    // Run with an id the server already has does nothing (as in Go): say so, so that nobody
+    // takes the replayed log for a run of FILE.
+    std::fprintf(stderr, "step-runner: job \"%s\" already exists (%s); %s was not run%s\n",
+                 a.id.c_str(), proto::StepResult::Status_Name(existing.jobs(0).status()).c_str(),
+                 a.file.c_str(), a.follow ? ", following the existing job's log" : "");
   }
   if (!a.follow) return 0;
 
