@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/engine.h"  // FormatBytes
+#include "util/utf8.h"
 #include "util/time.h"
 
 namespace sr::cli {
@@ -24,6 +25,25 @@ std::string Time(const google::protobuf::Timestamp& t) {
   std::string s = TimeUtil::ToString(ms);
   if (ms.nanos() == 0) s.insert(s.size() - 1, ".000");  // ToString drops a zero fraction
   return s;
+}
+
+// Columns are counted in characters, not bytes: an id with `é` (2 bytes) is one column wider,
+// not two. Bytes that are not UTF-8 count one each. (Wide East Asian characters take two
+// columns on most terminals; they are counted as one.)
+size_t Width(std::string_view s) {
+  size_t width = 0;
+  for (size_t i = 0; i < s.size(); ++width) {
+    uint32_t code = 0;
+    const size_t len = DecodeUtf8(s, i, code);
+    i += len == 0 ? 1 : len;
+  }
+  return width;
+}
+
+// `s` followed by spaces up to `width` characters (printf's %-20s counts bytes).
+std::string PadRight(const std::string& s, size_t width) {
+  const size_t w = Width(s);
+  return w >= width ? s : s + std::string(width - w, ' ');
 }
 
 std::string Took(const proto::Status& s) {
@@ -51,7 +71,7 @@ void PrintSteps(const proto::StepResult& r, int depth) {
       std::snprintf(cpu, sizeof cpu, "%.1fs",
                     static_cast<double>(u.cpu_user_usec() + u.cpu_system_usec()) / 1e6);
     }
-    std::printf("  %-20s %-10s %5s %8s %8s %10s %5s %4s\n", name.c_str(),
+    std::printf("  %s %-10s %5s %8s %8s %10s %5s %4s\n", PadRight(name, 20).c_str(),
                 proto::StepResult::Status_Name(sub.status()).c_str(),
                 sub.has_exec_result() ? std::to_string(sub.exec_result().exit_code()).c_str() : "-",
                 time, cpu, u.memory_peak_bytes() ? FormatBytes(u.memory_peak_bytes()).c_str() : "-",
@@ -127,13 +147,12 @@ void PrintJobTable(const proto::StatusResponse& resp) {
   }
   std::array<size_t, 5> width{};
   for (const auto& row : rows) {
-    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], Width(row[c]));
   }
   for (const auto& row : rows) {
     std::string line;
     for (size_t c = 0; c < row.size(); ++c) {
-      line += row[c];
-      if (c + 1 < row.size()) line += std::string(width[c] - row[c].size() + 2, ' ');
+      line += c + 1 < row.size() ? PadRight(row[c], width[c] + 2) : row[c];
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     std::printf("%s\n", line.c_str());

@@ -1,0 +1,58 @@
+#include "cli/status_text.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "util/utf8.h"
+
+namespace sr::cli {
+namespace {
+
+// The column (in characters) where `word` starts on each line that has it.
+std::vector<size_t> ColumnsOf(const std::string& text, const std::string& word) {
+  std::vector<size_t> columns;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const size_t at = line.find(word);
+    if (at == std::string::npos) continue;
+    size_t column = 0;
+    for (size_t i = 0; i < at; ++column) {
+      uint32_t code = 0;
+      const size_t len = DecodeUtf8(line, i, code);
+      i += len == 0 ? 1 : len;
+    }
+    columns.push_back(column);
+  }
+  return columns;
+}
+
+// `client status` lines its columns up by characters: ids with multi-byte UTF-8 characters
+// (`é` is 2 bytes, `✓` 3) pushed their rows' later columns right by the extra bytes.
+TEST(StatusTable, ColumnsAlignByCharactersNotBytes) {
+  proto::StatusResponse resp;
+  for (const char* id : {"plain-job", "café-job", "✓✓-ok-job"}) {
+    proto::Status* job = resp.add_jobs();
+    job->set_id(id);
+    job->set_status(proto::StepResult::failure);
+    job->set_message("boom");
+  }
+  testing::internal::CaptureStdout();
+  PrintJobTable(resp);
+  const std::string out = testing::internal::GetCapturedStdout();
+  const std::vector<size_t> state = ColumnsOf(out, "failure");
+  ASSERT_EQ(state.size(), 3u) << out;
+  EXPECT_EQ(state[0], state[1]) << out;
+  EXPECT_EQ(state[0], state[2]) << out;
+  EXPECT_EQ(ColumnsOf(out, "STATE"), std::vector<size_t>{state[0]}) << out;
+  const std::vector<size_t> message = ColumnsOf(out, "boom");
+  ASSERT_EQ(message.size(), 3u) << out;
+  EXPECT_EQ(message[0], message[1]) << out;
+  EXPECT_EQ(message[0], message[2]) << out;
+}
+
+}  // namespace
+}  // namespace sr::cli
