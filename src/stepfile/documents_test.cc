@@ -1,6 +1,7 @@
 // Step files as YAML documents: the spec and the definition, how many documents a file may have
 // and in which order (reference.md 1.1), errors with positions.
 #include "stepfile/stepfile.h"
+#include "stepfile/parse_test_util.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,15 +12,9 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-Result<StepFile> Parse(const std::string& text) { return ParseStepFile(text, "s.yml"); }
-// An empty spec (2 lines), so the definition starts on line 3.
-Result<StepFile> Def(const std::string& definition) { return Parse("spec:\n---\n" + definition); }
-
-std::string ErrorOf(const Result<StepFile>& r) {
-  if (r.ok()) return "<ok>";
-  EXPECT_EQ(r.error().kind, Error::Kind::kInvalid);
-  return r.error().message;
-}
+using test::Def;
+using test::ErrorOf;
+using test::Parse;
 
 TEST(Documents, EmptySpecForms) {
   for (const char* text :

@@ -1,6 +1,7 @@
 // Step files: the spec (reference.md 1.2), definitions (1.3), invocations (1.4),
 // cancel / finally / diagnose (contract.md 4.7, 4.10); the documents in documents_test.cc.
 #include "stepfile/stepfile.h"
+#include "stepfile/parse_test_util.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -14,15 +15,9 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using namespace std::chrono_literals;
 
-Result<StepFile> Parse(const std::string& text) { return ParseStepFile(text, "s.yml"); }
-// An empty spec (2 lines), so the definition starts on line 3.
-Result<StepFile> Def(const std::string& definition) { return Parse("spec:\n---\n" + definition); }
-
-std::string ErrorOf(const Result<StepFile>& r) {
-  if (r.ok()) return "<ok>";
-  EXPECT_EQ(r.error().kind, Error::Kind::kInvalid);
-  return r.error().message;
-}
+using test::Def;
+using test::ErrorOf;
+using test::Parse;
 
 // --- the spec (1.2) ------------------------------------------------------------------------------
 
