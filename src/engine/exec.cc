@@ -242,11 +242,16 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
 
   if (exit.stop) {
     *node->result.mutable_termination() = StepTermination(exit, cancel);
-    if (!exit.stop_requested) st.Log(LeftoversLine(node->result.step().name(), node->result.termination()));
   } else if (auto warned = WarningTermination(exit)) {
     // Nobody stopped the step, yet the runner's warning signal ended some of it: recorded.
     *node->result.mutable_termination() = std::move(*warned);
-    st.Log(WarningLine(node->result.step().name(), node->result.termination()));
+  }
+  if (!exit.stop_requested && node->result.has_termination()) {
+    // Both lines when the main process died of the warning before its children did: those were
+    // then stopped as leftovers (the warning's line was lost behind the leftovers').
+    const std::string& name = node->result.step().name();
+    if (auto line = WarningLine(name, node->result.termination())) st.Log(*line);
+    if (exit.stop) st.Log(LeftoversLine(name, node->result.termination()));
   }
   if (exit.stop_requested) {
     std::string how = exit.term_signal ? "signal: " + SignalName(exit.term_signal)

@@ -250,8 +250,9 @@ proto::Termination SubtreeTermination(const Engine::State& st, const ResultNode&
 /// Log lines: the step's leftovers (one line), the end of a cancel: the job's, or with `step`
 /// set the end of that step's own (its `timeout:`).
 std::string LeftoversLine(const std::string& step, const proto::Termination& t);
-/// The processes of `step` that died of the warning signal (a WarningTermination), one line.
-std::string WarningLine(const std::string& step, const proto::Termination& t);
+/// The processes of `step` that died of the warning signal and got no other signal from the
+/// runner, one line; none if there are none.
+std::optional<std::string> WarningLine(const std::string& step, const proto::Termination& t);
 std::string CancelFinishedLine(const proto::Termination& t, const std::string& step = "");
 /// The scope a step sees itself in: its own directory and inputs, its caller's cancel and `run`.
 Scope StepScope(const Scope& caller, const LoadedStep& step, const json& inputs);

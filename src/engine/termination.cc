@@ -212,13 +212,21 @@ std::string LeftoversLine(const std::string& step, const proto::Termination& t) 
   return line;
 }
 
-std::string WarningLine(const std::string& step, const proto::Termination& t) {
+std::optional<std::string> WarningLine(const std::string& step, const proto::Termination& t) {
   std::string line = "step-runner: step \"" + step + "\": the deadline warning signal " +
                      t.warning_signal() + " ended";
+  bool any = false;
   for (const auto& p : t.processes()) {
-    if (p.ending() != Ending::ended_by_signal || p.end_signal() != p.warning_signal()) continue;
+    // A process the runner signalled again afterwards (a leftover stopped with the same signal)
+    // is not credited to the warning: the leftovers' line names it.
+    if (p.warning_signal().empty() || !p.signal().empty() || p.ending() != Ending::ended_by_signal ||
+        p.end_signal() != p.warning_signal()) {
+      continue;
+    }
     line += " " + ProcessName(p) + ",";
+    any = true;
   }
+  if (!any) return std::nullopt;
   line.pop_back();
   return line;
 }
