@@ -71,7 +71,7 @@ Status ReadStepFiles(Engine::State& st, const stepfile::Spec& spec, bool any_out
 // the value there (contract 7.5), so the step fails instead, naming the value, as Go's exec
 // refuses it ("invalid argument").
 Status RefuseNul(const ProcessSpec& spec, const EnvRecord& env) {
-  auto shown = [](const std::string& s) { return ShowNul(s, 200) + (s.size() > 200 ? "..." : ""); };
+  auto shown = [](const std::string& s) { return ShowNul(s, 200); };
   constexpr char kWhy[] = " contains a NUL byte, which a process cannot receive";
   for (size_t i = 0; i < spec.argv.size(); ++i) {
     if (spec.argv[i].find('\0') != std::string::npos) {

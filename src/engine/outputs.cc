@@ -188,7 +188,7 @@ Result<std::map<std::string, std::string>> ExportsToEnv(const std::map<std::stri
     // cut it there, an `=` would move the rest of the name into the value. Refused here, where
     // the step that wrote it fails, not the next exec step (contract 7.5).
     const std::string key =
-        "read env file: key \"" + ShowNul(name, 200) + (name.size() > 200 ? "..." : "") + "\": ";
+        "read env file: key \"" + ShowNul(name, 200) + "\": ";
     if (name.find('\0') != std::string::npos) {
       return FailedError(key + "the name contains a NUL byte, which a process cannot receive");
     }

@@ -80,6 +80,7 @@ std::string ShowNul(std::string_view s, size_t max) {
       out += c;
     }
   }
+  if (s.size() > max) out += "...";
   return out;
 }
 

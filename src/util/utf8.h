@@ -26,8 +26,8 @@ std::string ByteName(unsigned char byte);
 /// `s` with each byte that is not part of valid UTF-8 written as `\xNN` (lower-case hex).
 std::string EscapeInvalidUtf8(std::string_view s);
 
-/// The first `max` bytes of `s` with each NUL written as \0: a value that holds one, shown in
-/// a one-line message.
+/// The first `max` bytes of `s` with each NUL written as \0, and "..." if `s` was longer: a
+/// value that holds one, shown in a one-line message.
 std::string ShowNul(std::string_view s, size_t max);
 
 }  // namespace sr

@@ -151,5 +151,12 @@ TEST(Utf8, StrayBytesAreEscapedAndValidTextIsKept) {
   EXPECT_TRUE(IsValidUtf8(EscapeInvalidUtf8("\xff\xfe any \x80")));
 }
 
+TEST(ShowNul, WritesNulVisiblyAndMarksACut) {
+  using namespace std::string_literals;
+  EXPECT_EQ(ShowNul("a\0b"s, 10), "a\\0b");
+  EXPECT_EQ(ShowNul("abc", 3), "abc");
+  EXPECT_EQ(ShowNul("abcd", 3), "abc...");
+}
+
 }  // namespace
 }  // namespace sr
