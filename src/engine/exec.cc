@@ -251,7 +251,9 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
     // then stopped as leftovers (the warning's line was lost behind the leftovers').
     const std::string& name = node->result.step().name();
     if (auto line = WarningLine(name, node->result.termination())) st.Log(*line);
-    if (exit.stop) st.Log(LeftoversLine(name, node->result.termination()));
+    if (auto line = exit.stop ? LeftoversLine(name, node->result.termination()) : std::nullopt) {
+      st.Log(*line);
+    }
   }
   if (exit.stop_requested) {
     std::string how = exit.term_signal ? "signal: " + SignalName(exit.term_signal)

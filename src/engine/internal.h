@@ -247,9 +247,9 @@ proto::Termination OomTermination(const TreeExit& exit, pid_t main_pid, const st
 json TerminationValue(const Engine::State& st, const ResultNode& scope);
 /// The process records of the steps a cancel of `node`'s subtree reached (its own timeout's), masked.
 proto::Termination SubtreeTermination(const Engine::State& st, const ResultNode& node);
-/// Log lines: the step's leftovers (one line), the end of a cancel: the job's, or with `step`
-/// set the end of that step's own (its `timeout:`).
-std::string LeftoversLine(const std::string& step, const proto::Termination& t);
+/// Log lines: the step's leftovers the runner signalled (one line; none if it signalled none),
+/// the end of a cancel: the job's, or with `step` set the end of that step's own (its `timeout:`).
+std::optional<std::string> LeftoversLine(const std::string& step, const proto::Termination& t);
 /// The processes of `step` that died of the warning signal and got no other signal from the
 /// runner, one line; none if there are none.
 std::optional<std::string> WarningLine(const std::string& step, const proto::Termination& t);

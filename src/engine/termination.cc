@@ -201,13 +201,17 @@ json TerminationValue(const Engine::State& st, const ResultNode& scope) {
   return v.is_discarded() ? json::object() : v;
 }
 
-std::string LeftoversLine(const std::string& step, const proto::Termination& t) {
+std::optional<std::string> LeftoversLine(const std::string& step, const proto::Termination& t) {
   std::string line = "step-runner: step \"" + step + "\" left processes behind, stopped (grace " +
                      FormatDuration(FromProto(t.grace())) + "):";
+  bool any = false;
   for (const auto& p : t.processes()) {
     if (p.signal().empty()) continue;  // the main process, ended by itself
     line += " " + ProcessName(p) + " " + p.signal() + " -> " + Ending::Ending_Name(p.ending()) + ";";
+    any = true;
   }
+  // None signalled: the last one ended between the check that found it and the stop.
+  if (!any) return std::nullopt;
   line.pop_back();
   return line;
 }
