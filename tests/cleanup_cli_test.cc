@@ -287,5 +287,23 @@ run:
   EXPECT_THAT(o.out, HasSubstr("cfg={\"key\":\"[MASKED]\"}"));
 }
 
+// A cancel that comes while the cleanup runs ends the job as cancelled (exit 130) also when the
+// cleanup's budget then runs out and stops a cleanup step, which so fails: it ended as a failure
+// (exit 1) of that step, "(timed out)" though no timeout was set. The step's failure is said.
+TEST_F(CleanupCli, ACancelDuringFinallyWhoseBudgetRunsOutIsStillACancel) {
+  dir.Write("f.yml", "spec: {}\n---\nrun:\n  - name: main\n    script: echo main\nfinally:\n"
+                     "  - name: f1\n    script: |\n      trap 'exit 5' TERM\n      : > ready\n"
+                     "      sleep 1000 & wait\nfinally_timeout: 1s\n");
+  Child run({Binary(), "run", "-f", dir / "f.yml", "--step-results-file", dir / "r.json"},
+            {.cwd = dir.path()});
+  ASSERT_TRUE(run.WaitForFile(dir / "ready"));
+  run.Signal(SIGINT);
+  Output o = run.Wait();
+  EXPECT_EQ(o.exit_code, 130) << o.err;
+  EXPECT_THAT(o.err, HasSubstr("stopped while finally: ran (cancelled)"));
+  EXPECT_THAT(o.out, HasSubstr("step-runner: finally: step \"f1\": exec: exit status 5"));
+  EXPECT_EQ(json::parse(dir.Read("r.json"))["status"], "cancelled");
+}
+
 }  // namespace
 }  // namespace sr::test

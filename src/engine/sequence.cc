@@ -130,12 +130,15 @@ Task<StepOutcome> RunSequence(Engine::State& st, Scope& caller, const LoadedStep
     if (budget_timer) loop.CancelTimer(*budget_timer);
     self.steps = std::move(cleanup_scope.steps);
     self.view = {};
+    if (!error && caller.cancel->requested()) {
+      // A cancel or timeout that came while the cleanup ran ends the job as one (contract
+      // section 2: 130 / 124), also when a cleanup step then failed: the budget the cancel
+      // started may be what stopped it. That failure is said here; it would be lost otherwise.
+      if (cleanup_error) st.Log("step-runner: finally: " + cleanup_error->message);
+      error = CancelError(*caller.cancel, "stopped while finally: ran");
+    }
     // A failing cleanup fails a successful run, but never turns a cancel into anything else.
     if (!error && cleanup_error) error = cleanup_error;
-    // A cancel or timeout that came while the cleanup ran still ends the job as one (contract
-    // section 2: 130 / 124): the cleanup ran on, as it does for any cancel, but the run did not
-    // succeed (it exited 0).
-    if (!error && caller.cancel->requested()) error = CancelError(*caller.cancel, "stopped while finally: ran");
   }
   st.running_sequences.pop_back();
   if (error) co_return StepOutcome{true, error};
