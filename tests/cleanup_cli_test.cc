@@ -305,5 +305,17 @@ TEST_F(CleanupCli, ACancelDuringFinallyWhoseBudgetRunsOutIsStillACancel) {
   EXPECT_EQ(json::parse(dir.Read("r.json"))["status"], "cancelled");
 }
 
+// Every failing finally: step is said, also one that ran: the second failure was in no line
+// (only the first is the job's error), which hid a cleanup step that could not even start.
+TEST_F(CleanupCli, EveryFailingFinallyStepIsSaid) {
+  dir.Write("f.yml", "spec: {}\n---\nrun:\n  - name: main\n    script: echo main\nfinally:\n"
+                     "  - name: f1\n    script: exit 3\n  - name: f2\n    script: exit 4\n");
+  Output o = RunStepRunner({"run", "-f", dir / "f.yml"}, {.cwd = dir.path()});
+  EXPECT_EQ(o.exit_code, 1) << o.err;
+  EXPECT_THAT(o.err, HasSubstr("step \"f1\": exec: exit status 3"));
+  EXPECT_THAT(o.out, HasSubstr("f.yml:9:5: step \"f2\": exec: exit status 4"));
+  EXPECT_THAT(o.out, Not(HasSubstr("step \"f1\": exec")));
+}
+
 }  // namespace
 }  // namespace sr::test

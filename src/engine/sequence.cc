@@ -55,9 +55,10 @@ Task<std::optional<Error>> RunList(Engine::State& st, Scope& scope,
       SetStepOutputs(scope, inv.name, std::move(outputs));
     }
     if (out.error) {
-      // A step that ran has its result (status, output) whatever becomes of its error; one that
-      // failed to load has only the error: said here unless it is the one to be reported.
-      if (!out.has_result && keep_going && (first_error || !first_reported)) {
+      // Cleanup goes on past a failure: each one is said here, unless it is the one the caller
+      // reports. One that failed to load has no result at all, and one that failed to start
+      // (no fd left, its temp dir gone) printed nothing: the log would not show them otherwise.
+      if (keep_going && (first_error || !first_reported)) {
         st.Log(std::string("step-runner: ") + (kind == ListKind::kDiagnose ? "diagnose" : "finally") +
                ": " + AtItem(inv, out.error->message));
       }
