@@ -2,13 +2,14 @@
 // the effective grace, the warning apart from the cancel signal, leftovers stopped and named,
 // a command for every process, and `${{ run.termination }}` with Status's names.
 #include <gmock/gmock.h>
-#include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 
 #include <optional>
@@ -35,7 +36,7 @@ constexpr char kShortGraceStep[] =
     "exec:\n  command: [sh, -c, \"trap '' INT; : > ready; exec sleep 100\"]\n";
 constexpr char kRunInner[] = "spec: {}\n---\nrun:\n  - name: inner\n    step: ./inner\n";
 
-// Waits on the cancel signal's trap, warned by SIGQUIT before.
+// Waits on the cancel signal's trap, warned by SIGQUIT before (at 5 s: the trap is set by then).
 constexpr char kWarnedScript[] =
     "trap ': > warned' QUIT\ntrap 'exit 0' TERM\n: > ready\nwhile :; do sleep 0.05; done";
 
@@ -47,24 +48,6 @@ constexpr char kDaemonScript[] =
 // Twenty children that each keep starting short-lived processes.
 constexpr char kBusyChildrenScript[] =
     "for i in $(seq 20); do (while :; do sleep 0.01; done) & done\ntouch ready\nwait";
-
-// Every object key anywhere in `v`.
-void Keys(const json& v, std::set<std::string>* out) {
-  if (v.is_object()) {
-    for (auto it = v.begin(); it != v.end(); ++it) {
-      out->insert(it.key());
-      Keys(it.value(), out);
-    }
-  } else if (v.is_array()) {
-    for (const auto& e : v) Keys(e, out);
-  }
-}
-
-json ToJson(const google::protobuf::Message& m) {
-  std::string text;
-  EXPECT_TRUE(google::protobuf::util::MessageToJsonString(m, &text).ok());
-  return json::parse(text);
-}
 
 // A finally step that writes `${{ run.termination }}` to `path`.
 std::string WithReport(std::string steps, const std::string& path) {
@@ -83,9 +66,10 @@ class TerminationTruthCli : public ::testing::Test {
  protected:
   void SetUp() override { BecomeSubreaper(); }
   void TearDown() override { ReapOrphans(); }
-  // Runs `file` in the test dir, Ctrl-C once `ready` exists; returns the output.
+  // Runs `file` in the test dir, Ctrl-C once `ready` exists, then `then`; returns the output.
   Output CancelWhenReady(const std::string& file, std::vector<std::string> extra = {},
-                         std::map<std::string, std::string> env = {}) {
+                         std::map<std::string, std::string> env = {},
+                         const std::function<void(Child&)>& then = nullptr) {
     std::vector<std::string> argv{Binary(), "run", "-f", dir / file, "--step-results-file",
                                   dir / "r.json"};
     argv.insert(argv.end(), extra.begin(), extra.end());
@@ -95,6 +79,7 @@ class TerminationTruthCli : public ::testing::Test {
     Child child(argv, o);
     EXPECT_TRUE(child.WaitForFile(dir / "ready"));
     child.Signal(SIGINT);
+    if (then) then(child);
     return child.Wait();
   }
   json StepRecord() { return json::parse(dir.Read("r.json"))["subStepResults"][0]["termination"]; }
@@ -117,11 +102,17 @@ TEST_F(TerminationTruthCli, RecordAndLogStateTheEffectiveGrace) {
 // A member that obeyed (or ended) during the grace is dated when it ended, even when its own
 // parent reaped it: a TERM-ignoring daemon's `sleep 0.1` was dated at the daemon's SIGKILL.
 TEST_F(TerminationTruthCli, AMemberReapedByItsParentIsDatedWhenItEnded) {
-  // The daemon's `sleep 1` exists before "ready" (forked by `&`), ignores SIGTERM as the daemon
-  // does, and ends by itself within the grace; the daemon reaps it and is killed at the end.
-  dir.Write("t.yml", Steps({{"t", "setsid bash -c 'trap \"\" TERM; sleep 1 & : > ready; wait; "
-                                  "while :; do sleep 0.1; done' &\nwait"}}));
-  Output o = CancelWhenReady("t.yml", {"--grace", "3s"});
+  // The daemon's `flock` exists before "ready" (forked by `&`), ignores SIGTERM as the daemon
+  // does, and ends by itself when the test lets go of the lock, once the cancel has signalled it;
+  // the daemon reaps it and is killed at the end.
+  UniqueFd lock(::open((dir / "lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_EQ(::flock(lock.get(), LOCK_EX), 0);
+  dir.Write("t.yml", Steps({{"t", "setsid bash -c 'trap \"\" TERM; flock 9 9<lock & echo $! > m.pid; "
+                                  ": > ready; wait; while :; do sleep 0.1; done' &\nwait"}}));
+  Output o = CancelWhenReady("t.yml", {"--grace", "3s"}, {}, [&](Child& c) {
+    EXPECT_TRUE(WaitFor([&] { return c.StdoutSoFar().find("cancelling") != std::string::npos; }));
+    ::flock(lock.get(), LOCK_UN);
+  });
   ASSERT_EQ(o.exit_code, 130) << o.err;
   auto when = [](const json& p) {
     google::protobuf::Timestamp t;
@@ -129,22 +120,22 @@ TEST_F(TerminationTruthCli, AMemberReapedByItsParentIsDatedWhenItEnded) {
     return google::protobuf::util::TimeUtil::TimestampToNanoseconds(t);
   };
   const json t = StepRecord();
-  std::optional<int64_t> killed_at, sleep_ended_at;
+  const pid_t member = ReadPids(dir / "m.pid").at(0);
+  std::optional<int64_t> killed_at, member_ended_at;
   for (const auto& p : t["processes"]) {
     const std::string command = p.value("command", "");
     if (p["ending"] == "killed_after_grace" && command.starts_with("bash -c")) killed_at = when(p);
-    // Recorded as the daemon's command when signalled before its exec: matched by how it ended.
-    if (p["ending"] == "exited") sleep_ended_at = when(p);
+    if (p.value("pid", 0) == member && p["ending"] == "exited") member_ended_at = when(p);
   }
-  ASSERT_TRUE(killed_at && sleep_ended_at) << t.dump(1);
-  EXPECT_LT(*sleep_ended_at, *killed_at) << t.dump(1);
+  ASSERT_TRUE(killed_at && member_ended_at) << t.dump(1);
+  EXPECT_LT(*member_ended_at, *killed_at) << t.dump(1);
 }
 
 // The job's timeout reaches a step that has a timeout of its own through that step's cancel
 // domain: the start line counts its processes (it said "cancel signal to 0 processes").
 TEST_F(TerminationTruthCli, TheStartLineCountsProcessesOfStepsWithTheirOwnTimeout) {
   dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: s\n    timeout: 5m\n    script: \": > ready; sleep 300\"\n");
-  Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "1s", "--grace", "1s"}, {.cwd = dir.path()});
+  Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "5s", "--grace", "1s"}, {.cwd = dir.path()});
   ASSERT_EQ(o.exit_code, 124) << o.err;
   EXPECT_THAT(o.out, HasSubstr("cancelling (timed_out): SIGTERM to 2 processes, grace 1s"));
   EXPECT_THAT(o.out, HasSubstr("cancel finished: 2 processes"));
@@ -166,7 +157,7 @@ TEST_F(TerminationTruthCli, WarningSignalIsKeptApartFromTheCancelSignal) {
   dir.Write("t.yml", Steps({{"w", kWarnedScript}}));
   Options opts;
   opts.cwd = dir.path();
-  Child child({Binary(), "run", "-f", dir / "t.yml", "--timeout", "300s", "--warn-before", "299s",
+  Child child({Binary(), "run", "-f", dir / "t.yml", "--timeout", "300s", "--warn-before", "295s",
                "--warn-signal", "SIGQUIT", "--step-results-file", dir / "r.json"}, opts);
   ASSERT_TRUE(child.WaitForFile(dir / "warned"));
   child.Signal(SIGINT);
@@ -268,11 +259,12 @@ TEST_F(TerminationTruthCli, CleanupChildBornAfterTheSignalIsNotRecordedAsSignall
 // A shell's child that exits from its own trap, and is reaped by that shell, not by the runner:
 // the record says it exited and with what code (the kernel keeps the status for a pidfd holder
 // since Linux 6.15). It used to be guessed from what the runner did: "ended_by_signal".
+// The child's own child sleeps until signalled: nothing ends by itself around the cancel.
 TEST_F(TerminationTruthCli, ChildReapedByItsOwnShellIsRecordedAsItEnded) {
   if (!KernelAtLeast(6, 15)) GTEST_SKIP() << "PIDFD_INFO_EXIT needs Linux 6.15";
   dir.Write("t.yml", Steps({{"nested", "trap 'wait $c; exit 0' TERM\n"
                                        "bash -c 'trap \"exit 7\" TERM; echo $$ > child.pid; "
-                                       ": > ready; while :; do sleep 0.05; done' &\n"
+                                       "sleep 1000 & : > ready; wait' &\n"
                                        "c=$!\nwait $c"}}));
   for (const std::string mechanism : {"cgroup", "off"}) {
     std::map<std::string, std::string> env;
@@ -421,7 +413,7 @@ TEST_F(TerminationTruthService, StatusDuringTheGraceListsWhatTheCancelDid) {
 TEST_F(TerminationTruthService, WarningSignalIsKeptApartFromTheCancelSignal) {
   proto::RunRequest req = Request("w", Steps({{"w", kWarnedScript}}), dir.path());
   req.mutable_timeout()->set_seconds(300);
-  req.mutable_warn_before()->set_seconds(299);
+  req.mutable_warn_before()->set_seconds(295);
   req.set_warn_signal("SIGQUIT");
   ASSERT_TRUE(server.Run(req).ok());
   ASSERT_TRUE(WaitFor([&] { return dir.Exists("warned"); }));
