@@ -75,10 +75,10 @@ TEST_F(TerminationCli, RecordSaysHowEachProcessEnded) {
 
 TEST_F(TerminationCli, ForcedCancelIsMarkedKilledForced) {
   dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: stubborn\n    script: trap '' TERM; echo $$ > " +
-                         dir / "pid" + "; while :; do sleep 0.05; done\n");
+                         dir / "pid" + "; touch " + dir / "ready" + "; while :; do sleep 0.05; done\n");
   Child child({Binary(), "run", "-f", dir / "t.yml", "--grace", "1h", "--step-results-file",
                dir / "r.json"}, {});
-  ASSERT_TRUE(child.WaitForFile(dir / "pid"));
+  ASSERT_TRUE(child.WaitForFile(dir / "ready"));  // `pid` is written in full by then
   child.Signal(SIGINT);
   // Wait until the cancel has started (the log line), then force.
   for (int i = 0; i < 2000 && child.StdoutSoFar().find("cancelling") == std::string::npos; ++i) {
@@ -103,7 +103,9 @@ TEST_F(TerminationCli, WarningSignalAndDiagnoseComeBeforeTheTimeout) {
                      "      while :; do sleep 0.05; done\n"
                      "diagnose:\n  - name: missing\n    step: ./nope\n"
                      "  - name: dump\n    script: echo \"diagnose pids=${{ run.pids }}\"\n");
-  Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "2s", "--warn-before", "1s",
+  // The warning comes 5 s in (both traps are set by then), the timeout 3 s after it (the
+  // diagnose steps, which the timeout kills, have run by then).
+  Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "8s", "--warn-before", "3s",
                             "--warn-signal", "SIGUSR1", "--grace", "5s"});
   EXPECT_EQ(o.exit_code, 124) << o.err;
   EXPECT_EQ(dir.Read("signals"), "usr1\nterm\n");
