@@ -18,8 +18,10 @@ namespace {
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-// Does not handle SIGTERM: the warning's default action ends it (bash and its sleep).
-constexpr char kUnhandledWarning[] = "echo $$ > main.pid\nsleep 300";
+// Does not handle SIGTERM: the warning's default action ends it (bash and its sleep). The warning
+// may come before main.pid is written: the tests take the main process from the record (it comes
+// first), and check it against main.pid when there is one (written whole, or not at all).
+constexpr char kUnhandledWarning[] = "echo $$ > main.tmp && mv main.tmp main.pid\nsleep 300";
 
 // The job's step waits for its diagnose step to be running, then ends by itself (no warning
 // signal: the diagnose steps start all the same) with `exit_code`.
@@ -47,13 +49,14 @@ TEST_F(WarningTruthCli, AStepKilledByTheWarningSignalFailsSayingSoAndIsRecorded)
   ASSERT_EQ(o.exit_code, 1) << o.err;
   EXPECT_THAT(o.err, HasSubstr("step \"slow\": exec: signal: SIGTERM (the runner's deadline "
                                "warning signal)"));
-  const pid_t main = ReadPids(dir / "main.pid").at(0);
   const json t = json::parse(dir.Read("r.json"))["subStepResults"][0]["termination"];
   ASSERT_TRUE(t.is_object()) << "no termination record for the step";
   EXPECT_EQ(t.value("reason", ""), "deadline_warning") << t.dump(1);
   EXPECT_EQ(t.value("warningSignal", ""), "SIGTERM") << t.dump(1);
   EXPECT_TRUE(t.contains("warningTime")) << t.dump(1);
-  ASSERT_TRUE(t.contains("processes")) << t.dump(1);
+  ASSERT_TRUE(t.contains("processes") && !t["processes"].empty()) << t.dump(1);
+  const pid_t main = t["processes"][0].value("pid", 0);
+  for (pid_t written : ReadPids(dir / "main.pid")) EXPECT_EQ(written, main) << t.dump(1);
   const json* rec = FindPid(t["processes"], main);
   ASSERT_TRUE(rec) << t.dump(1);
   EXPECT_EQ(rec->value("warningSignal", ""), "SIGTERM") << rec->dump();
@@ -107,9 +110,11 @@ TEST_F(WarningTruthService, AStepKilledByTheWarningSignalFailsSayingSoAndIsRecor
   EXPECT_EQ(end.error().kind(), proto::StatusError::step_failure) << end.error().DebugString();
   EXPECT_THAT(end.error().message(), HasSubstr("(the runner's deadline warning signal)"));
   // The job's record: the warning, and the process it ended.
-  const pid_t main = ReadPids(dir / "main.pid").at(0);
   ASSERT_TRUE(end.has_termination());
   const auto& t = end.termination();
+  ASSERT_GE(t.processes_size(), 1) << t.DebugString();
+  const pid_t main = t.processes(0).pid();
+  for (pid_t written : ReadPids(dir / "main.pid")) EXPECT_EQ(written, main) << t.DebugString();
   EXPECT_EQ(t.warning_signal(), "SIGTERM") << t.DebugString();
   // Warned, never cancelled: the job's record says so (it said reason_unspecified).
   EXPECT_EQ(t.reason(), proto::Termination::deadline_warning) << t.DebugString();
