@@ -299,7 +299,7 @@ TEST_F(Resources, UsageFieldsAreConsistent) {
 }
 
 TEST_F(Resources, StepTimeoutFailsTheStepAndRunsFinally) {
-  dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: slow\n    timeout: 1s\n"
+  dir.Write("t.yml", "spec: {}\n---\nrun:\n  - name: slow\n    timeout: 5s\n"
                      "    script: \"trap 'echo got TERM; exit 3' TERM; sleep 60 & wait\"\n"
                      "  - name: never\n    script: touch " + dir / "never" + "\n"
                      "finally:\n  - name: cleanup\n    script: echo ${{ run.status }} > " + dir / "final" + "\n"
@@ -307,7 +307,7 @@ TEST_F(Resources, StepTimeoutFailsTheStepAndRunsFinally) {
                      "    env: {T: \"${{ run.termination }}\"}\n");
   Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--step-results-file", dir / "r.json"});
   EXPECT_EQ(o.exit_code, 1) << o.err;
-  EXPECT_THAT(o.err, HasSubstr("step \"slow\": timed out after 1s"));
+  EXPECT_THAT(o.err, HasSubstr("step \"slow\": timed out after 5s"));
   // The cleanup reads the step's record (it read {}: no job-wide cancel came).
   const json seen = json::parse(dir.Read("record.json"));
   EXPECT_EQ(seen["reason"], "step_timed_out") << seen.dump();
@@ -325,12 +325,12 @@ TEST_F(Resources, StepTimeoutFailsTheStepAndRunsFinally) {
 // A step's own timeout is a cancel like the job's: its first log line says whom it signalled,
 // its last (written before `finally:` runs) which process needed SIGKILL.
 TEST_F(Resources, StepTimeoutLogsTheEndOfItsCancel) {
-  dir.Write("k.yml", "spec: {}\n---\nrun:\n  - name: stubborn\n    timeout: 1s\n"
+  dir.Write("k.yml", "spec: {}\n---\nrun:\n  - name: stubborn\n    timeout: 5s\n"
                      "    script: \"trap '' TERM; sleep 60\"\n"
                      "finally:\n  - name: cleanup\n    script: echo cleanup ran\n");
   Output o = RunStepRunner({"run", "-f", dir / "k.yml", "--grace", "500ms"});
   EXPECT_EQ(o.exit_code, 1) << o.err;
-  const std::string first = "step-runner: step \"stubborn\" timed out after 1s: cancel signal to 2";
+  const std::string first = "step-runner: step \"stubborn\" timed out after 5s: cancel signal to 2";
   const std::string last = "step-runner: step \"stubborn\": cancel finished: 2 processes; "
                            "0 ended on a signal, 0 exited; needed SIGKILL: pid ";
   ASSERT_THAT(o.out, HasSubstr(first));
