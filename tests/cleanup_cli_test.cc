@@ -100,7 +100,8 @@ TEST_F(CleanupCli, ACancelDuringFinallyStillEndsTheJobAsOne) {
   ::unlink((dir / "in-f1").c_str());
   ::unlink((dir / "go").c_str());
   ::unlink((dir / "f2-ran").c_str());
-  Child timed({Binary(), "run", "-f", dir / "f.yml", "--timeout", "1s"}, {});
+  // The timeout comes once `main` has ended and f1 waits (the test waits for it to come).
+  Child timed({Binary(), "run", "-f", dir / "f.yml", "--timeout", "5s"}, {});
   ASSERT_TRUE(timed.WaitForFile(dir / "in-f1"));
   // The timeout comes while f1 waits; then f1 is let go.
   for (int i = 0; i < 600 && timed.StdoutSoFar().find("cancelling (timed_out)") == std::string::npos; ++i) {
