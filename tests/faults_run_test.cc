@@ -11,9 +11,12 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <thread>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "support/harness.h"
 #include "support/scarce.h"
@@ -145,14 +148,18 @@ TEST_F(RunFaults, ClosedStdoutOrStderrIsNullNotTheNextFdOpened) {
   }
 }
 
-// Polls for `path` for at most `limit`; a test that fails here must not wait 120 s.
-bool AppearsWithin(const std::string& path, std::chrono::seconds limit) {
+// Polls `done` for at most `limit`; a test that fails here must not wait 120 s.
+bool Within(std::chrono::seconds limit, const std::function<bool()>& done) {
   const auto until = std::chrono::steady_clock::now() + limit;
-  while (::access(path.c_str(), F_OK) != 0) {
+  while (!done()) {
     if (std::chrono::steady_clock::now() > until) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return true;
+}
+
+bool AppearsWithin(const std::string& path, std::chrono::seconds limit) {
+  return Within(limit, [&] { return ::access(path.c_str(), F_OK) == 0; });
 }
 
 // `run … | reader` whose reader stops reading (a paused terminal, `less`, a stuck CI agent):
@@ -162,7 +169,8 @@ bool AppearsWithin(const std::string& path, std::chrono::seconds limit) {
 // The reader is a pipe or a socket, read for 100 bytes (the step is running), then held.
 TEST_F(RunFaults, CtrlCAndTimeoutActWhileStdoutIsNotRead) {
   dir.Write("noisy.yml", "spec: {}\n---\nrun:\n  - name: noisy\n"
-                         "    script: echo $$ > step.pid; exec yes some output to fill the pipe\n");
+                         "    script: echo $$ > step.tmp && mv step.tmp step.pid; "
+                         "exec yes some output to fill the pipe\n");
   dir.Write("reader.py",
             "import os, socket, subprocess, sys\n"
             "kind, extra = sys.argv[1], sys.argv[2:]\n"
@@ -175,7 +183,8 @@ TEST_F(RunFaults, CtrlCAndTimeoutActWhileStdoutIsNotRead) {
             "p = subprocess.Popen(['" + Binary() + "', 'run', '-f', 'noisy.yml', '--grace', '500ms',"
             " '--step-results-file', 'r.json'] + extra, stdout=theirs, stderr=open('err.txt', 'w'))\n"
             "theirs.close() if kind == 'socket' else os.close(theirs)\n"
-            "open('runner.pid', 'w').write(str(p.pid))\n"
+            "with open('runner.tmp', 'w') as f: f.write(str(p.pid))\n"
+            "os.rename('runner.tmp', 'runner.pid')\n"
             "read()\n"
             "sys.exit(p.wait())\n");
   struct Case {
@@ -185,7 +194,7 @@ TEST_F(RunFaults, CtrlCAndTimeoutActWhileStdoutIsNotRead) {
     const std::string what = c.reader + ", " + c.how;
     for (const char* f : {"r.json", "step.pid", "runner.pid"}) ::unlink((dir / f).c_str());
     std::vector<std::string> argv{"/usr/bin/python3", dir / "reader.py", c.reader};
-    if (c.how == "timeout") argv.insert(argv.end(), {"--timeout", "1s"});
+    if (c.how == "timeout") argv.insert(argv.end(), {"--timeout", "3s"});  // after step.pid
     Options o;
     o.cwd = dir.path();
     Child reader(argv, o);
@@ -195,7 +204,9 @@ TEST_F(RunFaults, CtrlCAndTimeoutActWhileStdoutIsNotRead) {
     const pid_t step = ReadPids(dir / "step.pid").at(0);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let the pipe fill up
     if (c.how == "ctrl-c") ::kill(runner, SIGINT);
-    const bool ended = AppearsWithin(dir / "r.json", std::chrono::seconds(20));
+    // The results file is written in place: it is all there once it parses.
+    const bool ended =
+        Within(std::chrono::seconds(20), [&] { return nlohmann::json::accept(dir.Read("r.json")); });
     EXPECT_TRUE(ended) << what << ": the job did not end while stdout was full";
     if (ended) {
       const std::string results = dir.Read("r.json");
