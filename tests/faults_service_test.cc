@@ -88,10 +88,10 @@ TEST_F(Faults, LostOutputOnAFullDiskFailsTheJob) {
 
 TEST_F(Faults, RunDuringCloseIsFailedPrecondition) {
   LiveServer server(dir);
-  // The cancel's trap keeps the job (and so the Close) busy for a second.
+  // The cancel's trap keeps the job (and so the Close) busy until the test releases it.
   proto::RunRequest req = Request(
-      "c", Steps({{"s", "trap 'sleep 1; exit 0' TERM; touch " + dir / "trapped" + "; sleep 30 & wait"}}),
-      dir.path());
+      "c", Steps({{"s", "trap 'while [ ! -e release ]; do sleep 0.05; done; exit 0' TERM; touch trapped; "
+                        "sleep 30 & wait"}}), dir.path());
   ASSERT_TRUE(server.Run(req).ok());
   ASSERT_TRUE(WaitFor([&] { return dir.Exists("trapped"); }));
   std::atomic<bool> closed{false};
@@ -104,6 +104,7 @@ TEST_F(Faults, RunDuringCloseIsFailedPrecondition) {
     during = server.Run(req);
     return during.error_code() == grpc::StatusCode::FAILED_PRECONDITION || closed;
   }));
+  dir.Write("release", "");
   closer.join();
   EXPECT_EQ(during.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << during.error_message();
   EXPECT_EQ(during.error_message(), "job \"c\" is closing");
@@ -328,7 +329,7 @@ TEST_F(Faults, MaskedValueNeverInAScriptsCommandLine) {
   const std::string secret = "s3cr3t-" + std::to_string(::getpid()) + "-value";
   dir.Write("s.yml", "spec: {}\n---\nrun:\n  - name: s\n    script: |\n"
                      "      echo \"got ${{ job.TOKEN }}\"\n      touch " + dir / "started" + "\n"
-                     "      sleep 1\n"
+                     "      while [ ! -e " + dir / "scanned" + " ]; do sleep 0.02; done\n"
                      "  - name: e\n    step: ./echo\n    inputs: {v: \"${{ job.TOKEN }}\"}\n");
   dir.Write("echo/step.yml", "spec:\n  inputs:\n    v: {type: string}\n---\nexec:\n  command: [echo, \"${{ inputs.v }}\"]\n");
   Options o;
@@ -341,6 +342,7 @@ TEST_F(Faults, MaskedValueNeverInAScriptsCommandLine) {
     std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (cmdline.find(secret) != std::string::npos) leaks.push_back(e.path().string());
   }
+  dir.Write("scanned", "");  // then step `e` runs: its `echo` has the value in its command line
   Output out = run.Wait();
   EXPECT_TRUE(leaks.empty()) << leaks[0];
   EXPECT_EQ(out.exit_code, 0) << out.err;
