@@ -104,15 +104,16 @@ Status Job::Setup(JobRequest& request) {
   auto fail = [this, &request](Error e) -> Status {
     // Out of fds, a directory walk cannot even open the directory: unlink what Setup made by
     // name first (no fd needed), then walk whatever else is left.
+    // The owner mark last (see RemoveTree).
     if (!dir_.empty()) {
-      for (const std::string& name : {std::string(kOwnerFile), std::string("logs")}) {
-        ::unlink((dir_ + "/" + name).c_str());
-      }
+      log_.reset();
+      ::unlink((dir_ + "/logs").c_str());
       for (const auto& file : request.file_vars) ::unlink((dir_ + "/" + file.first).c_str());
       ::rmdir((dir_ + "/.tmp").c_str());
+      ::unlink((dir_ + "/" + kOwnerFile).c_str());
       if (::rmdir(dir_.c_str()) == 0) dir_.clear();
     }
-    RemoveFiles();
+    if (Status removed = RemoveFiles(); !removed.ok()) e.message += "; " + removed.error().message;
     for (auto it = created_dirs_.rbegin(); it != created_dirs_.rend(); ++it) ::rmdir(it->c_str());
     created_dirs_.clear();
     return e;
@@ -125,8 +126,10 @@ Status Job::Setup(JobRequest& request) {
   if (::mkdir(dir.c_str(), 0700) != 0) {
     if (errno != EEXIST) return fail(ErrnoError("creating job dir " + dir, errno));
     // Another server sharing this TMPDIR runs a job with this id: its files are not ours.
+    // Or this server's own, left by a Close whose removal failed (out of fds): its id is free
+    // again, the directory is a leftover like a dead server's.
     pid_t owner = 0;
-    if (OwnerOfDir(dir, &owner) == Owner::kLive) {
+    if (OwnerOfDir(dir, &owner) == Owner::kLive && owner != ::getpid()) {
       return fail(Error{Error::Kind::kInvalid, "job dir " + dir + " belongs to another running "
                                                "step-runner (pid " + std::to_string(owner) + ")"});
     }
@@ -194,10 +197,16 @@ void Job::Cancel(CancelReason reason, bool forced) {
   Publish();
 }
 
-void Job::RemoveFiles() {
-  if (dir_.empty()) return;
-  (void)RemoveTree(dir_);
+Status Job::RemoveFiles() {
+  if (dir_.empty()) return Ok();
+  // The job's own descriptor of its log first: out of fds, it is the one the removal needs. A
+  // follower still streaming holds the log too, and reads the removed file through it.
+  log_.reset();
+  if (Status removed = RemoveTree(dir_); !removed.ok()) {
+    return removed.error().Wrap("job " + id_ + ": removing its directory " + dir_);
+  }
   dir_.clear();
+  return Ok();
 }
 
 void Job::ReleaseRecords(EventLoop& loop) {

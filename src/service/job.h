@@ -99,8 +99,10 @@ class Job : private Observer {
   /// The first error writing the job's output to its log, if any (the log keeps the bytes it
   /// could write; this says that some are missing).
   std::optional<Error> log_error() const;
-  /// Removes the job's directory. Never while running.
-  void RemoveFiles();
+  /// Removes the job's directory (and drops the job's hold on its log). Never while running.
+  /// An error names the job and the directory; what is left of it keeps its owner mark, so a
+  /// later call, a Run of the same id or the next server's sweep removes it.
+  [[nodiscard]] Status RemoveFiles();
   /// Once the job is forgotten: its records (the published status, the result tree) are freed
   /// on the loop's helper thread — megabytes of values take milliseconds to free (contract
   /// 7.4). Afterwards Snapshot() holds the summary only. Never while running.

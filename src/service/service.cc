@@ -1,6 +1,7 @@
 // Run, Status, Cancel, Close and the job registry (FollowLogs: follow_logs.cc).
 #include <malloc.h>
 
+#include <cstdio>
 #include <utility>
 
 #include "service/job_service.h"
@@ -145,7 +146,17 @@ void JobService::OnJobEnd(const std::shared_ptr<Job>& job) {
 void JobService::Forget(const std::shared_ptr<Job>& job) {
   if (job->retention_timer) loop_.CancelTimer(job->retention_timer);
   job->retention_timer = 0;
-  job->RemoveFiles();
+  if (sr::Status removed = job->RemoveFiles(); !removed.ok()) {
+    // Short of fds (the state that fails jobs with EMFILE): give back the ones kept only for
+    // speed and try once more. What stays keeps its owner mark: a Run of this id or the next
+    // server with this TMPDIR removes it.
+    supervisor_.ReleaseSpareFds();
+    removed = job->RemoveFiles();
+    if (!removed.ok()) {
+      std::fprintf(stderr, "step-runner: %s; left for the next start with this TMPDIR\n",
+                   removed.error().message.c_str());
+    }
+  }
   bool idle = false;
   {
     std::lock_guard<std::mutex> lock(mu_);

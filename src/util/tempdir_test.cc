@@ -1,0 +1,121 @@
+// RemoveTree when the fd table is (nearly) full: the state in which a server's jobs fail with
+// EMFILE is the state in which their directories must still go.
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "util/fd.h"
+#include "util/owner.h"
+#include "util/tempdir.h"
+
+namespace sr {
+namespace {
+
+// Lowers the soft limit on open files and fills the table up to it, leaving `free` slots;
+// everything is given back at the end of the scope.
+class FullFdTable {
+ public:
+  explicit FullFdTable(int free) {
+    ::getrlimit(RLIMIT_NOFILE, &saved_);
+    rlimit low = saved_;
+    low.rlim_cur = 64;
+    ::setrlimit(RLIMIT_NOFILE, &low);
+    for (;;) {
+      UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+      if (!fd.valid()) break;
+      held_.push_back(std::move(fd));
+    }
+    for (int i = 0; i < free && !held_.empty(); ++i) held_.pop_back();
+  }
+  ~FullFdTable() {
+    held_.clear();
+    ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  FullFdTable(const FullFdTable&) = delete;
+  FullFdTable& operator=(const FullFdTable&) = delete;
+
+ private:
+  rlimit saved_{};
+  std::vector<UniqueFd> held_;
+};
+
+// A job dir as the service makes it, with a step's tree some levels deep in its .tmp.
+std::string MakeJobDir(const TempDir& base) {
+  const std::string dir = base.path() + "/step-runner-output-j";
+  EXPECT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  EXPECT_TRUE(MarkOwned(dir).ok());
+  EXPECT_TRUE(WriteFile(dir + "/logs", "log\n").ok());
+  std::string deep = dir + "/.tmp";
+  for (int level = 0; level < 6; ++level) {
+    EXPECT_EQ(::mkdir(deep.c_str(), 0700), 0) << deep;
+    EXPECT_TRUE(WriteFile(deep + "/f", "x").ok());
+    deep += "/d";
+  }
+  EXPECT_EQ(::symlink("/", (dir + "/.tmp/root-link").c_str()), 0);
+  return dir;
+}
+
+TEST(RemoveTree, NeedsOneFreeFdHoweverDeepTheTree) {
+  TempDir base = TempDir::Create("sr-removetree-").value();
+  const std::string dir = MakeJobDir(base);
+  Status removed = Ok();
+  {
+    FullFdTable full(1);
+    removed = RemoveTree(dir);
+  }
+  EXPECT_TRUE(removed.ok()) << removed.error().message;
+  EXPECT_NE(::access(dir.c_str(), F_OK), 0) << dir << " is still there";
+  EXPECT_EQ(::access("/", F_OK), 0);  // a symlink is removed, never followed
+}
+
+TEST(RemoveTree, WithNoFdAtAllKeepsTheOwnerMarkAndSaysWhy) {
+  TempDir base = TempDir::Create("sr-removetree-").value();
+  const std::string dir = MakeJobDir(base);
+  Status removed = Ok();
+  {
+    FullFdTable full(0);
+    removed = RemoveTree(dir);
+  }
+  ASSERT_FALSE(removed.ok());
+  EXPECT_NE(removed.error().message.find("Too many open files"), std::string::npos)
+      << removed.error().message;
+  // Whatever is left still says whose it is: the next runner's sweep can remove it.
+  EXPECT_EQ(::access((dir + "/" + kOwnerFile).c_str(), F_OK), 0);
+  EXPECT_EQ(OwnerOfDir(dir), Owner::kLive);
+  EXPECT_TRUE(RemoveTree(dir).ok());
+  EXPECT_NE(::access(dir.c_str(), F_OK), 0);
+}
+
+TEST(RemoveTree, AnEntryThatCannotGoKeepsTheOwnerMark) {
+  TempDir base = TempDir::Create("sr-removetree-").value();
+  const std::string dir = MakeJobDir(base);
+  const std::string busy = dir + "/.tmp/busy";
+  ASSERT_EQ(::mkdir(busy.c_str(), 0700), 0);
+  // A mount point cannot be removed (EBUSY): the removal stops half-way.
+  if (::mount("tmpfs", busy.c_str(), "tmpfs", 0, "size=64k") != 0) GTEST_SKIP() << "cannot mount (not root?)";
+  Status removed = RemoveTree(dir);
+  ::umount2(busy.c_str(), MNT_DETACH);
+  ASSERT_FALSE(removed.ok());
+  EXPECT_NE(removed.error().message.find(busy), std::string::npos) << removed.error().message;
+  EXPECT_NE(::access((dir + "/logs").c_str(), F_OK), 0);  // the rest went
+  EXPECT_EQ(OwnerOfDir(dir), Owner::kLive);
+  EXPECT_TRUE(RemoveTree(dir).ok());
+}
+
+TEST(RemoveTree, FilesAndMissingPathsToo) {
+  TempDir base = TempDir::Create("sr-removetree-").value();
+  ASSERT_TRUE(WriteFile(base.path() + "/f", "x").ok());
+  EXPECT_TRUE(RemoveTree(base.path() + "/f").ok());
+  EXPECT_NE(::access((base.path() + "/f").c_str(), F_OK), 0);
+  EXPECT_TRUE(RemoveTree(base.path() + "/missing").ok());
+}
+
+}  // namespace
+}  // namespace sr
