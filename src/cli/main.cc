@@ -8,12 +8,15 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/cli.h"
+#include "cli/switches.h"
 #include "util/fd.h"
 #include "util/signals.h"
 
 int main(int argc, char** argv) {
   // Before anything opens a file: a closed stdout or stderr becomes /dev/null (see fd.h).
   if (sr::Status fds = sr::OpenClosedStandardFds(); !fds.ok()) return sr::cli::Fail(fds.error().message, 1);
+  // Before anything reads TMPDIR: a relative one is meant against this cwd (switches.h).
+  sr::cli::MakeTempBaseAbsolute();
   // No fastbins (tcache still serves small sizes): glibc merges every fastbin chunk whenever a
   // request of 1 KiB or more arrives while any is cached, and the runner mixes many small
   // allocations (strings, map nodes) with larger ones (protobuf, buffers) at every step. About

@@ -4,8 +4,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <vector>
 
 extern char** environ;
 
@@ -36,6 +39,20 @@ Switches ReadSwitches(std::map<std::string, std::string> env) {
   s.guardian_off = value("STEP_RUNNER_GUARDIAN") == "off";
   s.env = std::move(env);
   return s;
+}
+
+std::string AbsoluteTempBase(const std::string& value, const std::string& cwd) {
+  if (value.empty() || value.front() == '/' || cwd.empty()) return value;
+  return (cwd == "/" ? "" : cwd) + "/" + value;
+}
+
+void MakeTempBaseAbsolute() {
+  const char* value = std::getenv("TMPDIR");
+  if (value == nullptr || *value == '\0' || *value == '/') return;
+  // getcwd fails when the cwd was removed: the value stays, and CheckTempBase names it.
+  std::vector<char> buf(PATH_MAX + 1);
+  if (::getcwd(buf.data(), buf.size()) == nullptr) return;
+  ::setenv("TMPDIR", AbsoluteTempBase(value, buf.data()).c_str(), 1);
 }
 
 Status CheckTempBase(const Switches& switches) {

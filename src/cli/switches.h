@@ -30,6 +30,15 @@ struct Switches {
 std::map<std::string, std::string> ProcessEnv();
 /// The switches `env` sets.
 Switches ReadSwitches(std::map<std::string, std::string> env);
+/// TMPDIR as an absolute path: a relative `value` joined to `cwd` (unchanged if absolute, empty,
+/// or `cwd` is unknown).
+std::string AbsoluteTempBase(const std::string& value, const std::string& cwd);
+/// Makes a relative TMPDIR in the process environment absolute, against the working directory
+/// at start (where a relative TMPDIR was meant). Called first in main, before anything reads
+/// the environment: the runner builds every path below TMPDIR from it (temp dirs, job dirs,
+/// scripts, output files), and steps run in other directories (`work_dir`, a job's build dir),
+/// where `tmp/step-runner-…/step-1.sh` named nothing. Steps see the absolute value too.
+void MakeTempBaseAbsolute();
 /// Refuses a temp base (TMPDIR) that is not a directory this user can write: every job keeps
 /// its files there, so a runner started with one would fail every job. The error names TMPDIR.
 Status CheckTempBase(const Switches& switches);

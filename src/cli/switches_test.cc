@@ -31,6 +31,15 @@ TEST(Switches, EachVariableSetsItsSwitch) {
   EXPECT_FALSE(ReadSwitches({{"STEP_RUNNER_GUARDIAN", "on"}}).guardian_off);
 }
 
+TEST(Switches, ARelativeTmpdirIsMadeAbsoluteAgainstTheStartCwd) {
+  EXPECT_EQ(AbsoluteTempBase("tmp", "/tmp/p"), "/tmp/p/tmp");
+  EXPECT_EQ(AbsoluteTempBase("./a/b", "/w"), "/w/./a/b");
+  EXPECT_EQ(AbsoluteTempBase("tmp", "/"), "/tmp");
+  EXPECT_EQ(AbsoluteTempBase("/abs", "/w"), "/abs");
+  EXPECT_EQ(AbsoluteTempBase("", "/w"), "");
+  EXPECT_EQ(AbsoluteTempBase("tmp", ""), "tmp");
+}
+
 TEST(Switches, CgroupOffMakesASupervisorUseProcessGroups) {
   auto loop = EventLoop::Create();
   ASSERT_TRUE(loop.ok());
