@@ -225,12 +225,29 @@ TEST_F(RunFaults, CtrlCAndTimeoutActWhileStdoutIsNotRead) {
 }
 
 // `run -f file` with soft and hard open-files limits `n`, set by the real prlimit.
-Output RunWithFdLimit(const TestDir& dir, int n, const std::string& file, const std::string& cgroup) {
+Output RunWithFdLimit(const TestDir& dir, int n, const std::string& file, const std::string& cgroup,
+                      const std::string& tmpdir = "") {
   const std::string limit = "--nofile=" + std::to_string(n) + ":" + std::to_string(n);
   Options o;
   FullFdTable(dir, o);
   if (!cgroup.empty()) o.env["STEP_RUNNER_CGROUP"] = cgroup;
+  if (!tmpdir.empty()) o.env["TMPDIR"] = tmpdir;
   return Child({"/usr/bin/prlimit", limit, Binary(), "run", "-f", file}, o).Wait();
+}
+
+// A start-up that runs out of fds (its temp dir's owner mark refused with EMFILE at 7 or 8
+// fds) left its empty temp dir for good: removing it needed an fd to list it. Whatever the
+// limit, a failed run leaves nothing in TMPDIR, as on a full disk.
+TEST_F(RunFaults, UnderAnyFdLimitAFailedRunLeavesNothingInTmpdir) {
+  if (::access("/usr/bin/prlimit", X_OK) != 0) GTEST_SKIP() << "no prlimit";
+  const std::string file = dir.Write("hello.yml", "spec: {}\n---\nrun:\n  - name: s\n    script: echo hello\n");
+  const std::string tmp = dir.Write("t/.keep", "").substr(0, (dir / "t").size());
+  ::unlink((tmp + "/.keep").c_str());
+  for (int n = 5; n <= 16; ++n) {
+    Output o = RunWithFdLimit(dir, n, file, "", tmp);
+    EXPECT_THAT(Entries(tmp), ::testing::IsEmpty()) << "limit " << n << ": " << o.err;
+    for (const auto& name : Entries(tmp)) std::filesystem::remove_all(tmp + "/" + name);
+  }
 }
 
 TEST_F(RunFaults, UnderAnFdLimitThatFitsOneStepEveryStepRuns) {

@@ -92,7 +92,13 @@ Status RemoveTree(const std::string& path) {
   // The owner mark goes last: a directory whose removal stopped half-way (no fd, EIO) still
   // says whose it is, so the next runner's sweep removes it as a dead runner's leftover
   // (contract 7.1); without the mark it would stay for good.
-  SR_RETURN_IF_ERROR(RemoveContents(path, kOwnerFile));
+  if (Status contents = RemoveContents(path, kOwnerFile); !contents.ok()) {
+    // Out of fds, no directory can be listed, but an empty one goes without one: what a start-up
+    // that failed before writing anything (its owner mark refused with EMFILE) leaves. A full
+    // disk's failed mark leaves the same empty directory: one path for both.
+    if (::rmdir(path.c_str()) == 0) return Ok();
+    return contents;
+  }
   const std::string mark = path + "/" + kOwnerFile;
   if (::unlink(mark.c_str()) != 0 && errno != ENOENT) return ErrnoError("removing " + mark, errno);
   if (::rmdir(path.c_str()) != 0 && errno != ENOENT) return ErrnoError("removing " + path, errno);

@@ -93,6 +93,20 @@ TEST(RemoveTree, WithNoFdAtAllKeepsTheOwnerMarkAndSaysWhy) {
   EXPECT_NE(::access(dir.c_str(), F_OK), 0);
 }
 
+TEST(RemoveTree, AnEmptyDirGoesWithNoFdAtAll) {
+  // What a start-up leaves whose owner mark was refused (EMFILE): an empty directory.
+  TempDir base = TempDir::Create("sr-removetree-").value();
+  const std::string dir = base.path() + "/step-runner-XXXXXX";
+  ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+  Status removed = Ok();
+  {
+    FullFdTable full(0);
+    removed = RemoveTree(dir);
+  }
+  EXPECT_TRUE(removed.ok()) << removed.error().message;
+  EXPECT_NE(::access(dir.c_str(), F_OK), 0) << dir << " is still there";
+}
+
 TEST(RemoveTree, AnEntryThatCannotGoKeepsTheOwnerMark) {
   TempDir base = TempDir::Create("sr-removetree-").value();
   const std::string dir = MakeJobDir(base);
