@@ -257,9 +257,20 @@ Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create(const std::string& record
   SR_RETURN_IF_ERROR(root->Probe());
   // A cgroup directory cannot hold a file: its owner mark lives in $TMPDIR, where the next
   // runner started with the same TMPDIR looks for what a dead one left (leftovers.h).
+  // Written under a temporary name and renamed into place: a runner killed while writing it (a
+  // SIGKILL during start-up) left an empty record that no sweep could read, for good.
   if (!record_dir.empty()) {
     const std::string record = CgroupRecordPath(record_dir, ::getpid());
-    if (WriteFile(record, SelfOwnerMark() + dir + "\n").ok()) root->record_ = record;
+    const std::string temp = record + kCgroupRecordTempSuffix;
+    Status written = WriteFile(temp, SelfOwnerMark() + dir + "\n");
+    if (written.ok() && ::rename(temp.c_str(), record.c_str()) != 0) {
+      written = ErrnoError("rename " + temp + " to " + record, errno);
+    }
+    if (written.ok()) {
+      root->record_ = record;
+    } else {
+      ::unlink(temp.c_str());
+    }
   }
   return root;
 }

@@ -81,6 +81,7 @@ class CgroupRoot {
   /// /proc/self/cgroup), creates `step-runner-<pid>` there and checks that a child can join a
   /// leaf and that cgroup.kill exists. The error says why cgroups cannot be used.
   /// `record_dir`: where the owner record of the runner's cgroup goes (its $TMPDIR; "" = none).
+  /// A record that cannot be written (a full TMPDIR) is no error: the runner works without it.
   static Result<std::unique_ptr<CgroupRoot>> Create(const std::string& record_dir = "");
   /// Removes the per-runner directory (and any empty leaf left in it).
   ~CgroupRoot();
@@ -101,8 +102,10 @@ class CgroupRoot {
 };
 
 /// `$TMPDIR/.step-runner-cgroup-<pid>`: "<pid> <start ticks>\n<cgroup dir>\n", the owner mark of
-/// a runner's cgroup directory.
+/// a runner's cgroup directory. Written as `<record>.new` and renamed into place, so a record
+/// is whole or absent; a `.new` (its writer killed) is removed by the sweep once its pid is gone.
 inline constexpr char kCgroupRecordPrefix[] = ".step-runner-cgroup-";
+inline constexpr char kCgroupRecordTempSuffix[] = ".new";
 std::string CgroupRecordPath(const std::string& base, pid_t runner);
 
 /// The cgroup2 mount point, or an error when none is mounted.

@@ -6,9 +6,11 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <functional>
+#include <string_view>
 #include <vector>
 
 #include "supervisor/cgroup.h"
@@ -56,7 +58,25 @@ void RemoveCgroup(const std::string& record, LeftoverReport& report) {
   if (!text.ok()) return;
   pid_t owner = 0;
   unsigned long long ticks = 0;
-  if (OwnerFromMark(*text, &owner, &ticks) != Owner::kDead) return;
+  const bool temp = record.ends_with(kCgroupRecordTempSuffix);
+  const Owner whose = temp ? Owner::kUnknown : OwnerFromMark(*text, &owner, &ticks);
+  if (whose == Owner::kUnknown) {
+    // Not a whole record: a `.new` whose writer was killed before the rename, or an empty one
+    // from a runner before records were renamed into place. Its content names nobody; the pid in
+    // its name is its writer's, and once no process has that pid the file is only a leftover.
+    // (Its cgroup, if any, is found by name: RemoveDeadRunnerCgroups.)
+    const size_t at = record.rfind('/') + 1 + (sizeof kCgroupRecordPrefix - 1);
+    char* end = nullptr;
+    const long pid = std::strtol(record.c_str() + at, &end, 10);
+    const bool named = end != record.c_str() + at &&
+                       (*end == '\0' || (temp && std::string_view(end) == kCgroupRecordTempSuffix));
+    if (named && pid > 0 && pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) != 0 &&
+        errno == ESRCH) {
+      ::unlink(record.c_str());
+    }
+    return;
+  }
+  if (whose != Owner::kDead) return;
   report.dead[owner] = ticks;
   size_t nl = text->find('\n');
   std::string dir = text->substr(nl + 1);

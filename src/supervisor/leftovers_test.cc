@@ -142,6 +142,47 @@ TEST(Leftovers, DeadRunnersCgroupWithoutARecordGoes) {
   EXPECT_EQ(::rmdir(parent.c_str()), 0) << parent;
 }
 
+// A runner killed while writing its cgroup record left an empty `.step-runner-cgroup-<pid>`
+// (now: a `.new` beside it, before the rename) that no sweep could read: gone once its pid is
+// gone; a live pid's, and names that are no record, stay.
+TEST(Leftovers, UnreadableCgroupRecordsOfDeadPidsGo) {
+  auto base = TempDir::Create("sr-leftovers-");
+  ASSERT_TRUE(base.ok());
+  const std::string b = base->path() + "/";
+  const std::string dead_mark = DeadMark();
+  const std::string dead = dead_mark.substr(0, dead_mark.find(' '));
+  const std::string self = std::to_string(::getpid());
+  const std::string prefix = kCgroupRecordPrefix;
+  ASSERT_TRUE(WriteFile(b + prefix + dead, "").ok());
+  ASSERT_TRUE(WriteFile(b + prefix + dead + ".new", dead_mark).ok());  // whole, not yet renamed
+  for (const std::string& kept : {prefix + self, prefix + self + ".new", prefix + "1", prefix + dead + "x",
+                                  prefix + dead + ".old"}) {
+    ASSERT_TRUE(WriteFile(b + kept, "").ok());
+  }
+  LeftoverReport r = RemoveDeadLeftovers(base->path());
+  EXPECT_FALSE(std::filesystem::exists(b + prefix + dead));
+  EXPECT_FALSE(std::filesystem::exists(b + prefix + dead + ".new"));
+  for (const std::string& kept : {prefix + self, prefix + self + ".new", prefix + "1", prefix + dead + "x",
+                                  prefix + dead + ".old"}) {
+    EXPECT_TRUE(std::filesystem::exists(b + kept)) << kept;
+  }
+}
+
+// The record is renamed into place whole.
+TEST(Leftovers, CgroupRecordIsWhole) {
+  auto base = TempDir::Create("sr-leftovers-");
+  ASSERT_TRUE(base.ok());
+  {
+    auto root = CgroupRoot::Create(base->path());
+    if (!root.ok()) GTEST_SKIP() << "no usable cgroup v2: " << root.error().message;
+    const std::string record = CgroupRecordPath(base->path(), ::getpid());
+    auto text = ReadFile(record);
+    ASSERT_TRUE(text.ok()) << text.error().message;
+    EXPECT_EQ(*text, SelfOwnerMark() + (*root)->path() + "\n");
+    EXPECT_FALSE(std::filesystem::exists(record + kCgroupRecordTempSuffix));
+  }
+}
+
 TEST(Guardian, MarkerOfARunner) {
   std::string env("A=1\0STEP_RUNNER_TREE=51.3,7.12\0B=2\0", 33);
   EXPECT_TRUE(EnvironHasRunnerMarker(env, 51));
