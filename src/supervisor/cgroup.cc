@@ -15,6 +15,7 @@
 #include <charconv>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -270,6 +271,10 @@ Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create(const std::string& record
       root->record_ = record;
     } else {
       ::unlink(temp.c_str());
+      // Said whatever the debug switch: without its record, a SIGKILL of this runner leaves its
+      // cgroup to the by-name sweep (leftovers.h), and a full TMPDIR went unnoticed.
+      std::fprintf(stderr, "step-runner: %s: not written (%s); without it, a killed runner's cgroup %s "
+                   "is found by name only\n", record.c_str(), written.error().message.c_str(), dir.c_str());
     }
   }
   return root;

@@ -81,7 +81,8 @@ class CgroupRoot {
   /// /proc/self/cgroup), creates `step-runner-<pid>` there and checks that a child can join a
   /// leaf and that cgroup.kill exists. The error says why cgroups cannot be used.
   /// `record_dir`: where the owner record of the runner's cgroup goes (its $TMPDIR; "" = none).
-  /// A record that cannot be written (a full TMPDIR) is no error: the runner works without it.
+  /// A record that cannot be written (a full TMPDIR) is no error: the runner works without it,
+  /// and says so in one line on stderr naming the file and the error.
   static Result<std::unique_ptr<CgroupRoot>> Create(const std::string& record_dir = "");
   /// Removes the per-runner directory (and any empty leaf left in it).
   ~CgroupRoot();

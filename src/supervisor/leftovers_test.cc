@@ -168,8 +168,8 @@ TEST(Leftovers, UnreadableCgroupRecordsOfDeadPidsGo) {
   }
 }
 
-// The record is renamed into place whole.
-TEST(Leftovers, CgroupRecordIsWhole) {
+// The record is renamed into place whole; a TMPDIR where it cannot be written is said, once.
+TEST(Leftovers, CgroupRecordIsWholeOrSaidMissing) {
   auto base = TempDir::Create("sr-leftovers-");
   ASSERT_TRUE(base.ok());
   {
@@ -181,6 +181,15 @@ TEST(Leftovers, CgroupRecordIsWhole) {
     EXPECT_EQ(*text, SelfOwnerMark() + (*root)->path() + "\n");
     EXPECT_FALSE(std::filesystem::exists(record + kCgroupRecordTempSuffix));
   }
+  const std::string missing = base->path() + "/missing";
+  ::testing::internal::CaptureStderr();
+  auto root = CgroupRoot::Create(missing);
+  const std::string said = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(root.ok()) << root.error().message;
+  const std::string record = CgroupRecordPath(missing, ::getpid());
+  EXPECT_EQ(said, "step-runner: " + record + ": not written (open " + record + kCgroupRecordTempSuffix +
+                      ": No such file or directory); without it, a killed runner's cgroup " +
+                      (*root)->path() + " is found by name only\n");
 }
 
 TEST(Guardian, MarkerOfARunner) {
