@@ -19,12 +19,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using json = nlohmann::json;
 
-class CleanupCli : public ::testing::Test {
- protected:
-  void SetUp() override { BecomeSubreaper(); }
-  void TearDown() override { ReapOrphans(); }
-  TestDir dir;
-};
+class CleanupCli : public TreeTest {};
 
 std::string Pipeline(const TestDir& dir, const std::string& main_script) {
   return "spec: {}\n---\nrun:\n  - name: make_resource\n    script: mkdir " + dir / "resource" +

@@ -19,12 +19,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-class FdCleanup : public ::testing::Test {
- protected:
-  void SetUp() override { BecomeSubreaper(); }
-  void TearDown() override { ReapOrphans(); }
-  TestDir dir;
-};
+class FdCleanup : public TreeTest {};
 
 std::vector<std::string> JobDirsIn(const std::string& base) {
   std::vector<std::string> found;

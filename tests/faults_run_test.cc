@@ -27,12 +27,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-class RunFaults : public ::testing::Test {
- protected:
-  void SetUp() override { BecomeSubreaper(); }
-  void TearDown() override { ReapOrphans(); }
-  TestDir dir;
-};
+class RunFaults : public TreeTest {};
 
 // Writes `path` until the disk refuses another byte.
 void FillUp(const std::string& path) {

@@ -30,12 +30,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class Faults : public ::testing::Test {
- protected:
-  void SetUp() override { BecomeSubreaper(); }
-  void TearDown() override { ReapOrphans(); }
-  TestDir dir;
-};
+class Faults : public TreeTest {};
 
 // Lines of /proc/<pid>/<file> starting with `key`, e.g. ("status", "VmHWM:").
 std::string ProcLine(pid_t pid, const std::string& file, const std::string& key) {

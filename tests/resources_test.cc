@@ -64,12 +64,7 @@ bool Exists(const std::string& p) {
   return !p.empty() && ::stat(p.c_str(), &st) == 0;
 }
 
-class Resources : public ::testing::Test {
- protected:
-  void SetUp() override { BecomeSubreaper(); }
-  void TearDown() override { ReapOrphans(); }
-  TestDir dir;
-};
+class Resources : public TreeTest {};
 
 void ExpectOomResult(const json& step, const std::string& where) {
   EXPECT_EQ(step["status"], "failure") << where;

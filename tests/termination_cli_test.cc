@@ -15,12 +15,7 @@ namespace {
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-class TerminationCli : public ::testing::Test {
- protected:
-  void SetUp() override { BecomeSubreaper(); }
-  void TearDown() override { ReapOrphans(); }
-  TestDir dir;
-};
+class TerminationCli : public TreeTest {};
 
 TEST_F(TerminationCli, RecordSaysHowEachProcessEnded) {
   // Each process writes its pid once its trap is in place, and the step says "started" only

@@ -31,12 +31,7 @@ std::string WithSlowDiagnose(int exit_code) {
          "diagnose:\n  - name: dump\n    script: |\n      echo $$ > diag.pid\n      sleep 300\n";
 }
 
-class WarningTruthCli : public ::testing::Test {
- protected:
-  void SetUp() override { BecomeSubreaper(); }
-  void TearDown() override { ReapOrphans(); }
-  TestDir dir;
-};
+class WarningTruthCli : public TreeTest {};
 
 TEST_F(WarningTruthCli, AStepKilledByTheWarningSignalFailsSayingSoAndIsRecorded) {
   dir.Write("t.yml", Steps({{"slow", kUnhandledWarning}}));

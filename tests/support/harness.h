@@ -2,6 +2,7 @@
 // child processes with captured output, signals and a safety timeout (never a timing assertion).
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -78,5 +79,15 @@ bool KernelAtLeast(int major, int minor);
 void BecomeSubreaper();
 /// Reaps every exited child that nobody else waits for.
 void ReapOrphans();
+
+/// The fixture of a test that starts process trees in a directory of its own: the test adopts
+/// their orphans and reaps them at the end (pid 1 here reaps nothing). Each suite derives its
+/// own empty class from it, for its name.
+class TreeTest : public ::testing::Test {
+ protected:
+  void SetUp() override { BecomeSubreaper(); }
+  void TearDown() override { ReapOrphans(); }
+  TestDir dir;
+};
 
 }  // namespace sr::test
