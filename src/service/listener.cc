@@ -29,27 +29,28 @@ Result<std::unique_ptr<Listener>> Listener::Open(EventLoop& loop, const std::str
   // Bound under a temporary name beside `path`, renamed into place once listening: a client that
   // waits for the file and connects at once was refused between bind and listen (and gRPC then
   // backs off for a second). A temporary name too long for sun_path binds `path` directly.
-  const std::string dir = path.substr(0, path.rfind('/') + 1);
-  std::string bound_path = dir + ".step-runner-" + std::to_string(::getpid()) + ".sock";
   sockaddr_un addr{};
-  if (bound_path.size() >= sizeof addr.sun_path) bound_path = path;
+  const std::string temp = path.substr(0, path.rfind('/') + 1) + ".step-runner-" +
+                           std::to_string(::getpid()) + ".sock";
+  const bool via_temp = temp.size() < sizeof addr.sun_path;
+  const std::string& bound_path = via_temp ? temp : path;
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, bound_path.c_str(), bound_path.size() + 1);  // lengths were checked
-  ::unlink(bound_path.c_str());  // ours, from a run of this pid that died (pids are reused)
-  if (bound_path == path) bound_path.clear();
+  // Ours, from a run of this pid that died (pids are reused). `path` itself is never removed
+  // here: a file there belongs to a server that bind must refuse.
+  if (via_temp) ::unlink(temp.c_str());
   const mode_t old_umask = ::umask(0177);  // the socket is born 0600
   const int bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   const int bind_errno = errno;
   ::umask(old_umask);
   if (bound != 0) return ErrnoError("listening on " + path, bind_errno);
   auto fail = [&](int err) {
-    ::unlink(addr.sun_path);
+    ::unlink(bound_path.c_str());
     return ErrnoError("listening on " + path, err);
   };
   if (::listen(fd.get(), SOMAXCONN) != 0) return fail(errno);
   // NOREPLACE: a socket file that appeared meanwhile is another server's, as bind would say.
-  if (!bound_path.empty() &&
-      ::renameat2(AT_FDCWD, bound_path.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
+  if (via_temp && ::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
     return fail(errno == EEXIST ? EADDRINUSE : errno);
   }
   return std::unique_ptr<Listener>(new Listener(loop, std::move(fd)));
