@@ -152,9 +152,8 @@ int RunLocally(LocalRunRequest req) {
   if (Status ready = PrepareRunner(switches.temp_base, !switches.guardian_off); !ready.ok()) return Fail(ready.error().message, 1);
   auto sup = Supervisor::Create(**loop, SupervisorOptionsFor(switches));
   if (!sup.ok()) return Fail(sup.error().message, 1);
-  auto temp = TempDir::Create("step-runner-", switches.temp_base);
+  auto temp = TempDir::CreateOwned("step-runner-", switches.temp_base);
   if (!temp.ok()) return Fail(temp.error().message, 1);
-  if (Status marked = MarkOwned(temp->path()); !marked.ok()) return Fail(marked.error().message, 1);
   if (Status ok = CheckResourceLimits(**sup, req.root, *limits); !ok.ok()) {
     return Fail(ok.error().message, 2);
   }

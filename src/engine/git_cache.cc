@@ -55,10 +55,7 @@ bool Exists(const std::string& p) {
 // A temporary directory marked as this runner's (util/owner.h): if the runner is killed while
 // git works in it, the next runner started with the same TMPDIR removes it (leftovers.h).
 Result<TempDir> OwnedTemp(const char* prefix, const std::string& parent) {
-  auto tmp = TempDir::Create(prefix, parent);
-  if (!tmp.ok()) return tmp.error();
-  if (Status marked = MarkOwned(tmp->path()); !marked.ok()) return marked.error();
-  return tmp;
+  return TempDir::CreateOwned(prefix, parent);
 }
 
 }  // namespace

@@ -103,10 +103,11 @@ proto::Status Job::Summary() const {
 Status Job::Setup(JobRequest& request) {
   auto fail = [this, &request](Error e) -> Status {
     // Out of fds, a directory walk cannot even open the directory: unlink what Setup made by
-    // name first (no fd needed), then walk whatever else is left.
-    // The owner mark last (see RemoveTree).
+    // name first (no fd needed), then walk whatever else is left. Under a transit name, and the
+    // owner mark last (see RemoveOwnedTree): a kill half-way leaves a dead runner's leftover.
     if (!dir_.empty()) {
       log_.reset();
+      MoveToTransit(dir_);
       ::unlink((dir_ + "/logs").c_str());
       for (const auto& file : request.file_vars) ::unlink((dir_ + "/" + file.first).c_str());
       ::rmdir((dir_ + "/.tmp").c_str());
@@ -123,8 +124,9 @@ Status Job::Setup(JobRequest& request) {
     if (!s.ok()) return fail(s.error());
   }
   const std::string& dir = request.dir;
-  if (::mkdir(dir.c_str(), 0700) != 0) {
-    if (errno != EEXIST) return fail(ErrnoError("creating job dir " + dir, errno));
+  auto made = MakeOwnedDir(dir);
+  if (!made.ok()) return fail(made.error().Wrap("job dir"));
+  if (!*made) {
     // Another server sharing this TMPDIR runs a job with this id: its files are not ours.
     // Or this server's own, left by a Close whose removal failed (out of fds): its id is free
     // again, the directory is a leftover like a dead server's.
@@ -134,12 +136,16 @@ Status Job::Setup(JobRequest& request) {
                                                "step-runner (pid " + std::to_string(owner) + ")"});
     }
     // A leftover of a server that died: nobody owns it (the id is not registered here).
-    Status removed = RemoveTree(dir);
+    std::string leftover = dir;
+    Status removed = RemoveOwnedTree(leftover);
     if (!removed.ok()) return fail(removed.error());
-    if (::mkdir(dir.c_str(), 0700) != 0) return fail(ErrnoError("creating job dir " + dir, errno));
+    made = MakeOwnedDir(dir);
+    if (!made.ok() || !*made) {
+      return fail(made.ok() ? InternalError("creating job dir " + dir + ": it was made again meanwhile")
+                            : made.error().Wrap("job dir"));
+    }
   }
   dir_ = dir;
-  if (Status marked = MarkOwned(dir_); !marked.ok()) return fail(marked.error());
   if (::mkdir((dir_ + "/.tmp").c_str(), 0700) != 0) {
     return fail(ErrnoError("creating " + dir_ + "/.tmp", errno));
   }
@@ -202,7 +208,7 @@ Status Job::RemoveFiles() {
   // The job's own descriptor of its log first: out of fds, it is the one the removal needs. A
   // follower still streaming holds the log too, and reads the removed file through it.
   log_.reset();
-  if (Status removed = RemoveTree(dir_); !removed.ok()) {
+  if (Status removed = RemoveOwnedTree(dir_); !removed.ok()) {
     return removed.error().Wrap("job " + id_ + ": removing its directory " + dir_);
   }
   dir_.clear();

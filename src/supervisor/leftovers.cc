@@ -96,13 +96,19 @@ void RemoveCgroup(const std::string& record, LeftoverReport& report) {
   ::unlink(record.c_str());
 }
 
-void RemoveDir(const std::string& path, int& counter, LeftoverReport& report) {
+// `name` in `parent`: a directory marked by its owner, or under a transit name that says whose
+// it is (made or being removed when its owner was killed: util/owner.h).
+void RemoveDir(const std::string& parent, const std::string& name, int& counter, LeftoverReport& report) {
+  const std::string path = parent + "/" + name;
   if (!OwnedByUs(path, true)) return;
-  const std::string mark = path + "/" + kOwnerFile;
-  if (!OwnedByUs(mark, false)) return;
   pid_t owner = 0;
   unsigned long long ticks = 0;
-  if (OwnerOfDir(path, &owner, &ticks) != Owner::kDead) return;
+  Owner whose = OwnerFromTransitName(name, &owner, &ticks);
+  if (whose == Owner::kUnknown) {
+    if (!OwnedByUs(path + "/" + kOwnerFile, false)) return;
+    whose = OwnerOfDir(path, &owner, &ticks);
+  }
+  if (whose != Owner::kDead) return;
   // Its processes first (the guardian may have died with the runner): nothing may run in the
   // files we are about to remove.
   if (!report.dead.count(owner)) {
@@ -122,9 +128,9 @@ void RemoveGitTemps(const std::string& cache, LeftoverReport& report) {
     const std::string repo = cache + "/" + name;
     if (!OwnedByUs(repo, true)) continue;
     auto temps = ListNames(repo, [](const std::string& n) {
-      return StartsWith(n, kGitCloneTemp) || StartsWith(n, kGitTreeTemp);
+      return StartsWith(n, kGitCloneTemp) || StartsWith(n, kGitTreeTemp) || StartsWith(n, kTransitPrefix);
     });
-    for (const auto& temp : temps) RemoveDir(repo + "/" + temp, report.git_temps, report);
+    for (const auto& temp : temps) RemoveDir(repo, temp, report.git_temps, report);
   }
 }
 
@@ -186,7 +192,8 @@ LeftoverReport RemoveDeadLeftovers(const std::string& base) {
   // One pass over TMPDIR for both kinds (a runner's every start reads it).
   std::vector<std::string> records, dirs;
   for (auto& name : ListNames(base, [](const std::string& n) {
-         return StartsWith(n, kCgroupRecordPrefix) || StartsWith(n, kRunnerPrefix);
+         return StartsWith(n, kCgroupRecordPrefix) || StartsWith(n, kRunnerPrefix) ||
+                StartsWith(n, kTransitPrefix);
        })) {
     (StartsWith(name, kCgroupRecordPrefix) ? records : dirs).push_back(std::move(name));
   }
@@ -196,8 +203,7 @@ LeftoverReport RemoveDeadLeftovers(const std::string& base) {
     RemoveDeadRunnerCgroups(own->substr(0, own->rfind('/')), kUnrecordedCgroupAge, report);
   }
   for (const auto& name : dirs) {
-    RemoveDir(base + "/" + name, StartsWith(name, kJobDirPrefix) ? report.job_dirs : report.temp_dirs,
-              report);
+    RemoveDir(base, name, StartsWith(name, kJobDirPrefix) ? report.job_dirs : report.temp_dirs, report);
   }
   RemoveGitTemps(base + "/" + kGitCacheDir, report);
   return report;

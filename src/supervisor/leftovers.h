@@ -3,7 +3,8 @@
 //
 // Every runner marks what it owns (util/owner.h): its job directories `step-runner-output-<id>`
 // and temp directories `step-runner-XXXXXX` — and the temporary clones and checkouts of git
-// steps in the git cache — carry a `.step-runner-owner` file, its cgroup
+// steps in the git cache — carry a `.step-runner-owner` file (while one is made or removed, its
+// transit name `.step-runner-owned-<pid>-<start ticks>-XXXXXX` says the same), its cgroup
 // directory a record `.step-runner-cgroup-<pid>` in TMPDIR. At start, `run`, `ci` and `serve`
 // call RemoveDeadLeftovers(): whatever is marked by a process that no longer runs (pid and start
 // time, so a recycled pid is no owner) is removed — a cgroup after `cgroup.kill` and once empty.

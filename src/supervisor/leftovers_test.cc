@@ -66,10 +66,22 @@ TEST(Leftovers, OnlyDeadOwnersDirectoriesGo) {
   make("step-runner-cache/repo/.tree-live", SelfOwnerMark());
   make("step-runner-cache/repo/.tree-unmarked", "");
   make("step-runner-cache/repo/0123abcd", dead);  // a finished checkout: not a temp, kept
+  // Under a transit name (made or being removed when its owner was killed: no mark needed),
+  // a dead owner's go wherever marked ones would, a live owner's and malformed names stay.
+  const std::string dead_transit = std::string(kTransitPrefix) + dead.substr(0, dead.find(' ')) + "-" +
+                                   dead.substr(dead.find(' ') + 1, dead.size() - dead.find(' ') - 2);
+  make(dead_transit + "-Abc123", "");
+  make("step-runner-cache/repo/" + dead_transit + "-Def456", "");
+  make(SelfTransitPrefix() + "Live12", "");
+  make(std::string(kTransitPrefix) + "x-1-Bad123", "");
   LeftoverReport r = RemoveDeadLeftovers(b);
   EXPECT_EQ(r.job_dirs, 1);
-  EXPECT_EQ(r.temp_dirs, 1);
-  EXPECT_EQ(r.git_temps, 1);
+  EXPECT_EQ(r.temp_dirs, 2);
+  EXPECT_EQ(r.git_temps, 2);
+  EXPECT_FALSE(std::filesystem::exists(b + "/" + dead_transit + "-Abc123"));
+  EXPECT_FALSE(std::filesystem::exists(b + "/step-runner-cache/repo/" + dead_transit + "-Def456"));
+  EXPECT_TRUE(std::filesystem::exists(b + "/" + SelfTransitPrefix() + "Live12"));
+  EXPECT_TRUE(std::filesystem::exists(b + "/" + kTransitPrefix + "x-1-Bad123"));
   EXPECT_FALSE(std::filesystem::exists(b + "/step-runner-cache/repo/.clone-dead"));
   for (const char* kept : {"step-runner-cache/repo/.tree-live", "step-runner-cache/repo/.tree-unmarked",
                            "step-runner-cache/repo/0123abcd"}) {
@@ -81,7 +93,7 @@ TEST(Leftovers, OnlyDeadOwnersDirectoriesGo) {
                            "other-dir"}) {
     EXPECT_TRUE(std::filesystem::exists(b + "/" + kept)) << kept;
   }
-  EXPECT_NE(r.Line(b).find("1 job dir, 1 temp dir, 1 temporary git clone"), std::string::npos) << r.Line(b);
+  EXPECT_NE(r.Line(b).find("1 job dir, 2 temp dirs, 2 temporary git clones"), std::string::npos) << r.Line(b);
   EXPECT_TRUE(RemoveDeadLeftovers(b).empty());
 }
 

@@ -52,9 +52,33 @@ Owner OwnerFromMark(const std::string& text, pid_t* pid, unsigned long long* sta
   if (end == p || *end != '\n' || ticks == 0) return Owner::kUnknown;
   if (pid) *pid = static_cast<pid_t>(owner);
   if (start_ticks) *start_ticks = ticks;
+  return OwnerOfProcess(static_cast<pid_t>(owner), ticks);
+}
+
+Owner OwnerOfProcess(pid_t pid, unsigned long long start_ticks) {
   bool zombie = false;
-  unsigned long long now = ProcessStartTicks(static_cast<pid_t>(owner), &zombie);
-  return now == ticks && !zombie ? Owner::kLive : Owner::kDead;
+  return ProcessStartTicks(pid, &zombie) == start_ticks && !zombie ? Owner::kLive : Owner::kDead;
+}
+
+std::string SelfTransitPrefix() {
+  const pid_t self = ::getpid();
+  return std::string(kTransitPrefix) + std::to_string(self) + "-" + std::to_string(ProcessStartTicks(self)) + "-";
+}
+
+Owner OwnerFromTransitName(const std::string& name, pid_t* pid, unsigned long long* start_ticks) {
+  if (name.rfind(kTransitPrefix, 0) != 0) return Owner::kUnknown;
+  const char* p = name.c_str() + (sizeof kTransitPrefix - 1);
+  if (*p < '1' || *p > '9') return Owner::kUnknown;  // no sign, no space, no leading zero
+  char* end = nullptr;
+  const long owner = std::strtol(p, &end, 10);
+  if (*end != '-' || owner <= 0) return Owner::kUnknown;
+  p = end + 1;
+  if (*p < '1' || *p > '9') return Owner::kUnknown;
+  const unsigned long long ticks = std::strtoull(p, &end, 10);
+  if (*end != '-' || ticks == 0) return Owner::kUnknown;
+  if (pid) *pid = static_cast<pid_t>(owner);
+  if (start_ticks) *start_ticks = ticks;
+  return OwnerOfProcess(static_cast<pid_t>(owner), ticks);
 }
 
 Owner OwnerOfDir(const std::string& dir, pid_t* pid, unsigned long long* start_ticks) {

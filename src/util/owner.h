@@ -33,6 +33,22 @@ Owner OwnerFromMark(const std::string& text, pid_t* pid = nullptr,
 /// OwnerFromMark of `dir`/.step-runner-owner; kUnknown when there is no such file.
 Owner OwnerOfDir(const std::string& dir, pid_t* pid = nullptr,
                  unsigned long long* start_ticks = nullptr);
+/// Whether process `pid` with start time `start_ticks` runs (kLive) or not (kDead; a zombie is
+/// dead).
+Owner OwnerOfProcess(pid_t pid, unsigned long long start_ticks);
+
+/// A marked directory is made and removed under a name that itself says whose it is,
+/// `<parent>/.step-runner-owned-<pid>-<start ticks>-XXXXXX`, and is under its own name only
+/// while marked (util/tempdir.h MakeOwnedDir, RemoveOwnedTree): a SIGKILL between the mkdir and
+/// the mark's write, or between the mark's unlink and the rmdir, leaves a directory the next
+/// runner's sweep still knows as a dead runner's.
+inline constexpr char kTransitPrefix[] = ".step-runner-owned-";
+/// `kTransitPrefix` + "<pid>-<start ticks>-" of this process.
+std::string SelfTransitPrefix();
+/// The owner named by a transit name (the last path component), kUnknown if it is none.
+Owner OwnerFromTransitName(const std::string& name, pid_t* pid = nullptr,
+                           unsigned long long* start_ticks = nullptr);
+
 /// Start time of a process in clock ticks since boot; 0 when it is gone; `*zombie` set if given.
 unsigned long long ProcessStartTicks(pid_t pid, bool* zombie = nullptr);
 /// Now, on the clock of ProcessStartTicks (CLOCK_BOOTTIME in clock ticks, truncated): a process

@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>  // renameat2
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,12 +133,108 @@ Result<TempDir> TempDir::Create(const std::string& prefix, const std::string& ba
   return TempDir(std::string(buf.data()));
 }
 
-TempDir::TempDir(TempDir&& o) noexcept : path_(std::exchange(o.path_, {})) {}
+namespace {
+
+std::string ParentOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// A new marked directory under a transit name in `parent`.
+Result<std::string> MakeMarkedTransit(const std::string& parent) {
+  std::string path = parent + "/" + SelfTransitPrefix() + "XXXXXX";
+  if (::mkdtemp(path.data()) == nullptr) return ErrnoError("mkdir", errno);
+  if (Status marked = MarkOwned(path); !marked.ok()) {
+    ::rmdir(path.c_str());
+    return marked.error();
+  }
+  return path;
+}
+
+// The six characters mkdtemp would put in place of XXXXXX.
+std::string RandomSuffix() {
+  static constexpr char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  unsigned char bytes[6] = {};
+  if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) {
+    static unsigned counter = 0;  // no entropy (very early boot): unique enough with the retry
+    for (auto& b : bytes) b = static_cast<unsigned char>(::getpid() + counter++ * 7919u);
+  }
+  std::string s;
+  for (unsigned char b : bytes) s += kChars[b % (sizeof kChars - 1)];
+  return s;
+}
+
+// Renames the marked transit directory to `path` unless `path` exists: 1 renamed, 0 exists,
+// -1 with errno set otherwise.
+int PlaceTransit(const std::string& transit, const std::string& path) {
+  if (::renameat2(AT_FDCWD, transit.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) return 1;
+  return errno == EEXIST ? 0 : -1;
+}
+
+// MakeOwnedDir, its errors not yet naming what was made.
+Result<bool> PlaceOwnedDir(const std::string& path) {
+  auto transit = MakeMarkedTransit(ParentOf(path));
+  if (!transit.ok()) return transit.error();
+  const int placed = PlaceTransit(*transit, path);
+  if (placed == 1) return true;
+  const int err = errno;
+  (void)RemoveTree(*transit);
+  if (placed == 0) return false;
+  if (err != EINVAL) return ErrnoError("rename", err);
+  // No RENAME_NOREPLACE on this filesystem: in place, marked right after (a window remains).
+  if (::mkdir(path.c_str(), 0700) != 0) {
+    if (errno == EEXIST) return false;
+    return ErrnoError("mkdir", errno);
+  }
+  if (Status marked = MarkOwned(path); !marked.ok()) {
+    ::rmdir(path.c_str());
+    return marked.error();
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<bool> MakeOwnedDir(const std::string& path) {
+  auto made = PlaceOwnedDir(path);
+  if (!made.ok()) return made.error().Wrap("creating " + path);
+  return made;
+}
+
+Result<TempDir> TempDir::CreateOwned(const std::string& prefix, const std::string& base) {
+  const std::string stem = (base.empty() ? std::string("/tmp") : base) + "/" + prefix;
+  // mkdtemp's way of finding a free name, with our own rename in place of its mkdir.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::string path = stem + RandomSuffix();
+    auto made = PlaceOwnedDir(path);
+    if (!made.ok()) return made.error().Wrap("creating " + stem + "XXXXXX");
+    if (*made) return TempDir(std::move(path), true);
+  }
+  return InternalError("creating " + stem + "XXXXXX: no free name in 100 attempts");
+}
+
+void MoveToTransit(std::string& path) {
+  if (path.empty()) return;
+  const size_t slash = path.rfind('/');
+  if (path.compare(slash == std::string::npos ? 0 : slash + 1, sizeof kTransitPrefix - 1, kTransitPrefix) == 0) {
+    return;  // renamed by an earlier attempt
+  }
+  std::string transit = ParentOf(path) + "/" + SelfTransitPrefix() + RandomSuffix();
+  if (PlaceTransit(path, transit) == 1) path = std::move(transit);
+}
+
+Status RemoveOwnedTree(std::string& path) {
+  MoveToTransit(path);  // if it cannot be renamed (gone already, say), removed where it is
+  return RemoveTree(path);
+}
+
+TempDir::TempDir(TempDir&& o) noexcept : path_(std::exchange(o.path_, {})), owned_(o.owned_) {}
 
 TempDir& TempDir::operator=(TempDir&& o) noexcept {
   if (this != &o) {
     Remove();
     path_ = std::exchange(o.path_, {});
+    owned_ = o.owned_;
   }
   return *this;
 }
@@ -145,7 +243,7 @@ TempDir::~TempDir() { Remove(); }
 
 void TempDir::Remove() {
   if (path_.empty()) return;
-  (void)RemoveTree(path_);
+  (void)(owned_ ? RemoveOwnedTree(path_) : RemoveTree(path_));
   path_.clear();
 }
 

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -129,6 +131,61 @@ TEST(RemoveTree, FilesAndMissingPathsToo) {
   EXPECT_TRUE(RemoveTree(base.path() + "/f").ok());
   EXPECT_NE(::access((base.path() + "/f").c_str(), F_OK), 0);
   EXPECT_TRUE(RemoveTree(base.path() + "/missing").ok());
+}
+
+std::vector<std::string> Names(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A marked directory has its own name only while marked; what is made or removed meanwhile
+// is under a transit name that names this process, and nothing else is ever left beside it.
+TEST(OwnedDir, HasItsNameOnlyWhileMarked) {
+  TempDir base = TempDir::Create("sr-owned-").value();
+  const std::string dir = base.path() + "/step-runner-output-j";
+  ASSERT_EQ(MakeOwnedDir(dir).value(), true);
+  EXPECT_EQ(OwnerOfDir(dir), Owner::kLive);
+  EXPECT_EQ(Names(base.path()), std::vector<std::string>{"step-runner-output-j"});
+  // Made again: refused, the first one untouched, no transit left.
+  ASSERT_TRUE(WriteFile(dir + "/logs", "x").ok());
+  EXPECT_EQ(MakeOwnedDir(dir).value(), false);
+  EXPECT_EQ(Names(dir), (std::vector<std::string>{kOwnerFile, "logs"}));
+  EXPECT_EQ(Names(base.path()), std::vector<std::string>{"step-runner-output-j"});
+  std::string removing = dir;
+  ASSERT_TRUE(RemoveOwnedTree(removing).ok());
+  EXPECT_EQ(removing.rfind(base.path() + "/" + SelfTransitPrefix(), 0), 0u) << removing;
+  EXPECT_TRUE(Names(base.path()).empty());
+  {
+    TempDir temp = TempDir::CreateOwned("step-runner-", base.path()).value();
+    const std::string name = temp.path().substr(base.path().size() + 1);
+    EXPECT_EQ(name.size(), std::string("step-runner-XXXXXX").size()) << name;
+    EXPECT_EQ(OwnerOfDir(temp.path()), Owner::kLive);
+    EXPECT_EQ(Names(base.path()), std::vector<std::string>{name});
+  }
+  EXPECT_TRUE(Names(base.path()).empty());
+  // Errors name what was to be made.
+  auto missing = MakeOwnedDir(base.path() + "/no/such");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().message.rfind("creating " + base.path() + "/no/such: mkdir: ", 0), 0u)
+      << missing.error().message;
+}
+
+TEST(OwnedDir, ATransitNameSaysWhoseItIs) {
+  pid_t pid = 0;
+  unsigned long long ticks = 0;
+  EXPECT_EQ(OwnerFromTransitName(SelfTransitPrefix() + "AbC123", &pid, &ticks), Owner::kLive);
+  EXPECT_EQ(pid, ::getpid());
+  EXPECT_EQ(ticks, ProcessStartTicks(::getpid()));
+  // Our pid, another start: a recycled pid is not the owner.
+  EXPECT_EQ(OwnerFromTransitName(std::string(kTransitPrefix) + std::to_string(::getpid()) + "-1-AbC123"),
+            Owner::kDead);
+  for (const std::string bad : {"step-runner-AbC123", ".step-runner-owned-", ".step-runner-owned-12-AbC123",
+                                ".step-runner-owned--12-5-x", ".step-runner-owned-012-5-x",
+                                ".step-runner-owned-12-0-x", ".step-runner-owned-12-5"}) {
+    EXPECT_EQ(OwnerFromTransitName(bad), Owner::kUnknown) << bad;
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -67,6 +68,13 @@ Child::Child(const std::vector<std::string>& argv, const Options& options) : opt
     if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   for (const auto& k : options.unset_env) env.erase(k);
+  // A TMPDIR of its own unless the test chose one: whatever a runner leaves there (a git cache,
+  // a killed runner's files) goes with the child, not into the machine's /tmp.
+  if (!options.env.count("TMPDIR") &&
+      std::find(options.unset_env.begin(), options.unset_env.end(), "TMPDIR") == options.unset_env.end() &&
+      ::mkdir((dir_ + "/tmp").c_str(), 0700) == 0) {
+    env["TMPDIR"] = dir_ + "/tmp";
+  }
   for (const auto& [k, v] : options.env) env[k] = v;
   std::vector<std::string> env_strings;
   for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
