@@ -244,16 +244,8 @@ int BootstrapCommand(const std::string& dest) {
   if (!std::filesystem::is_directory(dest)) return Fail("mkdir " + dest + ": not a directory", 1);
   auto self = ReadFile("/proc/self/exe");
   if (!self.ok()) return Fail(self.error().message, 1);
-  std::string target = dest + "/step-runner";
-  std::string tmp = target + ".tmp";
-  Status w = WriteFile(tmp, *self, 0755);
-  if (!w.ok()) return Fail(w.error().message, 1);
-  ::chmod(tmp.c_str(), 0755);
-  if (::rename(tmp.c_str(), target.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return Fail("rename " + target + ": " + std::strerror(err), 1);
-  }
+  Status written = WriteFileReplacing(dest + "/step-runner", *self, 0755, ".tmp");
+  if (!written.ok()) return Fail(written.error().message, 1);
   return 0;
 }
 

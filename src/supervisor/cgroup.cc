@@ -262,15 +262,10 @@ Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create(const std::string& record
   // SIGKILL during start-up) left an empty record that no sweep could read, for good.
   if (!record_dir.empty()) {
     const std::string record = CgroupRecordPath(record_dir, ::getpid());
-    const std::string temp = record + kCgroupRecordTempSuffix;
-    Status written = WriteFile(temp, SelfOwnerMark() + dir + "\n");
-    if (written.ok() && ::rename(temp.c_str(), record.c_str()) != 0) {
-      written = ErrnoError("rename " + temp + " to " + record, errno);
-    }
+    Status written = WriteFileReplacing(record, SelfOwnerMark() + dir + "\n", 0600, kCgroupRecordTempSuffix);
     if (written.ok()) {
       root->record_ = record;
     } else {
-      ::unlink(temp.c_str());
       // Said whatever the debug switch: without its record, a SIGKILL of this runner leaves its
       // cgroup to the by-name sweep (leftovers.h), and a full TMPDIR went unnoticed.
       std::fprintf(stderr, "step-runner: %s: not written (%s); without it, a killed runner's cgroup %s "

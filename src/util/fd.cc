@@ -74,6 +74,19 @@ Status WriteFile(const std::string& path, std::string_view data, int mode) {
   return Ok();
 }
 
+Status WriteFileReplacing(const std::string& path, std::string_view data, int mode,
+                          const std::string& temp_suffix) {
+  const std::string temp = path + temp_suffix;
+  Status written = WriteFile(temp, data, mode);
+  // WriteFile's mode goes through the umask; an executable's must not.
+  if (written.ok() && ::chmod(temp.c_str(), static_cast<mode_t>(mode)) != 0) written = ErrnoError("chmod " + temp, errno);
+  if (written.ok() && ::rename(temp.c_str(), path.c_str()) != 0) {
+    written = ErrnoError("rename " + temp + " to " + path, errno);
+  }
+  if (!written.ok()) ::unlink(temp.c_str());
+  return written;
+}
+
 Status OpenClosedStandardFds() {
   for (int fd = 0; fd <= 2; ++fd) {
     if (::fcntl(fd, F_GETFD) >= 0 || errno != EBADF) continue;

@@ -47,6 +47,12 @@ Result<std::string> ReadFilePrefix(const std::string& path, size_t max_bytes,
 /// Writes a whole file with the given mode, replacing it. When the write fails (a full disk) a
 /// file this call created is removed again: no empty or cut file is left behind.
 Status WriteFile(const std::string& path, std::string_view data, int mode = 0600);
+/// The same written whole as `path` + `temp_suffix` first and renamed into place: `path` is
+/// the old file or the whole new one, never a cut one (a SIGKILL or a full disk half-way leaves
+/// at most the temporary name, which the caller's sweep must know). The temporary file is
+/// removed when anything fails.
+Status WriteFileReplacing(const std::string& path, std::string_view data, int mode,
+                          const std::string& temp_suffix);
 
 /// Opens /dev/null on each of fds 0, 1 and 2 that the process was started without (`run … >&-`),
 /// as Go's runtime does for every program since 1.22. Otherwise the first fd the program opens

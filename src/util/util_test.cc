@@ -131,6 +131,35 @@ TEST(WriteFile, AFailedWriteRemovesTheFileItCreated) {
   EXPECT_EQ(::access("/dev/full", F_OK), 0);
 }
 
+// Replaced whole or not at all: a failed write keeps the old file and leaves no temporary one;
+// the mode is the one asked for, whatever the umask.
+TEST(WriteFile, ReplacingIsWholeOrNothing) {
+  TempDir dir = TempDir::Create("sr-writefile-").value();
+  const std::string path = dir.path() + "/tool";
+  ASSERT_TRUE(WriteFile(path, "before").ok());
+  const mode_t umask_was = ::umask(077);
+  const Status replaced = WriteFileReplacing(path, "after", 0755, ".tmp");
+  ::umask(umask_was);
+  ASSERT_TRUE(replaced.ok()) << replaced.error().message;
+  EXPECT_EQ(ReadFile(path).value(), "after");
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto previous = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = saved;
+  small.rlim_cur = 4;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  const Status cut = WriteFileReplacing(path, "more than four bytes", 0600, ".tmp");
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, previous);
+  ASSERT_FALSE(cut.ok());
+  EXPECT_NE(cut.error().message.find(path + ".tmp"), std::string::npos) << cut.error().message;
+  EXPECT_EQ(ReadFile(path).value(), "after");
+  EXPECT_NE(::access((path + ".tmp").c_str(), F_OK), 0) << "the temporary file was left";
+}
+
 TEST(Error, WrapKeepsTheKindAndPrefixes) {
   Error e = InvalidError("bad key").Wrap("step \"a\"");
   EXPECT_EQ(e.kind, Error::Kind::kInvalid);
