@@ -115,7 +115,10 @@ void RemoveDir(const std::string& parent, const std::string& name, int& counter,
     report.dead[owner] = ticks;
     report.processes += KillRunnerProcesses(owner, ticks);
   }
-  if (!RemoveTree(path).ok()) return;
+  // Renamed to a transit name of this runner first: a sweep killed half-way leaves its own
+  // leftover, not an unmarked directory.
+  std::string removing = path;
+  if (!RemoveOwnedTree(removing).ok()) return;
   ++counter;
   report.owners.insert(owner);
 }
