@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "cli/switches.h"
 #include "util/fd.h"
+#include "util/owner.h"
 #include "util/signals.h"
 
 int main(int argc, char** argv) {
@@ -17,6 +18,9 @@ int main(int argc, char** argv) {
   if (sr::Status fds = sr::OpenClosedStandardFds(); !fds.ok()) return sr::cli::Fail(fds.error().message, 1);
   // Before anything reads TMPDIR: a relative one is meant against this cwd (switches.h).
   sr::cli::MakeTempBaseAbsolute();
+  // Its own start time, while a file can surely be opened: every owner mark and transit name
+  // needs it, and they are made when the fd table may already be full (util/owner.h).
+  (void)sr::SelfStartTicks();
   // No fastbins (tcache still serves small sizes): glibc merges every fastbin chunk whenever a
   // request of 1 KiB or more arrives while any is cached, and the runner mixes many small
   // allocations (strings, map nodes) with larger ones (protobuf, buffers) at every step. About

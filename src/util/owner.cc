@@ -3,6 +3,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 
 #include "util/fd.h"
@@ -36,9 +37,23 @@ unsigned long long ProcessStartTicks(pid_t pid, bool* zombie) {
   return v;
 }
 
-std::string SelfOwnerMark() {
+unsigned long long SelfStartTicks() {
+  // Read once per process (a fork is another process): later calls need no fd, which matters
+  // to a runner whose fd table is full.
+  static std::atomic<unsigned long long> cached{0};
+  static std::atomic<pid_t> cached_for{0};
   const pid_t self = ::getpid();
-  return std::to_string(self) + " " + std::to_string(ProcessStartTicks(self)) + "\n";
+  if (cached_for.load() == self) return cached.load();
+  const unsigned long long ticks = ProcessStartTicks(self);
+  if (ticks != 0) {
+    cached.store(ticks);
+    cached_for.store(self);
+  }
+  return ticks;
+}
+
+std::string SelfOwnerMark() {
+  return std::to_string(::getpid()) + " " + std::to_string(SelfStartTicks()) + "\n";
 }
 
 Status MarkOwned(const std::string& dir) { return WriteFile(dir + "/" + kOwnerFile, SelfOwnerMark()); }
@@ -61,8 +76,7 @@ Owner OwnerOfProcess(pid_t pid, unsigned long long start_ticks) {
 }
 
 std::string SelfTransitPrefix() {
-  const pid_t self = ::getpid();
-  return std::string(kTransitPrefix) + std::to_string(self) + "-" + std::to_string(ProcessStartTicks(self)) + "-";
+  return std::string(kTransitPrefix) + std::to_string(::getpid()) + "-" + std::to_string(SelfStartTicks()) + "-";
 }
 
 Owner OwnerFromTransitName(const std::string& name, pid_t* pid, unsigned long long* start_ticks) {

@@ -19,6 +19,8 @@ namespace sr {
 /// The name of the mark file inside an owned directory.
 inline constexpr char kOwnerFile[] = ".step-runner-owner";
 
+/// This process's start ticks (ProcessStartTicks), read once; 0 when /proc cannot be read.
+unsigned long long SelfStartTicks();
 /// "<pid> <start ticks>" of this process.
 std::string SelfOwnerMark();
 /// Writes the mark into `dir` (mode 0600).

@@ -142,6 +142,8 @@ std::string ParentOf(const std::string& path) {
 
 // A new marked directory under a transit name in `parent`.
 Result<std::string> MakeMarkedTransit(const std::string& parent) {
+  // Without its start time a transit name would name nobody: nothing is made.
+  if (SelfStartTicks() == 0) return InternalError("cannot read this process's start time in /proc/self/stat");
   std::string path = parent + "/" + SelfTransitPrefix() + "XXXXXX";
   if (::mkdtemp(path.data()) == nullptr) return ErrnoError("mkdir", errno);
   if (Status marked = MarkOwned(path); !marked.ok()) {
