@@ -125,7 +125,7 @@ Status Job::Setup(JobRequest& request) {
   }
   const std::string& dir = request.dir;
   auto made = MakeOwnedDir(dir);
-  if (!made.ok()) return fail(made.error().Wrap("job dir"));
+  if (!made.ok()) return fail(made.error());
   if (!*made) {
     // Another server sharing this TMPDIR runs a job with this id: its files are not ours.
     // Or this server's own, left by a Close whose removal failed (out of fds): its id is free
@@ -142,7 +142,7 @@ Status Job::Setup(JobRequest& request) {
     made = MakeOwnedDir(dir);
     if (!made.ok() || !*made) {
       return fail(made.ok() ? InternalError("creating job dir " + dir + ": it was made again meanwhile")
-                            : made.error().Wrap("job dir"));
+                            : made.error());
     }
   }
   dir_ = dir;
