@@ -240,10 +240,12 @@ TEST_F(ServiceCli, RunWithTheIdOfAClosingJobSaysOneThing) {
 TEST_F(ServiceCli, FollowThatLosesItsServerSaysSo) {
   TestDir other;
   LiveServer doomed(other);
-  std::string file = File("long.yml", {{"long", "touch " + dir_ / "started" + "; sleep 100"}});
+  std::string file = File("long.yml", {{"long", "echo up; sleep 100"}});
   Child follow({Binary(), "client", "--socket", doomed.socket(), "run", file, "--id", "long", "--follow"},
                ClientOptions(dir_.path()));
-  ASSERT_TRUE(follow.WaitForFile(dir_ / "started"));
+  // Killed once the client follows (it printed the step's line), not merely once the step runs:
+  // before Run's answer arrives, the client has not reached the follow (a TSan run met that).
+  ASSERT_TRUE(WaitFor([&] { return follow.StdoutSoFar().find("up\n") != std::string::npos; }));
   doomed.child().Signal(SIGKILL);
   Output o = follow.Wait();
   EXPECT_EQ(o.exit_code, 1) << o.err;
