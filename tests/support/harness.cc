@@ -56,34 +56,42 @@ bool TestDir::Exists(const std::string& rel) const {
   return std::filesystem::exists(rel.empty() || rel[0] == '/' ? rel : path_ + "/" + rel);
 }
 
+std::vector<std::string> ChildEnvironment(const Options& options, const std::string& own_tmpdir) {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string kv = *e;
+    if (const size_t eq = kv.find('='); eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& k : options.unset_env) env.erase(k);
+  const bool tmpdir_chosen =
+      options.env.count("TMPDIR") != 0 ||
+      std::find(options.unset_env.begin(), options.unset_env.end(), "TMPDIR") != options.unset_env.end();
+  if (!own_tmpdir.empty() && !tmpdir_chosen) env["TMPDIR"] = own_tmpdir;
+  for (const auto& [k, v] : options.env) env[k] = v;
+  std::vector<std::string> strings;
+  for (const auto& [k, v] : env) strings.push_back(k + "=" + v);
+  return strings;
+}
+
+std::vector<char*> ExecVector(std::vector<std::string>& strings) {
+  std::vector<char*> pointers;
+  for (auto& s : strings) pointers.push_back(s.data());
+  pointers.push_back(nullptr);
+  return pointers;
+}
+
 Child::Child(const std::vector<std::string>& argv, const Options& options) : options_(options) {
   char tmpl[] = "/tmp/sr-child-XXXXXX";
   dir_ = ::mkdtemp(tmpl);
   out_path_ = dir_ + "/out";
   err_path_ = dir_ + "/err";
-  std::map<std::string, std::string> env;
-  for (char** e = environ; *e; ++e) {
-    std::string kv(*e);
-    auto eq = kv.find('=');
-    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  for (const auto& k : options.unset_env) env.erase(k);
   // A TMPDIR of its own unless the test chose one: whatever a runner leaves there (a git cache,
   // a killed runner's files) goes with the child, not into the machine's /tmp.
-  if (!options.env.count("TMPDIR") &&
-      std::find(options.unset_env.begin(), options.unset_env.end(), "TMPDIR") == options.unset_env.end() &&
-      ::mkdir((dir_ + "/tmp").c_str(), 0700) == 0) {
-    env["TMPDIR"] = dir_ + "/tmp";
-  }
-  for (const auto& [k, v] : options.env) env[k] = v;
-  std::vector<std::string> env_strings;
-  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp, args;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
+  const std::string own_tmp = dir_ + "/tmp";
+  std::vector<std::string> env_strings =
+      ChildEnvironment(options, ::mkdir(own_tmp.c_str(), 0700) == 0 ? own_tmp : "");
   std::vector<std::string> argv_copy = argv;
-  for (auto& s : argv_copy) args.push_back(s.data());
-  args.push_back(nullptr);
+  std::vector<char*> envp = ExecVector(env_strings), args = ExecVector(argv_copy);
   pid_ = ::fork();
   if (pid_ == 0) {
     int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);

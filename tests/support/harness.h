@@ -44,6 +44,13 @@ struct Options {
   std::chrono::seconds timeout{120};      // safety net only: the child is killed after it
 };
 
+/// The environment a child runs with, as NAME=value strings: the test's own, less
+/// `options.unset_env`, with `options.env` laid over it. When `own_tmpdir` is given and the test
+/// chose no TMPDIR (set or unset), TMPDIR is `own_tmpdir`.
+std::vector<std::string> ChildEnvironment(const Options& options, const std::string& own_tmpdir = "");
+/// Pointers into `strings` with a null at the end, for execve.
+std::vector<char*> ExecVector(std::vector<std::string>& strings);
+
 /// A running child with stdout/stderr captured to files.
 class Child {
  public:

@@ -18,7 +18,6 @@
 #include <sstream>
 #include <thread>
 
-extern char** environ;
 
 namespace sr::test {
 namespace {
@@ -190,21 +189,8 @@ KilledAt KillEntering(const std::vector<std::string>& argv, const Options& optio
                       const std::string& dir, int nth,
                       const std::function<void(const Tracee&)>& meanwhile) {
   // Everything the child needs is made before the fork: after it, only async-signal-safe calls.
-  std::map<std::string, std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string kv = *e;
-    if (const size_t eq = kv.find('='); eq != std::string::npos)
-      env[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  for (const auto& k : options.unset_env) env.erase(k);
-  for (const auto& [k, v] : options.env) env[k] = v;
-  std::vector<std::string> env_strings, argv_strings = argv;
-  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp, args;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  for (auto& s : argv_strings) args.push_back(s.data());
-  envp.push_back(nullptr);
-  args.push_back(nullptr);
+  std::vector<std::string> env_strings = ChildEnvironment(options), argv_strings = argv;
+  std::vector<char*> envp = ExecVector(env_strings), args = ExecVector(argv_strings);
   char err_path[] = "/tmp/sr-traced-XXXXXX";
   const int err = ::mkstemp(err_path);
 
