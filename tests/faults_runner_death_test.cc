@@ -223,11 +223,14 @@ std::vector<std::string> GitTemps(const std::string& tmp) {
   std::vector<std::string> out;
   const std::string cache = tmp + "/step-runner-cache";
   if (!std::filesystem::exists(cache)) return out;
-  for (const auto& repo : std::filesystem::directory_iterator(cache)) {
-    if (!repo.is_directory()) continue;
-    for (const auto& e : std::filesystem::directory_iterator(repo.path())) {
-      const std::string name = e.path().filename();
-      if (name.rfind(".clone-", 0) == 0 || name.rfind(".tree-", 0) == 0) out.push_back(e.path());
+  auto is_temp = [](const std::string& name) { return name.rfind(".clone-", 0) == 0 || name.rfind(".tree-", 0) == 0; };
+  for (const auto& entry : std::filesystem::directory_iterator(cache)) {
+    if (is_temp(entry.path().filename())) {
+      out.push_back(entry.path());  // a clone, made in the cache itself
+    } else if (entry.is_directory()) {
+      for (const auto& e : std::filesystem::directory_iterator(entry.path())) {
+        if (is_temp(e.path().filename())) out.push_back(e.path());
+      }
     }
   }
   return out;

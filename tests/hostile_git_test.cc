@@ -120,6 +120,8 @@ TEST_F(HostileGit, GitErrorsAreOneLineNamingTheCommand) {
   EXPECT_EQ(o.exit_code, 1) << o.err;
   EXPECT_THAT(o.err, HasSubstr("fetching git step: git clone: fatal: "));
   EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
+  // Nothing of the failed clone stays in the cache: no temp, no empty repository directory.
+  EXPECT_TRUE(std::filesystem::is_empty(box_.tmp() + "/step-runner-cache"));
 }
 
 // The `dir` of a git reference was refused when it contained "..", but its `file` was used as

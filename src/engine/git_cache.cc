@@ -107,15 +107,20 @@ Task<Result<std::string>> GitCache::Checkout(std::string url, std::string rev,
   const std::string repo_dir = dir_ + "/" + Escape(url);
   const std::string bare = repo_dir + "/.git";
   if (!Exists(bare)) {
-    std::filesystem::create_directories(repo_dir, ec);
-    auto tmp = OwnedTemp(kGitCloneTemp, repo_dir);
+    // The whole repository directory is made inside a marked temp beside the others and renamed
+    // into place once cloned: a clone that fails or is killed leaves no repository directory
+    // (the temp goes with it, or at the next start). Into a directory inside the marked one:
+    // git clones only into an empty directory.
+    auto tmp = OwnedTemp(kGitCloneTemp, dir_);
     if (!tmp.ok()) co_return tmp.error();
-    // Into a directory inside the marked one: git clones only into an empty directory.
-    const std::string target = tmp->path() + "/repo.git";
-    const std::vector<std::string> clone{"clone", "--quiet", "--bare", "--", url, target};
+    const std::string made = tmp->path() + "/repo";
+    const std::vector<std::string> clone{"clone", "--quiet", "--bare", "--", url, made + "/.git"};
     auto cloned = co_await Git(clone, cancel);
     if (!cloned.ok()) co_return cloned.error().Wrap("fetching git step");
-    if (::rename(target.c_str(), bare.c_str()) != 0 && !Exists(bare)) {
+    // A rename onto an empty directory replaces it (one an older runner left); onto a full one
+    // it fails, and then only the repository goes in (another runner's checkouts may be there).
+    if (::rename(made.c_str(), repo_dir.c_str()) != 0 &&
+        ::rename((made + "/.git").c_str(), bare.c_str()) != 0 && !Exists(bare)) {
       co_return fail("rename into cache: " + std::string(std::strerror(errno)));
     }
   }

@@ -123,17 +123,19 @@ void RemoveDir(const std::string& parent, const std::string& name, int& counter,
   report.owners.insert(owner);
 }
 
-// Temporary clones and checkouts of git steps (`.clone-*`, `.tree-*` in a repository's directory
-// of the cache, engine/git_cache.cc): a runner killed during a clone leaves them half made.
+// Temporary clones and checkouts of git steps (engine/git_cache.cc): a runner killed during a
+// clone leaves them half made. Clones (`.clone-*`) are made in the cache itself, checkouts
+// (`.tree-*`) in a repository's directory; older runners made clones there too.
 void RemoveGitTemps(const std::string& cache, LeftoverReport& report) {
   if (!OwnedByUs(cache, true)) return;
-  for (const auto& name : ListNames(cache, [](const std::string&) { return true; })) {
+  auto is_temp = [](const std::string& n) {
+    return StartsWith(n, kGitCloneTemp) || StartsWith(n, kGitTreeTemp) || StartsWith(n, kTransitPrefix);
+  };
+  for (const auto& temp : ListNames(cache, is_temp)) RemoveDir(cache, temp, report.git_temps, report);
+  for (const auto& name : ListNames(cache, [&](const std::string& n) { return !is_temp(n); })) {
     const std::string repo = cache + "/" + name;
     if (!OwnedByUs(repo, true)) continue;
-    auto temps = ListNames(repo, [](const std::string& n) {
-      return StartsWith(n, kGitCloneTemp) || StartsWith(n, kGitTreeTemp) || StartsWith(n, kTransitPrefix);
-    });
-    for (const auto& temp : temps) RemoveDir(repo, temp, report.git_temps, report);
+    for (const auto& temp : ListNames(repo, is_temp)) RemoveDir(repo, temp, report.git_temps, report);
   }
 }
 

@@ -72,18 +72,24 @@ TEST(Leftovers, OnlyDeadOwnersDirectoriesGo) {
                                    dead.substr(dead.find(' ') + 1, dead.size() - dead.find(' ') - 2);
   make(dead_transit + "-Abc123", "");
   make("step-runner-cache/repo/" + dead_transit + "-Def456", "");
+  // Clones are made in the cache itself (checkouts in a repository's directory).
+  make("step-runner-cache/.clone-dead", dead);
+  make("step-runner-cache/.clone-live", SelfOwnerMark());
+  make("step-runner-cache/" + dead_transit + "-Ghi789", "");
   make(SelfTransitPrefix() + "Live12", "");
   make(std::string(kTransitPrefix) + "x-1-Bad123", "");
   LeftoverReport r = RemoveDeadLeftovers(b);
   EXPECT_EQ(r.job_dirs, 1);
   EXPECT_EQ(r.temp_dirs, 2);
-  EXPECT_EQ(r.git_temps, 2);
+  EXPECT_EQ(r.git_temps, 4);
   EXPECT_FALSE(std::filesystem::exists(b + "/" + dead_transit + "-Abc123"));
   EXPECT_FALSE(std::filesystem::exists(b + "/step-runner-cache/repo/" + dead_transit + "-Def456"));
   EXPECT_TRUE(std::filesystem::exists(b + "/" + SelfTransitPrefix() + "Live12"));
   EXPECT_TRUE(std::filesystem::exists(b + "/" + kTransitPrefix + "x-1-Bad123"));
   EXPECT_FALSE(std::filesystem::exists(b + "/step-runner-cache/repo/.clone-dead"));
-  for (const char* kept : {"step-runner-cache/repo/.tree-live", "step-runner-cache/repo/.tree-unmarked",
+  EXPECT_FALSE(std::filesystem::exists(b + "/step-runner-cache/.clone-dead"));
+  EXPECT_FALSE(std::filesystem::exists(b + "/step-runner-cache/" + dead_transit + "-Ghi789"));
+  for (const char* kept : {"step-runner-cache/.clone-live", "step-runner-cache/repo/.tree-live", "step-runner-cache/repo/.tree-unmarked",
                            "step-runner-cache/repo/0123abcd"}) {
     EXPECT_TRUE(std::filesystem::exists(b + "/" + kept)) << kept;
   }
@@ -93,7 +99,7 @@ TEST(Leftovers, OnlyDeadOwnersDirectoriesGo) {
                            "other-dir"}) {
     EXPECT_TRUE(std::filesystem::exists(b + "/" + kept)) << kept;
   }
-  EXPECT_NE(r.Line(b).find("1 job dir, 2 temp dirs, 2 temporary git clones"), std::string::npos) << r.Line(b);
+  EXPECT_NE(r.Line(b).find("1 job dir, 2 temp dirs, 4 temporary git clones"), std::string::npos) << r.Line(b);
   EXPECT_TRUE(RemoveDeadLeftovers(b).empty());
 }
 
