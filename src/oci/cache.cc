@@ -11,6 +11,7 @@
 
 #include "oci/digest.h"
 #include "oci/internal.h"
+#include "supervisor/leftovers.h"
 #include "util/fd.h"
 #include "util/tempdir.h"
 
@@ -19,9 +20,9 @@ namespace {
 // Removes what earlier downloads of one digest left (".<hex>.tmp-<pid>-<n>"). Only called with
 // the digest's lock held: its holder is the only writer of such files, and flock dies with its
 // process, so every one found then belongs to a download that was killed (a runner ended by
-// SIGKILL or a full disk) and would otherwise stay in the cache for good.
+// SIGKILL or a full disk). The start-up sweep removes them too (supervisor/leftovers.cc).
 void RemoveStaleTemps(const std::string& dir, const std::string& hex) {
-  const std::string prefix = "." + hex + ".tmp-";
+  const std::string prefix = "." + hex + kBlobTempInfix;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
     if (e.path().filename().string().rfind(prefix, 0) == 0) ::unlink(e.path().c_str());
@@ -70,7 +71,7 @@ Task<Status> Slicer::Yield() {
 
 BlobCache::BlobCache(const std::string& cache_dir)
     : root_(cache_dir.empty() ? std::string("/tmp/step-runner-cache") : cache_dir),
-      dir_(root_ + "/oci/blobs/sha256") {}
+      dir_(root_ + "/" + kOciBlobDir) {}
 
 Status BlobCache::Prepare() const {
   std::error_code ec;
@@ -138,7 +139,8 @@ Task<Result<CachedBlob>> BlobCache::Get(EventLoop& loop, const std::string& dige
   RemoveStaleTemps(dir_, hex);
 
   static std::atomic<int> counter{0};
-  const std::string tmp = dir_ + "/." + hex + ".tmp-" + std::to_string(::getpid()) + "-" +
+  // Named so that the next runner's sweep (supervisor/leftovers.h) finds it if this one is killed.
+  const std::string tmp = dir_ + "/." + hex + kBlobTempInfix + std::to_string(::getpid()) + "-" +
                           std::to_string(++counter);
   // Read back through this same fd after the rename: what was hashed is what gets used.
   UniqueFd out(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));

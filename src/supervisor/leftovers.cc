@@ -1,6 +1,8 @@
 #include "supervisor/leftovers.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -139,6 +141,32 @@ void RemoveGitTemps(const std::string& cache, LeftoverReport& report) {
   }
 }
 
+// Blobs of OCI steps half downloaded. A download holds its digest's flock as long as its temp
+// exists, and a flock dies with its process: a temp whose lock this sweep can take is a killed
+// download's (the lock is held meanwhile, so no download of that digest starts under us).
+void RemoveKilledDownloads(const std::string& blobs, LeftoverReport& report) {
+  if (!OwnedByUs(blobs, true)) return;
+  std::map<std::string, std::vector<std::string>> temps;  // by digest
+  for (auto& name : ListNames(blobs, [](const std::string& n) {
+         return n[0] == '.' && n.find(kBlobTempInfix) != std::string::npos;
+       })) {
+    temps[name.substr(1, name.find(kBlobTempInfix) - 1)].push_back(std::move(name));
+  }
+  for (const auto& [hex, names] : temps) {
+    UniqueFd lock(::open((blobs + "/" + hex + ".lock").c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+    if (!lock.valid() && errno != ENOENT) continue;  // unknown: leave it
+    if (lock.valid() && ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) continue;  // a download runs
+    for (const auto& name : names) {
+      if (!OwnedByUs(blobs + "/" + name, false) || ::unlink((blobs + "/" + name).c_str()) != 0) continue;
+      ++report.downloads;
+      // The pid in its name was the downloader's (the lock, not the pid, says it is dead).
+      const long pid = std::strtol(name.c_str() + name.find(kBlobTempInfix) + sizeof kBlobTempInfix - 1,
+                                   nullptr, 10);
+      if (pid > 0) report.owners.insert(static_cast<pid_t>(pid));
+    }
+  }
+}
+
 std::string Count(int n, const std::string& what) {
   return std::to_string(n) + " " + what + (n == 1 ? "" : what.ends_with('s') ? "es" : "s");
 }
@@ -156,6 +184,7 @@ std::string LeftoverReport::Line(const std::string& base) const {
   add(temp_dirs, "temp dir");
   add(cgroups, "cgroup");
   add(git_temps, "temporary git clone");
+  add(downloads, "partial download");
   add(processes, "process");
   std::string line = "removed what dead step-runner instances (pid " + pids + ") left";
   if (!what.empty()) line += " in " + base + ": " + what;
@@ -211,6 +240,7 @@ LeftoverReport RemoveDeadLeftovers(const std::string& base) {
     RemoveDir(base, name, StartsWith(name, kJobDirPrefix) ? report.job_dirs : report.temp_dirs, report);
   }
   RemoveGitTemps(base + "/" + kGitCacheDir, report);
+  RemoveKilledDownloads(base + "/" + kGitCacheDir + "/" + kOciBlobDir, report);
   return report;
 }
 

@@ -8,6 +8,7 @@
 // directory a record `.step-runner-cgroup-<pid>` in TMPDIR. At start, `run`, `ci` and `serve`
 // call RemoveDeadLeftovers(): whatever is marked by a process that no longer runs (pid and start
 // time, so a recycled pid is no owner) is removed — a cgroup after `cgroup.kill` and once empty.
+// Half-downloaded OCI blobs go once their digest's download lock is free (its holder is dead).
 // Anything unmarked, marked by a live process, or not owned by this user is never touched.
 #pragma once
 
@@ -25,14 +26,21 @@ namespace sr {
 inline constexpr char kGitCacheDir[] = "step-runner-cache";
 inline constexpr char kGitCloneTemp[] = ".clone-";
 inline constexpr char kGitTreeTemp[] = ".tree-";
+/// The OCI blob cache inside the git cache's directory, and what names a blob being downloaded
+/// in it: `.<hex>.tmp-<pid>-<n>`, written while its download holds the flock of `<hex>.lock`
+/// (oci/cache.cc).
+inline constexpr char kOciBlobDir[] = "oci/blobs/sha256";
+inline constexpr char kBlobTempInfix[] = ".tmp-";
 
 struct LeftoverReport {
-  int job_dirs = 0, temp_dirs = 0, cgroups = 0, processes = 0, git_temps = 0;
+  int job_dirs = 0, temp_dirs = 0, cgroups = 0, processes = 0, git_temps = 0, downloads = 0;
   int unrecorded_cgroups = 0;     // found by name in unrecorded_parent (RemoveDeadRunnerCgroups)
   std::string unrecorded_parent;
   std::set<pid_t> owners;
   std::map<pid_t, unsigned long long> dead;  // dead owners seen: pid -> start ticks
-  bool empty() const { return job_dirs + temp_dirs + cgroups + processes + git_temps + unrecorded_cgroups == 0; }
+  bool empty() const {
+    return job_dirs + temp_dirs + cgroups + processes + git_temps + downloads + unrecorded_cgroups == 0;
+  }
   /// One log line naming what was removed and whose it was.
   std::string Line(const std::string& base) const;
 };

@@ -1,7 +1,9 @@
 // Owner marks and the removal of dead runners' leftovers (contract section 7 item 1).
 #include "supervisor/leftovers.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +42,45 @@ TEST(Owner, LiveDeadAndUnknownMarks) {
   for (const char* bad : {"", "x", "12", "12 ", "12 x\n", "-1 5\n", "12 0\n"}) {
     EXPECT_EQ(OwnerFromMark(bad), Owner::kUnknown) << bad;
   }
+}
+
+// A killed download's blob temp goes; one whose download still holds the digest's lock stays,
+// as does every complete blob.
+TEST(Leftovers, KilledDownloadsGoFromTheBlobCache) {
+  auto base = TempDir::Create("sr-leftovers-");
+  ASSERT_TRUE(base.ok());
+  const std::string blobs = base->path() + "/" + kGitCacheDir + "/" + kOciBlobDir;
+  std::filesystem::create_directories(blobs);
+  for (const char* name : {"aaaa", "aaaa.lock", ".aaaa.tmp-4000001-1", ".aaaa.tmp-4000002-7",
+                           ".bbbb.tmp-4000003-1", "bbbb.lock", ".cccc.tmp-4000004-2"}) {
+    ASSERT_TRUE(WriteFile(blobs + "/" + name, "x").ok());
+  }
+  // bbbb's download runs (a child holds its lock); cccc's has no lock file at all.
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t holder = ::fork();
+  if (holder == 0) {
+    const int fd = ::open((blobs + "/bbbb.lock").c_str(), O_RDWR);
+    ::flock(fd, LOCK_EX);
+    ::write(ready[1], "x", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  LeftoverReport r = RemoveDeadLeftovers(base->path());
+  ::kill(holder, SIGKILL);
+  ::waitpid(holder, nullptr, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  EXPECT_EQ(r.downloads, 3);
+  for (const char* gone : {".aaaa.tmp-4000001-1", ".aaaa.tmp-4000002-7", ".cccc.tmp-4000004-2"}) {
+    EXPECT_FALSE(std::filesystem::exists(blobs + "/" + gone)) << gone;
+  }
+  for (const char* kept : {"aaaa", "aaaa.lock", ".bbbb.tmp-4000003-1", "bbbb.lock"}) {
+    EXPECT_TRUE(std::filesystem::exists(blobs + "/" + kept)) << kept;
+  }
+  EXPECT_NE(r.Line(base->path()).find("3 partial downloads"), std::string::npos) << r.Line(base->path());
 }
 
 TEST(Leftovers, OnlyDeadOwnersDirectoriesGo) {

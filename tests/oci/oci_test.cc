@@ -336,12 +336,17 @@ TEST_F(OciTest, CancelDuringASlowPull) {
   Options o;
   o.cwd = dir.path();
   o.env = {{"TMPDIR", dir / "tmp"}, {"HOME", dir / "home"}};
-  Child run({Binary(), "run", "--oci-registry", "127.0.0.1:" + std::to_string(proxy.port()),
-             "--oci-repository", "big", "--oci-tag", "1"}, o);
-  for (int i = 0; i < 6000 && proxy.forwarded() < (256 << 10); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_GE(proxy.forwarded(), 256 << 10) << run.StdoutSoFar();
+  const std::vector<std::string> pull{Binary(), "run", "--oci-registry", "127.0.0.1:" + std::to_string(proxy.port()),
+                                      "--oci-repository", "big", "--oci-tag", "1"};
+  auto mid_layer = [&](Child& run, long from) {  // 256 KiB more than `from` forwarded
+    for (int i = 0; i < 6000 && proxy.forwarded() - from < (256 << 10); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_GE(proxy.forwarded() - from, 256 << 10) << run.StdoutSoFar();
+  };
+  Child run(pull, o);
+  mid_layer(run, 0);
+  ASSERT_FALSE(HasFatalFailure());
   const auto sent = std::chrono::steady_clock::now();
   run.Signal(SIGTERM);
   Output out = run.Wait();
@@ -361,6 +366,29 @@ TEST_F(OciTest, CancelDuringASlowPull) {
                                o);
   EXPECT_EQ(timed.exit_code, 124) << timed.err;
   EXPECT_THAT(timed.err, HasSubstr("(timed out)"));
+
+  // A runner SIGKILLed mid-layer leaves its partial blob; the next start, whatever it runs,
+  // removes it (its download's lock died with it) and says so.
+  {
+    const long from = proxy.forwarded();
+    Child killed(pull, o);
+    mid_layer(killed, from);
+    ASSERT_FALSE(HasFatalFailure());
+    killed.Signal(SIGKILL);
+    killed.Wait();
+  }
+  auto partial_blobs = [&] {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir / "tmp/step-runner-cache/oci/blobs/sha256")) {
+      n += e.path().filename().string().find(".tmp-") != std::string::npos;
+    }
+    return n;
+  };
+  ASSERT_EQ(partial_blobs(), 1);
+  Output next = RunStepRunner({"run", "dist://script", "--inputs", "script=true"}, o);
+  EXPECT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_THAT(next.err, HasSubstr("1 partial download"));
+  EXPECT_EQ(partial_blobs(), 0);
 }
 
 TEST_F(OciTest, PromoteCopiesToASemverTag) {
