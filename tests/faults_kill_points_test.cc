@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -30,6 +31,9 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr char kStrace[] = "/usr/bin/strace";
+
+grpc::Status DriveJob(const std::string& socket, const proto::RunRequest& job, std::string* log,
+                      proto::StatusResponse* status);
 
 class KillPoints : public TreeTest {
  protected:
@@ -76,6 +80,41 @@ class KillPoints : public TreeTest {
       if (!server.ended) drive();
       server.Signal(SIGTERM);
     };
+  }
+  std::vector<std::string> Serve() const { return {Binary(), "serve", "--socket", socket}; }
+  // The calls of `serve`'s main thread that name TMPDIR through `job`'s whole life (DriveJob),
+  // from a dry run with every thread traced (strace -f), which must run the job to success with
+  // `logged` in its log; no other thread may make such calls.
+  void ServePoints(const proto::RunRequest& job, const std::string& logged, std::vector<TracedCall>* points) {
+    const std::vector<std::string> serve = Serve();
+    const std::string trace = box.dir() / "trace";
+    std::vector<std::string> strace = {
+        kStrace, "-f", "-y", "-o", trace, "-e", std::string("trace=clone,clone3,") + kPathCalls};
+    strace.insert(strace.end(), serve.begin(), serve.end());
+    Child dry(strace, RunnerOptions());
+    ASSERT_TRUE(dry.WaitForFile(socket)) << dry.Wait().err;
+    pid_t server = 0;  // strace's only child
+    std::ifstream("/proc/" + std::to_string(dry.pid()) + "/task/" + std::to_string(dry.pid()) +
+                  "/children") >>
+        server;
+    std::string log;
+    proto::StatusResponse status;
+    const grpc::Status drove = DriveJob(socket, job, &log, &status);
+    if (server > 0) ::kill(server, SIGTERM);  // alive unless the dry run failed already
+    Output said = dry.Wait();
+    ASSERT_GT(server, 0);
+    ASSERT_EQ(said.exit_code, 0) << said.err;
+    ASSERT_TRUE(drove.ok()) << drove.error_message();
+    ASSERT_EQ(status.jobs_size(), 1);
+    ASSERT_EQ(status.jobs(0).status(), proto::StepResult::success) << status.DebugString();
+    ASSERT_THAT(log, HasSubstr(logged));
+    const std::vector<TracedCall> calls = CallsIn(trace);
+    *points = PathCallsUnder(calls, server, box.tmp());
+    for (long thread : ThreadsIn(trace, server)) {
+      EXPECT_TRUE(thread == server || PathCallsUnder(calls, thread, box.tmp()).empty())
+          << "thread " << thread;
+    }
+    ASSERT_THAT(box.Leftovers(), IsEmpty());
   }
   // A plain `serve` started (its start removes what dead runners left) and stopped.
   Output PlainServe() const {
@@ -144,36 +183,9 @@ TEST_F(KillPoints, ASigkillOfServeAtAnyCallOnTmpdirLeavesNothingTheNextStartKeep
   file->set_key("F");
   file->set_value("from a file variable");
   file->set_file(true);
-  const std::vector<std::string> serve = {Binary(), "serve", "--socket", socket};
-  // The dry run, every thread traced (strace -f) to see which makes the calls.
-  const std::string trace = box.dir() / "trace";
-  std::vector<std::string> strace = {
-      kStrace, "-f", "-y", "-o", trace, "-e", std::string("trace=clone,clone3,") + kPathCalls};
-  strace.insert(strace.end(), serve.begin(), serve.end());
-  Child dry(strace, RunnerOptions());
-  ASSERT_TRUE(dry.WaitForFile(socket)) << dry.Wait().err;
-  pid_t server = 0;  // strace's only child
-  std::ifstream("/proc/" + std::to_string(dry.pid()) + "/task/" + std::to_string(dry.pid()) +
-                "/children") >>
-      server;
-  std::string log;
-  proto::StatusResponse status;
-  const grpc::Status drove = DriveJob(socket, job, &log, &status);
-  if (server > 0) ::kill(server, SIGTERM);  // alive unless the dry run failed already
-  Output said = dry.Wait();
-  ASSERT_GT(server, 0);
-  ASSERT_EQ(said.exit_code, 0) << said.err;
-  ASSERT_TRUE(drove.ok()) << drove.error_message();
-  ASSERT_EQ(status.jobs_size(), 1);
-  ASSERT_EQ(status.jobs(0).status(), proto::StepResult::success) << status.DebugString();
-  ASSERT_THAT(log, HasSubstr("from a file variable"));
-  // The kills trace the main thread alone: it must make them all.
-  const std::vector<TracedCall> calls = CallsIn(trace),
-                                points = PathCallsUnder(calls, server, box.tmp());
-  for (long thread : ThreadsIn(trace, server)) {
-    EXPECT_TRUE(thread == server || PathCallsUnder(calls, thread, box.tmp()).empty())
-        << "thread " << thread;
-  }
+  std::vector<TracedCall> points;
+  ServePoints(job, "from a file variable", &points);
+  ASSERT_FALSE(HasFatalFailure());
   // At least the cgroup record's writing, the job dir's making, marking and placing, its .tmp,
   // log and file variable, and its removal.
   ASSERT_GE(points.size(), 10u);
@@ -185,8 +197,36 @@ TEST_F(KillPoints, ASigkillOfServeAtAnyCallOnTmpdirLeavesNothingTheNextStartKeep
       proto::StatusResponse unused;
       (void)DriveJob(socket, job, &ignored, &unused);  // fails once the server is dead: expected
     });
-    KillAndRestart(serve, points, nth, drive, [&] { return PlainServe(); });
+    KillAndRestart(Serve(), points, nth, drive, [&] { return PlainServe(); });
   }
+}
+
+// A server killed while it starts a job that `client run` asked for (entering the job dir's
+// making), after the client had reached it: the client says it lost the server while starting
+// the job. It said "cannot reach step-runner", as if no server had ever listened.
+TEST_F(KillPoints, ClientRunSaysItLostAServerKilledWhileStartingTheJob) {
+  proto::RunRequest job = Request("dry", Steps({{"one", "echo one"}}), box.cwd());
+  std::vector<TracedCall> points;
+  ServePoints(job, "one", &points);
+  ASSERT_FALSE(HasFatalFailure());
+  const auto making = std::find_if(points.begin(), points.end(), [](const TracedCall& c) {
+    return c.line.find(".step-runner-owned-") != std::string::npos;
+  });
+  ASSERT_NE(making, points.end());
+  const std::string step = box.Write("p.yml", "spec: {}\n---\nrun:\n  - name: one\n    script: echo one\n");
+  std::filesystem::remove(socket);
+  Output client;
+  KilledAt k = KillEntering(Serve(), RunnerOptions(), box.tmp(), static_cast<int>(making - points.begin()) + 1,
+                            Drive([&] {
+                              client = RunStepRunner({"client", "--socket", socket, "run", step, "--id", "lost"},
+                                                     RunnerOptions());
+                            }));
+  ASSERT_TRUE(k.killed()) << k.err;
+  EXPECT_EQ(Shape(k.call), Shape(making->line));
+  EXPECT_EQ(client.exit_code, 1) << client.err;
+  EXPECT_THAT(client.err, HasSubstr("step-runner: lost step-runner at " + socket + " while starting job \"lost\""));
+  EXPECT_EQ(PlainServe().exit_code, 0);
+  ReapOrphans();
 }
 
 }  // namespace

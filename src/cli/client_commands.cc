@@ -54,12 +54,11 @@ class Client {
     }
     return cli::Fail(s.error_message(), s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 1);
   }
-  /// The same for a follow of a job the server took: it was reached, then lost (it stopped).
-  int FailFollow(const grpc::Status& s, const std::string& id) const {
+  /// The same for a call to a server this command reached before: it was lost (it stopped)
+  /// while the command was `doing` something, e.g. "following job \"x\"".
+  int FailLost(const grpc::Status& s, const std::string& doing) const {
     if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
-      return cli::Fail("lost step-runner at " + path_ + " while following job \"" + id + "\": " +
-                           s.error_message(),
-                       1);
+      return cli::Fail("lost step-runner at " + path_ + " while " + doing + ": " + s.error_message(), 1);
     }
     return Fail(s);
   }
@@ -108,12 +107,15 @@ int RunCommand(const ClientArgs& a) {
   }
   Client client(a.socket);
   bool replayed = false;  // the id's job exists: what the service says is about another text
+  bool reached = false;   // the server answered: a Run that then finds none lost it
   proto::StatusResponse existing;
   {
     grpc::ClientContext ctx;
     proto::StatusRequest sreq;
     sreq.set_id(a.id);
-    replayed = client.stub().Status(&ctx, sreq, &existing).ok() && existing.jobs_size() == 1;
+    const grpc::Status asked = client.stub().Status(&ctx, sreq, &existing);
+    reached = asked.error_code() != grpc::StatusCode::UNAVAILABLE;
+    replayed = asked.ok() && existing.jobs_size() == 1;
   }
   grpc::ClientContext run_ctx;
   proto::RunResponse run_resp;
@@ -123,6 +125,7 @@ int RunCommand(const ClientArgs& a) {
     // "already exists" before it said the opposite.
     std::string why = NameTheFile(s.error_message(), a.file);
     if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) why += "; " + a.file + " was not run";
+    if (reached) return client.FailLost(grpc::Status(s.error_code(), why), "starting job \"" + a.id + "\"");
     return client.Fail(grpc::Status(s.error_code(), why));
   }
   if (replayed) {
@@ -213,7 +216,7 @@ int RunCommand(const ClientArgs& a) {
     progress.Done(OutcomeName(job), std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(
                                     job.end_time() - job.start_time())));
   }
-  if (!fs.ok()) return client.FailFollow(fs, a.id);
+  if (!fs.ok()) return client.FailLost(fs, "following job \"" + a.id + "\"");
   if (!ss.ok()) return client.Fail(ss);
   if (status.jobs_size() != 1) return Fail("no status for job \"" + a.id + "\"", 1);
   const proto::Status& job = status.jobs(0);
