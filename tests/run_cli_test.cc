@@ -320,20 +320,24 @@ TEST(RunCli, AFileNamedWithoutDotSlashGetsAHint) {
 }
 
 // The inputs an item gives a step are wrong in three ways; each is the same kind of error: a
-// step failure found while running (exit 1, as Go), in Go's words, naming the item's line. A
-// missing input was exit 2 without Go's "failed to load:", and none named the line.
-TEST(RunCli, WrongInputsOfAnItemAreOneKindOfErrorNamingItsLine) {
+// step failure found while running (exit 1, as Go), in Go's words, naming its line: the input's,
+// or the item's for a missing one. A missing input was exit 2 without Go's "failed to load:", and
+// none named the line; then all named the item's.
+TEST(RunCli, WrongInputsOfAnItemAreOneKindOfErrorNamingTheirLine) {
   TestDir dir;
   dir.Write("steps/echo/step.yml", "spec:\n  inputs:\n    v: {type: string}\n---\nexec:\n  command: [echo, \"${{ inputs.v }}\"]\n");
-  const std::vector<std::pair<std::string, std::string>> cases = {
-      {"", "failed to parse spec definition: input \"v\" required, but not defined"},
-      {"    inputs: {v: x, extra: 1}\n", "step does not accept input with name \"extra\""},
-      {"    inputs: {v: 5}\n", "input \"v\": declared string, got number"}};
-  for (const auto& [inputs, why] : cases) {
+  struct Case {
+    std::string inputs, place, why;
+  };
+  const std::vector<Case> cases = {
+      {"", "6:5", "failed to parse spec definition: input \"v\" required, but not defined"},
+      {"    inputs: {v: x, extra: 1}\n", "8:20", "step does not accept input with name \"extra\""},
+      {"    inputs:\n      v: 5\n", "9:7", "input \"v\": declared string, got number"}};
+  for (const auto& [inputs, place, why] : cases) {
     dir.Write("i.yml", "spec: {}\n---\nrun:\n  - name: first\n    script: echo first\n  - name: a\n    step: ./steps/echo\n" + inputs);
     Output o = RunStepRunner({"run", "-f", dir / "i.yml"}, {.cwd = dir.path()});
     EXPECT_EQ(o.exit_code, 1) << o.err;
-    EXPECT_THAT(o.err, HasSubstr("i.yml:6:5: step \"a\": failed to load: " + why));
+    EXPECT_THAT(o.err, HasSubstr("i.yml:" + place + ": step \"a\": failed to load: " + why));
     EXPECT_THAT(o.out, HasSubstr("first"));
   }
 }

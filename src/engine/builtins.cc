@@ -24,7 +24,7 @@ Result<Duration> SleepDuration(const json& inputs) {
 
 Task<StepOutcome> Sleep(Engine::State& st, Scope& caller, const json& inputs, const Env&,
                         ResultNode*) {
-  auto d = SleepDuration(inputs);  // checked when the item loaded (check_inputs)
+  auto d = SleepDuration(inputs);  // checked when the item loaded (check_input)
   if (!d.ok()) co_return StepOutcome{true, d.error()};
   CancelSource& cancel = *caller.cancel;
   EventLoop& loop = st.loop;
@@ -68,8 +68,9 @@ std::optional<LoadedStep> FindBuiltin(const std::string& name) {
     static const LoadedStep sleep = [] {
       LoadedStep step = WithSpec("spec:\n  inputs:\n    duration: {type: string}\n---\nrun: []\n",
                                  "dist://sleep", Sleep);
-      step.check_inputs = [](const json& inputs) -> Status {
-        auto d = SleepDuration(inputs);
+      step.check_input = [](const std::string& name, const json& value) -> Status {
+        if (name != "duration" || !value.is_string()) return Ok();
+        auto d = ParseDuration(value.get<std::string>());
         if (!d.ok()) return d.error();
         return Ok();
       };

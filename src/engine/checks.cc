@@ -144,24 +144,19 @@ Status CheckOutputReads(Engine::State& st, const std::string& step_dir,
   };
   // An error names the line of the entry (input or env key) that reads the unknown output, as
   // for `outputs:` below; the item's line only for an entry without a mark of its own.
-  auto entry_mark = [](const std::map<std::string, stepfile::Mark>& marks,
-                       const std::string& name, const stepfile::Mark& item) {
-    auto it = marks.find(name);
-    return it != marks.end() ? it->second : item;
-  };
   auto check_list = [&](const std::vector<stepfile::Invocation>& list) -> Status {
     for (const auto& inv : list) {
       const std::string where = "step \"" + inv.name + "\"";
       for (const auto& [name, value] : inv.inputs) {
         std::vector<OutputRead> reads;
         FindOutputReads(value, reads);
-        SR_RETURN_IF_ERROR(check(reads, entry_mark(inv.input_marks, name, inv.mark),
+        SR_RETURN_IF_ERROR(check(reads, inv.InputMark(name),
                                  where + ": input \"" + name + "\""));
       }
       for (const auto& [name, value] : inv.env) {
         std::vector<OutputRead> reads;
         FindOutputReads(value, reads);
-        SR_RETURN_IF_ERROR(check(reads, entry_mark(inv.env_marks, name, inv.mark),
+        SR_RETURN_IF_ERROR(check(reads, inv.EnvMark(name),
                                  where + ": env \"" + name + "\""));
       }
       earlier[inv.name] = &inv;

@@ -82,9 +82,9 @@ struct LoadedStep {
   bool any_inputs = false;   // the builtin accepts inputs of any name and type
   bool any_outputs = false;  // outputs are taken as written, not checked against the spec
   bool own_files = false;    // its inputs see its own output_file/export_file (script steps)
-  // A builtin's check of its inputs' values (a duration that is none), run with the type checks
-  // when the item loads, so that the error names the item's file:line as they do.
-  std::function<Status(const nlohmann::json& inputs)> check_inputs;
+  // A builtin's check of one input's value (a duration that is none), run after its type check
+  // when the item loads, so that the error names the input's file:line as that does.
+  std::function<Status(const std::string& name, const nlohmann::json& value)> check_input;
 };
 
 /// A Scope's expression view, kept between its invocations (see ScopeView). Copying a Scope

@@ -30,10 +30,12 @@ Error WrapInStep(const std::string& name, const Error& e) {
 }
 
 // A load failure lies in the invocation itself (its reference, its inputs, their expressions,
-// its env): the error names the file:line of the item that is wrong. It keeps its kind.
-Error AtInvocation(const stepfile::Invocation& inv, const Error& e) {
+// its env): the error names the file:line of what is wrong, the item's or (`at`) the line of the
+// one input or env entry it is about. It keeps its kind.
+Error AtInvocation(const stepfile::Invocation& inv, const Error& e, const stepfile::Mark* at = nullptr) {
+  const stepfile::Mark& where = at ? *at : inv.mark;
   Error out = e.Wrap("step \"" + inv.name + "\": failed to load");
-  if (inv.mark.line > 0) out.message = inv.mark.ToString() + ": " + out.message;
+  if (where.line > 0) out.message = where.ToString() + ": " + out.message;
   return out;
 }
 
@@ -94,14 +96,16 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
     if (loaded->any_inputs) {
       auto value = co_await ExpandCharged(st, raw, *view_ptr);
       if (!value.ok()) {
-        co_return StepOutcome{false, AtInvocation(inv, AsFailure(value.error()).Wrap("expand input \"" + name + "\""))};
+        co_return StepOutcome{false, AtInvocation(inv, AsFailure(value.error()).Wrap("expand input \"" + name + "\""),
+                                                  &inv.InputMark(name))};
       }
       inputs[name] = std::move(*value);
       continue;
     }
     if (decl == spec.inputs.end()) {
       co_return StepOutcome{
-          false, AtInvocation(inv, FailedError("step does not accept input with name \"" + name + "\""))};
+          false, AtInvocation(inv, FailedError("step does not accept input with name \"" + name + "\""),
+                              &inv.InputMark(name))};
     }
     Result<json> value = json();
     if (auto text = inv.text_inputs.find(name); text != inv.text_inputs.end()) {
@@ -112,18 +116,21 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
       } else if (auto typed = stepfile::ValueFromText(decl->second.type, *expanded); typed.ok()) {
         value = std::move(*typed);
       } else {
-        co_return StepOutcome{false, AtInvocation(inv, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
+        co_return StepOutcome{false, AtInvocation(inv, AsFailure(typed.error()).Wrap("input \"" + name + "\""),
+                                                  &inv.InputMark(name))};
       }
     } else {
       value = co_await ExpandCharged(st, raw, *view_ptr);
     }
     if (!value.ok()) {
-      co_return StepOutcome{false,
-                            AtInvocation(inv, AsFailure(value.error()).Wrap("expand input \"" + name + "\""))};
+      co_return StepOutcome{false, AtInvocation(inv, AsFailure(value.error()).Wrap("expand input \"" + name + "\""),
+                                                &inv.InputMark(name))};
     }
-    auto typed = stepfile::CheckType(decl->second.type, *value);
+    Status typed = stepfile::CheckType(decl->second.type, *value);
+    if (typed.ok() && loaded->check_input) typed = loaded->check_input(name, *value);
     if (!typed.ok()) {
-      co_return StepOutcome{false, AtInvocation(inv, AsFailure(typed.error()).Wrap("input \"" + name + "\""))};
+      co_return StepOutcome{false, AtInvocation(inv, AsFailure(typed.error()).Wrap("input \"" + name + "\""),
+                                                &inv.InputMark(name))};
     }
     inputs[name] = std::move(*value);
   }
@@ -135,16 +142,12 @@ Task<StepOutcome> RunInvocation(Engine::State& st, Scope& caller, const stepfile
                                                                  name + "\" required, but not defined"))};
     }
   }
-  if (loaded->check_inputs) {
-    if (Status valid = loaded->check_inputs(inputs); !valid.ok()) {
-      co_return StepOutcome{false, AtInvocation(inv, AsFailure(valid.error()))};
-    }
-  }
   Env inv_env;
   for (const auto& [k, raw] : inv.env) {
     auto value = co_await ExpandStringCharged(st, raw, *view_ptr);
     if (!value.ok()) {
-      co_return StepOutcome{false, AtInvocation(inv, AsFailure(value.error()).Wrap("env \"" + k + "\""))};
+      co_return StepOutcome{false, AtInvocation(inv, AsFailure(value.error()).Wrap("env \"" + k + "\""),
+                                                &inv.EnvMark(k))};
     }
     inv_env[k] = std::move(*value);
   }

@@ -119,9 +119,18 @@ struct Invocation {
   /// without one (items made from the command line) is named by `mark`.
   std::map<std::string, Mark> input_marks;
   std::map<std::string, Mark> env_marks;
+  /// The line of input `name` (or env entry `name`), else the item's.
+  const Mark& InputMark(const std::string& name) const { return EntryMark(input_marks, name); }
+  const Mark& EnvMark(const std::string& name) const { return EntryMark(env_marks, name); }
   /// Inputs given as text on the command line (`run REF --inputs k=v`): typed by the callee's
   /// declared type once it is loaded (ValueFromText), not guessed.
   std::map<std::string, std::string> text_inputs;
+
+ private:
+  const Mark& EntryMark(const std::map<std::string, Mark>& marks, const std::string& name) const {
+    auto it = marks.find(name);
+    return it != marks.end() ? it->second : mark;
+  }
 };
 
 struct Definition {
