@@ -2,6 +2,8 @@
 #include "cli/status_text.h"
 
 #include <google/protobuf/util/time_util.h>
+#include <locale.h>
+#include <wchar.h>
 
 #include <algorithm>
 #include <array>
@@ -27,14 +29,26 @@ std::string Time(const google::protobuf::Timestamp& t) {
   return s;
 }
 
-// Columns are counted in characters, not bytes: an id with `é` (2 bytes) is one column wider,
-// not two. Bytes that are not UTF-8 count one each. (Wide East Asian characters take two
-// columns on most terminals; they are counted as one.)
+// The terminal columns of one character: glibc's wcwidth under C.UTF-8, whatever the process's
+// own locale (a wide East Asian character takes 2, a combining mark 0); 1 where it cannot say.
+size_t Columns(uint32_t code) {
+  if (code < 0x80) return 1;
+  static const locale_t utf8 = ::newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
+  if (utf8 == static_cast<locale_t>(nullptr)) return 1;
+  const locale_t before = ::uselocale(utf8);
+  const int w = ::wcwidth(static_cast<wchar_t>(code));
+  ::uselocale(before);
+  return w < 0 ? 1 : static_cast<size_t>(w);
+}
+
+// Columns are counted as a terminal shows them, not in bytes: an id with `é` (2 bytes) is one
+// column wider, one with `日` (3 bytes) two. Bytes that are not UTF-8 count one each.
 size_t Width(std::string_view s) {
   size_t width = 0;
-  for (size_t i = 0; i < s.size(); ++width) {
+  for (size_t i = 0; i < s.size();) {
     uint32_t code = 0;
     const size_t len = DecodeUtf8(s, i, code);
+    width += len == 0 ? 1 : Columns(code);
     i += len == 0 ? 1 : len;
   }
   return width;

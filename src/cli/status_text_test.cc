@@ -54,5 +54,27 @@ TEST(StatusTable, ColumnsAlignByCharactersNotBytes) {
   EXPECT_EQ(message[0], message[2]) << out;
 }
 
+// Wide East Asian characters take two columns on a terminal: an id of two of them and `-job` is
+// as wide as `abcd-job`, and both rows get the same padding (it counted them as one column each).
+TEST(StatusTable, WideCharactersTakeTwoColumns) {
+  proto::StatusResponse resp;
+  for (const char* id : {"abcd-job", "日本-job"}) {
+    proto::Status* job = resp.add_jobs();
+    job->set_id(id);
+    job->set_status(proto::StepResult::failure);
+  }
+  testing::internal::CaptureStdout();
+  PrintJobTable(resp);
+  const std::string out = testing::internal::GetCapturedStdout();
+  auto padding_after = [&](const std::string& id) {
+    const size_t at = out.find(id);
+    if (at == std::string::npos) return std::string::npos;
+    const size_t end = at + id.size();
+    return out.find_first_not_of(' ', end) - end;
+  };
+  ASSERT_NE(padding_after("abcd-job"), std::string::npos) << out;
+  EXPECT_EQ(padding_after("abcd-job"), padding_after("日本-job")) << out;
+}
+
 }  // namespace
 }  // namespace sr::cli
