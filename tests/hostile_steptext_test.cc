@@ -171,7 +171,7 @@ TEST(HostileExpr, TenThousandNestedExpressions) {
                                             box.dir() / "ran" + " '" + nested + "'\n");
   Output o = box.Run({"run", "-f", path});
   EXPECT_EQ(o.exit_code, 1) << o.err.substr(0, 2000);  // an expression error is a step failure
-  EXPECT_THAT(o.err, AllOf(StartsWith("step-runner: " + path + ":4:5: step \"deep\""), HasSubstr("was not found")));
+  EXPECT_THAT(o.err, AllOf(StartsWith("step-runner: " + path + ":5:5: step \"deep\""), HasSubstr("was not found")));
   EXPECT_FALSE(std::filesystem::exists(box.dir() / "ran"));
 
   // Unclosed, 10 000 openers deep.
