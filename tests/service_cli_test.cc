@@ -127,11 +127,13 @@ TEST_F(ServiceCli, CtrlCOnFollowCancelsTheJob) {
 // client exits with the cancelled job's code (130). The Status it asks after the log's end was
 // refused (UNAVAILABLE) and the client exited 1, "cannot reach step-runner".
 TEST_F(ServiceCli, FollowOfAJobCancelledByTheServersShutdownExitsWithItsCode) {
-  std::string file = File("s.yml", {{"wait", "trap 'exit 1' TERM; touch " + dir_ / "ready" +
-                                                 "; while :; do sleep 0.02; done"}});
+  std::string file = File("s.yml", {{"wait", "trap 'exit 1' TERM; echo up; while :; do sleep 0.02; done"}});
   Child client({Binary(), "client", "--socket", server_.socket(), "run", file, "--id", "s", "--follow"},
                ClientOptions(dir_.path()));
-  ASSERT_TRUE(client.WaitForFile(dir_ / "ready"));
+  // Shut down once the client follows (it printed the step's line), not merely once the step
+  // runs: a FollowLogs that comes after the shutdown began is refused (contract section 1), and a
+  // TSan run met that.
+  ASSERT_TRUE(WaitFor([&] { return client.StdoutSoFar().find("up\n") != std::string::npos; }));
   server_.child().Signal(SIGTERM);
   Output out = client.Wait();
   EXPECT_EQ(out.exit_code, 130) << out.err;
@@ -145,10 +147,11 @@ TEST_F(ServiceCli, FollowOfAJobCancelledByTheServersShutdownExitsWithItsCode) {
 // for its status (NOT_FOUND), so the outcome comes with the log's end (trailing metadata). The
 // follower used to exit 1 with `no job with id "c"` for a job that was cancelled.
 TEST_F(ServiceCli, FollowOfAJobAnotherClientClosesExitsWithItsCode) {
-  std::string file = File("c.yml", {{"wait", "touch " + dir_ / "ready" + "; sleep 100"}});
+  std::string file = File("c.yml", {{"wait", "echo up; sleep 100"}});
   Child client({Binary(), "client", "--socket", server_.socket(), "run", file, "--id", "c", "--follow"},
                ClientOptions(dir_.path()));
-  ASSERT_TRUE(client.WaitForFile(dir_ / "ready"));
+  // Closed once the client follows: a Close before its FollowLogs would leave it no job to follow.
+  ASSERT_TRUE(WaitFor([&] { return client.StdoutSoFar().find("up\n") != std::string::npos; }));
   ASSERT_EQ(Client({"close", "c"}).exit_code, 0);
   Output out = client.Wait();
   EXPECT_EQ(out.exit_code, 130) << out.err;
