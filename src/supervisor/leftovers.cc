@@ -133,8 +133,11 @@ void RemoveGitTemps(const std::string& cache, LeftoverReport& report) {
   auto is_temp = [](const std::string& n) {
     return StartsWith(n, kGitCloneTemp) || StartsWith(n, kGitTreeTemp) || StartsWith(n, kTransitPrefix);
   };
-  for (const auto& temp : ListNames(cache, is_temp)) RemoveDir(cache, temp, report.git_temps, report);
-  for (const auto& name : ListNames(cache, [&](const std::string& n) { return !is_temp(n); })) {
+  for (const auto& name : ListNames(cache, [](const std::string&) { return true; })) {
+    if (is_temp(name)) {
+      RemoveDir(cache, name, report.git_temps, report);
+      continue;
+    }
     const std::string repo = cache + "/" + name;
     if (!OwnedByUs(repo, true)) continue;
     for (const auto& temp : ListNames(repo, is_temp)) RemoveDir(repo, temp, report.git_temps, report);
