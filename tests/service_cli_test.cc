@@ -40,6 +40,14 @@ class ServiceCli : public ::testing::Test {
   LiveServer server_;
 };
 
+// Waits until `client` follows its job's log: it printed the step's `up` line. A test that stops
+// the server, closes the job or kills the server must wait for this, not merely for the step to
+// run: before Run's answer and the FollowLogs that follows it, the client does not follow yet
+// (TSan runs met it, for a kill and a shutdown).
+bool Follows(const Child& client) {
+  return WaitFor([&] { return client.StdoutSoFar().find("up\n") != std::string::npos; });
+}
+
 TEST_F(ServiceCli, RunFollowStatusLogsClose) {
   std::string file = File("ok.yml", {{"hello", "echo hello from the job\necho second line"}});
   Output run = Client({"run", file, "--id", "ok", "--follow", "--env", "GREETING=hi there"});
@@ -130,10 +138,8 @@ TEST_F(ServiceCli, FollowOfAJobCancelledByTheServersShutdownExitsWithItsCode) {
   std::string file = File("s.yml", {{"wait", "trap 'exit 1' TERM; echo up; while :; do sleep 0.02; done"}});
   Child client({Binary(), "client", "--socket", server_.socket(), "run", file, "--id", "s", "--follow"},
                ClientOptions(dir_.path()));
-  // Shut down once the client follows (it printed the step's line), not merely once the step
-  // runs: a FollowLogs that comes after the shutdown began is refused (contract section 1), and a
-  // TSan run met that.
-  ASSERT_TRUE(WaitFor([&] { return client.StdoutSoFar().find("up\n") != std::string::npos; }));
+  // A FollowLogs that comes after the shutdown began is refused (contract section 1).
+  ASSERT_TRUE(Follows(client));
   server_.child().Signal(SIGTERM);
   Output out = client.Wait();
   EXPECT_EQ(out.exit_code, 130) << out.err;
@@ -150,8 +156,8 @@ TEST_F(ServiceCli, FollowOfAJobAnotherClientClosesExitsWithItsCode) {
   std::string file = File("c.yml", {{"wait", "echo up; sleep 100"}});
   Child client({Binary(), "client", "--socket", server_.socket(), "run", file, "--id", "c", "--follow"},
                ClientOptions(dir_.path()));
-  // Closed once the client follows: a Close before its FollowLogs would leave it no job to follow.
-  ASSERT_TRUE(WaitFor([&] { return client.StdoutSoFar().find("up\n") != std::string::npos; }));
+  // A Close before its FollowLogs would leave it no job to follow.
+  ASSERT_TRUE(Follows(client));
   ASSERT_EQ(Client({"close", "c"}).exit_code, 0);
   Output out = client.Wait();
   EXPECT_EQ(out.exit_code, 130) << out.err;
@@ -246,9 +252,7 @@ TEST_F(ServiceCli, FollowThatLosesItsServerSaysSo) {
   std::string file = File("long.yml", {{"long", "echo up; sleep 100"}});
   Child follow({Binary(), "client", "--socket", doomed.socket(), "run", file, "--id", "long", "--follow"},
                ClientOptions(dir_.path()));
-  // Killed once the client follows (it printed the step's line), not merely once the step runs:
-  // before Run's answer arrives, the client has not reached the follow (a TSan run met that).
-  ASSERT_TRUE(WaitFor([&] { return follow.StdoutSoFar().find("up\n") != std::string::npos; }));
+  ASSERT_TRUE(Follows(follow));
   doomed.child().Signal(SIGKILL);
   Output o = follow.Wait();
   EXPECT_EQ(o.exit_code, 1) << o.err;

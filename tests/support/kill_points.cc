@@ -18,7 +18,6 @@
 #include <sstream>
 #include <thread>
 
-
 namespace sr::test {
 namespace {
 
