@@ -63,6 +63,31 @@ TEST_F(WarningTruthCli, AStepKilledByTheWarningSignalFailsSayingSoAndIsRecorded)
                                std::to_string(main) + " ("));
 }
 
+// The shell outlives the warning (its trap), its `sleep` does not, and the shell then exits
+// 128 + SIGTERM: the step's error says whose signal that was (a bare "exit status 143" did not).
+TEST_F(WarningTruthCli, AShellExitingWithItsChildsDeathByTheWarningSaysWhoseSignal) {
+  if (!KernelAtLeast(6, 15)) GTEST_SKIP() << "the status of a child its shell reaped needs Linux 6.15";
+  dir.Write("t.yml", Steps({{"slow", "trap 'echo warned' TERM\nsleep 300"}}));
+  Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "300s", "--warn-before",
+                            "299s", "--warn-signal", "SIGTERM", "--step-results-file",
+                            dir / "r.json"},
+                           {.cwd = dir.path()});
+  ASSERT_EQ(o.exit_code, 1) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("warned"));
+  const json t = json::parse(dir.Read("r.json"))["subStepResults"][0]["termination"];
+  ASSERT_TRUE(t.is_object()) << "no termination record for the step";
+  EXPECT_EQ(t.value("reason", ""), "deadline_warning") << t.dump(1);
+  pid_t sleep_pid = 0;
+  for (const auto& p : t.value("processes", json::array())) {
+    if (p.value("command", "").rfind("sleep", 0) == 0) sleep_pid = p.value("pid", 0);
+  }
+  ASSERT_NE(sleep_pid, 0) << t.dump(1);
+  EXPECT_THAT(o.err, HasSubstr("step \"slow\": exec: exit status 143 (128 + SIGTERM: the runner's "
+                               "deadline warning signal ended pid " + std::to_string(sleep_pid) + ")"));
+  EXPECT_THAT(o.out, HasSubstr("the deadline warning signal SIGTERM ended pid " +
+                               std::to_string(sleep_pid) + " (sleep 300)"));
+}
+
 TEST_F(WarningTruthCli, ADiagnoseStepKilledAtTheJobsEndIsNotATimeout) {
   dir.Write("t.yml", WithSlowDiagnose(0));
   Output o = RunStepRunner({"run", "-f", dir / "t.yml", "--timeout", "300s", "--warn-before",

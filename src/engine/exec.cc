@@ -262,15 +262,12 @@ Task<StepOutcome> RunExec(Engine::State& st, Scope& caller, const LoadedStep& st
   }
   if (exit.spawn_error) co_return StepOutcome{true, exit.spawn_error->Wrap("exec")};
   if (exit.term_signal) {
-    // The main process died of the warning signal the runner sent before the deadline: the
-    // step failed (no cancel came, the deadline had not), and the message says whose signal.
-    const bool warning = !exit.records.empty() && exit.records.front().pid == main_pid &&
-                         exit.records.front().warning_signal == exit.term_signal;
     co_return StepOutcome{true, FailedError("exec: signal: " + SignalName(exit.term_signal) +
-                                            (warning ? " (the runner's deadline warning signal)" : ""))};
+                                            WarningEndNote(exit, main_pid))};
   }
   if (exit.exit_code != 0) {
-    co_return StepOutcome{true, FailedError("exec: exit status " + std::to_string(exit.exit_code))};
+    co_return StepOutcome{true, FailedError("exec: exit status " + std::to_string(exit.exit_code) +
+                                            WarningEndNote(exit, main_pid))};
   }
   Status read = ReadStepFiles(st, step.file.spec, step.any_outputs, *files, node);
   if (!read.ok()) co_return StepOutcome{true, read.error()};

@@ -239,6 +239,11 @@ proto::Termination StepTermination(const TreeExit& exit, const CancelSource& can
 /// signal sent before the deadline (Engine::Warn): reason deadline_warning, the warned
 /// processes. Unset when none died of it.
 std::optional<proto::Termination> WarningTermination(const TreeExit& exit);
+/// What a failed step's error adds when the runner's deadline warning signal ended it (the step
+/// failed: no cancel came, the deadline had not): the main process died of that signal, or it
+/// exited 128 + that signal after one of its processes died of it, as a shell reports its
+/// child's death. Empty otherwise.
+std::string WarningEndNote(const TreeExit& exit, pid_t main_pid);
 /// The record of a step the kernel's OOM killer ended (contract 8.3): reason oom_killed.
 proto::Termination OomTermination(const TreeExit& exit, pid_t main_pid, const std::string& command);
 /// The termination record as a `${{ run.termination }}` value: protobuf's JSON names, as Status.

@@ -112,6 +112,24 @@ std::optional<proto::Termination> WarningTermination(const TreeExit& exit) {
   return t;
 }
 
+std::string WarningEndNote(const TreeExit& exit, pid_t main_pid) {
+  for (const ProcessRecord& r : exit.records) {
+    if (!r.warning_signal || r.ending != ProcessRecord::Ending::kEndedBySignal ||
+        r.end_signal != r.warning_signal) {
+      continue;
+    }
+    if (r.pid == main_pid && exit.term_signal == r.warning_signal) {
+      return " (the runner's deadline warning signal)";
+    }
+    if (r.pid != main_pid && exit.term_signal == 0 && exit.exit_code == 128 + r.warning_signal) {
+      // Only the pid: the log's warning line names the process with its (masked) command.
+      return " (128 + " + SignalName(r.warning_signal) +
+             ": the runner's deadline warning signal ended pid " + std::to_string(r.pid) + ")";
+    }
+  }
+  return "";
+}
+
 proto::Termination OomTermination(const TreeExit& exit, pid_t main_pid, const std::string& command) {
   proto::Termination t;
   t.set_reason(proto::Termination::oom_killed);
