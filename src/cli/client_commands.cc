@@ -63,6 +63,14 @@ class Client {
     return Fail(s);
   }
 
+  /// Status of the job `id` (of every job when empty).
+  grpc::Status JobStatus(const std::string& id, proto::StatusResponse* out) {
+    grpc::ClientContext ctx;
+    proto::StatusRequest req;
+    req.set_id(id);
+    return stub_->Status(&ctx, req, out);
+  }
+
   /// Streams the job log from `offset` to stdout until the job has ended.
   grpc::Status Follow(const std::string& id, int64_t offset, grpc::ClientContext* ctx) {
     return FollowLogsTo(channel_, id, offset, ctx, 1);
@@ -106,17 +114,10 @@ int RunCommand(const ClientArgs& a) {
     signal_fd = std::move(fd).value();
   }
   Client client(a.socket);
-  bool replayed = false;  // the id's job exists: what the service says is about another text
-  bool reached = false;   // the server answered: a Run that then finds none lost it
   proto::StatusResponse existing;
-  {
-    grpc::ClientContext ctx;
-    proto::StatusRequest sreq;
-    sreq.set_id(a.id);
-    const grpc::Status asked = client.stub().Status(&ctx, sreq, &existing);
-    reached = asked.error_code() != grpc::StatusCode::UNAVAILABLE;
-    replayed = asked.ok() && existing.jobs_size() == 1;
-  }
+  const grpc::Status asked = client.JobStatus(a.id, &existing);
+  const bool reached = asked.error_code() != grpc::StatusCode::UNAVAILABLE;  // a failed Run lost it
+  bool replayed = asked.ok() && existing.jobs_size() == 1;  // the service speaks of another text
   grpc::ClientContext run_ctx;
   proto::RunResponse run_resp;
   grpc::Status s = client.stub().Run(&run_ctx, *req, &run_resp);
@@ -127,6 +128,13 @@ int RunCommand(const ClientArgs& a) {
     if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) why += "; " + a.file + " was not run";
     if (reached) return client.FailLost(grpc::Status(s.error_code(), why), "starting job \"" + a.id + "\"");
     return client.Fail(grpc::Status(s.error_code(), why));
+  }
+  if (replayed) {
+    // The job Status saw may have been closed before Run came, and Run then ran FILE afresh under
+    // the id: only a job with the same start time is the one that was there.
+    proto::StatusResponse after;
+    replayed = client.JobStatus(a.id, &after).ok() && after.jobs_size() == 1 &&
+               after.jobs(0).start_time() == existing.jobs(0).start_time();
   }
   if (replayed) {
     // Run with an id the server already has does nothing (as in Go): say so, so that nobody
@@ -175,11 +183,8 @@ int RunCommand(const ClientArgs& a) {
     std::unique_lock<std::mutex> lock(follow_mu);
     while (show_progress && !followed) {
       lock.unlock();
-      grpc::ClientContext ctx;
-      proto::StatusRequest sreq;
-      sreq.set_id(a.id);
       proto::StatusResponse now;
-      if (client.stub().Status(&ctx, sreq, &now).ok() && now.jobs_size() == 1) {
+      if (client.JobStatus(a.id, &now).ok() && now.jobs_size() == 1) {
         progress.Update(now.jobs(0).result(), /*final=*/false);
       }
       lock.lock();
@@ -197,10 +202,7 @@ int RunCommand(const ClientArgs& a) {
   proto::StatusResponse status;
   grpc::Status ss = grpc::Status::OK;
   if (fs.ok()) {
-    grpc::ClientContext ctx;
-    proto::StatusRequest sreq;
-    sreq.set_id(a.id);
-    ss = client.stub().Status(&ctx, sreq, &status);
+    ss = client.JobStatus(a.id, &status);
     // Another client Closed the job between its end and this Status: its outcome came with the
     // log's end (service.h kJobEndTrailer), without the result tree.
     if (ss.error_code() == grpc::StatusCode::NOT_FOUND && JobEndFromTrailer(follow_ctx, status)) {
@@ -230,11 +232,8 @@ int RunCommand(const ClientArgs& a) {
 
 int StatusCommand(const ClientArgs& a) {
   Client client(a.socket);
-  grpc::ClientContext ctx;
-  proto::StatusRequest req;
-  req.set_id(a.id);
   proto::StatusResponse resp;
-  grpc::Status s = client.stub().Status(&ctx, req, &resp);
+  grpc::Status s = client.JobStatus(a.id, &resp);
   if (!s.ok()) return client.Fail(s);
   if (a.json) {
     std::string out;
