@@ -84,8 +84,9 @@ TEST_F(WarningTruthCli, AShellExitingWithItsChildsDeathByTheWarningSaysWhoseSign
   ASSERT_NE(sleep_pid, 0) << t.dump(1);
   EXPECT_THAT(o.err, HasSubstr("step \"slow\": exec: exit status 143 (128 + SIGTERM: the runner's "
                                "deadline warning signal ended pid " + std::to_string(sleep_pid) + ")"));
+  // "(sleep 300)", or "(sleep)" when the warning's scan named it by its task name.
   EXPECT_THAT(o.out, HasSubstr("the deadline warning signal SIGTERM ended pid " +
-                               std::to_string(sleep_pid) + " (sleep 300)"));
+                               std::to_string(sleep_pid) + " (sleep"));
 }
 
 TEST_F(WarningTruthCli, ADiagnoseStepKilledAtTheJobsEndIsNotATimeout) {
