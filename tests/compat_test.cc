@@ -1,21 +1,17 @@
-// Fidelity with GitLab's Go step-runner (issue 15): step files and clients written for it work
-// unchanged. Everything through the built binary (`run`, `client`) and a live server over gRPC.
+// Fidelity with GitLab's Go step-runner (issue 15): step files written for it run unchanged through
+// `run` and a live server (fixtures, env, sensitive inputs, outputs, log level, inputs, errors).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
-#include <signal.h>
 
-#include <algorithm>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "support/compat.h"
 #include "support/harness.h"
 #include "support/service_client.h"
 
@@ -30,21 +26,6 @@ json ReadJson(const std::string& path) {
   std::ifstream in(path);
   return json::parse(in, nullptr, /*allow_exceptions=*/false);
 }
-
-Output RunIn(const TestDir& dir, const std::vector<std::string>& args, Options o = {}) {
-  o.cwd = dir.path();
-  return RunStepRunner(args, o);
-}
-
-// Runs a shell command line in `dir` (for `2>&1`, pipes and a terminal through `script`).
-Output Shell(const TestDir& dir, const std::string& command) {
-  Options o;
-  o.cwd = dir.path();
-  Child child({"/bin/sh", "-c", command}, o);
-  return child.Wait();
-}
-
-std::string Bin() { return "'" + Binary() + "'"; }
 
 // ---- compatibility fixtures (tests/fixtures/compat) -------------------------------------------
 
@@ -133,155 +114,7 @@ TEST(Compat, SensitiveRootInputIsMaskedOverGrpc) {
   EXPECT_THAT(log + s.DebugString(), Not(HasSubstr("hunter2")));
 }
 
-// ---- 3: outputs and exports of script steps, the README example -------------------------------
-
-std::string ReadReadme() {
-  std::ifstream in(std::string(STEP_RUNNER_SOURCE_DIR) + "/README.md");
-  std::stringstream readme;
-  readme << in.rdbuf();
-  return readme.str();
-}
-
-std::string ReadmeBlock(const std::string& readme, const std::string& label, const std::string& lang) {
-  std::string open = "`" + label + "`:\n\n```" + lang + "\n";
-  size_t at = readme.find(open);
-  if (at == std::string::npos) return "";
-  at += open.size();
-  return readme.substr(at, readme.find("```", at) - at);
-}
-
-// What the README shows `$ build/step-runner <args>` printing, in the first console block after
-// `after` that starts with that command (the block minus its `$ ` line); "" when there is none.
-std::string ReadmeConsoleOutput(const std::string& readme, const std::string& after,
-                                const std::string& args) {
-  const std::string open = "```console\n$ build/step-runner " + args + "\n";
-  size_t at = readme.find(open, readme.find(after) + after.size());
-  if (at == std::string::npos) return "";
-  at += open.size();
-  return readme.substr(at, readme.find("```", at) - at);
-}
-
-TEST(Compat, ReadmeFirstStepRunsAsWritten) {
-  TestDir dir;
-  const std::string readme = ReadReadme();
-  const std::string hello = ReadmeBlock(readme, "hello.yml", "yaml");
-  ASSERT_FALSE(hello.empty());
-  dir.Write("hello.yml", hello);
-  const std::string expected = ReadmeConsoleOutput(readme, hello, "run -f hello.yml --inputs who=CI");
-  ASSERT_FALSE(expected.empty());
-  Output o = RunIn(dir, {"run", "-f", "hello.yml", "--inputs", "who=CI"});
-  EXPECT_EQ(o.exit_code, 0) << o.err;
-  EXPECT_EQ(o.out, expected);
-}
-
-TEST(Compat, ReadmePipelineRunsAsWritten) {
-  TestDir dir;
-  const std::string readme = ReadReadme();
-  std::string pipeline = ReadmeBlock(readme, "pipeline.yml", "yaml");
-  std::string build = ReadmeBlock(readme, "steps/build/step.yml", "yaml");
-  ASSERT_FALSE(pipeline.empty());
-  ASSERT_FALSE(build.empty());
-  dir.Write("pipeline.yml", pipeline);
-  dir.Write("steps/build/step.yml", build);
-  // The console block right after the step file.
-  const std::string expected = ReadmeConsoleOutput(readme, build, "run -f pipeline.yml");
-  ASSERT_FALSE(expected.empty());
-  Output o = RunIn(dir, {"run", "-f", "pipeline.yml"});
-  EXPECT_EQ(o.exit_code, 0) << o.err;
-  EXPECT_EQ(o.out, expected);
-}
-
-// Pids whose parent's parent is `pid` and whose argv is `argv`.
-std::vector<pid_t> GrandchildrenRunning(pid_t pid, const std::vector<std::string>& argv) {
-  std::string cmdline;
-  for (const auto& a : argv) cmdline += a + std::string(1, '\0');
-  auto parent_of = [](const std::string& p) {
-    std::ifstream stat("/proc/" + p + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    const size_t paren = text.rfind(')');
-    return paren == std::string::npos ? -1 : std::atoi(text.c_str() + paren + 4);  // ") S <ppid>"
-  };
-  std::vector<pid_t> out;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in("/proc/" + name + "/cmdline");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (text != cmdline) continue;
-    const int parent = parent_of(name);
-    if (parent > 0 && parent_of(std::to_string(parent)) == pid) out.push_back(std::stoi(name));
-  }
-  return out;
-}
-
-// README "Cleanup that survives Ctrl-C": its step file and its console block, exactly as
-// written. The command runs, gets SIGINT where the block shows `^C`, and prints the lines the
-// block shows (stdout and stderr together; their order between the two streams is not kept by
-// two files) and exits with the code shown after `$ echo $?`.
-TEST(Compat, ReadmeCtrlCExampleRunsAsWritten) {
-  BecomeSubreaper();
-  TestDir dir;
-  const std::string readme = ReadReadme();
-  const size_t section = readme.find("## Cleanup that survives Ctrl-C");
-  ASSERT_NE(section, std::string::npos);
-  auto block = [&](const std::string& lang) {
-    const std::string open = "```" + lang + "\n";
-    const size_t at = readme.find(open, section) + open.size();
-    return readme.substr(at, readme.find("```", at) - at);
-  };
-  dir.Write("pipeline.yml", block("yaml"));
-  std::vector<std::string> console;
-  std::istringstream lines(block("console"));
-  for (std::string line; std::getline(lines, line);) console.push_back(line);
-  const std::string prompt = "$ build/step-runner ";
-  ASSERT_GE(console.size(), 4u);
-  ASSERT_EQ(console[0].rfind(prompt, 0), 0u) << console[0];
-  std::vector<std::string> argv{Binary()};
-  std::istringstream words(console[0].substr(prompt.size()));
-  for (std::string w; words >> w;) argv.push_back(w);
-  std::vector<std::string> expected;
-  std::string interrupt_after;
-  size_t i = 1;
-  for (; i < console.size() && console[i].rfind("$ ", 0) != 0; ++i) {
-    std::string line = console[i];
-    if (line.rfind("^C", 0) == 0) {
-      interrupt_after = console[i - 1];
-      line = line.substr(2);
-    }
-    expected.push_back(line);
-  }
-  ASSERT_FALSE(interrupt_after.empty());
-  ASSERT_EQ(console.at(i), "$ echo $?");
-  const int code = std::stoi(console.at(i + 1));
-
-  Options o;
-  o.cwd = dir.path();
-  Child run(argv, o);
-  bool seen = false;
-  for (int n = 0; n < 3000 && !seen; ++n) {
-    seen = run.StdoutSoFar().find(interrupt_after + "\n") != std::string::npos;
-    if (!seen) ::usleep(20000);
-  }
-  ASSERT_TRUE(seen) << "never printed: " << interrupt_after;
-  // A user presses Ctrl-C while the step sleeps ("press Ctrl-C here"), not the moment its name
-  // is printed: before that, its shell may not have started `sleep` yet.
-  bool sleeping = false;
-  for (int n = 0; n < 3000 && !sleeping; ++n) {
-    sleeping = !GrandchildrenRunning(run.pid(), {"sleep", "600"}).empty();
-    if (!sleeping) ::usleep(10000);
-  }
-  ASSERT_TRUE(sleeping) << "the step never started sleep 600";
-  run.Signal(SIGINT);
-  Output out = run.Wait();
-  EXPECT_EQ(out.exit_code, code) << out.err;
-  std::vector<std::string> got;
-  std::istringstream all(out.out + out.err);
-  for (std::string line; std::getline(all, line);) got.push_back(line);
-  std::sort(expected.begin(), expected.end());
-  std::sort(got.begin(), got.end());
-  EXPECT_EQ(got, expected) << "stdout:\n" << out.out << "stderr:\n" << out.err;
-  ReapOrphans();
-}
+// ---- 3: outputs and exports of script steps (the README's: compat_readme_test.cc) -----------
 
 TEST(Compat, ScriptStepWritesOutputsOfAnyTypeAndExports) {
   TestDir dir;
@@ -300,31 +133,6 @@ TEST(Compat, ScriptStepWritesOutputsOfAnyTypeAndExports) {
   json r = ReadJson(dir / "r.json");
   EXPECT_EQ(r["subStepResults"][0]["outputs"], json({{"n", 3}, {"s", {{"k", "v"}}}}));
   EXPECT_EQ(r["subStepResults"][0]["exports"], json({{"E", "exported"}}));
-}
-
-// ---- 4: one writer for stdout and stderr --------------------------------------------------------
-
-const char* kInterleaved = "spec: {}\n---\nexec:\n  command: [sh, -c, 'echo out1; echo err1 >&2; echo out2; echo err2 >&2']\n";
-
-TEST(Compat, OneFileKeepsTheOrderOfStdoutAndStderr) {
-  TestDir dir;
-  dir.Write("s.yml", kInterleaved);
-  Output same = Shell(dir, Bin() + " run -f s.yml >both.txt 2>&1");
-  ASSERT_EQ(same.exit_code, 0);
-  EXPECT_EQ(dir.Read("both.txt"), "Running step \"\"\nout1\nerr1\nout2\nerr2\n");
-  // Apart where the destinations differ.
-  Output apart = RunIn(dir, {"run", "-f", "s.yml"});
-  EXPECT_EQ(apart.out, "Running step \"\"\nout1\nout2\n");
-  EXPECT_EQ(apart.err, "err1\nerr2\n");
-}
-
-TEST(Compat, JobLogKeepsTheOrderOfStdoutAndStderr) {
-  TestDir dir;
-  LiveServer server(dir);
-  ASSERT_TRUE(server.Run(Request("order", kInterleaved, dir.path())).ok());
-  server.WaitEnded("order");
-  grpc::Status fs;
-  EXPECT_EQ(server.Follow("order", 0, &fs), "Running step \"\"\nout1\nerr1\nout2\nerr2\n");
 }
 
 // ---- 5, 6: required root input, log level ------------------------------------------------------
@@ -398,86 +206,6 @@ TEST(Compat, InputsAreTypedByTheDeclaredTypeAndMayBeQuoted) {
   o = RunIn(dir, {"run", "./steps/s", "--inputs", "who=007,\"n=5\""});
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_THAT(o.out, HasSubstr("who=007 n=5 on=false\n"));
-}
-
-// ---- 9: stdin, text proto, OCI flags ------------------------------------------------------------
-
-TEST(Compat, StepFileFromStdinTextProtoRefusedOciFlagsParse) {
-  TestDir dir;
-  dir.Write("s.yml", "spec: {}\n---\nexec:\n  command: [echo, from-stdin]\n");
-  Output o = Shell(dir, Bin() + " run -f - < s.yml");
-  EXPECT_EQ(o.exit_code, 0) << o.err;
-  EXPECT_THAT(o.out, HasSubstr("from-stdin\n"));
-  o = RunIn(dir, {"run", "--text-proto-step-file", "x.txtpb"});
-  EXPECT_EQ(o.exit_code, 2);
-  EXPECT_EQ(o.err, "step-runner: --text-proto-step-file is not supported (write the step as YAML and use -f FILE)\n");
-  o = RunIn(dir, {"run", "--oci-registry", "registry.example", "--oci-repository", "team/steps",
-                "--oci-tag", "v1", "--oci-dir", "lint", "--oci-filename", "step.yml"});
-  EXPECT_THAT(o.err, Not(HasSubstr("were not expected")));
-  EXPECT_THAT(o.err, HasSubstr("registry.example/team/steps:v1"));
-}
-
-// ---- 10: progress on a terminal ----------------------------------------------------------------
-
-const char* kFailsInTheMiddle =
-    "spec: {}\n---\nrun:\n  - name: one\n    script: echo one\n  - name: two\n    script: exit 3\n"
-    "  - name: three\n    script: echo three\n";
-
-TEST(Compat, TerminalProgressShowsSkippedStepsAndATotal) {
-  TestDir dir;
-  dir.Write("s.yml", kFailsInTheMiddle);
-  dir.Write("exec.yml", "spec: {}\n---\nexec:\n  command: [echo, hi]\n");
-  Output o = Shell(dir, "script -qec \"" + Bin() + " run -f s.yml\" /dev/null");
-  EXPECT_THAT(o.out, HasSubstr("✔ one (success, "));
-  EXPECT_THAT(o.out, HasSubstr("✘ two (failure, "));
-  EXPECT_THAT(o.out, HasSubstr("- three (skipped)"));
-  EXPECT_THAT(o.out, HasSubstr("step-runner: finished: failure after "));
-  o = Shell(dir, "script -qec \"" + Bin() + " run -f exec.yml\" /dev/null");
-  EXPECT_THAT(o.out, HasSubstr("▶ (step)"));
-  EXPECT_THAT(o.out, HasSubstr("✔ (step) (success, "));
-  EXPECT_THAT(o.out, HasSubstr("finished: success after "));
-  // A timeout's last line says so (it said "cancelled" while the exit code was 124).
-  dir.Write("slow.yml", "spec: {}\n---\nexec:\n  command: [sleep, '30']\n");
-  o = Shell(dir, "script -qec \"" + Bin() + " run -f slow.yml --timeout 1s\" /dev/null");
-  EXPECT_EQ(o.exit_code, 124) << o.out;
-  EXPECT_THAT(o.out, HasSubstr("finished: timed out after "));
-}
-
-TEST(Compat, ClientFollowProgressExistingIdAndStatusColumns) {
-  TestDir dir;
-  dir.Write("s.yml", kFailsInTheMiddle);
-  LiveServer server(dir);
-  std::string client = Bin() + " client --socket '" + server.socket() + "' ";
-  Output o = Shell(dir, "script -qec \"" + client + "run s.yml --id j1 --follow\" /dev/null");
-  EXPECT_THAT(o.out, HasSubstr("▶ one"));
-  // The end line carries the step's duration and usage now that results have them (issue 18).
-  EXPECT_THAT(o.out, HasSubstr("✘ two (failure, "));
-  EXPECT_THAT(o.out, HasSubstr("- three (skipped)"));
-  EXPECT_THAT(o.out, HasSubstr("finished: failure after "));
-  EXPECT_THAT(o.out, Not(HasSubstr("already exists")));
-  o = Shell(dir, client + "run s.yml --id j1 --follow");
-  EXPECT_EQ(o.exit_code, 1);
-  EXPECT_THAT(o.err, HasSubstr("job \"j1\" already exists (failure); s.yml was not run"));
-  EXPECT_LT(o.err.find("already exists"), o.err.find("exit status 3"));
-  EXPECT_THAT(o.out, HasSubstr("Running step \"one\"\none\n"));
-
-  ASSERT_TRUE(server.Run(Request("a-job-id-much-longer-than-the-old-column", kFailsInTheMiddle, dir.path())).ok());
-  server.WaitEnded("a-job-id-much-longer-than-the-old-column");
-  o = Shell(dir, client + "status");
-  ASSERT_EQ(o.exit_code, 0) << o.err;
-  std::istringstream lines(o.out);
-  std::string line;
-  std::vector<size_t> state_at, took_at;
-  while (std::getline(lines, line)) {
-    if (line.empty()) continue;
-    size_t state = line.find(line.rfind("ID", 0) == 0 ? "STATE" : "failure");
-    state_at.push_back(state);
-    EXPECT_TRUE(line.rfind("ID", 0) == 0 || line.find("ms  ") != std::string::npos) << line;
-    EXPECT_TRUE(line.rfind("ID", 0) == 0 || line.find(".") != std::string::npos) << line;
-  }
-  ASSERT_EQ(state_at.size(), 3u) << o.out;
-  EXPECT_EQ(state_at[0], state_at[1]) << o.out;
-  EXPECT_EQ(state_at[1], state_at[2]) << o.out;
 }
 
 // ---- 11: errors with positions ------------------------------------------------------------------
