@@ -40,10 +40,12 @@ class CloseBeforeRun final : public proto::StepRunner::Service {
   LiveServer& real_;
 };
 
-TEST(ClientRunRace, AJobClosedBetweenStatusAndRunIsNotSaidToExist) {
-  BecomeSubreaper();
-  TestDir dir;
-  LiveServer server(dir);
+class ClientRunRace : public TreeTest {
+ protected:
+  LiveServer server{dir};
+};
+
+TEST_F(ClientRunRace, AJobClosedBetweenStatusAndRunIsNotSaidToExist) {
   ASSERT_TRUE(server.Run(Request("j", Steps({{"old", "echo old"}}), dir.path())).ok());
   ASSERT_EQ(server.WaitEnded("j").status(), proto::StepResult::success);
 
@@ -70,7 +72,6 @@ TEST(ClientRunRace, AJobClosedBetweenStatusAndRunIsNotSaidToExist) {
                     ClientOptions(dir.path()));
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_THAT(o.err, HasSubstr("job \"j\" already exists (success); new.yml was not run")) << o.err;
-  ReapOrphans();
 }
 
 }  // namespace

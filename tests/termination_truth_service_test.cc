@@ -19,17 +19,14 @@ namespace {
 using ::testing::HasSubstr;
 using json = nlohmann::json;
 
-class TerminationTruthService : public ::testing::Test {
+class TerminationTruthService : public TreeTest {
  protected:
-  void SetUp() override { BecomeSubreaper(); }
-  void TearDown() override { ReapOrphans(); }
   proto::Status CancelWhenReady(const std::string& id, proto::RunRequest req) {
     EXPECT_TRUE(server.Run(req).ok());
     EXPECT_TRUE(WaitFor([&] { return dir.Exists("ready"); }));
     EXPECT_TRUE(server.CancelJob(id).ok());
     return server.WaitEnded(id);
   }
-  TestDir dir;
   LiveServer server{dir};
 };
 

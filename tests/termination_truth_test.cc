@@ -29,10 +29,8 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using json = nlohmann::json;
 
-class TerminationTruthCli : public ::testing::Test {
+class TerminationTruthCli : public TreeTest {
  protected:
-  void SetUp() override { BecomeSubreaper(); }
-  void TearDown() override { ReapOrphans(); }
   // Runs `file` in the test dir, Ctrl-C once `ready` exists, then `then`; returns the output.
   Output CancelWhenReady(const std::string& file, std::vector<std::string> extra = {},
                          std::map<std::string, std::string> env = {},
@@ -50,7 +48,6 @@ class TerminationTruthCli : public ::testing::Test {
     return child.Wait();
   }
   json StepRecord() { return json::parse(dir.Read("r.json"))["subStepResults"][0]["termination"]; }
-  TestDir dir;
 };
 
 TEST_F(TerminationTruthCli, RecordAndLogStateTheEffectiveGrace) {

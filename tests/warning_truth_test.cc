@@ -112,11 +112,8 @@ TEST_F(WarningTruthCli, ADiagnoseStepKilledAtTheJobsEndIsNotATimeout) {
   EXPECT_THAT(o.out, HasSubstr("processes of diagnose steps still running (job_ended)"));
 }
 
-class WarningTruthService : public ::testing::Test {
+class WarningTruthService : public TreeTest {
  protected:
-  void SetUp() override { BecomeSubreaper(); }
-  void TearDown() override { ReapOrphans(); }
-  TestDir dir;
   LiveServer server{dir};
 };
 
