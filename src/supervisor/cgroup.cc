@@ -24,27 +24,13 @@
 #include <tuple>
 #include <utility>
 
+#include "supervisor/cgroupfs.h"
 #include "supervisor/proc_scan.h"
 #include "util/owner.h"
 #include "util/tempdir.h"
 
 namespace sr {
 namespace {
-
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string Unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = (s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0');
-      out.push_back(static_cast<char>(v));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
 
 Status WriteControl(const std::string& path, const char* value) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
@@ -62,39 +48,12 @@ bool EventFlag(const std::string& events, const std::string& key) {
          events[pos + key.size() + 1] == '1';
 }
 
-// Deepest first: resource groups (controllers.h) hold leaves of their own.
-bool RemoveEmptyTree(const std::string& dir) {
-  if (DIR* d = ::opendir(dir.c_str())) {
-    std::vector<std::string> subs;
-    while (dirent* e = ::readdir(d)) {
-      if (e->d_type == DT_DIR && std::strcmp(e->d_name, ".") != 0 &&
-          std::strcmp(e->d_name, "..") != 0) {
-        subs.push_back(dir + "/" + e->d_name);
-      }
-    }
-    ::closedir(d);
-    for (const auto& s : subs) RemoveEmptyTree(s);
-  }
-  return ::rmdir(dir.c_str()) == 0;
-}
-
 }  // namespace
 
 Result<std::string> FindCgroup2Mount() {
   SR_ASSIGN_OR_RETURN(std::string info, ReadFile("/proc/self/mountinfo"));
-  std::istringstream lines(info);
-  std::string line;
-  while (std::getline(lines, line)) {
-    size_t sep = line.find(" - ");
-    if (sep == std::string::npos) continue;
-    std::istringstream tail(line.substr(sep + 3));
-    std::string fstype;
-    tail >> fstype;
-    if (fstype != "cgroup2") continue;
-    std::istringstream head(line.substr(0, sep));
-    std::string id, parent, dev, root, mount_point;
-    head >> id >> parent >> dev >> root >> mount_point;
-    return Unescape(mount_point);
+  for (auto& m : ParseMountinfo(info)) {
+    if (m.fstype == "cgroup2") return std::move(m.mount_point);
   }
   return InternalError("no cgroup2 filesystem is mounted");
 }
@@ -211,7 +170,7 @@ void CgroupLeaf::Remove() {
   for (UniqueFd& fd : state_fds_) fd.Reset();
   if (::rmdir(path_.c_str()) == 0 || errno == ENOENT) {
     removed_ = true;
-  } else if (errno == EBUSY && RemoveEmptyTree(path_)) {
+  } else if (errno == EBUSY && RemoveEmptyCgroupTree(path_)) {
     removed_ = true;  // the step had made sub-cgroups (empty now, as the leaf is)
   }
   // A removed leaf serves nobody: its directory's fd goes too, not when the tree that owned it
@@ -246,7 +205,7 @@ bool KillCgroupTree(const std::string& dir, std::chrono::milliseconds wait) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
     ::usleep(2000);
   }
-  return RemoveEmptyTree(dir) || errno == ENOENT;
+  return RemoveEmptyCgroupTree(dir) || errno == ENOENT;
 }
 
 Result<std::unique_ptr<CgroupRoot>> CgroupRoot::Create(const std::string& record_dir) {
@@ -332,7 +291,7 @@ Status CgroupRoot::Probe() {
 CgroupRoot::~CgroupRoot() {
   // Leaves of finished trees are gone already; this catches any left by a tree that could not
   // finish (rmdir fails harmlessly while a leaf is still populated).
-  if (RemoveEmptyTree(path_) && !record_.empty()) ::unlink(record_.c_str());
+  if (RemoveEmptyCgroupTree(path_) && !record_.empty()) ::unlink(record_.c_str());
 }
 
 std::string CgroupRecordPath(const std::string& base, pid_t runner) {

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "supervisor/cgroupfs.h"
+
 namespace sr {
 namespace {
 
@@ -39,20 +41,6 @@ std::vector<std::string> Split(const std::string& s, char sep) {
   return out;
 }
 
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string Unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 // Tests of the v2 back end write into a plain directory, where the files must be created.
 bool g_create_files = false;
 
@@ -68,19 +56,7 @@ Status Write(const std::string& path, const std::string& value) {
 
 bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 
-// Empty step-runner-<pid> trees of runners that are gone, deepest first.
-void RemoveTree(const std::string& dir) {
-  if (DIR* d = ::opendir(dir.c_str())) {
-    std::vector<std::string> subs;
-    while (dirent* e = ::readdir(d)) {
-      if (e->d_type == DT_DIR && e->d_name[0] != '.') subs.push_back(dir + "/" + e->d_name);
-    }
-    ::closedir(d);
-    for (const auto& s : subs) RemoveTree(s);
-  }
-  ::rmdir(dir.c_str());
-}
-
+// Removes the empty step-runner-<pid> trees of runners that are gone.
 void RemoveDeadRunners(const std::string& own_dir) {
   DIR* d = ::opendir(own_dir.c_str());
   if (!d) return;
@@ -91,7 +67,7 @@ void RemoveDeadRunners(const std::string& own_dir) {
     if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) dead.push_back(own_dir + "/" + e->d_name);
   }
   ::closedir(d);
-  for (const auto& dir : dead) RemoveTree(dir);
+  for (const auto& dir : dead) RemoveEmptyCgroupTree(dir);
 }
 
 std::string KindNames(unsigned kinds, bool v2) {
@@ -132,7 +108,7 @@ std::vector<std::string> ResourceGroup::dirs() const {
 
 Controllers::~Controllers() {
   if (!owns_dirs_) return;
-  for (const auto& h : v1_) RemoveTree(h.runner_dir);
+  for (const auto& h : v1_) RemoveEmptyCgroupTree(h.runner_dir);
 }
 
 std::unique_ptr<Controllers> Controllers::None(std::string reason) {
@@ -187,15 +163,7 @@ std::unique_ptr<Controllers> Controllers::Discover(const std::string& v2_runner_
   }
   unsigned v1_taken = c->v2_kinds_ | ((c->v2_kinds_ & kCpu) ? kCpuAcct : 0u);
   std::string missing;
-  for (const auto& line : Split(*mountinfo, '\n')) {
-    size_t sep = line.find(" - ");
-    if (sep == std::string::npos) continue;
-    std::istringstream head(line.substr(0, sep)), tail(line.substr(sep + 3));
-    std::string id, parent, dev, root, mount, fstype, source, options;
-    head >> id >> parent >> dev >> root >> mount;
-    tail >> fstype >> source >> options;
-    mount = Unescape(mount);
-    root = Unescape(root);
+  for (const auto& [root, mount, fstype, options] : ParseMountinfo(*mountinfo)) {
     if (fstype == "cgroup2" && !own_v2.empty() && c->own_memory_dir_.empty()) {
       std::string dir = mount + (own_v2 == "/" ? "" : own_v2);
       if (Exists(dir + "/memory.events")) {
