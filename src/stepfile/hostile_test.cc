@@ -28,15 +28,15 @@ std::string Both(const std::string& text) {
 
 TEST(Hostile, BillionLaughsInInputs) {
   std::string text =
-      "spec:\n---\nrun:\n  - name: x\n    step: ./x\n    inputs:\n      lolz: " + test::AliasBomb() + "\n";
+      "spec:\n---\nrun:\n  - name: x\n    step: ./x\n    inputs:\n      lolz: " + sr::test::AliasBomb() + "\n";
   EXPECT_EQ(Both(text),
             "h.yml:7:13: value too large: more than 1000000 nodes after expanding aliases");
 }
 
 TEST(Hostile, BillionLaughsInOutputsAndDefaults) {
-  EXPECT_THAT(Both("spec:\n---\nrun: []\noutputs:\n  lolz: " + test::AliasBomb() + "\n"),
+  EXPECT_THAT(Both("spec:\n---\nrun: []\noutputs:\n  lolz: " + sr::test::AliasBomb() + "\n"),
               HasSubstr("value too large"));
-  EXPECT_THAT(Both("spec:\n  inputs:\n    n:\n      type: array\n      default: " + test::AliasBomb() +
+  EXPECT_THAT(Both("spec:\n  inputs:\n    n:\n      type: array\n      default: " + sr::test::AliasBomb() +
                    "\n---\nrun: []\n"),
               HasSubstr("value too large"));
 }

@@ -10,17 +10,17 @@ namespace {
 
 using ::testing::HasSubstr;
 
-Result<StepFile> Parse(const std::string& definition) {
+Result<StepFile> ParseMerged(const std::string& definition) {
   return ParseStepFile("spec: {}\n---\n" + definition, "m.yml");
 }
 
-std::string ErrorOf(const std::string& definition) {
-  auto f = Parse(definition);
+std::string MergedErrorOf(const std::string& definition) {
+  auto f = ParseMerged(definition);
   return f.ok() ? "<ok>" : f.error().message;
 }
 
 TEST(MergeKeys, RunItemTakesTheAnchoredFields) {
-  auto f = Parse(
+  auto f = ParseMerged(
       "run:\n"
       "  - &s {name: a, script: echo anchored}\n"
       "  - <<: *s\n"
@@ -33,7 +33,7 @@ TEST(MergeKeys, RunItemTakesTheAnchoredFields) {
 }
 
 TEST(MergeKeys, EnvAndExec) {
-  auto f = Parse(
+  auto f = ParseMerged(
       "env:\n"
       "  <<: &e {A: from-merge, B: from-merge}\n"
       "  B: explicit\n"
@@ -47,7 +47,7 @@ TEST(MergeKeys, EnvAndExec) {
 }
 
 TEST(MergeKeys, ListOfMapsEarlierWinsAndExplicitWinsOverAll) {
-  auto f = Parse(
+  auto f = ParseMerged(
       "run:\n"
       "  - name: a\n"
       "    step: ./a\n"
@@ -64,7 +64,7 @@ TEST(MergeKeys, ListOfMapsEarlierWinsAndExplicitWinsOverAll) {
 
 TEST(MergeKeys, NestedMergesAndValues) {
   // A merged mapping that merges another itself; and a merge inside an input's value.
-  auto f = Parse(
+  auto f = ParseMerged(
       "run:\n"
       "  - &base {name: a, step: ./s}\n"
       "  - &mid {<<: *base, name: b}\n"
@@ -80,7 +80,7 @@ TEST(MergeKeys, NestedMergesAndValues) {
 
 TEST(MergeKeys, MergedKeysAreCheckedStrictlyWhereTheyWereWritten) {
   // A merged key's errors name the place it was written (line 6, inside the anchored mapping).
-  EXPECT_EQ(ErrorOf("run:\n"
+  EXPECT_EQ(MergedErrorOf("run:\n"
                     "  - name: a\n"
                     "    step: ./a\n"
                     "    inputs: {v: &i {bad-name: 1}}\n"
@@ -89,45 +89,45 @@ TEST(MergeKeys, MergedKeysAreCheckedStrictlyWhereTheyWereWritten) {
                     "    inputs: {<<: *i}\n"),
             "m.yml:6:21: run[1] \"b\": invalid input name \"bad-name\": must match "
             "^[a-zA-Z_][a-zA-Z0-9_]*$");
-  EXPECT_THAT(ErrorOf("run:\n"
+  EXPECT_THAT(MergedErrorOf("run:\n"
                       "  - name: a\n"
                       "    step: ./a\n"
                       "    inputs: {v: &i {name: b, scrpt: y}}\n"
                       "  - <<: *i\n"),
               HasSubstr("m.yml:6:30: unknown key \"scrpt\" in run[1] \"b\""));
   // The definition reads `run:` before `env:`: the merged env key is an unknown run-item key.
-  EXPECT_THAT(ErrorOf("env: &e {A: 1}\nrun:\n  - {<<: *e, name: x, script: y}\n"),
+  EXPECT_THAT(MergedErrorOf("env: &e {A: 1}\nrun:\n  - {<<: *e, name: x, script: y}\n"),
               HasSubstr("m.yml:3:10: unknown key \"A\" in run[0] \"x\""));
 }
 
 TEST(MergeKeys, NonMappingValueIsAnErrorAtTheMergeKey) {
   const std::string what =
       "the value of a merge key (<<) must be a mapping or a list of mappings, got ";
-  EXPECT_EQ(ErrorOf("env:\n  <<: 1\nexec: {command: [a]}\n"), "m.yml:4:3: " + what + "a scalar");
-  EXPECT_EQ(ErrorOf("env:\n  <<:\nexec: {command: [a]}\n"), "m.yml:4:3: " + what + "null");
-  EXPECT_EQ(ErrorOf("env:\n  <<: [{A: 1}, x]\nexec: {command: [a]}\n"),
+  EXPECT_EQ(MergedErrorOf("env:\n  <<: 1\nexec: {command: [a]}\n"), "m.yml:4:3: " + what + "a scalar");
+  EXPECT_EQ(MergedErrorOf("env:\n  <<:\nexec: {command: [a]}\n"), "m.yml:4:3: " + what + "null");
+  EXPECT_EQ(MergedErrorOf("env:\n  <<: [{A: 1}, x]\nexec: {command: [a]}\n"),
             "m.yml:4:3: " + what + "a list whose item 1 is a scalar");
   // As in yaml.v3, an alias must name a mapping, even a list of mappings will not do.
-  EXPECT_EQ(ErrorOf("run:\n  - &l [{a: 1}]\n  - {<<: *l}\n"),
+  EXPECT_EQ(MergedErrorOf("run:\n  - &l [{a: 1}]\n  - {<<: *l}\n"),
             "m.yml:5:6: " + what + "an alias to a list");
 }
 
 TEST(MergeKeys, DuplicatesAreOnlyExplicitOnes) {
   // Explicit twice: still a duplicate, even with a merge beside it.
-  EXPECT_EQ(ErrorOf("env: {<<: {A: x}, B: 1, B: 2}\nexec: {command: [a]}\n"),
+  EXPECT_EQ(MergedErrorOf("env: {<<: {A: x}, B: 1, B: 2}\nexec: {command: [a]}\n"),
             "m.yml:3:25: duplicate key \"B\" in env (first at line 3)");
   // Two merge keys in one mapping are a duplicate too (yaml.v3: "already defined").
-  EXPECT_EQ(ErrorOf("env:\n  <<: {A: x}\n  <<: {B: x}\nexec: {command: [a]}\n"),
+  EXPECT_EQ(MergedErrorOf("env:\n  <<: {A: x}\n  <<: {B: x}\nexec: {command: [a]}\n"),
             "m.yml:5:3: duplicate key \"<<\" (first at line 4)");
   // Merged and explicit: not a duplicate; neither are two merged maps sharing a key.
-  EXPECT_EQ(ErrorOf("env: {<<: [{A: x, B: y}, {B: z}], A: 1}\nexec: {command: [a]}\n"), "<ok>");
+  EXPECT_EQ(MergedErrorOf("env: {<<: [{A: x, B: y}, {B: z}], A: 1}\nexec: {command: [a]}\n"), "<ok>");
 }
 
 TEST(MergeKeys, QuotedOrTaggedKeys) {
   // A quoted '<<' is an ordinary key (an invalid variable name here); `!!merge <<` is a merge.
-  EXPECT_THAT(ErrorOf("env: {'<<': {A: x}}\nexec: {command: [a]}\n"),
+  EXPECT_THAT(MergedErrorOf("env: {'<<': {A: x}}\nexec: {command: [a]}\n"),
               HasSubstr("invalid variable name \"<<\""));
-  auto f = Parse("env: {!!merge <<: {A: x}}\nexec: {command: [a]}\n");
+  auto f = ParseMerged("env: {!!merge <<: {A: x}}\nexec: {command: [a]}\n");
   ASSERT_TRUE(f.ok()) << f.error().message;
   EXPECT_EQ(f->definition.env.at("A"), "x");
 }

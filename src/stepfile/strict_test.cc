@@ -59,18 +59,18 @@ TEST(Strict, BaseFilesAreValid) {
   }
 }
 
-struct Row {
+struct UnknownKeyRow {
   const char* file;
   int after;
   std::string line;
   std::string message;
 };
-void PrintTo(const Row& r, std::ostream* os) { *os << '"' << r.line << '"'; }
+void PrintTo(const UnknownKeyRow& r, std::ostream* os) { *os << '"' << r.line << '"'; }
 
-class UnknownKey : public ::testing::TestWithParam<Row> {};
+class UnknownKey : public ::testing::TestWithParam<UnknownKeyRow> {};
 
 TEST_P(UnknownKey, IsAnErrorAtItsLine) {
-  const Row& row = GetParam();
+  const UnknownKeyRow& row = GetParam();
   auto f = ParseStepFile(Insert(row.file, row.after, row.line), "s.yml");
   ASSERT_FALSE(f.ok());
   EXPECT_EQ(f.error().kind, Error::Kind::kInvalid);
@@ -80,51 +80,51 @@ TEST_P(UnknownKey, IsAnErrorAtItsLine) {
 INSTANTIATE_TEST_SUITE_P(
     EveryLevel, UnknownKey,
     ::testing::Values(
-        Row{kSequenceFile, 7, "extra: 1",
+        UnknownKeyRow{kSequenceFile, 7, "extra: 1",
             "s.yml:8:1: unknown key \"extra\" in the spec document (allowed: spec)"},
-        Row{kSequenceFile, 1, "  additional: 1",
+        UnknownKeyRow{kSequenceFile, 1, "  additional: 1",
             "s.yml:2:3: unknown key \"additional\" in spec (allowed: inputs, outputs)"},
-        Row{kSequenceFile, 4, "      descripton: x",
+        UnknownKeyRow{kSequenceFile, 4, "      descripton: x",
             "s.yml:5:7: unknown key \"descripton\" in input \"n\" (allowed: type, default, "
             "sensitive, description)"},
-        Row{kSequenceFile, 7, "      optional: true",
+        UnknownKeyRow{kSequenceFile, 7, "      optional: true",
             "s.yml:8:7: unknown key \"optional\" in output \"o\" (allowed: type, default, "
             "sensitive, description)"},
-        Row{kSequenceFile, 8, "type: exec",
+        UnknownKeyRow{kSequenceFile, 8, "type: exec",
             "s.yml:9:1: unknown key \"type\" in the definition (allowed: run, env, outputs, "
             "delegate, finally, finally_timeout, diagnose, cancel, resources)"},
-        Row{kSequenceFile, 10, "    with: {}",
+        UnknownKeyRow{kSequenceFile, 10, "    with: {}",
             "s.yml:11:5: unknown key \"with\" in run[0] \"a\" (allowed: name, step, script, "
             "action, inputs, env, resources, timeout)"},
-        Row{kSequenceFile, 11, "      zip: x",
+        UnknownKeyRow{kSequenceFile, 11, "      zip: x",
             "s.yml:12:7: unknown key \"zip\" in step (allowed: git, oci)"},
-        Row{kSequenceFile, 14, "        branch: z",
+        UnknownKeyRow{kSequenceFile, 14, "        branch: z",
             "s.yml:15:9: unknown key \"branch\" in git (allowed: url, rev, dir, file)"},
-        Row{kSequenceFile, 16, "    when: always",
+        UnknownKeyRow{kSequenceFile, 16, "    when: always",
             "s.yml:17:5: unknown key \"when\" in finally[0] \"f\" (allowed: name, step, script, "
             "action, inputs, env, resources, timeout)"},
-        Row{kSequenceFile, 19, "    retries: 1",
+        UnknownKeyRow{kSequenceFile, 19, "    retries: 1",
             "s.yml:20:5: unknown key \"retries\" in diagnose[0] \"d\" (allowed: name, step, "
             "script, action, inputs, env, resources, timeout)"},
-        Row{kSequenceFile, 22, "  grce: 1s",
+        UnknownKeyRow{kSequenceFile, 22, "  grce: 1s",
             "s.yml:23:3: unknown key \"grce\" in cancel (allowed: signal, grace)"},
-        Row{kExecFile, 3, "  comand: [a]",
+        UnknownKeyRow{kExecFile, 3, "  comand: [a]",
             "s.yml:4:3: unknown key \"comand\" in exec (allowed: command, work_dir)"},
-        Row{kExecFile, 6, "type: exec",
+        UnknownKeyRow{kExecFile, 6, "type: exec",
             "s.yml:7:1: unknown key \"type\" in the definition (allowed: exec, env, cancel, resources)"},
-        Row{kExecFile, 6, "cancel: {signal: INT, after: 1s}",
+        UnknownKeyRow{kExecFile, 6, "cancel: {signal: INT, after: 1s}",
             "s.yml:7:23: unknown key \"after\" in cancel (allowed: signal, grace)"}));
 
 // Repeated keys would silently lose one value in yaml-cpp; they are errors at every level too.
 INSTANTIATE_TEST_SUITE_P(
     Duplicates, UnknownKey,
-    ::testing::Values(Row{kSequenceFile, 4, "      type: number",
+    ::testing::Values(UnknownKeyRow{kSequenceFile, 4, "      type: number",
                           "s.yml:5:7: duplicate key \"type\" in input \"n\" (first at line 4)"},
-                      Row{kSequenceFile, 10, "    name: b",
+                      UnknownKeyRow{kSequenceFile, 10, "    name: b",
                           "s.yml:11:5: duplicate key \"name\" in run[0] \"a\" (first at line 10)"},
-                      Row{kExecFile, 6, "env: {}",
+                      UnknownKeyRow{kExecFile, 6, "env: {}",
                           "s.yml:7:1: duplicate key \"env\" in the definition (first at line 5)"},
-                      Row{kExecFile, 6, "  A: c",
+                      UnknownKeyRow{kExecFile, 6, "  A: c",
                           "s.yml:7:3: duplicate key \"A\" in env (first at line 6)"}));
 
 TEST(Strict, DescriptionIsAllowedOnInputsAndOutputsOnly) {

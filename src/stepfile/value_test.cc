@@ -16,13 +16,13 @@ std::string ValueOf(const std::string& yaml) {
   return (*list)[0].inputs.at("v").dump();
 }
 
-struct Row {
+struct ScalarRow {
   std::string yaml;
   std::string json;
 };
-void PrintTo(const Row& r, std::ostream* os) { *os << '"' << r.yaml << '"'; }
+void PrintTo(const ScalarRow& r, std::ostream* os) { *os << '"' << r.yaml << '"'; }
 
-class Scalars : public ::testing::TestWithParam<Row> {};
+class Scalars : public ::testing::TestWithParam<ScalarRow> {};
 
 TEST_P(Scalars, Resolve) { EXPECT_EQ(ValueOf(GetParam().yaml), GetParam().json); }
 
@@ -30,56 +30,56 @@ INSTANTIATE_TEST_SUITE_P(
     CoreSchema, Scalars,
     ::testing::Values(
         // booleans: YAML 1.2 spellings only
-        Row{"true", "true"}, Row{"True", "true"}, Row{"TRUE", "true"}, Row{"false", "false"},
-        Row{"FALSE", "false"}, Row{"yes", "\"yes\""}, Row{"on", "\"on\""}, Row{"tRue", "\"tRue\""},
+        ScalarRow{"true", "true"}, ScalarRow{"True", "true"}, ScalarRow{"TRUE", "true"}, ScalarRow{"false", "false"},
+        ScalarRow{"FALSE", "false"}, ScalarRow{"yes", "\"yes\""}, ScalarRow{"on", "\"on\""}, ScalarRow{"tRue", "\"tRue\""},
         // nulls
-        Row{"null", "null"}, Row{"Null", "null"}, Row{"~", "null"}, Row{"", "null"},
-        Row{"nil", "\"nil\""},
+        ScalarRow{"null", "null"}, ScalarRow{"Null", "null"}, ScalarRow{"~", "null"}, ScalarRow{"", "null"},
+        ScalarRow{"nil", "\"nil\""},
         // integers stay integers, with Go's base-0 prefixes
-        Row{"3", "3"}, Row{"-3", "-3"}, Row{"+3", "3"}, Row{"0", "0"}, Row{"0x1F", "31"},
-        Row{"0o17", "15"}, Row{"017", "15"}, Row{"0b101", "5"}, Row{"-0b101", "-5"},
-        Row{"1_000", "1000"}, Row{"9223372036854775807", "9223372036854775807"},
-        Row{"-9223372036854775808", "-9223372036854775808"},
-        Row{"9223372036854775808", "9223372036854775808"},      // uint64
-        Row{"18446744073709551616", "1.8446744073709552e+19"},  // past uint64: a float
+        ScalarRow{"3", "3"}, ScalarRow{"-3", "-3"}, ScalarRow{"+3", "3"}, ScalarRow{"0", "0"}, ScalarRow{"0x1F", "31"},
+        ScalarRow{"0o17", "15"}, ScalarRow{"017", "15"}, ScalarRow{"0b101", "5"}, ScalarRow{"-0b101", "-5"},
+        ScalarRow{"1_000", "1000"}, ScalarRow{"9223372036854775807", "9223372036854775807"},
+        ScalarRow{"-9223372036854775808", "-9223372036854775808"},
+        ScalarRow{"9223372036854775808", "9223372036854775808"},      // uint64
+        ScalarRow{"18446744073709551616", "1.8446744073709552e+19"},  // past uint64: a float
         // floats
-        Row{"1.5", "1.5"}, Row{"1e3", "1000.0"}, Row{"1.", "1.0"}, Row{".5", "0.5"},
-        Row{"-.5", "-0.5"}, Row{"08", "8.0"},  // not octal, not an integer, but a float (Go)
-        Row{"1e400", "\"1e400\""},             // overflow: Go keeps the text
+        ScalarRow{"1.5", "1.5"}, ScalarRow{"1e3", "1000.0"}, ScalarRow{"1.", "1.0"}, ScalarRow{".5", "0.5"},
+        ScalarRow{"-.5", "-0.5"}, ScalarRow{"08", "8.0"},  // not octal, not an integer, but a float (Go)
+        ScalarRow{"1e400", "\"1e400\""},             // overflow: Go keeps the text
         // strings
-        Row{"1.2.3", "\"1.2.3\""}, Row{"2001-12-14", "\"2001-12-14\""}, Row{"0x", "\"0x\""},
-        Row{"+", "\"+\""}, Row{"-x", "\"-x\""}, Row{"abc", "\"abc\""}, Row{"_1", "\"_1\""},
-        Row{"\"3\"", "\"3\""}, Row{"'true'", "\"true\""}, Row{"\"\"", "\"\""},
-        Row{"'null'", "\"null\""}, Row{"|\n      3\n", "\"3\\n\""},
-        Row{">-\n      a\n      b", "\"a b\""}, Row{"${{ inputs.x }}", "\"${{ inputs.x }}\""},
-        Row{"héllo ✓", "\"héllo ✓\""},
+        ScalarRow{"1.2.3", "\"1.2.3\""}, ScalarRow{"2001-12-14", "\"2001-12-14\""}, ScalarRow{"0x", "\"0x\""},
+        ScalarRow{"+", "\"+\""}, ScalarRow{"-x", "\"-x\""}, ScalarRow{"abc", "\"abc\""}, ScalarRow{"_1", "\"_1\""},
+        ScalarRow{"\"3\"", "\"3\""}, ScalarRow{"'true'", "\"true\""}, ScalarRow{"\"\"", "\"\""},
+        ScalarRow{"'null'", "\"null\""}, ScalarRow{"|\n      3\n", "\"3\\n\""},
+        ScalarRow{">-\n      a\n      b", "\"a b\""}, ScalarRow{"${{ inputs.x }}", "\"${{ inputs.x }}\""},
+        ScalarRow{"héllo ✓", "\"héllo ✓\""},
         // explicit tags
-        Row{"!!str 3", "\"3\""}, Row{"!!str", "\"\""}, Row{"!!int \"3\"", "3"},
-        Row{"!!float 3", "3.0"}, Row{"!!bool true", "true"}, Row{"!!null ~", "null"},
-        Row{"! 3", "\"3\""},
+        ScalarRow{"!!str 3", "\"3\""}, ScalarRow{"!!str", "\"\""}, ScalarRow{"!!int \"3\"", "3"},
+        ScalarRow{"!!float 3", "3.0"}, ScalarRow{"!!bool true", "true"}, ScalarRow{"!!null ~", "null"},
+        ScalarRow{"! 3", "\"3\""},
         // collections
-        Row{"[1, \"a\", [true, ~]]", "[1,\"a\",[true,null]]"},
-        Row{"{b: 1, a: {c: []}}", "{\"a\":{\"c\":[]},\"b\":1}"},
-        Row{"{1: a, true: b}", "{\"1\":\"a\",\"true\":\"b\"}"}, Row{"[]", "[]"}, Row{"{}", "{}"},
-        Row{"!!seq [1]", "[1]"}, Row{"!!map {a: 1}", "{\"a\":1}"}));
+        ScalarRow{"[1, \"a\", [true, ~]]", "[1,\"a\",[true,null]]"},
+        ScalarRow{"{b: 1, a: {c: []}}", "{\"a\":{\"c\":[]},\"b\":1}"},
+        ScalarRow{"{1: a, true: b}", "{\"1\":\"a\",\"true\":\"b\"}"}, ScalarRow{"[]", "[]"}, ScalarRow{"{}", "{}"},
+        ScalarRow{"!!seq [1]", "[1]"}, ScalarRow{"!!map {a: 1}", "{\"a\":1}"}));
 
 INSTANTIATE_TEST_SUITE_P(
     Rejected, Scalars,
     ::testing::Values(
-        Row{".nan",
+        ScalarRow{".nan",
             "error: t.yml:3:8: \".nan\" is not a finite number (quote it to use it as a string)"},
-        Row{"-.Inf",
+        ScalarRow{"-.Inf",
             "error: t.yml:3:8: \"-.Inf\" is not a finite number (quote it to use it as a "
             "string)"},
-        Row{"!!int x", "error: t.yml:3:8: cannot read \"x\" as !!int"},
-        Row{"!!bool 1", "error: t.yml:3:8: cannot read \"1\" as !!bool"},
-        Row{"!!float x", "error: t.yml:3:8: cannot read \"x\" as !!float"},
-        Row{"!!null 0", "error: t.yml:3:8: cannot read \"0\" as !!null"},
-        Row{"!!binary aGk=", "error: t.yml:3:8: unsupported tag \"tag:yaml.org,2002:binary\""},
-        Row{"!!timestamp 2001-12-14",
+        ScalarRow{"!!int x", "error: t.yml:3:8: cannot read \"x\" as !!int"},
+        ScalarRow{"!!bool 1", "error: t.yml:3:8: cannot read \"1\" as !!bool"},
+        ScalarRow{"!!float x", "error: t.yml:3:8: cannot read \"x\" as !!float"},
+        ScalarRow{"!!null 0", "error: t.yml:3:8: cannot read \"0\" as !!null"},
+        ScalarRow{"!!binary aGk=", "error: t.yml:3:8: unsupported tag \"tag:yaml.org,2002:binary\""},
+        ScalarRow{"!!timestamp 2001-12-14",
             "error: t.yml:3:8: unsupported tag \"tag:yaml.org,2002:timestamp\""},
-        Row{"!!set {a}", "error: t.yml:3:8: unsupported tag \"tag:yaml.org,2002:set\""},
-        Row{"{[a]: 1}", "error: t.yml:3:9: mapping keys must be strings, got array"}));
+        ScalarRow{"!!set {a}", "error: t.yml:3:8: unsupported tag \"tag:yaml.org,2002:set\""},
+        ScalarRow{"{[a]: 1}", "error: t.yml:3:9: mapping keys must be strings, got array"}));
 
 TEST(Values, QuotedMergeKeyIsAPlainKey) { EXPECT_EQ(ValueOf("{'<<': 1}"), "{\"<<\":1}"); }
 

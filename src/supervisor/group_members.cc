@@ -17,7 +17,7 @@ namespace {
 // Census rounds per SignalAll and KillAll. A forker can create a child between a round and its
 // own death; the next round finds that child. The tree's timer re-runs KillAll for anything
 // that still races past these.
-constexpr int kSignalRounds = 8;
+constexpr int kGroupSignalRounds = 8;
 constexpr int kKillRounds = 64;
 // A walk from the main process stops here (a fork bomb is killed by its group, not walked).
 constexpr size_t kMaxWalk = 4096;
@@ -200,7 +200,7 @@ void GroupMembers::Round(Request& r, const std::vector<Found>& members) {
   const size_t fresh = Signal(r, members);
   // One group SIGKILL is enough: nothing can join the group after it.
   if (r.signo == SIGKILL) r.group = GroupSignal::kNone;
-  const int limit = r.signo == SIGKILL ? kKillRounds : kSignalRounds;
+  const int limit = r.signo == SIGKILL ? kKillRounds : kGroupSignalRounds;
   r.done = fresh == 0 || ++r.rounds >= limit;
 }
 

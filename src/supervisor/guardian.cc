@@ -28,7 +28,7 @@ namespace {
 constexpr int kScanRounds = 200;
 constexpr auto kRoundPause = std::chrono::milliseconds(5);
 // How long the guardian waits for a killed cgroup to report empty before removing it.
-constexpr auto kCgroupWait = std::chrono::seconds(5);
+constexpr auto kGuardianCgroupWait = std::chrono::seconds(5);
 
 struct Runner {
   pid_t pid = 0;
@@ -39,7 +39,7 @@ struct Runner {
 
 void KillCgroup(const std::string& dir) {
   if (dir.empty() || ::access(dir.c_str(), F_OK) != 0) return;  // cleaned up, or never made
-  KillCgroupTree(dir, kCgroupWait);
+  KillCgroupTree(dir, kGuardianCgroupWait);
 }
 
 // One pass: SIGKILL to every process started since the runner that carries its marker, that

@@ -26,7 +26,7 @@ namespace {
 
 constexpr char kRunnerPrefix[] = "step-runner-";
 constexpr char kJobDirPrefix[] = "step-runner-output-";
-constexpr auto kCgroupWait = std::chrono::seconds(2);
+constexpr auto kLeftoverCgroupWait = std::chrono::seconds(2);
 // A runner's cgroup unchanged this long, of a pid that no longer runs, is a dead runner's even
 // without its record (RemoveDeadRunnerCgroups). A runner's cgroup changes with every step.
 constexpr auto kUnrecordedCgroupAge = std::chrono::seconds(60);
@@ -91,7 +91,7 @@ void RemoveCgroup(const std::string& record, LeftoverReport& report) {
                          dir.compare(dir.size() - name.size() - 1, std::string::npos, "/" + name) == 0 &&
                          dir.find("/../") == std::string::npos;
   if (plausible && ::access(dir.c_str(), F_OK) == 0) {
-    if (!KillCgroupTree(dir, kCgroupWait)) return;  // still busy: the next start tries again
+    if (!KillCgroupTree(dir, kLeftoverCgroupWait)) return;  // still busy: the next start tries again
     ++report.cgroups;
     report.owners.insert(owner);
   }
@@ -217,7 +217,7 @@ void RemoveDeadRunnerCgroups(const std::string& parent, std::chrono::seconds min
         st.st_ctime > began.tv_sec - min_age.count()) {
       continue;
     }
-    if (!KillCgroupTree(dir, kCgroupWait)) continue;  // still busy: the next start tries again
+    if (!KillCgroupTree(dir, kLeftoverCgroupWait)) continue;  // still busy: the next start tries again
     ++report.unrecorded_cgroups;
     report.unrecorded_parent = parent;
     report.owners.insert(pid);

@@ -15,7 +15,7 @@ namespace {
 
 // Rounds per SignalAll. A forker can create a child between a read of the leaf and its own
 // death; the next round finds that child. (The fallback's rounds: group_members.cc.)
-constexpr int kSignalRounds = 8;
+constexpr int kLeafSignalRounds = 8;
 // The first signal is best effort against a forker that ignores it (SIGKILL is the guarantee),
 // so its rounds stop after this much time: the grace is running meanwhile.
 constexpr auto kSignalBudget = std::chrono::milliseconds(10);
@@ -47,7 +47,7 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   };
   std::vector<Victim> victims;
   bool group_signalled = false;
-  for (int round = 0; round < kSignalRounds; ++round) {
+  for (int round = 0; round < kLeafSignalRounds; ++round) {
     if (round > 0 && Clock::now() >= give_up) break;
     const bool grouped = round == 0 && !main_reaped_;
     std::vector<Victim> in_group, own;
