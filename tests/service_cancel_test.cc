@@ -36,6 +36,20 @@ TEST(Service, CancelRunsTheStepsCleanupThenReportsCancelled) {
   EXPECT_EQ(during.status(), proto::StepResult::cancelling);
   EXPECT_TRUE(during.has_cancel_time());
   EXPECT_FALSE(during.has_end_time());
+  // A Cancel publishes the job's outline only; Status(id) builds the trees when asked.
+  ASSERT_TRUE(during.has_termination());
+  EXPECT_EQ(during.termination().reason(), proto::Termination::cancel_requested);
+  EXPECT_GT(during.termination().processes_size(), 0);
+  ASSERT_GE(during.result().sub_step_results_size(), 1);
+  EXPECT_EQ(during.result().sub_step_results(0).step().name(), "trapper");
+  {
+    grpc::ClientContext ctx;
+    proto::StatusResponse listing;
+    ASSERT_TRUE(server.stub().Status(&ctx, proto::StatusRequest(), &listing).ok());
+    ASSERT_EQ(listing.jobs_size(), 1);
+    EXPECT_EQ(listing.jobs(0).status(), proto::StepResult::cancelling);
+    EXPECT_TRUE(listing.jobs(0).has_cancel_time());
+  }
   EXPECT_TRUE(server.CancelJob("trap").ok());  // idempotent
 
   dir.Write("release", "");
