@@ -37,7 +37,7 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   // get none.
   // A child forked while a round runs is listed by the next one. Before the signals only the
   // task name is read (the one /proc read, the cheapest): the record keeps it for a member
-  // reaped by its own parent before its command line is read.
+  // reaped by its own parent before its command line is read. The main process's is not.
   const auto give_up = Clock::now() + kSignalBudget;
   std::unordered_set<pid_t> seen;
   struct Victim {
@@ -57,8 +57,12 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
       UniqueFd fd = OpenPidfd(pid);
       if (!fd.valid()) continue;  // exited meanwhile
       const pid_t group = ::getpgid(pid);
-      std::string comm = group < 0 ? std::string() : ReadComm(pid);
-      if (comm.empty()) continue;  // reaped meanwhile
+      if (group < 0) continue;  // reaped meanwhile
+      // The main process is ours to reap, and its record takes the command it was started with:
+      // its name is not read (a /proc open each tree, on every Cancel of a burst).
+      const bool main = pid == pgid_ && !main_reaped_;
+      std::string comm = main ? std::string() : ReadComm(pid);
+      if (comm.empty() && !main) continue;  // reaped meanwhile
       any = true;
       if (group != pgid_) {
         own.push_back({pid, std::move(fd), std::move(comm)});
