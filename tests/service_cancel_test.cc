@@ -36,25 +36,29 @@ TEST(Service, CancelRunsTheStepsCleanupThenReportsCancelled) {
   EXPECT_EQ(during.status(), proto::StepResult::cancelling);
   EXPECT_TRUE(during.has_cancel_time());
   EXPECT_FALSE(during.has_end_time());
-  // A Cancel publishes the job's outline only; Status(id) builds the trees when asked.
+  // A Cancel (and the end) publish the job's outline only; Status(id) builds the trees when asked.
   ASSERT_TRUE(during.has_termination());
   EXPECT_EQ(during.termination().reason(), proto::Termination::cancel_requested);
   EXPECT_GT(during.termination().processes_size(), 0);
   ASSERT_GE(during.result().sub_step_results_size(), 1);
   EXPECT_EQ(during.result().sub_step_results(0).step().name(), "trapper");
-  {
+  auto listed = [&server] {
     grpc::ClientContext ctx;
     proto::StatusResponse listing;
-    ASSERT_TRUE(server.stub().Status(&ctx, proto::StatusRequest(), &listing).ok());
-    ASSERT_EQ(listing.jobs_size(), 1);
-    EXPECT_EQ(listing.jobs(0).status(), proto::StepResult::cancelling);
-    EXPECT_TRUE(listing.jobs(0).has_cancel_time());
-  }
+    EXPECT_TRUE(server.stub().Status(&ctx, proto::StatusRequest(), &listing).ok());
+    EXPECT_EQ(listing.jobs_size(), 1);
+    return listing.jobs_size() == 1 ? listing.jobs(0) : proto::Status();
+  };
+  EXPECT_EQ(listed().status(), proto::StepResult::cancelling);
+  EXPECT_TRUE(listed().has_cancel_time());
   EXPECT_TRUE(server.CancelJob("trap").ok());  // idempotent
 
   dir.Write("release", "");
   proto::Status end = server.WaitEnded("trap");
   EXPECT_EQ(end.status(), proto::StepResult::cancelled);
+  EXPECT_EQ(listed().status(), proto::StepResult::cancelled);
+  EXPECT_TRUE(listed().has_end_time());
+  EXPECT_EQ(listed().error().kind(), proto::StatusError::cancelled);
   EXPECT_EQ(end.error().kind(), proto::StatusError::cancelled);
   EXPECT_THAT(end.message(), HasSubstr("trapper"));
   EXPECT_TRUE(end.has_cancel_time());

@@ -230,6 +230,7 @@ void Job::ReleaseRecords(EventLoop& loop) {
   auto records = std::make_shared<Records>();
   records->final_result = std::move(final_result_);
   final_result_.reset();
+  stale_ = false;  // nothing is left to build a status from
   if (run_) records->results = run_->DetachResults();
   auto summary = std::make_shared<const proto::Status>(Summary());
   {
@@ -286,7 +287,9 @@ void Job::Finish(RunOutcome outcome) {
     error_ = std::move(error);
   }
   // Publish before closing the log: a follower that sees the end then asks for the final status.
-  Publish();
+  // The outline only, as for a cancel: Status(id) builds the trees from the final result when it
+  // is asked, off the loop turns that kill the other jobs of a burst at their grace's end.
+  PublishOutline();
   log_->Close(Outline().SerializeAsString());
   // Run the end callback outside the engine's task: it may destroy this job.
   loop_->Post([this] {

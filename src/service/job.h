@@ -6,8 +6,8 @@
 // gRPC thread may call: they read the proto::Status the loop publishes (under the job's mutex) at
 // every change of state — the start, a cancel, the end. A step starting or ending only marks the
 // result tree stale: the tree is copied when someone asks (FreshSnapshot), not at every step,
-// which made a job of n steps copy n trees of up to n results each. A cancel publishes the
-// outline alone (state, times, cancel time) and leaves the trees to FreshSnapshot as well.
+// which made a job of n steps copy n trees of up to n results each. A cancel and the end publish
+// the outline alone (state, error, times, cancel time) and leave the trees to FreshSnapshot too.
 #pragma once
 
 #include <atomic>
@@ -73,8 +73,8 @@ class Job : private Observer {
 
   /// Any thread: the latest published status. Shared and never changed once published, so a
   /// caller copies it outside every lock. Its result tree may be behind by the steps that
-  /// started or ended since the last publish, and is left out while a cancel is in progress;
-  /// FreshSnapshot() is never behind.
+  /// started or ended since the last publish, and is left out after a cancel or the end until
+  /// someone asks for it; FreshSnapshot() is never behind.
   std::shared_ptr<const proto::Status> Snapshot() const;
   /// Any thread: the latest published status without its `result` and `termination` trees, for
   /// the listing of all jobs (whose size must not grow with the jobs' step counts).
