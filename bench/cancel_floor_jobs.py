@@ -21,8 +21,8 @@ class FloorJobs:
     def start(self, i, argv):
         null = os.open(os.devnull, os.O_RDWR)
         try:
-            main = os.posix_spawn(argv[0], [a.strip('"') for a in argv], os.environ, setpgroup=0,
-                           file_actions=[(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)])
+            main = os.posix_spawn(argv[0], argv, os.environ, setpgroup=0,
+                                  file_actions=[(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)])
         finally:
             os.close(null)
         self.mains.append(main)  # it leads its group, the tree's other processes but the daemon
