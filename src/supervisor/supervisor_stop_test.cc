@@ -73,6 +73,26 @@ TEST_P(StopTest, IgnoredTermIsKilledAfterGrace) {
   ExpectRecordsGone(o);
 }
 
+// The child obeys SIGTERM at once, but its parent (sleep, which ignores TERM) never reaps it:
+// a zombie when the grace runs out. The SIGKILL that may still reach it did not end it: the
+// record says SIGTERM did, and only the main process counts as killed.
+TEST_P(StopTest, AZombieAtTheGracesEndWasNotKilledByUs) {
+  Outcome o;
+  auto tree = Start(Shell("sleep 1000 & trap '' TERM; echo ready; exec sleep 1000"), o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(300)});
+  ASSERT_TRUE(Wait(o));
+  EXPECT_TRUE(o.exit.killed);
+  EXPECT_EQ(o.exit.term_signal, SIGKILL);
+  ASSERT_EQ(o.exit.records.size(), 2u);  // sh (then sleep) and its child sleep
+  EXPECT_EQ(o.exit.records[0].ending, Ending::kKilledAfterGrace);
+  const ProcessRecord& child = o.exit.records[1];
+  EXPECT_EQ(child.signal_sent, SIGTERM) << child.command;
+  EXPECT_EQ(child.ending, Ending::kEndedBySignal) << child.command;
+  EXPECT_EQ(child.end_signal, SIGTERM) << child.command;  // re-parented to us and reaped
+  ExpectRecordsGone(o);
+}
+
 TEST_P(StopTest, SetsidDoubleForkDaemonDies) {
   Outcome o;
   auto tree = Start(Shell(R"(
