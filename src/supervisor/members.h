@@ -140,8 +140,10 @@ class GroupMembers : public Members, private ProcCensus::Subject {
   void OnCensus(ProcCensus::Result result) override;
   void AfterCensus() override;
 
-  // The signal to the main process's group and its descendants, now, without the census.
-  void SignalTreeNow(Request& r);
+  // The signal to the main process's group and its descendants, now, without the census. True
+  // when the walk and the look at the runner's children both ran in full: the census can only
+  // find what escaped both.
+  bool SignalTreeNow(Request& r);
   // One census round of a request: signal every member it has not seen.
   void Round(Request& r, const std::vector<Found>& members);
   // Pins and signals the members of `members` that `r` has not seen; returns how many.

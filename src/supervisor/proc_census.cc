@@ -51,6 +51,22 @@ void ProcCensus::Want(Subject* s) {
   Schedule();
 }
 
+void ProcCensus::WantLater(Subject* s, Duration after) {
+  wanting_.insert(s);
+  if (!loop_ || posted_ || timed_) return;
+  ArmRound(std::max(next_round_, Clock::now() + after));
+}
+
+void ProcCensus::ArmRound(Clock::time_point at) {
+  timed_ = true;
+  loop_->At(at, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) {
+      self->timed_ = false;
+      self->ScheduledRound();
+    }
+  });
+}
+
 void ProcCensus::Schedule() {
   if (!loop_ || posted_ || timed_) return;
   // A posted task runs after the fd events and timers of this loop turn: every stop requested
@@ -63,14 +79,8 @@ void ProcCensus::Schedule() {
         self->ScheduledRound();
       }
     });
-  } else if (!timed_) {
-    timed_ = true;
-    loop_->At(next_round_, [weak = weak_from_this()] {
-      if (auto self = weak.lock()) {
-        self->timed_ = false;
-        self->ScheduledRound();
-      }
-    });
+  } else {
+    ArmRound(next_round_);
   }
 }
 
@@ -88,13 +98,7 @@ bool ProcCensus::YieldToTimers() {
     return false;
   }
   // Armed after the timer that is due (timers due at the same moment fire in the order armed).
-  timed_ = true;
-  loop_->At(*due, [weak = weak_from_this()] {
-    if (auto self = weak.lock()) {
-      self->timed_ = false;
-      self->ScheduledRound();
-    }
-  });
+  ArmRound(*due);
   return true;
 }
 

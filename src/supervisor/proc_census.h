@@ -74,6 +74,9 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   void Remove(Subject* s);
   /// `s` takes part in the next round, which is scheduled on the loop if it is not already.
   void Want(Subject* s);
+  /// Want() for a round that is only a safety net: unless one is already on its way, it runs
+  /// `after` from now, not on the next loop turn.
+  void WantLater(Subject* s, Duration after);
   /// Runs a round now if anyone wants one (with `s` in it, when given).
   void RunNow(Subject* s = nullptr);
   /// The runner's own children that are members of `s`: orphans re-parented to the runner, its
@@ -87,6 +90,8 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
  private:
   explicit ProcCensus(EventLoop* loop) : loop_(loop) {}
   void Schedule();
+  // The next round at `at`, on a loop timer.
+  void ArmRound(Clock::time_point at);
   // A round the loop runs (posted or timed), unless it yields to timers first.
   void ScheduledRound();
   // Whether the round is put off because a loop timer is due before it would end.
