@@ -144,6 +144,22 @@ def interleaved(variants, iterations, warmup=1, budget=None, min_rounds=3):
 
 # --- a server ------------------------------------------------------------------------------------
 
+
+def wait_for_server(sock, log):
+    """Until `serve` accepts connections on `sock` (30 s at most; then its log says why)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(sock)
+            s.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("serve did not start: " + open(log).read())
+            time.sleep(0.02)
+
+
 class Server:
     """`step-runner serve --socket` in its own scratch TMPDIR."""
 
@@ -156,17 +172,7 @@ class Server:
         env = dict(os.environ, TMPDIR=self.tmp)
         self.pid = spawn([STEP_RUNNER, "serve", "--socket", self.sock], env=env,
                       stdout="null", stderr=os.path.join(d, "serve.log"))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                s = socket.socket(socket.AF_UNIX)
-                s.connect(self.sock)
-                s.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("serve did not start: " + open(os.path.join(d, "serve.log")).read())
-                time.sleep(0.02)
+        wait_for_server(self.sock, os.path.join(d, "serve.log"))
         self.target = "unix:" + self.sock
         self.stopped = False
 

@@ -4,7 +4,6 @@ Same interface as cancel_floor_jobs.FloorJobs, plus cancels_alone(), the wire's 
 """
 import json
 import os
-import socket
 import signal
 import sys
 import time
@@ -41,17 +40,7 @@ class Server:
         binary = BEFORE if mode.startswith("before") else B.STEP_RUNNER
         self.pid = B.spawn([binary, "serve", "--socket", self.sock], env=env,
                            stdout="null", stderr=self.log)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                s = socket.socket(socket.AF_UNIX)
-                s.connect(self.sock)
-                s.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("serve did not start: " + open(self.log).read())
-                time.sleep(0.02)
+        B.wait_for_server(self.sock, self.log)
         self.target = "unix:" + self.sock
 
     def stop(self):

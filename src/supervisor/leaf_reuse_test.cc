@@ -37,6 +37,16 @@ TEST_P(LeafReuseTest, CleanTreesTakeTurnsInOneLeaf) {
   EXPECT_TRUE(LeafExists(first));  // kept, empty, for the next tree
 }
 
+// A runner that goes idle keeps no cgroup (and no fd) of ended trees for long: the kept leaves
+// are removed once no tree has ended into one for a while. Nothing here is timed: the test
+// waits for it to happen.
+TEST_P(LeafReuseTest, IdleLeavesAreLetGoWhenNoTreeFollows) {
+  const std::string first = LeafOf("true");
+  ASSERT_FALSE(first.empty());
+  ASSERT_TRUE(LeafExists(first));
+  EXPECT_TRUE(RunUntil([&] { return !LeafExists(first); })) << "the idle leaf was kept";
+}
+
 TEST_P(LeafReuseTest, TreeWithLeftoversGetsItsLeafRemoved) {
   const std::string clean = LeafOf("true");
   // The main process ends with a child still running: the leftovers' stop ends it.

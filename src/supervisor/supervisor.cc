@@ -109,6 +109,7 @@ SupervisorImpl::~SupervisorImpl() {
   if (initialized_) KillAll();
   if (sigchld_watch_) loop_.Unwatch(sigchld_watch_);
   if (close_timer_) loop_.CancelTimer(close_timer_);
+  if (leaves_timer_) loop_.CancelTimer(leaves_timer_);
   // on_exit callbacks not delivered yet are dropped: the caller is shutting down.
   for (auto& t : Snapshot()) t->Detach();
   trees_.clear();

@@ -118,8 +118,15 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   // next spawn instead (docs/performance.md, issue 17 round 3): pipes made ahead, each pair
   // (read, write) close-on-exec, and the read ends of ended trees' pipes, closed then.
   static constexpr size_t kSparePipes = 2;
-  // Idle leaves kept for reuse: about the number of trees that start and end together.
+  // Idle leaves kept for reuse: about the number of trees that start and end together. They
+  // are let go (rmdir, their fds closed) once no tree has ended into one for kIdleLeavesFor: an
+  // idle server keeps no cgroup and no fd of ended trees, a busy one reuses them.
   static constexpr size_t kIdleLeaves = 16;
+  static constexpr auto kIdleLeavesFor = std::chrono::seconds(1);
+  EventLoop::TimerId leaves_timer_ = 0;
+  uint64_t leaves_kept_ = 0;  // leaves kept so far: the timer lets go only after a quiet spell
+  void KeepIdleLeaf(std::unique_ptr<CgroupLeaf> leaf);
+  void ArmLeavesTimer();
   static constexpr size_t kCloseLaterMax = 8;
   static constexpr auto kCloseLaterFor = std::chrono::milliseconds(100);
   EventLoop::TimerId close_timer_ = 0;  // closes what is put off, at most kCloseLaterFor after

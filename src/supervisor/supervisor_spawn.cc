@@ -134,9 +134,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
   if (leaf) {
     CgroupMembers::Recycler recycle;
     if (recyclable) {
-      recycle = [this](std::unique_ptr<CgroupLeaf> idle) {
-        if (idle_leaves_.size() < kIdleLeaves) idle_leaves_.push_back(std::move(idle));
-      };
+      recycle = [this](std::unique_ptr<CgroupLeaf> idle) { KeepIdleLeaf(std::move(idle)); };
     }
     members = std::make_unique<CgroupMembers>(std::move(leaf), started.pid, std::move(recycle));
   } else {
@@ -174,6 +172,23 @@ void SupervisorImpl::WorkAfterSpawn(size_t pipes) {
     if (!MakePipe(read_end, write_end).ok()) break;
     spare_pipes_.emplace_back(std::move(read_end), std::move(write_end));
   }
+}
+
+void SupervisorImpl::KeepIdleLeaf(std::unique_ptr<CgroupLeaf> leaf) {
+  if (idle_leaves_.size() >= kIdleLeaves) return;  // its destructor removes it
+  idle_leaves_.push_back(std::move(leaf));
+  ++leaves_kept_;
+  // Armed once per quiet spell, not per step: the timer looks again while leaves keep coming.
+  if (leaves_timer_ == 0) ArmLeavesTimer();
+}
+
+void SupervisorImpl::ArmLeavesTimer() {
+  leaves_timer_ = loop_.At(Clock::now() + kIdleLeavesFor, [this, seen = leaves_kept_] {
+    leaves_timer_ = 0;
+    if (idle_leaves_.empty()) return;
+    if (leaves_kept_ != seen) return ArmLeavesTimer();
+    idle_leaves_.clear();  // rmdir each
+  });
 }
 
 }  // namespace sr
