@@ -161,17 +161,23 @@ def wait_for_server(sock, log):
 
 
 class Server:
-    """`step-runner serve --socket` in its own scratch TMPDIR."""
+    """`step-runner serve --socket` in its own scratch TMPDIR. `binary` replaces STEP_RUNNER;
+    `env` sets variables for it, or removes those whose value is None."""
 
-    def __init__(self, d):
+    def __init__(self, d, binary=None, env=None):
         os.makedirs(d, exist_ok=True)
         self.d = d
         self.sock = os.path.join(d, "sr.sock")
         self.tmp = os.path.join(d, "tmp")
         os.makedirs(self.tmp, exist_ok=True)
-        env = dict(os.environ, TMPDIR=self.tmp)
-        self.pid = spawn([STEP_RUNNER, "serve", "--socket", self.sock], env=env,
-                      stdout="null", stderr=os.path.join(d, "serve.log"))
+        full_env = dict(os.environ, TMPDIR=self.tmp)
+        for k, v in (env or {}).items():
+            if v is None:
+                full_env.pop(k, None)
+            else:
+                full_env[k] = v
+        self.pid = spawn([binary or STEP_RUNNER, "serve", "--socket", self.sock], env=full_env,
+                         stdout="null", stderr=os.path.join(d, "serve.log"))
         wait_for_server(self.sock, os.path.join(d, "serve.log"))
         self.target = "unix:" + self.sock
         self.stopped = False

@@ -2,7 +2,7 @@
 
 The bench starts each job's tree itself, in a process group of its own (so it must be the
 trees' subreaper, as it is), and on the Cancel hands every job's group and daemon to
-bench/cancel_floor, which sends only the signals. Same interface as cancel_scale's ServeJobs.
+bench/cancel_floor, which sends only the signals. Same interface as cancel_serve_jobs.ServeJobs.
 """
 import os
 import subprocess

@@ -4,7 +4,6 @@ Same interface as cancel_floor_jobs.FloorJobs, plus cancels_alone(), the wire's 
 """
 import json
 import os
-import signal
 import sys
 import time
 
@@ -24,39 +23,14 @@ BEFORE = os.environ.get("STEP_RUNNER_BEFORE")
 TERMINAL = (pb.StepResult.success, pb.StepResult.failure, pb.StepResult.cancelled)
 
 
-class Server:
-    """`step-runner serve --socket` in its own scratch TMPDIR, in one supervisor mode."""
-
-    def __init__(self, d, mode):
-        os.makedirs(d, exist_ok=True)
-        self.sock = os.path.join(d, "sr.sock")
-        tmp = os.path.join(d, "tmp")
-        os.makedirs(tmp, exist_ok=True)
-        env = dict(os.environ, TMPDIR=tmp)
-        env.pop("STEP_RUNNER_CGROUP", None)
-        if mode.endswith("process group"):
-            env["STEP_RUNNER_CGROUP"] = "off"
-        self.log = os.path.join(d, "serve.log")
-        binary = BEFORE if mode.startswith("before") else B.STEP_RUNNER
-        self.pid = B.spawn([binary, "serve", "--socket", self.sock], env=env,
-                           stdout="null", stderr=self.log)
-        B.wait_for_server(self.sock, self.log)
-        self.target = "unix:" + self.sock
-
-    def stop(self):
-        if self.pid:
-            os.kill(self.pid, signal.SIGTERM)
-            code = B.wait(self.pid, 60)
-            self.pid = 0
-            if code != 0:
-                print(f"  (serve exited {code})")
-
-
 class ServeJobs:
     """The jobs as `serve` runs them, through Run, Cancel and Status."""
 
     def __init__(self, d, mode, grace_ms):
-        self.server = Server(os.path.join(d, "server"), mode)
+        # The fallback is STEP_RUNNER_CGROUP=off; cgroup mode must not inherit that from the bench.
+        self.server = B.Server(
+            os.path.join(d, "server"), binary=BEFORE if mode.startswith("before") else None,
+            env={"STEP_RUNNER_CGROUP": "off" if mode.endswith("process group") else None})
         self.ch = grpc.insecure_channel(self.server.target,
                                         options=[("grpc.max_receive_message_length", 256 << 20)])
         self.stub = pbg.StepRunnerStub(self.ch)
