@@ -53,8 +53,7 @@ void ProcCensus::Want(Subject* s) {
 
 void ProcCensus::WantLater(Subject* s, Duration after) {
   wanting_.insert(s);
-  if (!loop_ || posted_ || timed_) return;
-  ArmRound(std::max(next_round_, Clock::now() + after));
+  Schedule(Clock::now() + after);
 }
 
 void ProcCensus::ArmRound(Clock::time_point at) {
@@ -67,11 +66,12 @@ void ProcCensus::ArmRound(Clock::time_point at) {
   });
 }
 
-void ProcCensus::Schedule() {
+void ProcCensus::Schedule(Clock::time_point not_before) {
   if (!loop_ || posted_ || timed_) return;
+  const auto at = std::max(next_round_, not_before);
   // A posted task runs after the fd events and timers of this loop turn: every stop requested
   // in the same turn (a burst of Cancel RPCs) shares the round.
-  if (Clock::now() >= next_round_) {
+  if (Clock::now() >= at) {
     posted_ = true;
     loop_->Post([weak = weak_from_this()] {
       if (auto self = weak.lock()) {
@@ -80,7 +80,7 @@ void ProcCensus::Schedule() {
       }
     });
   } else {
-    ArmRound(next_round_);
+    ArmRound(at);
   }
 }
 

@@ -89,7 +89,9 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
 
  private:
   explicit ProcCensus(EventLoop* loop) : loop_(loop) {}
-  void Schedule();
+  // The next round, unless one is on its way: on the next loop turn, or at `not_before` (or
+  // when the pause after the last round ends) if that is later.
+  void Schedule(Clock::time_point not_before = {});
   // The next round at `at`, on a loop timer.
   void ArmRound(Clock::time_point at);
   // A round the loop runs (posted or timed), unless it yields to timers first.
