@@ -45,7 +45,10 @@ int main(int argc, char **argv) {
     if (n == cap) {
       cap *= 2;
       struct job *grown = realloc(jobs, cap * sizeof *jobs);
-      if (!grown) break;
+      if (!grown) {
+        perror("cancel_floor: jobs");  // not a partial floor: the rest of stdin is still jobs
+        return 2;
+      }
       jobs = grown;
     }
     int pgid = 0, outsider = 0;
