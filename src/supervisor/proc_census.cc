@@ -58,7 +58,8 @@ void ProcCensus::WantLater(Subject* s, Duration after) {
 
 void ProcCensus::ArmRound(Clock::time_point at) {
   timed_ = true;
-  loop_->At(at, [weak = weak_from_this()] {
+  deferred_ = false;
+  round_timer_ = loop_->At(at, [weak = weak_from_this()] {
     if (auto self = weak.lock()) {
       self->timed_ = false;
       self->ScheduledRound();
@@ -67,8 +68,15 @@ void ProcCensus::ArmRound(Clock::time_point at) {
 }
 
 void ProcCensus::Schedule(Clock::time_point not_before) {
-  if (!loop_ || posted_ || timed_) return;
+  if (!loop_ || posted_) return;
   const auto at = std::max(next_round_, not_before);
+  if (timed_) {
+    // A round put off only as a safety net (WantLater) gives way to one wanted sooner: another
+    // tree's request must not wait for it. A pause or a yield to timers is kept.
+    if (!deferred_ || at >= deferred_at_) return;
+    loop_->CancelTimer(round_timer_);
+    timed_ = false;
+  }
   // A posted task runs after the fd events and timers of this loop turn: every stop requested
   // in the same turn (a burst of Cancel RPCs) shares the round.
   if (Clock::now() >= at) {
@@ -81,6 +89,8 @@ void ProcCensus::Schedule(Clock::time_point not_before) {
     });
   } else {
     ArmRound(at);
+    deferred_ = not_before > next_round_;
+    deferred_at_ = at;
   }
 }
 

@@ -75,7 +75,7 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   /// `s` takes part in the next round, which is scheduled on the loop if it is not already.
   void Want(Subject* s);
   /// Want() for a round that is only a safety net: unless one is already on its way, it runs
-  /// `after` from now, not on the next loop turn.
+  /// `after` from now, not on the next loop turn. A Want() meanwhile brings it forward.
   void WantLater(Subject* s, Duration after);
   /// Runs a round now if anyone wants one (with `s` in it, when given).
   void RunNow(Subject* s = nullptr);
@@ -118,7 +118,11 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   std::vector<Subject*> subjects_;
   std::unordered_set<Subject*> wanting_;
   bool posted_ = false;  // a round is posted to the loop
-  bool timed_ = false;   // a round waits for next_round_
+  bool timed_ = false;   // a round waits on round_timer_
+  // The timed round waits only for a WantLater delay (until deferred_at_): a Want() moves it up.
+  bool deferred_ = false;
+  Clock::time_point deferred_at_{};
+  EventLoop::TimerId round_timer_ = 0;
   bool running_ = false;
   // A round costs loop time (a stat read per process on the machine); timers that come due
   // meanwhile (a burst of grace deadlines: each a tree's SIGKILL) go first. The round waits for
