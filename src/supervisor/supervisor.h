@@ -249,6 +249,9 @@ class Supervisor {
   /// close is put off until the next spawn): what a caller short of fds (EMFILE) does before it
   /// tries once more. Spawn does it itself.
   virtual void ReleaseSpareFds() = 0;
+  /// Passes over /proc the fallback's census has made so far (none with cgroup leaves): what a
+  /// stop costs the machine beyond its own members (tests, benchmarks).
+  virtual uint64_t census_rounds() const = 0;
 };
 
 /// Resolves a bare program name against a PATH value ("a:b:c"); a name with '/' is returned as

@@ -50,6 +50,7 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
     trees_.erase(id);
     rusage_.erase(id);
   }
+  uint64_t census_rounds() const override { return census_->rounds(); }
   void ReleaseSpareFds() override {
     close_later_.clear();
     spare_pipes_.clear();

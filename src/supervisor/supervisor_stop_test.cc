@@ -73,6 +73,29 @@ TEST_P(StopTest, IgnoredTermIsKilledAfterGrace) {
   ExpectRecordsGone(o);
 }
 
+// The main process obeys SIGTERM, its child ignores it. Through the grace the tree is known to
+// be populated (the child's end is being watched for), so the fallback asks its census nothing:
+// it used to make a pass over /proc on every 10 ms rescan of the grace, about a hundred here.
+TEST_P(StopTest, ALingeringMemberCostsNoCensusPassesThroughTheGrace) {
+  Outcome o;
+  auto tree = Start(Shell(R"((trap '' TERM; exec sleep 1000) & child=$!
+while read comm < /proc/$child/comm && [ "$comm" != sleep ]; do sleep 0.01; done
+echo ready
+wait)"),
+                    o);
+  ASSERT_TRUE(WaitOutput(o, "ready"));
+  const uint64_t before = sup_->census_rounds();
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::seconds(1)});
+  ASSERT_TRUE(Wait(o));
+  // The stop's safety net, the SIGKILL's rounds and the last "anyone left?": a handful.
+  EXPECT_LT(sup_->census_rounds() - before, 20u);
+  ASSERT_EQ(o.exit.records.size(), 2u);  // sh and sleep
+  EXPECT_EQ(o.exit.records[0].ending, Ending::kEndedBySignal);
+  EXPECT_EQ(o.exit.records[1].ending, Ending::kKilledAfterGrace);
+  EXPECT_THAT(o.exit.records[1].command, ::testing::StartsWith("sleep"));
+  ExpectRecordsGone(o);
+}
+
 // The child obeys SIGTERM at once, but its parent (sleep, which ignores TERM) never reaps it:
 // a zombie when the grace runs out. The SIGKILL that may still reach it did not end it: the
 // record says SIGTERM did, and only the main process counts as killed.

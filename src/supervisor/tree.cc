@@ -266,7 +266,11 @@ void TreeImpl::Progress() {
   if (!live() || !main_reaped()) return;
   std::optional<bool> populated;
   if (phase_ != Phase::kSettling) {
-    populated = members_->PopulatedSoon();
+    // A signalled member whose end is being watched for is alive, so the tree is populated:
+    // no need to ask the mechanism, whose answer in the fallback is a census round (a pass over
+    // /proc on the loop, among the handlers of the signal just sent, and again on every rescan
+    // of the grace). The question is asked once the last of them has ended.
+    populated = AwaitingAnEnd() ? std::optional<bool>(true) : members_->PopulatedSoon();
     if (!populated) return;  // the members call Progress again with the answer
   }
   if (phase_ != Phase::kSettling && *populated) {

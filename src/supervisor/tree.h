@@ -155,6 +155,8 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   Member* Find(pid_t pid);
   void ApplyStatus(Member& m, int status);
   void WatchEnd(Member& m);
+  // Whether a signalled member whose end WatchEnd waits for is still alive (so the tree is).
+  bool AwaitingAnEnd() const;
   void MarkGone(Member& m);
   void SetStatus(Member& m, int status);
   void LearnReapedStatus(Member& m);

@@ -62,6 +62,13 @@ void TreeImpl::WatchEnd(Member& m) {
   if (w.ok()) m.exit_watch = *w;
 }
 
+bool TreeImpl::AwaitingAnEnd() const {
+  for (const auto& m : records_) {
+    if (m->exit_watch) return true;  // unwatched when it ends (or is found gone)
+  }
+  return false;
+}
+
 std::vector<ProcessRecord> TreeImpl::StopRecords() const {
   std::vector<ProcessRecord> out;
   for (const auto& m : records_) {
