@@ -265,7 +265,7 @@ void GroupMembers::Report(Request& r) {
   // Records last: reading a command line can wait on a process that is busy forking.
   auto victims = std::move(r.victims);
   r.victims.clear();
-  for (auto& v : victims) r.on_victim(v.pid, v.fd.get(), v.comm);
+  for (auto& v : victims) r.on_victim(v.pid, v.fd, v.comm);
 }
 
 void GroupMembers::AfterCensus() {

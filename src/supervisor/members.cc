@@ -103,7 +103,7 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
     }
   }
   // Records last: reading a command line can wait on a process that is busy forking.
-  for (auto& v : victims) on_victim(v.pid, v.fd.get(), v.comm);
+  for (auto& v : victims) on_victim(v.pid, v.fd, v.comm);
 }
 
 void CgroupMembers::Release(bool clean) {
@@ -130,7 +130,7 @@ void CgroupMembers::KillAll(const VictimFn& on_victim) {
     // cgroup.kill failed (it should not once probed): kill each member we know of directly.
     for (auto& [pid, fd] : victims) PidfdSignal(fd.get(), SIGKILL);
   }
-  for (auto& [pid, fd] : victims) on_victim(pid, fd.get(), "");
+  for (auto& [pid, fd] : victims) on_victim(pid, fd, "");
 }
 
 }  // namespace sr

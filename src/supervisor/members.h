@@ -36,7 +36,8 @@ namespace sr {
 
 class Members {
  public:
-  using VictimFn = std::function<void(pid_t pid, int pidfd, const std::string& seen_as)>;
+  /// `pidfd` pins the member; the callee may take it (the record keeps it), else it is closed.
+  using VictimFn = std::function<void(pid_t pid, UniqueFd& pidfd, const std::string& seen_as)>;
   virtual ~Members() = default;
 
   /// Live (non-zombie) members now.

@@ -178,7 +178,18 @@ std::optional<std::vector<pid_t>> ReadChildren(pid_t pid, long threads) {
 }
 
 std::string ReadCmdline(pid_t pid, size_t limit) {
-  std::string raw = ReadProcFile(pid, "cmdline", limit + 1);
+  // One read of limit + 1 bytes: the kernel copies as much of the command line as is asked in
+  // a single call, and no more is kept, so a second read for the end of the file would only
+  // cost a syscall per member (the record reads these just after a stop signal).
+  std::string raw(limit + 1, '\0');
+  UniqueFd fd = OpenProcFile(pid, "cmdline");
+  ssize_t n = -1;
+  if (fd.valid()) {
+    do {
+      n = ::read(fd.get(), raw.data(), raw.size());
+    } while (n < 0 && errno == EINTR);
+  }
+  raw.resize(n > 0 ? static_cast<size_t>(n) : 0);
   while (!raw.empty() && raw.back() == '\0') raw.pop_back();
   for (char& c : raw) {
     if (c == '\0') c = ' ';

@@ -131,14 +131,14 @@ std::vector<pid_t> TreeImpl::Members() const {
 void TreeImpl::Signal(int signo) {
   if (!live()) return;
   // By value: the fallback reports members it finds later from its census rounds.
-  members_->SignalAll(signo, [this, signo](pid_t p, int fd, const std::string& seen) {
+  members_->SignalAll(signo, [this, signo](pid_t p, UniqueFd& fd, const std::string& seen) {
     OnVictim(p, fd, signo, false, seen);
   });
 }
 
 void TreeImpl::Warn(int signo) {
   if (!live()) return;
-  members_->SignalAll(signo, [this, signo](pid_t p, int fd, const std::string& seen) {
+  members_->SignalAll(signo, [this, signo](pid_t p, UniqueFd& fd, const std::string& seen) {
     Member* m = OnVictim(p, fd, signo, false, seen);
     if (m && m->rec.warning_signal == 0) {
       m->rec.warning_signal = signo;
@@ -174,7 +174,7 @@ void TreeImpl::BeginStop(const StopOrder& order, bool leftovers) {
   if (phase_ == Phase::kRunning) {
     Enter(Phase::kStopping);
     const int signo = order.signal > 0 ? order.signal : SIGTERM;
-    members_->SignalAll(signo, [this, signo](pid_t p, int fd, const std::string& seen) {
+    members_->SignalAll(signo, [this, signo](pid_t p, UniqueFd& fd, const std::string& seen) {
       OnVictim(p, fd, signo, true, seen);
     });
     for (auto& m : records_) {
@@ -211,7 +211,7 @@ void TreeImpl::KillNow(ProcessRecord::Ending ending) {
     Enter(Phase::kKilling);
   }
   auto kill_members = [this] {
-    members_->KillAll([this](pid_t p, int fd, const std::string& seen) {
+    members_->KillAll([this](pid_t p, UniqueFd& fd, const std::string& seen) {
       OnVictim(p, fd, SIGKILL, true, seen);
     });
   };
@@ -239,7 +239,9 @@ void TreeImpl::KillNow(ProcessRecord::Ending ending) {
   const bool walk_first = members_->event_fd() < 0;
   if (walk_first) kill_members();
   if (main_alive && PidfdSignal(main_pidfd_.get(), SIGKILL)) {
-    OnVictim(pid_, main_pidfd_.get(), SIGKILL, true, "");  // no /proc read for the main process
+    // No /proc read for the main process; its record has its own pidfd (main_pidfd_ stays).
+    UniqueFd pin(::fcntl(main_pidfd_.get(), F_DUPFD_CLOEXEC, 3));
+    OnVictim(pid_, pin, SIGKILL, true, "");
   }
   for (Member* m : alive) {
     if (m->killed) continue;  // reported by the walk

@@ -151,7 +151,7 @@ class TreeImpl final : public ProcessTree, public std::enable_shared_from_this<T
   // A member got `signo` from us: a stop signal or SIGKILL (`stop`), or another (Signal, Warn).
   // `seen_as` is the task name a scan saw before the signal ("" when none did). The member's
   // record, or null past kMaxRecords.
-  Member* OnVictim(pid_t pid, int pidfd, int signo, bool stop, const std::string& seen_as);
+  Member* OnVictim(pid_t pid, UniqueFd& pidfd, int signo, bool stop, const std::string& seen_as);
   Member* Find(pid_t pid);
   void ApplyStatus(Member& m, int status);
   void WatchEnd(Member& m);

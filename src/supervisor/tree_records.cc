@@ -23,7 +23,7 @@ TreeImpl::Member* TreeImpl::Find(pid_t pid) {
   return it->second;
 }
 
-TreeImpl::Member* TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop,
+TreeImpl::Member* TreeImpl::OnVictim(pid_t pid, UniqueFd& pidfd, int signo, bool stop,
                                      const std::string& seen_as) {
   const bool kill = stop && signo == SIGKILL;
   if (kill) any_killed_ = true;
@@ -34,7 +34,7 @@ TreeImpl::Member* TreeImpl::OnVictim(pid_t pid, int pidfd, int signo, bool stop,
     fresh->rec.pid = pid;
     fresh->rec.command = pid == pid_ ? command_ : ReadCommand(pid);
     if (fresh->rec.command.empty()) fresh->rec.command = seen_as;
-    fresh->pidfd.Reset(::fcntl(pidfd, F_DUPFD_CLOEXEC, 3));
+    fresh->pidfd = std::move(pidfd);  // the pin taken before the signal, not a copy of it
     m = fresh.get();
     by_pid_[pid] = m;  // replaces a gone record whose pid was recycled
     records_.push_back(std::move(fresh));
