@@ -56,12 +56,12 @@ void ProcCensus::WantLater(Subject* s, Duration after) {
   Schedule(Clock::now() + after);
 }
 
-void ProcCensus::ArmRound(Clock::time_point at) {
-  timed_ = true;
-  deferred_ = false;
+void ProcCensus::ArmRound(Clock::time_point at, bool deferred) {
+  round_at_ = at;
+  deferred_ = deferred;
   round_timer_ = loop_->At(at, [weak = weak_from_this()] {
     if (auto self = weak.lock()) {
-      self->timed_ = false;
+      self->round_timer_ = 0;
       self->ScheduledRound();
     }
   });
@@ -70,12 +70,12 @@ void ProcCensus::ArmRound(Clock::time_point at) {
 void ProcCensus::Schedule(Clock::time_point not_before) {
   if (!loop_ || posted_) return;
   const auto at = std::max(next_round_, not_before);
-  if (timed_) {
+  if (round_timer_) {
     // A round put off only as a safety net (WantLater) gives way to one wanted sooner: another
     // tree's request must not wait for it. A pause or a yield to timers is kept.
-    if (!deferred_ || at >= deferred_at_) return;
+    if (!deferred_ || at >= round_at_) return;
     loop_->CancelTimer(round_timer_);
-    timed_ = false;
+    round_timer_ = 0;
   }
   // A posted task runs after the fd events and timers of this loop turn: every stop requested
   // in the same turn (a burst of Cancel RPCs) shares the round.
@@ -88,9 +88,7 @@ void ProcCensus::Schedule(Clock::time_point not_before) {
       }
     });
   } else {
-    ArmRound(at);
-    deferred_ = not_before > next_round_;
-    deferred_at_ = at;
+    ArmRound(at, not_before > next_round_);
   }
 }
 
@@ -108,7 +106,7 @@ bool ProcCensus::YieldToTimers() {
     return false;
   }
   // Armed after the timer that is due (timers due at the same moment fire in the order armed).
-  ArmRound(*due);
+  ArmRound(*due, false);
   return true;
 }
 

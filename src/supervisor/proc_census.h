@@ -92,8 +92,8 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   // The next round, unless one is on its way: on the next loop turn, or at `not_before` (or
   // when the pause after the last round ends) if that is later.
   void Schedule(Clock::time_point not_before = {});
-  // The next round at `at`, on a loop timer.
-  void ArmRound(Clock::time_point at);
+  // The next round at `at`, on a loop timer; `deferred`: it waits only for a WantLater delay.
+  void ArmRound(Clock::time_point at, bool deferred);
   // A round the loop runs (posted or timed), unless it yields to timers first.
   void ScheduledRound();
   // Whether the round is put off because a loop timer is due before it would end.
@@ -118,11 +118,11 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   std::vector<Subject*> subjects_;
   std::unordered_set<Subject*> wanting_;
   bool posted_ = false;  // a round is posted to the loop
-  bool timed_ = false;   // a round waits on round_timer_
-  // The timed round waits only for a WantLater delay (until deferred_at_): a Want() moves it up.
-  bool deferred_ = false;
-  Clock::time_point deferred_at_{};
+  // The round that waits on a loop timer (0: none), when it is due, and whether it waits only
+  // for a WantLater delay (then a Want() moves it up).
   EventLoop::TimerId round_timer_ = 0;
+  Clock::time_point round_at_{};
+  bool deferred_ = false;
   bool running_ = false;
   // A round costs loop time (a stat read per process on the machine); timers that come due
   // meanwhile (a burst of grace deadlines: each a tree's SIGKILL) go first. The round waits for

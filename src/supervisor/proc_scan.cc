@@ -48,16 +48,23 @@ UniqueFd OpenProcFile(pid_t pid, std::string_view leaf) {
   return UniqueFd(::open(("/proc/" + std::string(path)).c_str(), O_RDONLY | O_CLOEXEC));
 }
 
-// Reads a small /proc file (stat, comm: generated whole at the first read) with one read into
-// `buf`; the byte count, or -1 when it cannot be opened or read. A file that fills the buffer is
-// reported as unreadable rather than truncated.
-ssize_t ReadSmallProcFile(pid_t pid, std::string_view leaf, char* buf, size_t size) {
+// One read of up to `size` bytes of /proc/<pid>/<leaf> into `buf`: the byte count, or -1 when it
+// cannot be opened or read.
+ssize_t ReadProcOnce(pid_t pid, std::string_view leaf, char* buf, size_t size) {
   UniqueFd fd = OpenProcFile(pid, leaf);
   if (!fd.valid()) return -1;
   ssize_t n;
   do {
     n = ::read(fd.get(), buf, size);
   } while (n < 0 && errno == EINTR);
+  return n;
+}
+
+// Reads a small /proc file (stat, comm: generated whole at the first read) with one read into
+// `buf`; the byte count, or -1 when it cannot be opened or read. A file that fills the buffer is
+// reported as unreadable rather than truncated.
+ssize_t ReadSmallProcFile(pid_t pid, std::string_view leaf, char* buf, size_t size) {
+  const ssize_t n = ReadProcOnce(pid, leaf, buf, size);
   if (n < 0 || static_cast<size_t>(n) >= size) return -1;
   return n;
 }
@@ -182,13 +189,7 @@ std::string ReadCmdline(pid_t pid, size_t limit) {
   // a single call, and no more is kept, so a second read for the end of the file would only
   // cost a syscall per member (the record reads these just after a stop signal).
   std::string raw(limit + 1, '\0');
-  UniqueFd fd = OpenProcFile(pid, "cmdline");
-  ssize_t n = -1;
-  if (fd.valid()) {
-    do {
-      n = ::read(fd.get(), raw.data(), raw.size());
-    } while (n < 0 && errno == EINTR);
-  }
+  const ssize_t n = ReadProcOnce(pid, "cmdline", raw.data(), raw.size());
   raw.resize(n > 0 ? static_cast<size_t>(n) : 0);
   while (!raw.empty() && raw.back() == '\0') raw.pop_back();
   for (char& c : raw) {

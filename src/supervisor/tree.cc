@@ -239,8 +239,10 @@ void TreeImpl::KillNow(ProcessRecord::Ending ending) {
   const bool walk_first = members_->event_fd() < 0;
   if (walk_first) kill_members();
   if (main_alive && PidfdSignal(main_pidfd_.get(), SIGKILL)) {
-    // No /proc read for the main process; its record has its own pidfd (main_pidfd_ stays).
-    UniqueFd pin(::fcntl(main_pidfd_.get(), F_DUPFD_CLOEXEC, 3));
+    // No /proc read for the main process. A record made now takes a copy of its pidfd
+    // (main_pidfd_ stays); one made at the stop signal has its own already.
+    UniqueFd pin;
+    if (!Find(pid_)) pin.Reset(::fcntl(main_pidfd_.get(), F_DUPFD_CLOEXEC, 3));
     OnVictim(pid_, pin, SIGKILL, true, "");
   }
   for (Member* m : alive) {
