@@ -285,3 +285,17 @@ def helper(name):
 
 def cleanup_dir(path):
     shutil.rmtree(path, ignore_errors=True)
+
+
+def own_cgroup_dir():
+    """This process's cgroup v2 directory if it can make child cgroups there, else None (no
+    cgroup2 mount, no v2 line in /proc/self/cgroup, or not writable)."""
+    try:
+        with open("/proc/self/mounts") as f:
+            mount = next(line.split()[1] for line in f if line.split()[2] == "cgroup2")
+        with open("/proc/self/cgroup") as f:
+            rel = next(line.strip()[3:] for line in f if line.startswith("0::"))
+    except (OSError, StopIteration):
+        return None
+    path = os.path.normpath(mount + rel)
+    return path if os.access(path, os.W_OK) else None
