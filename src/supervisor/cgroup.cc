@@ -60,11 +60,11 @@ Result<std::string> FindCgroup2Mount() {
 
 CgroupLeaf::~CgroupLeaf() { Remove(); }
 
-std::vector<pid_t> CgroupLeaf::Procs() const {
+std::optional<std::vector<pid_t>> CgroupLeaf::ReadProcs() const {
   // On the stop's critical path (read before the first signal): no fstat, no stream parsing.
   std::vector<pid_t> pids;
   UniqueFd fd(::open((path_ + "/cgroup.procs").c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return pids;
+  if (!fd.valid()) return std::nullopt;
   char buf[16384];
   size_t kept = 0;  // the start of a pid cut by the end of the last read
   for (;;) {

@@ -38,8 +38,11 @@ class CgroupLeaf {
   /// cgroup.events, read-only: watch it with EPOLLPRI; read it (Populated) to re-arm.
   int events_fd() const { return events_fd_.get(); }
 
-  /// Live members (zombies are not listed by the kernel).
-  std::vector<pid_t> Procs() const;
+  /// Live members (zombies are not listed by the kernel); nullopt when cgroup.procs cannot be
+  /// opened (the runner is out of fds, or the leaf is gone).
+  std::optional<std::vector<pid_t>> ReadProcs() const;
+  /// The same, with "cannot read" as "nobody".
+  std::vector<pid_t> Procs() const { return ReadProcs().value_or(std::vector<pid_t>{}); }
   /// Whether the process a pidfd pins is a live member, asked through the pidfd (its cgroup id
   /// from PIDFD_GET_INFO, Linux 6.13; its liveness from poll): no read of cgroup.procs.
   /// nullopt when the kernel cannot say (then read Procs()).

@@ -29,6 +29,8 @@ constexpr size_t kQuickOrphans = 16;
 // first instead of sharing the two cores with a pass over /proc (on a slow machine, 21 handlers
 // take ~5 ms of CPU, and the pass up to a few ms).
 constexpr auto kSafetyNetDelay = std::chrono::milliseconds(5);
+// A round that could not read /proc for lack of fds is taken again after this.
+constexpr auto kShortOfFdsRetry = std::chrono::milliseconds(10);
 
 // Signals the whole group and returns the clock tick that decides which of its re-parented
 // members got that signal: only one that started in an earlier tick did. The tick is read before
@@ -147,12 +149,14 @@ bool GroupMembers::SignalTreeNow(Request& r) {
   // later is the same process if its parent still is (a recycled pid has another parent).
   std::deque<std::pair<pid_t, pid_t>> queue{{pgid_, 0}};
   std::unordered_set<pid_t> walked;
+  bool short_of_fds = false;  // a read was refused: the census must look for what it missed
   while (!queue.empty() && walked.size() < kMaxWalk) {
     const auto [pid, parent] = queue.front();
     queue.pop_front();
     if (!walked.insert(pid).second) continue;
-    UniqueFd fd = OpenPidfd(pid);
-    auto st = fd.valid() ? ReadProcStat(pid) : std::nullopt;
+    Pin pin = PinMember(pid);
+    if (pin.no_fd) short_of_fds = true;
+    auto st = pin.ok() ? StatMember(pid, short_of_fds) : std::nullopt;
     // A main process that is exiting has handed (or is handing) its children to us: the walk
     // would miss group members that the group signal reaches. The census sees them.
     if (pid == pgid_ && (!st || st->ending())) return false;
@@ -163,7 +167,8 @@ bool GroupMembers::SignalTreeNow(Request& r) {
       for (pid_t c : *children) queue.emplace_back(c, pid);
     }
     if (st->ending()) continue;
-    pinned.emplace_back(Found{pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)}, std::move(fd));
+    pinned.emplace_back(Found{pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)},
+                        std::move(pin.fd));
   }
   // The record lists the walk's members first (the main process first of all).
   r.group = GroupSignal::kSent;
@@ -182,11 +187,11 @@ bool GroupMembers::SignalTreeNow(Request& r) {
   if (orphans) Signal(r, *orphans);
   r.group_ticks = SignalGroup(pgid_, r.signo);
   for (size_t i = 0; i < outside.size(); ++i) {
-    if (outside[i]) PidfdSignal(r.victims[i].fd.get(), r.signo);
+    if (outside[i]) SignalPinned(r.victims[i].pid, r.victims[i].fd, r.signo);
   }
   // Reported now: the caller counts what it signalled (the cancel's log line) right after.
   Report(r);
-  return orphans.has_value() && walked.size() < kMaxWalk;
+  return orphans.has_value() && walked.size() < kMaxWalk && !short_of_fds;
 }
 
 void GroupMembers::OnCensus(ProcCensus::Result result) {
@@ -196,22 +201,26 @@ void GroupMembers::OnCensus(ProcCensus::Result result) {
     last_members_.push_back(f.pid);
     member_groups_.insert(f.pgrp);
   }
-  if (result.members.empty()) known_empty_ = true;
+  // A round that could not read all of /proc proves nothing is left only of what it read.
+  last_complete_ = result.complete;
+  if (result.members.empty() && result.complete) known_empty_ = true;
   if (asked_) {
     asked_ = false;
-    answer_ = !result.members.empty();
+    answer_ = !result.members.empty() || !result.complete;
     answer_ready_ = true;
   }
   for (auto& r : requests_) {
-    if (!r.done) Round(r, result.members);
+    if (!r.done) Round(r, result.members, result.complete);
   }
 }
 
-void GroupMembers::Round(Request& r, const std::vector<Found>& members) {
+void GroupMembers::Round(Request& r, const std::vector<Found>& members, bool complete) {
   const size_t fresh = Signal(r, members);
   // One group SIGKILL is enough: nothing can join the group after it.
   if (r.signo == SIGKILL) r.group = GroupSignal::kNone;
   const int limit = r.signo == SIGKILL ? kKillRounds : kGroupSignalRounds;
+  // An incomplete round counts as none: what it could not read may still need the signal.
+  if (!complete) return;
   r.done = fresh == 0 || ++r.rounds >= limit;
 }
 
@@ -221,6 +230,16 @@ size_t GroupMembers::Signal(Request& r, const std::vector<Found>& members) {
   // against fork): a trap handler's cleanup, which must not be stopped.
   const bool after_group_signal = r.group == GroupSignal::kSent;
   const pid_t self = ::getpid();
+  // A pidfd that names the process the round saw (a recycled pid started at another time). When
+  // the runner is out of fds the round's own read, a moment ago, has to do.
+  auto pin_seen = [&](const Found& f) {
+    Pin p = PinMember(f.pid);
+    if (!p.fd.valid()) return p;
+    bool short_of_fds = false;
+    auto st = StatMember(f.pid, short_of_fds);
+    if ((st && st->start_ticks == f.start_ticks) || short_of_fds) return p;
+    return Pin{};
+  };
   auto pin = [&](const Found& f) {
     if (!r.seen.insert(f.pid).second) return;
     if (after_group_signal && f.pgrp == pgid_) {
@@ -233,12 +252,12 @@ size_t GroupMembers::Signal(Request& r, const std::vector<Found>& members) {
       // look make rare.)
       if (f.ppid != self || r.signo == SIGKILL) return;
       if (r.group_ticks != 0 && f.start_ticks >= r.group_ticks) return;
-      UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
-      if (fd.valid()) r.victims.push_back({f.pid, std::move(fd), f.comm});
+      Pin p = pin_seen(f);
+      if (p.ok()) r.victims.push_back({f.pid, std::move(p.fd), f.comm});
       return;
     }
-    UniqueFd fd = OpenVerifiedPidfd(f.pid, f.start_ticks);
-    if (fd.valid()) fresh.emplace_back(&f, std::move(fd));
+    Pin p = pin_seen(f);
+    if (p.ok()) fresh.emplace_back(&f, std::move(p.fd));
   };
   // The group signal, when the walk could not send it (the main process was reaped already):
   // the round's view of the group, taken before it, pins its members.
@@ -255,7 +274,7 @@ size_t GroupMembers::Signal(Request& r, const std::vector<Found>& members) {
     // The group signal reached group members; any other signal must not arrive twice (a trap
     // handler would run twice).
     if (grouped && f->pgrp == pgid_) continue;
-    PidfdSignal(fd.get(), r.signo);
+    SignalPinned(f->pid, fd, r.signo);
   }
   for (auto& [f, fd] : fresh) r.victims.push_back({f->pid, std::move(fd), f->comm});
   return fresh.size();
@@ -283,7 +302,13 @@ void GroupMembers::AfterCensus() {
   requests_ = std::move(pending);
   bool again = false;
   for (auto& r : requests_) again = again || !r.done;
-  if (again) census_->Want(this);
+  // Short of fds: the next round after a pause, not on the next loop turn (fds come back as
+  // trees end; a round now would fail the same way).
+  if (again && !last_complete_) {
+    census_->WantLater(this, kShortOfFdsRetry);
+  } else if (again) {
+    census_->Want(this);
+  }
   if (answer_ready_) {
     answer_ready_ = false;
     if (on_answer_) on_answer_();

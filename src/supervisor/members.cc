@@ -3,11 +3,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "supervisor/proc_scan.h"
+#include "supervisor/supervisor.h"
 #include "util/time.h"
 
 namespace sr {
@@ -38,6 +40,9 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   // A child forked while a round runs is listed by the next one. Before the signals only the
   // task name is read (the one /proc read, the cheapest): the record keeps it for a member
   // reaped by its own parent before its command line is read. The main process's is not.
+  // A runner at its fd limit (EMFILE) lets its spare fds go and tries again; a member it still
+  // cannot pin or name is signalled by pid and recorded as unread, and a leaf it cannot read
+  // still gets the group signal.
   const auto give_up = Clock::now() + kSignalBudget;
   std::unordered_set<pid_t> seen;
   struct Victim {
@@ -50,26 +55,31 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
   for (int round = 0; round < kLeafSignalRounds; ++round) {
     if (round > 0 && Clock::now() >= give_up) break;
     const bool grouped = round == 0 && !main_reaped_;
+    std::optional<std::vector<pid_t>> procs = ReadProcs();
+    if (!procs) {
+      if (grouped) ::kill(-pgid_, signo);
+      break;
+    }
     std::vector<Victim> in_group, own;
     bool any = false;
-    for (pid_t pid : leaf_->Procs()) {
+    for (pid_t pid : *procs) {
       if (!seen.insert(pid).second) continue;
-      UniqueFd fd = OpenPidfd(pid);
-      if (!fd.valid()) continue;  // exited meanwhile
+      Pin pin = PinMember(pid);
+      if (!pin.ok()) continue;  // exited meanwhile
       const pid_t group = ::getpgid(pid);
       if (group < 0) continue;  // reaped meanwhile
       // The main process is ours to reap, and its record takes the command it was started with:
       // its name is not read (a /proc open each tree, on every Cancel of a burst).
       const bool main = pid == pgid_ && !main_reaped_;
-      std::string comm = main ? std::string() : ReadComm(pid);
+      std::string comm = main ? std::string() : NameMember(pid);
       if (comm.empty() && !main) continue;  // reaped meanwhile
       any = true;
       if (group != pgid_) {
-        own.push_back({pid, std::move(fd), std::move(comm)});
+        own.push_back({pid, std::move(pin.fd), std::move(comm)});
       } else if (grouped) {
-        in_group.push_back({pid, std::move(fd), std::move(comm)});
+        in_group.push_back({pid, std::move(pin.fd), std::move(comm)});
       } else if (!group_signalled) {
-        own.push_back({pid, std::move(fd), std::move(comm)});
+        own.push_back({pid, std::move(pin.fd), std::move(comm)});
       }
       // Else a group member that shows up only after the group signal was born after it (the
       // group signal is atomic against fork): a trap handler's cleanup, which must not be
@@ -80,16 +90,16 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
       // Asked through each pidfd when the kernel can say (two syscalls, not a re-read).
       std::optional<std::unordered_set<pid_t>> still;
       for (auto& v : own) {
-        std::optional<bool> listed = leaf_->HasLive(v.fd.get());
+        std::optional<bool> listed = v.fd.valid() ? leaf_->HasLive(v.fd.get()) : std::nullopt;
         if (!listed) {
           if (!still) {
-            const std::vector<pid_t> procs = leaf_->Procs();
-            still.emplace(procs.begin(), procs.end());
+            const std::vector<pid_t> now = ReadProcs().value_or(*procs);
+            still.emplace(now.begin(), now.end());
           }
           listed = still->count(v.pid) > 0;
         }
         if (!*listed) continue;
-        PidfdSignal(v.fd.get(), signo);
+        SignalPinned(v.pid, v.fd, signo);
         victims.push_back(std::move(v));
       }
     }
@@ -98,12 +108,42 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
     group_signalled = true;
     for (auto& v : in_group) {
       const pid_t after = ::getpgid(v.pid);
-      if (after >= 0 && after != pgid_) PidfdSignal(v.fd.get(), signo);
+      if (after >= 0 && after != pgid_) SignalPinned(v.pid, v.fd, signo);
       victims.push_back(std::move(v));
     }
   }
   // Records last: reading a command line can wait on a process that is busy forking.
   for (auto& v : victims) on_victim(v.pid, v.fd, v.comm);
+}
+
+std::optional<ProcStat> Members::StatMember(pid_t pid, bool& short_of_fds) const {
+  std::optional<ProcStat> st;
+  const bool read = Attempt([&] {
+    errno = 0;
+    st = ReadProcStat(pid);
+    return st || !OutOfFds(errno);
+  });
+  if (!read) short_of_fds = true;
+  return st;
+}
+
+std::string Members::NameMember(pid_t pid) const {
+  std::string comm;
+  const bool read = Attempt([&] {
+    errno = 0;
+    comm = ReadComm(pid);
+    return !comm.empty() || !OutOfFds(errno);
+  });
+  return read ? comm : ProcessRecord::kNameUnread;
+}
+
+std::optional<std::vector<pid_t>> CgroupMembers::ReadProcs() const {
+  std::optional<std::vector<pid_t>> procs;
+  Attempt([&] {
+    procs = leaf_->ReadProcs();
+    return procs || !OutOfFds(errno);
+  });
+  return procs;
 }
 
 void CgroupMembers::Release(bool clean) {
@@ -122,13 +162,18 @@ void CgroupMembers::KillAll(const VictimFn& on_victim) {
   // pidfds first (cheap, and they pin who was there), the kill next, the record last: reading
   // a command line can wait on a busy process, and the kill must not.
   std::vector<std::pair<pid_t, UniqueFd>> victims;
-  for (pid_t pid : leaf_->Procs()) {
-    UniqueFd fd = OpenPidfd(pid);
-    if (fd.valid()) victims.emplace_back(pid, std::move(fd));
+  for (pid_t pid : ReadProcs().value_or(std::vector<pid_t>{})) {
+    Pin pin = PinMember(pid);
+    if (pin.ok()) victims.emplace_back(pid, std::move(pin.fd));
   }
-  if (!leaf_->Kill().ok()) {
+  Status killed = Ok();
+  Attempt([&] {  // cgroup.kill is opened for each write
+    killed = leaf_->Kill();
+    return killed.ok() || !OutOfFds(errno);
+  });
+  if (!killed.ok()) {
     // cgroup.kill failed (it should not once probed): kill each member we know of directly.
-    for (auto& [pid, fd] : victims) PidfdSignal(fd.get(), SIGKILL);
+    for (auto& [pid, fd] : victims) SignalPinned(pid, fd, SIGKILL);
   }
   for (auto& [pid, fd] : victims) on_victim(pid, fd, "");
 }

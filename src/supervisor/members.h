@@ -16,7 +16,9 @@
 // the task name the scan saw before the signal (from /proc/<pid>/stat, which never waits on the
 // process). The report comes after the signal: reading /proc/<pid>/cmdline can block while the
 // process forks, and the signal must not wait for that; a member that is gone by then keeps the
-// name it was seen with.
+// name it was seen with. A member that could not be pinned (the runner at its fd limit) is
+// reported with an invalid pidfd, and ProcessRecord::kNameUnread when its name could not be
+// read either.
 #pragma once
 
 #include <sys/types.h>
@@ -30,6 +32,7 @@
 
 #include "supervisor/cgroup.h"
 #include "supervisor/proc_census.h"
+#include "supervisor/proc_scan.h"
 #include "util/fd.h"
 
 namespace sr {
@@ -60,6 +63,24 @@ class Members {
   /// Releases kernel objects (the leaf directory) once the tree has finished. `clean`: it ended
   /// without a stop (nothing outlived the main process), so its leaf may serve another tree.
   virtual void Release(bool clean) { (void)clean; }
+  /// What a stop does when an open fails for lack of fds (proc_scan.h): set by the supervisor.
+  void set_fd_relief(std::shared_ptr<const FdRelief> relief) { relief_ = std::move(relief); }
+
+ protected:
+  // A runner at its fd limit still signals every member: the spare fds give way first, and a
+  // member that still cannot be pinned is signalled by pid (Pin::no_fd) and recorded unpinned.
+  Pin PinMember(pid_t pid) const { return PinProcess(pid, relief_.get()); }
+  /// ReadProcStat, once more after the relief when it fails for lack of fds; `short_of_fds` is
+  /// set when it still does (nullopt then does not mean "gone").
+  std::optional<ProcStat> StatMember(pid_t pid, bool& short_of_fds) const;
+  /// The task name (ReadComm) with the relief; ProcessRecord::kNameUnread when it could not be
+  /// read for lack of fds, "" when the process is gone.
+  std::string NameMember(pid_t pid) const;
+  // FdRelief::Attempt, or one try without a relief.
+  bool Attempt(const std::function<bool()>& attempt) const {
+    return relief_ ? relief_->Attempt(attempt) : attempt();
+  }
+  std::shared_ptr<const FdRelief> relief_;
 };
 
 class CgroupMembers : public Members {
@@ -80,6 +101,8 @@ class CgroupMembers : public Members {
   void MainReaped() override { main_reaped_ = true; }
 
  private:
+  // The leaf's members; once more after the relief when the read fails for lack of fds.
+  std::optional<std::vector<pid_t>> ReadProcs() const;
   std::unique_ptr<CgroupLeaf> leaf_;  // null once recycled
   pid_t pgid_;
   // While the main process is unreaped its pid cannot name another group, so kill(-pgid) is safe.
@@ -146,7 +169,7 @@ class GroupMembers : public Members, private ProcCensus::Subject {
   // find what escaped both.
   bool SignalTreeNow(Request& r);
   // One census round of a request: signal every member it has not seen.
-  void Round(Request& r, const std::vector<Found>& members);
+  void Round(Request& r, const std::vector<Found>& members, bool complete);
   // Pins and signals the members of `members` that `r` has not seen; returns how many.
   size_t Signal(Request& r, const std::vector<Found>& members);
   void Report(Request& r);
@@ -164,6 +187,7 @@ class GroupMembers : public Members, private ProcCensus::Subject {
   bool main_reaped_ = false;
   bool group_seen_ = true;    // the last round found a live process in our group
   bool known_empty_ = false;  // a round found nothing alive: final
+  bool last_complete_ = true;  // the last round read all of /proc
   // Process groups members were seen in: a setsid'd member's children share its new group, so
   // they are found without reading their environment. (A group id is only recycled after the
   // group is empty and the pid counter wrapped; rounds also only look at young processes.)

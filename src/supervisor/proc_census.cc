@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <ctime>
 #include <unordered_set>
+#include <utility>
 
 #include "supervisor/guardian.h"
 #include "supervisor/proc_scan.h"
@@ -123,7 +125,15 @@ void ProcCensus::Round() {
   std::unordered_set<Subject*> asking;
   asking.swap(wanting_);
   const Duration cpu = ThreadCpu();
-  auto results = Classify(subjects_, asking);
+  std::unordered_map<Subject*, Result> results;
+  auto classify = [&] {
+    short_of_fds_ = false;
+    results = Classify(subjects_, asking);
+    return !short_of_fds_;
+  };
+  if (!(relief_ ? relief_->Attempt(classify) : classify())) {
+    for (auto& [s, r] : results) r.complete = false;
+  }
   // Only after a round for several trees (a burst): one job's steps ending one after the other
   // each get their answer at once.
   last_cpu_ = std::min<Duration>(ThreadCpu() - cpu, kMaxPause);
@@ -150,7 +160,9 @@ ProcCensus::Subject* ProcCensus::TokenOwner(
     keep.insert(*cached);
   } else {
     // An empty read is not remembered: a process in the middle of an exec reads as empty.
+    errno = 0;
     const std::string environ = ReadEnviron(st.pid);
+    if (environ.empty() && OutOfFds(errno)) short_of_fds_ = true;
     read = TokensOf(environ, kTreeMarkerKey);
     if (!environ.empty()) keep.insert_or_assign(st.pid, std::make_pair(st.start_ticks, read));
     found = &read;
@@ -180,10 +192,14 @@ std::optional<std::vector<ProcCensus::Found>> ProcCensus::Orphans(Subject* s, si
     token_owner.emplace(t->token(), t);
     mains.insert(t->pgid());
   }
+  // A read refused for lack of fds leaves the answer to the census's round (and its relief).
+  const bool was_short = std::exchange(short_of_fds_, false);
   std::vector<Found> out;
   for (pid_t pid : *children) {
     if (mains.count(pid)) continue;
+    errno = 0;
     auto st = ReadProcStat(pid);
+    if (!st && OutOfFds(errno)) short_of_fds_ = true;
     // Gone, on its way out, re-parented elsewhere meanwhile, or older than the tree.
     if (!st || st->ending() || st->ppid != self || st->start_ticks < s->start_ticks()) continue;
     Subject* owner = nullptr;
@@ -195,6 +211,7 @@ std::optional<std::vector<ProcCensus::Found>> ProcCensus::Orphans(Subject* s, si
     }
     if (owner == s) out.push_back({pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)});
   }
+  if (std::exchange(short_of_fds_, was_short)) return std::nullopt;
   return out;
 }
 
@@ -224,8 +241,12 @@ std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classif
   };
   std::unordered_map<pid_t, Young> young;
   std::unordered_set<pid_t> old;
-  for (pid_t pid : ListPids()) {
+  auto pids = TryListPids();
+  if (!pids) short_of_fds_ = true;
+  for (pid_t pid : pids.value_or(std::vector<pid_t>{})) {
+    errno = 0;
     auto st = ReadProcStat(pid);
+    if (!st && OutOfFds(errno)) short_of_fds_ = true;
     if (!st) continue;  // gone: in neither map, so a link through it counts as unknown
     if (st->start_ticks < min_start || pid == self) {
       old.insert(pid);

@@ -32,6 +32,7 @@
 namespace sr {
 
 struct ProcStat;
+struct FdRelief;
 
 class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
  public:
@@ -47,6 +48,9 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   struct Result {
     std::vector<Found> members;  // live (not exiting) members
     bool group_seen = false;     // a live process of the tree's own process group exists
+    // False when the round could not read all of /proc (the runner out of fds, even after the
+    // relief): `members` is what it did see, and an empty list does not mean "none".
+    bool complete = true;
   };
   class Subject {
    public:
@@ -86,6 +90,8 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   std::optional<std::vector<Found>> Orphans(Subject* s, size_t limit);
   /// Rounds taken so far (tests and benchmarks).
   uint64_t rounds() const { return rounds_; }
+  /// What a round does when it cannot read /proc for lack of fds (proc_scan.h).
+  void set_fd_relief(std::shared_ptr<const FdRelief> relief) { relief_ = std::move(relief); }
 
  private:
   explicit ProcCensus(EventLoop* loop) : loop_(loop) {}
@@ -130,6 +136,8 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   Duration last_cpu_{};
   Clock::time_point yield_from_{};
   uint64_t rounds_ = 0;
+  std::shared_ptr<const FdRelief> relief_;
+  bool short_of_fds_ = false;  // the round in progress failed to open something for lack of fds
   // pid -> (start time, its STEP_RUNNER_TREE tokens): a process's marker never changes, so its
   // environment is read once, not once per round. Pruned to the processes of the last round.
   std::unordered_map<pid_t, std::pair<unsigned long long, std::vector<std::string>>> tokens_;

@@ -1,11 +1,16 @@
 // When the fallback's census rounds run: a safety-net round (WantLater) waits, and a request
-// that cannot wait (Want) is not held back by it.
+// that cannot wait (Want) is not held back by it. A round that cannot read /proc for lack of fds
+// says so rather than "nobody", and borrows the reserve's fds first.
 #include "supervisor/proc_census.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
+
+#include "supervisor/proc_scan.h"
 
 namespace sr {
 namespace {
@@ -23,10 +28,14 @@ class CountingSubject : public ProcCensus::Subject {
   const std::string& token() const override { return token_; }
   unsigned long long start_ticks() const override { return ~0ULL; }
   const std::unordered_set<pid_t>& groups() const override { return groups_; }
-  void OnCensus(ProcCensus::Result) override { ++answers; }
+  void OnCensus(ProcCensus::Result result) override {
+    ++answers;
+    complete = result.complete;
+  }
   void AfterCensus() override {}
 
   int answers = 0;
+  bool complete = false;  // the last answer's
 
  private:
   std::shared_ptr<ProcCensus> census_;
@@ -87,6 +96,56 @@ TEST_F(ProcCensusTest, AnEarlierSafetyNetMovesALaterOneUp) {
   EXPECT_EQ(first.answers, 1);
   EXPECT_EQ(second.answers, 1);
   EXPECT_FALSE(loop_->NextTimerDue().has_value());
+}
+
+// Lowers this process's open-files limit to the lowest fd it does not hold (no open can
+// succeed) for its lifetime.
+class NoFreeFd {
+ public:
+  NoFreeFd() {
+    ::getrlimit(RLIMIT_NOFILE, &saved_);
+    int fd = 0;
+    while (::fcntl(fd, F_GETFD) != -1) ++fd;
+    rlimit none = saved_;
+    none.rlim_cur = static_cast<rlim_t>(fd);
+    ok_ = ::setrlimit(RLIMIT_NOFILE, &none) == 0;
+  }
+  ~NoFreeFd() { ::setrlimit(RLIMIT_NOFILE, &saved_); }
+  bool ok() const { return ok_; }
+
+ private:
+  rlimit saved_{};
+  bool ok_ = false;
+};
+
+TEST_F(ProcCensusTest, ARoundWithNoFdToReadProcIsIncompleteNotEmpty) {
+  CountingSubject subject(census_, "1.1");
+  (void)ReadProcStat(::getpid());  // /proc's own fd, opened once per process, is not the point
+  {
+    NoFreeFd full;
+    ASSERT_TRUE(full.ok());
+    census_->RunNow(&subject);
+  }
+  ASSERT_EQ(subject.answers, 1);
+  EXPECT_FALSE(subject.complete);
+  census_->RunNow(&subject);
+  EXPECT_TRUE(subject.complete);
+}
+
+TEST_F(ProcCensusTest, ARoundWithNoFdBorrowsTheReserve) {
+  CountingSubject subject(census_, "1.1");
+  (void)ReadProcStat(::getpid());
+  bool released = false;
+  auto relief = std::make_shared<FdRelief>([&] { released = true; });
+  census_->set_fd_relief(relief);
+  {
+    NoFreeFd full;
+    ASSERT_TRUE(full.ok());
+    census_->RunNow(&subject);
+  }
+  ASSERT_EQ(subject.answers, 1);
+  EXPECT_TRUE(released);  // the spare fds went first
+  EXPECT_TRUE(subject.complete);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "supervisor/proc_scan.h"
 
 #include <dirent.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -87,10 +88,12 @@ std::string ReadProcFile(pid_t pid, std::string_view leaf, size_t limit) {
 
 }  // namespace
 
-std::vector<pid_t> ListPids() {
+std::vector<pid_t> ListPids() { return TryListPids().value_or(std::vector<pid_t>{}); }
+
+std::optional<std::vector<pid_t>> TryListPids() {
   std::vector<pid_t> pids;
   DirPtr dir(::opendir("/proc"));
-  if (!dir) return pids;
+  if (!dir) return std::nullopt;
   while (dirent* e = ::readdir(dir.get())) {
     char* end = nullptr;
     long v = std::strtol(e->d_name, &end, 10);
@@ -257,6 +260,53 @@ UniqueFd OpenPidfd(pid_t pid) {
 
 bool PidfdSignal(int pidfd, int signo) {
   return ::syscall(SYS_pidfd_send_signal, pidfd, signo, nullptr, 0) == 0;
+}
+
+namespace {
+constexpr size_t kReserveFds = 2;  // a pass over /proc holds its directory and one file
+}  // namespace
+
+FdRelief::FdRelief(std::function<void()> release_spare) : release_(std::move(release_spare)) {
+  TakeReserve();
+}
+
+void FdRelief::TakeReserve() const {
+  while (reserve_.size() < kReserveFds) {
+    UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return;  // taken again after the next lend
+    reserve_.push_back(std::move(fd));
+  }
+}
+
+bool FdRelief::ReleaseSpare() const {
+  if (!release_) return false;
+  release_();
+  return true;
+}
+
+bool FdRelief::Attempt(const std::function<bool()>& attempt) const {
+  if (attempt()) return true;
+  if (ReleaseSpare() && attempt()) return true;
+  if (reserve_.empty()) return false;
+  reserve_.clear();
+  const bool done = attempt();
+  TakeReserve();
+  return done;
+}
+
+Pin PinProcess(pid_t pid, const FdRelief* relief) {
+  Pin pin{OpenPidfd(pid)};
+  if (pin.fd.valid() || !OutOfFds(errno)) return pin;
+  if (relief && relief->ReleaseSpare()) {
+    pin.fd = OpenPidfd(pid);
+    if (pin.fd.valid() || !OutOfFds(errno)) return pin;
+  }
+  pin.no_fd = true;
+  return pin;
+}
+
+bool SignalPinned(pid_t pid, const UniqueFd& pin, int signo) {
+  return pin.valid() ? PidfdSignal(pin.get(), signo) : ::kill(pid, signo) == 0;
 }
 
 PidfdInfo QueryPidfd(int pidfd) {

@@ -6,7 +6,9 @@
 
 #include <sys/types.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,6 +37,8 @@ struct ProcStat {
 
 /// Every pid under /proc (thread-group leaders only), in directory order.
 std::vector<pid_t> ListPids();
+/// The same; nullopt when /proc cannot be listed (the runner is out of fds): not "nobody".
+std::optional<std::vector<pid_t>> TryListPids();
 /// nullopt when the process is gone (or /proc is unreadable).
 std::optional<ProcStat> ReadProcStat(pid_t pid);
 /// Our live (non-zombie) direct children: one pass over /proc.
@@ -75,6 +79,49 @@ struct PidfdInfo {
   std::optional<int> reaped_status;     // a wait(2) status, once reaped (Linux 6.15)
 };
 PidfdInfo QueryPidfd(int pidfd);
+/// Whether an open failed for lack of file descriptors (EMFILE, ENFILE): the process is not gone,
+/// the runner is short.
+inline bool OutOfFds(int err) { return err == EMFILE || err == ENFILE; }
+
+/// What the stop's path does when an open fails for lack of fds (a runner at its fd limit must
+/// still find and signal every member). One object shared by the supervisor, its census and its
+/// trees' members, which may outlive it: the supervisor calls Detach() when it goes.
+class FdRelief {
+ public:
+  /// `release_spare`: lets go of the fds the supervisor keeps only for speed
+  /// (Supervisor::ReleaseSpareFds). Takes the reserve: two fds held for reads only.
+  explicit FdRelief(std::function<void()> release_spare);
+  /// Lets the spare fds go; false when there is nothing to call any more.
+  bool ReleaseSpare() const;
+  /// Runs `attempt` (false: an open failed for lack of fds) up to three times until it is not
+  /// short: as is, after the spare fds are let go, and with the reserve's fds closed while it
+  /// runs (taken again after it). For reads that hold their fds only while they run (a leaf's
+  /// member list, a pass over /proc: at most two at a time): whatever holds every other fd,
+  /// they get theirs. False when it was short all three times.
+  bool Attempt(const std::function<bool()>& attempt) const;
+  void Detach() { release_ = nullptr; }
+
+ private:
+  void TakeReserve() const;
+  std::function<void()> release_;
+  mutable std::vector<UniqueFd> reserve_;
+};
+
+/// A member pinned before its signal. `no_fd`: the process was alive when listed, but no pidfd
+/// could be had even after the relief (the runner is at its fd limit): it is signalled by pid
+/// and recorded without a pin.
+struct Pin {
+  UniqueFd fd;
+  bool no_fd = false;
+  bool ok() const { return fd.valid() || no_fd; }
+};
+/// pidfd_open, once more after the spare fds are let go when it fails for lack of fds (a pin is
+/// kept: never the reserve's fds).
+Pin PinProcess(pid_t pid, const FdRelief* relief);
+/// Sends `signo` through the pin when there is one, else by pid (the process was listed alive a
+/// moment ago: its pid can be recycled only once it is reaped and the pid counter has wrapped).
+bool SignalPinned(pid_t pid, const UniqueFd& pin, int signo);
+
 /// Opens a pidfd for `pid` and checks that it still names the process that started at
 /// `start_ticks` (so a recycled pid is never signalled). Invalid fd otherwise.
 UniqueFd OpenVerifiedPidfd(pid_t pid, unsigned long long start_ticks);

@@ -107,6 +107,7 @@ SupervisorImpl::~SupervisorImpl() {
   // A Supervisor that failed to start has nothing to kill, and must not touch the process's
   // other children.
   if (initialized_) KillAll();
+  fd_relief_->Detach();  // the census and members may outlive this supervisor
   if (sigchld_watch_) loop_.Unwatch(sigchld_watch_);
   if (close_timer_) loop_.CancelTimer(close_timer_);
   if (leaves_timer_) loop_.CancelTimer(leaves_timer_);

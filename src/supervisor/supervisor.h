@@ -106,9 +106,10 @@ struct ProcessRecord {
   pid_t pid = 0;
   /// argv joined with spaces, truncated to 256 bytes: read when the supervisor first saw the
   /// process (spawn or a membership scan), else its task name; kNeverSeen when it was gone
-  /// before either could be read.
+  /// before either could be read; kNameUnread when the runner had no fd to read it with.
   std::string command;
   static constexpr char kNeverSeen[] = "(ended before its command line could be read)";
+  static constexpr char kNameUnread[] = "(not read: the runner was out of file descriptors)";
   /// The stop signal it got, or SIGKILL when the kill came first; 0 = none. A warning signal
   /// is not a stop signal and is not recorded here.
   int signal_sent = 0;

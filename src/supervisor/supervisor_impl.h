@@ -16,6 +16,7 @@
 #include "supervisor/cgroup.h"
 #include "supervisor/controllers.h"
 #include "supervisor/proc_census.h"
+#include "supervisor/proc_scan.h"
 #include "supervisor/spawn.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/tree.h"
@@ -33,7 +34,10 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
       : loop_(loop),
         options_(std::move(options)),
         spawner_(options_.clone3),
-        census_(ProcCensus::Create(&loop)) {}
+        census_(ProcCensus::Create(&loop)),
+        fd_relief_(std::make_shared<FdRelief>([this] { ReleaseSpareFds(); })) {
+    census_->set_fd_relief(fd_relief_);
+  }
   ~SupervisorImpl() override;
 
   Status Init();
@@ -100,6 +104,9 @@ class SupervisorImpl final : public Supervisor, public TreeOwner {
   // The fallback's one look at /proc per round, shared by every tree (proc_census.h). Shared:
   // a tree's members may outlive the supervisor in a caller's handle.
   std::shared_ptr<ProcCensus> census_;
+  // What a stop short of fds lets go (ReleaseSpareFds), and the reserve its reads borrow: shared
+  // with the census and every tree's members, which may outlive the supervisor (Detach).
+  std::shared_ptr<FdRelief> fd_relief_;
   const uint64_t instance_ = InstanceNonce();
   const std::string self_ = std::to_string(::getpid());  // the runner's pid, in every marker
   uint64_t next_tree_id_ = 1;

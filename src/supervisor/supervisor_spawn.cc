@@ -141,6 +141,7 @@ Result<std::shared_ptr<ProcessTree>> SupervisorImpl::Spawn(const ProcessSpec& sp
     auto st = ReadProcStat(started.pid);
     members = std::make_unique<GroupMembers>(started.pid, token, st ? st->start_ticks : 0, census_);
   }
+  members->set_fd_relief(fd_relief_);
   trees_[id] = tree;
   rusage_[id] = usage;
   Status ok = tree->Start(started.pid, std::move(pidfd), std::move(members), std::move(out_read),

@@ -1,0 +1,115 @@
+// A Ctrl-C that comes when the runner has no fd left still reaches every process of the step,
+// with each mechanism: the runner lowers its open-files limit to exactly the fds it holds
+// (the real `prlimit --pid`), so every pidfd_open and /proc read at the stop is refused with
+// EMFILE. Before, a setsid'd daemon got no SIGTERM (cgroup mode) and the record listed nobody.
+// Now the spare fds give way, reads borrow the runner's two reserve fds, and a member that still
+// cannot be pinned is signalled by pid (docs/cancellation.md, "A runner at its fd limit").
+#include <dirent.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "support/harness.h"
+#include "support/scarce.h"
+
+namespace sr::test {
+namespace {
+
+using json = nlohmann::json;
+
+class FdLimitStop : public TreeTest {};
+
+// The lowest fd number `pid` does not hold: with that as its limit, no open can succeed.
+int LowestFreeFd(pid_t pid) {
+  std::set<int> held;
+  DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
+  if (!d) return -1;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] != '.') held.insert(std::atoi(e->d_name));
+  }
+  ::closedir(d);
+  int fd = 0;
+  while (held.count(fd)) ++fd;
+  return fd;
+}
+
+const json* FindTermination(const json& j) {
+  if (j.is_object()) {
+    if (j.contains("termination")) return &j["termination"];
+    for (const auto& [k, v] : j.items()) {
+      if (const json* t = FindTermination(v)) return t;
+    }
+  } else if (j.is_array()) {
+    for (const auto& v : j) {
+      if (const json* t = FindTermination(v)) return t;
+    }
+  }
+  return nullptr;
+}
+
+TEST_F(FdLimitStop, CtrlCWithEveryFdInUseSignalsEveryMemberAndRecordsThem) {
+  if (::access("/usr/bin/prlimit", X_OK) != 0) GTEST_SKIP() << "no prlimit";
+  for (const std::string cgroup : {"", "off"}) {
+    const std::string what = "cgroup=" + (cgroup.empty() ? std::string("auto") : cgroup);
+    const std::string d = dir / cgroup + "x";
+    std::filesystem::create_directories(d);
+    // The daemon leaves the step's group and session, and writes its pid only once its own
+    // child runs: at the stop the tree has exactly four processes.
+    dir.Write(cgroup + "x/s.yml",
+              "spec: {}\n---\nexec:\n  command: [sh, -c, 'setsid sh -c \"trap \\\"echo term > " + d +
+                  "/term; exit 0\\\" TERM; sleep 1000 & echo \\$\\$ > " + d +
+                  "/daemon; wait\" & sleep 1000 & echo $! > " + d +
+                  "/sleeper; while [ ! -s " + d + "/daemon ]; do sleep 0.01; done; echo started; wait']\n");
+    Options o;
+    FullFdTable(dir, o);
+    if (!cgroup.empty()) o.env["STEP_RUNNER_CGROUP"] = cgroup;
+    Child runner({Binary(), "run", "--grace", "10s", "--step-results-file", d + "/r.json", "-f",
+                  d + "/s.yml"},
+                 o);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (runner.StdoutSoFar().find("started") == std::string::npos &&
+           std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_NE(runner.StdoutSoFar().find("started"), std::string::npos) << what;
+    const int limit = LowestFreeFd(runner.pid());
+    ASSERT_GT(limit, 2) << what;
+    const std::string nofile = "--nofile=" + std::to_string(limit) + ":" + std::to_string(limit);
+    Output set = Child({"/usr/bin/prlimit", "--pid", std::to_string(runner.pid()), nofile}, {}).Wait();
+    ASSERT_EQ(set.exit_code, 0) << what << set.err;
+    ASSERT_EQ(LowestFreeFd(runner.pid()), limit) << what << ": the runner opened an fd meanwhile";
+    runner.Signal(SIGINT);
+    Output out = runner.Wait();
+    EXPECT_EQ(out.exit_code, 130) << what << out.err;
+    // The daemon outside the step's group got its SIGTERM (its trap ran), not only the SIGKILL.
+    EXPECT_TRUE(std::filesystem::exists(d + "/term")) << what << ": the daemon got no SIGTERM\n"
+                                                      << out.err;
+    const std::vector<pid_t> daemon = ReadPids(d + "/daemon"), sleeper = ReadPids(d + "/sleeper");
+    ASSERT_EQ(daemon.size(), 1u) << what;
+    ASSERT_EQ(sleeper.size(), 1u) << what;
+    json results = json::parse(dir.Read(cgroup + "x/r.json"), nullptr, false);
+    const json* t = FindTermination(results);
+    ASSERT_NE(t, nullptr) << what << results.dump();
+    std::set<pid_t> signalled;
+    for (const json& p : (*t)["processes"]) {
+      if (p.value("signal", "") == "SIGTERM") signalled.insert(p.value("pid", 0));
+    }
+    EXPECT_EQ(signalled.size(), 4u) << what << ": " << t->dump();
+    EXPECT_EQ(signalled.count(daemon[0]), 1u) << what << ": " << t->dump();
+    EXPECT_EQ(signalled.count(sleeper[0]), 1u) << what << ": " << t->dump();
+    for (pid_t pid : signalled) EXPECT_FALSE(ProcessAlive(pid)) << what << ": " << pid << " lives";
+    ReapOrphans();
+  }
+}
+
+}  // namespace
+}  // namespace sr::test
