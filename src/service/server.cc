@@ -59,11 +59,13 @@ Status Serve(const ServeOptions& options) {
   const std::string path = std::filesystem::absolute(options.socket_path, ec).lexically_normal().string();
   if (ec) return InternalError("socket path " + options.socket_path + ": " + ec.message());
 
-  SR_RETURN_IF_ERROR(PrepareRunner(options.temp_base, options.guardian));
   // 1. Signals: blocked in every thread (gRPC's inherit the mask) and consumed on the loop.
   // A closed terminal (SIGHUP) and SIGQUIT shut down gracefully, like SIGTERM and SIGINT.
+  // Before the start's sweep of a dead runner's leftovers, which can take a while: a SIGTERM
+  // meanwhile waits for the loop (a clean shutdown) instead of killing the server half-way.
   BlockSignals({SIGPIPE});
   SR_ASSIGN_OR_RETURN(UniqueFd sigfd, BlockedSignalFd({SIGINT, SIGTERM, SIGHUP, SIGQUIT}));
+  SR_RETURN_IF_ERROR(PrepareRunner(options.temp_base, options.guardian));
 
   // 2. The loop and the supervisor, on this thread, before gRPC creates any thread.
   SR_ASSIGN_OR_RETURN(auto loop, EventLoop::Create());
