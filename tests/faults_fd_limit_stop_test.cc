@@ -1,5 +1,5 @@
-// A Ctrl-C that comes when the runner has no fd left still reaches every process of the step,
-// with each mechanism: the runner lowers its open-files limit to exactly the fds it holds
+// A Ctrl-C (`run`) or a SIGTERM (`serve`'s shutdown) that comes when the runner has no fd left
+// still reaches every process of the step, with each mechanism: the runner lowers its open-files limit to exactly the fds it holds
 // (the real `prlimit --pid`), so every pidfd_open and /proc read at the stop is refused with
 // EMFILE. Before, a setsid'd daemon got no SIGTERM (cgroup mode) and the record listed nobody.
 // Now the spare fds give way, reads borrow the runner's two reserve fds, and a member that still
@@ -20,6 +20,7 @@
 
 #include "support/harness.h"
 #include "support/scarce.h"
+#include "support/service_client.h"
 
 namespace sr::test {
 namespace {
@@ -107,6 +108,40 @@ TEST_F(FdLimitStop, CtrlCWithEveryFdInUseSignalsEveryMemberAndRecordsThem) {
     EXPECT_EQ(signalled.count(daemon[0]), 1u) << what << ": " << t->dump();
     EXPECT_EQ(signalled.count(sleeper[0]), 1u) << what << ": " << t->dump();
     for (pid_t pid : signalled) EXPECT_FALSE(ProcessAlive(pid)) << what << ": " << pid << " lives";
+    ReapOrphans();
+  }
+}
+
+TEST_F(FdLimitStop, ServeShutdownWithEveryFdInUseSignalsTheDaemonAndLeavesNothing) {
+  if (::access("/usr/bin/prlimit", X_OK) != 0) GTEST_SKIP() << "no prlimit";
+  for (const std::string cgroup : {"", "off"}) {
+    const std::string what = "cgroup=" + (cgroup.empty() ? std::string("auto") : cgroup);
+    const std::string d = dir / cgroup + "s";
+    std::filesystem::create_directories(d + "/work");
+    Options o = ServerOptions(dir);
+    FullFdTable(dir, o);
+    if (!cgroup.empty()) o.env["STEP_RUNNER_CGROUP"] = cgroup;
+    LiveServer server(dir, {}, o);
+    const std::string script =
+        "setsid sh -c 'trap \"echo term > " + d + "/term; exit 0\" TERM; sleep 1000 & echo $$ > " +
+        d + "/daemon; wait' &\nsleep 1000 & echo $! > " + d + "/sleeper\nwhile [ ! -s " + d +
+        "/daemon ]; do sleep 0.01; done\nwait\n";
+    ASSERT_TRUE(server.Run(Request("j", Steps({{"s", script}}), d + "/work")).ok()) << what;
+    ASSERT_TRUE(WaitFor([&] { return !ReadPids(d + "/daemon").empty(); })) << what;
+    ASSERT_TRUE(WaitFor([&] { return !ReadPids(d + "/sleeper").empty(); })) << what;
+    const pid_t serve = server.child().pid();
+    const int limit = LowestFreeFd(serve);
+    const std::string nofile = "--nofile=" + std::to_string(limit) + ":" + std::to_string(limit);
+    Output set = Child({"/usr/bin/prlimit", "--pid", std::to_string(serve), nofile}, {}).Wait();
+    ASSERT_EQ(set.exit_code, 0) << what << set.err;
+    server.child().Signal(SIGTERM);
+    Output out = server.child().Wait();
+    EXPECT_EQ(out.exit_code, 0) << what << out.err;
+    EXPECT_TRUE(std::filesystem::exists(d + "/term")) << what << ": the daemon got no SIGTERM\n"
+                                                      << out.err;
+    EXPECT_FALSE(ProcessAlive(ReadPids(d + "/daemon").at(0))) << what;
+    EXPECT_FALSE(ProcessAlive(ReadPids(d + "/sleeper").at(0))) << what;
+    EXPECT_FALSE(std::filesystem::exists(JobDir(dir, "j"))) << what << ": the job's dir is left";
     ReapOrphans();
   }
 }
