@@ -99,10 +99,12 @@ class FdRelief {
   /// member list, a pass over /proc: at most two at a time): whatever holds every other fd,
   /// they get theirs. False when it was short all three times.
   bool Attempt(const std::function<bool()>& attempt) const;
+  /// Takes back what the reserve lacks (a lent fd another thread took meanwhile, or one the
+  /// table had no room for): nothing to do, and no syscall, when it is whole.
+  void TakeReserve() const;
   void Detach() { release_ = nullptr; }
 
  private:
-  void TakeReserve() const;
   std::function<void()> release_;
   mutable std::vector<UniqueFd> reserve_;
 };

@@ -166,6 +166,7 @@ Status SupervisorImpl::TakePipe(UniqueFd& read_end, UniqueFd& write_end, CgroupL
 
 void SupervisorImpl::WorkAfterSpawn(size_t pipes) {
   close_later_.clear();
+  fd_relief_->TakeReserve();  // before the spare pipes: a stop at the fd limit needs it more
   // As many as this spawn took: a run of alike steps finds its pipes made. Failing here costs
   // nothing; TakePipe makes them then.
   while (spare_pipes_.size() < std::min(pipes, kSparePipes)) {
