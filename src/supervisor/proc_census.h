@@ -32,7 +32,7 @@
 namespace sr {
 
 struct ProcStat;
-struct FdRelief;
+class FdRelief;
 
 class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
  public:
