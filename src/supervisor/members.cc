@@ -119,9 +119,9 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
 std::optional<ProcStat> Members::StatMember(pid_t pid, bool& short_of_fds) const {
   std::optional<ProcStat> st;
   const bool read = Attempt([&] {
-    errno = 0;
-    st = ReadProcStat(pid);
-    return st || !OutOfFds(errno);
+    bool refused = false;
+    st = ReadProcStat(pid, refused);
+    return !refused;
   });
   if (!read) short_of_fds = true;
   return st;

@@ -7,7 +7,6 @@
 #include <climits>
 #include <ctime>
 #include <unordered_set>
-#include <utility>
 
 #include "supervisor/guardian.h"
 #include "supervisor/proc_scan.h"
@@ -127,9 +126,9 @@ void ProcCensus::Round() {
   const Duration cpu = ThreadCpu();
   std::unordered_map<Subject*, Result> results;
   auto classify = [&] {
-    short_of_fds_ = false;
-    results = Classify(subjects_, asking);
-    return !short_of_fds_;
+    bool refused = false;
+    results = Classify(subjects_, asking, refused);
+    return !refused;
   };
   if (!(relief_ ? relief_->Attempt(classify) : classify())) {
     for (auto& [s, r] : results) r.complete = false;
@@ -151,7 +150,8 @@ void ProcCensus::Round() {
 
 ProcCensus::Subject* ProcCensus::TokenOwner(
     const std::unordered_map<std::string_view, Subject*>& token_owner, const ProcStat& st,
-    std::unordered_map<pid_t, std::pair<unsigned long long, std::vector<std::string>>>& keep) {
+    std::unordered_map<pid_t, std::pair<unsigned long long, std::vector<std::string>>>& keep,
+    bool& out_of_fds) {
   auto cached = tokens_.find(st.pid);
   std::vector<std::string> read;
   const std::vector<std::string>* found = nullptr;
@@ -162,7 +162,7 @@ ProcCensus::Subject* ProcCensus::TokenOwner(
     // An empty read is not remembered: a process in the middle of an exec reads as empty.
     errno = 0;
     const std::string environ = ReadEnviron(st.pid);
-    if (environ.empty() && OutOfFds(errno)) short_of_fds_ = true;
+    if (environ.empty() && OutOfFds(errno)) out_of_fds = true;
     read = TokensOf(environ, kTreeMarkerKey);
     if (!environ.empty()) keep.insert_or_assign(st.pid, std::make_pair(st.start_ticks, read));
     found = &read;
@@ -193,13 +193,11 @@ std::optional<std::vector<ProcCensus::Found>> ProcCensus::Orphans(Subject* s, si
     mains.insert(t->pgid());
   }
   // A read refused for lack of fds leaves the answer to the census's round (and its relief).
-  const bool was_short = std::exchange(short_of_fds_, false);
+  bool refused = false;
   std::vector<Found> out;
   for (pid_t pid : *children) {
     if (mains.count(pid)) continue;
-    errno = 0;
-    auto st = ReadProcStat(pid);
-    if (!st && OutOfFds(errno)) short_of_fds_ = true;
+    auto st = ReadProcStat(pid, refused);
     // Gone, on its way out, re-parented elsewhere meanwhile, or older than the tree.
     if (!st || st->ending() || st->ppid != self || st->start_ticks < s->start_ticks()) continue;
     Subject* owner = nullptr;
@@ -207,16 +205,17 @@ std::optional<std::vector<ProcCensus::Found>> ProcCensus::Orphans(Subject* s, si
         g != group_owner.end() && st->start_ticks >= g->second->start_ticks()) {
       owner = g->second;
     } else {
-      owner = TokenOwner(token_owner, *st, tokens_);
+      owner = TokenOwner(token_owner, *st, tokens_, refused);
     }
     if (owner == s) out.push_back({pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)});
   }
-  if (std::exchange(short_of_fds_, was_short)) return std::nullopt;
+  if (refused) return std::nullopt;
   return out;
 }
 
 std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classify(
-    const std::vector<Subject*>& all, const std::unordered_set<Subject*>& asking) {
+    const std::vector<Subject*>& all, const std::unordered_set<Subject*>& asking,
+    bool& out_of_fds) {
   std::unordered_map<Subject*, Result> out;
   for (Subject* s : asking) out[s];
   if (all.empty()) return out;
@@ -242,11 +241,9 @@ std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classif
   std::unordered_map<pid_t, Young> young;
   std::unordered_set<pid_t> old;
   auto pids = TryListPids();
-  if (!pids) short_of_fds_ = true;
+  if (!pids) out_of_fds = true;
   for (pid_t pid : pids.value_or(std::vector<pid_t>{})) {
-    errno = 0;
-    auto st = ReadProcStat(pid);
-    if (!st && OutOfFds(errno)) short_of_fds_ = true;
+    auto st = ReadProcStat(pid, out_of_fds);
     if (!st) continue;  // gone: in neither map, so a link through it counts as unknown
     if (st->start_ticks < min_start || pid == self) {
       old.insert(pid);
@@ -268,7 +265,7 @@ std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classif
       return g->second;
     }
     if (y.st.ending()) return kOurs;
-    Subject* owner = TokenOwner(token_owner, y.st, tokens);
+    Subject* owner = TokenOwner(token_owner, y.st, tokens, out_of_fds);
     return owner ? owner : kOurs;
   };
   auto mark_of = [&](pid_t pid) {

@@ -106,13 +106,17 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   bool YieldToTimers();
   void Round();
   // Whose marker a process carries (its environment read once per process, cached).
+  // `out_of_fds` is set when the environment could not be read for lack of fds.
   Subject* TokenOwner(const std::unordered_map<std::string_view, Subject*>& token_owner,
                       const ProcStat& st,
                       std::unordered_map<pid_t, std::pair<unsigned long long,
-                                                          std::vector<std::string>>>& keep);
+                                                          std::vector<std::string>>>& keep,
+                      bool& out_of_fds);
   // Which subject owns every young process; the environment read is cached per process.
+  // `out_of_fds` is set when a read was refused for lack of fds (the answer is incomplete).
   std::unordered_map<Subject*, Result> Classify(const std::vector<Subject*>& all,
-                                                const std::unordered_set<Subject*>& asking);
+                                                const std::unordered_set<Subject*>& asking,
+                                                bool& out_of_fds);
 
   EventLoop* loop_;
   // A round reads the stat file of every process on the machine; with trees asking on every
@@ -137,7 +141,6 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   Clock::time_point yield_from_{};
   uint64_t rounds_ = 0;
   std::shared_ptr<const FdRelief> relief_;
-  bool short_of_fds_ = false;  // the round in progress failed to open something for lack of fds
   // pid -> (start time, its STEP_RUNNER_TREE tokens): a process's marker never changes, so its
   // environment is read once, not once per round. Pruned to the processes of the last round.
   std::unordered_map<pid_t, std::pair<unsigned long long, std::vector<std::string>>> tokens_;

@@ -138,6 +138,13 @@ std::optional<ProcStat> ReadProcStat(pid_t pid) {
   return st;
 }
 
+std::optional<ProcStat> ReadProcStat(pid_t pid, bool& out_of_fds) {
+  errno = 0;
+  auto st = ReadProcStat(pid);
+  if (!st && OutOfFds(errno)) out_of_fds = true;
+  return st;
+}
+
 namespace {
 
 // Appends the pids listed in one task's children file; false when it cannot be opened.

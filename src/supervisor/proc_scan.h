@@ -41,6 +41,9 @@ std::vector<pid_t> ListPids();
 std::optional<std::vector<pid_t>> TryListPids();
 /// nullopt when the process is gone (or /proc is unreadable).
 std::optional<ProcStat> ReadProcStat(pid_t pid);
+/// The same; sets `out_of_fds` when the read was refused for lack of fds (EMFILE, ENFILE): then
+/// nullopt does not mean "gone".
+std::optional<ProcStat> ReadProcStat(pid_t pid, bool& out_of_fds);
 /// Our live (non-zombie) direct children: one pass over /proc.
 std::vector<ProcStat> LiveChildren();
 /// Whether this process has any child at all, running or a zombie: one waitid, no /proc read.
