@@ -10,17 +10,7 @@ namespace {
 
 using Ending = ProcessRecord::Ending;
 
-class StopTest : public SupervisorTest {
- protected:
-  // Every record's pid must be gone once on_exit has run, not merely dying.
-  void ExpectRecordsGone(const Outcome& o) {
-    for (const auto& r : o.exit.records) EXPECT_TRUE(PidGone(r.pid)) << r.pid << " " << r.command;
-    EXPECT_TRUE(Survivors(tag_).empty());
-  }
-};
-
-// A TERM-ignoring sleeper, plus a line once it runs.
-constexpr char kIgnoresTerm[] = "trap '' TERM; sleep 1000 & echo ready; wait";
+class StopTest : public SupervisorTest {};
 
 TEST_P(StopTest, TrappedTermExitsCleanly) {
   Outcome o;
@@ -118,12 +108,7 @@ TEST_P(StopTest, AZombieAtTheGracesEndWasNotKilledByUs) {
 
 TEST_P(StopTest, SetsidDoubleForkDaemonDies) {
   Outcome o;
-  auto tree = Start(Shell(R"(
-( setsid sh -c 'trap "" TERM; echo $$ > "$D/daemon"; exec sleep 1000' & )
-while [ ! -s "$D/daemon" ]; do sleep 0.01; done
-echo ready
-sleep 1000 & wait)"),
-                    o);
+  auto tree = StartWithDaemon(R"("")", "exec sleep 1000", "sleep 1000 & wait", o);
   ASSERT_TRUE(WaitOutput(o, "ready"));
   pid_t daemon = ReadPid("daemon");
   ExpectGoneLater(daemon);
@@ -135,14 +120,9 @@ sleep 1000 & wait)"),
   ASSERT_TRUE(Wait(o));
   EXPECT_TRUE(PidGone(daemon));
   EXPECT_TRUE(o.exit.killed);
-  bool recorded = false;
-  for (const auto& r : o.exit.records) {
-    if (r.pid == daemon) {
-      recorded = true;
-      EXPECT_EQ(r.ending, Ending::kKilledAfterGrace);
-    }
-  }
-  EXPECT_TRUE(recorded);
+  const ProcessRecord* r = RecordOf(o, daemon);
+  ASSERT_NE(r, nullptr) << "the daemon is missing from the record";
+  EXPECT_EQ(r->ending, Ending::kKilledAfterGrace);
   ExpectRecordsGone(o);
 }
 
@@ -152,12 +132,8 @@ sleep 1000 & wait)"),
 // rounds that could repeat it come milliseconds apart), until SIGKILL after the grace.
 TEST_P(StopTest, SetsidDaemonGetsTheStopSignalOnce) {
   Outcome o;
-  auto tree = Start(Shell(R"(
-( setsid sh -c 'trap "echo term >> \"$D/terms\"" TERM; echo $$ > "$D/daemon"; while :; do sleep 0.01; done' & )
-while [ ! -s "$D/daemon" ]; do sleep 0.01; done
-echo ready
-sleep 1000 & wait)"),
-                    o);
+  auto tree = StartWithDaemon(R"("echo term >> \"$D/terms\"")", "while :; do sleep 0.01; done",
+                              "sleep 1000 & wait", o);
   ASSERT_TRUE(WaitOutput(o, "ready"));
   pid_t daemon = ReadPid("daemon");
   ExpectGoneLater(daemon);
@@ -167,14 +143,10 @@ sleep 1000 & wait)"),
   auto terms = ReadFile(dir_ + "/terms");
   ASSERT_TRUE(terms.ok()) << "the daemon never ran its TERM trap";
   EXPECT_EQ(*terms, "term\n");
-  bool recorded = false;
-  for (const auto& r : o.exit.records) {
-    if (r.pid != daemon) continue;
-    recorded = true;
-    EXPECT_EQ(r.signal_sent, SIGTERM);
-    EXPECT_EQ(r.ending, Ending::kKilledAfterGrace);
-  }
-  EXPECT_TRUE(recorded);
+  const ProcessRecord* r = RecordOf(o, daemon);
+  ASSERT_NE(r, nullptr) << "the daemon is missing from the record";
+  EXPECT_EQ(r->signal_sent, SIGTERM);
+  EXPECT_EQ(r->ending, Ending::kKilledAfterGrace);
   ExpectRecordsGone(o);
 }
 
@@ -201,15 +173,10 @@ wait)"),
   tree->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(200)});
   ASSERT_TRUE(Wait(o));
   EXPECT_TRUE(PidGone(orphan));
-  bool recorded = false;
-  for (const auto& r : o.exit.records) {
-    EXPECT_EQ(r.signal_sent, SIGTERM) << r.command;
-    if (r.pid == orphan) {
-      recorded = true;
-      EXPECT_EQ(r.ending, Ending::kKilledAfterGrace);
-    }
-  }
-  EXPECT_TRUE(recorded) << "orphan " << orphan << " missing from the record";
+  for (const auto& r : o.exit.records) EXPECT_EQ(r.signal_sent, SIGTERM) << r.command;
+  const ProcessRecord* r = RecordOf(o, orphan);
+  ASSERT_NE(r, nullptr) << "orphan " << orphan << " missing from the record";
+  EXPECT_EQ(r->ending, Ending::kKilledAfterGrace);
   EXPECT_EQ(o.exit.records.size(), 3u);  // sh, sleep, the orphan sleep
   ExpectRecordsGone(o);
 }
@@ -269,11 +236,7 @@ trap '' TERM
 echo ready
 while :; do sleep 1000 & done)"),
                     o);
-  ASSERT_TRUE(RunUntil([&] {
-    return o.done || (o.out.find("ready") != std::string::npos &&
-                      o.out.find("forking") != std::string::npos);
-  }));
-  ASSERT_FALSE(o.done);
+  ASSERT_TRUE(WaitOutputs(o, {"ready", "forking"}));
   tree->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(100)});
   ASSERT_TRUE(Wait(o));
   EXPECT_TRUE(o.exit.killed);
@@ -332,98 +295,6 @@ TEST_P(StopTest, ZeroGraceKillsAtOnce) {
   EXPECT_EQ(o.exit.records[0].ending, Ending::kKilledAfterGrace);
   EXPECT_EQ(o.exit.records[0].signal_sent, SIGKILL);
   ExpectRecordsGone(o);
-}
-
-TEST_P(StopTest, SignalReachesEveryMember) {
-  Outcome o;
-  auto tree = Start(Shell(R"(
-trap 'echo main-usr1' USR1
-setsid sh -c 'trap "echo child-usr1; exit 0" USR1; echo child-ready; while :; do sleep 0.01; done' &
-echo ready
-while :; do sleep 0.01; done)"),
-                    o);
-  ASSERT_TRUE(RunUntil([&] {
-    return o.done || (o.out.find("ready") != std::string::npos &&
-                      o.out.find("child-ready") != std::string::npos);
-  }));
-  tree->Signal(SIGUSR1);
-  ASSERT_TRUE(RunUntil([&] {
-    return o.done || (o.out.find("main-usr1") != std::string::npos &&
-                      o.out.find("child-usr1") != std::string::npos);
-  }));
-  EXPECT_FALSE(o.done);
-  tree->Kill();
-  ASSERT_TRUE(Wait(o));
-  ExpectRecordsGone(o);
-  for (const auto& r : o.exit.records) EXPECT_EQ(r.warning_signal, 0) << "job control, no warning";
-}
-
-// A member that dies of the warning signal is known to have died of the runner's signal,
-// though no stop was asked for (the step said only "signal: SIGUSR1").
-TEST_P(StopTest, WarnIsKeptInTheRecordOfEachMemberItReached) {
-  Outcome o;
-  auto tree = Start(Shell("echo ready; while :; do sleep 0.01; done"), o);
-  ASSERT_TRUE(WaitOutput(o, "ready"));
-  tree->Warn(SIGUSR1);
-  ASSERT_TRUE(Wait(o));
-  EXPECT_FALSE(o.exit.stop_requested);
-  EXPECT_EQ(o.exit.term_signal, SIGUSR1);
-  ASSERT_FALSE(o.exit.records.empty());
-  const ProcessRecord& main = o.exit.records[0];
-  EXPECT_EQ(main.pid, tree->pid());
-  EXPECT_EQ(main.warning_signal, SIGUSR1);
-  EXPECT_NE(main.warning_time, std::chrono::system_clock::time_point{});
-  EXPECT_EQ(main.signal_sent, 0) << "a warning is not a stop signal";
-  EXPECT_EQ(main.ending, Ending::kEndedBySignal);
-  EXPECT_EQ(main.end_signal, SIGUSR1);
-  ExpectRecordsGone(o);
-}
-
-TEST_P(StopTest, KillAllKillsTreesAndOrphans) {
-  // An orphan that leaves the process group and clears its environment: the fallback cannot
-  // attribute it to its tree; it is re-parented to us and KillAll gets it.
-  Outcome first;
-  Start(Shell(R"(
-( env -i /usr/bin/setsid /bin/sh -c 'echo $$ > "$0"; exec sleep 1000' "$D/orphan" & )
-while [ ! -s "$D/orphan" ]; do sleep 0.01; done
-echo ready)"),
-        first);
-  ASSERT_TRUE(Wait(first));
-  pid_t orphan = ReadPid("orphan");
-  ExpectGoneLater(orphan);
-  if (GetParam() == Mechanism::kCgroup) {
-    EXPECT_TRUE(PidGone(orphan)) << "the leaf holds it";
-  }
-
-  Outcome second;
-  auto tree = Start(Shell(kIgnoresTerm), second);
-  ASSERT_TRUE(WaitOutput(second, "ready"));
-  sup_->KillAll();
-  EXPECT_TRUE(PidGone(orphan));
-  EXPECT_TRUE(PidGone(tree->pid()));
-  ASSERT_TRUE(Wait(second));
-  EXPECT_TRUE(second.exit.stop_requested);
-  EXPECT_TRUE(second.exit.killed);
-  EXPECT_EQ(second.exit.records[0].ending, Ending::kKilledForced);
-  EXPECT_EQ(sup_->live_trees(), 0u);
-  ExpectRecordsGone(second);
-}
-
-TEST_P(StopTest, DestroyingTheSupervisorKillsEverything) {
-  Outcome o;
-  auto tree = Start(Shell(R"(
-( setsid sh -c 'trap "" TERM; echo $$ > "$D/daemon"; exec sleep 1000' & )
-while [ ! -s "$D/daemon" ]; do sleep 0.01; done
-echo ready; sleep 1000)"),
-                    o);
-  ASSERT_TRUE(WaitOutput(o, "ready"));
-  ExpectGoneLater(ReadPid("daemon"));
-  ExpectGoneLater(tree->pid());
-  sup_.reset();  // TearDown checks that nothing survived and nothing is left to reap
-  EXPECT_TRUE(tree->finished());
-  EXPECT_FALSE(o.done) << "callbacks are dropped with the supervisor";
-  tree->Kill();  // inert, must not crash
-  EXPECT_TRUE(tree->Members().empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Mechanisms, StopTest,

@@ -56,6 +56,9 @@ inline std::string MechanismName(const ::testing::TestParamInfo<Mechanism>& info
   return info.param == Mechanism::kCgroup ? "Cgroup" : "ProcessGroup";
 }
 
+// A shell script for a tree: a TERM-ignoring sleeper, plus a line once it runs.
+inline constexpr char kIgnoresTerm[] = "trap '' TERM; sleep 1000 & echo ready; wait";
+
 class SupervisorTest : public ::testing::TestWithParam<Mechanism> {
  protected:
   void SetUp() override {
@@ -181,9 +184,28 @@ class SupervisorTest : public ::testing::TestWithParam<Mechanism> {
     EXPECT_FALSE(o.output_after_exit) << "output callback after on_exit";
     return ok;
   }
-  bool WaitOutput(Outcome& o, const std::string& needle) {
-    return RunUntil([&] { return o.out.find(needle) != std::string::npos || o.done; }) &&
-           !o.done;
+  bool WaitOutput(Outcome& o, const std::string& needle) { return WaitOutputs(o, {needle}); }
+  /// Runs the loop until the tree has printed every one of `needles` (false if it ended first).
+  bool WaitOutputs(Outcome& o, std::initializer_list<std::string> needles) {
+    auto all_seen = [&] {
+      for (const std::string& n : needles) {
+        if (o.out.find(n) == std::string::npos) return false;
+      }
+      return true;
+    };
+    return RunUntil([&] { return o.done || all_seen(); }) && !o.done;
+  }
+  /// The record of `pid` in the tree's exit, or null when it has none.
+  static const ProcessRecord* RecordOf(const Outcome& o, pid_t pid) {
+    for (const auto& r : o.exit.records) {
+      if (r.pid == pid) return &r;
+    }
+    return nullptr;
+  }
+  /// Every record's pid must be gone once on_exit has run, not merely dying.
+  void ExpectRecordsGone(const Outcome& o) {
+    for (const auto& r : o.exit.records) EXPECT_TRUE(PidGone(r.pid)) << r.pid << " " << r.command;
+    EXPECT_TRUE(Survivors(tag_).empty());
   }
   pid_t ReadPid(const std::string& name) {
     auto text = ReadFile(dir_ + "/" + name);
@@ -193,6 +215,18 @@ class SupervisorTest : public ::testing::TestWithParam<Mechanism> {
   bool FileExists(const std::string& name) {
     struct stat sb {};
     return ::stat((dir_ + "/" + name).c_str(), &sb) == 0;
+  }
+  /// A tree whose main process starts a daemon (setsid + double fork: it leaves the group and
+  /// the session, and is re-parented to the runner) that sets `term_trap` as its TERM trap,
+  /// writes its pid to $D/daemon and runs `body`; then the main process prints "ready" and
+  /// runs `then`.
+  std::shared_ptr<ProcessTree> StartWithDaemon(const std::string& term_trap,
+                                               const std::string& body, const std::string& then,
+                                               Outcome& o) {
+    return Start(Shell("( setsid sh -c 'trap " + term_trap + " TERM; echo $$ > \"$D/daemon\"; " +
+                       body + "' & )\nwhile [ ! -s \"$D/daemon\" ]; do sleep 0.01; done\n" +
+                       "echo ready\n" + then),
+                 o);
   }
   /// Remembers pids that must be gone after the test.
   void ExpectGoneLater(pid_t pid) { recorded_.push_back(pid); }
