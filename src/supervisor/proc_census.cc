@@ -160,9 +160,7 @@ ProcCensus::Subject* ProcCensus::TokenOwner(
     keep.insert(*cached);
   } else {
     // An empty read is not remembered: a process in the middle of an exec reads as empty.
-    errno = 0;
-    const std::string environ = ReadEnviron(st.pid);
-    if (environ.empty() && OutOfFds(errno)) out_of_fds = true;
+    const std::string environ = ReadEnviron(st.pid, out_of_fds);
     read = TokensOf(environ, kTreeMarkerKey);
     if (!environ.empty()) keep.insert_or_assign(st.pid, std::make_pair(st.start_ticks, read));
     found = &read;

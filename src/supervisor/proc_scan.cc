@@ -230,6 +230,13 @@ std::string ReadEnviron(pid_t pid) {
   return ReadProcFile(pid, "environ", 1 << 20);
 }
 
+std::string ReadEnviron(pid_t pid, bool& out_of_fds) {
+  errno = 0;
+  std::string environ = ReadEnviron(pid);
+  if (environ.empty() && OutOfFds(errno)) out_of_fds = true;
+  return environ;
+}
+
 std::vector<std::string_view> EnvironTokens(std::string_view environ, std::string_view key) {
   std::vector<std::string_view> out;
   size_t pos = 0;

@@ -64,6 +64,9 @@ std::string ReadComm(pid_t pid);
 std::string ReadCommand(pid_t pid, size_t limit = 256);
 /// The environment the process was started with ("K=V\0K=V\0..."); "" when unreadable.
 std::string ReadEnviron(pid_t pid);
+/// The same; sets `out_of_fds` when the read was refused for lack of fds: then "" does not mean
+/// "no environment" (the twin of ReadProcStat's overload, for a census that must not miss one).
+std::string ReadEnviron(pid_t pid, bool& out_of_fds);
 /// The comma-separated values of `key` in an environment block, in order.
 std::vector<std::string_view> EnvironTokens(std::string_view environ, std::string_view key);
 /// Whether the environment block holds `key`=value with `token` among its comma-separated values.
