@@ -41,6 +41,21 @@ class RunnerDockerTest : public ::testing::Test {
     return false;
   }
 
+  // A job whose one step starts a detached container named `name` and then waits to be stopped.
+  void WriteSleepingJob(const std::string& name) {
+    dir_.Write("job.yml", "spec: {}\n---\nrun:\n  - name: start\n    script: |\n"
+                          "      docker run -d --network none --name \"" + name +
+                          "\" busybox sleep 1000\n      sleep 1000\n");
+  }
+  // The termination record names one container, `name`, and says how it ended (`key`: "ending"
+  // or "signal").
+  static void ExpectOneContainer(const json& termination, const std::string& name,
+                                 const std::string& key, const std::string& value) {
+    ASSERT_EQ(termination["containers"].size(), 1u) << termination.dump();
+    EXPECT_EQ(termination["containers"][0]["name"], name);
+    EXPECT_EQ(termination["containers"][0][key], value);
+  }
+
   DockerDaemon* daemon_ = nullptr;
   TestDir dir_;
   Options options_;
@@ -63,9 +78,7 @@ run:
   EXPECT_FALSE(Exists("r-success"));
   json r = json::parse(dir_.Read("r.json"));
   EXPECT_EQ(r["termination"]["reason"], "step_ended");
-  ASSERT_EQ(r["termination"]["containers"].size(), 1u);
-  EXPECT_EQ(r["termination"]["containers"][0]["name"], "r-success");
-  EXPECT_EQ(r["termination"]["containers"][0]["ending"], "killed_after_grace");
+  ExpectOneContainer(r["termination"], "r-success", "ending", "killed_after_grace");
 }
 
 TEST_F(RunnerDockerTest, CtrlCStopsTheDetachedContainerAndRecordsIt) {
@@ -88,9 +101,7 @@ run:
   EXPECT_THAT(out.out, HasSubstr("r-cancel (image busybox): exited after SIGTERM with code 0; removed"));
   json r = json::parse(dir_.Read("r.json"));
   EXPECT_EQ(r["termination"]["reason"], "cancel_requested");
-  ASSERT_EQ(r["termination"]["containers"].size(), 1u);
-  EXPECT_EQ(r["termination"]["containers"][0]["name"], "r-cancel");
-  EXPECT_EQ(r["termination"]["containers"][0]["signal"], "SIGTERM");
+  ExpectOneContainer(r["termination"], "r-cancel", "signal", "SIGTERM");
 }
 
 TEST_F(RunnerDockerTest, PassthroughGivesTheRealDockerHost) {
@@ -123,14 +134,7 @@ TEST_F(RunnerDockerTest, CloseOfARunningGrpcJobStopsItsContainers) {
   const std::string sock = dir_ / "s.sock";
   Child serve({Binary(), "serve", "--socket", sock}, options_);
   ASSERT_TRUE(serve.WaitForFile(sock));
-  dir_.Write("job.yml", R"(spec: {}
----
-run:
-  - name: start
-    script: |
-      docker run -d --network none --name r-close busybox sleep 1000
-      sleep 1000
-)");
+  WriteSleepingJob("r-close");
   Output submitted = RunStepRunner({"client", "--socket", sock, "run", dir_ / "job.yml", "--id",
                                     "close-me", "--grace", "1s"}, options_);
   ASSERT_EQ(submitted.exit_code, 0) << submitted.err;
@@ -147,14 +151,7 @@ TEST_F(RunnerDockerTest, StatusListsTheContainersOfACancelledJob) {
   const std::string sock = dir_ / "s.sock";
   Child serve({Binary(), "serve", "--socket", sock}, options_);
   ASSERT_TRUE(serve.WaitForFile(sock));
-  dir_.Write("job.yml", R"(spec: {}
----
-run:
-  - name: start
-    script: |
-      docker run -d --network none --name r-status busybox sleep 1000
-      sleep 1000
-)");
+  WriteSleepingJob("r-status");
   ASSERT_EQ(RunStepRunner({"client", "--socket", sock, "run", dir_ / "job.yml", "--id", "st",
                            "--grace", "1s"}, options_).exit_code, 0);
   ASSERT_TRUE(WaitForContainer("r-status"));
@@ -164,23 +161,14 @@ run:
   Output status = RunStepRunner({"client", "--socket", sock, "status", "st", "--json"}, options_);
   json s = json::parse(status.out);
   if (s.contains("jobs")) s = s["jobs"][0];
-  ASSERT_EQ(s["termination"]["containers"].size(), 1u) << status.out;
-  EXPECT_EQ(s["termination"]["containers"][0]["name"], "r-status");
-  EXPECT_EQ(s["termination"]["containers"][0]["ending"], "killed_after_grace");
+  ExpectOneContainer(s["termination"], "r-status", "ending", "killed_after_grace");
   EXPECT_FALSE(Exists("r-status"));
   serve.Signal(SIGTERM);
   EXPECT_EQ(serve.Wait().exit_code, 0);
 }
 
 TEST_F(RunnerDockerTest, TimeoutAndServerShutdownStopContainersToo) {
-  dir_.Write("job.yml", R"(spec: {}
----
-run:
-  - name: start
-    script: |
-      docker run -d --network none --name "r-end-$NAME" busybox sleep 1000
-      sleep 1000
-)");
+  WriteSleepingJob("r-end-$NAME");
   Output timed = RunStepRunner({"run", "-f", "job.yml", "--timeout", "2s", "--grace", "0s",
                                 "--env", "NAME=timeout"}, options_);
   EXPECT_EQ(timed.exit_code, 124) << timed.err;
@@ -203,14 +191,7 @@ TEST_F(RunnerDockerTest, ContainersOfAKilledRunnerGoAtTheNextStart) {
   {
     Child serve({Binary(), "serve", "--socket", sock}, options_);
     ASSERT_TRUE(serve.WaitForFile(sock));
-    dir_.Write("job.yml", R"(spec: {}
----
-run:
-  - name: start
-    script: |
-      docker run -d --network none --name r-orphan busybox sleep 1000
-      sleep 1000
-)");
+    WriteSleepingJob("r-orphan");
     ASSERT_EQ(RunStepRunner({"client", "--socket", sock, "run", dir_ / "job.yml", "--id", "o"},
                             options_).exit_code, 0);
     ASSERT_TRUE(WaitForContainer("r-orphan"));
