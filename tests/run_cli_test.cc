@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -240,6 +241,31 @@ TEST(RunCli, ClosedStdoutCancelsTheJobAndLeavesNothing) {
   EXPECT_FALSE(ProcessAlive(pids[0]));
   EXPECT_EQ(::rmdir(tmp.c_str()), 0) << "the run left something in its TMPDIR";
   ReapOrphans();
+}
+
+// `run … | reader`: every byte reaches the reader in order, and the pipe was grown to 1 MiB so
+// that a step's large reads are not written in 64 KiB pieces, each a wait for the reader
+// (docs/performance.md, session 23). The reader asks the pipe its size once it has read it all;
+// the bytes are compared with the step's output and the line `run` writes before it.
+TEST(RunCli, StdoutPipeIsGrownAndGetsEveryByte) {
+  TestDir dir;
+  dir.Write("big.yml", "spec: {}\n---\nrun:\n  - name: big\n    script: seq 1 300000\n");
+  const std::string reader =
+      "import fcntl, hashlib, sys; data = sys.stdin.buffer.read(); "
+      "print(len(data), hashlib.sha1(data).hexdigest(), fcntl.fcntl(0, fcntl.F_GETPIPE_SZ))";
+  const std::string line = "'" + Binary() + "' run -f '" + dir / "big.yml" +
+                           "' 2>/dev/null | /usr/bin/python3 -c '" + reader + "'; { echo 'Running step \"big\"'; seq 1 300000; } | "
+                           "/usr/bin/python3 -c 'import hashlib, sys; d = sys.stdin.buffer.read(); "
+                           "print(len(d), hashlib.sha1(d).hexdigest())'";
+  Child child({"/bin/bash", "-c", line}, {});
+  Output o = child.Wait();
+  ASSERT_EQ(o.exit_code, 0) << o.err;
+  std::istringstream lines(o.out);
+  std::string got_size, got_sum, pipe_size, want_size, want_sum;
+  lines >> got_size >> got_sum >> pipe_size >> want_size >> want_sum;
+  EXPECT_EQ(got_size, want_size) << o.out;
+  EXPECT_EQ(got_sum, want_sum) << o.out;
+  EXPECT_EQ(pipe_size, std::to_string(1 << 20)) << o.out;
 }
 
 TEST(RunCli, TimeoutExits124) {

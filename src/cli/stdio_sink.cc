@@ -13,11 +13,17 @@
 namespace sr::cli {
 namespace {
 
+constexpr int kPipeSize = 1 << 20;
+
 // A second, non-blocking open file description of `fd`, where it is a pipe (FIFO) or a
 // terminal. Setting O_NONBLOCK on fd itself would change the file the shell shares with us,
 // and outlive us if we were killed.
 UniqueFd OpenNonBlocking(int fd, const struct stat& st) {
   if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) return UniqueFd();
+  // A pipe of the default 64 KiB takes a step's 1 MiB reads in pieces, each a wait for the
+  // reader: `run | cat` went 1.25x faster with 1 MiB (docs/performance.md, session 23). Best
+  // effort: past fs/pipe-user-pages-soft the kernel refuses, and the pipe stays as it was.
+  if (S_ISFIFO(st.st_mode)) (void)::fcntl(fd, F_SETPIPE_SZ, kPipeSize);
   const std::string path = "/proc/self/fd/" + std::to_string(fd);
   return UniqueFd(::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
 }
@@ -56,13 +62,13 @@ void StdioSink::Failed(Out& o, int err) {
   if (on_error) on_error(ErrnoError(std::string("writing the job's output to ") + o.name, err));
 }
 
-bool StdioSink::Push(Out& o) {
+size_t StdioSink::WriteNow(Out& o, std::string_view bytes) {
   size_t done = 0;
-  while (done < o.queued.size()) {
+  while (done < bytes.size()) {
     // A socket cannot be opened again, but send(2) takes "do not wait" per call.
-    const ssize_t n = o.socket ? ::send(o.fd, o.queued.data() + done, o.queued.size() - done,
+    const ssize_t n = o.socket ? ::send(o.fd, bytes.data() + done, bytes.size() - done,
                                         MSG_DONTWAIT | MSG_NOSIGNAL)
-                               : ::write(o.fd, o.queued.data() + done, o.queued.size() - done);
+                               : ::write(o.fd, bytes.data() + done, bytes.size() - done);
     if (n > 0) {
       done += static_cast<size_t>(n);
       continue;
@@ -70,34 +76,25 @@ bool StdioSink::Push(Out& o) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) break;
     Failed(o, n < 0 ? errno : EIO);
-    return true;
+    return bytes.size();
   }
-  o.queued.erase(0, done);
+  return done;
+}
+
+bool StdioSink::Push(Out& o) {
+  o.queued.erase(0, WriteNow(o, o.queued));
   return o.queued.empty();
 }
 
 void StdioSink::Write(OutputStream stream, std::string_view bytes) {
   Out& o = For(stream);
   if (o.failed || bytes.empty()) return;
-  const bool was_empty = o.queued.empty();
+  // Behind bytes already waiting, these wait too (a write would fail the same way right now).
+  // Otherwise they go straight from the caller's buffer; only what finds no room is copied.
+  if (o.queued.empty()) bytes.remove_prefix(WriteNow(o, bytes));
+  if (o.failed || bytes.empty()) return;
   o.queued.append(bytes);
-  // Behind bytes already waiting, these wait too (Push would fail the same way right now).
-  if (!was_empty || !Push(o)) waiting_ = true;
-}
-
-OutputMove StdioSink::Move(OutputStream stream, int fd, size_t max) {
-  Out& o = For(stream);
-  if (o.failed || o.socket) return {OutputMove::Kind::kRefused};  // a socket: read, then send
-  if (!o.queued.empty() && !Push(o)) {
-    waiting_ = true;
-    return {OutputMove::Kind::kFull};
-  }
-  OutputMove m = SpliceOut(fd, o.fd, nullptr, max);
-  if (m.kind == OutputMove::Kind::kFull) {
-    o.full = true;
-    waiting_ = true;
-  }
-  return m;
+  waiting_ = true;
 }
 
 bool StdioSink::Full() {
@@ -105,14 +102,6 @@ bool StdioSink::Full() {
   bool still = false;
   for (Out* o : {&out_, &err_own_}) {
     if (!o->queued.empty() && !Push(*o)) still = true;
-    if (o->full) {
-      pollfd p{o->fd, POLLOUT, 0};
-      if (::poll(&p, 1, 0) == 1) {
-        o->full = false;
-      } else {
-        still = true;
-      }
-    }
   }
   waiting_ = still;
   return still;
@@ -132,7 +121,7 @@ void StdioSink::Unwatch(Out& o) {
 bool StdioSink::ArmWatches() {
   bool watching = false;
   for (Out* o : {&out_, &err_own_}) {
-    if (o->queued.empty() && !o->full) continue;
+    if (o->queued.empty()) continue;
     if (!o->watch) {
       auto w = loop_.Watch(o->fd, EPOLLOUT, [this, o](uint32_t) { OnRoom(*o); });
       if (w.ok()) o->watch = *w;
@@ -157,7 +146,6 @@ void StdioSink::WaitForRoom() {
 }
 
 void StdioSink::OnRoom(Out& o) {
-  o.full = false;
   if (!o.queued.empty() && !Push(o)) return;  // still bytes waiting: the watch stays
   Unwatch(o);
   if (resumes_.empty()) return;

@@ -25,9 +25,10 @@ class StdioSink : public OutputSink {
   StdioSink(const StdioSink&) = delete;
   StdioSink& operator=(const StdioSink&) = delete;
 
+  /// Straight from the caller's buffer; only what finds no room is queued. No splice(2) (Move):
+  /// into a file it was 1.25x slower than read + write, its copy made under the step's pipe
+  /// lock while the step waits to write (docs/performance.md, session 23).
   void Write(OutputStream stream, std::string_view bytes) override;
-  /// splice(2) from the step's pipe; kFull when the destination has no room.
-  OutputMove Move(OutputStream stream, int fd, size_t max) override;
   bool Full() override;
   /// One EPOLLOUT watch per destination, however many trees wait on it.
   void WhenRoom(std::function<void()> resume) override;
@@ -49,12 +50,13 @@ class StdioSink : public OutputSink {
     int fd = -1;            // where to write: `own` or the inherited 1/2
     UniqueFd own;           // a non-blocking open of the same pipe or terminal
     std::string queued;     // bytes that found no room yet, in order
-    bool full = false;      // a splice found no room; cleared once poll says there is
     bool failed = false;    // reported once through on_error; later bytes are dropped
     bool socket = false;    // written with send(MSG_DONTWAIT) instead
     EventLoop::WatchId watch = 0;  // EPOLLOUT, while trees wait for room
   };
   Out& For(OutputStream stream) { return stream == OutputStream::kStdout ? out_ : *err_; }
+  /// Writes as much of `bytes` as fits now; how much that was (all of it once o failed).
+  size_t WriteNow(Out& o, std::string_view bytes);
   /// Writes as much of the queue as fits now; true when it is empty.
   bool Push(Out& o);
   void Failed(Out& o, int err);
@@ -68,7 +70,7 @@ class StdioSink : public OutputSink {
   Out out_;
   Out err_own_;
   Out* err_ = &err_own_;  // stdout's when both are the same pipe or terminal: one order
-  bool waiting_ = false;  // some Out is queued or full: Full() looks closer
+  bool waiting_ = false;  // some Out has bytes queued: Full() looks closer
   EventLoop::TimerId look_again_ = 0;  // WaitForRoom's timer, when no watch could be armed
   std::vector<std::function<void()>> resumes_;  // trees waiting for room
 };
