@@ -19,9 +19,6 @@ constexpr size_t kBytesPerDrain = 16 * 1024 * 1024;
 // A pipe's default capacity (64 KiB) and the size it grows to once a step fills it.
 constexpr size_t kSmallRead = 64 * 1024;
 constexpr size_t kBigRead = 1024 * 1024;
-// How often a move that found the destination full is tried again when the sink says there is
-// room after all (its reader took bytes in between), before the pipe is read instead.
-constexpr int kFullRetries = 3;
 
 }  // namespace
 
@@ -87,7 +84,6 @@ void TreeImpl::ResumeOutput() {
 void TreeImpl::ReadPipe(Pipe& p, bool drain) {
   char small[kSmallRead];
   const size_t budget = drain ? kBytesPerDrain : kBytesPerWakeup;
-  int full_retries = 0;
   for (size_t done = 0; done < budget;) {
     if (!p.fd.valid()) return;
     // A drain comes once no member is left: what is in the pipes then is bounded, and taken.
@@ -107,17 +103,7 @@ void TreeImpl::ReadPipe(Pipe& p, bool drain) {
         ClosePipe(p, /*at_eof=*/true);
         return;
       }
-      if (m.kind == OutputMove::Kind::kFull && !drain && output_paused_) {
-        // Waited for only when the sink says it is full (it then calls back once there is
-        // room); room that came meanwhile is tried again a few times. A sink that never says
-        // so gets the bytes through Write, as for kRefused.
-        if (output_paused_()) {
-          PauseOutput();
-          return;
-        }
-        if (++full_retries <= kFullRetries) continue;
-      }
-      p.refused_move = true;  // and read what is there
+      p.refused_move = true;  // kRefused: read what is there, and Write it
     }
     if (p.grown && !p.big) p.big = std::make_unique_for_overwrite<char[]>(kBigRead);
     char* buf = p.grown ? p.big.get() : small;

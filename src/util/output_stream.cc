@@ -10,8 +10,7 @@
 namespace sr {
 
 OutputMove SpliceOut(int from, int to, int64_t* offset, size_t max) {
-  int full_destination = 0;
-  for (;;) {
+  for (int attempt = 0;; ++attempt) {
     off64_t off = offset ? static_cast<off64_t>(*offset) : 0;
     ssize_t n = ::splice(from, nullptr, to, offset ? &off : nullptr, max, SPLICE_F_MOVE);
     if (n > 0) {
@@ -23,11 +22,11 @@ OutputMove SpliceOut(int from, int to, int64_t* offset, size_t max) {
     if (errno != EAGAIN) return {OutputMove::Kind::kRefused};
     // The source is non-blocking, which makes a pipe destination non-blocking too: EAGAIN is
     // either "nothing to read" or "the destination is full". Only the first is a wait on the
-    // source; for the second, a blocking write is. Bytes may also have arrived just now: try
-    // again before concluding that the destination is full.
+    // source. Bytes may also have arrived just now: try again before concluding that the
+    // destination is full, which is not this function's to wait for.
     int queued = 0;
     if (::ioctl(from, FIONREAD, &queued) == 0 && queued == 0) return {OutputMove::Kind::kEmpty};
-    if (++full_destination == 3) return {OutputMove::Kind::kFull};
+    if (attempt == 2) return {OutputMove::Kind::kRefused};
   }
 }
 

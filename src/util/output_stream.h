@@ -18,15 +18,15 @@ struct OutputMove {
     kEnd,      // the pipe is at its end: every writer closed it
     kEmpty,    // nothing to move now
     kRefused,  // not possible here (destination, error): read the pipe and Write the bytes
-    kFull,     // the destination (a non-blocking pipe) is full: try again once it drains
   };
   Kind kind;
   size_t bytes = 0;
 };
 
-/// Moves up to `max` bytes from the non-blocking pipe `from` to `to`, at `*offset` (advanced)
-/// or, when `offset` is null, at `to`'s own position. A full destination pipe is kFull; anything
-/// else splice(2) cannot do is kRefused.
+/// Moves up to `max` bytes from the non-blocking pipe `from` to the file `to`, at `*offset`
+/// (advanced) or, when `offset` is null, at `to`'s own position. Anything splice(2) cannot do is
+/// kRefused, a destination that would make it wait (a full pipe) too: the caller then reads the
+/// pipe and writes, where its sink handles waiting. (Into a file, the one user, the job log.)
 OutputMove SpliceOut(int from, int to, int64_t* offset, size_t max);
 
 }  // namespace sr
