@@ -20,12 +20,15 @@ constexpr int kPipeSize = 1 << 20;
 // and outlive us if we were killed.
 UniqueFd OpenNonBlocking(int fd, const struct stat& st) {
   if (!S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) return UniqueFd();
-  // A pipe of the default 64 KiB takes a step's 1 MiB reads in pieces, each a wait for the
-  // reader: `run | cat` went 1.25x faster with 1 MiB (docs/performance.md, session 23). Best
-  // effort: past fs/pipe-user-pages-soft the kernel refuses, and the pipe stays as it was.
-  if (S_ISFIFO(st.st_mode)) (void)::fcntl(fd, F_SETPIPE_SZ, kPipeSize);
   const std::string path = "/proc/self/fd/" + std::to_string(fd);
   return UniqueFd(::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
+}
+
+// A pipe of the default 64 KiB takes a step's 1 MiB reads in pieces, each a wait for the reader:
+// `run | cat` went 1.25x faster with 1 MiB (docs/performance.md, session 23). Best effort: past
+// fs/pipe-user-pages-soft the kernel refuses, and the pipe stays as it was.
+void GrowIfPipe(int fd, const struct stat& st) {
+  if (S_ISFIFO(st.st_mode)) (void)::fcntl(fd, F_SETPIPE_SZ, kPipeSize);
 }
 
 }  // namespace
@@ -39,6 +42,7 @@ StdioSink::StdioSink(EventLoop& loop) : loop_(loop) {
   out_.fd = 1;
   err_own_.fd = 2;
   if (out_known) {
+    GrowIfPipe(1, st_out);
     out_.own = OpenNonBlocking(1, st_out);
     if (out_.own.valid()) out_.fd = out_.own.get();
     out_.socket = S_ISSOCK(st_out.st_mode);
@@ -50,6 +54,7 @@ StdioSink::StdioSink(EventLoop& loop) : loop_(loop) {
     return;
   }
   if (err_known) {
+    GrowIfPipe(2, st_err);
     err_own_.own = OpenNonBlocking(2, st_err);
     if (err_own_.own.valid()) err_own_.fd = err_own_.own.get();
     err_own_.socket = S_ISSOCK(st_err.st_mode);
