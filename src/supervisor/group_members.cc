@@ -21,9 +21,6 @@ constexpr int kGroupSignalRounds = 8;
 constexpr int kKillRounds = 64;
 // A walk from the main process stops here (a fork bomb is killed by its group, not walked).
 constexpr size_t kMaxWalk = 4096;
-// Up to this many children of the runner are looked at for a tree's daemons when it is signalled
-// (`run`, a server with few jobs); with more, the census's shared round is cheaper.
-constexpr size_t kQuickOrphans = 16;
 // When the walk and that quick look have signalled every member they could see, the census's
 // first round is only a safety net, and waits this long: the signalled processes' handlers run
 // first instead of sharing the two cores with a pass over /proc (on a slow machine, 21 handlers
@@ -180,10 +177,10 @@ bool GroupMembers::SignalTreeNow(Request& r) {
     r.victims.push_back({f.pid, std::move(fd), std::move(f.comm)});
   }
   // Daemons that left the group (setsid + double fork) are the runner's own children now (it is
-  // their subreaper): with few children, they are found among them at once and signalled just
-  // before the group, without waiting for the census's pass over /proc (which still runs, for
-  // anything this misses). A group member among them is left to the group signal below.
-  auto orphans = census_->Orphans(this, kQuickOrphans);
+  // their subreaper): they are found among them at once and signalled just before the group,
+  // without waiting for the census's pass over /proc (which still runs, for anything this
+  // misses). A group member among them is left to the group signal below.
+  auto orphans = census_->Orphans(this);
   if (orphans) Signal(r, *orphans);
   r.group_ticks = SignalGroup(pgid_, r.signo);
   for (size_t i = 0; i < outside.size(); ++i) {

@@ -40,11 +40,16 @@ std::shared_ptr<ProcCensus> ProcCensus::Create(EventLoop* loop) {
 
 void ProcCensus::Add(Subject* s) {
   if (std::find(subjects_.begin(), subjects_.end(), s) == subjects_.end()) subjects_.push_back(s);
+  // A child found to be no tree's may be this one's: a main process can fork a daemon before
+  // its tree is added. Classified again when next listed.
+  std::erase_if(children_, [](const auto& e) { return e.second.owner == nullptr; });
 }
 
 void ProcCensus::Remove(Subject* s) {
   subjects_.erase(std::remove(subjects_.begin(), subjects_.end(), s), subjects_.end());
   wanting_.erase(s);
+  // Its children are no tree's now (and a tree added later may be given its address).
+  std::erase_if(children_, [s](const auto& e) { return e.second.owner == s; });
 }
 
 void ProcCensus::Want(Subject* s) {
@@ -172,40 +177,79 @@ ProcCensus::Subject* ProcCensus::TokenOwner(
   return nullptr;
 }
 
-std::optional<std::vector<ProcCensus::Found>> ProcCensus::Orphans(Subject* s, size_t limit) {
-  // Every live tree's main process is a child of the runner: with more trees than `limit`, the
-  // answer is known without reading anything.
-  if (subjects_.size() > limit) return std::nullopt;
-  const pid_t self = ::getpid();
-  auto children = ReadChildren(self);
-  if (!children || children->size() > limit) return std::nullopt;
-  // The same rules as a round's, for processes whose parent is the runner: the tree whose
-  // process group it is in, else the tree whose marker it carries. A tree's main process is
-  // its own tree's, never an orphan of another.
-  std::unordered_map<pid_t, Subject*> group_owner;
-  std::unordered_map<std::string_view, Subject*> token_owner;
-  std::unordered_set<pid_t> mains;
+ProcCensus::Owners ProcCensus::GatherOwners() const {
+  Owners o;
   for (Subject* t : subjects_) {
-    for (pid_t g : t->groups()) group_owner.emplace(g, t);
-    token_owner.emplace(t->token(), t);
-    mains.insert(t->pgid());
+    for (pid_t g : t->groups()) o.by_group.emplace(g, t);
+    o.by_token.emplace(t->token(), t);
   }
+  return o;
+}
+
+ProcCensus::Child ProcCensus::ClassifyChild(const Owners& owners, const ProcStat& st,
+                                            bool& out_of_fds) {
+  // The same rules as a round's, for a process whose parent is the runner: the tree whose
+  // process group it is in, else the tree whose marker it carries. An ending process never
+  // runs again: "no tree's" is its answer for good.
+  Child c;
+  c.start_ticks = st.start_ticks;
+  if (st.ending()) return c;
+  if (auto g = owners.by_group.find(st.pgrp);
+      g != owners.by_group.end() && st.start_ticks >= g->second->start_ticks()) {
+    c.owner = g->second;
+  } else {
+    c.owner = TokenOwner(owners.by_token, st, tokens_, out_of_fds);
+    // An environment that read as empty (a process in the middle of an exec) is not kept by
+    // TokenOwner, and "no tree's" is then not an answer to keep either.
+    c.settled = c.owner || tokens_.count(st.pid);
+  }
+  c.main = c.owner && st.pid == c.owner->pgid();
+  return c;
+}
+
+std::optional<std::vector<ProcCensus::Found>> ProcCensus::Orphans(Subject* s) {
+  // The kernel re-parents an orphan to the subreaper's first live thread, the main thread
+  // (find_new_reaper): its children file lists every orphan, whichever thread started the tree.
+  const pid_t self = ::getpid();
+  auto children = ReadChildren(self, 1);
+  if (!children) return std::nullopt;
+  const uint64_t call = ++orphan_calls_;
   // A read refused for lack of fds leaves the answer to the census's round (and its relief).
   bool refused = false;
+  std::optional<Owners> owners;  // gathered only if a child needs classifying
   std::vector<Found> out;
   for (pid_t pid : *children) {
-    if (mains.count(pid)) continue;
+    auto [it, fresh] = children_.try_emplace(pid);
+    it->second.listed = call;
+    // Another tree's child, or no tree's: nothing to read (the one cost that grew with the
+    // number of trees, a stat per child per call).
+    if (!fresh && it->second.owner != s) continue;
     auto st = ReadProcStat(pid, refused);
-    // Gone, on its way out, re-parented elsewhere meanwhile, or older than the tree.
-    if (!st || st->ending() || st->ppid != self || st->start_ticks < s->start_ticks()) continue;
-    Subject* owner = nullptr;
-    if (auto g = group_owner.find(st->pgrp);
-        g != group_owner.end() && st->start_ticks >= g->second->start_ticks()) {
-      owner = g->second;
-    } else {
-      owner = TokenOwner(token_owner, *st, tokens_, refused);
+    if (!st) {
+      children_.erase(it);  // reaped meanwhile (or unreadable): classified again if listed
+      continue;
     }
-    if (owner == s) out.push_back({pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)});
+    if (fresh || st->start_ticks != it->second.start_ticks) {
+      bool short_of_fds = false;
+      const Child c = ClassifyChild(owners ? *owners : owners.emplace(GatherOwners()), *st,
+                                    short_of_fds);
+      // Classified without its environment: not kept, so that it is read next time.
+      refused = refused || short_of_fds;
+      if (short_of_fds || !c.settled) {
+        children_.erase(it);
+        continue;
+      }
+      it->second = c;
+      it->second.listed = call;
+    }
+    const Child& c = it->second;
+    // Its own tree's: live, and no older than the tree (Signal pins it against pid reuse).
+    if (c.owner != s || c.main || st->ending() || st->start_ticks < s->start_ticks()) continue;
+    out.push_back({pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)});
+  }
+  // Children no longer listed were reaped by someone else: forget them.
+  if (children_.size() > children->size()) {
+    std::erase_if(children_, [call](const auto& e) { return e.second.listed != call; });
   }
   if (refused) return std::nullopt;
   return out;
@@ -219,13 +263,8 @@ std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classif
   if (all.empty()) return out;
   const pid_t self = ::getpid();
   unsigned long long min_start = ULLONG_MAX;
-  std::unordered_map<pid_t, Subject*> group_owner;
-  std::unordered_map<std::string_view, Subject*> token_owner;
-  for (Subject* s : all) {
-    min_start = std::min(min_start, s->start_ticks());
-    for (pid_t g : s->groups()) group_owner.emplace(g, s);
-    token_owner.emplace(s->token(), s);
-  }
+  for (Subject* s : all) min_start = std::min(min_start, s->start_ticks());
+  const Owners owners = GatherOwners();
   // Pass 1: every process that started no earlier than the oldest tree (no member can be
   // older). Zombies and exiting tasks are dead already, but still links in the parent chain.
   // A mark is a subject (the process is its member) or one of these:
@@ -259,11 +298,12 @@ std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classif
   auto decide = [&](const Young& y, Subject* parent) -> Subject* {
     if (parent == kForeign) return kForeign;
     if (parent != kOurs && owns(parent, y.st)) return parent;
-    if (auto g = group_owner.find(y.st.pgrp); g != group_owner.end() && owns(g->second, y.st)) {
+    if (auto g = owners.by_group.find(y.st.pgrp);
+        g != owners.by_group.end() && owns(g->second, y.st)) {
       return g->second;
     }
     if (y.st.ending()) return kOurs;
-    Subject* owner = TokenOwner(token_owner, y.st, tokens, out_of_fds);
+    Subject* owner = TokenOwner(owners.by_token, y.st, tokens, out_of_fds);
     return owner ? owner : kOurs;
   };
   auto mark_of = [&](pid_t pid) {

@@ -85,9 +85,14 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   void RunNow(Subject* s = nullptr);
   /// The runner's own children that are members of `s`: orphans re-parented to the runner, its
   /// subreaper (a daemon that left the tree's group and session), classified as a round would,
-  /// without a pass over /proc. nullopt when the runner has more than `limit` children: then
-  /// the next round, shared by every tree that asks, is the cheaper way.
-  std::optional<std::vector<Found>> Orphans(Subject* s, size_t limit);
+  /// without a pass over /proc. A child's classification is kept until the runner reaps it (its
+  /// pid cannot name another process before that) or its tree is removed, so a call costs one
+  /// read of the runner's children and a stat of `s`'s own orphans, whatever the number of
+  /// trees: a burst of 200 cancels no longer waits for rounds to find the daemons. nullopt when
+  /// a read was refused for lack of fds (the round and its relief answer then).
+  std::optional<std::vector<Found>> Orphans(Subject* s);
+  /// The runner reaped `pid`: its pid may name a new process from now on.
+  void Reaped(pid_t pid) { children_.erase(pid); }
   /// Rounds taken so far (tests and benchmarks).
   uint64_t rounds() const { return rounds_; }
   /// What a round does when it cannot read /proc for lack of fds (proc_scan.h).
@@ -141,6 +146,25 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   Clock::time_point yield_from_{};
   uint64_t rounds_ = 0;
   std::shared_ptr<const FdRelief> relief_;
+  // Orphans()'s view of one child of the runner.
+  struct Child {
+    Subject* owner = nullptr;  // null: no live tree's, or ending
+    unsigned long long start_ticks = 0;
+    bool main = false;      // a tree's main process: its tree's, never an orphan
+    bool settled = true;    // the answer may be kept (its environment could be read)
+    uint64_t listed = 0;    // the last Orphans() call whose children list had it
+  };
+  // Every live tree's process groups and marker token: who owns a process that is not a
+  // child of a member. Gathered once per round, or per Orphans() call that meets a new child.
+  struct Owners {
+    std::unordered_map<pid_t, Subject*> by_group;
+    std::unordered_map<std::string_view, Subject*> by_token;
+  };
+  Owners GatherOwners() const;
+  // Orphans()'s classification of a child it has not seen before (or whose pid was reused).
+  Child ClassifyChild(const Owners& owners, const ProcStat& st, bool& out_of_fds);
+  std::unordered_map<pid_t, Child> children_;
+  uint64_t orphan_calls_ = 0;
   // pid -> (start time, its STEP_RUNNER_TREE tokens): a process's marker never changes, so its
   // environment is read once, not once per round. Pruned to the processes of the last round.
   std::unordered_map<pid_t, std::pair<unsigned long long, std::vector<std::string>>> tokens_;

@@ -152,6 +152,7 @@ void SupervisorImpl::Reap(bool always) {
     pid_t pid = ::wait4(-1, &status, WNOHANG | __WALL, &ru);
     if (pid < 0 && errno == EINTR) continue;
     if (pid <= 0) break;  // 0: none waitable now; ECHILD: no children at all
+    census_->Reaped(pid);
     for (auto& t : trees) {
       if (!t->done() && t->Owns(pid)) {
         if (auto it = rusage_.find(t->id()); it != rusage_.end()) {

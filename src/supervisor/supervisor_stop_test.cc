@@ -150,6 +150,49 @@ TEST_P(StopTest, SetsidDaemonGetsTheStopSignalOnce) {
   ExpectRecordsGone(o);
 }
 
+// Twenty trees, each with a daemon that left its group and session, stopped in one loop turn:
+// more trees than the runner's quick look at its children used to serve (16), so the daemons
+// waited for the census's rounds. Each daemon is in its own tree's record only, with the stop
+// signal, which its trap saw once, and the SIGKILL after the grace.
+TEST_P(StopTest, TwentyTreesStoppedAtOnceEachRecordItsOwnDaemon) {
+  constexpr int kTrees = 20;
+  std::vector<Outcome> o(kTrees);
+  std::vector<std::shared_ptr<ProcessTree>> trees;
+  for (int i = 0; i < kTrees; ++i) {
+    const std::string d = dir_ + "/" + std::to_string(i);
+    ASSERT_EQ(::mkdir(d.c_str(), 0700), 0);
+    ProcessSpec spec = Shell(
+        "( setsid sh -c 'trap \"echo term >> \\\"$D/terms\\\"\" TERM; echo $$ > \"$D/daemon\"; "
+        "while :; do sleep 0.01; done' & )\n"
+        "while [ ! -s \"$D/daemon\" ]; do sleep 0.01; done\necho ready\nsleep 1000 & wait");
+    spec.env.back() = "D=" + d;
+    trees.push_back(Start(spec, o[i]));
+  }
+  std::vector<pid_t> daemons;
+  for (int i = 0; i < kTrees; ++i) {
+    ASSERT_TRUE(WaitOutput(o[i], "ready"));
+    daemons.push_back(ReadPid(std::to_string(i) + "/daemon"));
+    ExpectGoneLater(daemons.back());
+  }
+  for (auto& t : trees) t->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(500)});
+  for (auto& out : o) ASSERT_TRUE(Wait(out));
+  for (int i = 0; i < kTrees; ++i) {
+    EXPECT_TRUE(PidGone(daemons[i]));
+    for (int j = 0; j < kTrees; ++j) {
+      if (j == i) continue;
+      EXPECT_EQ(RecordOf(o[j], daemons[i]), nullptr) << "tree " << j << " claims daemon " << i;
+    }
+    const ProcessRecord* r = RecordOf(o[i], daemons[i]);
+    ASSERT_NE(r, nullptr) << "daemon " << i << " is missing from its tree's record";
+    EXPECT_EQ(r->signal_sent, SIGTERM);
+    EXPECT_EQ(r->ending, Ending::kKilledAfterGrace);
+    auto terms = ReadFile(dir_ + "/" + std::to_string(i) + "/terms");
+    ASSERT_TRUE(terms.ok()) << "daemon " << i << " never ran its TERM trap";
+    EXPECT_EQ(*terms, "term\n") << "daemon " << i;
+    ExpectRecordsGone(o[i]);
+  }
+}
+
 // `( cmd & )`: the subshell exits at once, so the sleep is re-parented to the runner while it
 // stays in the tree's process group, out of reach of a walk from the main process. It gets the
 // stop signal once and is in the record, like every other member.
