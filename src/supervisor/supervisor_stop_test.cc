@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "supervisor/supervisor_test_util.h"
 
 namespace sr::testing {
@@ -60,6 +62,28 @@ TEST_P(StopTest, IgnoredTermIsKilledAfterGrace) {
     EXPECT_EQ(r.signal_sent, SIGTERM);
     EXPECT_NE(r.signal_time, std::chrono::system_clock::time_point{});
   }
+  ExpectRecordsGone(o);
+}
+
+// The main process exec'd another program after it was started: the record names the program
+// that got the signal (it named the shell the tree was started as).
+TEST_P(StopTest, TheRecordNamesWhatTheMainProcessExecd) {
+  Outcome o;
+  auto tree = Start(Shell("trap '' TERM; exec sleep 1000"), o);
+  ASSERT_NE(tree, nullptr);
+  // Nothing wakes the loop meanwhile: poll the main process's name from here.
+  auto execd = [&] {
+    auto st = ReadProcStat(tree->pid());
+    return st && st->comm == "sleep";
+  };
+  for (int i = 0; i < 3000 && !execd(); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(execd());
+  tree->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(100)});
+  ASSERT_TRUE(Wait(o));
+  ASSERT_EQ(o.exit.records.size(), 1u);
+  EXPECT_EQ(o.exit.records[0].pid, tree->pid());
+  EXPECT_EQ(o.exit.records[0].command, "sleep 1000");
+  EXPECT_EQ(o.exit.records[0].ending, Ending::kKilledAfterGrace);
   ExpectRecordsGone(o);
 }
 

@@ -32,8 +32,18 @@ TreeImpl::Member* TreeImpl::OnVictim(pid_t pid, UniqueFd& pidfd, int signo, bool
     if (records_.size() >= kMaxRecords) return nullptr;
     auto fresh = std::make_unique<Member>();
     fresh->rec.pid = pid;
-    fresh->rec.command = pid == pid_ ? command_ : ReadCommand(pid);
-    if (fresh->rec.command.empty()) fresh->rec.command = seen_as;
+    // Read for the main process too: it may have exec'd another program since it was started
+    // (`exec sleep 1000` in a step's script), and the record names what got the signal. Read
+    // after the signals (the report comes after them), so it costs them nothing. A main process
+    // already exiting (its command line reads empty) keeps the command it was started with, not
+    // its bare task name; a member the name it was seen as.
+    if (pid == pid_) {
+      fresh->rec.command = ReadCmdline(pid);
+      if (fresh->rec.command.empty()) fresh->rec.command = command_;
+    } else {
+      fresh->rec.command = ReadCommand(pid);
+      if (fresh->rec.command.empty()) fresh->rec.command = seen_as;
+    }
     fresh->pidfd = std::move(pidfd);  // the pin taken before the signal, not a copy of it
     m = fresh.get();
     by_pid_[pid] = m;  // replaces a gone record whose pid was recycled
