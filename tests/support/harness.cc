@@ -173,12 +173,20 @@ bool Child::WaitForFile(const std::string& path) {
   return false;
 }
 
-std::string Child::StdoutSoFar() const {
-  std::ifstream o(out_path_, std::ios::binary);
-  std::stringstream so;
-  so << o.rdbuf();
-  return so.str();
+namespace {
+
+std::string WholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
+
+}  // namespace
+
+std::string Child::StdoutSoFar() const { return WholeFile(out_path_); }
+
+std::string Child::StderrSoFar() const { return WholeFile(err_path_); }
 
 Output RunStepRunner(const std::vector<std::string>& args, const Options& options) {
   std::vector<std::string> argv{Binary()};

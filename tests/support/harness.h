@@ -64,6 +64,8 @@ class Child {
   bool WaitForFile(const std::string& path);
   /// Current captured stdout (while running).
   std::string StdoutSoFar() const;
+  /// Current captured stderr (while running).
+  std::string StderrSoFar() const;
 
  private:
   pid_t pid_ = -1;
