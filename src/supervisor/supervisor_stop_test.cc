@@ -71,11 +71,9 @@ TEST_P(StopTest, TheRecordNamesWhatTheMainProcessExecd) {
   Outcome o;
   auto tree = Start(Shell("trap '' TERM; exec sleep 1000"), o);
   ASSERT_NE(tree, nullptr);
-  // Nothing wakes the loop meanwhile: poll the main process's name from here.
-  auto execd = [&] {
-    auto st = ReadProcStat(tree->pid());
-    return st && st->comm == "sleep";
-  };
+  // Nothing wakes the loop meanwhile: poll from here. The command line, not the task name: an
+  // exec sets the name before the new command line can be read.
+  auto execd = [&] { return ReadCmdline(tree->pid()) == "sleep 1000"; };
   for (int i = 0; i < 3000 && !execd(); ++i) std::this_thread::sleep_for(10ms);
   ASSERT_TRUE(execd());
   tree->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(100)});
