@@ -185,10 +185,10 @@ class DaemonTree : public ProcCensus::Subject {
     ::waitpid(leader, nullptr, 0);
     pgid_ = leader;
     groups_ = {leader};
-    // Until its exec the daemon carries no marker: wait for it.
+    // Until its exec the daemon carries no marker: wait for it (for the environment itself,
+    // which an exec sets up after the task name).
     for (int i = 0; i < 5000 && daemon_ > 0; ++i) {
-      auto st = ReadProcStat(daemon_);
-      if (st && st->comm == "sleep") break;
+      if (ReadEnviron(daemon_).find(marker) != std::string::npos) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     census_->Add(this);
