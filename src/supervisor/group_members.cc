@@ -158,8 +158,10 @@ bool GroupMembers::SignalTreeNow(Request& r) {
     // would miss group members that the group signal reaches. The census sees them.
     if (pid == pgid_ && (!st || st->ending())) return false;
     if (!st || (parent != 0 && st->ppid != parent) || st->start_ticks < start_ticks_) continue;
-    auto children = ReadChildren(pid, st->threads);
-    if (!children && pid == pgid_) return false;  // no children files (CONFIG_PROC_CHILDREN)
+    // The main process's children unread (no children files, CONFIG_PROC_CHILDREN, or no fd
+    // even after the relief): the census walks instead.
+    auto children = ChildrenOf(pid, st->threads, short_of_fds);
+    if (!children && pid == pgid_) return false;
     if (children) {
       for (pid_t c : *children) queue.emplace_back(c, pid);
     }

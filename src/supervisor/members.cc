@@ -117,14 +117,13 @@ void CgroupMembers::SignalAll(int signo, const VictimFn& on_victim) {
 }
 
 std::optional<ProcStat> Members::StatMember(pid_t pid, bool& short_of_fds) const {
-  std::optional<ProcStat> st;
-  const bool read = Attempt([&] {
-    bool refused = false;
-    st = ReadProcStat(pid, refused);
-    return !refused;
-  });
-  if (!read) short_of_fds = true;
-  return st;
+  return WithRelief([pid](bool& refused) { return ReadProcStat(pid, refused); }, short_of_fds);
+}
+
+std::optional<std::vector<pid_t>> Members::ChildrenOf(pid_t pid, long threads,
+                                                      bool& short_of_fds) const {
+  return WithRelief([=](bool& refused) { return ReadChildren(pid, threads, refused); },
+                    short_of_fds);
 }
 
 std::string Members::NameMember(pid_t pid) const {

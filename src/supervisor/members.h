@@ -73,12 +73,26 @@ class Members {
   /// ReadProcStat, once more after the relief when it fails for lack of fds; `short_of_fds` is
   /// set when it still does (nullopt then does not mean "gone").
   std::optional<ProcStat> StatMember(pid_t pid, bool& short_of_fds) const;
+  /// ReadChildren, the same way.
+  std::optional<std::vector<pid_t>> ChildrenOf(pid_t pid, long threads, bool& short_of_fds) const;
   /// The task name (ReadComm) with the relief; ProcessRecord::kNameUnread when it could not be
   /// read for lack of fds, "" when the process is gone.
   std::string NameMember(pid_t pid) const;
   // FdRelief::Attempt, or one try without a relief.
   bool Attempt(const std::function<bool()>& attempt) const {
     return relief_ ? relief_->Attempt(attempt) : attempt();
+  }
+  // `read(bool& refused)` through Attempt(); `short_of_fds` is set when it was refused each time.
+  template <typename Read>
+  auto WithRelief(Read read, bool& short_of_fds) const {
+    decltype(read(short_of_fds)) value;
+    const bool done = Attempt([&] {
+      bool refused = false;
+      value = read(refused);
+      return !refused;
+    });
+    if (!done) short_of_fds = true;
+    return value;
   }
   std::shared_ptr<const FdRelief> relief_;
 };

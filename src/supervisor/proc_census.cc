@@ -132,7 +132,7 @@ void ProcCensus::Round() {
   std::unordered_map<Subject*, Result> results;
   auto classify = [&] {
     bool refused = false;
-    results = Classify(subjects_, asking, refused);
+    results = Classify(asking, refused);
     return !refused;
   };
   if (!(relief_ ? relief_->Attempt(classify) : classify())) {
@@ -208,14 +208,26 @@ ProcCensus::Child ProcCensus::ClassifyChild(const Owners& owners, const ProcStat
 }
 
 std::optional<std::vector<ProcCensus::Found>> ProcCensus::Orphans(Subject* s) {
+  // Short of fds, the relief's way (the runner at its fd limit still finds the daemons at once,
+  // and its cancel line counts them); refused even then, the census's round answers.
+  std::optional<std::vector<Found>> out;
+  auto look = [&] {
+    bool refused = false;
+    out = LookForOrphans(s, refused);
+    return !refused;
+  };
+  if (!(relief_ ? relief_->Attempt(look) : look())) return std::nullopt;
+  return out;
+}
+
+std::optional<std::vector<ProcCensus::Found>> ProcCensus::LookForOrphans(Subject* s,
+                                                                         bool& refused) {
   // The kernel re-parents an orphan to the subreaper's first live thread, the main thread
   // (find_new_reaper): its children file lists every orphan, whichever thread started the tree.
   const pid_t self = ::getpid();
-  auto children = ReadChildren(self, 1);
+  auto children = ReadChildren(self, 1, refused);
   if (!children) return std::nullopt;
   const uint64_t call = ++orphan_calls_;
-  // A read refused for lack of fds leaves the answer to the census's round (and its relief).
-  bool refused = false;
   std::optional<Owners> owners;  // gathered only if a child needs classifying
   std::vector<Found> out;
   for (pid_t pid : *children) {
@@ -223,7 +235,9 @@ std::optional<std::vector<ProcCensus::Found>> ProcCensus::Orphans(Subject* s) {
     it->second.listed = call;
     // Another tree's child, or no tree's: nothing to read (the one cost that grew with the
     // number of trees, a stat per child per call).
-    if (!fresh && it->second.owner != s) continue;
+    // Its own main process is never an orphan: no stat either (its pid is not reused before the
+    // runner reaps it, and Reaped() drops the entry then).
+    if (!fresh && (it->second.owner != s || it->second.main)) continue;
     auto st = ReadProcStat(pid, refused);
     if (!st) {
       children_.erase(it);  // reaped meanwhile (or unreadable): classified again if listed
@@ -251,19 +265,17 @@ std::optional<std::vector<ProcCensus::Found>> ProcCensus::Orphans(Subject* s) {
   if (children_.size() > children->size()) {
     std::erase_if(children_, [call](const auto& e) { return e.second.listed != call; });
   }
-  if (refused) return std::nullopt;
   return out;
 }
 
 std::unordered_map<ProcCensus::Subject*, ProcCensus::Result> ProcCensus::Classify(
-    const std::vector<Subject*>& all, const std::unordered_set<Subject*>& asking,
-    bool& out_of_fds) {
+    const std::unordered_set<Subject*>& asking, bool& out_of_fds) {
   std::unordered_map<Subject*, Result> out;
   for (Subject* s : asking) out[s];
-  if (all.empty()) return out;
+  if (subjects_.empty()) return out;
   const pid_t self = ::getpid();
   unsigned long long min_start = ULLONG_MAX;
-  for (Subject* s : all) min_start = std::min(min_start, s->start_ticks());
+  for (Subject* s : subjects_) min_start = std::min(min_start, s->start_ticks());
   const Owners owners = GatherOwners();
   // Pass 1: every process that started no earlier than the oldest tree (no member can be
   // older). Zombies and exiting tasks are dead already, but still links in the parent chain.

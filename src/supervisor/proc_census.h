@@ -89,7 +89,7 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
   /// pid cannot name another process before that) or its tree is removed, so a call costs one
   /// read of the runner's children and a stat of `s`'s own orphans, whatever the number of
   /// trees: a burst of 200 cancels no longer waits for rounds to find the daemons. nullopt when
-  /// a read was refused for lack of fds (the round and its relief answer then).
+  /// a read was refused for lack of fds even after the relief (the round answers then).
   std::optional<std::vector<Found>> Orphans(Subject* s);
   /// The runner reaped `pid`: its pid may name a new process from now on.
   void Reaped(pid_t pid) { children_.erase(pid); }
@@ -117,10 +117,13 @@ class ProcCensus : public std::enable_shared_from_this<ProcCensus> {
                       std::unordered_map<pid_t, std::pair<unsigned long long,
                                                           std::vector<std::string>>>& keep,
                       bool& out_of_fds);
-  // Which subject owns every young process; the environment read is cached per process.
-  // `out_of_fds` is set when a read was refused for lack of fds (the answer is incomplete).
-  std::unordered_map<Subject*, Result> Classify(const std::vector<Subject*>& all,
-                                                const std::unordered_set<Subject*>& asking,
+  // Orphans() once: nullopt when the children file could not be read; `refused` is set when a
+  // read was refused for lack of fds (the list may be short).
+  std::optional<std::vector<Found>> LookForOrphans(Subject* s, bool& refused);
+  // Which live tree owns every young process, for the trees `asking`; the environment read is
+  // cached per process. `out_of_fds` is set when a read was refused for lack of fds (the answer
+  // is incomplete).
+  std::unordered_map<Subject*, Result> Classify(const std::unordered_set<Subject*>& asking,
                                                 bool& out_of_fds);
 
   EventLoop* loop_;

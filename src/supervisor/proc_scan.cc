@@ -148,9 +148,13 @@ std::optional<ProcStat> ReadProcStat(pid_t pid, bool& out_of_fds) {
 namespace {
 
 // Appends the pids listed in one task's children file; false when it cannot be opened.
-bool AppendChildren(pid_t pid, std::string_view leaf, std::vector<pid_t>& out) {
+bool AppendChildren(pid_t pid, std::string_view leaf, std::vector<pid_t>& out,
+                    bool& out_of_fds) {
   UniqueFd fd = OpenProcFile(pid, leaf);
-  if (!fd.valid()) return false;
+  if (!fd.valid()) {
+    out_of_fds = out_of_fds || OutOfFds(errno);
+    return false;
+  }
   std::string text;
   char buf[4096];
   for (;;) {
@@ -172,23 +176,27 @@ bool AppendChildren(pid_t pid, std::string_view leaf, std::vector<pid_t>& out) {
 
 }  // namespace
 
-std::optional<std::vector<pid_t>> ReadChildren(pid_t pid, long threads) {
+std::optional<std::vector<pid_t>> ReadChildren(pid_t pid, long threads, bool& out_of_fds) {
   std::vector<pid_t> out;
   char leaf[64] = "task/";
   if (threads == 1) {
     auto [end, ec] = std::to_chars(leaf + 5, leaf + 21, pid);
     (void)ec;
     std::memcpy(end, "/children", sizeof "/children");
-    if (AppendChildren(pid, leaf, out)) return out;
+    if (AppendChildren(pid, leaf, out, out_of_fds)) return out;
   }
   const std::string task = "/proc/" + std::to_string(pid) + "/task";
   DirPtr dir(::opendir(task.c_str()));
-  if (!dir) return std::nullopt;
+  if (!dir) {
+    out_of_fds = out_of_fds || OutOfFds(errno);
+    return std::nullopt;
+  }
   bool any = false;
   while (dirent* e = ::readdir(dir.get())) {
     if (e->d_name[0] == '.') continue;
     // A thread that just ended has no file any more; a kernel without them has none at all.
-    any = AppendChildren(pid, "task/" + std::string(e->d_name) + "/children", out) || any;
+    any = AppendChildren(pid, "task/" + std::string(e->d_name) + "/children", out, out_of_fds) ||
+          any;
   }
   if (!any) return std::nullopt;
   return out;

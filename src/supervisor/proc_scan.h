@@ -53,8 +53,9 @@ bool HasChildren();
 /// (CONFIG_PROC_CHILDREN) or the process is gone. A snapshot like any other: a child being
 /// re-parented at that moment can be missing.
 /// `threads` (ProcStat::threads) 1 reads the one thread's file without listing the task
-/// directory.
-std::optional<std::vector<pid_t>> ReadChildren(pid_t pid, long threads = 0);
+/// directory. `out_of_fds` is set when a file could not be opened for lack of fds: nullopt then
+/// does not mean "no such file" (and a list may be short).
+std::optional<std::vector<pid_t>> ReadChildren(pid_t pid, long threads, bool& out_of_fds);
 /// argv joined with spaces, truncated to `limit` bytes; "" when gone or a kernel thread.
 std::string ReadCmdline(pid_t pid, size_t limit = 256);
 /// The task name (/proc/<pid>/comm: cheaper to read than stat); "" when gone.
