@@ -196,6 +196,8 @@ void EventLoop::ReportBusyTurns(Duration threshold, std::function<void(Duration,
 void EventLoop::RunOnce() {
   epoll_event events[64];
   int n = Wait(events, 64);
+  ++turns_;
+  in_turn_ = true;
   const bool timed = static_cast<bool>(busy_report_);
   const Clock::time_point woke = timed ? Clock::now() : Clock::time_point();
   const Duration cpu_at_wake = timed ? ThreadCpuTime() : Duration(0);
@@ -217,6 +219,7 @@ void EventLoop::RunOnce() {
   }
   FireDueTimers();
   DrainPosted();
+  in_turn_ = false;
   if (timed && busy_report_) {
     const Duration busy = Clock::now() - woke;
     if (busy > busy_threshold_) busy_report_(busy, ThreadCpuTime() - cpu_at_wake);

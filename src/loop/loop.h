@@ -75,6 +75,10 @@ class EventLoop {
   void Stop();
 
   bool InLoopThread() const;
+  /// The turn running now (the callbacks of one wake-up), counted from 1; 0 outside a turn
+  /// (before Run, or called from elsewhere). Work that many callbacks of one turn ask for may
+  /// be done once per turn (the census's listing of the runner's children in a burst of stops).
+  uint64_t turn() const { return in_turn_ ? turns_ : 0; }
 
   /// Calls `report` on the loop thread after every turn (the callbacks of one wake-up) that kept
   /// the loop busy longer than `threshold`: how long nobody else could be served (wall time),
@@ -116,6 +120,8 @@ class EventLoop {
   std::vector<Callback> posted_;
   bool stop_requested_ = false;  // guarded by posted_mu_
   bool pwait2_missing_ = false;
+  uint64_t turns_ = 0;  // loop thread only
+  bool in_turn_ = false;
   Duration busy_threshold_{0};
   std::function<void(Duration, Duration)> busy_report_;
   // Written by the thread that runs the loop, read by Post() from any thread.

@@ -139,6 +139,24 @@ TEST(EventLoop, PostFromTheLoopThreadRunsWithoutAWakeUp) {
   EXPECT_EQ(step, 2);
 }
 
+// turn(): 0 outside the loop's turns; the callbacks of one turn see one number, a later turn a
+// larger one (the census shares one listing of the runner's children among a turn's stops).
+TEST(EventLoop, TheCallbacksOfOneTurnSeeOneTurnNumber) {
+  auto loop = NewLoop();
+  EXPECT_EQ(loop->turn(), 0u);
+  uint64_t first = 0, second = 0, later = 0;
+  loop->Post([&] { first = loop->turn(); });
+  loop->Post([&] {
+    second = loop->turn();
+    loop->Post([&] { later = loop->turn(); });  // drained in the next turn
+  });
+  loop->RunUntil([&] { return later != 0; });
+  EXPECT_NE(first, 0u);
+  EXPECT_EQ(first, second);
+  EXPECT_GT(later, second);
+  EXPECT_EQ(loop->turn(), 0u);
+}
+
 TEST(EventLoop, StopFromAnotherThreadEndsRun) {
   auto loop = NewLoop();
   std::thread t([&] { loop->Stop(); });

@@ -43,6 +43,15 @@ void ProcCensus::Add(Subject* s) {
   // A child found to be no tree's may be this one's: a main process can fork a daemon before
   // its tree is added. Classified again when next listed.
   std::erase_if(children_, [](const auto& e) { return e.second.owner == nullptr; });
+  listed_turn_ = 0;
+  // Its main process is a child of the runner, not reaped yet (a tree is added right after its
+  // spawn): known without a stat until Reaped(). The first look of a burst of cancels then
+  // classifies only the daemons, not every job's main process as well.
+  Child main;
+  main.owner = s;
+  main.start_ticks = s->start_ticks();
+  main.main = true;
+  children_.insert_or_assign(s->pgid(), main);
 }
 
 void ProcCensus::Remove(Subject* s) {
@@ -222,6 +231,8 @@ std::optional<std::vector<ProcCensus::Found>> ProcCensus::Orphans(Subject* s) {
 
 std::optional<std::vector<ProcCensus::Found>> ProcCensus::LookForOrphans(Subject* s,
                                                                          bool& refused) {
+  const uint64_t turn = loop_ ? loop_->turn() : 0;
+  if (turn != 0 && turn == listed_turn_) return KnownOrphans(s, refused);
   // The kernel re-parents an orphan to the subreaper's first live thread, the main thread
   // (find_new_reaper): its children file lists every orphan, whichever thread started the tree.
   const pid_t self = ::getpid();
@@ -229,6 +240,7 @@ std::optional<std::vector<ProcCensus::Found>> ProcCensus::LookForOrphans(Subject
   if (!children) return std::nullopt;
   const uint64_t call = ++orphan_calls_;
   std::optional<Owners> owners;  // gathered only if a child needs classifying
+  bool whole = true;             // every listed child has an answer kept
   std::vector<Found> out;
   for (pid_t pid : *children) {
     auto [it, fresh] = children_.try_emplace(pid);
@@ -251,6 +263,7 @@ std::optional<std::vector<ProcCensus::Found>> ProcCensus::LookForOrphans(Subject
       refused = refused || short_of_fds;
       if (short_of_fds || !c.settled) {
         children_.erase(it);
+        whole = false;
         continue;
       }
       it->second = c;
@@ -264,6 +277,40 @@ std::optional<std::vector<ProcCensus::Found>> ProcCensus::LookForOrphans(Subject
   // Children no longer listed were reaped by someone else: forget them.
   if (children_.size() > children->size()) {
     std::erase_if(children_, [call](const auto& e) { return e.second.listed != call; });
+  }
+  listed_turn_ = whole && !refused ? turn : 0;
+  orphans_indexed_ = false;
+  return out;
+}
+
+std::vector<ProcCensus::Found> ProcCensus::KnownOrphans(Subject* s, bool& refused) {
+  // Each tree's orphans, gathered from the kept answers once per listing (a pass over 400
+  // answers per call would cost a quarter of what the listing did).
+  if (!orphans_indexed_) {
+    orphans_indexed_ = true;
+    orphans_by_owner_.clear();
+    for (const auto& [pid, c] : children_) {
+      if (c.owner && !c.main) orphans_by_owner_[c.owner].push_back(pid);
+    }
+  }
+  std::vector<Found> out;
+  auto own = orphans_by_owner_.find(s);
+  if (own == orphans_by_owner_.end()) return out;
+  for (pid_t pid : own->second) {
+    // Reaped since (Reaped() dropped it), or its tree's answers went with the tree.
+    auto it = children_.find(pid);
+    if (it == children_.end() || it->second.owner != s) continue;
+    bool short_of_fds = false;
+    auto st = ReadProcStat(pid, short_of_fds);
+    refused = refused || short_of_fds;
+    if (short_of_fds) continue;  // the relief tries again, from these same answers
+    if (!st || st->start_ticks != it->second.start_ticks) {
+      children_.erase(it);  // gone, or its pid names another process now: the next listing decides
+      continue;
+    }
+    if (!st->ending() && st->start_ticks >= s->start_ticks()) {
+      out.push_back({pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)});
+    }
   }
   return out;
 }

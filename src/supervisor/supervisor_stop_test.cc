@@ -175,7 +175,9 @@ TEST_P(StopTest, SetsidDaemonGetsTheStopSignalOnce) {
 // Twenty trees, each with a daemon that left its group and session, stopped in one loop turn:
 // more trees than the runner's quick look at its children used to serve (16), so the daemons
 // waited for the census's rounds. Each daemon is in its own tree's record only, with the stop
-// signal, which its trap saw once, and the SIGKILL after the grace.
+// signal, which its trap saw once, and the SIGKILL after the grace. Each got it at once, in the
+// turn of the stops (no census round runs in it): the trees after the first share the first's
+// listing of the runner's children (ProcCensus::KnownOrphans).
 TEST_P(StopTest, TwentyTreesStoppedAtOnceEachRecordItsOwnDaemon) {
   constexpr int kTrees = 20;
   std::vector<Outcome> o(kTrees);
@@ -195,10 +197,25 @@ TEST_P(StopTest, TwentyTreesStoppedAtOnceEachRecordItsOwnDaemon) {
     ASSERT_TRUE(WaitOutput(o[i], "ready"));
     daemons.push_back(ReadPid(std::to_string(i) + "/daemon"));
     ExpectGoneLater(daemons.back());
+    // Re-parented to us once its subshell is gone (in cgroup mode the leaf finds it anyway).
+    ASSERT_TRUE(RunUntil([&] {
+      auto st = ReadProcStat(daemons.back());
+      return st && st->ppid == ::getpid();
+    }));
   }
-  for (auto& t : trees) t->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(500)});
+  std::vector<bool> at_once(kTrees, false);
+  bool stopped = false;
+  loop_->Post([&] {
+    for (auto& t : trees) t->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(500)});
+    for (int i = 0; i < kTrees; ++i) {
+      for (const ProcessRecord& r : trees[i]->StopRecords()) at_once[i] = at_once[i] || r.pid == daemons[i];
+    }
+    stopped = true;
+  });
+  ASSERT_TRUE(RunUntil([&] { return stopped; }));
   for (auto& out : o) ASSERT_TRUE(Wait(out));
   for (int i = 0; i < kTrees; ++i) {
+    EXPECT_TRUE(at_once[i]) << "daemon " << i << " was not signalled with the rest of its tree";
     EXPECT_TRUE(PidGone(daemons[i]));
     for (int j = 0; j < kTrees; ++j) {
       if (j == i) continue;
