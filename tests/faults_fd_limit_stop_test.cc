@@ -11,11 +11,9 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <filesystem>
 #include <set>
 #include <string>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -70,14 +68,9 @@ std::string FourProcessStep(const std::string& d) {
 
 // Waits until the runner printed "started"; false when it ended first (or never did).
 bool WaitForStarted(Child& runner) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (runner.StdoutSoFar().find("started") == std::string::npos) {
-    if (!ProcessAlive(runner.pid()) || std::chrono::steady_clock::now() > give_up) {
-      return runner.StdoutSoFar().find("started") != std::string::npos;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
+  auto started = [&] { return runner.StdoutSoFar().find("started") != std::string::npos; };
+  WaitFor([&] { return started() || !ProcessAlive(runner.pid()); });
+  return started();
 }
 
 // After a Ctrl-C of FourProcessStep in `dir`/`rel` (results in its r.json): every member got

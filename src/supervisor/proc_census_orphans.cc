@@ -7,6 +7,17 @@
 #include "supervisor/proc_scan.h"
 
 namespace sr {
+namespace {
+
+// Adds `s`'s orphan `pid`, as `st` shows it, to a look's answer when it is live and no older than
+// the tree (Signal pins it against pid reuse).
+void AddIfLive(ProcCensus::Subject* s, pid_t pid, ProcStat& st,
+               std::vector<ProcCensus::Found>& out) {
+  if (st.ending() || st.start_ticks < s->start_ticks()) return;
+  out.push_back({pid, st.ppid, st.pgrp, st.start_ticks, std::move(st.comm)});
+}
+
+}  // namespace
 
 ProcCensus::Child ProcCensus::ClassifyChild(const Owners& owners, const ProcStat& st,
                                             bool& out_of_fds) {
@@ -82,10 +93,7 @@ std::optional<std::vector<ProcCensus::Found>> ProcCensus::LookForOrphans(Subject
       it->second = c;
       it->second.listed = call;
     }
-    const Child& c = it->second;
-    // Its own tree's: live, and no older than the tree (Signal pins it against pid reuse).
-    if (c.owner != s || c.main || st->ending() || st->start_ticks < s->start_ticks()) continue;
-    out.push_back({pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)});
+    if (it->second.owner == s && !it->second.main) AddIfLive(s, pid, *st, out);
   }
   // Children no longer listed were reaped by someone else: forget them.
   if (children_.size() > children->size()) {
@@ -121,9 +129,7 @@ std::vector<ProcCensus::Found> ProcCensus::KnownOrphans(Subject* s, bool& refuse
       children_.erase(it);  // gone, or its pid names another process now: the next listing decides
       continue;
     }
-    if (!st->ending() && st->start_ticks >= s->start_ticks()) {
-      out.push_back({pid, st->ppid, st->pgrp, st->start_ticks, std::move(st->comm)});
-    }
+    AddIfLive(s, pid, *st, out);
   }
   return out;
 }

@@ -208,7 +208,9 @@ TEST_P(StopTest, TwentyTreesStoppedAtOnceEachRecordItsOwnDaemon) {
   loop_->Post([&] {
     for (auto& t : trees) t->Stop(StopPolicy{SIGTERM, std::chrono::milliseconds(500)});
     for (int i = 0; i < kTrees; ++i) {
-      for (const ProcessRecord& r : trees[i]->StopRecords()) at_once[i] = at_once[i] || r.pid == daemons[i];
+      for (const ProcessRecord& r : trees[i]->StopRecords()) {
+        at_once[i] = at_once[i] || r.pid == daemons[i];
+      }
     }
     stopped = true;
   });

@@ -23,6 +23,18 @@ namespace sr::test {
 
 std::string Binary() { return STEP_RUNNER_BINARY; }
 
+namespace {
+
+// The whole content of a file ("" when it cannot be read).
+std::string WholeFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
 TestDir::TestDir() {
   std::string tmpl = std::filesystem::temp_directory_path().string() + "/sr-test-XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
@@ -45,11 +57,7 @@ std::string TestDir::Write(const std::string& rel, const std::string& content, i
 }
 
 std::string TestDir::Read(const std::string& rel) const {
-  std::string full = rel.empty() || rel[0] == '/' ? rel : path_ + "/" + rel;
-  std::ifstream in(full, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return WholeFile(rel.empty() || rel[0] == '/' ? rel : path_ + "/" + rel);
 }
 
 bool TestDir::Exists(const std::string& rel) const {
@@ -172,17 +180,6 @@ bool Child::WaitForFile(const std::string& path) {
   }
   return false;
 }
-
-namespace {
-
-std::string WholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-}  // namespace
 
 std::string Child::StdoutSoFar() const { return WholeFile(out_path_); }
 
